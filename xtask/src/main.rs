@@ -1,0 +1,2 @@
+//! Developer task runner (`cargo xtask ...`): provisions and runs the local stack.
+fn main() {}
