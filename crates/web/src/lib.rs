@@ -1,0 +1,21 @@
+//! HTTP basics every service shares: RFC 9457 problem documents, a JSON extractor whose
+//! rejections are problems naming the field, health and readiness endpoints, Prometheus
+//! metrics per route, an offline API docs page, and a server that takes a listener and a
+//! shutdown signal.
+//!
+//! A service builds its own API router and hands it to [`service_router`], which adds the
+//! platform endpoints and the middleware stack (request ids, trace spans joined to the caller's
+//! `traceparent`, body limit, timeout, panic catching, metrics) in one place, so every service
+//! answers the same way at its edges.
+
+pub mod docs;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod problem;
+pub mod server;
+
+pub use extract::{Json, Path};
+pub use health::{Readiness, ReadinessCheck};
+pub use problem::{FieldError, Problem};
+pub use server::{ServiceInfo, serve, service_router, shutdown_signal};
