@@ -1,0 +1,93 @@
+//! Producer and topic set-up.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::FutureProducer;
+
+/// Where the broker is.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, e.g. `127.0.0.1:9092`.
+    pub brokers: String,
+}
+
+/// A topic the service needs, created at start if missing.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// Log compaction: keep the latest record per key (snapshot topics).
+    pub compacted: bool,
+}
+
+impl KafkaConfig {
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config
+    }
+
+    /// An idempotent producer that waits for every in-sync replica: no duplicates from its own
+    /// retries, no acknowledged record lost to a leader change.
+    pub fn producer(&self) -> anyhow::Result<FutureProducer> {
+        self.client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000")
+            .set("compression.type", "lz4")
+            .create()
+            .context("cannot create the Kafka producer")
+    }
+
+    /// Creates the topics that do not exist yet; existing ones are left as they are.
+    pub async fn ensure_topics(&self, topics: &[TopicSpec]) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config()
+            .create()
+            .context("cannot create the Kafka admin client")?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|topic| {
+                let new = NewTopic::new(&topic.name, topic.partitions, TopicReplication::Fixed(1));
+                if topic.compacted {
+                    new.set("cleanup.policy", "compact")
+                } else {
+                    new
+                }
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .context("creating topics")?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => anyhow::bail!("cannot create topic {name}: {code}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the broker answers a metadata request (readiness).
+pub async fn broker_reachable(producer: &FutureProducer) -> Result<(), String> {
+    let producer = producer.clone();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::Producer as _;
+        producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(2))
+            .map(|_| ())
+            .map_err(|error| format!("Kafka broker unreachable: {error}"))
+    })
+    .await
+    .map_err(|error| format!("metadata check failed: {error}"))?
+}

@@ -1,0 +1,16 @@
+//! Kafka plumbing shared by the services: the idempotent producer, topic set-up, trace context
+//! in record headers, and the PostgreSQL transactional outbox with its relay.
+//!
+//! The outbox is how a PostgreSQL service keeps the rule "an event is published if and only if
+//! its state change committed": the handler writes the event into the `outbox` table in the same
+//! transaction as the change ([`outbox::enqueue`]); the [`outbox::OutboxRelay`] publishes
+//! committed rows with an idempotent, acks=all producer and deletes them only after the broker
+//! acknowledged them. A crash between the broker's acknowledgement and the delete can publish a
+//! row twice, never zero times; consumers deduplicate on the CloudEvent id.
+
+pub mod headers;
+pub mod kafka;
+pub mod outbox;
+
+pub use kafka::{KafkaConfig, TopicSpec};
+pub use outbox::{OutboxRelay, enqueue};

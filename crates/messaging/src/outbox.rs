@@ -1,0 +1,257 @@
+//! The PostgreSQL transactional outbox and its relay.
+//!
+//! Expected table (each service creates it in its own migrations):
+//!
+//! ```sql
+//! CREATE TABLE outbox (
+//!     id         BIGSERIAL PRIMARY KEY,
+//!     event_id   UUID NOT NULL UNIQUE,
+//!     topic      TEXT NOT NULL,
+//!     key        TEXT NOT NULL,
+//!     payload    JSONB NOT NULL,
+//!     headers    JSONB NOT NULL DEFAULT '{}',
+//!     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+//! );
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::topics::Topic;
+use contracts::{CloudEvent, EventData};
+use futures::future::join_all;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::headers::to_record_headers;
+
+/// The channel the relay listens on; `enqueue` notifies it, delivered at commit.
+const CHANNEL: &str = "outbox";
+/// Advisory lock key held by the relay that is publishing. Only one relay per database
+/// publishes at a time, which keeps each aggregate's events in commit order even with several
+/// replicas; the others wait as hot standbys.
+const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+
+/// Writes `event` to the outbox inside the caller's transaction, with the current span's trace
+/// context so the publish (and every consumer) joins the request's trace.
+pub async fn enqueue<T: EventData>(
+    tx: &mut PgConnection,
+    topics: &Topic,
+    event: CloudEvent<T>,
+) -> anyhow::Result<Uuid> {
+    let event = event.into_untyped().context("serialising the event")?;
+    let event_id = event.id;
+    let key = event.subject.clone();
+    let payload = serde_json::to_value(&event).context("serialising the event")?;
+    let headers = serde_json::to_value(telemetry::context_headers(&tracing::Span::current()))
+        .context("serialising trace headers")?;
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event_id)
+    .bind(topics.qualified(T::TOPIC))
+    .bind(key)
+    .bind(payload)
+    .bind(headers)
+    .execute(&mut *tx)
+    .await
+    .context("inserting into the outbox")?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut *tx)
+        .await
+        .context("notifying the outbox relay")?;
+    Ok(event_id)
+}
+
+/// Publishes committed outbox rows to Kafka.
+#[derive(Clone)]
+pub struct OutboxRelay {
+    pool: PgPool,
+    producer: FutureProducer,
+    batch_size: i64,
+    /// Safety net for a lost notification (e.g. the listener reconnecting).
+    poll_interval: Duration,
+}
+
+impl std::fmt::Debug for OutboxRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("batch_size", &self.batch_size)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    topic: String,
+    key: String,
+    payload: serde_json::Value,
+    headers: serde_json::Value,
+}
+
+impl OutboxRelay {
+    pub fn new(pool: PgPool, producer: FutureProducer) -> Self {
+        Self {
+            pool,
+            producer,
+            batch_size: 200,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled; a batch in flight is finished (published and
+    /// deleted) before it returns, so a graceful restart neither loses nor repeats events.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = match self.listen().await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "outbox LISTEN failed; polling only");
+                None
+            }
+        };
+        let mut failures: u32 = 0;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            match self.publish_batch().await {
+                // A full batch suggests more are waiting: go again at once.
+                Ok(published) if published as i64 >= self.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    metrics::counter!("outbox_publish_failures_total").increment(1);
+                    tracing::warn!(error = format!("{error:#}"), failures, "outbox publish failed");
+                    let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => continue,
+                    }
+                }
+            }
+            let wake = async {
+                match listener.as_mut() {
+                    Some(listener) => {
+                        if let Err(error) = listener.recv().await {
+                            tracing::warn!(%error, "outbox listener lost; it reconnects on next recv");
+                            tokio::time::sleep(self.poll_interval).await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake => {},
+                () = tokio::time::sleep(self.poll_interval) => {},
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn listen(&self) -> anyhow::Result<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .context("connecting the outbox listener")?;
+        listener.listen(CHANNEL).await.context("LISTEN outbox")?;
+        Ok(listener)
+    }
+
+    /// Publishes up to one batch; returns how many rows were published.
+    pub async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await.context("beginning the relay transaction")?;
+        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .context("taking the relay lock")?;
+        if !leader {
+            return Ok(0);
+        }
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.batch_size)
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading the outbox")?;
+        metrics::gauge!("outbox_backlog").set(rows.len() as f64);
+        if rows.is_empty() {
+            return Ok(0);
+        }
+
+        // Enqueue every record in id order before awaiting any, so the producer keeps them in
+        // order per partition while still pipelining the batch.
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let parent: HashMap<String, String> =
+                serde_json::from_value(row.headers.clone()).unwrap_or_default();
+            let span = tracing::info_span!(
+                "outbox.publish",
+                otel.name = %format!("publish {}", row.topic),
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.destination = %row.topic,
+                messaging.kafka.message_key = %row.key,
+            );
+            telemetry::adopt_parent(&span, telemetry::context_from_headers(&parent));
+            let headers = to_record_headers(&telemetry::context_headers(&span));
+            let payload = serde_json::to_vec(&row.payload).context("encoding the payload")?;
+            let record = FutureRecord::to(&row.topic)
+                .key(&row.key)
+                .payload(&payload)
+                .headers(headers);
+            let delivery = self.producer.send_result(record).map_err(|(error, _)| error);
+            deliveries.push((row.id, span, delivery));
+        }
+        let outcomes = join_all(deliveries.into_iter().map(|(id, span, delivery)| {
+            let publish_span = span.clone();
+            async move {
+                let outcome = match delivery {
+                    Ok(future) => match future.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((error, _))) => Err(error.to_string()),
+                        Err(_) => Err("the producer dropped the delivery".to_owned()),
+                    },
+                    Err(error) => Err(error.to_string()),
+                };
+                if let Err(error) = &outcome {
+                    span.record("otel.status_code", "ERROR");
+                    tracing::warn!(%error, "record not delivered");
+                }
+                (id, outcome)
+            }
+            .instrument(publish_span)
+        }))
+        .await;
+
+        let delivered: Vec<i64> = outcomes
+            .iter()
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|(id, _)| *id)
+            .collect();
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&delivered)
+            .execute(&mut *tx)
+            .await
+            .context("deleting published rows")?;
+        tx.commit().await.context("committing the relay transaction")?;
+        metrics::counter!("outbox_published_total").increment(delivered.len() as u64);
+        let failed = outcomes.len() - delivered.len();
+        if failed > 0 {
+            anyhow::bail!("{failed} of {} records were not delivered", outcomes.len());
+        }
+        Ok(delivered.len())
+    }
+}
