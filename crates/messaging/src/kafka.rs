@@ -9,6 +9,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
 
+/// The producer type services hold (re-exported so they need no rdkafka dependency).
+pub type Producer = FutureProducer;
+
 /// Where the broker is.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {

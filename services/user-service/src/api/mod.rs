@@ -1,0 +1,85 @@
+//! HTTP API of user-service: routes, shared state and the OpenAPI document.
+
+pub mod error;
+pub mod jwks;
+pub mod users;
+
+use std::sync::Arc;
+
+use auth::{TokenIssuer, TokenVerifier};
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use contracts::topics::Topic;
+use sqlx::PgPool;
+use utoipa::OpenApi;
+
+use crate::config::Config;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub issuer: TokenIssuer,
+    pub verifier: TokenVerifier,
+    pub topics: Topic,
+    pub config: Arc<Config>,
+}
+
+impl FromRef<AppState> for TokenVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// The CloudEvents `source` of everything this service emits.
+pub const EVENT_SOURCE: &str = "/user-service";
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/users/register", post(users::register))
+        .route("/api/users/login", post(users::login))
+        .route("/api/users/refresh", post(users::refresh))
+        .route("/api/users/logout", post(users::logout))
+        .route("/api/users/me", get(users::me).patch(users::update_me))
+        .route("/.well-known/jwks.json", get(jwks::jwks))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "user-service",
+        description = "Accounts, sign-in, token refresh and profiles. Access tokens are EdDSA JWTs verifiable with /.well-known/jwks.json."
+    ),
+    paths(
+        users::register,
+        users::login,
+        users::refresh,
+        users::logout,
+        users::me,
+        users::update_me,
+        jwks::jwks
+    ),
+    components(schemas(web::Problem, web::FieldError)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! user-service: accounts, sign-in and profiles for the ferroshop platform.
+//!
+//! It owns the PostgreSQL database `users`, signs short-lived EdDSA access tokens (public keys
+//! at `/.well-known/jwks.json`, so every other service verifies tokens without calling here),
+//! rotates opaque refresh tokens with reuse detection, and publishes `user.*` events through a
+//! transactional outbox. `main.rs` is a thin shell over [`Application`], which tests start on
+//! port 0 against their own database and topics.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod startup;
+pub mod store;
+
+pub use startup::Application;

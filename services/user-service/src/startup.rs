@@ -1,0 +1,204 @@
+//! Wiring: database, migrations, keys, admin seed, Kafka, outbox relay and the HTTP server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use auth::{KeySource, SigningKey, TokenIssuer, TokenVerifier};
+use contracts::topics::{self, Topic};
+use messaging::{KafkaConfig, OutboxRelay, TopicSpec};
+use messaging::kafka::Producer as FutureProducer;
+use secrecy::ExposeSecret as _;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use web::{Readiness, ServiceInfo};
+
+use crate::api::{self, AppState};
+use crate::config::{Config, Profile};
+use crate::domain::password;
+use crate::store::users::NewUser;
+
+/// A built, not yet running, user-service.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    router: axum::Router,
+    relay: Option<OutboxRelay>,
+    pool: PgPool,
+}
+
+impl Application {
+    /// Connects to everything, applies migrations, seeds the admin and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(config.database_url.expose_secret())
+            .await
+            .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+        // sqlx holds a PostgreSQL advisory lock while migrating, so replicas starting together
+        // apply each migration once.
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .context("applying database migrations")?;
+
+        let key = SigningKey::load_or_create(
+            &config.jwt_private_key_path,
+            config.profile == Profile::Local,
+        )
+        .context("loading the JWT signing key (JWT_PRIVATE_KEY_PATH)")?;
+        let verifier = TokenVerifier::new(
+            KeySource::Static(key.jwks()?),
+            &config.jwt_issuer,
+            &config.jwt_audience,
+        );
+        let issuer = TokenIssuer::new(
+            key,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.access_token_ttl,
+        );
+
+        let kafka = KafkaConfig {
+            brokers: config.kafka_brokers.clone(),
+        };
+        let topics = Topic::with_prefix(config.topic_prefix.clone());
+        kafka
+            .ensure_topics(&[TopicSpec {
+                name: topics.qualified(topics::USER_EVENTS),
+                partitions: 3,
+                compacted: false,
+            }])
+            .await
+            .context("creating Kafka topics (KAFKA_BROKERS)")?;
+        let producer: FutureProducer = kafka.producer()?;
+
+        let state = AppState {
+            pool: pool.clone(),
+            issuer,
+            verifier,
+            topics,
+            config: config.clone(),
+        };
+        seed_admin(&state).await?;
+
+        let readiness = readiness(pool.clone(), producer.clone());
+        let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
+            .to_json()
+            .context("rendering the OpenAPI document")?;
+        let router = web::service_router(
+            ServiceInfo {
+                name: "user-service",
+                openapi_json: openapi,
+                request_timeout: config.request_timeout,
+            },
+            api::router(state),
+            readiness,
+        );
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let port = listener.local_addr()?.port();
+        let relay = config
+            .run_outbox_relay
+            .then(|| OutboxRelay::new(pool.clone(), producer));
+        Ok(Self {
+            listener,
+            port,
+            router,
+            relay,
+            pool,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown` resolves: in-flight requests finish, the relay publishes the
+    /// batch it holds, then this returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let relay = self.relay.map(|relay| tokio::spawn(relay.run(stop.clone())));
+        let http_stop = stop.clone();
+        let server = web::serve(self.listener, self.router, async move {
+            shutdown.await;
+            http_stop.cancel();
+        });
+        let result = server.await.context("HTTP server failed");
+        stop.cancel();
+        if let Some(relay) = relay
+            && let Err(error) = relay.await
+        {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+        self.pool.close().await;
+        result
+    }
+}
+
+fn readiness(pool: PgPool, producer: FutureProducer) -> Readiness {
+    Readiness::new()
+        .with_check("postgres", move || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("SELECT 1")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|error| format!("PostgreSQL unreachable: {error}"))
+            }
+        })
+        .with_check("kafka", move || {
+            let producer = producer.clone();
+            async move { messaging::kafka::broker_reachable(&producer).await }
+        })
+}
+
+/// Creates the configured admin account once (with its `user.registered.v1` event). An
+/// existing account with that e-mail is left untouched, whatever its password.
+async fn seed_admin(state: &AppState) -> anyhow::Result<()> {
+    let Some(email) = state.config.admin_email.clone() else {
+        return Ok(());
+    };
+    let mut conn = state.pool.acquire().await?;
+    if crate::store::users::by_email(&mut conn, &email).await?.is_some() {
+        return Ok(());
+    }
+    drop(conn);
+    let hash = password::hash(state.config.admin_password.expose_secret().to_owned()).await?;
+    let mut tx = state.pool.begin().await?;
+    let created = api::users::create_user(
+        &mut tx,
+        state,
+        &NewUser {
+            id: Uuid::now_v7(),
+            email: &email,
+            password_hash: &hash,
+            name: "Administrator",
+            phone: None,
+            locale: "en",
+            role: auth::Role::Admin.as_str(),
+        },
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("seeding the admin: {error}"))?;
+    tx.commit().await?;
+    if created.is_some() {
+        tracing::info!(%email, "seeded the admin account");
+    }
+    Ok(())
+}
