@@ -1,2 +1,338 @@
-//! Developer task runner (`cargo xtask ...`): provisions and runs the local stack.
-fn main() {}
+//! Developer task runner for ferroshop (`cargo xtask <command>`).
+//!
+//! `up` provisions and starts the local stack natively, without Docker: PostgreSQL (Debian's
+//! server), Apache Kafka in KRaft mode (from Maven Central), FerretDB and Mailpit (built from
+//! the Go module proxy), Zipkin (from Maven Central), then builds and starts the Rust services.
+//! Tools are cached under `$FERROSHOP_CACHE` (default `~/.cache/ferroshop`); data, pid files
+//! and logs live in the clone's git-ignored `.local/`. `down` stops exactly the process groups
+//! that `up` recorded, `status` and `logs` inspect them, and `test` runs the checks and the
+//! test suite against the real stack, ending with one `N passed, N failed` line.
+
+mod infra;
+mod layout;
+mod proc;
+mod provision;
+mod services;
+mod ui;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::infra::{ALL, Infra, State};
+use crate::layout::{Layout, Settings, rel};
+use crate::proc::{live_pid, port_open};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "ferroshop developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Provision (first time) and start the infrastructure and the services.
+    Up {
+        /// Start only the infrastructure, not the Rust services.
+        #[arg(long)]
+        infra_only: bool,
+    },
+    /// Stop everything `up` started.
+    Down {
+        /// Also delete all local data (.local/data).
+        #[arg(long)]
+        wipe: bool,
+    },
+    /// One line per component: up/down, port, pid.
+    Status,
+    /// Show the last 200 lines of a component's log.
+    Logs {
+        /// Component: postgres, kafka, ferretdb, zipkin, mailpit or a service name.
+        name: String,
+        /// Keep following the log.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// fmt check, clippy, infrastructure up, then the workspace tests.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the context chain, never a backtrace.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let layout = Layout::detect()?;
+    let settings = Settings::from_env()?;
+    match cli.command {
+        Cmd::Up { infra_only } => up(&layout, &settings, infra_only).map(|()| ExitCode::SUCCESS),
+        Cmd::Down { wipe } => down(&layout, wipe).map(|()| ExitCode::SUCCESS),
+        Cmd::Status => status(&layout, &settings).map(|()| ExitCode::SUCCESS),
+        Cmd::Logs { name, follow } => logs(&layout, &name, follow),
+        Cmd::Test { args } => test(&layout, &settings, &args),
+    }
+}
+
+fn up(layout: &Layout, s: &Settings, infra_only: bool) -> Result<()> {
+    let started = Instant::now();
+    infra::up(layout, s)?;
+    if !infra_only {
+        services::up(layout, s)?;
+    }
+    let (email, password) = services::admin_credentials();
+    println!();
+    println!("ferroshop is up ({:.1}s)", started.elapsed().as_secs_f64());
+    if !infra_only {
+        for svc in services::present(layout) {
+            let url = svc.base_url()?;
+            println!("  {:<14} {url}   API docs {url}/docs", svc.name);
+        }
+    }
+    println!("  {:<14} {}", "Zipkin", s.zipkin_url());
+    println!("  {:<14} {}", "Mail inbox", s.mailpit_url());
+    println!("  {:<14} {}", "PostgreSQL", s.database_url("postgres"));
+    println!("  {:<14} {}", "Kafka", s.kafka_brokers());
+    println!("  {:<14} {}", "MongoDB wire", s.mongodb_url());
+    println!("  {:<14} 127.0.0.1:{}", "SMTP", s.smtp_port);
+    if !infra_only {
+        println!("  {:<14} {email} / {password}", "Admin login");
+    }
+    Ok(())
+}
+
+fn down(layout: &Layout, wipe: bool) -> Result<()> {
+    // Services first (they hold connections to the infrastructure), then infrastructure in
+    // reverse start order so FerretDB lets go of PostgreSQL before it stops.
+    for svc in services::SERVICES.iter().rev() {
+        let pid_file = layout.pid_file(svc.name);
+        if let Some(pid) = live_pid(&pid_file) {
+            proc::stop_group(pid, "TERM", Duration::from_secs(30))
+                .with_context(|| format!("stopping {}", svc.name))?;
+            println!("stopped {} (pid {pid})", svc.name);
+        }
+        let _ = std::fs::remove_file(&pid_file);
+    }
+    for c in ALL.iter().rev() {
+        if let Some(pid) =
+            infra::stop(layout, *c).with_context(|| format!("stopping {}", c.name()))?
+        {
+            println!("stopped {} (pid {pid})", c.name());
+        }
+    }
+    if wipe {
+        let data = layout.data_root();
+        if data.exists() {
+            std::fs::remove_dir_all(&data)
+                .with_context(|| format!("deleting {}", data.display()))?;
+            println!("deleted {}", rel(layout, &data));
+        }
+    }
+    Ok(())
+}
+
+fn status(layout: &Layout, s: &Settings) -> Result<()> {
+    println!("{:<14} {:<9} {:<6} pid", "component", "state", "port");
+    for c in ALL {
+        let port = c.main_port(s);
+        let (state, pid) = match infra::state(layout, s, c) {
+            State::Running(pid) => ("up", pid.to_string()),
+            State::Starting(pid) => ("starting", pid.to_string()),
+            State::Stopped => ("down", "-".into()),
+            State::Foreign(_, _) => ("foreign", "-".into()),
+            State::External => (
+                if infra::pg_query(s, "postgres", "SELECT 1").is_ok() {
+                    "external"
+                } else {
+                    "ext-down"
+                },
+                "-".into(),
+            ),
+        };
+        println!("{:<14} {state:<9} {port:<6} {pid}", c.name());
+    }
+    for svc in services::present(layout) {
+        let port = svc.port()?;
+        let (state, pid) = match live_pid(&layout.pid_file(svc.name)) {
+            Some(pid) if port_open(port) => ("up", pid.to_string()),
+            Some(pid) => ("starting", pid.to_string()),
+            None if port_open(port) => ("foreign", "-".into()),
+            None => ("down", "-".into()),
+        };
+        println!("{:<14} {state:<9} {port:<6} {pid}", svc.name);
+    }
+    Ok(())
+}
+
+fn logs(layout: &Layout, name: &str, follow: bool) -> Result<ExitCode> {
+    let known = Infra::from_name(name).is_some()
+        || services::SERVICES.iter().any(|s| s.name == name)
+        || name == "build";
+    if !known {
+        let mut names: Vec<&str> = ALL.iter().map(|c| c.name()).collect();
+        names.extend(services::SERVICES.iter().map(|s| s.name));
+        bail!("unknown component {name:?}; one of: {}", names.join(", "));
+    }
+    let path = infra::log_path(layout, name);
+    if !path.is_file() {
+        bail!("no log yet for {name} ({})", rel(layout, &path));
+    }
+    if follow {
+        // tail(1) already does following well, including truncation and rotation.
+        let status = Command::new("tail")
+            .args(["-n", "200", "-F"])
+            .arg(&path)
+            .status()
+            .context("running tail -F")?;
+        return Ok(if status.success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    for line in proc::tail_lines(&path, 200) {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run_step(layout: &Layout, title: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("==> {title}");
+    let status = cmd
+        .current_dir(&layout.repo)
+        .status()
+        .with_context(|| format!("running {title}"))?;
+    if !status.success() {
+        bail!("{title} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
+    run_step(
+        layout,
+        "cargo fmt --all --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    )?;
+    run_step(
+        layout,
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    eprintln!("==> infrastructure");
+    infra::up(layout, s)?;
+
+    eprintln!(
+        "==> cargo test --workspace --no-fail-fast {}",
+        args.join(" ")
+    );
+    let mut child = cargo()
+        .current_dir(&layout.repo)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(args)
+        .env("TEST_DATABASE_URL", s.database_url("postgres"))
+        .env("KAFKA_BROKERS", s.kafka_brokers())
+        .env("ZIPKIN_URL", s.zipkin_url())
+        .env("MONGODB_URL", s.mongodb_url())
+        .env("MAILPIT_URL", s.mailpit_url())
+        .env("SMTP_HOST", "127.0.0.1")
+        .env("SMTP_PORT", s.smtp_port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let mut totals = Totals::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            totals.add_line(&line);
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() && totals.failed == 0 {
+        eprintln!("error: cargo test failed ({status})");
+    }
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    Ok(if status.success() && totals.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Sums libtest's `test result: ok. 3 passed; 1 failed; ...` lines across test binaries.
+#[derive(Debug, Default, PartialEq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim_start().strip_prefix("test result:") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = count.parse::<u64>() else {
+                continue;
+            };
+            match label {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn sums_test_result_lines() {
+        let mut t = Totals::default();
+        t.add_line("test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        t.add_line(
+            "test result: FAILED. 2 passed; 4 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        t.add_line("test foo ... ok");
+        assert_eq!(
+            t,
+            Totals {
+                passed: 5,
+                failed: 4
+            }
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! Prerequisites (Debian packages) and the tool cache (Kafka, Zipkin, FerretDB, Mailpit).
+//!
+//! Everything comes from package registries only: Kafka and Zipkin are Apache/OpenZipkin
+//! artifacts on Maven Central, FerretDB and Mailpit are built from the Go module proxy, and
+//! PostgreSQL, Java and Maven come from Debian. Each tool is installed into a versioned
+//! directory that appears atomically (built under a temporary name, then renamed), so a
+//! half-finished provisioning is redone rather than trusted.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail};
+
+use crate::layout::Layout;
+use crate::proc::{is_root, run_logged, which};
+use crate::ui::Task;
+
+pub const KAFKA_VERSION: &str = "4.1.1";
+pub const ZIPKIN_VERSION: &str = "3.5.1";
+pub const FERRETDB_VERSION: &str = "v1.24.2";
+pub const MAILPIT_VERSION: &str = "v1.27.11";
+/// slf4j 2 and a log4j2 binding: Kafka logs through slf4j, and without a 2.x API plus a binding
+/// the broker would log nothing at all (and readiness is read from its log).
+const SLF4J_VERSION: &str = "2.0.17";
+const LOG4J_VERSION: &str = "2.24.3";
+
+/// Go is not taken from Debian (too old for these modules); these are the usual install spots.
+const GO_FALLBACK_DIRS: &[&str] = &["/usr/local/go/bin", "/usr/lib/go/bin"];
+
+pub fn kafka_dir(layout: &Layout) -> PathBuf {
+    layout.tools().join(format!("kafka-{KAFKA_VERSION}"))
+}
+pub fn kafka_libs(layout: &Layout) -> PathBuf {
+    kafka_dir(layout).join("libs")
+}
+pub fn zipkin_jar(layout: &Layout) -> PathBuf {
+    layout
+        .tools()
+        .join(format!("zipkin-{ZIPKIN_VERSION}"))
+        .join("zipkin.jar")
+}
+pub fn ferretdb_bin(layout: &Layout) -> PathBuf {
+    layout
+        .tools()
+        .join(format!("ferretdb-{FERRETDB_VERSION}"))
+        .join("ferretdb")
+}
+pub fn mailpit_bin(layout: &Layout) -> PathBuf {
+    layout
+        .tools()
+        .join(format!("mailpit-{MAILPIT_VERSION}"))
+        .join("mailpit")
+}
+
+// ---------------------------------------------------------------------------------------------
+// System prerequisites
+
+/// apt-get is run at most once per xtask invocation for `update`, and never concurrently.
+static APT: Mutex<bool> = Mutex::new(false);
+
+/// Installs Debian packages, or explains how to when we are not allowed to.
+pub fn apt_install(layout: &Layout, packages: &[&str], what: &str) -> Result<()> {
+    let list = packages.join(" ");
+    if !is_root() || which("apt-get", &[]).is_none() {
+        bail!(
+            "{what} is not installed; install it with `sudo apt-get install -y {list}` and retry"
+        );
+    }
+    let mut updated = APT
+        .lock()
+        .map_err(|_| anyhow::anyhow!("apt lock poisoned"))?;
+    let log = layout.provision_log("apt");
+    let task = Task::start("apt-get", &format!("installing {list}"));
+    // Without this, the postgresql package would create and start a cluster of its own on
+    // 5432 (the port we want); policy-rc.d is the Debian way to keep packages from starting
+    // services during installation.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let placed_policy = !policy.exists()
+        && fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok()
+        && set_mode(policy, 0o755).is_ok();
+    let result = (|| {
+        if !*updated {
+            run_logged(
+                Command::new("apt-get").args(["update", "-q"]),
+                &log,
+                "apt-get update",
+            )?;
+            *updated = true;
+        }
+        run_logged(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+            &log,
+            &format!("apt-get install {list}"),
+        )
+    })();
+    if placed_policy {
+        let _ = fs::remove_file(policy);
+    }
+    match result {
+        Ok(()) => {
+            task.done(&format!("installed {list}"));
+            Ok(())
+        }
+        Err(e) => {
+            task.fail();
+            Err(e.context(format!("could not install {what}")))
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// Newest PostgreSQL server binaries from Debian's layout (/usr/lib/postgresql/<major>/bin).
+pub fn postgres_bin(layout: &Layout) -> Result<PathBuf> {
+    if let Some(dir) = find_postgres_bin() {
+        return Ok(dir);
+    }
+    apt_install(layout, &["postgresql"], "the PostgreSQL server")?;
+    find_postgres_bin()
+        .context("PostgreSQL was installed but no /usr/lib/postgresql/*/bin/postgres was found")
+}
+
+/// The server binaries if installed, without installing anything.
+pub fn postgres_bin_if_present() -> Option<PathBuf> {
+    find_postgres_bin()
+}
+
+fn find_postgres_bin() -> Option<PathBuf> {
+    let mut best: Option<(u32, PathBuf)> = None;
+    for entry in fs::read_dir("/usr/lib/postgresql").ok()?.flatten() {
+        let Ok(major) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let bin = entry.path().join("bin");
+        if bin.join("postgres").is_file()
+            && bin.join("initdb").is_file()
+            && best.as_ref().is_none_or(|(m, _)| major > *m)
+        {
+            best = Some((major, bin));
+        }
+    }
+    best.map(|(_, bin)| bin)
+}
+
+/// psql: the server's own bin dir first, then PATH (postgresql-client).
+pub fn psql(pg_bin: Option<&Path>) -> Option<PathBuf> {
+    pg_bin
+        .map(|b| b.join("psql"))
+        .filter(|p| p.is_file())
+        .or_else(|| which("psql", &[]))
+}
+
+pub fn java(layout: &Layout) -> Result<PathBuf> {
+    if let Some(java) = which("java", &[]) {
+        return Ok(java);
+    }
+    apt_install(
+        layout,
+        &["openjdk-17-jre-headless"],
+        "Java 17+ (needed by Kafka and Zipkin)",
+    )?;
+    which("java", &[]).context("java is still not on PATH after installing openjdk-17-jre-headless")
+}
+
+pub fn mvn(layout: &Layout) -> Result<PathBuf> {
+    if let Some(mvn) = which("mvn", &[]) {
+        return Ok(mvn);
+    }
+    apt_install(
+        layout,
+        &["maven"],
+        "Maven (fetches Kafka and Zipkin from Maven Central)",
+    )?;
+    which("mvn", &[]).context("mvn is still not on PATH after installing maven")
+}
+
+pub fn go() -> Result<PathBuf> {
+    which("go", GO_FALLBACK_DIRS).context(
+        "go is not installed (needed to build FerretDB and Mailpit); install Go 1.22+ and put it on PATH",
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tool cache
+
+pub fn kafka_ready(layout: &Layout) -> bool {
+    kafka_libs(layout)
+        .join(format!("kafka_2.13-{KAFKA_VERSION}.jar"))
+        .is_file()
+}
+pub fn zipkin_ready(layout: &Layout) -> bool {
+    zipkin_jar(layout).is_file()
+}
+pub fn ferretdb_ready(layout: &Layout) -> bool {
+    ferretdb_bin(layout).is_file()
+}
+pub fn mailpit_ready(layout: &Layout) -> bool {
+    mailpit_bin(layout).is_file()
+}
+
+fn maven_repo(layout: &Layout) -> String {
+    format!("-Dmaven.repo.local={}", layout.cache.join("m2").display())
+}
+
+/// Kafka's broker, storage formatter and CLI tools with their runtime dependencies, resolved
+/// by Maven from a generated pom.
+pub fn provision_kafka(layout: &Layout, mvn: &Path) -> Result<()> {
+    let dir = kafka_dir(layout);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pom = dir.join("pom.xml");
+    let dep = |g: &str, a: &str, v: &str| {
+        format!(
+            "    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>\n"
+        )
+    };
+    // kafka_2.13 holds kafka.Kafka and kafka.tools.StorageTool; kafka-tools adds the admin and
+    // console clients (TopicCommand, ConsoleProducer) that are handy for poking at the broker.
+    let deps = [
+        dep("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
+        dep("org.apache.kafka", "kafka-storage", KAFKA_VERSION),
+        dep("org.apache.kafka", "kafka-tools", KAFKA_VERSION),
+        dep("org.slf4j", "slf4j-api", SLF4J_VERSION),
+        dep(
+            "org.apache.logging.log4j",
+            "log4j-slf4j2-impl",
+            LOG4J_VERSION,
+        ),
+    ]
+    .concat();
+    let text = format!(
+        "<project xmlns=\"http://maven.apache.org/POM/4.0.0\">\n  <modelVersion>4.0.0</modelVersion>\n  <groupId>local.ferroshop</groupId>\n  <artifactId>kafka-runtime</artifactId>\n  <version>1</version>\n  <packaging>pom</packaging>\n  <dependencies>\n{deps}  </dependencies>\n</project>\n"
+    );
+    fs::write(&pom, text).with_context(|| format!("writing {}", pom.display()))?;
+    let tmp = dir.join("libs.partial");
+    let _ = fs::remove_dir_all(&tmp);
+    run_logged(
+        Command::new(mvn)
+            .args(["-B", "-q", &maven_repo(layout), "-f"])
+            .arg(&pom)
+            .arg("dependency:copy-dependencies")
+            .arg(format!("-DoutputDirectory={}", tmp.display()))
+            .arg("-DincludeScope=runtime"),
+        &layout.provision_log("kafka"),
+        "mvn dependency:copy-dependencies (Kafka)",
+    )?;
+    let libs = kafka_libs(layout);
+    let _ = fs::remove_dir_all(&libs);
+    fs::rename(&tmp, &libs).with_context(|| format!("moving {} into place", libs.display()))?;
+    Ok(())
+}
+
+/// The Zipkin server's executable jar.
+pub fn provision_zipkin(layout: &Layout, mvn: &Path) -> Result<()> {
+    let jar = zipkin_jar(layout);
+    let dir = jar.parent().context("zipkin jar has no parent dir")?;
+    let tmp = dir.join("download.partial");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    run_logged(
+        Command::new(mvn)
+            .current_dir(&tmp)
+            .args(["-B", "-q", &maven_repo(layout), "dependency:copy"])
+            .arg(format!(
+                "-Dartifact=io.zipkin:zipkin-server:{ZIPKIN_VERSION}:jar:exec"
+            ))
+            .arg(format!("-DoutputDirectory={}", tmp.display())),
+        &layout.provision_log("zipkin"),
+        "mvn dependency:copy (Zipkin)",
+    )?;
+    let downloaded = tmp.join(format!("zipkin-server-{ZIPKIN_VERSION}-exec.jar"));
+    fs::rename(&downloaded, &jar)
+        .with_context(|| format!("moving {} to {}", downloaded.display(), jar.display()))?;
+    let _ = fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// A `go` command with every cache pointed into the tool cache and toolchain downloads off
+/// (only the module proxy is reachable, and the installed Go is new enough).
+fn go_cmd(layout: &Layout, go: &Path, dir: &Path) -> Command {
+    let gocache = layout.cache.join("go");
+    let mut cmd = Command::new(go);
+    cmd.current_dir(dir)
+        .env("GOPATH", gocache.join("path"))
+        .env("GOMODCACHE", gocache.join("mod"))
+        .env("GOCACHE", gocache.join("build"))
+        .env("GOFLAGS", "-modcacherw")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0");
+    cmd
+}
+
+/// A throwaway module that records the tool's version with `go get -tool`, the way the Go
+/// module proxy serves a program whose module has no `latest`.
+fn tool_module(layout: &Layout, go: &Path, name: &str, tool: &str, log: &Path) -> Result<PathBuf> {
+    let work = layout.cache.join("go").join("work").join(name);
+    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    if !work.join("go.mod").is_file() {
+        run_logged(
+            go_cmd(layout, go, &work).args([
+                "mod",
+                "init",
+                &format!("ferroshop.local/tools/{name}"),
+            ]),
+            log,
+            "go mod init",
+        )?;
+    }
+    run_logged(
+        go_cmd(layout, go, &work).args(["get", "-tool", tool]),
+        log,
+        &format!("go get -tool {tool}"),
+    )?;
+    Ok(work)
+}
+
+/// FerretDB from the module proxy. Its version package refuses to start a binary whose
+/// embedded build/version/version.txt is empty (the file is generated by its release tooling
+/// and is not in the module zip), so the module is copied out of the read-only module cache,
+/// the version file is written as FerretDB's docs say, and the copy is built.
+pub fn provision_ferretdb(layout: &Layout, go: &Path) -> Result<()> {
+    let log = layout.provision_log("ferretdb");
+    let module = "github.com/FerretDB/FerretDB";
+    let work = tool_module(
+        layout,
+        go,
+        "ferretdb",
+        &format!("{module}/cmd/ferretdb@{FERRETDB_VERSION}"),
+        &log,
+    )?;
+    let out = go_cmd(layout, go, &work)
+        .args(["list", "-m", "-f", "{{.Dir}}", module])
+        .output()
+        .context("running go list")?;
+    if !out.status.success() {
+        bail!(
+            "go list -m {module} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let module_dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let src = layout
+        .cache
+        .join("go")
+        .join("src")
+        .join(format!("ferretdb-{FERRETDB_VERSION}"));
+    let _ = fs::remove_dir_all(&src);
+    if let Some(parent) = src.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    run_logged(
+        Command::new("cp").arg("-R").arg(&module_dir).arg(&src),
+        &log,
+        "copying the FerretDB module",
+    )?;
+    run_logged(
+        Command::new("chmod").args(["-R", "u+w"]).arg(&src),
+        &log,
+        "making the FerretDB copy writable",
+    )?;
+    fs::write(
+        src.join("build/version/version.txt"),
+        format!("{FERRETDB_VERSION}\n"),
+    )
+    .context("writing FerretDB's version.txt")?;
+    let bin = ferretdb_bin(layout);
+    let tmp = bin.with_extension("partial");
+    run_logged(
+        go_cmd(layout, go, &src)
+            .args(["build", "-trimpath", "-o"])
+            .arg(&tmp)
+            .arg("./cmd/ferretdb"),
+        &log,
+        "go build FerretDB",
+    )?;
+    fs::rename(&tmp, &bin).with_context(|| format!("moving {} into place", bin.display()))?;
+    // The copy is only needed for the build; the module cache keeps the pristine source.
+    let _ = fs::remove_dir_all(&src);
+    Ok(())
+}
+
+/// Mailpit via `go get -tool` + `go install` into its versioned tool directory.
+pub fn provision_mailpit(layout: &Layout, go: &Path) -> Result<()> {
+    let log = layout.provision_log("mailpit");
+    let module = "github.com/axllent/mailpit";
+    let work = tool_module(
+        layout,
+        go,
+        "mailpit",
+        &format!("{module}@{MAILPIT_VERSION}"),
+        &log,
+    )?;
+    let bin = mailpit_bin(layout);
+    let tmp_dir = layout
+        .tools()
+        .join(format!("mailpit-{MAILPIT_VERSION}.partial"));
+    let _ = fs::remove_dir_all(&tmp_dir);
+    run_logged(
+        go_cmd(layout, go, &work)
+            .env("GOBIN", &tmp_dir)
+            .args(["install", module]),
+        &log,
+        "go install mailpit",
+    )?;
+    let dir = bin.parent().context("mailpit binary has no parent dir")?;
+    let _ = fs::remove_dir_all(dir);
+    fs::rename(&tmp_dir, dir).with_context(|| format!("moving {} into place", dir.display()))?;
+    Ok(())
+}
