@@ -335,36 +335,13 @@ pub fn provision_ferretdb(layout: &Layout, go: &Path) -> Result<()> {
         &format!("{module}/cmd/ferretdb@{FERRETDB_VERSION}"),
         &log,
     )?;
-    let out = go_cmd(layout, go, &work)
-        .args(["list", "-m", "-f", "{{.Dir}}", module])
-        .output()
-        .context("running go list")?;
-    if !out.status.success() {
-        bail!(
-            "go list -m {module} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let module_dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let module_dir = module_dir(layout, go, &work, module)?;
     let src = layout
         .cache
         .join("go")
         .join("src")
         .join(format!("ferretdb-{FERRETDB_VERSION}"));
-    let _ = fs::remove_dir_all(&src);
-    if let Some(parent) = src.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    run_logged(
-        Command::new("cp").arg("-R").arg(&module_dir).arg(&src),
-        &log,
-        "copying the FerretDB module",
-    )?;
-    run_logged(
-        Command::new("chmod").args(["-R", "u+w"]).arg(&src),
-        &log,
-        "making the FerretDB copy writable",
-    )?;
+    copy_writable(&module_dir, &src, &log)?;
     fs::write(
         src.join("build/version/version.txt"),
         format!("{FERRETDB_VERSION}\n"),
@@ -386,7 +363,12 @@ pub fn provision_ferretdb(layout: &Layout, go: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Mailpit via `go get -tool` + `go install` into its versioned tool directory.
+/// Mailpit from the Go module proxy. The module carries the web inbox's sources but not its
+/// compiled bundle (server/ui/dist is produced by Mailpit's release build), so a binary from a
+/// plain `go install` serves the API and an empty page. When npm is available, the module is
+/// copied out of the read-only module cache, the bundle is built from the npm registry with the
+/// module's own package-lock.json, and the copy is compiled; without npm the API-only binary
+/// from `go install` is used and a warning says so.
 pub fn provision_mailpit(layout: &Layout, go: &Path) -> Result<()> {
     let log = layout.provision_log("mailpit");
     let module = "github.com/axllent/mailpit";
@@ -398,19 +380,110 @@ pub fn provision_mailpit(layout: &Layout, go: &Path) -> Result<()> {
         &log,
     )?;
     let bin = mailpit_bin(layout);
+    let dir = bin.parent().context("mailpit binary has no parent dir")?;
     let tmp_dir = layout
         .tools()
         .join(format!("mailpit-{MAILPIT_VERSION}.partial"));
     let _ = fs::remove_dir_all(&tmp_dir);
-    run_logged(
-        go_cmd(layout, go, &work)
-            .env("GOBIN", &tmp_dir)
-            .args(["install", module]),
-        &log,
-        "go install mailpit",
-    )?;
-    let dir = bin.parent().context("mailpit binary has no parent dir")?;
+    fs::create_dir_all(&tmp_dir).with_context(|| format!("creating {}", tmp_dir.display()))?;
+    match which("npm", &[]) {
+        Some(npm) => build_mailpit_with_ui(layout, go, &npm, &work, &tmp_dir, &log)?,
+        None => {
+            crate::ui::say(
+                "! mailpit: npm not found, building without the web inbox UI (the HTTP API works); install nodejs/npm and delete the cached mailpit tool to get the UI",
+            );
+            run_logged(
+                go_cmd(layout, go, &work)
+                    .env("GOBIN", &tmp_dir)
+                    .args(["install", module]),
+                &log,
+                "go install mailpit",
+            )?;
+        }
+    }
     let _ = fs::remove_dir_all(dir);
     fs::rename(&tmp_dir, dir).with_context(|| format!("moving {} into place", dir.display()))?;
     Ok(())
+}
+
+fn build_mailpit_with_ui(
+    layout: &Layout,
+    go: &Path,
+    npm: &Path,
+    work: &Path,
+    out_dir: &Path,
+    log: &Path,
+) -> Result<()> {
+    let module = "github.com/axllent/mailpit";
+    let module_dir = module_dir(layout, go, work, module)?;
+    let src = layout
+        .cache
+        .join("go")
+        .join("src")
+        .join(format!("mailpit-{MAILPIT_VERSION}"));
+    copy_writable(&module_dir, &src, log)?;
+    let npm_cache = layout.cache.join("npm");
+    run_logged(
+        Command::new(npm)
+            .current_dir(&src)
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .env("npm_config_cache", &npm_cache),
+        log,
+        "npm ci (Mailpit web UI)",
+    )?;
+    run_logged(
+        Command::new(npm)
+            .current_dir(&src)
+            .args(["run", "package"])
+            .env("npm_config_cache", &npm_cache),
+        log,
+        "npm run package (Mailpit web UI)",
+    )?;
+    run_logged(
+        go_cmd(layout, go, &src)
+            .args(["build", "-trimpath", "-ldflags"])
+            .arg(format!(
+                "-s -w -X {module}/config.Version={MAILPIT_VERSION}"
+            ))
+            .arg("-o")
+            .arg(out_dir.join("mailpit"))
+            .arg("."),
+        log,
+        "go build Mailpit",
+    )?;
+    let _ = fs::remove_dir_all(&src);
+    Ok(())
+}
+
+/// Where the module cache holds `module` (as required by the tool module in `work`).
+fn module_dir(layout: &Layout, go: &Path, work: &Path, module: &str) -> Result<PathBuf> {
+    let out = go_cmd(layout, go, work)
+        .args(["list", "-m", "-f", "{{.Dir}}", module])
+        .output()
+        .context("running go list")?;
+    if !out.status.success() {
+        bail!(
+            "go list -m {module} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// A writable copy of a module from the (read-only) module cache, replacing any older copy.
+fn copy_writable(from: &Path, to: &Path, log: &Path) -> Result<()> {
+    let _ = fs::remove_dir_all(to);
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    run_logged(
+        Command::new("cp").arg("-R").arg(from).arg(to),
+        log,
+        "copying the module source",
+    )?;
+    run_logged(
+        Command::new("chmod").args(["-R", "u+w"]).arg(to),
+        log,
+        "making the copy writable",
+    )
 }
