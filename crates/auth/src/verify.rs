@@ -15,7 +15,10 @@ pub enum KeySource {
     /// A fixed set, for the issuer itself (it knows its own keys).
     Static(JwkSet),
     /// The issuer's JWKS endpoint, fetched on demand and cached.
-    Remote { url: String, client: reqwest::Client },
+    Remote {
+        url: String,
+        client: reqwest::Client,
+    },
 }
 
 /// Why a token was refused.
@@ -68,7 +71,10 @@ impl TokenVerifier {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|error| AuthError::Invalid(error.to_string()))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(AuthError::Invalid(format!("algorithm {:?} is not allowed", header.alg)));
+            return Err(AuthError::Invalid(format!(
+                "algorithm {:?} is not allowed",
+                header.alg
+            )));
         }
         let kid = header
             .kid
@@ -146,10 +152,14 @@ mod tests {
     #[tokio::test]
     async fn a_token_verifies_with_the_issuers_jwks() -> TestResult {
         let key = SigningKey::generate()?;
-        let verifier =
-            TokenVerifier::new(KeySource::Static(key.jwks()?), "ferroshop-users", "ferroshop");
+        let verifier = TokenVerifier::new(
+            KeySource::Static(key.jwks()?),
+            "ferroshop-users",
+            "ferroshop",
+        );
         let user = Uuid::new_v4();
-        let token = issuer(key, "ferroshop", Duration::from_secs(60)).issue(user, Role::Admin, "a@b.c")?;
+        let token =
+            issuer(key, "ferroshop", Duration::from_secs(60)).issue(user, Role::Admin, "a@b.c")?;
         let claims = verifier.verify(&token).await?;
         assert_eq!(claims.sub, user);
         assert_eq!(claims.role, Role::Admin);
@@ -159,18 +169,31 @@ mod tests {
     #[tokio::test]
     async fn wrong_audience_foreign_key_tampering_and_alg_none_are_refused() -> TestResult {
         let key = SigningKey::generate()?;
-        let verifier =
-            TokenVerifier::new(KeySource::Static(key.jwks()?), "ferroshop-users", "ferroshop");
-        let other_aud = issuer(key.clone(), "elsewhere", Duration::from_secs(60))
-            .issue(Uuid::new_v4(), Role::Customer, "a@b.c")?;
+        let verifier = TokenVerifier::new(
+            KeySource::Static(key.jwks()?),
+            "ferroshop-users",
+            "ferroshop",
+        );
+        let other_aud = issuer(key.clone(), "elsewhere", Duration::from_secs(60)).issue(
+            Uuid::new_v4(),
+            Role::Customer,
+            "a@b.c",
+        )?;
         assert!(verifier.verify(&other_aud).await.is_err());
 
-        let foreign = issuer(SigningKey::generate()?, "ferroshop", Duration::from_secs(60))
-            .issue(Uuid::new_v4(), Role::Customer, "a@b.c")?;
+        let foreign = issuer(
+            SigningKey::generate()?,
+            "ferroshop",
+            Duration::from_secs(60),
+        )
+        .issue(Uuid::new_v4(), Role::Customer, "a@b.c")?;
         assert!(verifier.verify(&foreign).await.is_err());
 
-        let good = issuer(key, "ferroshop", Duration::from_secs(60))
-            .issue(Uuid::new_v4(), Role::Customer, "a@b.c")?;
+        let good = issuer(key, "ferroshop", Duration::from_secs(60)).issue(
+            Uuid::new_v4(),
+            Role::Customer,
+            "a@b.c",
+        )?;
         let mut parts: Vec<&str> = good.split('.').collect();
         let forged_payload = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -183,7 +206,10 @@ mod tests {
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
             br#"{"alg":"none","typ":"JWT"}"#,
         );
-        let unsigned = format!("{none_header}.{}.", good.split('.').nth(1).unwrap_or_default());
+        let unsigned = format!(
+            "{none_header}.{}.",
+            good.split('.').nth(1).unwrap_or_default()
+        );
         assert!(verifier.verify(&unsigned).await.is_err());
         Ok(())
     }
@@ -191,10 +217,17 @@ mod tests {
     #[tokio::test]
     async fn expired_tokens_are_refused() -> TestResult {
         let key = SigningKey::generate()?;
-        let verifier =
-            TokenVerifier::new(KeySource::Static(key.jwks()?), "ferroshop-users", "ferroshop");
+        let verifier = TokenVerifier::new(
+            KeySource::Static(key.jwks()?),
+            "ferroshop-users",
+            "ferroshop",
+        );
         // Issued with a zero lifetime: already past `exp` once the 5 s leeway is exceeded.
-        let token = issuer(key, "ferroshop", Duration::ZERO).issue(Uuid::new_v4(), Role::Customer, "a@b.c")?;
+        let token = issuer(key, "ferroshop", Duration::ZERO).issue(
+            Uuid::new_v4(),
+            Role::Customer,
+            "a@b.c",
+        )?;
         let mut strict = verifier.clone();
         strict.validation.leeway = 0;
         strict.validation.reject_tokens_expiring_in_less_than = 1;

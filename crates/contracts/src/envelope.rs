@@ -46,7 +46,10 @@ pub enum EnvelopeError {
     #[error("unsupported CloudEvents specversion {0:?}")]
     SpecVersion(String),
     #[error("event type {found:?} is not {expected:?}")]
-    WrongType { expected: &'static str, found: String },
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
     #[error("data of {event_type} does not match its schema: {source}")]
     Data {
         event_type: String,
@@ -146,7 +149,8 @@ mod tests {
         assert_eq!(json["specversion"], "1.0");
         assert_eq!(json["type"], "user.registered.v1");
         assert_eq!(json["subject"], "42");
-        let back = CloudEvent::from_slice(&serde_json::to_vec(&json)?)?.decode::<UserRegistered>()?;
+        let back =
+            CloudEvent::from_slice(&serde_json::to_vec(&json)?)?.decode::<UserRegistered>()?;
         assert_eq!(back, event);
         Ok(())
     }
@@ -167,5 +171,4 @@ mod tests {
             Err(EnvelopeError::SpecVersion(v)) if v == "0.3"
         ));
     }
-
 }

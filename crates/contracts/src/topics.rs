@@ -44,7 +44,10 @@ mod tests {
     fn prefix_is_prepended_and_dead_letter_topics_are_suffixed() {
         let topics = Topic::with_prefix("t-123.");
         assert_eq!(topics.qualified(USER_EVENTS), "t-123.user.events");
-        assert_eq!(dead_letter(&topics.qualified(ORDER_EVENTS)), "t-123.order.events.dlt");
+        assert_eq!(
+            dead_letter(&topics.qualified(ORDER_EVENTS)),
+            "t-123.order.events.dlt"
+        );
         assert_eq!(Topic::default().qualified(USER_EVENTS), "user.events");
     }
 }

@@ -6,12 +6,14 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 
 /// Record headers carrying `values` (e.g. `traceparent`).
 pub fn to_record_headers(values: &HashMap<String, String>) -> OwnedHeaders {
-    values.iter().fold(OwnedHeaders::new(), |headers, (key, value)| {
-        headers.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
+    values
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
         })
-    })
 }
 
 /// The UTF-8 headers of a received record (binary ones are skipped).

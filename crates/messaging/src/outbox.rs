@@ -107,13 +107,22 @@ impl OutboxRelay {
         }
     }
 
+    /// Publishes at most `batch_size` rows per transaction.
+    pub fn with_batch_size(mut self, batch_size: i64) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
     /// Runs until `shutdown` is cancelled; a batch in flight is finished (published and
     /// deleted) before it returns, so a graceful restart neither loses nor repeats events.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut listener = match self.listen().await {
             Ok(listener) => Some(listener),
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "outbox LISTEN failed; polling only");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "outbox LISTEN failed; polling only"
+                );
                 None
             }
         };
@@ -132,7 +141,11 @@ impl OutboxRelay {
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     metrics::counter!("outbox_publish_failures_total").increment(1);
-                    tracing::warn!(error = format!("{error:#}"), failures, "outbox publish failed");
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        failures,
+                        "outbox publish failed"
+                    );
                     let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -170,7 +183,11 @@ impl OutboxRelay {
 
     /// Publishes up to one batch; returns how many rows were published.
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let mut tx = self.pool.begin().await.context("beginning the relay transaction")?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("beginning the relay transaction")?;
         let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(RELAY_LOCK)
             .fetch_one(&mut *tx)
@@ -212,7 +229,10 @@ impl OutboxRelay {
                 .key(&row.key)
                 .payload(&payload)
                 .headers(headers);
-            let delivery = self.producer.send_result(record).map_err(|(error, _)| error);
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(error, _)| error);
             deliveries.push((row.id, span, delivery));
         }
         let outcomes = join_all(deliveries.into_iter().map(|(id, span, delivery)| {
@@ -246,7 +266,9 @@ impl OutboxRelay {
             .execute(&mut *tx)
             .await
             .context("deleting published rows")?;
-        tx.commit().await.context("committing the relay transaction")?;
+        tx.commit()
+            .await
+            .context("committing the relay transaction")?;
         metrics::counter!("outbox_published_total").increment(delivered.len() as u64);
         let failed = outcomes.len() - delivered.len();
         if failed > 0 {

@@ -7,8 +7,12 @@
 //! every hop of a checkout.
 //!
 //! Export path: Zipkin's own server (from Maven Central) has no OTLP receiver, and its OTLP
-//! module is not published to a registry reachable here, so spans go out with OpenTelemetry's
-//! Zipkin exporter. Swapping to OTLP is a change to [`span_exporter`] alone.
+//! module is not published to a registry reachable here. OpenTelemetry's Zipkin exporter is
+//! deprecated and, in its current release, no longer sends the service name, so spans go out
+//! through [`zipkin::ZipkinV2Exporter`], a small exporter for Zipkin's stable v2 JSON API.
+//! Swapping to OTLP is a change to [`span_exporter`] alone.
+
+pub mod zipkin;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -21,6 +25,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -75,7 +80,9 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let provider = match &config.zipkin_endpoint {
         Some(endpoint) => Some(
             SdkTracerProvider::builder()
-                .with_batch_exporter(span_exporter(endpoint)?)
+                .with_batch_exporter(
+                    span_exporter(endpoint)?.with_service_name(&config.service_name),
+                )
                 .with_resource(
                     Resource::builder()
                         .with_service_name(config.service_name.clone())
@@ -93,18 +100,19 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         .json()
         .with_current_span(true)
         .with_span_list(false)
-        .with_target(true)
-        .boxed();
+        .with_target(true);
+    // Spans are exported at INFO whatever the log level, so quieting the logs (RUST_LOG=warn)
+    // never breaks a trace; library internals at DEBUG/TRACE stay out of Zipkin.
     let otel = provider.as_ref().map(|provider| {
         global::set_tracer_provider(provider.clone());
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(config.service_name.clone()))
+            .with_filter(LevelFilter::INFO)
             .boxed()
     });
     // Another subscriber may already be installed (a test harness); keep it and carry on.
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
+        .with(logs.with_filter(filter))
         .with(otel)
         .try_init();
 
@@ -113,14 +121,8 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
 }
 
 /// The exporter spans leave the process through.
-// The Zipkin exporter is marked deprecated in favour of OTLP, which this Zipkin cannot receive
-// (see the crate docs); it is still released in step with the SDK.
-#[allow(deprecated)]
-fn span_exporter(endpoint: &str) -> anyhow::Result<opentelemetry_zipkin::ZipkinExporter> {
-    opentelemetry_zipkin::ZipkinExporter::builder()
-        .with_collector_endpoint(endpoint)
-        .build()
-        .with_context(|| format!("cannot build the Zipkin exporter for {endpoint}"))
+fn span_exporter(endpoint: &str) -> anyhow::Result<zipkin::ZipkinV2Exporter> {
+    zipkin::ZipkinV2Exporter::new(endpoint)
 }
 
 /// The W3C trace-context headers (`traceparent`, `tracestate`) of `span`, for writing into an
@@ -170,21 +172,29 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             "traceparent",
-            http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
         );
         let parent = context_from_http(&headers);
         let span = parent.span();
         let remote = span.span_context();
         assert!(remote.is_valid());
         assert!(remote.is_remote());
-        assert_eq!(remote.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            remote.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
     }
 
     #[test]
     fn missing_or_garbage_headers_give_no_parent() {
         let mut headers = http::HeaderMap::new();
         assert!(!context_from_http(&headers).span().span_context().is_valid());
-        headers.insert("traceparent", http::HeaderValue::from_static("not-a-traceparent"));
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static("not-a-traceparent"),
+        );
         assert!(!context_from_http(&headers).span().span_context().is_valid());
     }
 }

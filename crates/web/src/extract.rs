@@ -55,7 +55,8 @@ fn has_json_content_type(req: &Request) -> bool {
         .and_then(|value| value.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -67,7 +68,10 @@ fn body_rejection(rejection: BytesRejection) -> Problem {
         {
             Problem::payload_too_large(MAX_BODY_BYTES)
         }
-        other => Problem::bad_request(format!("cannot read the request body: {}", other.body_text())),
+        other => Problem::bad_request(format!(
+            "cannot read the request body: {}",
+            other.body_text()
+        )),
     }
 }
 
@@ -148,7 +152,11 @@ mod tests {
     }
 
     fn field_of(problem: &Problem) -> &str {
-        problem.errors.first().map(|e| e.field.as_str()).unwrap_or("")
+        problem
+            .errors
+            .first()
+            .map(|e| e.field.as_str())
+            .unwrap_or("")
     }
 
     #[test]

@@ -76,15 +76,23 @@ impl Readiness {
 /// The two health routes.
 pub fn router(readiness: Readiness) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { axum::Json(json!({"status": "up"})) }))
+        .route(
+            "/health/live",
+            get(|| async { axum::Json(json!({"status": "up"})) }),
+        )
         .route(
             "/health/ready",
             get(move || {
                 let readiness = readiness.clone();
                 async move {
                     let (ready, checks) = readiness.evaluate().await;
-                    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-                    let body = json!({"status": if ready { "up" } else { "down" }, "checks": checks});
+                    let status = if ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    let body =
+                        json!({"status": if ready { "up" } else { "down" }, "checks": checks});
                     (status, axum::Json(body)).into_response()
                 }
             }),

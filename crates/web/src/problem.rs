@@ -57,7 +57,12 @@ impl Problem {
 
     /// 400: the request cannot be read (bad JSON syntax, bad query string).
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
     }
 
     /// 422: well-formed but invalid; every offending field is listed.
@@ -83,7 +88,12 @@ impl Problem {
 
     /// 401: no credentials, or credentials that are not valid.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        )
     }
 
     /// 403: authenticated, but not allowed.

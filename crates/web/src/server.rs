@@ -50,18 +50,22 @@ pub fn service_router(info: ServiceInfo, api: Router, readiness: Readiness) -> R
         )
         .route("/docs", get(crate::docs::page));
 
-    api.layer(middleware::from_fn(move |req, next| with_timeout(timeout, req, next)))
-        .merge(platform)
-        .fallback(|| async { Problem::not_found("no such resource") })
-        .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(trace_request))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(CatchPanicLayer::custom(|_| Problem::internal().into_response())),
-        )
+    api.layer(middleware::from_fn(move |req, next| {
+        with_timeout(timeout, req, next)
+    }))
+    .merge(platform)
+    .fallback(|| async { Problem::not_found("no such resource") })
+    .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .layer(middleware::from_fn(trace_request))
+    .layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(CatchPanicLayer::custom(|_| {
+                Problem::internal().into_response()
+            })),
+    )
 }
 
 async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {

@@ -54,7 +54,9 @@ impl Config {
         };
         let secs = |name: &str, default: u64| -> anyhow::Result<Duration> {
             Ok(Duration::from_secs(match var(name) {
-                Some(value) => value.parse().with_context(|| format!("{name} must be seconds"))?,
+                Some(value) => value
+                    .parse()
+                    .with_context(|| format!("{name} must be seconds"))?,
                 None => default,
             }))
         };
@@ -92,7 +94,9 @@ impl Config {
                 var("ADMIN_PASSWORD").unwrap_or_else(|| DEFAULT_ADMIN_PASSWORD.into()),
             ),
             login_max_failures: match var("LOGIN_MAX_FAILURES") {
-                Some(value) => value.parse().context("LOGIN_MAX_FAILURES must be a number")?,
+                Some(value) => value
+                    .parse()
+                    .context("LOGIN_MAX_FAILURES must be a number")?,
                 None => 5,
             },
             login_lockout: secs("LOGIN_LOCKOUT_SECS", 30)?,

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use auth::{KeySource, SigningKey, TokenIssuer, TokenVerifier};
 use contracts::topics::{self, Topic};
-use messaging::{KafkaConfig, OutboxRelay, TopicSpec};
 use messaging::kafka::Producer as FutureProducer;
+use messaging::{KafkaConfig, OutboxRelay, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -132,7 +132,9 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
-        let relay = self.relay.map(|relay| tokio::spawn(relay.run(stop.clone())));
+        let relay = self
+            .relay
+            .map(|relay| tokio::spawn(relay.run(stop.clone())));
         let http_stop = stop.clone();
         let server = web::serve(self.listener, self.router, async move {
             shutdown.await;
@@ -175,7 +177,10 @@ async fn seed_admin(state: &AppState) -> anyhow::Result<()> {
         return Ok(());
     };
     let mut conn = state.pool.acquire().await?;
-    if crate::store::users::by_email(&mut conn, &email).await?.is_some() {
+    if crate::store::users::by_email(&mut conn, &email)
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
     drop(conn);

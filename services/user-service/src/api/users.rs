@@ -113,9 +113,13 @@ pub async fn register(
     Json(body): Json<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     let mut errors = Vec::new();
-    let email = validation::email(&body.email).map_err(|e| errors.push(e)).ok();
+    let email = validation::email(&body.email)
+        .map_err(|e| errors.push(e))
+        .ok();
     let _ = validation::password(&body.password).map_err(|e| errors.push(e));
-    let name = validation::name(&body.name).map_err(|e| errors.push(e)).ok();
+    let name = validation::name(&body.name)
+        .map_err(|e| errors.push(e))
+        .ok();
     let phone = match body.phone.as_deref() {
         Some(phone) => validation::phone(phone).map_err(|e| errors.push(e)).ok(),
         None => None,
@@ -168,7 +172,12 @@ pub async fn create_user(
         locale: user.locale.clone(),
         role: user.role.clone(),
     };
-    enqueue(conn, &state.topics, CloudEvent::new(EVENT_SOURCE, user.id.to_string(), event)).await?;
+    enqueue(
+        conn,
+        &state.topics,
+        CloudEvent::new(EVENT_SOURCE, user.id.to_string(), event),
+    )
+    .await?;
     Ok(Some(user))
 }
 
@@ -204,8 +213,11 @@ pub async fn login(
     let user = store::users::by_email(&mut conn, body.email.trim()).await?;
     drop(conn);
 
-    let matches =
-        password::verify(body.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let matches = password::verify(
+        body.password,
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await?;
     let user = match (user, matches) {
         (Some(user), true) => user,
         _ => {
@@ -226,8 +238,12 @@ pub async fn login(
     store::throttle::clear(&mut tx, &throttle_key).await?;
     let tokens = issue_tokens(&mut tx, &state, &user, Uuid::now_v7()).await?;
     let event = UserLoggedIn { user_id: user.id };
-    enqueue(&mut tx, &state.topics, CloudEvent::new(EVENT_SOURCE, user.id.to_string(), event))
-        .await?;
+    enqueue(
+        &mut tx,
+        &state.topics,
+        CloudEvent::new(EVENT_SOURCE, user.id.to_string(), event),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(tokens))
 }
@@ -274,7 +290,9 @@ pub async fn refresh(
     let refused = || ApiError::from(Problem::unauthorized("the refresh token is not valid"));
     let mut tx = state.pool.begin().await?;
     let hash = tokens::hash_refresh_token(body.refresh_token.trim());
-    let token = refresh_tokens::lock_by_hash(&mut tx, &hash).await?.ok_or_else(refused)?;
+    let token = refresh_tokens::lock_by_hash(&mut tx, &hash)
+        .await?
+        .ok_or_else(refused)?;
     if token.revoked_at.is_some() || token.expires_at <= Utc::now() {
         return Err(refused());
     }
@@ -290,7 +308,9 @@ pub async fn refresh(
         .into());
     }
     refresh_tokens::mark_used(&mut tx, token.id).await?;
-    let user = store::users::by_id(&mut tx, token.user_id).await?.ok_or_else(refused)?;
+    let user = store::users::by_id(&mut tx, token.user_id)
+        .await?
+        .ok_or_else(refused)?;
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     let tokens = issue_tokens(&mut tx, &state, &user, token.family_id).await?;
     tx.commit().await?;
@@ -359,9 +379,16 @@ pub async fn update_me(
     };
     let locale = body.locale.as_deref().map(validation::locale).transpose();
     let change = match (name, phone, locale) {
-        (Ok(name), Ok(phone), Ok(locale)) => ProfileChange { name, phone, locale },
+        (Ok(name), Ok(phone), Ok(locale)) => ProfileChange {
+            name,
+            phone,
+            locale,
+        },
         (name, phone, locale) => {
-            let errors = [name.err(), phone.err(), locale.err()].into_iter().flatten().collect();
+            let errors = [name.err(), phone.err(), locale.err()]
+                .into_iter()
+                .flatten()
+                .collect();
             return Err(Problem::validation(errors).into());
         }
     };
@@ -376,8 +403,12 @@ pub async fn update_me(
         phone: user.phone.clone(),
         locale: user.locale.clone(),
     };
-    enqueue(&mut tx, &state.topics, CloudEvent::new(EVENT_SOURCE, user.id.to_string(), event))
-        .await?;
+    enqueue(
+        &mut tx,
+        &state.topics,
+        CloudEvent::new(EVENT_SOURCE, user.id.to_string(), event),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(user.into()))
 }

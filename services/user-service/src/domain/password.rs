@@ -44,7 +44,9 @@ pub async fn verify(password: String, phc: Option<String>) -> anyhow::Result<boo
             };
             let parsed = PasswordHash::new(&phc)
                 .map_err(|error| anyhow::anyhow!("stored hash is malformed: {error}"))?;
-            let matches = hasher()?.verify_password(password.as_bytes(), &parsed).is_ok();
+            let matches = hasher()?
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
             Ok(known && matches)
         })
     })

@@ -11,7 +11,10 @@ pub fn lock_after(failures: i32, max_failures: i32, base: Duration) -> Option<Du
         return None;
     }
     let doublings = u32::try_from(failures - max_failures).unwrap_or(0).min(16);
-    Some(base.saturating_mul(2u32.saturating_pow(doublings)).min(MAX_LOCK))
+    Some(
+        base.saturating_mul(2u32.saturating_pow(doublings))
+            .min(MAX_LOCK),
+    )
 }
 
 #[cfg(test)]

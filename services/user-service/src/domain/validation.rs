@@ -70,7 +70,10 @@ pub fn phone(value: &str) -> Result<String, FieldError> {
     if valid {
         Ok(compact)
     } else {
-        Err(FieldError::new("phone", "must be an international number like +4915112345678"))
+        Err(FieldError::new(
+            "phone",
+            "must be an international number like +4915112345678",
+        ))
     }
 }
 
@@ -88,8 +91,21 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(email(" Ada@Example.com ").ok().as_deref(), Some("Ada@Example.com"));
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@x.io", "a@.x.io", "a@x..io", "a@b@c.io"] {
+        assert_eq!(
+            email(" Ada@Example.com ").ok().as_deref(),
+            Some("Ada@Example.com")
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@x.io",
+            "a@.x.io",
+            "a@x..io",
+            "a@b@c.io",
+        ] {
             assert!(email(bad).is_err(), "{bad:?} should be refused");
         }
     }
@@ -104,7 +120,10 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(name("  Ada Lovelace ").ok().as_deref(), Some("Ada Lovelace"));
+        assert_eq!(
+            name("  Ada Lovelace ").ok().as_deref(),
+            Some("Ada Lovelace")
+        );
         assert!(name("   ").is_err());
         assert!(name(&"x".repeat(101)).is_err());
         assert!(name("bad\u{0}name").is_err());
@@ -112,7 +131,10 @@ mod tests {
 
     #[test]
     fn phones_are_e164() {
-        assert_eq!(phone("+49 151 1234-5678").ok().as_deref(), Some("+4915112345678"));
+        assert_eq!(
+            phone("+49 151 1234-5678").ok().as_deref(),
+            Some("+4915112345678")
+        );
         for bad in ["015112345678", "+0151123456", "+12", "+49abc12345678", ""] {
             assert!(phone(bad).is_err(), "{bad:?} should be refused");
         }

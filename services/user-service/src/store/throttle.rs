@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 /// When the key is locked until, if it is locked now.
-pub async fn locked_until(conn: &mut PgConnection, key: &str) -> sqlx::Result<Option<DateTime<Utc>>> {
+pub async fn locked_until(
+    conn: &mut PgConnection,
+    key: &str,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar(
         "SELECT locked_until FROM login_throttle WHERE key = $1 AND locked_until > now()",
     )

@@ -1,0 +1,360 @@
+//! `spawn_app()` and the `TestApp` that speaks the API.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use contracts::CloudEvent;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+use telemetry::{TelemetryConfig, TelemetryGuard};
+use user_service::Application;
+use user_service::config::{Config, Profile};
+use uuid::Uuid;
+
+pub type TestResult = anyhow::Result<()>;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+pub fn brokers() -> String {
+    env_or("KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+pub fn zipkin_url() -> String {
+    env_or("ZIPKIN_URL", "http://127.0.0.1:9411")
+}
+
+fn telemetry_guard() -> &'static TelemetryGuard {
+    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
+    GUARD.get_or_init(|| {
+        telemetry::init(&TelemetryConfig {
+            service_name: "user-service".into(),
+            zipkin_endpoint: Some(format!("{}/api/v2/spans", zipkin_url())),
+            default_log_filter: "warn".into(),
+        })
+        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
+    })
+}
+
+/// Exports buffered spans now (the exporter blocks, so off the async workers).
+pub async fn flush_spans() {
+    let guard = telemetry_guard().clone();
+    let _ = tokio::task::spawn_blocking(move || guard.flush()).await;
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub topic_prefix: String,
+}
+
+/// A fresh database named after the time, so stale ones from earlier runs can be dropped.
+async fn fresh_database() -> anyhow::Result<String> {
+    let admin_url = env_or(
+        "TEST_DATABASE_URL",
+        "postgres://shop:shop@127.0.0.1:5432/postgres",
+    );
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let name = format!("test_users_{now}_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    drop_stale_databases(&mut admin, now).await;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Drops test databases older than an hour, left by earlier runs.
+async fn drop_stale_databases(admin: &mut PgConnection, now: u64) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'test_users_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let created = name
+            .split('_')
+            .nth(2)
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut *admin)
+            .await;
+        }
+    }
+}
+
+pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {
+    let key_path = std::env::temp_dir().join(format!("ferroshop-test-{}.pem", Uuid::new_v4()));
+    Config {
+        profile: Profile::Local,
+        host: "127.0.0.1".into(),
+        port: 0,
+        database_url: database_url.to_owned().into(),
+        kafka_brokers: brokers(),
+        topic_prefix: topic_prefix.to_owned(),
+        zipkin_endpoint: None,
+        jwt_private_key_path: key_path,
+        jwt_issuer: "ferroshop-users".into(),
+        jwt_audience: "ferroshop".into(),
+        access_token_ttl: Duration::from_secs(900),
+        refresh_token_ttl: Duration::from_secs(3600),
+        admin_email: Some("admin@example.com".into()),
+        admin_password: "admin-dev-password".to_owned().into(),
+        login_max_failures: 5,
+        login_lockout: Duration::from_secs(30),
+        run_outbox_relay: true,
+        request_timeout: Duration::from_secs(10),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    telemetry_guard();
+    let database_url = fresh_database()
+        .await
+        .unwrap_or_else(|error| panic!("cannot create a test database: {error:#}"));
+    let topic_prefix = format!("test-{}.", Uuid::new_v4().simple());
+    let mut config = test_config(&database_url, &topic_prefix);
+    adjust(&mut config);
+    let app = Application::build(config)
+        .await
+        .unwrap_or_else(|error| panic!("user-service failed to start: {error:#}"));
+    let port = app.port();
+    let pool = app.pool().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        pool,
+        topic_prefix,
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Reply> {
+        self.send(self.client.post(self.url(path)).json(&body))
+            .await
+    }
+
+    pub async fn register(&self, email: &str) -> anyhow::Result<Reply> {
+        self.post(
+            "/api/users/register",
+            json!({"email": email, "password": PASSWORD, "name": "Ada Lovelace"}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<Reply> {
+        self.post(
+            "/api/users/login",
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers a fresh customer and logs in; returns (user id, access token, refresh token).
+    pub async fn signed_in_user(&self) -> anyhow::Result<(String, String, String)> {
+        let email = unique_email();
+        let registered = self.register(&email).await?;
+        anyhow::ensure!(
+            registered.status == StatusCode::CREATED,
+            "register: {:?}",
+            registered.body
+        );
+        let login = self.login(&email, PASSWORD).await?;
+        anyhow::ensure!(login.status == StatusCode::OK, "login: {:?}", login.body);
+        Ok((
+            string(&registered.body["id"])?,
+            string(&login.body["access_token"])?,
+            string(&login.body["refresh_token"])?,
+        ))
+    }
+
+    pub async fn me(&self, token: &str) -> anyhow::Result<Reply> {
+        self.send(
+            self.client
+                .get(self.url("/api/users/me"))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    pub async fn outbox_backlog(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Waits until the relay has published everything.
+    pub async fn wait_for_empty_outbox(&self) -> TestResult {
+        let pool = self.pool.clone();
+        eventually(Duration::from_secs(20), move || {
+            let pool = pool.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                    .fetch_one(&pool)
+                    .await?;
+                anyhow::ensure!(n == 0, "{n} events still in the outbox");
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    pub fn topic(&self, logical: &str) -> String {
+        format!("{}{logical}", self.topic_prefix)
+    }
+}
+
+pub fn string(value: &Value) -> anyhow::Result<String> {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("not a string: {value}"))
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", Uuid::new_v4().simple())
+}
+
+/// Retries `check` until it passes or `deadline` passes; returns its last error then.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = TestResult>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(error) if started.elapsed() >= deadline => {
+                return Err(error.context(format!("still failing after {deadline:?}")));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// A record read back from the broker.
+#[derive(Debug)]
+pub struct Record {
+    pub key: String,
+    pub event: CloudEvent,
+    pub headers: HashMap<String, String>,
+}
+
+/// Every record currently in `topic`, from the beginning to the high watermark of each
+/// partition (so "exactly one" assertions see duplicates too).
+pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<Record>> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_topic_blocking(&topic)).await?
+}
+
+fn read_topic_blocking(topic: &str) -> anyhow::Result<Vec<Record>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("test-reader-{}", Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = HashMap::new();
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        if high > low {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+            remaining.insert(partition, high);
+        }
+    }
+    let mut records = Vec::new();
+    if remaining.is_empty() {
+        return Ok(records);
+    }
+    consumer.assign(&assignment)?;
+    let started = Instant::now();
+    while !remaining.is_empty() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out reading {topic}"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message?;
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|high| message.offset() + 1 >= *high)
+        {
+            remaining.remove(&message.partition());
+        }
+        let key = String::from_utf8(message.key().unwrap_or_default().to_vec())?;
+        let event = CloudEvent::from_slice(message.payload().unwrap_or_default())?;
+        let headers = message
+            .headers()
+            .map(messaging::headers::from_record_headers)
+            .unwrap_or_default();
+        records.push(Record {
+            key,
+            event,
+            headers,
+        });
+    }
+    Ok(records)
+}
