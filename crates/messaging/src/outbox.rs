@@ -203,7 +203,17 @@ impl OutboxRelay {
         .fetch_all(&mut *tx)
         .await
         .context("reading the outbox")?;
-        metrics::gauge!("outbox_backlog").set(rows.len() as f64);
+        // Rows waiting when this batch started; counted only when the batch is full, so an
+        // idle or light relay never scans the table.
+        let backlog = if (rows.len() as i64) < self.batch_size {
+            rows.len() as i64
+        } else {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+                .fetch_one(&mut *tx)
+                .await
+                .context("counting the outbox")?
+        };
+        metrics::gauge!("outbox_backlog").set(backlog as f64);
         if rows.is_empty() {
             return Ok(0);
         }

@@ -134,3 +134,68 @@ pub fn to_zipkin(span: &SpanData, service_name: &str) -> Value {
     }
     zipkin
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
+    use opentelemetry::{InstrumentationScope, KeyValue};
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+
+    use super::*;
+
+    fn span(kind: SpanKind, parent: SpanId, status: Status) -> SpanData {
+        let start = UNIX_EPOCH + Duration::from_micros(1_700_000_000_000_000);
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap_or(TraceId::INVALID),
+                SpanId::from_hex("00f067aa0ba902b7").unwrap_or(SpanId::INVALID),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: parent,
+            parent_span_is_remote: false,
+            span_kind: kind,
+            name: "POST /api/users/register".into(),
+            start_time: start,
+            end_time: start + Duration::from_micros(1500),
+            attributes: vec![KeyValue::new("http.status_code", 201)],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: InstrumentationScope::builder("test").build(),
+        }
+    }
+
+    #[test]
+    fn a_server_span_maps_to_zipkin_v2_with_the_service_name() {
+        let parent = SpanId::from_hex("1111111111111111").unwrap_or(SpanId::INVALID);
+        let zipkin = to_zipkin(
+            &span(SpanKind::Server, parent, Status::Unset),
+            "user-service",
+        );
+        assert_eq!(zipkin["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(zipkin["id"], "00f067aa0ba902b7");
+        assert_eq!(zipkin["parentId"], "1111111111111111");
+        assert_eq!(zipkin["kind"], "SERVER");
+        assert_eq!(zipkin["name"], "post /api/users/register");
+        assert_eq!(zipkin["timestamp"], 1_700_000_000_000_000u64);
+        assert_eq!(zipkin["duration"], 1500);
+        assert_eq!(zipkin["localEndpoint"]["serviceName"], "user-service");
+        assert_eq!(zipkin["tags"]["http.status_code"], "201");
+    }
+
+    #[test]
+    fn root_internal_error_spans_have_no_parent_or_kind_and_an_error_tag() {
+        let zipkin = to_zipkin(
+            &span(SpanKind::Internal, SpanId::INVALID, Status::error("boom")),
+            "user-service",
+        );
+        assert!(zipkin.get("parentId").is_none());
+        assert!(zipkin.get("kind").is_none());
+        assert_eq!(zipkin["tags"]["error"], "boom");
+    }
+}
