@@ -4,8 +4,8 @@ use auth::{AuthUser, Role};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use contracts::CloudEvent;
 use contracts::user::{UserLoggedIn, UserRegistered, UserUpdated};
+use contracts::{CloudEvent, EventData};
 use messaging::enqueue;
 use serde::{Deserialize, Deserializer, Serialize};
 use sqlx::PgConnection;
@@ -179,6 +179,18 @@ pub async fn create_user(
     )
     .await?;
     Ok(Some(user))
+}
+
+/// Writes a `user.*` event about `user_id` to the outbox, in the caller's transaction.
+async fn emit<T: EventData>(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user_id: Uuid,
+    event: T,
+) -> ApiResult<()> {
+    let event = CloudEvent::new(EVENT_SOURCE, user_id.to_string(), event);
+    enqueue(conn, &state.topics, event).await?;
+    Ok(())
 }
 
 /// Sign in with e-mail and password. Unknown e-mail and wrong password get the same answer;
