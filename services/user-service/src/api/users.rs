@@ -172,12 +172,7 @@ pub async fn create_user(
         locale: user.locale.clone(),
         role: user.role.clone(),
     };
-    enqueue(
-        conn,
-        &state.topics,
-        CloudEvent::new(EVENT_SOURCE, user.id.to_string(), event),
-    )
-    .await?;
+    emit(conn, state, user.id, event).await?;
     Ok(Some(user))
 }
 
@@ -250,12 +245,7 @@ pub async fn login(
     store::throttle::clear(&mut tx, &throttle_key).await?;
     let tokens = issue_tokens(&mut tx, &state, &user, Uuid::now_v7()).await?;
     let event = UserLoggedIn { user_id: user.id };
-    enqueue(
-        &mut tx,
-        &state.topics,
-        CloudEvent::new(EVENT_SOURCE, user.id.to_string(), event),
-    )
-    .await?;
+    emit(&mut tx, &state, user.id, event).await?;
     tx.commit().await?;
     Ok(Json(tokens))
 }
@@ -415,12 +405,7 @@ pub async fn update_me(
         phone: user.phone.clone(),
         locale: user.locale.clone(),
     };
-    enqueue(
-        &mut tx,
-        &state.topics,
-        CloudEvent::new(EVENT_SOURCE, user.id.to_string(), event),
-    )
-    .await?;
+    emit(&mut tx, &state, user.id, event).await?;
     tx.commit().await?;
     Ok(Json(user.into()))
 }
