@@ -470,6 +470,59 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("chmod {mode:o} {}", path.display()))
 }
 
+/// Where the cluster's files go. Normally `.local/data/postgres`; but when xtask runs as root
+/// in a clone the postgres OS user cannot reach (a parent such as /root is 0700), the files go
+/// to `/var/lib/ferroshop/<clone hash>/postgres` instead and `.local/data/postgres` becomes a
+/// link to it, so `down --wipe` still finds and deletes them.
+fn postgres_data_dir(layout: &Layout, data: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf> {
+    let Some((uid, gid)) = ids else {
+        return Ok(data.to_path_buf());
+    };
+    if fs::symlink_metadata(data).is_ok_and(|m| m.file_type().is_symlink()) {
+        return fs::read_link(data).with_context(|| format!("reading link {}", data.display()));
+    }
+    std::os::unix::fs::chown(data, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", data.display()))?;
+    if writable_by(data, uid, gid) {
+        return Ok(data.to_path_buf());
+    }
+    let hash = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        layout.repo.hash(&mut hasher);
+        hasher.finish()
+    };
+    let alt = PathBuf::from("/var/lib/ferroshop")
+        .join(format!("{hash:016x}"))
+        .join("postgres");
+    fs::create_dir_all(&alt).with_context(|| format!("creating {}", alt.display()))?;
+    std::os::unix::fs::chown(&alt, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", alt.display()))?;
+    if !writable_by(&alt, uid, gid) {
+        bail!(
+            "the postgres OS user can reach neither {} nor {}; clone the repo elsewhere or `chmod o+x` its parent directories",
+            data.display(),
+            alt.display()
+        );
+    }
+    // `data` is the empty directory the caller made; replace it with a link to `alt`.
+    fs::remove_dir(data).with_context(|| format!("replacing {} with a link", data.display()))?;
+    std::os::unix::fs::symlink(&alt, data)
+        .with_context(|| format!("linking {} to {}", data.display(), alt.display()))?;
+    Ok(alt)
+}
+
+fn writable_by(dir: &Path, uid: u32, gid: u32) -> bool {
+    Command::new("test")
+        .arg("-w")
+        .arg(dir)
+        .uid(uid)
+        .gid(gid)
+        .status()
+        .map(|st| st.success())
+        .unwrap_or(false)
+}
+
 fn start_postgres(
     layout: &Layout,
     s: &Settings,
@@ -480,27 +533,10 @@ fn start_postgres(
 ) -> Result<u32> {
     let bin = provision::postgres_bin(layout)?;
     let ids = pg_os_user(layout)?;
+    let data = &postgres_data_dir(layout, data, ids)?;
     // The cluster lives in data/cluster so that the component's data dir can be created by
     // us (root) while the cluster dir itself belongs to the postgres user with mode 0700.
     let cluster = data.join("cluster");
-    if let Some((uid, gid)) = ids {
-        std::os::unix::fs::chown(data, Some(uid), Some(gid))
-            .with_context(|| format!("chown {}", data.display()))?;
-        let ok = Command::new("test")
-            .arg("-w")
-            .arg(data)
-            .uid(uid)
-            .gid(gid)
-            .status()
-            .map(|st| st.success())
-            .unwrap_or(false);
-        if !ok {
-            bail!(
-                "the postgres OS user cannot reach {} (a parent directory is not searchable by others, e.g. /root is 0700); clone the repo elsewhere or `chmod o+x` its parent directories",
-                data.display()
-            );
-        }
-    }
     if !cluster.join("PG_VERSION").is_file() {
         task.update("initdb (first start)");
         init_cluster(&bin, ids, data, &cluster, log)?;

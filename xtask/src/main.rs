@@ -137,6 +137,11 @@ fn down(layout: &Layout, wipe: bool) -> Result<()> {
     }
     if wipe {
         let data = layout.data_root();
+        // PostgreSQL's files may sit outside the clone behind a link (see infra.rs).
+        if let Ok(target) = std::fs::read_link(layout.data_dir("postgres")) {
+            std::fs::remove_dir_all(&target)
+                .with_context(|| format!("deleting {}", target.display()))?;
+        }
         if data.exists() {
             std::fs::remove_dir_all(&data)
                 .with_context(|| format!("deleting {}", data.display()))?;
