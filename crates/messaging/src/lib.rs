@@ -8,9 +8,15 @@
 //! acknowledged them. A crash between the broker's acknowledgement and the delete can publish a
 //! row twice, never zero times; consumers deduplicate on the CloudEvent id.
 
+pub mod consumer;
 pub mod headers;
 pub mod kafka;
 pub mod outbox;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
+pub use consumer::{
+    ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, mark_processed,
+};
 pub use kafka::{KafkaConfig, TopicSpec};
 pub use outbox::{OutboxRelay, enqueue};

@@ -5,8 +5,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use contracts::CloudEvent;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -294,67 +292,17 @@ pub struct Record {
     pub headers: HashMap<String, String>,
 }
 
-/// Every record currently in `topic`, from the beginning to the high watermark of each
-/// partition (so "exactly one" assertions see duplicates too).
+/// Every event currently in `topic` (duplicates included).
 pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<Record>> {
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || read_topic_blocking(&topic)).await?
-}
-
-fn read_topic_blocking(topic: &str) -> anyhow::Result<Vec<Record>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", format!("test-reader-{}", Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = HashMap::new();
-    for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-        if high > low {
-            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-            remaining.insert(partition, high);
-        }
-    }
-    let mut records = Vec::new();
-    if remaining.is_empty() {
-        return Ok(records);
-    }
-    consumer.assign(&assignment)?;
-    let started = Instant::now();
-    while !remaining.is_empty() {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "timed out reading {topic}"
-        );
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message?;
-        if remaining
-            .get(&message.partition())
-            .is_some_and(|high| message.offset() + 1 >= *high)
-        {
-            remaining.remove(&message.partition());
-        }
-        let key = String::from_utf8(message.key().unwrap_or_default().to_vec())?;
-        let event = CloudEvent::from_slice(message.payload().unwrap_or_default())?;
-        let headers = message
-            .headers()
-            .map(messaging::headers::from_record_headers)
-            .unwrap_or_default();
-        records.push(Record {
-            key,
-            event,
-            headers,
-        });
-    }
-    Ok(records)
+    messaging::testing::read_topic(&brokers(), topic)
+        .await?
+        .into_iter()
+        .map(|record| {
+            Ok(Record {
+                key: record.key.clone().unwrap_or_default(),
+                event: record.event()?,
+                headers: record.headers,
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,338 @@
+//! The consuming side: a loop that hands each record to a handler, retries transient failures
+//! with backoff, sends poison records to `<topic>.dlt`, and only then lets the offset advance.
+//!
+//! Delivery is at-least-once: the offset of a record is stored after its handler succeeded (or
+//! it was dead-lettered), and stored offsets are committed by librdkafka in the background and
+//! synchronously on shutdown. A crash in between replays the record, so handlers must be
+//! idempotent; [`mark_processed`] is the PostgreSQL way, in the handler's own transaction.
+//! Records are handled one at a time per consumer, in partition order, which keeps each
+//! aggregate's events in order.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::CloudEvent;
+use contracts::topics::dead_letter;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::headers::{from_record_headers, to_record_headers};
+use crate::kafka::KafkaConfig;
+
+/// One record as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub event: CloudEvent,
+    pub headers: HashMap<String, String>,
+}
+
+/// How a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth trying again (a dependency is briefly unavailable).
+    #[error("transient: {0:#}")]
+    Transient(anyhow::Error),
+    /// Will never succeed (invalid data); goes straight to the dead-letter topic.
+    #[error("permanent: {0:#}")]
+    Permanent(anyhow::Error),
+}
+
+/// Processes one record. Must be idempotent: a record can arrive more than once.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, delivery: &Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub group_id: String,
+    pub topics: Vec<String>,
+    /// Attempts for a transiently failing record before it is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub base_backoff: Duration,
+}
+
+impl ConsumerSettings {
+    pub fn new(group_id: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            topics,
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A subscribed consumer plus the producer its dead letters go out with.
+pub struct EventConsumer {
+    consumer: StreamConsumer,
+    dead_letters: FutureProducer,
+    settings: ConsumerSettings,
+}
+
+impl std::fmt::Debug for EventConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventConsumer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventConsumer {
+    /// Creates the consumer and subscribes it. A group reading a topic for the first time
+    /// starts from the beginning, so a service started late replays the log.
+    pub fn new(kafka: &KafkaConfig, settings: ConsumerSettings) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("group.id", &settings.group_id)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            // Offsets advance only when this code stores them, i.e. after the effect.
+            .set("enable.auto.offset.store", "false")
+            .set("session.timeout.ms", "10000")
+            .create()
+            .context("cannot create the Kafka consumer")?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).context("subscribing")?;
+        Ok(Self {
+            consumer,
+            dead_letters: kafka.producer()?,
+            settings,
+        })
+    }
+
+    /// Consumes until `shutdown` is cancelled; the record in hand is finished and offsets are
+    /// committed before it returns.
+    pub async fn run<H: Handler>(self, handler: H, shutdown: CancellationToken) {
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => break,
+                message = self.consumer.recv() => message,
+            };
+            match message {
+                Ok(message) => {
+                    self.process(&handler, &message, &shutdown).await;
+                    if let Err(error) = self.consumer.store_offset_from_message(&message) {
+                        tracing::warn!(%error, "storing the offset failed; the record may be replayed");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Kafka receive error");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {},
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored yet is the common case for an idle consumer.
+            tracing::debug!(%error, "final offset commit");
+        }
+        tracing::info!(group = %self.settings.group_id, "consumer stopped");
+    }
+
+    async fn process<H: Handler>(
+        &self,
+        handler: &H,
+        message: &BorrowedMessage<'_>,
+        shutdown: &CancellationToken,
+    ) {
+        let topic = message.topic().to_owned();
+        let headers = message
+            .headers()
+            .map(from_record_headers)
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format!("consume {topic}"),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.source = %topic,
+            messaging.consumer_group = %self.settings.group_id,
+            messaging.kafka.partition = message.partition(),
+            messaging.kafka.offset = message.offset(),
+            event_type = tracing::field::Empty,
+            event_id = tracing::field::Empty,
+        );
+        telemetry::adopt_parent(&span, telemetry::context_from_headers(&headers));
+        let outcome = async {
+            let event = match CloudEvent::from_slice(message.payload().unwrap_or_default()) {
+                Ok(event) => event,
+                Err(error) => return Err(format!("not a CloudEvent: {error}")),
+            };
+            let span = tracing::Span::current();
+            span.record("event_type", event.event_type.as_str());
+            span.record("event_id", tracing::field::display(event.id));
+            let delivery = Delivery {
+                topic: topic.clone(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message
+                    .key()
+                    .map(|key| String::from_utf8_lossy(key).into_owned()),
+                event,
+                headers: headers.clone(),
+            };
+            self.handle_with_retries(handler, &delivery, shutdown).await
+        }
+        .instrument(span.clone())
+        .await;
+        let labels = [("topic", topic.clone())];
+        match outcome {
+            Ok(()) => metrics::counter!("consumer_processed_total", &labels).increment(1),
+            Err(reason) => {
+                span.record("otel.status_code", "ERROR");
+                span.in_scope(|| tracing::error!(%reason, "dead-lettering the record"));
+                self.dead_letter(message, &reason).instrument(span).await;
+                metrics::counter!("consumer_dead_lettered_total", &labels).increment(1);
+            }
+        }
+    }
+
+    /// Runs the handler until it succeeds, fails permanently, or runs out of attempts; the
+    /// error is the reason to dead-letter.
+    async fn handle_with_retries<H: Handler>(
+        &self,
+        handler: &H,
+        delivery: &Delivery,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        let mut attempt = 1;
+        loop {
+            match handler.handle(delivery).await {
+                Ok(()) => return Ok(()),
+                Err(HandlerError::Permanent(error)) => return Err(format!("{error:#}")),
+                Err(HandlerError::Transient(error)) if attempt >= self.settings.max_attempts => {
+                    return Err(format!("gave up after {attempt} attempts: {error:#}"));
+                }
+                Err(HandlerError::Transient(error)) => {
+                    metrics::counter!(
+                        "consumer_retries_total",
+                        &[("topic", delivery.topic.clone())]
+                    )
+                    .increment(1);
+                    let delay = backoff(self.settings.base_backoff, attempt);
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        attempt,
+                        ?delay,
+                        "handler failed; retrying"
+                    );
+                    tokio::select! {
+                        // On shutdown the record stays unacknowledged and is replayed later.
+                        () = shutdown.cancelled() => return Err("shutting down".into()),
+                        () = tokio::time::sleep(delay) => {},
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
+        let topic = dead_letter(message.topic());
+        let mut headers = message
+            .headers()
+            .map(from_record_headers)
+            .unwrap_or_default();
+        headers.insert("dlt.reason".into(), reason.to_owned());
+        headers.insert("dlt.original.topic".into(), message.topic().to_owned());
+        headers.insert(
+            "dlt.original.partition".into(),
+            message.partition().to_string(),
+        );
+        headers.insert("dlt.original.offset".into(), message.offset().to_string());
+        let payload = message.payload().unwrap_or_default();
+        // Keep trying: dropping a poison record on the floor would lose it for good.
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+                .payload(payload)
+                .headers(to_record_headers(&headers));
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            match self
+                .dead_letters
+                .send(record, Duration::from_secs(10))
+                .await
+            {
+                Ok(_) => return,
+                Err((error, _)) => {
+                    tracing::error!(%error, %topic, "cannot write the dead letter; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with up to 50% random jitter, so retries of many consumers spread out.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exponential = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(10)));
+    let jitter = rand::random::<f64>() * 0.5;
+    exponential
+        .mul_f64(1.0 + jitter)
+        .min(Duration::from_secs(30))
+}
+
+/// Records that `consumer` processed `event_id`, in the caller's transaction. Returns `false`
+/// when it already had: the caller then skips the effect (a redelivery). Expected table:
+///
+/// ```sql
+/// CREATE TABLE processed_events (
+///     consumer     TEXT NOT NULL,
+///     event_id     UUID NOT NULL,
+///     processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+///     PRIMARY KEY (consumer, event_id)
+/// );
+/// ```
+pub async fn mark_processed(
+    conn: &mut PgConnection,
+    consumer: &str,
+    event_id: Uuid,
+) -> sqlx::Result<bool> {
+    sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .execute(conn)
+    .await
+    .map(|result| result.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter_and_a_ceiling() {
+        let base = Duration::from_millis(100);
+        for attempt in 1..=4 {
+            let expected = base * 2u32.pow(attempt - 1);
+            let delay = backoff(base, attempt);
+            assert!(
+                delay >= expected && delay <= expected.mul_f64(1.5),
+                "{attempt}: {delay:?}"
+            );
+        }
+        assert_eq!(backoff(base, 40), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,94 @@
+//! Test support (feature `test-support`): read back what is on a topic.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use contracts::CloudEvent;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use uuid::Uuid;
+
+use crate::headers::from_record_headers;
+
+/// A record read back from the broker.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<String>,
+    /// The raw payload (dead letters need not be CloudEvents).
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+impl Record {
+    /// The payload as a CloudEvent.
+    pub fn event(&self) -> anyhow::Result<CloudEvent> {
+        CloudEvent::from_slice(&self.payload).context("record is not a CloudEvent")
+    }
+}
+
+/// Every record currently in `topic`, from the beginning up to each partition's high watermark,
+/// so "exactly one" assertions see duplicates too. An absent topic reads as empty.
+pub async fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_topic_blocking(&brokers, &topic)).await?
+}
+
+fn read_topic_blocking(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{}", Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("allow.auto.create.topics", "false")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = HashMap::new();
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        if high > low {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+            remaining.insert(partition, high);
+        }
+    }
+    let mut records = Vec::new();
+    if remaining.is_empty() {
+        return Ok(records);
+    }
+    consumer.assign(&assignment)?;
+    let started = Instant::now();
+    while !remaining.is_empty() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out reading {topic}"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message?;
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|high| message.offset() + 1 >= *high)
+        {
+            remaining.remove(&message.partition());
+        }
+        records.push(Record {
+            key: message
+                .key()
+                .map(|key| String::from_utf8_lossy(key).into_owned()),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers: message
+                .headers()
+                .map(from_record_headers)
+                .unwrap_or_default(),
+        });
+    }
+    Ok(records)
+}

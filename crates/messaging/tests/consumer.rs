@@ -1,0 +1,269 @@
+//! The consumer loop against the real broker: retries, dead letters, offsets after restart,
+//! and the processed-event record against the real PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use contracts::{CloudEvent, EventData};
+use messaging::testing::read_topic;
+use messaging::{ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, KafkaConfig};
+use rdkafka::producer::FutureRecord;
+use serde::{Deserialize, Serialize};
+use sqlx::Connection as _;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+type TestResult = anyhow::Result<()>;
+
+fn kafka() -> KafkaConfig {
+    KafkaConfig {
+        brokers: std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Thing {
+    name: String,
+    /// How the test handler should treat it: "ok", "permanent", or "flaky" (fails twice).
+    behaviour: String,
+}
+
+impl EventData for Thing {
+    const TYPE: &'static str = "test.thing.v1";
+    const TOPIC: &'static str = "things";
+}
+
+/// Records what it processed and how often it was called per event.
+#[derive(Clone, Default)]
+struct Recorder {
+    processed: Arc<Mutex<Vec<String>>>,
+    attempts: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Recorder {
+    fn processed(&self) -> Vec<String> {
+        self.processed.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+    fn attempts(&self, name: &str) -> u32 {
+        self.attempts
+            .lock()
+            .map(|a| a.get(name).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let thing = delivery
+            .event
+            .decode::<Thing>()
+            .map_err(|error| HandlerError::Permanent(error.into()))?
+            .data;
+        let attempt = {
+            let mut attempts = self
+                .attempts
+                .lock()
+                .map_err(|_| HandlerError::Permanent(anyhow::anyhow!("poisoned lock")))?;
+            let entry = attempts.entry(thing.name.clone()).or_insert(0);
+            *entry += 1;
+            *entry
+        };
+        match thing.behaviour.as_str() {
+            "permanent" => Err(HandlerError::Permanent(anyhow::anyhow!(
+                "{} is invalid",
+                thing.name
+            ))),
+            "flaky" if attempt < 3 => Err(HandlerError::Transient(anyhow::anyhow!("not yet"))),
+            _ => {
+                if let Ok(mut processed) = self.processed.lock() {
+                    processed.push(thing.name);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn produce(topic: &str, payloads: &[Vec<u8>]) -> TestResult {
+    let producer = kafka().producer()?;
+    for payload in payloads {
+        // One key, one partition: the order below is the order consumed.
+        let record = FutureRecord::to(topic).key("k").payload(payload);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+fn thing(name: &str, behaviour: &str) -> anyhow::Result<Vec<u8>> {
+    let event = CloudEvent::new(
+        "/test",
+        "k",
+        Thing {
+            name: name.into(),
+            behaviour: behaviour.into(),
+        },
+    );
+    Ok(serde_json::to_vec(&event.into_untyped()?)?)
+}
+
+fn settings(topic: &str, group: &str) -> ConsumerSettings {
+    let mut settings = ConsumerSettings::new(group, vec![topic.to_owned()]);
+    settings.base_backoff = Duration::from_millis(20);
+    settings
+}
+
+async fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> TestResult {
+    let started = Instant::now();
+    while !done() {
+        anyhow::ensure!(
+            started.elapsed() < deadline,
+            "condition not reached in {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn failures_are_retried_or_dead_lettered_and_the_consumer_keeps_going() -> TestResult {
+    let topic = format!("test-{}.things", Uuid::new_v4().simple());
+    produce(
+        &topic,
+        &[
+            thing("first", "ok")?,
+            b"{ this is not a cloud event".to_vec(),
+            thing("invalid", "permanent")?,
+            thing("flaky", "flaky")?,
+            thing("last", "ok")?,
+        ],
+    )
+    .await?;
+
+    let recorder = Recorder::default();
+    let stop = CancellationToken::new();
+    let consumer =
+        EventConsumer::new(&kafka(), settings(&topic, &format!("g-{}", Uuid::new_v4())))?;
+    let task = tokio::spawn(consumer.run(recorder.clone(), stop.clone()));
+    wait_until(Duration::from_secs(30), || recorder.processed().len() == 3).await?;
+    stop.cancel();
+    task.await?;
+
+    assert_eq!(
+        recorder.processed(),
+        ["first", "flaky", "last"],
+        "in order, each once"
+    );
+    assert_eq!(
+        recorder.attempts("flaky"),
+        3,
+        "two transient failures, then success"
+    );
+    assert_eq!(
+        recorder.attempts("invalid"),
+        1,
+        "permanent failures are not retried"
+    );
+
+    let dead = read_topic(&kafka().brokers, &format!("{topic}.dlt")).await?;
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0].payload, b"{ this is not a cloud event");
+    assert!(dead[0].headers["dlt.reason"].contains("not a CloudEvent"));
+    assert_eq!(dead[0].headers["dlt.original.topic"], topic);
+    assert!(dead[1].headers["dlt.reason"].contains("invalid is invalid"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_transient_failure_that_never_ends_is_dead_lettered_after_the_last_attempt() -> TestResult
+{
+    struct AlwaysDown;
+    impl Handler for AlwaysDown {
+        async fn handle(&self, _: &Delivery) -> Result<(), HandlerError> {
+            Err(HandlerError::Transient(anyhow::anyhow!("dependency down")))
+        }
+    }
+    let topic = format!("test-{}.things", Uuid::new_v4().simple());
+    produce(&topic, &[thing("doomed", "ok")?]).await?;
+    let mut settings = settings(&topic, &format!("g-{}", Uuid::new_v4()));
+    settings.max_attempts = 3;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(EventConsumer::new(&kafka(), settings)?.run(AlwaysDown, stop.clone()));
+    let dlt = format!("{topic}.dlt");
+    let started = Instant::now();
+    let dead = loop {
+        let dead = read_topic(&kafka().brokers, &dlt).await?;
+        if !dead.is_empty() || started.elapsed() > Duration::from_secs(30) {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    stop.cancel();
+    task.await?;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].headers["dlt.reason"].contains("gave up after 3 attempts"),
+        "{:?}",
+        dead[0].headers
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restarted_consumer_resumes_after_what_it_processed() -> TestResult {
+    let topic = format!("test-{}.things", Uuid::new_v4().simple());
+    let group = format!("g-{}", Uuid::new_v4());
+    produce(&topic, &[thing("one", "ok")?, thing("two", "ok")?]).await?;
+
+    let first = Recorder::default();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        EventConsumer::new(&kafka(), settings(&topic, &group))?.run(first.clone(), stop.clone()),
+    );
+    wait_until(Duration::from_secs(30), || first.processed().len() == 2).await?;
+    stop.cancel();
+    task.await?;
+
+    produce(&topic, &[thing("three", "ok")?]).await?;
+    let second = Recorder::default();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        EventConsumer::new(&kafka(), settings(&topic, &group))?.run(second.clone(), stop.clone()),
+    );
+    wait_until(Duration::from_secs(30), || !second.processed().is_empty()).await?;
+    stop.cancel();
+    task.await?;
+    assert_eq!(
+        second.processed(),
+        ["three"],
+        "committed records are not replayed"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_is_marked_processed_once_per_consumer() -> TestResult {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://shop:shop@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&url).await?;
+    sqlx::query(
+        "CREATE TEMP TABLE processed_events (consumer TEXT NOT NULL, event_id UUID NOT NULL,
+         processed_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (consumer, event_id))",
+    )
+    .execute(&mut conn)
+    .await?;
+    let event = Uuid::new_v4();
+    assert!(messaging::mark_processed(&mut conn, "orders", event).await?);
+    assert!(
+        !messaging::mark_processed(&mut conn, "orders", event).await?,
+        "a redelivery"
+    );
+    assert!(
+        messaging::mark_processed(&mut conn, "notifications", event).await?,
+        "another consumer"
+    );
+    Ok(())
+}
