@@ -8,6 +8,7 @@
 //! compatible (only optional fields added); anything else gets a new `.vN` type.
 
 pub mod envelope;
+pub mod product;
 pub mod topics;
 pub mod user;
 
