@@ -1,0 +1,722 @@
+//! `/api/products*`: public listing and product pages, admin writes and stock adjustments.
+//!
+//! Every write reads the product, computes the state after the change and its event, and
+//! commits both with one update conditioned on the version it read. The event therefore
+//! carries exactly the committed snapshot. A client's stale `version` on PATCH is a 409; for
+//! deletes and stock adjustments, which carry no version, a lost race is retried here.
+
+use std::sync::Arc;
+
+use auth::AdminUser;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use contracts::product::{
+    Money, ProductCreated, ProductDeleted, ProductImage, ProductSnapshot, ProductUpdated,
+};
+use contracts::{CloudEvent, EventData};
+use mongodb::bson::{self, Document, doc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use web::{FieldError, Json, Path, Problem};
+
+use super::error::{ApiError, ApiResult};
+use super::{AppState, EVENT_SOURCE};
+use crate::domain::listing::{self, Cursor, Sort};
+use crate::domain::{search, stock, validation};
+use crate::events::outbox::PendingEvent;
+use crate::store::products::{self, Adjustment, ListQuery, ProductDoc, StockDoc};
+
+/// A lost race on a write without a client version is retried this many times before the
+/// client is asked to try again (each round, one of the racers wins).
+const WRITE_ATTEMPTS: usize = 200;
+
+/// An amount of money in minor units (cents) and its ISO 4217 currency.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    #[schema(example = 2999)]
+    pub amount: i64,
+    #[schema(example = "EUR")]
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    #[schema(example = "https://img.example.com/kettle.jpg")]
+    pub url: String,
+    #[serde(default)]
+    pub alt: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Stock {
+    pub available: i64,
+    pub reserved: i64,
+    pub sold: i64,
+}
+
+/// A product as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProductView {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub tags: Vec<String>,
+    pub price: Price,
+    /// Nested attributes of any shape.
+    #[schema(value_type = Object)]
+    pub specs: Value,
+    pub images: Vec<Image>,
+    pub stock: Stock,
+    pub active: bool,
+    /// Send it back with a PATCH; a stale one is refused with 409.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ProductSnapshot> for ProductView {
+    fn from(s: ProductSnapshot) -> Self {
+        Self {
+            id: s.id,
+            sku: s.sku,
+            name: s.name,
+            description: s.description,
+            category: s.category,
+            tags: s.tags,
+            price: Price {
+                amount: s.price.amount,
+                currency: s.price.currency,
+            },
+            specs: s.specs,
+            images: s
+                .images
+                .into_iter()
+                .map(|i| Image {
+                    url: i.url,
+                    alt: i.alt,
+                })
+                .collect(),
+            stock: Stock {
+                available: s.stock.available,
+                reserved: s.stock.reserved,
+                sold: s.stock.sold,
+            },
+            active: s.active,
+            version: s.version,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+fn view(product: &ProductDoc) -> ApiResult<ProductView> {
+    Ok(product.snapshot()?.into())
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductPage {
+    pub items: Vec<ProductView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of `GET /api/products`; every parameter is optional.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Case-insensitive text searched in name, description and tags.
+    pub q: Option<String>,
+    pub category: Option<String>,
+    /// Lowest price in minor units.
+    pub min_price: Option<String>,
+    /// Highest price in minor units.
+    pub max_price: Option<String>,
+    /// `true`: only products with available stock.
+    pub in_stock: Option<String>,
+    /// `newest` (default), `price`, `-price` or `name`.
+    pub sort: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    #[schema(example = "KT-100")]
+    pub sku: String,
+    #[schema(example = "Steel kettle")]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[schema(example = "kitchen")]
+    pub category: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub price: Price,
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub specs: Value,
+    #[serde(default)]
+    pub images: Vec<Image>,
+    /// Units available at creation (default 0).
+    #[serde(default)]
+    pub initial_stock: i64,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// Changes to a product; omitted fields stay as they are. The SKU cannot change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    /// The version last read; a stale one is refused with 409.
+    pub version: i64,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub price: Option<Price>,
+    #[schema(value_type = Option<Object>)]
+    pub specs: Option<Value>,
+    pub images: Option<Vec<Image>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockAdjustment {
+    /// Units to add (positive) or remove (negative); available stock never goes below zero.
+    #[schema(example = -2)]
+    pub delta: i64,
+    #[schema(example = "damaged in the warehouse")]
+    pub reason: String,
+}
+
+fn collect<T>(errors: &mut Vec<FieldError>, outcome: Result<T, FieldError>) -> Option<T> {
+    outcome.map_err(|error| errors.push(error)).ok()
+}
+
+fn money(errors: &mut Vec<FieldError>, price: &Price) -> Option<Money> {
+    let candidate = Money {
+        amount: price.amount,
+        currency: price.currency.clone(),
+    };
+    validation::price("price", &candidate)
+        .map_err(|mut found| errors.append(&mut found))
+        .ok()
+}
+
+fn images(errors: &mut Vec<FieldError>, images: &[Image]) -> Option<Vec<ProductImage>> {
+    let candidate: Vec<ProductImage> = images
+        .iter()
+        .map(|i| ProductImage {
+            url: i.url.clone(),
+            alt: i.alt.clone(),
+        })
+        .collect();
+    collect(errors, validation::images(&candidate))
+}
+
+/// The catalog, filtered, searched, sorted and paged by cursor. Only active products.
+#[utoipa::path(get, path = "/api/products", tag = "products", params(ListParams),
+    responses(
+        (status = 200, body = ProductPage),
+        (status = 422, body = Problem, description = "A parameter is invalid; it is named in `errors`"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult<Json<ProductPage>> {
+    let Query(params) = params.map_err(|rejection| {
+        Problem::bad_request(format!("cannot read the query: {}", rejection.body_text()))
+    })?;
+    let mut errors = Vec::new();
+    let text_pattern = match params.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) if q.chars().count() > search::MAX_QUERY_CHARS => {
+            errors.push(FieldError::new(
+                "q",
+                format!("must be at most {} characters", search::MAX_QUERY_CHARS),
+            ));
+            None
+        }
+        Some(q) => Some(search::literal_pattern(q)),
+        None => None,
+    };
+    let category = match params.category.as_deref().filter(|c| !c.trim().is_empty()) {
+        Some(category) => collect(&mut errors, validation::category("category", category)),
+        None => None,
+    };
+    let min_price = collect(
+        &mut errors,
+        listing::amount("min_price", params.min_price.as_deref()),
+    )
+    .flatten();
+    let max_price = collect(
+        &mut errors,
+        listing::amount("max_price", params.max_price.as_deref()),
+    )
+    .flatten();
+    let in_stock = collect(
+        &mut errors,
+        listing::flag("in_stock", params.in_stock.as_deref()),
+    )
+    .flatten()
+    .unwrap_or(false);
+    let sort = collect(&mut errors, Sort::parse(params.sort.as_deref()));
+    let limit = collect(&mut errors, listing::limit(params.limit.as_deref()));
+    let after = match (sort, params.cursor.as_deref()) {
+        (Some(sort), Some(token)) => collect(&mut errors, Cursor::decode(token, sort)),
+        _ => None,
+    };
+    if let (Some(min), Some(max)) = (min_price, max_price)
+        && min > max
+    {
+        errors.push(FieldError::new("max_price", "must not be below min_price"));
+    }
+    let (Some(sort), Some(limit), true) = (sort, limit, errors.is_empty()) else {
+        return Err(Problem::validation(errors).into());
+    };
+    let query = ListQuery {
+        text_pattern,
+        category,
+        min_price,
+        max_price,
+        in_stock,
+        sort,
+        after,
+        limit,
+    };
+    let mut found = state.products.list(&query).await?;
+    let next_cursor = if found.len() as i64 > limit {
+        found.truncate(limit as usize);
+        match found.last() {
+            Some(last) => Some(
+                Cursor {
+                    sort,
+                    key: products::sort_key(last, sort),
+                    id: last.uuid()?,
+                }
+                .encode(),
+            ),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let items = found.iter().map(view).collect::<ApiResult<_>>()?;
+    Ok(Json(ProductPage { items, next_cursor }))
+}
+
+/// One active product.
+#[utoipa::path(get, path = "/api/products/{id}", tag = "products",
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, body = ProductView),
+        (status = 404, body = Problem, description = "No such product, or it was deleted"),
+    ))]
+#[tracing::instrument(skip_all, fields(product_id = %id))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ProductView>> {
+    if let Some(cached) = state.cache.get(&id).await {
+        return Ok(Json(cached.as_ref().clone()));
+    }
+    let product = state
+        .products
+        .get(&id)
+        .await?
+        .filter(|product| product.active)
+        .ok_or_else(not_found)?;
+    let product = Arc::new(view(&product)?);
+    state.cache.insert(id, product.clone()).await;
+    Ok(Json(product.as_ref().clone()))
+}
+
+fn not_found() -> Problem {
+    Problem::not_found("no such product")
+}
+
+/// Add a product (admin). `product.created.v1` is published.
+#[utoipa::path(post, path = "/api/products", tag = "products", security(("bearer" = [])),
+    request_body = NewProduct,
+    responses(
+        (status = 201, body = ProductView, description = "Created"),
+        (status = 401, body = Problem), (status = 403, body = Problem, description = "Not an admin"),
+        (status = 409, body = Problem, description = "The SKU exists already"),
+        (status = 422, body = Problem, description = "Invalid fields, each named in `errors`"),
+    ))]
+#[tracing::instrument(skip_all, fields(product_id))]
+pub async fn create(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Json(body): Json<NewProduct>,
+) -> ApiResult<(StatusCode, Json<ProductView>)> {
+    let mut errors = Vec::new();
+    let sku = collect(&mut errors, validation::sku(&body.sku));
+    let name = collect(&mut errors, validation::name(&body.name));
+    let description = collect(&mut errors, validation::description(&body.description));
+    let category = collect(
+        &mut errors,
+        validation::category("category", &body.category),
+    );
+    let tags = collect(&mut errors, validation::tags(&body.tags));
+    let price = money(&mut errors, &body.price);
+    let specs = collect(&mut errors, validation::specs(&body.specs));
+    let images = images(&mut errors, &body.images);
+    let initial_stock = collect(&mut errors, stock::initial(body.initial_stock));
+    let (
+        Some(sku),
+        Some(name),
+        Some(description),
+        Some(category),
+        Some(tags),
+        Some(price),
+        Some(specs),
+        Some(images),
+        Some(initial_stock),
+    ) = (
+        sku,
+        name,
+        description,
+        category,
+        tags,
+        price,
+        specs,
+        images,
+        initial_stock,
+    )
+    else {
+        return Err(Problem::validation(errors).into());
+    };
+
+    let id = Uuid::now_v7();
+    tracing::Span::current().record("product_id", tracing::field::display(id));
+    let now = bson::DateTime::now();
+    let mut product = ProductDoc {
+        id: id.to_string(),
+        sku,
+        name,
+        description,
+        category,
+        tags,
+        price,
+        specs,
+        images,
+        stock: StockDoc {
+            available: initial_stock,
+            reserved: 0,
+        },
+        sold: 0,
+        initial_stock,
+        adjusted_total: 0,
+        adjustments: Vec::new(),
+        active: true,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        pending_events: Vec::new(),
+    };
+    let event = ProductCreated(product.snapshot()?);
+    product.pending_events = vec![pending(&state, id, event)?];
+    if !state.products.insert(&product).await? {
+        return Err(Problem::conflict("a product with this SKU exists already").into());
+    }
+    state.relay_wake.notify_one();
+    Ok((StatusCode::CREATED, Json(view(&product)?)))
+}
+
+fn pending<T: EventData>(state: &AppState, id: Uuid, data: T) -> ApiResult<PendingEvent> {
+    let event = CloudEvent::new(EVENT_SOURCE, id.to_string(), data);
+    Ok(PendingEvent::new(&state.topics, event)?)
+}
+
+/// Commits `after` (computed from a read at `before_version`) with its event, provided the
+/// product is still at that version. `update` holds the change's own operators; the version,
+/// timestamp and event are added here. `None`: someone else changed the product first.
+async fn commit<T: EventData>(
+    state: &AppState,
+    before_version: i64,
+    after: &ProductDoc,
+    event: T,
+    extra_filter: Document,
+    mut update: Document,
+) -> ApiResult<Option<ProductDoc>> {
+    let id = after.uuid()?;
+    let event = pending(state, id, event)?.to_document()?;
+    let set = update.get_document_mut("$set").ok();
+    let stamp = doc! {"version": after.version, "updated_at": after.updated_at};
+    match set {
+        Some(set) => set.extend(stamp),
+        None => {
+            update.insert("$set", stamp);
+        }
+    }
+    match update.get_document_mut("$push").ok() {
+        Some(push) => {
+            push.insert("pending_events", event);
+        }
+        None => {
+            update.insert("$push", doc! {"pending_events": event});
+        }
+    }
+    let committed = state
+        .products
+        .update_at_version(&id, before_version, extra_filter, update)
+        .await?;
+    if committed.is_some() {
+        state.cache.invalidate(&id).await;
+        state.relay_wake.notify_one();
+    }
+    Ok(committed)
+}
+
+/// The active product, or 404.
+async fn current(state: &AppState, id: &Uuid) -> ApiResult<ProductDoc> {
+    Ok(state
+        .products
+        .get(id)
+        .await?
+        .filter(|product| product.active)
+        .ok_or_else(not_found)?)
+}
+
+fn next_version(before: &ProductDoc) -> ProductDoc {
+    let mut after = before.clone();
+    after.version += 1;
+    after.updated_at = bson::DateTime::now();
+    after.pending_events.clear();
+    after
+}
+
+fn bson_value<T: Serialize>(value: &T) -> ApiResult<bson::Bson> {
+    bson::to_bson(value).map_err(|error| ApiError::Internal(anyhow::Error::new(error)))
+}
+
+/// Change a product (admin), with the `version` last read. `product.updated.v1` is published.
+#[utoipa::path(patch, path = "/api/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id")),
+    request_body = ProductPatch,
+    responses(
+        (status = 200, body = ProductView),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "`version` is stale: read the product again"),
+        (status = 422, body = Problem, description = "Invalid or unknown fields, each named in `errors`"),
+    ))]
+#[tracing::instrument(skip_all, fields(product_id = %id))]
+pub async fn update(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ProductPatch>,
+) -> ApiResult<Json<ProductView>> {
+    let mut errors = Vec::new();
+    let name = body
+        .name
+        .as_deref()
+        .and_then(|v| collect(&mut errors, validation::name(v)));
+    let description = body
+        .description
+        .as_deref()
+        .and_then(|v| collect(&mut errors, validation::description(v)));
+    let category = body
+        .category
+        .as_deref()
+        .and_then(|v| collect(&mut errors, validation::category("category", v)));
+    let tags = body
+        .tags
+        .as_deref()
+        .and_then(|v| collect(&mut errors, validation::tags(v)));
+    let price = body.price.as_ref().and_then(|v| money(&mut errors, v));
+    let specs = body
+        .specs
+        .as_ref()
+        .and_then(|v| collect(&mut errors, validation::specs(v)));
+    let new_images = body.images.as_deref().and_then(|v| images(&mut errors, v));
+    let nothing = body.name.is_none()
+        && body.description.is_none()
+        && body.category.is_none()
+        && body.tags.is_none()
+        && body.price.is_none()
+        && body.specs.is_none()
+        && body.images.is_none();
+    if nothing {
+        errors.push(FieldError::new(
+            "body",
+            "send at least one of name, description, category, tags, price, specs, images",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors).into());
+    }
+
+    let before = current(&state, &id).await?;
+    if before.version != body.version {
+        return Err(stale(before.version).into());
+    }
+    let mut after = next_version(&before);
+    let mut set = Document::new();
+    if let Some(name) = name {
+        set.insert("name", &name);
+        after.name = name;
+    }
+    if let Some(description) = description {
+        set.insert("description", &description);
+        after.description = description;
+    }
+    if let Some(category) = category {
+        set.insert("category", &category);
+        after.category = category;
+    }
+    if let Some(tags) = tags {
+        set.insert("tags", &tags);
+        after.tags = tags;
+    }
+    if let Some(price) = price {
+        set.insert("price", bson_value(&price)?);
+        after.price = price;
+    }
+    if let Some(specs) = specs {
+        set.insert("specs", bson_value(&specs)?);
+        after.specs = specs;
+    }
+    if let Some(images) = new_images {
+        set.insert("images", bson_value(&images)?);
+        after.images = images;
+    }
+    let event = ProductUpdated(after.snapshot()?);
+    let committed = commit(
+        &state,
+        before.version,
+        &after,
+        event,
+        Document::new(),
+        doc! {"$set": set},
+    )
+    .await?;
+    match committed {
+        Some(product) => Ok(Json(view(&product)?)),
+        None => {
+            // Lost the race: deleted meanwhile (404) or changed by someone else (409).
+            let now = current(&state, &id).await?;
+            Err(stale(now.version).into())
+        }
+    }
+}
+
+fn stale(current_version: i64) -> Problem {
+    Problem::conflict(format!(
+        "the product changed since it was read (it is at version {current_version}); read it again and retry"
+    ))
+}
+
+fn busy() -> ApiError {
+    Problem::unavailable("the product is changing too often right now; try again").into()
+}
+
+/// Withdraw a product (admin): it disappears from listings and product pages, and
+/// `product.deleted.v1` is published. The document stays (orders refer to it).
+#[utoipa::path(delete, path = "/api/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem),
+    ))]
+#[tracing::instrument(skip_all, fields(product_id = %id))]
+pub async fn delete(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    for _ in 0..WRITE_ATTEMPTS {
+        let before = current(&state, &id).await?;
+        let mut after = next_version(&before);
+        after.active = false;
+        let event = ProductDeleted(after.snapshot()?);
+        let update = doc! {"$set": {"active": false}};
+        if commit(
+            &state,
+            before.version,
+            &after,
+            event,
+            Document::new(),
+            update,
+        )
+        .await?
+        .is_some()
+        {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    }
+    Err(busy())
+}
+
+/// Add or remove available stock (admin), with a reason; never below zero.
+/// `product.updated.v1` is published with the new levels.
+#[utoipa::path(post, path = "/api/products/{id}/stock", tag = "products", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id")),
+    request_body = StockAdjustment,
+    responses(
+        (status = 200, body = ProductView, description = "Adjusted"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, body = Problem, description = "`delta` would take stock below zero, or a field is invalid"),
+    ))]
+#[tracing::instrument(skip_all, fields(product_id = %id, delta = body.delta))]
+pub async fn adjust_stock(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<Uuid>,
+    Json(body): Json<StockAdjustment>,
+) -> ApiResult<Json<ProductView>> {
+    let mut errors = Vec::new();
+    collect(&mut errors, stock::check_delta(body.delta));
+    let reason = collect(&mut errors, stock::reason(&body.reason));
+    let (Some(reason), true) = (reason, errors.is_empty()) else {
+        return Err(Problem::validation(errors).into());
+    };
+    for _ in 0..WRITE_ATTEMPTS {
+        let before = current(&state, &id).await?;
+        let available = stock::apply(before.stock.available, body.delta)
+            .map_err(|e| Problem::validation(vec![e]))?;
+        let mut after = next_version(&before);
+        after.stock.available = available;
+        after.adjusted_total += body.delta;
+        let adjustment = Adjustment {
+            delta: body.delta,
+            reason: reason.clone(),
+            at: after.updated_at,
+            by: admin.id.to_string(),
+        };
+        let event = ProductUpdated(after.snapshot()?);
+        // The version condition alone makes the update exact; the stock condition states the
+        // invariant in the database too, whatever the code above computed.
+        let guard = doc! {"stock.available": {"$gte": -body.delta}};
+        let update = doc! {
+            "$inc": {"stock.available": body.delta, "adjusted_total": body.delta},
+            "$push": {"adjustments": {
+                "$each": [bson_value(&adjustment)?],
+                "$slice": -stock::ADJUSTMENT_LOG_LEN,
+            }},
+        };
+        if let Some(product) = commit(&state, before.version, &after, event, guard, update).await? {
+            return Ok(Json(view(&product)?));
+        }
+    }
+    Err(busy())
+}

@@ -1,0 +1,3 @@
+//! What product-service publishes: `product.*` events through a single-document outbox.
+
+pub mod outbox;

@@ -1,0 +1,323 @@
+//! The single-document outbox and its relay.
+//!
+//! FerretDB (the local MongoDB-wire server) has no multi-document transactions, so the event of
+//! a change cannot go to a separate collection atomically. Instead every write is one atomic
+//! update of the product document that also appends the event to the document's
+//! `pending_events` array: the change and its event commit together or not at all.
+//!
+//! The relay finds documents with pending events, takes a short lease on each (so replicas do
+//! not publish the same document at once, which would also break per-product order), publishes
+//! the events in array order with the idempotent producer, waits for the broker's
+//! acknowledgements, then removes exactly the published elements with `$pullAll`. (`$pull` with
+//! a condition would be simpler, but FerretDB 1.24 silently ignores it.) A crash after the
+//! acknowledgement and before the removal publishes those events again: at least once, never
+//! zero times; consumers deduplicate on the CloudEvent id, and the snapshot's `version` makes a
+//! repeated snapshot harmless.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::topics::Topic;
+use contracts::{CloudEvent, EventData};
+use futures::StreamExt as _;
+use messaging::kafka::Producer;
+use mongodb::bson::{self, Document, doc};
+use mongodb::options::ReturnDocument;
+use mongodb::{Collection, Database};
+use rdkafka::producer::FutureRecord;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::store::products::COLLECTION;
+
+/// How long a relay owns a document it is publishing; another relay takes over after that.
+const LEASE: Duration = Duration::from_secs(30);
+/// Documents published concurrently (each document's events stay in order).
+const CONCURRENCY: usize = 8;
+
+/// An event waiting in its product document. Every field is a string so the element read back
+/// is byte-for-byte the element written, which `$pullAll` needs to match it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEvent {
+    pub id: String,
+    pub topic: String,
+    pub key: String,
+    /// The CloudEvent as JSON text.
+    pub payload: String,
+    /// W3C trace context of the request that made the change, as JSON text.
+    pub headers: String,
+}
+
+impl PendingEvent {
+    /// The event of a change about to be written, with the current span's trace context so
+    /// the publish (and every consumer) joins the request's trace.
+    pub fn new<T: EventData>(topics: &Topic, event: CloudEvent<T>) -> anyhow::Result<Self> {
+        let event = event.into_untyped().context("serialising the event")?;
+        Ok(Self {
+            id: event.id.to_string(),
+            topic: topics.qualified(T::TOPIC),
+            key: event.subject.clone(),
+            payload: serde_json::to_string(&event).context("serialising the event")?,
+            headers: serde_json::to_string(&telemetry::context_headers(&tracing::Span::current()))
+                .context("serialising trace headers")?,
+        })
+    }
+
+    pub fn to_document(&self) -> anyhow::Result<Document> {
+        bson::to_document(self).context("encoding a pending event")
+    }
+}
+
+/// Publishes pending events of committed changes to Kafka.
+#[derive(Clone)]
+pub struct OutboxRelay {
+    products: Collection<Document>,
+    producer: Producer,
+    wake: Arc<Notify>,
+    owner: String,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+impl std::fmt::Debug for OutboxRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("owner", &self.owner)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboxRelay {
+    /// `wake` is notified by local writes so their events go out at once; `poll_interval`
+    /// catches writes of other replicas and events left by a crash.
+    pub fn new(db: &Database, producer: Producer, wake: Arc<Notify>) -> Self {
+        Self {
+            products: db.collection(COLLECTION),
+            producer,
+            wake,
+            owner: Uuid::new_v4().to_string(),
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    pub fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled; documents in flight are finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // Registered before the batch, so a write landing during it is not missed.
+            let woken = self.wake.notified();
+            match self.publish_batch().await {
+                Ok(documents) if documents as i64 >= self.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    metrics::counter!("outbox_publish_failures_total").increment(1);
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        failures,
+                        "outbox publish failed"
+                    );
+                    let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => continue,
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = woken => {},
+                () = tokio::time::sleep(self.poll_interval) => {},
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    fn unleased(now: bson::DateTime) -> Document {
+        doc! {
+            "pending_events.0": {"$exists": true},
+            "$or": [
+                {"relay_lease": {"$exists": false}},
+                {"relay_lease.until": {"$lt": now}},
+            ],
+        }
+    }
+
+    /// Publishes the pending events of up to one batch of documents; returns how many
+    /// documents it handled.
+    pub async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let now = bson::DateTime::now();
+        let ids: Vec<Document> = self
+            .products
+            .find(Self::unleased(now))
+            .projection(doc! {"_id": 1})
+            .limit(self.batch_size)
+            .await
+            .context("looking for pending events")?
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .context("reading pending documents")?;
+        metrics::gauge!("outbox_backlog").set(ids.len() as f64);
+        let outcomes: Vec<anyhow::Result<()>> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let id = id.get("_id").cloned().context("document without _id")?;
+                self.publish_document(id).await
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let handled = outcomes.len();
+        let failed: Vec<_> = outcomes.into_iter().filter_map(Result::err).collect();
+        if let Some(first) = failed.into_iter().next() {
+            return Err(first.context("publishing a document's events"));
+        }
+        Ok(handled)
+    }
+
+    async fn publish_document(&self, id: bson::Bson) -> anyhow::Result<()> {
+        let now = bson::DateTime::now();
+        let until = bson::DateTime::from_millis(now.timestamp_millis() + LEASE.as_millis() as i64);
+        let mut claim = Self::unleased(now);
+        claim.insert("_id", id.clone());
+        let Some(claimed) = self
+            .products
+            .find_one_and_update(
+                claim,
+                doc! {"$set": {"relay_lease": {"owner": &self.owner, "until": until}}},
+            )
+            .projection(doc! {"pending_events": 1})
+            .return_document(ReturnDocument::After)
+            .await
+            .context("leasing a document")?
+        else {
+            // Another relay took it, or it was published meanwhile.
+            return Ok(());
+        };
+        let pending: Vec<PendingEvent> = match claimed.get_array("pending_events") {
+            Ok(items) => items
+                .iter()
+                .map(|item| bson::from_bson(item.clone()))
+                .collect::<Result<_, _>>()
+                .context("decoding pending events")?,
+            Err(_) => Vec::new(),
+        };
+
+        let delivered = self.publish(&pending).await;
+        let published: Vec<Document> = pending
+            .iter()
+            .zip(&delivered)
+            .filter(|(_, ok)| **ok)
+            .map(|(event, _)| event.to_document())
+            .collect::<anyhow::Result<_>>()?;
+        // Remove what was published and give up the lease in one update; if the lease expired
+        // and another relay holds it now, only remove (its lease is its own).
+        let release = doc! {
+            "$pullAll": {"pending_events": &published},
+            "$unset": {"relay_lease": ""},
+        };
+        let released = self
+            .products
+            .update_one(doc! {"_id": &id, "relay_lease.owner": &self.owner}, release)
+            .await
+            .context("removing published events")?;
+        if released.matched_count == 0 && !published.is_empty() {
+            self.products
+                .update_one(
+                    doc! {"_id": &id},
+                    doc! {"$pullAll": {"pending_events": &published}},
+                )
+                .await
+                .context("removing published events")?;
+        }
+        metrics::counter!("outbox_published_total").increment(published.len() as u64);
+        let failed = pending.len() - published.len();
+        if failed > 0 {
+            anyhow::bail!("{failed} of {} events were not delivered", pending.len());
+        }
+        Ok(())
+    }
+
+    /// Sends every event before awaiting any (the producer keeps them in order per partition,
+    /// and one product's events share a partition); returns which were acknowledged.
+    async fn publish(&self, pending: &[PendingEvent]) -> Vec<bool> {
+        let mut deliveries = Vec::with_capacity(pending.len());
+        for event in pending {
+            let parent: HashMap<String, String> =
+                serde_json::from_str(&event.headers).unwrap_or_default();
+            let span = tracing::info_span!(
+                "outbox.publish",
+                otel.name = %format!("publish {}", event.topic),
+                otel.kind = "producer",
+                otel.status_code = tracing::field::Empty,
+                messaging.system = "kafka",
+                messaging.destination = %event.topic,
+                messaging.kafka.message_key = %event.key,
+            );
+            telemetry::adopt_parent(&span, telemetry::context_from_headers(&parent));
+            let headers = messaging::headers::to_record_headers(&telemetry::context_headers(&span));
+            let record = FutureRecord::to(&event.topic)
+                .key(&event.key)
+                .payload(&event.payload)
+                .headers(headers);
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(error, _)| error.to_string());
+            deliveries.push((span, delivery));
+        }
+        let mut delivered = Vec::with_capacity(deliveries.len());
+        for (span, delivery) in deliveries {
+            let outcome = match delivery {
+                Ok(future) => match future.instrument(span.clone()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((error, _))) => Err(error.to_string()),
+                    Err(_) => Err("the producer dropped the delivery".to_owned()),
+                },
+                Err(error) => Err(error),
+            };
+            if let Err(error) = &outcome {
+                span.record("otel.status_code", "ERROR");
+                span.in_scope(|| tracing::warn!(%error, "event not delivered"));
+            }
+            delivered.push(outcome.is_ok());
+        }
+        delivered
+    }
+}
+
+/// How many events wait in `db` (tests and diagnostics).
+pub async fn backlog(db: &Database) -> anyhow::Result<usize> {
+    let docs: Vec<Document> = db
+        .collection::<Document>(COLLECTION)
+        .find(doc! {"pending_events.0": {"$exists": true}})
+        .projection(doc! {"pending_events": 1})
+        .await?
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    Ok(docs
+        .iter()
+        .map(|d| d.get_array("pending_events").map(Vec::len).unwrap_or(0))
+        .sum())
+}
