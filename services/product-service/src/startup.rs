@@ -17,6 +17,7 @@ use web::{Readiness, ServiceInfo};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::events::outbox::OutboxRelay;
+use crate::store::locks::ProductLocks;
 use crate::store::{self, products::Products};
 
 /// A built, not yet running, product-service.
@@ -66,6 +67,7 @@ impl Application {
         let relay_wake = Arc::new(Notify::new());
         let state = AppState {
             products,
+            locks: ProductLocks::new(&db),
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
             topics,
             cache: moka::future::Cache::builder()

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
+use crate::store::locks::ProductLocks;
 use crate::store::products::Products;
 
 /// Products read by id, kept briefly in memory. Local writes invalidate their entry; other
@@ -24,6 +25,7 @@ pub type ProductCache = moka::future::Cache<Uuid, Arc<products::ProductView>>;
 #[derive(Clone)]
 pub struct AppState {
     pub products: Products,
+    pub locks: ProductLocks,
     pub verifier: TokenVerifier,
     pub topics: Topic,
     pub cache: ProductCache,

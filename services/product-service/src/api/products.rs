@@ -1,11 +1,12 @@
 //! `/api/products*`: public listing and product pages, admin writes and stock adjustments.
 //!
-//! Every write reads the product, computes the state after the change and its event, and
-//! commits both with one update conditioned on the version it read. The event therefore
-//! carries exactly the committed snapshot. A client's stale `version` on PATCH is a 409; for
-//! deletes and stock adjustments, which carry no version, a lost race is retried here.
+//! Every write to an existing product holds the product's lock (see `store::locks`), reads
+//! the product, computes the state after the change and its event, and commits both with one
+//! update conditioned on the version it read. The event therefore carries exactly the
+//! committed snapshot. A client's stale `version` on PATCH is a 409.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use auth::AdminUser;
 use axum::extract::rejection::QueryRejection;
@@ -30,9 +31,8 @@ use crate::domain::{search, stock, validation};
 use crate::events::outbox::PendingEvent;
 use crate::store::products::{self, Adjustment, ListQuery, ProductDoc, StockDoc};
 
-/// A lost race on a write without a client version is retried this many times before the
-/// client is asked to try again (each round, one of the racers wins).
-const WRITE_ATTEMPTS: usize = 200;
+/// How long a write waits for other writes of the same product before answering 503.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// An amount of money in minor units (cents) and its ISO 4217 currency.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -479,9 +479,29 @@ async fn commit<T: EventData>(
         .await?;
     if committed.is_some() {
         state.cache.invalidate(&id).await;
-        state.relay_wake.notify_one();
     }
     Ok(committed)
+}
+
+/// Runs `write` holding product `id`'s lock, then wakes the relay for the new event.
+async fn locked<T, Fut>(state: &AppState, id: &Uuid, write: impl FnOnce() -> Fut) -> ApiResult<T>
+where
+    Fut: Future<Output = ApiResult<T>>,
+{
+    let guard = state
+        .locks
+        .acquire(&id.to_string(), LOCK_WAIT)
+        .await?
+        .ok_or_else(busy)?;
+    let outcome = write().await;
+    if let Err(error) = guard.release().await {
+        // The lease expires on its own; the write itself is done.
+        tracing::warn!(error = format!("{error:#}"), "product lock not released");
+    }
+    if outcome.is_ok() {
+        state.relay_wake.notify_one();
+    }
+    outcome
 }
 
 /// The active product, or 404.
@@ -564,58 +584,56 @@ pub async fn update(
         return Err(Problem::validation(errors).into());
     }
 
-    let before = current(&state, &id).await?;
-    if before.version != body.version {
-        return Err(stale(before.version).into());
-    }
-    let mut after = next_version(&before);
-    let mut set = Document::new();
-    if let Some(name) = name {
-        set.insert("name", &name);
-        after.name = name;
-    }
-    if let Some(description) = description {
-        set.insert("description", &description);
-        after.description = description;
-    }
-    if let Some(category) = category {
-        set.insert("category", &category);
-        after.category = category;
-    }
-    if let Some(tags) = tags {
-        set.insert("tags", &tags);
-        after.tags = tags;
-    }
-    if let Some(price) = price {
-        set.insert("price", bson_value(&price)?);
-        after.price = price;
-    }
-    if let Some(specs) = specs {
-        set.insert("specs", bson_value(&specs)?);
-        after.specs = specs;
-    }
-    if let Some(images) = new_images {
-        set.insert("images", bson_value(&images)?);
-        after.images = images;
-    }
-    let event = ProductUpdated(after.snapshot()?);
-    let committed = commit(
-        &state,
-        before.version,
-        &after,
-        event,
-        Document::new(),
-        doc! {"$set": set},
-    )
-    .await?;
-    match committed {
-        Some(product) => Ok(Json(view(&product)?)),
-        None => {
-            // Lost the race: deleted meanwhile (404) or changed by someone else (409).
-            let now = current(&state, &id).await?;
-            Err(stale(now.version).into())
+    locked(&state, &id, || async {
+        let before = current(&state, &id).await?;
+        if before.version != body.version {
+            return Err(stale(before.version).into());
         }
-    }
+        let mut after = next_version(&before);
+        let mut set = Document::new();
+        if let Some(name) = name {
+            set.insert("name", &name);
+            after.name = name;
+        }
+        if let Some(description) = description {
+            set.insert("description", &description);
+            after.description = description;
+        }
+        if let Some(category) = category {
+            set.insert("category", &category);
+            after.category = category;
+        }
+        if let Some(tags) = tags {
+            set.insert("tags", &tags);
+            after.tags = tags;
+        }
+        if let Some(price) = price {
+            set.insert("price", bson_value(&price)?);
+            after.price = price;
+        }
+        if let Some(specs) = specs {
+            set.insert("specs", bson_value(&specs)?);
+            after.specs = specs;
+        }
+        if let Some(images) = new_images {
+            set.insert("images", bson_value(&images)?);
+            after.images = images;
+        }
+        let event = ProductUpdated(after.snapshot()?);
+        let update = doc! {"$set": set};
+        let committed = commit(
+            &state,
+            before.version,
+            &after,
+            event,
+            Document::new(),
+            update,
+        )
+        .await?
+        .ok_or_else(busy)?;
+        Ok(Json(view(&committed)?))
+    })
+    .await
 }
 
 fn stale(current_version: i64) -> Problem {
@@ -643,13 +661,13 @@ pub async fn delete(
     _admin: AdminUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    for _ in 0..WRITE_ATTEMPTS {
+    locked(&state, &id, || async {
         let before = current(&state, &id).await?;
         let mut after = next_version(&before);
         after.active = false;
         let event = ProductDeleted(after.snapshot()?);
         let update = doc! {"$set": {"active": false}};
-        if commit(
+        commit(
             &state,
             before.version,
             &after,
@@ -658,12 +676,10 @@ pub async fn delete(
             update,
         )
         .await?
-        .is_some()
-        {
-            return Ok(StatusCode::NO_CONTENT);
-        }
-    }
-    Err(busy())
+        .ok_or_else(busy)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 /// Add or remove available stock (admin), with a reason; never below zero.
@@ -690,7 +706,7 @@ pub async fn adjust_stock(
     let (Some(reason), true) = (reason, errors.is_empty()) else {
         return Err(Problem::validation(errors).into());
     };
-    for _ in 0..WRITE_ATTEMPTS {
+    locked(&state, &id, || async {
         let before = current(&state, &id).await?;
         let available = stock::apply(before.stock.available, body.delta)
             .map_err(|e| Problem::validation(vec![e]))?;
@@ -704,7 +720,7 @@ pub async fn adjust_stock(
             by: admin.id.to_string(),
         };
         let event = ProductUpdated(after.snapshot()?);
-        // The version condition alone makes the update exact; the stock condition states the
+        // The lock and the version make the update exact; the stock condition states the
         // invariant in the database too, whatever the code above computed.
         let guard = doc! {"stock.available": {"$gte": -body.delta}};
         let update = doc! {
@@ -714,9 +730,10 @@ pub async fn adjust_stock(
                 "$slice": -stock::ADJUSTMENT_LOG_LEN,
             }},
         };
-        if let Some(product) = commit(&state, before.version, &after, event, guard, update).await? {
-            return Ok(Json(view(&product)?));
-        }
-    }
-    Err(busy())
+        let committed = commit(&state, before.version, &after, event, guard, update)
+            .await?
+            .ok_or_else(busy)?;
+        Ok(Json(view(&committed)?))
+    })
+    .await
 }

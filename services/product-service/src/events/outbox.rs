@@ -5,11 +5,13 @@
 //! update of the product document that also appends the event to the document's
 //! `pending_events` array: the change and its event commit together or not at all.
 //!
-//! The relay finds documents with pending events, takes a short lease on each (so replicas do
-//! not publish the same document at once, which would also break per-product order), publishes
-//! the events in array order with the idempotent producer, waits for the broker's
-//! acknowledgements, then removes exactly the published elements with `$pullAll`. (`$pull` with
-//! a condition would be simpler, but FerretDB 1.24 silently ignores it.) A crash after the
+//! The relay finds documents with pending events and, holding the product's lock (the same one
+//! API writes take, see `store::locks`; it keeps replicas from publishing one product at once,
+//! which would break per-product order, and keeps FerretDB's non-atomic updates from erasing a
+//! concurrent write), publishes the events in array order with the idempotent producer, waits
+//! for the broker's acknowledgements, then removes exactly the published elements with
+//! `$pullAll`. (`$pull` with a condition would be simpler, but FerretDB 1.24 silently ignores
+//! it.) A crash after the
 //! acknowledgement and before the removal publishes those events again: at least once, never
 //! zero times; consumers deduplicate on the CloudEvent id, and the snapshot's `version` makes a
 //! repeated snapshot harmless.
@@ -24,19 +26,18 @@ use contracts::{CloudEvent, EventData};
 use futures::StreamExt as _;
 use messaging::kafka::Producer;
 use mongodb::bson::{self, Document, doc};
-use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
-use uuid::Uuid;
 
+use crate::store::locks::ProductLocks;
 use crate::store::products::COLLECTION;
 
-/// How long a relay owns a document it is publishing; another relay takes over after that.
-const LEASE: Duration = Duration::from_secs(30);
+/// How long the relay waits for a write holding a product's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
 /// Documents published concurrently (each document's events stay in order).
 const CONCURRENCY: usize = 8;
 
@@ -77,9 +78,9 @@ impl PendingEvent {
 #[derive(Clone)]
 pub struct OutboxRelay {
     products: Collection<Document>,
+    locks: ProductLocks,
     producer: Producer,
     wake: Arc<Notify>,
-    owner: String,
     batch_size: i64,
     poll_interval: Duration,
 }
@@ -87,7 +88,6 @@ pub struct OutboxRelay {
 impl std::fmt::Debug for OutboxRelay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutboxRelay")
-            .field("owner", &self.owner)
             .field("batch_size", &self.batch_size)
             .finish_non_exhaustive()
     }
@@ -99,9 +99,9 @@ impl OutboxRelay {
     pub fn new(db: &Database, producer: Producer, wake: Arc<Notify>) -> Self {
         Self {
             products: db.collection(COLLECTION),
+            locks: ProductLocks::new(db),
             producer,
             wake,
-            owner: Uuid::new_v4().to_string(),
             batch_size: 100,
             poll_interval: Duration::from_secs(1),
         }
@@ -151,23 +151,12 @@ impl OutboxRelay {
         tracing::info!("outbox relay stopped");
     }
 
-    fn unleased(now: bson::DateTime) -> Document {
-        doc! {
-            "pending_events.0": {"$exists": true},
-            "$or": [
-                {"relay_lease": {"$exists": false}},
-                {"relay_lease.until": {"$lt": now}},
-            ],
-        }
-    }
-
     /// Publishes the pending events of up to one batch of documents; returns how many
     /// documents it handled.
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let now = bson::DateTime::now();
         let ids: Vec<Document> = self
             .products
-            .find(Self::unleased(now))
+            .find(doc! {"pending_events.0": {"$exists": true}})
             .projection(doc! {"_id": 1})
             .limit(self.batch_size)
             .await
@@ -195,25 +184,30 @@ impl OutboxRelay {
     }
 
     async fn publish_document(&self, id: bson::Bson) -> anyhow::Result<()> {
-        let now = bson::DateTime::now();
-        let until = bson::DateTime::from_millis(now.timestamp_millis() + LEASE.as_millis() as i64);
-        let mut claim = Self::unleased(now);
-        claim.insert("_id", id.clone());
-        let Some(claimed) = self
-            .products
-            .find_one_and_update(
-                claim,
-                doc! {"$set": {"relay_lease": {"owner": &self.owner, "until": until}}},
-            )
-            .projection(doc! {"pending_events": 1})
-            .return_document(ReturnDocument::After)
-            .await
-            .context("leasing a document")?
-        else {
-            // Another relay took it, or it was published meanwhile.
+        let key = id
+            .as_str()
+            .context("product id is not a string")?
+            .to_owned();
+        let Some(lock) = self.locks.acquire(&key, LOCK_WAIT).await? else {
+            // A long write holds it; its wake-up (or the next poll) brings the relay back.
             return Ok(());
         };
-        let pending: Vec<PendingEvent> = match claimed.get_array("pending_events") {
+        let outcome = self.publish_locked(&id).await;
+        lock.release().await?;
+        outcome
+    }
+
+    async fn publish_locked(&self, id: &bson::Bson) -> anyhow::Result<()> {
+        let Some(document) = self
+            .products
+            .find_one(doc! {"_id": id})
+            .projection(doc! {"pending_events": 1})
+            .await
+            .context("reading pending events")?
+        else {
+            return Ok(());
+        };
+        let pending: Vec<PendingEvent> = match document.get_array("pending_events") {
             Ok(items) => items
                 .iter()
                 .map(|item| bson::from_bson(item.clone()))
@@ -221,6 +215,9 @@ impl OutboxRelay {
                 .context("decoding pending events")?,
             Err(_) => Vec::new(),
         };
+        if pending.is_empty() {
+            return Ok(());
+        }
 
         let delivered = self.publish(&pending).await;
         let published: Vec<Document> = pending
@@ -229,21 +226,10 @@ impl OutboxRelay {
             .filter(|(_, ok)| **ok)
             .map(|(event, _)| event.to_document())
             .collect::<anyhow::Result<_>>()?;
-        // Remove what was published and give up the lease in one update; if the lease expired
-        // and another relay holds it now, only remove (its lease is its own).
-        let release = doc! {
-            "$pullAll": {"pending_events": &published},
-            "$unset": {"relay_lease": ""},
-        };
-        let released = self
-            .products
-            .update_one(doc! {"_id": &id, "relay_lease.owner": &self.owner}, release)
-            .await
-            .context("removing published events")?;
-        if released.matched_count == 0 && !published.is_empty() {
+        if !published.is_empty() {
             self.products
                 .update_one(
-                    doc! {"_id": &id},
+                    doc! {"_id": id},
                     doc! {"$pullAll": {"pending_events": &published}},
                 )
                 .await

@@ -5,9 +5,26 @@
 //! `$inc`, `$set`, `$push` with `$each`/`$slice`, `$pullAll` of exact elements), `$regex` with
 //! the `i` option, `$or`/`$and`, sort + limit, and plain, compound and unique indexes. No
 //! multi-document transactions, change streams, `$text` or `$elemMatch`, and no `$pull` with
-//! a condition (FerretDB 1.24 accepts it but removes nothing). See the service README.
+//! a condition (FerretDB 1.24 accepts it but removes nothing).
+//!
+//! FerretDB 1.24 does not apply a conditional update atomically (see [`locks`]), so writers of
+//! a product take turns through a per-product lock. See the service README.
 
+pub mod locks;
 pub mod products;
+
+/// MongoDB's (and FerretDB's) duplicate-key error code.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// Whether `error` is a unique-index violation.
+pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(failure)) => failure.code == DUPLICATE_KEY,
+        ErrorKind::Command(failure) => failure.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
 
 use anyhow::Context as _;
 use mongodb::bson::doc;

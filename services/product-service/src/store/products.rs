@@ -5,7 +5,6 @@ use anyhow::Context as _;
 use contracts::product::{Money, ProductImage, ProductSnapshot, StockLevels};
 use futures::TryStreamExt as _;
 use mongodb::bson::{self, Bson, Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
@@ -15,8 +14,6 @@ use crate::domain::listing::{Cursor, Sort, SortKey};
 use crate::events::outbox::PendingEvent;
 
 pub const COLLECTION: &str = "products";
-/// MongoDB's (and FerretDB's) duplicate-key error code.
-const DUPLICATE_KEY: i32 = 11000;
 
 /// A product as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,7 +167,7 @@ impl Products {
     pub async fn insert(&self, product: &ProductDoc) -> anyhow::Result<bool> {
         match self.collection.insert_one(product).await {
             Ok(_) => Ok(true),
-            Err(error) if is_duplicate_key(&error) => Ok(false),
+            Err(error) if super::is_duplicate_key(&error) => Ok(false),
             Err(error) => Err(anyhow::Error::new(error).context("inserting a product")),
         }
     }
@@ -213,14 +210,6 @@ impl Products {
             .try_collect()
             .await
             .context("reading the product list")
-    }
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    match &*error.kind {
-        ErrorKind::Write(WriteFailure::WriteError(failure)) => failure.code == DUPLICATE_KEY,
-        ErrorKind::Command(failure) => failure.code == DUPLICATE_KEY,
-        _ => false,
     }
 }
 

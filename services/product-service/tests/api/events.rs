@@ -1,0 +1,112 @@
+//! `product.*` events on the real broker, through the single-document outbox.
+
+use std::sync::Arc;
+
+use messaging::KafkaConfig;
+use product_service::events::outbox::OutboxRelay;
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{TestResult, brokers, product_body, spawn_app, spawn_app_with, string};
+
+#[tokio::test]
+async fn every_write_publishes_exactly_one_event_with_the_full_snapshot() -> TestResult {
+    let app = spawn_app().await;
+    let created = app.created(&product_body("EVT-1")).await?;
+    let id = string(&created["id"])?;
+    let patched = app
+        .patch(&id, &json!({"version": 1, "name": "Renamed"}))
+        .await?;
+    let adjusted = app.adjust(&id, -4, "sold offline").await?;
+    assert_eq!(app.delete(&id).await?.status, StatusCode::NO_CONTENT);
+    // Refused writes publish nothing.
+    assert_eq!(
+        app.adjust(&id, -1, "x").await?.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.create(&product_body("EVT-1")).await?.status,
+        StatusCode::CONFLICT
+    );
+    app.wait_for_empty_outbox().await?;
+
+    let records = app.product_events().await?;
+    let mine: Vec<_> = records.iter().filter(|r| r.event.subject == id).collect();
+    let types: Vec<&str> = mine.iter().map(|r| r.event.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "product.created.v1",
+            "product.updated.v1",
+            "product.updated.v1",
+            "product.deleted.v1"
+        ]
+    );
+    assert_eq!(records.len(), 4, "no other events");
+    for record in &mine {
+        assert_eq!(record.key, id);
+        assert_eq!(record.event.source, "/product-service");
+        assert!(
+            record
+                .headers
+                .get("traceparent")
+                .is_some_and(|t| t.starts_with("00-")),
+            "{:?}",
+            record.headers
+        );
+    }
+    // The snapshots are exactly what the API answered after each write.
+    assert_eq!(mine[0].event.data, created);
+    assert_eq!(mine[1].event.data, patched.body);
+    assert_eq!(mine[2].event.data, adjusted.body);
+    assert_eq!(mine[2].event.data["stock"]["available"], 6);
+    assert_eq!(mine[3].event.data["active"], false);
+    assert_eq!(mine[3].event.data["version"], 4);
+    assert_eq!(mine[3].event.data["specs"], created["specs"]);
+    Ok(())
+}
+
+/// A write whose publish never happened (the process died between the two) stays pending in
+/// its document and is published exactly once when a relay runs again.
+#[tokio::test]
+async fn events_written_while_no_relay_runs_are_published_once_later() -> TestResult {
+    let app = spawn_app_with(|config| config.run_outbox_relay = false).await;
+    let created = app.created(&product_body("EVT-CRASH")).await?;
+    let id = string(&created["id"])?;
+    app.adjust(&id, 1, "recount").await?;
+    assert_eq!(app.pending_events(&id).await?, 2);
+    assert!(
+        app.product_events().await?.is_empty(),
+        "nothing published yet"
+    );
+
+    let kafka = KafkaConfig { brokers: brokers() };
+    let relay = OutboxRelay::new(&app.db, kafka.producer()?, Arc::new(Notify::new()));
+    // Two relays race for the backlog; the product lock lets one publish each document.
+    let stop = CancellationToken::new();
+    let tasks = [
+        tokio::spawn(relay.clone().run(stop.clone())),
+        tokio::spawn(
+            OutboxRelay::new(&app.db, kafka.producer()?, Arc::new(Notify::new())).run(stop.clone()),
+        ),
+    ];
+    app.wait_for_empty_outbox().await?;
+    stop.cancel();
+    for task in tasks {
+        task.await?;
+    }
+    assert_eq!(app.pending_events(&id).await?, 0);
+
+    let records = app.product_events().await?;
+    let types: Vec<&str> = records
+        .iter()
+        .map(|r| r.event.event_type.as_str())
+        .collect();
+    assert_eq!(types, ["product.created.v1", "product.updated.v1"]);
+    let ids: std::collections::HashSet<_> = records.iter().map(|r| r.event.id).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(relay.publish_batch().await?, 0, "nothing left to publish");
+    Ok(())
+}

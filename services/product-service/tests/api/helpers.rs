@@ -1,0 +1,345 @@
+//! `spawn_app()` and the `TestApp` that speaks the API.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use contracts::CloudEvent;
+use contracts::topics::PRODUCT_EVENTS;
+use mongodb::bson::{Document, doc};
+use product_service::Application;
+use product_service::config::Config;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use telemetry::{TelemetryConfig, TelemetryGuard};
+use uuid::Uuid;
+
+pub type TestResult = anyhow::Result<()>;
+
+const ISSUER: &str = "ferroshop-users";
+const AUDIENCE: &str = "ferroshop";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+pub fn brokers() -> String {
+    env_or("KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+pub fn mongodb_url() -> String {
+    env_or("MONGODB_URL", "mongodb://127.0.0.1:27017")
+}
+
+fn zipkin_url() -> String {
+    env_or("ZIPKIN_URL", "http://127.0.0.1:9411")
+}
+
+fn telemetry_guard() -> &'static TelemetryGuard {
+    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
+    GUARD.get_or_init(|| {
+        telemetry::init(&TelemetryConfig {
+            service_name: "product-service".into(),
+            zipkin_endpoint: Some(format!("{}/api/v2/spans", zipkin_url())),
+            default_log_filter: "warn".into(),
+        })
+        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
+    })
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: mongodb::Database,
+    pub topic_prefix: String,
+    pub admin_token: String,
+    pub customer_token: String,
+}
+
+/// A fresh database named after the time, so stale ones from earlier runs can be dropped.
+async fn fresh_database() -> anyhow::Result<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let uuid = Uuid::new_v4().simple().to_string();
+    let name = format!("test_catalog_{now}_{}", &uuid[..8]);
+    drop_stale_databases(now).await;
+    Ok(name)
+}
+
+/// Drops test databases older than an hour, left by earlier runs.
+async fn drop_stale_databases(now: u64) {
+    let Ok(client) = mongodb::Client::with_uri_str(mongodb_url()).await else {
+        return;
+    };
+    let names = client.list_database_names().await.unwrap_or_default();
+    for name in names {
+        let created = name
+            .strip_prefix("test_catalog_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
+            let _ = client.database(&name).drop().await;
+        }
+    }
+}
+
+pub fn test_config(database: &str, topic_prefix: &str) -> Config {
+    Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        mongodb_url: mongodb_url().into(),
+        database: database.to_owned(),
+        kafka_brokers: brokers(),
+        topic_prefix: topic_prefix.to_owned(),
+        zipkin_endpoint: None,
+        jwks_url: "http://127.0.0.1:9/unused".into(),
+        jwt_issuer: ISSUER.into(),
+        jwt_audience: AUDIENCE.into(),
+        cache_ttl: Duration::from_secs(5),
+        run_outbox_relay: true,
+        relay_poll_interval: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(30),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    telemetry_guard();
+    let database = fresh_database()
+        .await
+        .unwrap_or_else(|error| panic!("cannot name a test database: {error:#}"));
+    let topic_prefix = format!("test-{}.", Uuid::new_v4().simple());
+    let mut config = test_config(&database, &topic_prefix);
+    adjust(&mut config);
+
+    // Tokens as user-service would sign them, verified against this key's JWKS.
+    let key = SigningKey::generate().unwrap_or_else(|error| panic!("key: {error:#}"));
+    let jwks = key.jwks().unwrap_or_else(|error| panic!("jwks: {error:#}"));
+    let issuer = TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900));
+    let token = |role| {
+        issuer
+            .issue(Uuid::now_v7(), role, "someone@example.com")
+            .unwrap_or_else(|error| panic!("token: {error:#}"))
+    };
+    let (admin_token, customer_token) = (token(Role::Admin), token(Role::Customer));
+
+    let app = Application::build_with_keys(config, KeySource::Static(jwks))
+        .await
+        .unwrap_or_else(|error| panic!("product-service failed to start: {error:#}"));
+    let port = app.port();
+    let db = app.database().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        db,
+        topic_prefix,
+        admin_token,
+        customer_token,
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+impl Reply {
+    /// The `field`s of a validation problem.
+    pub fn fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A product body with sensible defaults; `sku` must be unique per test database.
+pub fn product_body(sku: &str) -> Value {
+    json!({
+        "sku": sku,
+        "name": format!("Product {sku}"),
+        "description": "A fine thing",
+        "category": "kitchen",
+        "tags": ["steel", "gift"],
+        "price": {"amount": 1999, "currency": "EUR"},
+        "specs": {"dimensions": {"height_cm": 24, "materials": ["steel", {"lid": "glass"}]}},
+        "images": [{"url": "https://img.example.com/a.jpg", "alt": "front"}],
+        "initial_stock": 10,
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        Ok(Reply { status, body })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    /// `POST /api/products` as admin.
+    pub async fn create(&self, body: &Value) -> anyhow::Result<Reply> {
+        self.send(
+            self.client
+                .post(self.url("/api/products"))
+                .bearer_auth(&self.admin_token)
+                .json(body),
+        )
+        .await
+    }
+
+    /// Creates a product and returns its view, failing unless 201.
+    pub async fn created(&self, body: &Value) -> anyhow::Result<Value> {
+        let reply = self.create(body).await?;
+        anyhow::ensure!(reply.status == StatusCode::CREATED, "create: {reply:?}");
+        Ok(reply.body)
+    }
+
+    pub async fn patch(&self, id: &str, body: &Value) -> anyhow::Result<Reply> {
+        self.send(
+            self.client
+                .patch(self.url(&format!("/api/products/{id}")))
+                .bearer_auth(&self.admin_token)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, id: &str) -> anyhow::Result<Reply> {
+        self.send(
+            self.client
+                .delete(self.url(&format!("/api/products/{id}")))
+                .bearer_auth(&self.admin_token),
+        )
+        .await
+    }
+
+    pub async fn adjust(&self, id: &str, delta: i64, reason: &str) -> anyhow::Result<Reply> {
+        self.send(
+            self.client
+                .post(self.url(&format!("/api/products/{id}/stock")))
+                .bearer_auth(&self.admin_token)
+                .json(&json!({"delta": delta, "reason": reason})),
+        )
+        .await
+    }
+
+    /// The stored document of a product, pending events and all.
+    pub async fn document(&self, id: &str) -> anyhow::Result<Document> {
+        self.db
+            .collection::<Document>("products")
+            .find_one(doc! {"_id": id})
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no document {id}"))
+    }
+
+    pub async fn pending_events(&self, id: &str) -> anyhow::Result<usize> {
+        Ok(self
+            .document(id)
+            .await?
+            .get_array("pending_events")
+            .map(Vec::len)
+            .unwrap_or(0))
+    }
+
+    /// Waits until the relay has published everything.
+    pub async fn wait_for_empty_outbox(&self) -> TestResult {
+        let db = self.db.clone();
+        eventually(Duration::from_secs(30), move || {
+            let db = db.clone();
+            async move {
+                let n = product_service::events::outbox::backlog(&db).await?;
+                anyhow::ensure!(n == 0, "{n} events still pending");
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Every record on this test's `product.events`.
+    pub async fn product_events(&self) -> anyhow::Result<Vec<Record>> {
+        read_topic(&format!("{}{PRODUCT_EVENTS}", self.topic_prefix)).await
+    }
+}
+
+pub fn string(value: &Value) -> anyhow::Result<String> {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("not a string: {value}"))
+}
+
+/// Retries `check` until it passes or `deadline` passes; returns its last error then.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = TestResult>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(error) if started.elapsed() >= deadline => {
+                return Err(error.context(format!("still failing after {deadline:?}")));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// A record read back from the broker.
+#[derive(Debug)]
+pub struct Record {
+    pub key: String,
+    pub event: CloudEvent,
+    pub headers: HashMap<String, String>,
+}
+
+/// Every event currently in `topic` (duplicates included).
+pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<Record>> {
+    messaging::testing::read_topic(&brokers(), topic)
+        .await?
+        .into_iter()
+        .map(|record| {
+            Ok(Record {
+                key: record.key.clone().unwrap_or_default(),
+                event: record.event()?,
+                headers: record.headers,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! Integration tests of product-service against the real local stack (FerretDB or MongoDB,
+//! Kafka): each test gets its own database and topic prefix, so they run in parallel.
+
+mod access;
+mod events;
+mod helpers;
+mod listing;
+mod platform;
+mod products;
+mod stock;
