@@ -27,15 +27,26 @@ pub struct Service {
 
 /// Every service of the platform; entries whose crate does not exist yet are skipped, so a new
 /// service is wired in by adding one line here.
-pub const SERVICES: &[Service] = &[Service {
-    name: "user-service",
-    package: "user-service",
-    binary: "user-service",
-    default_port: 8081,
-    port_var: "USER_SERVICE_PORT",
-    ready_path: "/health/ready",
-    database: Some("users"),
-}];
+pub const SERVICES: &[Service] = &[
+    Service {
+        name: "user-service",
+        package: "user-service",
+        binary: "user-service",
+        default_port: 8081,
+        port_var: "USER_SERVICE_PORT",
+        ready_path: "/health/ready",
+        database: Some("users"),
+    },
+    Service {
+        name: "product-service",
+        package: "product-service",
+        binary: "product-service",
+        default_port: 8082,
+        port_var: "PRODUCT_SERVICE_PORT",
+        ready_path: "/health/ready",
+        database: None,
+    },
+];
 
 impl Service {
     pub fn port(&self) -> Result<u16> {
@@ -60,6 +71,14 @@ pub fn present(layout: &Layout) -> Vec<Service> {
         })
         .copied()
         .collect()
+}
+
+/// Where user-service answers (other services fetch its JWKS there).
+pub fn user_service_url() -> Result<String> {
+    SERVICES
+        .iter()
+        .find(|s| s.name == "user-service")
+        .map_or(Ok("http://127.0.0.1:8081".to_owned()), Service::base_url)
 }
 
 pub fn admin_credentials() -> (String, String) {
@@ -127,6 +146,10 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
                 format!("{}/api/v2/spans", s.zipkin_url()),
             )
             .env("MONGODB_URL", s.mongodb_url())
+            .env(
+                "JWKS_URL",
+                format!("{}/.well-known/jwks.json", user_service_url()?),
+            )
             .env("SMTP_HOST", "127.0.0.1")
             .env("SMTP_PORT", s.smtp_port.to_string())
             .env(
