@@ -12,6 +12,7 @@ mod infra;
 mod layout;
 mod proc;
 mod provision;
+mod seed;
 mod services;
 mod ui;
 
@@ -57,6 +58,12 @@ enum Cmd {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Load a realistic catalog (through product-service's admin API; needs `up`).
+    Seed {
+        /// How many products.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+    },
     /// fmt check, clippy, infrastructure up, then the workspace tests.
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
@@ -85,6 +92,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Down { wipe } => down(&layout, wipe).map(|()| ExitCode::SUCCESS),
         Cmd::Status => status(&layout, &settings).map(|()| ExitCode::SUCCESS),
         Cmd::Logs { name, follow } => logs(&layout, &name, follow),
+        Cmd::Seed { count } => seed::seed(count).map(|()| ExitCode::SUCCESS),
         Cmd::Test { args } => test(&layout, &settings, &args),
     }
 }
