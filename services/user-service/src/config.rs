@@ -41,6 +41,8 @@ pub struct Config {
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
     pub request_timeout: Duration,
+    /// Threads hashing passwords, each holding one 19 MiB Argon2 buffer.
+    pub password_workers: usize,
 }
 
 impl Config {
@@ -102,6 +104,14 @@ impl Config {
             login_lockout: secs("LOGIN_LOCKOUT_SECS", 30)?,
             run_outbox_relay: true,
             request_timeout: secs("REQUEST_TIMEOUT_SECS", 10)?,
+            password_workers: match var("PASSWORD_HASH_WORKERS") {
+                Some(value) => value
+                    .parse()
+                    .context("PASSWORD_HASH_WORKERS must be a number")?,
+                None => std::thread::available_parallelism()
+                    .map(usize::from)
+                    .unwrap_or(2),
+            },
         };
         config.validate()?;
         Ok(config)

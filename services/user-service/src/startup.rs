@@ -18,7 +18,7 @@ use web::{Readiness, ServiceInfo};
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Profile};
-use crate::domain::password;
+use crate::domain::password::PasswordHasher;
 use crate::store::users::NewUser;
 
 /// A built, not yet running, user-service.
@@ -78,8 +78,12 @@ impl Application {
             .context("creating Kafka topics (KAFKA_BROKERS)")?;
         let producer: FutureProducer = kafka.producer()?;
 
+        let passwords = PasswordHasher::start(config.password_workers, 256)
+            .await
+            .context("starting the password hashing workers")?;
         let state = AppState {
             pool: pool.clone(),
+            passwords,
             issuer,
             verifier,
             topics,
@@ -184,7 +188,11 @@ async fn seed_admin(state: &AppState) -> anyhow::Result<()> {
         return Ok(());
     }
     drop(conn);
-    let hash = password::hash(state.config.admin_password.expose_secret().to_owned()).await?;
+    let hash = state
+        .passwords
+        .hash(state.config.admin_password.expose_secret().to_owned())
+        .await
+        .map_err(|error| anyhow::anyhow!("hashing the admin password: {error}"))?;
     let mut tx = state.pool.begin().await?;
     let created = api::users::create_user(
         &mut tx,

@@ -3,6 +3,8 @@
 use axum::response::{IntoResponse, Response};
 use web::Problem;
 
+use crate::domain::password::PasswordError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// An answer meant for the client (4xx, or a 503 that says to retry).
@@ -20,6 +22,20 @@ impl From<sqlx::Error> for ApiError {
                 ApiError::Problem(Problem::unavailable("the database is busy; try again"))
             }
             _ => ApiError::Internal(anyhow::Error::new(error).context("database error")),
+        }
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(error: PasswordError) -> Self {
+        match error {
+            PasswordError::Busy => {
+                let mut problem =
+                    Problem::unavailable("the service is busy signing people in; retry shortly");
+                problem.retry_after_secs = Some(1);
+                ApiError::Problem(problem)
+            }
+            PasswordError::Failed(error) => ApiError::Internal(error),
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub passwords: crate::domain::password::PasswordHasher,
     pub issuer: TokenIssuer,
     pub verifier: TokenVerifier,
     pub topics: Topic,

@@ -15,7 +15,7 @@ use web::{FieldError, Json, Problem};
 
 use super::error::{ApiError, ApiResult};
 use super::{AppState, EVENT_SOURCE};
-use crate::domain::{password, throttle, tokens, validation};
+use crate::domain::{throttle, tokens, validation};
 use crate::store::users::{NewUser, ProfileChange, UserRow};
 use crate::store::{self, refresh_tokens};
 
@@ -132,7 +132,7 @@ pub async fn register(
         return Err(Problem::validation(errors).into());
     };
 
-    let password_hash = password::hash(body.password).await?;
+    let password_hash = state.passwords.hash(body.password).await?;
     let mut tx = state.pool.begin().await?;
     let user = create_user(
         &mut tx,
@@ -220,11 +220,13 @@ pub async fn login(
     let user = store::users::by_email(&mut conn, body.email.trim()).await?;
     drop(conn);
 
-    let matches = password::verify(
-        body.password,
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await?;
+    let matches = state
+        .passwords
+        .verify(
+            body.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await?;
     let user = match (user, matches) {
         (Some(user), true) => user,
         _ => {

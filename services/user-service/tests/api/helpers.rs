@@ -119,6 +119,7 @@ pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {
         login_lockout: Duration::from_secs(30),
         run_outbox_relay: true,
         request_timeout: Duration::from_secs(10),
+        password_workers: 2,
     }
 }
 
