@@ -260,7 +260,13 @@ impl OutboxRelay {
                 messaging.kafka.message_key = %event.key,
             );
             telemetry::adopt_parent(&span, telemetry::context_from_headers(&parent));
-            let headers = messaging::headers::to_record_headers(&telemetry::context_headers(&span));
+            // Without a tracer (export switched off) the publish span has no context of its
+            // own; pass the request's on unchanged so consumers still join its trace.
+            let mut context = telemetry::context_headers(&span);
+            if context.is_empty() {
+                context = parent;
+            }
+            let headers = messaging::headers::to_record_headers(&context);
             let record = FutureRecord::to(&event.topic)
                 .key(&event.key)
                 .payload(&event.payload)
