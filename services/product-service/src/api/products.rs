@@ -446,7 +446,8 @@ fn pending<T: EventData>(state: &AppState, id: Uuid, data: T) -> ApiResult<Pendi
 
 /// Commits `after` (computed from a read at `before_version`) with its event, provided the
 /// product is still at that version. `update` holds the change's own operators; the version,
-/// timestamp and event are added here. `None`: someone else changed the product first.
+/// timestamp and event are added here. Under the product's lock nobody else can have changed
+/// it; if the condition fails anyway, the client is asked to retry (503).
 async fn commit<T: EventData>(
     state: &AppState,
     before_version: i64,
@@ -454,7 +455,7 @@ async fn commit<T: EventData>(
     event: T,
     extra_filter: Document,
     mut update: Document,
-) -> ApiResult<Option<ProductDoc>> {
+) -> ApiResult<ProductDoc> {
     let id = after.uuid()?;
     let event = pending(state, id, event)?.to_document()?;
     let set = update.get_document_mut("$set").ok();
@@ -477,9 +478,8 @@ async fn commit<T: EventData>(
         .products
         .update_at_version(&id, before_version, extra_filter, update)
         .await?;
-    if committed.is_some() {
-        state.cache.invalidate(&id).await;
-    }
+    let committed = committed.ok_or_else(busy)?;
+    state.cache.invalidate(&id).await;
     Ok(committed)
 }
 
@@ -590,37 +590,16 @@ pub async fn update(
             return Err(stale(before.version).into());
         }
         let mut after = next_version(&before);
-        let mut set = Document::new();
-        if let Some(name) = name {
-            set.insert("name", &name);
-            after.name = name;
-        }
-        if let Some(description) = description {
-            set.insert("description", &description);
-            after.description = description;
-        }
-        if let Some(category) = category {
-            set.insert("category", &category);
-            after.category = category;
-        }
-        if let Some(tags) = tags {
-            set.insert("tags", &tags);
-            after.tags = tags;
-        }
-        if let Some(price) = price {
-            set.insert("price", bson_value(&price)?);
-            after.price = price;
-        }
-        if let Some(specs) = specs {
-            set.insert("specs", bson_value(&specs)?);
-            after.specs = specs;
-        }
-        if let Some(images) = new_images {
-            set.insert("images", bson_value(&images)?);
-            after.images = images;
-        }
+        after.name = name.unwrap_or(after.name);
+        after.description = description.unwrap_or(after.description);
+        after.category = category.unwrap_or(after.category);
+        after.tags = tags.unwrap_or(after.tags);
+        after.price = price.unwrap_or(after.price);
+        after.specs = specs.unwrap_or(after.specs);
+        after.images = new_images.unwrap_or(after.images);
         let event = ProductUpdated(after.snapshot()?);
-        let update = doc! {"$set": set};
+        // Unchanged fields are set to what they are; the lock and the version make that safe.
+        let update = doc! {"$set": catalog_fields(&after)?};
         let committed = commit(
             &state,
             before.version,
@@ -629,11 +608,23 @@ pub async fn update(
             Document::new(),
             update,
         )
-        .await?
-        .ok_or_else(busy)?;
+        .await?;
         Ok(Json(view(&committed)?))
     })
     .await
+}
+
+/// The fields a PATCH may change, as stored.
+fn catalog_fields(product: &ProductDoc) -> ApiResult<Document> {
+    Ok(doc! {
+        "name": &product.name,
+        "description": &product.description,
+        "category": &product.category,
+        "tags": &product.tags,
+        "price": bson_value(&product.price)?,
+        "specs": bson_value(&product.specs)?,
+        "images": bson_value(&product.images)?,
+    })
 }
 
 fn stale(current_version: i64) -> Problem {
@@ -675,8 +666,7 @@ pub async fn delete(
             Document::new(),
             update,
         )
-        .await?
-        .ok_or_else(busy)?;
+        .await?;
         Ok(StatusCode::NO_CONTENT)
     })
     .await
@@ -730,9 +720,7 @@ pub async fn adjust_stock(
                 "$slice": -stock::ADJUSTMENT_LOG_LEN,
             }},
         };
-        let committed = commit(&state, before.version, &after, event, guard, update)
-            .await?
-            .ok_or_else(busy)?;
+        let committed = commit(&state, before.version, &after, event, guard, update).await?;
         Ok(Json(view(&committed)?))
     })
     .await

@@ -207,15 +207,20 @@ impl TestApp {
         self.send(self.client.get(self.url(path))).await
     }
 
-    /// `POST /api/products` as admin.
-    pub async fn create(&self, body: &Value) -> anyhow::Result<Reply> {
+    /// `POST path` with a JSON body, as admin.
+    pub async fn post_as_admin(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
         self.send(
             self.client
-                .post(self.url("/api/products"))
+                .post(self.url(path))
                 .bearer_auth(&self.admin_token)
                 .json(body),
         )
         .await
+    }
+
+    /// `POST /api/products` as admin.
+    pub async fn create(&self, body: &Value) -> anyhow::Result<Reply> {
+        self.post_as_admin("/api/products", body).await
     }
 
     /// Creates a product and returns its view, failing unless 201.
@@ -245,13 +250,9 @@ impl TestApp {
     }
 
     pub async fn adjust(&self, id: &str, delta: i64, reason: &str) -> anyhow::Result<Reply> {
-        self.send(
-            self.client
-                .post(self.url(&format!("/api/products/{id}/stock")))
-                .bearer_auth(&self.admin_token)
-                .json(&json!({"delta": delta, "reason": reason})),
-        )
-        .await
+        let body = json!({"delta": delta, "reason": reason});
+        self.post_as_admin(&format!("/api/products/{id}/stock"), &body)
+            .await
     }
 
     /// The stored document of a product, pending events and all.

@@ -29,24 +29,13 @@ async fn adjustments_change_available_stock_but_never_below_zero() -> TestResult
     );
 
     // Bad requests name their field.
+    let stock = format!("/api/products/{id}/stock");
     assert_eq!(app.adjust(&id, 0, "nothing").await?.fields(), ["delta"]);
     assert_eq!(app.adjust(&id, 1, "   ").await?.fields(), ["reason"]);
-    let no_reason = app
-        .send(
-            app.client
-                .post(app.url(&format!("/api/products/{id}/stock")))
-                .bearer_auth(&app.admin_token)
-                .json(&json!({"delta": 1})),
-        )
-        .await?;
+    let no_reason = app.post_as_admin(&stock, &json!({"delta": 1})).await?;
     assert_eq!(no_reason.fields(), ["reason"]);
     let fractional = app
-        .send(
-            app.client
-                .post(app.url(&format!("/api/products/{id}/stock")))
-                .bearer_auth(&app.admin_token)
-                .json(&json!({"delta": 1.5, "reason": "x"})),
-        )
+        .post_as_admin(&stock, &json!({"delta": 1.5, "reason": "x"}))
         .await?;
     assert_eq!(fractional.fields(), ["delta"]);
     Ok(())
