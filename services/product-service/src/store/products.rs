@@ -127,10 +127,6 @@ impl Products {
         }
     }
 
-    pub fn raw(&self) -> Collection<Document> {
-        self.collection.clone_with_type()
-    }
-
     /// Creates the indexes the queries need; creating an existing index is a no-op, so every
     /// replica runs this at start.
     pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
@@ -180,7 +176,8 @@ impl Products {
     }
 
     /// Applies `update` if the product is active and still at `version`; returns the product
-    /// after the update, or `None` if someone else changed it first (or it is gone).
+    /// after the update, or `None` if someone else changed it first (or it is gone). Atomic on
+    /// MongoDB; on FerretDB 1.24 only under the product's lock (see `store::locks`).
     pub async fn update_at_version(
         &self,
         id: &Uuid,
