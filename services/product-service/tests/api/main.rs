@@ -5,6 +5,7 @@ mod access;
 mod events;
 mod helpers;
 mod listing;
+mod locks;
 mod platform;
 mod products;
 mod stock;
