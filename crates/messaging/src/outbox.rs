@@ -113,8 +113,9 @@ impl OutboxRelay {
         self
     }
 
-    /// Runs until `shutdown` is cancelled; a batch in flight is finished (published and
-    /// deleted) before it returns, so a graceful restart neither loses nor repeats events.
+    /// Runs until `shutdown` is cancelled; then the batch in flight is finished and what is
+    /// left is drained (for at most 10 s), so a graceful stop neither loses nor repeats events.
+    /// Cancel it only after the HTTP server has drained, so the last requests' events go too.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut listener = match self.listen().await {
             Ok(listener) => Some(listener),
@@ -170,7 +171,24 @@ impl OutboxRelay {
                 () = tokio::time::sleep(self.poll_interval) => {},
             }
         }
+        self.drain().await;
         tracing::info!("outbox relay stopped");
+    }
+
+    /// Publishes what is left, for a bounded time, so events committed by the last requests
+    /// before a shutdown leave with this process instead of waiting for the next start.
+    async fn drain(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            match self.publish_batch().await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "final outbox drain failed");
+                    return;
+                }
+            }
+        }
     }
 
     async fn listen(&self) -> anyhow::Result<PgListener> {

@@ -58,7 +58,7 @@ pub struct TestApp {
 }
 
 /// A fresh database named after the time, so stale ones from earlier runs can be dropped.
-async fn fresh_database() -> anyhow::Result<String> {
+pub async fn fresh_database() -> anyhow::Result<String> {
     let admin_url = env_or(
         "TEST_DATABASE_URL",
         "postgres://shop:shop@127.0.0.1:5432/postgres",

@@ -7,3 +7,4 @@ mod platform;
 mod profile;
 mod register;
 mod sessions;
+mod shutdown;
