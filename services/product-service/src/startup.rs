@@ -114,8 +114,8 @@ impl Application {
         &self.db
     }
 
-    /// Serves until `shutdown` resolves: in-flight requests finish, the relay finishes the
-    /// documents it holds, then this returns.
+    /// Serves until `shutdown` resolves: in-flight requests finish, then the relay publishes
+    /// what they committed (bounded), then this returns.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -124,12 +124,11 @@ impl Application {
         let relay = self
             .relay
             .map(|relay| tokio::spawn(relay.run(stop.clone())));
-        let http_stop = stop.clone();
-        let server = web::serve(self.listener, self.router, async move {
-            shutdown.await;
-            http_stop.cancel();
-        });
-        let result = server.await.context("HTTP server failed");
+        // Order matters: the server stops accepting and finishes in-flight requests first;
+        // only then does the relay stop, after draining the events those requests committed.
+        let result = web::serve(self.listener, self.router, shutdown)
+            .await
+            .context("HTTP server failed");
         stop.cancel();
         if let Some(relay) = relay
             && let Err(error) = relay.await

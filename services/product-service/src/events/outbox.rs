@@ -112,7 +112,9 @@ impl OutboxRelay {
         self
     }
 
-    /// Runs until `shutdown` is cancelled; documents in flight are finished first.
+    /// Runs until `shutdown` is cancelled; then the documents in flight are finished and what
+    /// is left is drained (for at most 10 s), so a graceful stop neither loses nor strands
+    /// events. Cancel it only after the HTTP server has drained.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
         loop {
@@ -148,7 +150,24 @@ impl OutboxRelay {
                 () = tokio::time::sleep(self.poll_interval) => {},
             }
         }
+        self.drain().await;
         tracing::info!("outbox relay stopped");
+    }
+
+    /// Publishes what is left, for a bounded time, so events of the last requests before a
+    /// shutdown leave with this process instead of waiting for the next start.
+    async fn drain(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            match self.publish_batch().await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "final outbox drain failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// Publishes the pending events of up to one batch of documents; returns how many
