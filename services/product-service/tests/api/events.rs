@@ -110,3 +110,31 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
     assert_eq!(relay.publish_batch().await?, 0, "nothing left to publish");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_event_continues_the_callers_trace() -> TestResult {
+    let app = spawn_app().await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let reply = app
+        .send(
+            app.client
+                .post(app.url("/api/products"))
+                .bearer_auth(&app.admin_token)
+                .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+                .json(&product_body("EVT-TRACE")),
+        )
+        .await?;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    app.wait_for_empty_outbox().await?;
+    let records = app.product_events().await?;
+    let traceparent = records
+        .first()
+        .and_then(|r| r.headers.get("traceparent"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        traceparent.starts_with(&format!("00-{trace_id}-")),
+        "{traceparent:?}"
+    );
+    Ok(())
+}
