@@ -1,0 +1,6 @@
+-- Runs once, when the postgres container initialises an empty data volume
+-- (/docker-entrypoint-initdb.d). One database per PostgreSQL-owning service, as natively
+-- (xtask/src/layout.rs DATABASES, minus FerretDB's: compose runs real MongoDB).
+CREATE DATABASE users;
+CREATE DATABASE orders;
+CREATE DATABASE notifications;
