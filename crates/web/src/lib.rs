@@ -12,6 +12,7 @@ pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod server;
 

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use contracts::topics::Topic;
 use sqlx::PgPool;
 use utoipa::OpenApi;
+use web::openapi::BearerAuth;
 
 use crate::config::Config;
 
@@ -66,21 +67,3 @@ pub fn router(state: AppState) -> Router {
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
