@@ -9,6 +9,7 @@
 //! aggregate's events in order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -77,7 +78,7 @@ impl ConsumerSettings {
 
 /// A subscribed consumer plus the producer its dead letters go out with.
 pub struct EventConsumer {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     dead_letters: FutureProducer,
     settings: ConsumerSettings,
 }
@@ -108,7 +109,7 @@ impl EventConsumer {
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).context("subscribing")?;
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             dead_letters: kafka.producer()?,
             settings,
         })
@@ -117,6 +118,7 @@ impl EventConsumer {
     /// Consumes until `shutdown` is cancelled; the record in hand is finished and offsets are
     /// committed before it returns.
     pub async fn run<H: Handler>(self, handler: H, shutdown: CancellationToken) {
+        let lag_reporter = tokio::spawn(report_lag(self.lag_probe(), shutdown.clone()));
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -138,6 +140,7 @@ impl EventConsumer {
                 }
             }
         }
+        lag_reporter.abort();
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored yet is the common case for an idle consumer.
             tracing::debug!(%error, "final offset commit");
@@ -279,6 +282,94 @@ impl EventConsumer {
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
+        }
+    }
+}
+
+/// How far behind the end of its partitions a running consumer is.
+#[derive(Clone)]
+pub struct LagProbe {
+    consumer: Arc<StreamConsumer>,
+    group: String,
+}
+
+impl std::fmt::Debug for LagProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LagProbe")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Records not yet processed in one assigned partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub lag: i64,
+}
+
+impl LagProbe {
+    /// Lag of every assigned partition: high watermark minus the consumer's position (the
+    /// whole partition when it has no position yet). Asks the broker, so it blocks: call it
+    /// off the async workers.
+    pub fn measure(&self) -> anyhow::Result<Vec<PartitionLag>> {
+        let positions = self.consumer.position().context("reading positions")?;
+        let mut lags = Vec::new();
+        for element in positions.elements() {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(2))
+                .context("reading watermarks")?;
+            let next = match element.offset() {
+                rdkafka::Offset::Offset(offset) => offset,
+                _ => low,
+            };
+            lags.push(PartitionLag {
+                topic: element.topic().to_owned(),
+                partition: element.partition(),
+                lag: (high - next).max(0),
+            });
+        }
+        Ok(lags)
+    }
+}
+
+impl EventConsumer {
+    /// A handle that measures this consumer's lag while it runs.
+    pub fn lag_probe(&self) -> LagProbe {
+        LagProbe {
+            consumer: self.consumer.clone(),
+            group: self.settings.group_id.clone(),
+        }
+    }
+}
+
+/// Exports `consumer_lag{group,topic,partition}` every 10 seconds until shutdown.
+async fn report_lag(probe: LagProbe, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let measuring = probe.clone();
+        match tokio::task::spawn_blocking(move || measuring.measure()).await {
+            Ok(Ok(lags)) => {
+                for lag in lags {
+                    metrics::gauge!(
+                        "consumer_lag",
+                        &[
+                            ("group", probe.group.clone()),
+                            ("topic", lag.topic),
+                            ("partition", lag.partition.to_string()),
+                        ]
+                    )
+                    .set(lag.lag as f64);
+                }
+            }
+            Ok(Err(error)) => tracing::debug!(error = format!("{error:#}"), "lag not measured"),
+            Err(error) => tracing::debug!(%error, "lag task failed"),
         }
     }
 }

@@ -16,7 +16,8 @@ pub mod outbox;
 pub mod testing;
 
 pub use consumer::{
-    ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, mark_processed,
+    ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, LagProbe, PartitionLag,
+    mark_processed,
 };
 pub use kafka::{KafkaConfig, TopicSpec};
 pub use outbox::{OutboxRelay, enqueue};

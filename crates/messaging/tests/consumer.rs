@@ -267,3 +267,77 @@ async fn an_event_is_marked_processed_once_per_consumer() -> TestResult {
     );
     Ok(())
 }
+
+/// Waits at a gate before each record, so the test controls how far the consumer gets.
+struct Gated {
+    gate: Arc<tokio::sync::Semaphore>,
+    done: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Handler for Gated {
+    async fn handle(&self, _: &Delivery) -> Result<(), HandlerError> {
+        self.gate
+            .acquire()
+            .await
+            .map_err(|e| HandlerError::Permanent(e.into()))?
+            .forget();
+        self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn lag_counts_what_is_left_and_reaches_zero_when_caught_up() -> TestResult {
+    let topic = format!("test-{}.things", Uuid::new_v4().simple());
+    produce(
+        &topic,
+        &[thing("a", "ok")?, thing("b", "ok")?, thing("c", "ok")?],
+    )
+    .await?;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let consumer =
+        EventConsumer::new(&kafka(), settings(&topic, &format!("g-{}", Uuid::new_v4())))?;
+    let probe = consumer.lag_probe();
+    let stop = CancellationToken::new();
+    let handler = Gated {
+        gate: gate.clone(),
+        done: done.clone(),
+    };
+    let task = tokio::spawn(consumer.run(handler, stop.clone()));
+
+    let total_lag = |probe: messaging::LagProbe| async move {
+        let lags = tokio::task::spawn_blocking(move || probe.measure()).await??;
+        anyhow::Ok(
+            lags.iter()
+                .filter(|l| l.topic.ends_with(".things"))
+                .map(|l| l.lag)
+                .sum::<i64>(),
+        )
+    };
+    // The first record is in the handler, held at the gate: two are left behind it.
+    let started = Instant::now();
+    while total_lag(probe.clone()).await? != 2 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "lag never showed 2"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gate.add_permits(3);
+    wait_until(Duration::from_secs(30), || {
+        done.load(std::sync::atomic::Ordering::SeqCst) == 3
+    })
+    .await?;
+    let started = Instant::now();
+    while total_lag(probe.clone()).await? != 0 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "lag never reached 0"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await?;
+    Ok(())
+}
