@@ -8,6 +8,7 @@
 //! that `up` recorded, `status` and `logs` inspect them, and `test` runs the checks and the
 //! test suite against the real stack, ending with one `N passed, N failed` line.
 
+mod deploy_check;
 mod infra;
 mod layout;
 mod proc;
@@ -64,7 +65,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         count: usize,
     },
-    /// fmt check, clippy, infrastructure up, then the workspace tests.
+    /// fmt check, clippy, deploy-file validation, infrastructure up, then the workspace tests.
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(last = true)]
@@ -258,6 +259,8 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
             "warnings",
         ]),
     )?;
+    eprintln!("==> deploy files (Dockerfile, docker-compose.yml, Helm chart), offline");
+    deploy_check::check(layout)?;
     eprintln!("==> infrastructure");
     infra::up(layout, s)?;
 
