@@ -586,11 +586,19 @@ fn python_tools(layout: &Layout, dir: &Path) -> Result<()> {
             }
         };
         let _ = fs::remove_dir_all(dir);
-        run_logged(
-            Command::new(&python).args(["-m", "venv"]).arg(dir),
-            &log,
-            "python3 -m venv",
-        )?;
+        let venv = || {
+            run_logged(
+                Command::new(&python).args(["-m", "venv"]).arg(dir),
+                &log,
+                "python3 -m venv",
+            )
+        };
+        if venv().is_err() {
+            // Debian's python3 ships without ensurepip; python3-venv adds it.
+            let _ = fs::remove_dir_all(dir);
+            provision::apt_install(layout, &["python3-venv"], "Python's venv module")?;
+            venv()?;
+        }
         run_logged(
             Command::new(dir.join("bin").join("pip"))
                 .args([
