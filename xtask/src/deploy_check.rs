@@ -734,6 +734,44 @@ services:
     }
 
     #[test]
+    fn manifest_rules_catch_missing_objects_and_hardening() {
+        let docs = parse_manifests(
+            r#"
+kind: Deployment
+metadata: {name: shop-user-service}
+spec:
+  template:
+    spec:
+      containers:
+        - name: user-service
+          ports: [{containerPort: 8081}]
+          readinessProbe: {httpGet: {path: /health/ready}}
+          livenessProbe: {httpGet: {path: /health/live}}
+          resources: {requests: {memory: 64Mi}, limits: {memory: 256Mi}}
+          securityContext:
+            allowPrivilegeEscalation: false
+            runAsNonRoot: true
+            capabilities: {drop: [ALL]}
+            seccompProfile: {type: RuntimeDefault}
+---
+kind: Service
+metadata: {name: shop-user-service}
+"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(docs.len(), 2);
+        let problems = manifest_problems(&docs, &svc(), false);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("readOnlyRootFilesystem"))
+        );
+        assert!(problems.iter().any(|p| p.contains("no ConfigMap")));
+        assert!(problems.iter().any(|p| p.contains("no Ingress")));
+        assert!(problems.iter().any(|p| p.contains("no bundled postgres")));
+    }
+
+    #[test]
     fn repository_compose_file_passes() {
         let layout = Layout::detect();
         let Ok(layout) = layout else { return };
