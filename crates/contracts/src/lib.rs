@@ -8,6 +8,8 @@
 //! compatible (only optional fields added); anything else gets a new `.vN` type.
 
 pub mod envelope;
+pub mod inventory;
+pub mod order;
 pub mod product;
 pub mod topics;
 pub mod user;

@@ -1,0 +1,85 @@
+//! Events on `order.events` (key: order id), published by order-service. product-service
+//! reserves stock on `order.created`, commits it on `order.paid` and releases it on
+//! `order.cancelled` / `order.rejected`; notification-service tells the customer.
+//!
+//! Each event names its order; only `order.created` carries the lines, priced by order-service
+//! from its product replica (never from the client).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::EventData;
+use crate::product::Money;
+use crate::topics::ORDER_EVENTS;
+
+/// One line of an order: a product, how many units, and the unit price charged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItem {
+    pub product_id: Uuid,
+    /// Units ordered; at least 1.
+    pub quantity: i64,
+    pub unit_price: Money,
+}
+
+/// A customer placed an order (status `PENDING`); its stock is not reserved yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreated {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub items: Vec<OrderItem>,
+    /// Sum of `quantity * unit_price` over the items, in their one currency.
+    pub total: Money,
+}
+
+impl EventData for OrderCreated {
+    const TYPE: &'static str = "order.created.v1";
+    const TOPIC: &'static str = ORDER_EVENTS;
+}
+
+/// The stock is reserved; the order waits for its payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAwaitingPayment {
+    pub order_id: Uuid,
+}
+
+impl EventData for OrderAwaitingPayment {
+    const TYPE: &'static str = "order.awaiting_payment.v1";
+    const TOPIC: &'static str = ORDER_EVENTS;
+}
+
+/// The order is paid; its reserved stock is sold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaid {
+    pub order_id: Uuid,
+}
+
+impl EventData for OrderPaid {
+    const TYPE: &'static str = "order.paid.v1";
+    const TOPIC: &'static str = ORDER_EVENTS;
+}
+
+/// The order was cancelled before payment (by its owner, or `payment_timeout`); reserved
+/// stock returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub order_id: Uuid,
+    /// Machine-readable, e.g. `payment_timeout` or `customer_request`.
+    pub reason: String,
+}
+
+impl EventData for OrderCancelled {
+    const TYPE: &'static str = "order.cancelled.v1";
+    const TOPIC: &'static str = ORDER_EVENTS;
+}
+
+/// The order was refused (e.g. `out_of_stock` after `inventory.reservation_failed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRejected {
+    pub order_id: Uuid,
+    pub reason: String,
+}
+
+impl EventData for OrderRejected {
+    const TYPE: &'static str = "order.rejected.v1";
+    const TOPIC: &'static str = ORDER_EVENTS;
+}
