@@ -128,7 +128,7 @@ impl Products {
     }
 
     /// Creates the indexes the queries need; creating an existing index is a no-op, so every
-    /// replica runs this at start.
+    /// replica runs this at start (and a restart against the same database works).
     pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
         let unique = IndexOptions::builder().unique(true).build();
         let indexes = [
@@ -151,10 +151,14 @@ impl Products {
                 .options(IndexOptions::builder().sparse(true).build())
                 .build(),
         ];
-        self.collection
-            .create_indexes(indexes)
-            .await
-            .context("creating the products indexes")?;
+        // One at a time: FerretDB 1.24 panics (and drops the connection) on a `createIndexes`
+        // with several indexes that all exist already, i.e. at every start after the first.
+        for index in indexes {
+            self.collection
+                .create_index(index)
+                .await
+                .context("creating the products indexes")?;
+        }
         Ok(())
     }
 
