@@ -25,6 +25,9 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
+    /// Whether this process consumes `order.events` to reserve stock (`INVENTORY_CONSUMER=off`
+    /// disables it, e.g. for a catalog-only replica).
+    pub run_inventory_consumer: bool,
     /// How often the relay looks for pending events written by other replicas or left by a
     /// crash (local writes wake it at once).
     pub relay_poll_interval: Duration,
@@ -42,6 +45,13 @@ impl Config {
                     .with_context(|| format!("{name} must be milliseconds"))?,
                 None => default,
             }))
+        };
+        let switch = |name: &str| -> anyhow::Result<bool> {
+            match var(name).as_deref() {
+                None | Some("on") => Ok(true),
+                Some("off") => Ok(false),
+                Some(_) => anyhow::bail!("{name} must be on or off"),
+            }
         };
         Ok(Self {
             host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
@@ -66,6 +76,7 @@ impl Config {
             jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "ferroshop".into()),
             cache_ttl: millis("PRODUCT_CACHE_TTL_MS", 5_000)?,
             run_outbox_relay: true,
+            run_inventory_consumer: switch("INVENTORY_CONSUMER")?,
             relay_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
             request_timeout: Duration::from_secs(match var("REQUEST_TIMEOUT_SECS") {
                 Some(value) => value

@@ -1,23 +1,24 @@
-//! Wiring: MongoDB and its indexes, token keys, Kafka, the outbox relay and the HTTP server.
-
-use std::sync::Arc;
+//! Wiring: MongoDB and its indexes, token keys, Kafka, the outbox relays, the consumers
+//! (inventory) and the HTTP server.
 
 use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{KafkaConfig, TopicSpec};
+use messaging::{EventConsumer, KafkaConfig, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use web::{Readiness, ServiceInfo};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::events::outbox::OutboxRelay;
-use crate::store::locks::ProductLocks;
+use crate::events::outbox::{Outbox, OutboxRelay};
+use crate::inventory::consumer::{self as inventory_consumer, OrderEvents};
+use crate::inventory::{Inventory, Wake};
+use crate::store::locks::DocumentLocks;
+use crate::store::reservations::Reservations;
 use crate::store::{self, products::Products};
 
 /// A built, not yet running, product-service.
@@ -25,7 +26,8 @@ pub struct Application {
     listener: TcpListener,
     port: u16,
     router: axum::Router,
-    relay: Option<OutboxRelay>,
+    relays: Vec<OutboxRelay>,
+    inventory: Option<(EventConsumer, OrderEvents)>,
     db: Database,
 }
 
@@ -48,33 +50,58 @@ impl Application {
         let db = store::connect(config.mongodb_url.expose_secret(), &config.database).await?;
         let products = Products::new(&db);
         products.ensure_indexes().await?;
+        Reservations::new(&db).ensure_indexes().await?;
 
         let kafka = KafkaConfig {
             brokers: config.kafka_brokers.clone(),
         };
         let topics = Topic::with_prefix(config.topic_prefix.clone());
+        let topic = |name: String, partitions, compacted| TopicSpec {
+            name,
+            partitions,
+            compacted,
+        };
         kafka
-            .ensure_topics(&[TopicSpec {
-                name: topics.qualified(topics::PRODUCT_EVENTS),
-                partitions: 3,
+            .ensure_topics(&[
                 // Every event is a full snapshot keyed by product: the latest per key suffices.
-                compacted: true,
-            }])
+                topic(topics.qualified(topics::PRODUCT_EVENTS), 3, true),
+                topic(topics.qualified(topics::INVENTORY_EVENTS), 3, false),
+                // Consumed here; created by whichever service starts first.
+                topic(topics.qualified(topics::ORDER_EVENTS), 3, false),
+                topic(
+                    topics::dead_letter(&topics.qualified(topics::ORDER_EVENTS)),
+                    1,
+                    false,
+                ),
+            ])
             .await
             .context("creating Kafka topics (KAFKA_BROKERS)")?;
         let producer: Producer = kafka.producer()?;
 
-        let relay_wake = Arc::new(Notify::new());
+        let wake = Wake::default();
+        let cache: api::ProductCache = moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(config.cache_ttl)
+            .build();
+        let inventory = match config.run_inventory_consumer {
+            true => Some((
+                EventConsumer::new(&kafka, inventory_consumer::settings(&topics))?,
+                OrderEvents(Inventory::new(
+                    &db,
+                    topics.clone(),
+                    cache.clone(),
+                    wake.clone(),
+                )),
+            )),
+            false => None,
+        };
         let state = AppState {
             products,
-            locks: ProductLocks::new(&db),
+            locks: DocumentLocks::products(&db),
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
             topics,
-            cache: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(config.cache_ttl)
-                .build(),
-            relay_wake: relay_wake.clone(),
+            cache,
+            relay_wake: wake.products.clone(),
         };
         let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
             .to_json()
@@ -92,15 +119,25 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
-        let relay = config.run_outbox_relay.then(|| {
-            OutboxRelay::new(&db, producer, relay_wake)
-                .with_poll_interval(config.relay_poll_interval)
-        });
+        let relays = match config.run_outbox_relay {
+            true => [
+                (Outbox::PRODUCTS, wake.products),
+                (Outbox::RESERVATIONS, wake.reservations),
+            ]
+            .into_iter()
+            .map(|(outbox, wake)| {
+                OutboxRelay::new(&db, outbox, producer.clone(), wake)
+                    .with_poll_interval(config.relay_poll_interval)
+            })
+            .collect(),
+            false => Vec::new(),
+        };
         Ok(Self {
             listener,
             port,
             router,
-            relay,
+            relays,
+            inventory,
             db,
         })
     }
@@ -114,26 +151,41 @@ impl Application {
         &self.db
     }
 
-    /// Serves until `shutdown` resolves: in-flight requests finish, then the relay publishes
-    /// what they committed (bounded), then this returns.
+    /// Serves until `shutdown` resolves: in-flight requests finish, then the consumers finish
+    /// the record in hand and commit their offsets, then the relays publish what all of that
+    /// committed (bounded), then this returns.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let relay = self
-            .relay
-            .map(|relay| tokio::spawn(relay.run(stop.clone())));
-        // Order matters: the server stops accepting and finishes in-flight requests first;
-        // only then does the relay stop, after draining the events those requests committed.
+        let stop_consumers = CancellationToken::new();
+        let stop_relays = CancellationToken::new();
+        let relays: Vec<_> = self
+            .relays
+            .into_iter()
+            .map(|relay| tokio::spawn(relay.run(stop_relays.clone())))
+            .collect();
+        let mut consumers = Vec::new();
+        if let Some((consumer, handler)) = self.inventory {
+            consumers.push(tokio::spawn(consumer.run(handler, stop_consumers.clone())));
+        }
+        // Order matters: the server stops accepting and finishes in-flight requests first,
+        // then the consumers stop; only then do the relays stop, after draining the events
+        // both committed.
         let result = web::serve(self.listener, self.router, shutdown)
             .await
             .context("HTTP server failed");
-        stop.cancel();
-        if let Some(relay) = relay
-            && let Err(error) = relay.await
-        {
-            tracing::error!(%error, "outbox relay task failed");
+        stop_consumers.cancel();
+        for consumer in consumers {
+            if let Err(error) = consumer.await {
+                tracing::error!(%error, "consumer task failed");
+            }
+        }
+        stop_relays.cancel();
+        for relay in relays {
+            if let Err(error) = relay.await {
+                tracing::error!(%error, "outbox relay task failed");
+            }
         }
         result
     }

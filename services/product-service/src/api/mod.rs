@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::store::locks::ProductLocks;
+use crate::store::locks::DocumentLocks;
 use crate::store::products::Products;
 
 /// Products read by id, kept briefly in memory. Local writes invalidate their entry; other
@@ -25,7 +25,7 @@ pub type ProductCache = moka::future::Cache<Uuid, Arc<products::ProductView>>;
 #[derive(Clone)]
 pub struct AppState {
     pub products: Products,
-    pub locks: ProductLocks,
+    pub locks: DocumentLocks,
     pub verifier: TokenVerifier,
     pub topics: Topic,
     pub cache: ProductCache,

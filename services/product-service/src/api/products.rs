@@ -424,6 +424,7 @@ pub async fn create(
         initial_stock,
         adjusted_total: 0,
         adjustments: Vec::new(),
+        reservations: Default::default(),
         active: true,
         version: 1,
         created_at: now,
@@ -454,29 +455,16 @@ async fn commit<T: EventData>(
     after: &ProductDoc,
     event: T,
     extra_filter: Document,
-    mut update: Document,
+    update: Document,
 ) -> ApiResult<ProductDoc> {
     let id = after.uuid()?;
     let event = pending(state, id, event)?.to_document()?;
-    let set = update.get_document_mut("$set").ok();
-    let stamp = doc! {"version": after.version, "updated_at": after.updated_at};
-    match set {
-        Some(set) => set.extend(stamp),
-        None => {
-            update.insert("$set", stamp);
-        }
-    }
-    match update.get_document_mut("$push").ok() {
-        Some(push) => {
-            push.insert("pending_events", event);
-        }
-        None => {
-            update.insert("$push", doc! {"pending_events": event});
-        }
-    }
+    let update = products::with_event(update, after, event);
+    let mut filter = doc! {"active": true};
+    filter.extend(extra_filter);
     let committed = state
         .products
-        .update_at_version(&id, before_version, extra_filter, update)
+        .update_at_version(&id, before_version, filter, update)
         .await?;
     let committed = committed.ok_or_else(busy)?;
     state.cache.invalidate(&id).await;
@@ -512,14 +500,6 @@ async fn current(state: &AppState, id: &Uuid) -> ApiResult<ProductDoc> {
         .await?
         .filter(|product| product.active)
         .ok_or_else(not_found)?)
-}
-
-fn next_version(before: &ProductDoc) -> ProductDoc {
-    let mut after = before.clone();
-    after.version += 1;
-    after.updated_at = bson::DateTime::now();
-    after.pending_events.clear();
-    after
 }
 
 fn bson_value<T: Serialize>(value: &T) -> ApiResult<bson::Bson> {
@@ -589,7 +569,7 @@ pub async fn update(
         if before.version != body.version {
             return Err(stale(before.version).into());
         }
-        let mut after = next_version(&before);
+        let mut after = products::next_version(&before);
         after.name = name.unwrap_or(after.name);
         after.description = description.unwrap_or(after.description);
         after.category = category.unwrap_or(after.category);
@@ -654,7 +634,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     locked(&state, &id, || async {
         let before = current(&state, &id).await?;
-        let mut after = next_version(&before);
+        let mut after = products::next_version(&before);
         after.active = false;
         let event = ProductDeleted(after.snapshot()?);
         let update = doc! {"$set": {"active": false}};
@@ -700,7 +680,7 @@ pub async fn adjust_stock(
         let before = current(&state, &id).await?;
         let available = stock::apply(before.stock.available, body.delta)
             .map_err(|e| Problem::validation(vec![e]))?;
-        let mut after = next_version(&before);
+        let mut after = products::next_version(&before);
         after.stock.available = available;
         after.adjusted_total += body.delta;
         let adjustment = Adjustment {

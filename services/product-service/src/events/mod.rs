@@ -1,3 +1,4 @@
-//! What product-service publishes: `product.*` events through a single-document outbox.
+//! What product-service publishes: `product.*` and `inventory.*` events through
+//! single-document outboxes.
 
 pub mod outbox;

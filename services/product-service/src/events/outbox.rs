@@ -5,10 +5,11 @@
 //! update of the product document that also appends the event to the document's
 //! `pending_events` array: the change and its event commit together or not at all.
 //!
-//! The relay finds documents with pending events and, holding the product's lock (the same one
-//! API writes take, see `store::locks`; it keeps replicas from publishing one product at once,
-//! which would break per-product order, and keeps FerretDB's non-atomic updates from erasing a
-//! concurrent write), publishes the events in array order with the idempotent producer, waits
+//! Two collections work this way ([`Outbox::PRODUCTS`] and [`Outbox::RESERVATIONS`]); one
+//! relay per collection runs the same code. The relay finds documents with pending events and,
+//! holding the document's lock (the same one writers take, see `store::locks`; it keeps
+//! replicas from publishing one document at once, which would break per-aggregate order, and
+//! keeps FerretDB's non-atomic updates from erasing a concurrent write), publishes the events in array order with the idempotent producer, waits
 //! for the broker's acknowledgements, then removes exactly the published elements with
 //! `$pullAll`. (`$pull` with a condition would be simpler, but FerretDB 1.24 silently ignores
 //! it.) A crash after the
@@ -33,15 +34,36 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::store::locks::ProductLocks;
-use crate::store::products::COLLECTION;
+use crate::store::locks::{self, DocumentLocks};
+use crate::store::{products, reservations};
 
-/// How long the relay waits for a write holding a product's lock.
+/// A collection whose documents carry `pending_events`, and the collection of their locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outbox {
+    pub collection: &'static str,
+    pub locks: &'static str,
+}
+
+impl Outbox {
+    /// Product documents: `product.*` events.
+    pub const PRODUCTS: Self = Self {
+        collection: products::COLLECTION,
+        locks: locks::COLLECTION,
+    };
+    /// The reservation of each order: `inventory.*` events.
+    pub const RESERVATIONS: Self = Self {
+        collection: reservations::COLLECTION,
+        locks: locks::RESERVATION_LOCKS,
+    };
+    pub const ALL: [Self; 2] = [Self::PRODUCTS, Self::RESERVATIONS];
+}
+
+/// How long the relay waits for a write holding a document's lock.
 const LOCK_WAIT: Duration = Duration::from_secs(1);
 /// Documents published concurrently (each document's events stay in order).
 const CONCURRENCY: usize = 8;
 
-/// An event waiting in its product document. Every field is a string so the element read back
+/// An event waiting in its document. Every field is a string so the element read back
 /// is byte-for-byte the element written, which `$pullAll` needs to match it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingEvent {
@@ -74,11 +96,12 @@ impl PendingEvent {
     }
 }
 
-/// Publishes pending events of committed changes to Kafka.
+/// Publishes pending events of committed changes in one collection to Kafka.
 #[derive(Clone)]
 pub struct OutboxRelay {
-    products: Collection<Document>,
-    locks: ProductLocks,
+    outbox: Outbox,
+    documents: Collection<Document>,
+    locks: DocumentLocks,
     producer: Producer,
     wake: Arc<Notify>,
     batch_size: i64,
@@ -88,6 +111,7 @@ pub struct OutboxRelay {
 impl std::fmt::Debug for OutboxRelay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutboxRelay")
+            .field("collection", &self.outbox.collection)
             .field("batch_size", &self.batch_size)
             .finish_non_exhaustive()
     }
@@ -96,10 +120,11 @@ impl std::fmt::Debug for OutboxRelay {
 impl OutboxRelay {
     /// `wake` is notified by local writes so their events go out at once; `poll_interval`
     /// catches writes of other replicas and events left by a crash.
-    pub fn new(db: &Database, producer: Producer, wake: Arc<Notify>) -> Self {
+    pub fn new(db: &Database, outbox: Outbox, producer: Producer, wake: Arc<Notify>) -> Self {
         Self {
-            products: db.collection(COLLECTION),
-            locks: ProductLocks::new(db),
+            outbox,
+            documents: db.collection(outbox.collection),
+            locks: DocumentLocks::new(db, outbox.locks),
             producer,
             wake,
             batch_size: 100,
@@ -131,9 +156,10 @@ impl OutboxRelay {
                 Ok(_) => failures = 0,
                 Err(error) => {
                     failures = failures.saturating_add(1);
-                    metrics::counter!("outbox_publish_failures_total").increment(1);
+                    metrics::counter!("outbox_publish_failures_total", &self.labels()).increment(1);
                     tracing::warn!(
                         error = format!("{error:#}"),
+                        collection = self.outbox.collection,
                         failures,
                         "outbox publish failed"
                     );
@@ -151,7 +177,11 @@ impl OutboxRelay {
             }
         }
         self.drain().await;
-        tracing::info!("outbox relay stopped");
+        tracing::info!(collection = self.outbox.collection, "outbox relay stopped");
+    }
+
+    fn labels(&self) -> [(&'static str, &'static str); 1] {
+        [("collection", self.outbox.collection)]
     }
 
     /// Publishes what is left, for a bounded time, so events of the last requests before a
@@ -174,7 +204,7 @@ impl OutboxRelay {
     /// documents it handled.
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
         let ids: Vec<Document> = self
-            .products
+            .documents
             .find(doc! {"pending_events.0": {"$exists": true}})
             .projection(doc! {"_id": 1})
             .limit(self.batch_size)
@@ -185,7 +215,7 @@ impl OutboxRelay {
             .context("reading pending documents")?;
         // Here the backlog is counted in documents (each holds one or more events), up to a
         // batch: enough to alert on a relay that falls behind, without an extra count query.
-        metrics::gauge!("outbox_backlog").set(ids.len() as f64);
+        metrics::gauge!("outbox_backlog", &self.labels()).set(ids.len() as f64);
         let outcomes: Vec<anyhow::Result<()>> = futures::stream::iter(ids)
             .map(|id| async move {
                 let id = id.get("_id").cloned().context("document without _id")?;
@@ -205,7 +235,7 @@ impl OutboxRelay {
     async fn publish_document(&self, id: bson::Bson) -> anyhow::Result<()> {
         let key = id
             .as_str()
-            .context("product id is not a string")?
+            .context("document id is not a string")?
             .to_owned();
         let Some(lock) = self.locks.acquire(&key, LOCK_WAIT).await? else {
             // A long write holds it; its wake-up (or the next poll) brings the relay back.
@@ -218,7 +248,7 @@ impl OutboxRelay {
 
     async fn publish_locked(&self, id: &bson::Bson) -> anyhow::Result<()> {
         let Some(document) = self
-            .products
+            .documents
             .find_one(doc! {"_id": id})
             .projection(doc! {"pending_events": 1})
             .await
@@ -246,7 +276,7 @@ impl OutboxRelay {
             .map(|(event, _)| event.to_document())
             .collect::<anyhow::Result<_>>()?;
         if !published.is_empty() {
-            self.products
+            self.documents
                 .update_one(
                     doc! {"_id": id},
                     doc! {"$pullAll": {"pending_events": &published}},
@@ -254,7 +284,8 @@ impl OutboxRelay {
                 .await
                 .context("removing published events")?;
         }
-        metrics::counter!("outbox_published_total").increment(published.len() as u64);
+        metrics::counter!("outbox_published_total", &self.labels())
+            .increment(published.len() as u64);
         let failed = pending.len() - published.len();
         if failed > 0 {
             anyhow::bail!("{failed} of {} events were not delivered", pending.len());
@@ -263,7 +294,8 @@ impl OutboxRelay {
     }
 
     /// Sends every event before awaiting any (the producer keeps them in order per partition,
-    /// and one product's events share a partition); returns which were acknowledged.
+    /// and one document's events share a key, hence a partition); returns which were
+    /// acknowledged.
     async fn publish(&self, pending: &[PendingEvent]) -> Vec<bool> {
         let mut deliveries = Vec::with_capacity(pending.len());
         for event in pending {
@@ -316,17 +348,21 @@ impl OutboxRelay {
     }
 }
 
-/// How many events wait in `db` (tests and diagnostics).
+/// How many events wait in `db`, over every outbox collection (tests and diagnostics).
 pub async fn backlog(db: &Database) -> anyhow::Result<usize> {
-    let docs: Vec<Document> = db
-        .collection::<Document>(COLLECTION)
-        .find(doc! {"pending_events.0": {"$exists": true}})
-        .projection(doc! {"pending_events": 1})
-        .await?
-        .try_collect()
-        .await?;
-    Ok(docs
-        .iter()
-        .map(|d| d.get_array("pending_events").map(Vec::len).unwrap_or(0))
-        .sum())
+    let mut pending = 0;
+    for outbox in Outbox::ALL {
+        let docs: Vec<Document> = db
+            .collection::<Document>(outbox.collection)
+            .find(doc! {"pending_events.0": {"$exists": true}})
+            .projection(doc! {"pending_events": 1})
+            .await?
+            .try_collect()
+            .await?;
+        pending += docs
+            .iter()
+            .map(|d| d.get_array("pending_events").map(Vec::len).unwrap_or(0))
+            .sum::<usize>();
+    }
+    Ok(pending)
 }

@@ -1,4 +1,4 @@
-//! Per-product write locks.
+//! Per-document write locks (products, and the reservations of orders).
 //!
 //! FerretDB 1.24 runs `update` and `findAndModify` as "query, change in Go, write the whole
 //! document back by `_id`" without re-checking the filter, so a conditional update is not
@@ -8,6 +8,8 @@
 //! a product document first inserts a lock document `{_id: product id, owner, until}` into
 //! `product_locks`, and deletes it afterwards. Writers of one product thereby take turns, on
 //! FerretDB and on MongoDB alike; the conditional updates stay as a second line of defence.
+//! The `reservations` documents (one per order) are written the same way, with their locks in
+//! `reservation_locks`.
 //!
 //! A lock left by a crashed process expires after [`LEASE`] and is then removed by the next
 //! writer. Limitation: that removal is itself a query-then-delete on FerretDB, so two writers
@@ -21,12 +23,16 @@ use mongodb::bson::{self, Document, doc};
 use mongodb::{Collection, Database};
 use uuid::Uuid;
 
+/// Locks of `products` documents.
 pub const COLLECTION: &str = "product_locks";
+/// Locks of `reservations` documents.
+pub const RESERVATION_LOCKS: &str = "reservation_locks";
 /// How long a lock holds without being released; longer than any write or publish takes.
 pub const LEASE: Duration = Duration::from_secs(15);
 
+/// The locks of one collection's documents, keyed by the document's `_id`.
 #[derive(Debug, Clone)]
-pub struct ProductLocks {
+pub struct DocumentLocks {
     collection: Collection<Document>,
 }
 
@@ -39,14 +45,20 @@ pub struct LockGuard {
     owner: String,
 }
 
-impl ProductLocks {
-    pub fn new(db: &Database) -> Self {
+impl DocumentLocks {
+    /// Locks kept in the collection `locks` (see [`COLLECTION`], [`RESERVATION_LOCKS`]).
+    pub fn new(db: &Database, locks: &str) -> Self {
         Self {
-            collection: db.collection(COLLECTION),
+            collection: db.collection(locks),
         }
     }
 
-    /// Takes the lock of product `id`, waiting up to `wait` for its holder; `None` if it
+    /// The locks of products.
+    pub fn products(db: &Database) -> Self {
+        Self::new(db, COLLECTION)
+    }
+
+    /// Takes the lock of document `id`, waiting up to `wait` for its holder; `None` if it
     /// stayed busy.
     pub async fn acquire(&self, id: &str, wait: Duration) -> anyhow::Result<Option<LockGuard>> {
         let owner = Uuid::new_v4().to_string();
@@ -70,10 +82,10 @@ impl ProductLocks {
                     self.collection
                         .delete_one(doc! {"_id": id, "until": {"$lt": now}})
                         .await
-                        .context("clearing an expired product lock")?;
+                        .context("clearing an expired lock")?;
                 }
                 Err(error) => {
-                    return Err(anyhow::Error::new(error).context("taking a product lock"));
+                    return Err(anyhow::Error::new(error).context("taking a lock"));
                 }
             }
             if started.elapsed() >= wait {
@@ -92,7 +104,7 @@ impl LockGuard {
         self.collection
             .delete_one(doc! {"_id": &self.id, "owner": &self.owner})
             .await
-            .context("releasing a product lock")?;
+            .context("releasing a lock")?;
         Ok(())
     }
 }

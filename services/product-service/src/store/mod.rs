@@ -12,6 +12,7 @@
 
 pub mod locks;
 pub mod products;
+pub mod reservations;
 
 /// MongoDB's (and FerretDB's) duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;

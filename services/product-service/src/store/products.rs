@@ -1,6 +1,8 @@
 //! The `products` collection: one document per product, holding its catalog data, stock,
 //! recent stock adjustments and the events not yet published (the single-document outbox).
 
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
 use contracts::product::{Money, ProductImage, ProductSnapshot, StockLevels};
 use futures::TryStreamExt as _;
@@ -42,6 +44,11 @@ pub struct ProductDoc {
     pub version: i64,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
+    /// Units held for orders, by order id (`reservations.<order id>: quantity`); their sum is
+    /// `stock.reserved`. An entry makes reserving, committing and releasing idempotent per
+    /// (order, product): it exists exactly while the order holds units of this product.
+    #[serde(default)]
+    pub reservations: BTreeMap<String, i64>,
     /// Events of committed changes the relay has not published yet.
     #[serde(default)]
     pub pending_events: Vec<PendingEvent>,
@@ -179,9 +186,10 @@ impl Products {
             .context("reading a product")
     }
 
-    /// Applies `update` if the product is active and still at `version`; returns the product
-    /// after the update, or `None` if someone else changed it first (or it is gone). Atomic on
-    /// MongoDB; on FerretDB 1.24 only under the product's lock (see `store::locks`).
+    /// Applies `update` if the product is still at `version` (and matches `extra_filter`);
+    /// returns the product after the update, or `None` if someone else changed it first (or it
+    /// is gone). Atomic on MongoDB; on FerretDB 1.24 only under the product's lock (see
+    /// `store::locks`).
     pub async fn update_at_version(
         &self,
         id: &Uuid,
@@ -189,7 +197,7 @@ impl Products {
         extra_filter: Document,
         update: Document,
     ) -> anyhow::Result<Option<ProductDoc>> {
-        let mut filter = doc! {"_id": id.to_string(), "active": true, "version": version};
+        let mut filter = doc! {"_id": id.to_string(), "version": version};
         filter.extend(extra_filter);
         self.collection
             .find_one_and_update(filter, update)
@@ -205,13 +213,43 @@ impl Products {
             .find(filter)
             .sort(sort)
             .limit(query.limit + 1)
-            .projection(doc! {"pending_events": 0, "adjustments": 0})
+            .projection(doc! {"pending_events": 0, "adjustments": 0, "reservations": 0})
             .await
             .context("listing products")?
             .try_collect()
             .await
             .context("reading the product list")
     }
+}
+
+/// Completes `update` (the change's own operators) with the new version and timestamp of
+/// `after` and the change's `event`, so the change and its event commit in one update.
+pub fn with_event(mut update: Document, after: &ProductDoc, event: Document) -> Document {
+    let stamp = doc! {"version": after.version, "updated_at": after.updated_at};
+    match update.get_document_mut("$set") {
+        Ok(set) => set.extend(stamp),
+        Err(_) => {
+            update.insert("$set", stamp);
+        }
+    }
+    match update.get_document_mut("$push") {
+        Ok(push) => {
+            push.insert("pending_events", event);
+        }
+        Err(_) => {
+            update.insert("$push", doc! {"pending_events": event});
+        }
+    }
+    update
+}
+
+/// `before` as the next version: what a change starts from.
+pub fn next_version(before: &ProductDoc) -> ProductDoc {
+    let mut after = before.clone();
+    after.version += 1;
+    after.updated_at = bson::DateTime::now();
+    after.pending_events.clear();
+    after
 }
 
 /// The sort key of `product` under `sort`, for the next page's cursor.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use messaging::KafkaConfig;
-use product_service::events::outbox::OutboxRelay;
+use product_service::events::outbox::{Outbox, OutboxRelay};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -83,13 +83,24 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
     );
 
     let kafka = KafkaConfig { brokers: brokers() };
-    let relay = OutboxRelay::new(&app.db, kafka.producer()?, Arc::new(Notify::new()));
+    let relay = OutboxRelay::new(
+        &app.db,
+        Outbox::PRODUCTS,
+        kafka.producer()?,
+        Arc::new(Notify::new()),
+    );
     // Two relays race for the backlog; the product lock lets one publish each document.
     let stop = CancellationToken::new();
     let tasks = [
         tokio::spawn(relay.clone().run(stop.clone())),
         tokio::spawn(
-            OutboxRelay::new(&app.db, kafka.producer()?, Arc::new(Notify::new())).run(stop.clone()),
+            OutboxRelay::new(
+                &app.db,
+                Outbox::PRODUCTS,
+                kafka.producer()?,
+                Arc::new(Notify::new()),
+            )
+            .run(stop.clone()),
         ),
     ];
     app.wait_for_empty_outbox().await?;

@@ -5,11 +5,14 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use auth::{KeySource, Role, SigningKey, TokenIssuer};
-use contracts::CloudEvent;
 use contracts::topics::PRODUCT_EVENTS;
-use mongodb::bson::{Document, doc};
+use contracts::{CloudEvent, EventData};
+use futures::future::join_all;
+use messaging::KafkaConfig;
+use mongodb::bson::{Bson, Document, doc};
 use product_service::Application;
 use product_service::config::Config;
+use rdkafka::producer::FutureRecord;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use telemetry::{TelemetryConfig, TelemetryGuard};
@@ -100,6 +103,7 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
         jwt_audience: AUDIENCE.into(),
         cache_ttl: Duration::from_secs(5),
         run_outbox_relay: true,
+        run_inventory_consumer: true,
         relay_poll_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(30),
     }
@@ -110,12 +114,21 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    telemetry_guard();
     let database = fresh_database()
         .await
         .unwrap_or_else(|error| panic!("cannot name a test database: {error:#}"));
     let topic_prefix = format!("test-{}.", Uuid::new_v4().simple());
-    let mut config = test_config(&database, &topic_prefix);
+    start(&database, &topic_prefix, adjust).await
+}
+
+/// Another replica of `app`'s deployment: the same database and topics.
+pub async fn spawn_replica(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(app.db.name(), &app.topic_prefix, adjust).await
+}
+
+async fn start(database: &str, topic_prefix: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    telemetry_guard();
+    let mut config = test_config(database, topic_prefix);
     adjust(&mut config);
 
     // Tokens as user-service would sign them, verified against this key's JWKS.
@@ -139,7 +152,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
         db,
-        topic_prefix,
+        topic_prefix: topic_prefix.to_owned(),
         admin_token,
         customer_token,
     }
@@ -289,8 +302,64 @@ impl TestApp {
 
     /// Every record on this test's `product.events`.
     pub async fn product_events(&self) -> anyhow::Result<Vec<Record>> {
-        read_topic(&format!("{}{PRODUCT_EVENTS}", self.topic_prefix)).await
+        read_topic(&self.topic(PRODUCT_EVENTS)).await
     }
+
+    /// The physical name of a logical topic in this test.
+    pub fn topic(&self, logical: &str) -> String {
+        format!("{}{logical}", self.topic_prefix)
+    }
+
+    /// Puts `records` (key, payload) on this test's `topic` at once, as another service's
+    /// producer would.
+    pub async fn produce(&self, logical: &str, records: &[(String, Vec<u8>)]) -> TestResult {
+        let producer = KafkaConfig { brokers: brokers() }.producer()?;
+        let topic = self.topic(logical);
+        let sends = records.iter().map(|(key, payload)| {
+            producer.send(
+                FutureRecord::to(&topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+        });
+        for outcome in join_all(sends).await {
+            outcome.map_err(|(error, _)| error)?;
+        }
+        Ok(())
+    }
+
+    /// The product's stock `(available, reserved, sold)`, after checking its books balance:
+    /// `initial_stock + adjusted_total = available + reserved + sold`, and the per-order
+    /// reservation records add up to `reserved`.
+    pub async fn books(&self, id: &str) -> anyhow::Result<(i64, i64, i64)> {
+        let document = self.document(id).await?;
+        let stock = document.get_document("stock")?;
+        let (available, reserved, sold) = (
+            stock.get_i64("available")?,
+            stock.get_i64("reserved")?,
+            document.get_i64("sold")?,
+        );
+        let held: i64 = match document.get_document("reservations") {
+            Ok(records) => records.values().filter_map(Bson::as_i64).sum(),
+            Err(_) => 0,
+        };
+        anyhow::ensure!(
+            document.get_i64("initial_stock")? + document.get_i64("adjusted_total")?
+                == available + reserved + sold,
+            "books of {id} do not balance: {document}"
+        );
+        anyhow::ensure!(held == reserved, "reservation records of {id}: {document}");
+        anyhow::ensure!(
+            available >= 0 && reserved >= 0,
+            "negative stock: {document}"
+        );
+        Ok((available, reserved, sold))
+    }
+}
+
+/// `data` as an order-service event about `order_id`: the key and the CloudEvent's bytes.
+pub fn order_event<T: EventData>(order_id: Uuid, data: T) -> anyhow::Result<(String, Vec<u8>)> {
+    let event = CloudEvent::new("/order-service", order_id.to_string(), data).into_untyped()?;
+    Ok((order_id.to_string(), serde_json::to_vec(&event)?))
 }
 
 pub fn string(value: &Value) -> anyhow::Result<String> {

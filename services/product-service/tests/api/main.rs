@@ -4,6 +4,7 @@
 mod access;
 mod events;
 mod helpers;
+mod inventory;
 mod listing;
 mod locks;
 mod platform;

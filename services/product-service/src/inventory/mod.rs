@@ -1,0 +1,503 @@
+//! Inventory: the stock side of the checkout saga (DESIGN "Checkout saga" steps 2 and 6).
+//!
+//! `order.created` reserves every line (`available` -> `reserved`), `order.paid` commits the
+//! reservation (`reserved` -> `sold`), `order.cancelled` / `order.rejected` release it
+//! (`reserved` -> `available`); each outcome is one `inventory.*` event.
+//!
+//! Two kinds of documents carry the state, each changed only by single-document updates under
+//! its lock (FerretDB 1.24 has neither multi-document transactions nor atomic conditional
+//! updates, see `store::locks`):
+//!
+//! - the product: `stock` and `reservations.<order id>: quantity`. The record is written in
+//!   the same update as the stock change, so "has this order taken units of this product?" is
+//!   answered by the product itself, and every per-line step is idempotent;
+//! - the order's `reservations` document: its lines, its status, and its `inventory.*` event
+//!   in `pending_events`, written with the status change.
+//!
+//! A crash between the steps leaves the order in its earlier status; the record is not
+//! acknowledged, is redelivered, and the steps already done are no-ops, so it converges. Each
+//! stock change of a product also publishes its `product.updated.v1` snapshot (replicas and
+//! caches follow stock through them).
+
+pub mod consumer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::inventory::{
+    InventoryCommitted, InventoryReleased, InventoryReservationFailed, InventoryReserved,
+    ShortLine, StockLine,
+};
+use contracts::product::ProductUpdated;
+use contracts::topics::Topic;
+use contracts::{CloudEvent, EventData};
+use mongodb::Database;
+use mongodb::bson::{Document, doc};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::api::{EVENT_SOURCE, ProductCache};
+use crate::events::outbox::PendingEvent;
+use crate::store::locks::{self, DocumentLocks};
+use crate::store::products::{self, ProductDoc, Products};
+use crate::store::reservations::{Reservations, Status};
+
+/// How long a step waits for the lock of a product or reservation before giving up (the
+/// consumer then retries the record with backoff).
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// What happened to one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineOutcome {
+    /// The order holds (or now held) this product's units.
+    Held,
+    /// Not enough available (0 for an unknown or withdrawn product).
+    Short { available: i64 },
+    /// The step did not apply (nothing held, or already done).
+    Nothing,
+}
+
+/// What a step does to a product, decided from the product read under its lock.
+enum Plan {
+    Skip(LineOutcome),
+    Write {
+        after: Box<ProductDoc>,
+        filter: Document,
+        update: Document,
+        outcome: LineOutcome,
+    },
+}
+
+/// Wakes the relays after writes, so events leave at once.
+#[derive(Debug, Clone, Default)]
+pub struct Wake {
+    pub products: Arc<Notify>,
+    pub reservations: Arc<Notify>,
+}
+
+#[derive(Clone)]
+pub struct Inventory {
+    products: Products,
+    reservations: Reservations,
+    product_locks: DocumentLocks,
+    reservation_locks: DocumentLocks,
+    topics: Topic,
+    cache: ProductCache,
+    wake: Wake,
+}
+
+impl Inventory {
+    pub fn new(db: &Database, topics: Topic, cache: ProductCache, wake: Wake) -> Self {
+        Self {
+            products: Products::new(db),
+            reservations: Reservations::new(db),
+            product_locks: DocumentLocks::products(db),
+            reservation_locks: DocumentLocks::new(db, locks::RESERVATION_LOCKS),
+            topics,
+            cache,
+            wake,
+        }
+    }
+
+    /// `order.created`: reserves every line, or none.
+    pub async fn reserve(&self, order_id: Uuid, lines: &[StockLine]) -> anyhow::Result<()> {
+        let reservation = self.reservations.begin(&order_id, lines).await?;
+        if reservation.status != Status::Reserving {
+            tracing::info!(%order_id, status = reservation.status.as_str(), "order seen before; nothing to do");
+            return Ok(());
+        }
+        // The stored lines, not the event's: a second `order.created` with the same id and
+        // other lines must not change what the first one reserved.
+        let lines = reservation.stock_lines()?;
+        let order = order_id.to_string();
+        let mut short = Vec::new();
+        for line in &lines {
+            if !short.is_empty() {
+                // One short line fails the order; the rest are only checked, to name them all.
+                if let Some(available) = self.shortage(line).await? {
+                    short.push(short_line(line, available));
+                }
+                continue;
+            }
+            let quantity = line.quantity;
+            let outcome = self
+                .change_product(&line.product_id, |product| {
+                    reserve_plan(product, &order, quantity)
+                })
+                .await?;
+            if let LineOutcome::Short { available } = outcome {
+                short.push(short_line(line, available));
+            }
+        }
+        if short.is_empty() {
+            let event = InventoryReserved { order_id, lines };
+            return self
+                .finish(order_id, Status::Reserving, Status::Reserved, event)
+                .await;
+        }
+        // Give back what this order took, then say why it failed.
+        for line in &lines {
+            self.change_product(&line.product_id, |product| release_plan(product, &order))
+                .await?;
+        }
+        tracing::info!(%order_id, short = short.len(), "reservation failed");
+        let event = InventoryReservationFailed {
+            order_id,
+            short_lines: short,
+        };
+        self.finish(order_id, Status::Reserving, Status::Failed, event)
+            .await
+    }
+
+    /// `order.paid`: the reserved units are sold.
+    pub async fn commit(&self, order_id: Uuid) -> anyhow::Result<()> {
+        let Some(lines) = self
+            .lines_in(order_id, Status::Reserved, "order.paid")
+            .await?
+        else {
+            return Ok(());
+        };
+        let order = order_id.to_string();
+        for line in &lines {
+            self.change_product(&line.product_id, |product| commit_plan(product, &order))
+                .await?;
+        }
+        let event = InventoryCommitted { order_id, lines };
+        self.finish(order_id, Status::Reserved, Status::Committed, event)
+            .await
+    }
+
+    /// `order.cancelled` / `order.rejected`: the reserved units return to `available`.
+    pub async fn release(&self, order_id: Uuid, why: &str) -> anyhow::Result<()> {
+        let Some(lines) = self.lines_in(order_id, Status::Reserved, why).await? else {
+            return Ok(());
+        };
+        let order = order_id.to_string();
+        for line in &lines {
+            self.change_product(&line.product_id, |product| release_plan(product, &order))
+                .await?;
+        }
+        let event = InventoryReleased { order_id, lines };
+        self.finish(order_id, Status::Reserved, Status::Released, event)
+            .await
+    }
+
+    /// The order's lines if it is in `status`; `None` (logged) otherwise.
+    async fn lines_in(
+        &self,
+        order_id: Uuid,
+        status: Status,
+        event: &str,
+    ) -> anyhow::Result<Option<Vec<StockLine>>> {
+        match self.reservations.get(&order_id).await? {
+            Some(reservation) if reservation.status == status => {
+                Ok(Some(reservation.stock_lines()?))
+            }
+            Some(reservation) => {
+                tracing::info!(%order_id, status = reservation.status.as_str(), event, "does not apply in this status; ignored");
+                Ok(None)
+            }
+            None => {
+                tracing::info!(%order_id, event, "no reservation for this order; ignored");
+                Ok(None)
+            }
+        }
+    }
+
+    /// How many units of `line` are available, if fewer than it asks for.
+    async fn shortage(&self, line: &StockLine) -> anyhow::Result<Option<i64>> {
+        let available = match self.products.get(&line.product_id).await? {
+            Some(product) if product.active => product.stock.available,
+            _ => 0,
+        };
+        Ok((available < line.quantity).then_some(available))
+    }
+
+    /// Moves the order's reservation to `to` with its event, under the document's lock. If it
+    /// already left `from`, an earlier delivery did this: nothing happens.
+    async fn finish<T: EventData>(
+        &self,
+        order_id: Uuid,
+        from: Status,
+        to: Status,
+        data: T,
+    ) -> anyhow::Result<()> {
+        let event = PendingEvent::new(
+            &self.topics,
+            CloudEvent::new(EVENT_SOURCE, order_id.to_string(), data),
+        )?;
+        let guard = self
+            .reservation_locks
+            .acquire(&order_id.to_string(), LOCK_WAIT)
+            .await?
+            .context("the order's reservation stayed locked")?;
+        let changed = self
+            .reservations
+            .transition(&order_id, from, to, &event)
+            .await;
+        release(guard).await;
+        if changed? {
+            self.wake.reservations.notify_one();
+            tracing::info!(%order_id, status = to.as_str(), "reservation updated");
+        }
+        Ok(())
+    }
+
+    /// Reads product `id` under its lock, and applies what `plan` decides with its
+    /// `product.updated` snapshot, in one update.
+    async fn change_product(
+        &self,
+        id: &Uuid,
+        plan: impl FnOnce(Option<&ProductDoc>) -> Plan,
+    ) -> anyhow::Result<LineOutcome> {
+        let guard = self
+            .product_locks
+            .acquire(&id.to_string(), LOCK_WAIT)
+            .await?
+            .context("the product stayed locked")?;
+        let outcome = self.change_locked(id, plan).await;
+        release(guard).await;
+        outcome
+    }
+
+    async fn change_locked(
+        &self,
+        id: &Uuid,
+        plan: impl FnOnce(Option<&ProductDoc>) -> Plan,
+    ) -> anyhow::Result<LineOutcome> {
+        let before = self.products.get(id).await?;
+        let (after, filter, update, outcome) = match plan(before.as_ref()) {
+            Plan::Skip(outcome) => return Ok(outcome),
+            Plan::Write {
+                after,
+                filter,
+                update,
+                outcome,
+            } => (after, filter, update, outcome),
+        };
+        let event = PendingEvent::new(
+            &self.topics,
+            CloudEvent::new(
+                EVENT_SOURCE,
+                id.to_string(),
+                ProductUpdated(after.snapshot()?),
+            ),
+        )?;
+        let update = products::with_event(update, &after, event.to_document()?);
+        self.products
+            .update_at_version(id, after.version - 1, filter, update)
+            .await?
+            .context("the product changed under its lock")?;
+        self.cache.invalidate(id).await;
+        self.wake.products.notify_one();
+        Ok(outcome)
+    }
+}
+
+async fn release(guard: locks::LockGuard) {
+    if let Err(error) = guard.release().await {
+        // The lease expires on its own; the write itself is done.
+        tracing::warn!(error = format!("{error:#}"), "lock not released");
+    }
+}
+
+fn short_line(line: &StockLine, available: i64) -> ShortLine {
+    ShortLine {
+        product_id: line.product_id,
+        requested: line.quantity,
+        available,
+    }
+}
+
+fn record(order: &str) -> String {
+    format!("reservations.{order}")
+}
+
+/// Takes `quantity` units for `order` unless it holds them already or too few are available.
+fn reserve_plan(product: Option<&ProductDoc>, order: &str, quantity: i64) -> Plan {
+    let Some(product) = product else {
+        return Plan::Skip(LineOutcome::Short { available: 0 });
+    };
+    if product.reservations.contains_key(order) {
+        return Plan::Skip(LineOutcome::Held);
+    }
+    if !product.active {
+        return Plan::Skip(LineOutcome::Short { available: 0 });
+    }
+    if product.stock.available < quantity {
+        return Plan::Skip(LineOutcome::Short {
+            available: product.stock.available,
+        });
+    }
+    let mut after = products::next_version(product);
+    after.stock.available -= quantity;
+    after.stock.reserved += quantity;
+    after.reservations.insert(order.to_owned(), quantity);
+    Plan::Write {
+        after: Box::new(after),
+        filter: doc! {"stock.available": {"$gte": quantity}},
+        update: doc! {
+            "$inc": {"stock.available": -quantity, "stock.reserved": quantity},
+            "$set": {record(order): quantity},
+        },
+        outcome: LineOutcome::Held,
+    }
+}
+
+/// Returns the units `order` holds to `available`; nothing if it holds none.
+fn release_plan(product: Option<&ProductDoc>, order: &str) -> Plan {
+    held_plan(product, order, |after, quantity| {
+        after.stock.available += quantity;
+        doc! {"stock.available": quantity, "stock.reserved": -quantity}
+    })
+}
+
+/// Moves the units `order` holds to `sold`; nothing if it holds none.
+fn commit_plan(product: Option<&ProductDoc>, order: &str) -> Plan {
+    held_plan(product, order, |after, quantity| {
+        after.sold += quantity;
+        doc! {"sold": quantity, "stock.reserved": -quantity}
+    })
+}
+
+/// Ends `order`'s hold on the product: `reserved` drops by the recorded quantity, the record
+/// goes, and `apply` says where the units go (returning its `$inc`).
+fn held_plan(
+    product: Option<&ProductDoc>,
+    order: &str,
+    apply: impl FnOnce(&mut ProductDoc, i64) -> Document,
+) -> Plan {
+    let Some((product, quantity)) =
+        product.and_then(|p| p.reservations.get(order).map(|quantity| (p, *quantity)))
+    else {
+        return Plan::Skip(LineOutcome::Nothing);
+    };
+    let mut after = products::next_version(product);
+    after.stock.reserved -= quantity;
+    after.reservations.remove(order);
+    let inc = apply(&mut after, quantity);
+    Plan::Write {
+        after: Box::new(after),
+        filter: doc! {"stock.reserved": {"$gte": quantity}},
+        update: doc! {"$inc": inc, "$unset": {record(order): ""}},
+        outcome: LineOutcome::Held,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use contracts::product::Money;
+    use mongodb::bson;
+
+    use super::*;
+    use crate::store::products::StockDoc;
+
+    fn product(available: i64) -> ProductDoc {
+        let now = bson::DateTime::now();
+        ProductDoc {
+            id: Uuid::from_u128(7).to_string(),
+            sku: "SKU".into(),
+            name: "Thing".into(),
+            description: String::new(),
+            category: "kitchen".into(),
+            tags: vec![],
+            price: Money {
+                amount: 100,
+                currency: "EUR".into(),
+            },
+            specs: serde_json::json!({}),
+            images: vec![],
+            stock: StockDoc {
+                available,
+                reserved: 0,
+            },
+            sold: 0,
+            initial_stock: available,
+            adjusted_total: 0,
+            adjustments: vec![],
+            reservations: Default::default(),
+            active: true,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            pending_events: vec![],
+        }
+    }
+
+    fn written(plan: Plan) -> Option<ProductDoc> {
+        match plan {
+            Plan::Write { after, .. } => Some(*after),
+            Plan::Skip(_) => None,
+        }
+    }
+
+    fn balanced(p: &ProductDoc) -> bool {
+        p.initial_stock + p.adjusted_total == p.stock.available + p.stock.reserved + p.sold
+            && p.stock.reserved == p.reservations.values().sum::<i64>()
+    }
+
+    #[test]
+    fn a_reservation_moves_units_to_reserved_once_and_records_the_order() {
+        let before = product(5);
+        let after = written(reserve_plan(Some(&before), "o1", 2));
+        let Some(after) = after else {
+            panic!("expected a write");
+        };
+        assert_eq!((after.stock.available, after.stock.reserved), (3, 2));
+        assert_eq!(after.reservations.get("o1"), Some(&2));
+        assert_eq!(after.version, 2);
+        assert!(balanced(&after));
+        // Again for the same order: it holds them already.
+        assert!(matches!(
+            reserve_plan(Some(&after), "o1", 2),
+            Plan::Skip(LineOutcome::Held)
+        ));
+    }
+
+    #[test]
+    fn short_unknown_and_withdrawn_products_are_not_reserved() {
+        assert!(matches!(
+            reserve_plan(Some(&product(1)), "o1", 2),
+            Plan::Skip(LineOutcome::Short { available: 1 })
+        ));
+        assert!(matches!(
+            reserve_plan(None, "o1", 1),
+            Plan::Skip(LineOutcome::Short { available: 0 })
+        ));
+        let mut withdrawn = product(9);
+        withdrawn.active = false;
+        assert!(matches!(
+            reserve_plan(Some(&withdrawn), "o1", 1),
+            Plan::Skip(LineOutcome::Short { available: 0 })
+        ));
+    }
+
+    #[test]
+    fn commit_and_release_end_the_hold_once_and_keep_the_books_balanced() {
+        let reserved = written(reserve_plan(Some(&product(5)), "o1", 2));
+        let Some(reserved) = reserved else {
+            panic!("expected a write");
+        };
+        let Some(sold) = written(commit_plan(Some(&reserved), "o1")) else {
+            panic!("expected a write");
+        };
+        assert_eq!(
+            (sold.stock.available, sold.stock.reserved, sold.sold),
+            (3, 0, 2)
+        );
+        assert!(sold.reservations.is_empty() && balanced(&sold));
+        assert!(written(commit_plan(Some(&sold), "o1")).is_none(), "once");
+        assert!(written(release_plan(Some(&sold), "o1")).is_none());
+
+        let Some(back) = written(release_plan(Some(&reserved), "o1")) else {
+            panic!("expected a write");
+        };
+        assert_eq!(
+            (back.stock.available, back.stock.reserved, back.sold),
+            (5, 0, 0)
+        );
+        assert!(back.reservations.is_empty() && balanced(&back));
+        assert!(written(release_plan(Some(&back), "o1")).is_none(), "once");
+    }
+}

@@ -1,0 +1,372 @@
+//! Reservations from order events on the real broker: all or nothing per order, exactly once
+//! per order under races and redelivery, commit and release, and poison records dead-lettered.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use contracts::order::{OrderCancelled, OrderCreated, OrderItem, OrderPaid, OrderRejected};
+use contracts::product::Money;
+use contracts::topics::{INVENTORY_EVENTS, ORDER_EVENTS};
+use mongodb::bson::{Document, doc};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{
+    Record, TestApp, TestResult, eventually, order_event, product_body, read_topic, spawn_app,
+    spawn_replica, string,
+};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn created(order_id: Uuid, lines: &[(&str, i64)]) -> anyhow::Result<OrderCreated> {
+    let items = lines
+        .iter()
+        .map(|(product, quantity)| {
+            Ok(OrderItem {
+                product_id: Uuid::parse_str(product)?,
+                quantity: *quantity,
+                unit_price: Money {
+                    amount: 1999,
+                    currency: "EUR".into(),
+                },
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let total = items.iter().map(|i| i.quantity * i.unit_price.amount).sum();
+    Ok(OrderCreated {
+        order_id,
+        user_id: Uuid::now_v7(),
+        items,
+        total: Money {
+            amount: total,
+            currency: "EUR".into(),
+        },
+    })
+}
+
+/// A product with `stock` units; returns its id.
+async fn product(app: &TestApp, sku: &str, stock: i64) -> anyhow::Result<String> {
+    let mut body = product_body(sku);
+    body["initial_stock"] = json!(stock);
+    string(&app.created(&body).await?["id"])
+}
+
+/// Waits until every order in `orders` has left `reserving`; returns their statuses.
+async fn settled(app: &TestApp, orders: &[Uuid]) -> anyhow::Result<HashMap<String, String>> {
+    let ids: Vec<String> = orders.iter().map(Uuid::to_string).collect();
+    let collection = app.db.collection::<Document>("reservations");
+    let started = Instant::now();
+    loop {
+        let found: Vec<Document> =
+            futures::TryStreamExt::try_collect(collection.find(doc! {"_id": {"$in": &ids}}).await?)
+                .await?;
+        let statuses: HashMap<String, String> = found
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    d.get_str("_id").ok()?.into(),
+                    d.get_str("status").ok()?.into(),
+                ))
+            })
+            .collect();
+        let done = statuses.len() == ids.len() && statuses.values().all(|s| s != "reserving");
+        if done {
+            return Ok(statuses);
+        }
+        anyhow::ensure!(
+            started.elapsed() < DEADLINE,
+            "{} of {} orders settled",
+            statuses.values().filter(|s| *s != "reserving").count(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `order` is in `status`.
+async fn status(app: &TestApp, order: Uuid, status: &str) -> TestResult {
+    let collection = app.db.collection::<Document>("reservations");
+    eventually(DEADLINE, || {
+        let collection = collection.clone();
+        async move {
+            let found = collection
+                .find_one(doc! {"_id": order.to_string()})
+                .await?
+                .and_then(|d| d.get_str("status").ok().map(str::to_owned));
+            anyhow::ensure!(found.as_deref() == Some(status), "{order} is {found:?}");
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// This test's `inventory.*` events, after the relays published everything.
+async fn inventory_events(app: &TestApp) -> anyhow::Result<Vec<Record>> {
+    app.wait_for_empty_outbox().await?;
+    read_topic(&app.topic(INVENTORY_EVENTS)).await
+}
+
+fn types_of(records: &[Record], order: Uuid) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| r.event.subject == order.to_string())
+        .map(|r| r.event.event_type.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_hundred_orders_racing_for_the_last_ten_units_reserve_exactly_ten() -> TestResult {
+    let app = spawn_app().await;
+    // Two replicas share the order partitions, so reservations really race for the product.
+    let _replica = spawn_replica(&app, |_| {}).await;
+    let id = product(&app, "HOT-1", 10).await?;
+    let orders: Vec<Uuid> = (0..200).map(|_| Uuid::now_v7()).collect();
+    let records = orders
+        .iter()
+        .map(|order| order_event(*order, created(*order, &[(&id, 1)])?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let started = Instant::now();
+    app.produce(ORDER_EVENTS, &records).await?;
+    let statuses = settled(&app, &orders).await?;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "200 orders for one product settled in {elapsed:?} ({:.0} orders/s)",
+        200.0 / elapsed.as_secs_f64()
+    );
+
+    let reserved = statuses.values().filter(|s| *s == "reserved").count();
+    let failed = statuses.values().filter(|s| *s == "failed").count();
+    assert_eq!((reserved, failed), (10, 190));
+    assert_eq!(app.books(&id).await?, (0, 10, 0));
+
+    let events = inventory_events(&app).await?;
+    assert_eq!(events.len(), 200, "one event per order");
+    for order in &orders {
+        let expected = match statuses[&order.to_string()].as_str() {
+            "reserved" => "inventory.reserved.v1",
+            _ => "inventory.reservation_failed.v1",
+        };
+        assert_eq!(types_of(&events, *order), [expected]);
+    }
+    let failure = events
+        .iter()
+        .find(|r| r.event.event_type == "inventory.reservation_failed.v1")
+        .map(|r| r.event.data["short_lines"].clone());
+    assert_eq!(
+        failure,
+        Some(json!([{"product_id": id, "requested": 1, "available": 0}]))
+    );
+    // Every published snapshot of the product had non-negative stock.
+    for record in app.product_events().await? {
+        let stock = &record.event.data["stock"];
+        assert!(stock["available"].as_i64() >= Some(0), "{stock}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_hundred_orders_spread_over_ten_products_are_all_reserved() -> TestResult {
+    let app = spawn_app().await;
+    let _replica = spawn_replica(&app, |_| {}).await;
+    let mut products = Vec::new();
+    for n in 0..10 {
+        products.push(product(&app, &format!("SPREAD-{n}"), 20).await?);
+    }
+    let orders: Vec<Uuid> = (0..200).map(|_| Uuid::now_v7()).collect();
+    let records = orders
+        .iter()
+        .enumerate()
+        .map(|(n, order)| order_event(*order, created(*order, &[(&products[n % 10], 1)])?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let started = Instant::now();
+    app.produce(ORDER_EVENTS, &records).await?;
+    let statuses = settled(&app, &orders).await?;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "200 orders over 10 products settled in {elapsed:?} ({:.0} orders/s)",
+        200.0 / elapsed.as_secs_f64()
+    );
+    assert!(statuses.values().all(|s| s == "reserved"), "{statuses:?}");
+    for id in &products {
+        assert_eq!(app.books(id).await?, (0, 20, 0));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_order_with_one_short_line_keeps_nothing_reserved() -> TestResult {
+    let app = spawn_app().await;
+    let plenty = product(&app, "MULTI-1", 10).await?;
+    let scarce = product(&app, "MULTI-2", 2).await?;
+    let order = Uuid::now_v7();
+    let event = order_event(order, created(order, &[(&plenty, 3), (&scarce, 5)])?)?;
+    app.produce(ORDER_EVENTS, &[event]).await?;
+    status(&app, order, "failed").await?;
+
+    assert_eq!(app.books(&plenty).await?, (10, 0, 0));
+    assert_eq!(app.books(&scarce).await?, (2, 0, 0));
+    let events = inventory_events(&app).await?;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0].event.event_type,
+        "inventory.reservation_failed.v1"
+    );
+    assert_eq!(events[0].key, order.to_string());
+    assert_eq!(
+        events[0].event.data,
+        json!({"order_id": order, "short_lines": [
+            {"product_id": scarce, "requested": 5, "available": 2}
+        ]})
+    );
+
+    // The rejection that follows has nothing to release.
+    let rejected = OrderRejected {
+        order_id: order,
+        reason: "out_of_stock".into(),
+    };
+    let unknown = Uuid::now_v7();
+    let unknown_paid = order_event(unknown, OrderPaid { order_id: unknown })?;
+    app.produce(ORDER_EVENTS, &[order_event(order, rejected)?, unknown_paid])
+        .await?;
+    // An order for an unknown product fails like a short one.
+    let ghost = Uuid::now_v7();
+    let ghost_product = Uuid::now_v7().to_string();
+    let ghost_order = order_event(ghost, created(ghost, &[(&ghost_product, 1)])?)?;
+    app.produce(ORDER_EVENTS, &[ghost_order]).await?;
+    status(&app, ghost, "failed").await?;
+    status(&app, order, "failed").await?;
+    assert_eq!(app.books(&plenty).await?, (10, 0, 0));
+    assert_eq!(inventory_events(&app).await?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redelivered_order_is_reserved_once_and_payment_sells_the_units() -> TestResult {
+    let app = spawn_app().await;
+    let id = product(&app, "REDELIVER-1", 10).await?;
+    let order = Uuid::now_v7();
+    let event = order_event(order, created(order, &[(&id, 3)])?)?;
+    // The same CloudEvent (same id) twice, as after a producer retry or a consumer crash.
+    app.produce(ORDER_EVENTS, std::slice::from_ref(&event))
+        .await?;
+    app.produce(ORDER_EVENTS, &[event]).await?;
+    status(&app, order, "reserved").await?;
+    assert_eq!(app.books(&id).await?, (7, 3, 0));
+
+    // Same key, same partition: the payment is handled after both copies.
+    let paid = order_event(order, OrderPaid { order_id: order })?;
+    app.produce(ORDER_EVENTS, &[paid.clone(), paid]).await?;
+    status(&app, order, "committed").await?;
+    assert_eq!(app.books(&id).await?, (7, 0, 3));
+
+    let events = inventory_events(&app).await?;
+    assert_eq!(
+        types_of(&events, order),
+        ["inventory.reserved.v1", "inventory.committed.v1"]
+    );
+    assert_eq!(
+        events[1].event.data,
+        json!({"order_id": order, "lines": [{"product_id": id, "quantity": 3}]})
+    );
+    // A cancellation after the payment changes nothing.
+    let cancelled = OrderCancelled {
+        order_id: order,
+        reason: "customer_request".into(),
+    };
+    let later = Uuid::now_v7();
+    app.produce(
+        ORDER_EVENTS,
+        &[
+            order_event(order, cancelled)?,
+            order_event(later, created(later, &[(&id, 1)])?)?,
+        ],
+    )
+    .await?;
+    status(&app, later, "reserved").await?;
+    status(&app, order, "committed").await?;
+    assert_eq!(app.books(&id).await?, (6, 1, 3));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancelled_order_releases_its_units_once() -> TestResult {
+    let app = spawn_app().await;
+    let first = product(&app, "CANCEL-1", 5).await?;
+    let second = product(&app, "CANCEL-2", 5).await?;
+    let order = Uuid::now_v7();
+    let event = order_event(order, created(order, &[(&first, 2), (&second, 5)])?)?;
+    app.produce(ORDER_EVENTS, &[event]).await?;
+    status(&app, order, "reserved").await?;
+    assert_eq!(app.books(&first).await?, (3, 2, 0));
+    assert_eq!(app.books(&second).await?, (0, 5, 0));
+
+    let cancelled = order_event(
+        order,
+        OrderCancelled {
+            order_id: order,
+            reason: "payment_timeout".into(),
+        },
+    )?;
+    let late_payment = order_event(order, OrderPaid { order_id: order })?;
+    app.produce(ORDER_EVENTS, &[cancelled.clone(), cancelled, late_payment])
+        .await?;
+    status(&app, order, "released").await?;
+    let events = inventory_events(&app).await?;
+    assert_eq!(
+        types_of(&events, order),
+        ["inventory.reserved.v1", "inventory.released.v1"]
+    );
+    assert_eq!(app.books(&first).await?, (5, 0, 0));
+    assert_eq!(app.books(&second).await?, (5, 0, 0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_order_events_are_dead_lettered_and_the_next_one_is_handled() -> TestResult {
+    let app = spawn_app().await;
+    let id = product(&app, "POISON-1", 5).await?;
+    let order = Uuid::now_v7();
+    let key = order.to_string();
+    let bad_data = json!({
+        "specversion": "1.0", "id": Uuid::now_v7(), "source": "/order-service",
+        "type": "order.created.v1", "subject": key, "time": "2026-01-01T00:00:00Z",
+        "data": {"order_id": "not-a-uuid", "items": []},
+    });
+    let zero_quantity = order_event(order, created(order, &[(&id, 0)])?)?;
+    app.produce(
+        ORDER_EVENTS,
+        &[
+            (key.clone(), b"{ not json".to_vec()),
+            (key.clone(), serde_json::to_vec(&bad_data)?),
+            zero_quantity,
+        ],
+    )
+    .await?;
+    // Same key, same partition: this one comes after the poison.
+    let good = Uuid::now_v7();
+    let mut next = order_event(good, created(good, &[(&id, 1)])?)?;
+    next.0 = key;
+    app.produce(ORDER_EVENTS, &[next]).await?;
+    status(&app, good, "reserved").await?;
+    assert_eq!(app.books(&id).await?, (4, 1, 0));
+
+    let dead = messaging::testing::read_topic(
+        &crate::helpers::brokers(),
+        &format!("{}.dlt", app.topic(ORDER_EVENTS)),
+    )
+    .await?;
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert_eq!(dead[0].payload, b"{ not json");
+    assert!(
+        dead[1].headers["dlt.reason"].contains("order.created.v1"),
+        "{:?}",
+        dead[1].headers
+    );
+    assert!(
+        dead[2].headers["dlt.reason"].contains("quantity 0"),
+        "{:?}",
+        dead[2].headers
+    );
+    Ok(())
+}
