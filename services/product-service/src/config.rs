@@ -28,6 +28,9 @@ pub struct Config {
     /// Whether this process consumes `order.events` to reserve stock (`INVENTORY_CONSUMER=off`
     /// disables it, e.g. for a catalog-only replica).
     pub run_inventory_consumer: bool,
+    /// Whether this process follows `product.events` to drop cached products other replicas
+    /// changed (`CACHE_INVALIDATION=off` disables it; the TTL alone then bounds staleness).
+    pub run_cache_invalidation: bool,
     /// How often the relay looks for pending events written by other replicas or left by a
     /// crash (local writes wake it at once).
     pub relay_poll_interval: Duration,
@@ -77,6 +80,7 @@ impl Config {
             cache_ttl: millis("PRODUCT_CACHE_TTL_MS", 5_000)?,
             run_outbox_relay: true,
             run_inventory_consumer: switch("INVENTORY_CONSUMER")?,
+            run_cache_invalidation: switch("CACHE_INVALIDATION")?,
             relay_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
             request_timeout: Duration::from_secs(match var("REQUEST_TIMEOUT_SECS") {
                 Some(value) => value

@@ -1,5 +1,5 @@
 //! Wiring: MongoDB and its indexes, token keys, Kafka, the outbox relays, the consumers
-//! (inventory) and the HTTP server.
+//! (inventory, cache invalidation) and the HTTP server.
 
 use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
@@ -14,6 +14,7 @@ use web::{Readiness, ServiceInfo};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::events::cache::{self, CacheInvalidation};
 use crate::events::outbox::{Outbox, OutboxRelay};
 use crate::inventory::consumer::{self as inventory_consumer, OrderEvents};
 use crate::inventory::{Inventory, Wake};
@@ -28,6 +29,7 @@ pub struct Application {
     router: axum::Router,
     relays: Vec<OutboxRelay>,
     inventory: Option<(EventConsumer, OrderEvents)>,
+    cache_invalidation: Option<(EventConsumer, CacheInvalidation)>,
     db: Database,
 }
 
@@ -95,6 +97,13 @@ impl Application {
             )),
             false => None,
         };
+        let cache_invalidation = match config.run_cache_invalidation {
+            true => Some((
+                EventConsumer::new(&kafka, cache::settings(&topics))?,
+                CacheInvalidation(cache.clone()),
+            )),
+            false => None,
+        };
         let state = AppState {
             products,
             locks: DocumentLocks::products(&db),
@@ -138,6 +147,7 @@ impl Application {
             router,
             relays,
             inventory,
+            cache_invalidation,
             db,
         })
     }
@@ -167,6 +177,9 @@ impl Application {
             .collect();
         let mut consumers = Vec::new();
         if let Some((consumer, handler)) = self.inventory {
+            consumers.push(tokio::spawn(consumer.run(handler, stop_consumers.clone())));
+        }
+        if let Some((consumer, handler)) = self.cache_invalidation {
             consumers.push(tokio::spawn(consumer.run(handler, stop_consumers.clone())));
         }
         // Order matters: the server stops accepting and finishes in-flight requests first,

@@ -17,8 +17,9 @@ use uuid::Uuid;
 use crate::store::locks::DocumentLocks;
 use crate::store::products::Products;
 
-/// Products read by id, kept briefly in memory. Local writes invalidate their entry; other
-/// replicas' writes show after at most the TTL.
+/// Products read by id, kept briefly in memory. Local writes invalidate their entry at once;
+/// other replicas' writes arrive through `product.events` (`events::cache`), and the TTL bounds
+/// what that misses.
 pub type ProductCache = moka::future::Cache<Uuid, Arc<products::ProductView>>;
 
 /// What every handler can reach.

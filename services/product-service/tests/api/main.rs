@@ -2,6 +2,7 @@
 //! Kafka): each test gets its own database and topic prefix, so they run in parallel.
 
 mod access;
+mod cache;
 mod events;
 mod helpers;
 mod inventory;
