@@ -131,56 +131,87 @@ impl Inventory {
             }
         }
         if short.is_empty() {
-            let event = InventoryReserved { order_id, lines };
-            return self
+            let event = InventoryReserved {
+                order_id,
+                lines: lines.clone(),
+            };
+            if self
                 .finish(order_id, Status::Reserving, Status::Reserved, event)
-                .await;
+                .await?
+            {
+                return Ok(());
+            }
+            // Another consumer of this order (during a partition rebalance) settled it first.
+            // If it settled on failure, the units taken here must not stay held.
+            let settled = self.reservations.get(&order_id).await?.map(|r| r.status);
+            if settled != Some(Status::Failed) {
+                return Ok(());
+            }
         }
         // Give back what this order took, then say why it failed.
-        for line in &lines {
-            self.change_product(&line.product_id, |product| release_plan(product, &order))
-                .await?;
-        }
+        self.each_line(order_id, &lines, release_plan).await?;
         tracing::info!(%order_id, short = short.len(), "reservation failed");
         let event = InventoryReservationFailed {
             order_id,
             short_lines: short,
         };
         self.finish(order_id, Status::Reserving, Status::Failed, event)
-            .await
+            .await?;
+        Ok(())
     }
 
     /// `order.paid`: the reserved units are sold.
     pub async fn commit(&self, order_id: Uuid) -> anyhow::Result<()> {
-        let Some(lines) = self
-            .lines_in(order_id, Status::Reserved, "order.paid")
-            .await?
-        else {
-            return Ok(());
-        };
-        let order = order_id.to_string();
-        for line in &lines {
-            self.change_product(&line.product_id, |product| commit_plan(product, &order))
-                .await?;
-        }
-        let event = InventoryCommitted { order_id, lines };
-        self.finish(order_id, Status::Reserved, Status::Committed, event)
-            .await
+        self.end_hold(
+            order_id,
+            "order.paid",
+            commit_plan,
+            Status::Committed,
+            |lines| InventoryCommitted { order_id, lines },
+        )
+        .await
     }
 
     /// `order.cancelled` / `order.rejected`: the reserved units return to `available`.
     pub async fn release(&self, order_id: Uuid, why: &str) -> anyhow::Result<()> {
+        self.end_hold(order_id, why, release_plan, Status::Released, |lines| {
+            InventoryReleased { order_id, lines }
+        })
+        .await
+    }
+
+    /// Ends a `reserved` order's hold on each of its products with `plan`, then moves it to
+    /// `to` with its event; `why` names the cause in the log when it does not apply.
+    async fn end_hold<T: EventData>(
+        &self,
+        order_id: Uuid,
+        why: &str,
+        plan: fn(Option<&ProductDoc>, &str) -> Plan,
+        to: Status,
+        event: impl FnOnce(Vec<StockLine>) -> T,
+    ) -> anyhow::Result<()> {
         let Some(lines) = self.lines_in(order_id, Status::Reserved, why).await? else {
             return Ok(());
         };
+        self.each_line(order_id, &lines, plan).await?;
+        self.finish(order_id, Status::Reserved, to, event(lines))
+            .await?;
+        Ok(())
+    }
+
+    /// Applies `plan` to each line's product for the order.
+    async fn each_line(
+        &self,
+        order_id: Uuid,
+        lines: &[StockLine],
+        plan: fn(Option<&ProductDoc>, &str) -> Plan,
+    ) -> anyhow::Result<()> {
         let order = order_id.to_string();
-        for line in &lines {
-            self.change_product(&line.product_id, |product| release_plan(product, &order))
+        for line in lines {
+            self.change_product(&line.product_id, |product| plan(product, &order))
                 .await?;
         }
-        let event = InventoryReleased { order_id, lines };
-        self.finish(order_id, Status::Reserved, Status::Released, event)
-            .await
+        Ok(())
     }
 
     /// The order's lines if it is in `status`; `None` (logged) otherwise.
@@ -215,14 +246,14 @@ impl Inventory {
     }
 
     /// Moves the order's reservation to `to` with its event, under the document's lock. If it
-    /// already left `from`, an earlier delivery did this: nothing happens.
+    /// already left `from`, an earlier delivery did this: nothing happens (`false`).
     async fn finish<T: EventData>(
         &self,
         order_id: Uuid,
         from: Status,
         to: Status,
         data: T,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let event = PendingEvent::new(
             &self.topics,
             CloudEvent::new(EVENT_SOURCE, order_id.to_string(), data),
@@ -237,11 +268,12 @@ impl Inventory {
             .transition(&order_id, from, to, &event)
             .await;
         release(guard).await;
-        if changed? {
+        let changed = changed?;
+        if changed {
             self.wake.reservations.notify_one();
             tracing::info!(%order_id, status = to.as_str(), "reservation updated");
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Reads product `id` under its lock, and applies what `plan` decides with its
