@@ -8,12 +8,13 @@ use contracts::order::{OrderCancelled, OrderCreated, OrderItem, OrderPaid, Order
 use contracts::product::Money;
 use contracts::topics::{INVENTORY_EVENTS, ORDER_EVENTS};
 use mongodb::bson::{Document, doc};
+use product_service::store::reservations::Reservations;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{
     Record, TestApp, TestResult, eventually, order_event, product_body, read_topic, spawn_app,
-    spawn_replica, string,
+    spawn_app_with, spawn_replica, string,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -367,6 +368,70 @@ async fn malformed_order_events_are_dead_lettered_and_the_next_one_is_handled() 
         dead[2].headers["dlt.reason"].contains("quantity 0"),
         "{:?}",
         dead[2].headers
+    );
+    Ok(())
+}
+
+/// What a crash half-way through `order.created` leaves: the order `reserving`, its first
+/// line's product (`lines[0]`, the lowest id) already holding the units. The redelivered
+/// record finishes the job once.
+async fn crashed_after_first_line(
+    app: &TestApp,
+    order: Uuid,
+    lines: &[(&str, i64)],
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let event = created(order, lines)?;
+    let stock_lines = product_service::domain::reservation::lines(&event.items)
+        .map_err(|reason| anyhow::anyhow!(reason))?;
+    Reservations::new(&app.db)
+        .begin(&order, &stock_lines)
+        .await?;
+    let (first, quantity) = lines[0];
+    anyhow::ensure!(
+        stock_lines[0].product_id.to_string() == first,
+        "lines[0] sorts first"
+    );
+    app.db
+        .collection::<Document>("products")
+        .update_one(
+            doc! {"_id": first},
+            doc! {
+                "$inc": {"stock.available": -quantity, "stock.reserved": quantity, "version": 1},
+                "$set": {format!("reservations.{order}"): quantity},
+            },
+        )
+        .await?;
+    order_event(order, event)
+}
+
+#[tokio::test]
+async fn a_reservation_interrupted_half_way_converges_on_redelivery() -> TestResult {
+    let app = spawn_app_with(|config| config.run_inventory_consumer = false).await;
+    let mut ids = Vec::new();
+    for (n, stock) in [10, 10, 1].into_iter().enumerate() {
+        ids.push(product(&app, &format!("CRASH-{n}"), stock).await?);
+    }
+    // Ids are UUID v7: lines are reserved in this order.
+    let (a, b, scarce) = (&ids[0], &ids[1], &ids[2]);
+    let will_succeed = Uuid::now_v7();
+    let will_fail = Uuid::now_v7();
+    let first = crashed_after_first_line(&app, will_succeed, &[(a, 2), (b, 3)]).await?;
+    let second = crashed_after_first_line(&app, will_fail, &[(a, 4), (scarce, 5)]).await?;
+    assert_eq!(app.books(a).await?, (4, 6, 0));
+
+    // The process comes back (a replica with the consumer) and the records are redelivered.
+    let _restarted = spawn_replica(&app, |_| {}).await;
+    app.produce(ORDER_EVENTS, &[first, second]).await?;
+    status(&app, will_succeed, "reserved").await?;
+    status(&app, will_fail, "failed").await?;
+    assert_eq!(app.books(a).await?, (8, 2, 0));
+    assert_eq!(app.books(b).await?, (7, 3, 0));
+    assert_eq!(app.books(scarce).await?, (1, 0, 0));
+    let events = inventory_events(&app).await?;
+    assert_eq!(types_of(&events, will_succeed), ["inventory.reserved.v1"]);
+    assert_eq!(
+        types_of(&events, will_fail),
+        ["inventory.reservation_failed.v1"]
     );
     Ok(())
 }
