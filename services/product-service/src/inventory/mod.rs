@@ -15,7 +15,11 @@
 //!   in `pending_events`, written with the status change.
 //!
 //! A crash between the steps leaves the order in its earlier status; the record is not
-//! acknowledged, is redelivered, and the steps already done are no-ops, so it converges. Each
+//! acknowledged, is redelivered, and the steps already done are no-ops, so it converges. A
+//! failed reservation is recorded (`failed` + its event) before the units it took go back, so
+//! that a second attempt at the same order (two replicas during a rebalance) that reserved
+//! everything is never undone by the failing one; a redelivered `order.created` of a `failed`
+//! order releases again (a no-op where nothing is held). Each
 //! stock change of a product also publishes its `product.updated.v1` snapshot (replicas and
 //! caches follow stock through them).
 
@@ -103,13 +107,19 @@ impl Inventory {
     /// `order.created`: reserves every line, or none.
     pub async fn reserve(&self, order_id: Uuid, lines: &[StockLine]) -> anyhow::Result<()> {
         let reservation = self.reservations.begin(&order_id, lines).await?;
-        if reservation.status != Status::Reserving {
-            tracing::info!(%order_id, status = reservation.status.as_str(), "order seen before; nothing to do");
-            return Ok(());
-        }
         // The stored lines, not the event's: a second `order.created` with the same id and
         // other lines must not change what the first one reserved.
         let lines = reservation.stock_lines()?;
+        match reservation.status {
+            Status::Reserving => {}
+            // The failure is recorded before the units go back; a crash in between left them
+            // held, so give them back again (a no-op where nothing is held).
+            Status::Failed => return self.each_line(order_id, &lines, release_plan).await,
+            status => {
+                tracing::info!(%order_id, status = status.as_str(), "order seen before; nothing to do");
+                return Ok(());
+            }
+        }
         let order = order_id.to_string();
         let mut short = Vec::new();
         for line in &lines {
@@ -130,33 +140,38 @@ impl Inventory {
                 short.push(short_line(line, available));
             }
         }
-        if short.is_empty() {
+        let reserved = short.is_empty();
+        let settled_here = if reserved {
             let event = InventoryReserved {
                 order_id,
                 lines: lines.clone(),
             };
-            if self
-                .finish(order_id, Status::Reserving, Status::Reserved, event)
+            self.finish(order_id, Status::Reserving, Status::Reserved, event)
                 .await?
-            {
-                return Ok(());
-            }
-            // Another consumer of this order (during a partition rebalance) settled it first.
-            // If it settled on failure, the units taken here must not stay held.
-            let settled = self.reservations.get(&order_id).await?.map(|r| r.status);
-            if settled != Some(Status::Failed) {
-                return Ok(());
-            }
-        }
-        // Give back what this order took, then say why it failed.
-        self.each_line(order_id, &lines, release_plan).await?;
-        tracing::info!(%order_id, short = short.len(), "reservation failed");
-        let event = InventoryReservationFailed {
-            order_id,
-            short_lines: short,
+        } else {
+            tracing::info!(%order_id, short = short.len(), "reservation failed");
+            let event = InventoryReservationFailed {
+                order_id,
+                short_lines: short,
+            };
+            self.finish(order_id, Status::Reserving, Status::Failed, event)
+                .await?
         };
-        self.finish(order_id, Status::Reserving, Status::Failed, event)
-            .await?;
+        // Settled here, or first by another consumer of this order (two replicas during a
+        // partition rebalance): unless the outcome is `reserved`, nothing may stay held. The
+        // records are per order, not per attempt, so if the other attempt reserved, the units
+        // this one took are the order's and stay.
+        let outcome = match (settled_here, reserved) {
+            (true, true) => return Ok(()),
+            (true, false) => Status::Failed,
+            (false, _) => match self.reservations.get(&order_id).await? {
+                Some(reservation) => reservation.status,
+                None => return Ok(()),
+            },
+        };
+        if outcome == Status::Failed {
+            self.each_line(order_id, &lines, release_plan).await?;
+        }
         Ok(())
     }
 

@@ -101,6 +101,17 @@ async fn status(app: &TestApp, order: Uuid, status: &str) -> TestResult {
     .await
 }
 
+/// Waits until product `id`'s stock is `expected` (a failed order gives its units back just
+/// after it is marked failed), checking the books each time.
+async fn books_reach(app: &TestApp, id: &str, expected: (i64, i64, i64)) -> TestResult {
+    eventually(DEADLINE, || async move {
+        let found = app.books(id).await?;
+        anyhow::ensure!(found == expected, "{id}: {found:?}, expected {expected:?}");
+        Ok(())
+    })
+    .await
+}
+
 /// This test's `inventory.*` events, after the relays published everything.
 async fn inventory_events(app: &TestApp) -> anyhow::Result<Vec<Record>> {
     app.wait_for_empty_outbox().await?;
@@ -205,7 +216,7 @@ async fn an_order_with_one_short_line_keeps_nothing_reserved() -> TestResult {
     app.produce(ORDER_EVENTS, &[event]).await?;
     status(&app, order, "failed").await?;
 
-    assert_eq!(app.books(&plenty).await?, (10, 0, 0));
+    books_reach(&app, &plenty, (10, 0, 0)).await?;
     assert_eq!(app.books(&scarce).await?, (2, 0, 0));
     let events = inventory_events(&app).await?;
     assert_eq!(events.len(), 1, "{events:?}");
@@ -417,14 +428,24 @@ async fn a_reservation_interrupted_half_way_converges_on_redelivery() -> TestRes
     let will_fail = Uuid::now_v7();
     let first = crashed_after_first_line(&app, will_succeed, &[(a, 2), (b, 3)]).await?;
     let second = crashed_after_first_line(&app, will_fail, &[(a, 4), (scarce, 5)]).await?;
-    assert_eq!(app.books(a).await?, (4, 6, 0));
+    // This one crashed after it was marked failed, before its units went back.
+    let failed_earlier = Uuid::now_v7();
+    let third = crashed_after_first_line(&app, failed_earlier, &[(a, 1), (scarce, 5)]).await?;
+    app.db
+        .collection::<Document>("reservations")
+        .update_one(
+            doc! {"_id": failed_earlier.to_string()},
+            doc! {"$set": {"status": "failed"}},
+        )
+        .await?;
+    assert_eq!(app.books(a).await?, (3, 7, 0));
 
     // The process comes back (a replica with the consumer) and the records are redelivered.
     let _restarted = spawn_replica(&app, |_| {}).await;
-    app.produce(ORDER_EVENTS, &[first, second]).await?;
+    app.produce(ORDER_EVENTS, &[first, second, third]).await?;
     status(&app, will_succeed, "reserved").await?;
     status(&app, will_fail, "failed").await?;
-    assert_eq!(app.books(a).await?, (8, 2, 0));
+    books_reach(&app, a, (8, 2, 0)).await?;
     assert_eq!(app.books(b).await?, (7, 3, 0));
     assert_eq!(app.books(scarce).await?, (1, 0, 0));
     let events = inventory_events(&app).await?;
@@ -432,6 +453,10 @@ async fn a_reservation_interrupted_half_way_converges_on_redelivery() -> TestRes
     assert_eq!(
         types_of(&events, will_fail),
         ["inventory.reservation_failed.v1"]
+    );
+    assert!(
+        types_of(&events, failed_earlier).is_empty(),
+        "said before the crash"
     );
     Ok(())
 }
