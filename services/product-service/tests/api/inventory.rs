@@ -45,6 +45,14 @@ fn created(order_id: Uuid, lines: &[(&str, i64)]) -> anyhow::Result<OrderCreated
     })
 }
 
+/// Places a new order for `lines` (product id, quantity); returns its id.
+async fn place(app: &TestApp, lines: &[(&str, i64)]) -> anyhow::Result<Uuid> {
+    let order = Uuid::now_v7();
+    app.produce(ORDER_EVENTS, &[order_event(order, created(order, lines)?)?])
+        .await?;
+    Ok(order)
+}
+
 /// A product with `stock` units; returns its id.
 async fn product(app: &TestApp, sku: &str, stock: i64) -> anyhow::Result<String> {
     let mut body = product_body(sku);
@@ -211,9 +219,7 @@ async fn an_order_with_one_short_line_keeps_nothing_reserved() -> TestResult {
     let app = spawn_app().await;
     let plenty = product(&app, "MULTI-1", 10).await?;
     let scarce = product(&app, "MULTI-2", 2).await?;
-    let order = Uuid::now_v7();
-    let event = order_event(order, created(order, &[(&plenty, 3), (&scarce, 5)])?)?;
-    app.produce(ORDER_EVENTS, &[event]).await?;
+    let order = place(&app, &[(&plenty, 3), (&scarce, 5)]).await?;
     status(&app, order, "failed").await?;
 
     books_reach(&app, &plenty, (10, 0, 0)).await?;
@@ -306,9 +312,7 @@ async fn a_cancelled_order_releases_its_units_once() -> TestResult {
     let app = spawn_app().await;
     let first = product(&app, "CANCEL-1", 5).await?;
     let second = product(&app, "CANCEL-2", 5).await?;
-    let order = Uuid::now_v7();
-    let event = order_event(order, created(order, &[(&first, 2), (&second, 5)])?)?;
-    app.produce(ORDER_EVENTS, &[event]).await?;
+    let order = place(&app, &[(&first, 2), (&second, 5)]).await?;
     status(&app, order, "reserved").await?;
     assert_eq!(app.books(&first).await?, (3, 2, 0));
     assert_eq!(app.books(&second).await?, (0, 5, 0));
