@@ -2,20 +2,20 @@
 //!
 //! FerretDB (the local MongoDB-wire server) has no multi-document transactions, so the event of
 //! a change cannot go to a separate collection atomically. Instead every write is one atomic
-//! update of the product document that also appends the event to the document's
+//! update of the changed document (a product, an order's reservation) that also appends the event to the document's
 //! `pending_events` array: the change and its event commit together or not at all.
 //!
-//! Two collections work this way ([`Outbox::PRODUCTS`] and [`Outbox::RESERVATIONS`]); one
-//! relay per collection runs the same code. The relay finds documents with pending events and,
-//! holding the document's lock (the same one writers take, see `store::locks`; it keeps
-//! replicas from publishing one document at once, which would break per-aggregate order, and
-//! keeps FerretDB's non-atomic updates from erasing a concurrent write), publishes the events in array order with the idempotent producer, waits
+//! Two collections work this way ([`Outbox::PRODUCTS`] and [`Outbox::RESERVATIONS`], whose
+//! documents are orders' reservations); one relay per collection runs the same code. The relay
+//! finds documents with pending events and, holding the document's lock (the same one writers
+//! take, see `store::locks`; it keeps replicas from publishing one document at once, which
+//! would break per-aggregate order, and keeps FerretDB's non-atomic updates from erasing a
+//! concurrent write), publishes the events in array order with the idempotent producer, waits
 //! for the broker's acknowledgements, then removes exactly the published elements with
 //! `$pullAll`. (`$pull` with a condition would be simpler, but FerretDB 1.24 silently ignores
-//! it.) A crash after the
-//! acknowledgement and before the removal publishes those events again: at least once, never
-//! zero times; consumers deduplicate on the CloudEvent id, and the snapshot's `version` makes a
-//! repeated snapshot harmless.
+//! it.) A crash after the acknowledgement and before the removal publishes those events again:
+//! at least once, never zero times; consumers deduplicate on the CloudEvent id, and the
+//! snapshot's `version` makes a repeated snapshot harmless.
 
 use std::collections::HashMap;
 use std::sync::Arc;
