@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
 
-const ISSUER: &str = "ferroshop-users";
-const AUDIENCE: &str = "ferroshop";
+pub const ISSUER: &str = "ferroshop-users";
+pub const AUDIENCE: &str = "ferroshop";
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -64,7 +64,7 @@ pub struct TestApp {
 }
 
 /// A fresh database named after the time, so stale ones from earlier runs can be dropped.
-async fn fresh_database() -> anyhow::Result<String> {
+pub async fn fresh_database() -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let uuid = Uuid::new_v4().simple().to_string();
     let name = format!("test_catalog_{now}_{}", &uuid[..8]);

@@ -10,4 +10,5 @@ mod listing;
 mod locks;
 mod platform;
 mod products;
+mod shutdown;
 mod stock;
