@@ -92,3 +92,26 @@ fn read_topic_blocking(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>
     }
     Ok(records)
 }
+
+/// A record whose payload is a CloudEvent, as services' tests look at their events.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub key: String,
+    pub event: CloudEvent,
+    pub headers: HashMap<String, String>,
+}
+
+/// Every event currently in `topic` (duplicates included); fails on a non-CloudEvent record.
+pub async fn read_events(brokers: &str, topic: &str) -> anyhow::Result<Vec<EventRecord>> {
+    read_topic(brokers, topic)
+        .await?
+        .into_iter()
+        .map(|record| {
+            Ok(EventRecord {
+                key: record.key.clone().unwrap_or_default(),
+                event: record.event()?,
+                headers: record.headers,
+            })
+        })
+        .collect()
+}

@@ -1,8 +1,7 @@
 //! `spawn_app()` and the `TestApp` that speaks the API.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth::{KeySource, Role, SigningKey, TokenIssuer};
 use contracts::topics::PRODUCT_EVENTS;
@@ -19,6 +18,8 @@ use telemetry::{TelemetryConfig, TelemetryGuard};
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
+pub use messaging::testing::EventRecord as Record;
+pub use testkit::eventually;
 
 pub const ISSUER: &str = "ferroshop-users";
 pub const AUDIENCE: &str = "ferroshop";
@@ -370,47 +371,7 @@ pub fn string(value: &Value) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("not a string: {value}"))
 }
 
-/// Retries `check` until it passes or `deadline` passes; returns its last error then.
-pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> TestResult
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = TestResult>,
-{
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match check().await {
-            Ok(()) => return Ok(()),
-            Err(error) if started.elapsed() >= deadline => {
-                return Err(error.context(format!("still failing after {deadline:?}")));
-            }
-            Err(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
-        }
-    }
-}
-
-/// A record read back from the broker.
-#[derive(Debug)]
-pub struct Record {
-    pub key: String,
-    pub event: CloudEvent,
-    pub headers: HashMap<String, String>,
-}
-
 /// Every event currently in `topic` (duplicates included).
 pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<Record>> {
-    messaging::testing::read_topic(&brokers(), topic)
-        .await?
-        .into_iter()
-        .map(|record| {
-            Ok(Record {
-                key: record.key.clone().unwrap_or_default(),
-                event: record.event()?,
-                headers: record.headers,
-            })
-        })
-        .collect()
+    messaging::testing::read_events(&brokers(), topic).await
 }

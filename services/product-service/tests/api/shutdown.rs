@@ -2,29 +2,20 @@
 //! the process exits cleanly, and every product answered 201 has its `product.created.v1` on
 //! the broker with nothing left pending in the documents.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use auth::{Role, SigningKey, TokenIssuer};
 use axum::routing::get;
 use contracts::topics::PRODUCT_EVENTS;
 use mongodb::bson::{Document, doc};
 use reqwest::StatusCode;
+use testkit::{ServiceProcess, eventually, free_port};
 use uuid::Uuid;
 
 use crate::helpers::{
     AUDIENCE, ISSUER, TestResult, brokers, fresh_database, mongodb_url, product_body, read_topic,
 };
-
-/// Stops the child if the test fails half-way.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn sigterm_under_load_finishes_in_flight_work_and_loses_no_event() -> TestResult {
@@ -49,10 +40,8 @@ async fn sigterm_under_load_finishes_in_flight_work_and_loses_no_event() -> Test
 
     let database = fresh_database().await?;
     let prefix = format!("test-{}.", Uuid::new_v4().simple());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut service = Service(
+    let port = free_port()?;
+    let mut service = ServiceProcess::spawn(
         Command::new(env!("CARGO_BIN_EXE_product-service"))
             .env("PORT", port.to_string())
             .env("MONGODB_URL", mongodb_url())
@@ -63,28 +52,14 @@ async fn sigterm_under_load_finishes_in_flight_work_and_loses_no_event() -> Test
             .env("JWKS_URL", &jwks_url)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+            .stderr(Stdio::null()),
+    )?;
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        let ready = client.get(format!("{base}/health/ready")).send().await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "never became ready"
-        );
-        anyhow::ensure!(
-            service.0.try_wait()?.is_none(),
-            "the service exited during start-up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    service
+        .wait_ready(&format!("{base}/health/ready"), Duration::from_secs(60))
+        .await?;
 
+    let client = reqwest::Client::new();
     let requests: Vec<_> = (0..60)
         .map(|n| {
             let client = client.clone();
@@ -98,11 +73,8 @@ async fn sigterm_under_load_finishes_in_flight_work_and_loses_no_event() -> Test
                     .send()
                     .await?;
                 let status = response.status();
-                let id = response
-                    .json::<serde_json::Value>()
-                    .await
-                    .ok()
-                    .and_then(|b| b["id"].as_str().map(str::to_owned));
+                let body = response.json::<serde_json::Value>().await.ok();
+                let id = body.and_then(|b| b["id"].as_str().map(str::to_owned));
                 Ok::<_, reqwest::Error>((status, id))
             })
         })
@@ -113,21 +85,15 @@ async fn sigterm_under_load_finishes_in_flight_work_and_loses_no_event() -> Test
         .await?
         .database(&database)
         .collection::<Document>("products");
-    while products.count_documents(doc! {}).await? < 3 {
+    eventually(Duration::from_secs(60), || async {
         anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "the load never started"
+            products.count_documents(doc! {}).await? >= 3,
+            "the load has not started"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let pid = service.0.id().to_string();
-    anyhow::ensure!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()?
-            .success(),
-        "kill failed"
-    );
+        Ok(())
+    })
+    .await?;
+    service.terminate()?;
 
     let mut created = Vec::new();
     for request in requests {
@@ -148,17 +114,7 @@ async fn sigterm_under_load_finishes_in_flight_work_and_loses_no_event() -> Test
         !created.is_empty(),
         "the signal came before any request was accepted"
     );
-
-    let exit = loop {
-        if let Some(status) = service.0.try_wait()? {
-            break status;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(90),
-            "did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let exit = service.wait_exit(Duration::from_secs(90)).await?;
     assert!(exit.success(), "exit status {exit}");
 
     assert_eq!(

@@ -1,10 +1,8 @@
 //! `spawn_app()` and the `TestApp` that speaks the API.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use contracts::CloudEvent;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -14,6 +12,8 @@ use user_service::config::{Config, Profile};
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
+pub use messaging::testing::EventRecord as Record;
+pub use testkit::eventually;
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -263,47 +263,7 @@ pub fn unique_email() -> String {
     format!("user-{}@example.com", Uuid::new_v4().simple())
 }
 
-/// Retries `check` until it passes or `deadline` passes; returns its last error then.
-pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> TestResult
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = TestResult>,
-{
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match check().await {
-            Ok(()) => return Ok(()),
-            Err(error) if started.elapsed() >= deadline => {
-                return Err(error.context(format!("still failing after {deadline:?}")));
-            }
-            Err(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
-        }
-    }
-}
-
-/// A record read back from the broker.
-#[derive(Debug)]
-pub struct Record {
-    pub key: String,
-    pub event: CloudEvent,
-    pub headers: HashMap<String, String>,
-}
-
 /// Every event currently in `topic` (duplicates included).
 pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<Record>> {
-    messaging::testing::read_topic(&brokers(), topic)
-        .await?
-        .into_iter()
-        .map(|record| {
-            Ok(Record {
-                key: record.key.clone().unwrap_or_default(),
-                event: record.event()?,
-                headers: record.headers,
-            })
-        })
-        .collect()
+    messaging::testing::read_events(&brokers(), topic).await
 }

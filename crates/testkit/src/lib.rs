@@ -1,0 +1,147 @@
+//! Helpers for the services' integration tests: waiting for asynchronous outcomes with a
+//! deadline (never a fixed sleep), and running a service's real binary to signal it.
+//! Used only as a dev-dependency.
+
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// Retries `check` until it passes or `deadline` passes; returns its last error then. The
+/// pause between tries grows from 50 ms to 500 ms.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(error) if started.elapsed() >= deadline => {
+                return Err(error.context(format!("still failing after {deadline:?}")));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// A port that was free a moment ago, for a child process that takes its port from the
+/// environment.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A service binary running as a child process; killed if the test ends early.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    child: Child,
+}
+
+impl ServiceProcess {
+    pub fn spawn(command: &mut Command) -> anyhow::Result<Self> {
+        Ok(Self {
+            child: command.spawn()?,
+        })
+    }
+
+    /// Waits until `url` answers 200, failing early if the process exits.
+    pub async fn wait_ready(&mut self, url: &str, deadline: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let ready = client.get(url).send().await;
+            if ready.is_ok_and(|response| response.status() == reqwest::StatusCode::OK) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("the service exited during start-up: {status}");
+            }
+            anyhow::ensure!(
+                started.elapsed() < deadline,
+                "{url} not ready after {deadline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends SIGTERM, as an orchestrator does to stop a pod.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+        Ok(())
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> anyhow::Result<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                started.elapsed() < deadline,
+                "still running after {deadline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn eventually_returns_the_last_error_after_the_deadline() {
+        let result = eventually(Duration::from_millis(120), || async {
+            anyhow::bail!("not yet")
+        })
+        .await;
+        let message = format!(
+            "{:#}",
+            result.err().map(|e| e.to_string()).unwrap_or_default()
+        );
+        assert!(message.contains("still failing"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn eventually_passes_once_the_check_does() -> anyhow::Result<()> {
+        let mut tries = 0;
+        eventually(Duration::from_secs(5), || {
+            tries += 1;
+            let done = tries >= 3;
+            async move {
+                if done {
+                    Ok(())
+                } else {
+                    anyhow::bail!("try again")
+                }
+            }
+        })
+        .await?;
+        assert_eq!(tries, 3);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_child_is_waited_for_and_its_status_reported() -> anyhow::Result<()> {
+        let mut child = ServiceProcess::spawn(Command::new("sleep").arg("30"))?;
+        child.terminate()?;
+        let status = child.wait_exit(Duration::from_secs(10)).await?;
+        assert!(!status.success(), "killed by SIGTERM: {status}");
+        Ok(())
+    }
+}
