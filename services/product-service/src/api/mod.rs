@@ -13,6 +13,7 @@ use contracts::topics::Topic;
 use tokio::sync::Notify;
 use utoipa::OpenApi;
 use uuid::Uuid;
+use web::openapi::BearerAuth;
 
 use crate::store::locks::DocumentLocks;
 use crate::store::products::Products;
@@ -74,21 +75,3 @@ pub fn router(state: AppState) -> Router {
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
