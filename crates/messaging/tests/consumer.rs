@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use contracts::{CloudEvent, EventData};
 use messaging::testing::read_topic;
@@ -117,15 +117,14 @@ fn settings(topic: &str, group: &str) -> ConsumerSettings {
 }
 
 async fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> TestResult {
-    let started = Instant::now();
-    while !done() {
-        anyhow::ensure!(
-            started.elapsed() < deadline,
-            "condition not reached in {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    testkit::eventually(deadline, || {
+        let reached = done();
+        async move {
+            anyhow::ensure!(reached, "condition not reached");
+            Ok(())
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -193,14 +192,15 @@ async fn a_transient_failure_that_never_ends_is_dead_lettered_after_the_last_att
     let stop = CancellationToken::new();
     let task = tokio::spawn(EventConsumer::new(&kafka(), settings)?.run(AlwaysDown, stop.clone()));
     let dlt = format!("{topic}.dlt");
-    let started = Instant::now();
-    let dead = loop {
-        let dead = read_topic(&kafka().brokers, &dlt).await?;
-        if !dead.is_empty() || started.elapsed() > Duration::from_secs(30) {
-            break dead;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    testkit::eventually(Duration::from_secs(30), || async {
+        anyhow::ensure!(
+            !read_topic(&kafka().brokers, &dlt).await?.is_empty(),
+            "no dead letter yet"
+        );
+        Ok(())
+    })
+    .await?;
+    let dead = read_topic(&kafka().brokers, &dlt).await?;
     stop.cancel();
     task.await?;
     assert_eq!(dead.len(), 1);
@@ -316,27 +316,21 @@ async fn lag_counts_what_is_left_and_reaches_zero_when_caught_up() -> TestResult
         )
     };
     // The first record is in the handler, held at the gate: two are left behind it.
-    let started = Instant::now();
-    while total_lag(probe.clone()).await? != 2 {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "lag never showed 2"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    testkit::eventually(Duration::from_secs(30), || async {
+        anyhow::ensure!(total_lag(probe.clone()).await? == 2, "lag is not 2 yet");
+        Ok(())
+    })
+    .await?;
     gate.add_permits(3);
     wait_until(Duration::from_secs(30), || {
         done.load(std::sync::atomic::Ordering::SeqCst) == 3
     })
     .await?;
-    let started = Instant::now();
-    while total_lag(probe.clone()).await? != 0 {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "lag never reached 0"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    testkit::eventually(Duration::from_secs(30), || async {
+        anyhow::ensure!(total_lag(probe.clone()).await? == 0, "lag is not 0 yet");
+        Ok(())
+    })
+    .await?;
     stop.cancel();
     task.await?;
     Ok(())
