@@ -496,20 +496,6 @@ fn provision_tools(layout: &Layout) -> Result<Tools> {
     })
 }
 
-/// `go` with its caches in the tool cache, module proxy only, no toolchain downloads.
-fn go_cmd(layout: &Layout, go: &Path, dir: &Path) -> Command {
-    let gocache = layout.cache.join("go");
-    let mut cmd = Command::new(go);
-    cmd.current_dir(dir)
-        .env("GOPATH", gocache.join("path"))
-        .env("GOMODCACHE", gocache.join("mod"))
-        .env("GOCACHE", gocache.join("build"))
-        .env("GOFLAGS", "-modcacherw")
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0");
-    cmd
-}
-
 /// Builds a Go program at a version through a throwaway module (`go get -tool`, as
 /// provision.rs does for FerretDB and Mailpit), into `bin` atomically.
 fn go_tool(
@@ -526,29 +512,12 @@ fn go_tool(
     );
     let log = layout.provision_log(name);
     let result = (|| {
-        let work = layout.cache.join("go").join("work").join(name);
-        fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-        if !work.join("go.mod").is_file() {
-            run_logged(
-                go_cmd(layout, go, &work).args([
-                    "mod",
-                    "init",
-                    &format!("ferroshop.local/tools/{name}"),
-                ]),
-                &log,
-                "go mod init",
-            )?;
-        }
-        run_logged(
-            go_cmd(layout, go, &work).args(["get", "-tool", &format!("{package}@{version}")]),
-            &log,
-            &format!("go get -tool {package}@{version}"),
-        )?;
+        let work = provision::tool_module(layout, go, name, &format!("{package}@{version}"), &log)?;
         let dir = bin.parent().context("tool path has no parent")?;
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let tmp = bin.with_extension("partial");
         run_logged(
-            go_cmd(layout, go, &work)
+            provision::go_cmd(layout, go, &work)
                 .args(["build", "-trimpath", "-ldflags", "-s -w", "-o"])
                 .arg(&tmp)
                 .arg(package),
@@ -638,7 +607,7 @@ fn k8s_schemas(layout: &Layout, go: &Path, pytools: &Path, out: &Path) -> Result
     let result = (|| {
         let tmp_go = layout.cache.join("go").join("work");
         fs::create_dir_all(&tmp_go).with_context(|| format!("creating {}", tmp_go.display()))?;
-        let dl = go_cmd(layout, go, &tmp_go)
+        let dl = provision::go_cmd(layout, go, &tmp_go)
             .args([
                 "mod",
                 "download",

@@ -284,7 +284,7 @@ pub fn provision_zipkin(layout: &Layout, mvn: &Path) -> Result<()> {
 
 /// A `go` command with every cache pointed into the tool cache and toolchain downloads off
 /// (only the module proxy is reachable, and the installed Go is new enough).
-fn go_cmd(layout: &Layout, go: &Path, dir: &Path) -> Command {
+pub fn go_cmd(layout: &Layout, go: &Path, dir: &Path) -> Command {
     let gocache = layout.cache.join("go");
     let mut cmd = Command::new(go);
     cmd.current_dir(dir)
@@ -299,7 +299,13 @@ fn go_cmd(layout: &Layout, go: &Path, dir: &Path) -> Command {
 
 /// A throwaway module that records the tool's version with `go get -tool`, the way the Go
 /// module proxy serves a program whose module has no `latest`.
-fn tool_module(layout: &Layout, go: &Path, name: &str, tool: &str, log: &Path) -> Result<PathBuf> {
+pub fn tool_module(
+    layout: &Layout,
+    go: &Path,
+    name: &str,
+    tool: &str,
+    log: &Path,
+) -> Result<PathBuf> {
     let work = layout.cache.join("go").join("work").join(name);
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     if !work.join("go.mod").is_file() {
