@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod headers;
 pub mod kafka;
 pub mod outbox;
+pub mod publish;
 #[cfg(feature = "test-support")]
 pub mod testing;
 

@@ -20,15 +20,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use contracts::topics::Topic;
 use contracts::{CloudEvent, EventData};
-use futures::future::join_all;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::headers::to_record_headers;
+use crate::publish::{OutgoingRecord, publish_in_order};
 
 /// The channel the relay listens on; `enqueue` notifies it, delivered at commit.
 const CHANNEL: &str = "outbox";
@@ -236,59 +234,31 @@ impl OutboxRelay {
             return Ok(0);
         }
 
-        // Enqueue every record in id order before awaiting any, so the producer keeps them in
-        // order per partition while still pipelining the batch.
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let parent: HashMap<String, String> =
-                serde_json::from_value(row.headers.clone()).unwrap_or_default();
-            let span = tracing::info_span!(
-                "outbox.publish",
-                otel.name = %format!("publish {}", row.topic),
-                otel.kind = "producer",
-                messaging.system = "kafka",
-                messaging.destination = %row.topic,
-                messaging.kafka.message_key = %row.key,
-            );
-            telemetry::adopt_parent(&span, telemetry::context_from_headers(&parent));
-            // Without a tracer (export switched off) the publish span has no context of its
-            // own; pass the request's on unchanged so consumers still join its trace.
-            let mut context = telemetry::context_headers(&span);
-            if context.is_empty() {
-                context = parent;
-            }
-            let headers = to_record_headers(&context);
-            let payload = serde_json::to_vec(&row.payload).context("encoding the payload")?;
-            let record = FutureRecord::to(&row.topic)
-                .key(&row.key)
-                .payload(&payload)
-                .headers(headers);
-            let delivery = self
-                .producer
-                .send_result(record)
-                .map_err(|(error, _)| error);
-            deliveries.push((row.id, span, delivery));
-        }
-        let outcomes = join_all(deliveries.into_iter().map(|(id, span, delivery)| {
-            let publish_span = span.clone();
-            async move {
-                let outcome = match delivery {
-                    Ok(future) => match future.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((error, _))) => Err(error.to_string()),
-                        Err(_) => Err("the producer dropped the delivery".to_owned()),
-                    },
-                    Err(error) => Err(error.to_string()),
-                };
-                if let Err(error) = &outcome {
-                    span.record("otel.status_code", "ERROR");
-                    tracing::warn!(%error, "record not delivered");
-                }
-                (id, outcome)
-            }
-            .instrument(publish_span)
-        }))
-        .await;
+        let traces: Vec<HashMap<String, String>> = rows
+            .iter()
+            .map(|row| serde_json::from_value(row.headers.clone()).unwrap_or_default())
+            .collect();
+        let payloads: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|row| serde_json::to_vec(&row.payload))
+            .collect::<Result<_, _>>()
+            .context("encoding the payloads")?;
+        let records: Vec<OutgoingRecord<'_>> = rows
+            .iter()
+            .zip(&payloads)
+            .zip(&traces)
+            .map(|((row, payload), trace)| OutgoingRecord {
+                topic: &row.topic,
+                key: &row.key,
+                payload,
+                trace,
+            })
+            .collect();
+        let outcomes: Vec<(i64, Result<(), String>)> = rows
+            .iter()
+            .map(|row| row.id)
+            .zip(publish_in_order(&self.producer, &records).await)
+            .collect();
 
         let delivered: Vec<i64> = outcomes
             .iter()

@@ -26,13 +26,12 @@ use contracts::topics::Topic;
 use contracts::{CloudEvent, EventData};
 use futures::{StreamExt as _, TryStreamExt as _};
 use messaging::kafka::Producer;
+use messaging::publish::{OutgoingRecord, publish_in_order};
 use mongodb::bson::{self, Document, doc};
 use mongodb::{Collection, Database};
-use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 
 use crate::store::locks::{self, DocumentLocks};
 use crate::store::{products, reservations};
@@ -293,58 +292,28 @@ impl OutboxRelay {
         Ok(())
     }
 
-    /// Sends every event before awaiting any (the producer keeps them in order per partition,
-    /// and one document's events share a key, hence a partition); returns which were
-    /// acknowledged.
+    /// Publishes the document's events in array order (they share a key, hence a partition);
+    /// returns which were acknowledged.
     async fn publish(&self, pending: &[PendingEvent]) -> Vec<bool> {
-        let mut deliveries = Vec::with_capacity(pending.len());
-        for event in pending {
-            let parent: HashMap<String, String> =
-                serde_json::from_str(&event.headers).unwrap_or_default();
-            let span = tracing::info_span!(
-                "outbox.publish",
-                otel.name = %format!("publish {}", event.topic),
-                otel.kind = "producer",
-                otel.status_code = tracing::field::Empty,
-                messaging.system = "kafka",
-                messaging.destination = %event.topic,
-                messaging.kafka.message_key = %event.key,
-            );
-            telemetry::adopt_parent(&span, telemetry::context_from_headers(&parent));
-            // Without a tracer (export switched off) the publish span has no context of its
-            // own; pass the request's on unchanged so consumers still join its trace.
-            let mut context = telemetry::context_headers(&span);
-            if context.is_empty() {
-                context = parent;
-            }
-            let headers = messaging::headers::to_record_headers(&context);
-            let record = FutureRecord::to(&event.topic)
-                .key(&event.key)
-                .payload(&event.payload)
-                .headers(headers);
-            let delivery = self
-                .producer
-                .send_result(record)
-                .map_err(|(error, _)| error.to_string());
-            deliveries.push((span, delivery));
-        }
-        let mut delivered = Vec::with_capacity(deliveries.len());
-        for (span, delivery) in deliveries {
-            let outcome = match delivery {
-                Ok(future) => match future.instrument(span.clone()).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((error, _))) => Err(error.to_string()),
-                    Err(_) => Err("the producer dropped the delivery".to_owned()),
-                },
-                Err(error) => Err(error),
-            };
-            if let Err(error) = &outcome {
-                span.record("otel.status_code", "ERROR");
-                span.in_scope(|| tracing::warn!(%error, "event not delivered"));
-            }
-            delivered.push(outcome.is_ok());
-        }
-        delivered
+        let traces: Vec<HashMap<String, String>> = pending
+            .iter()
+            .map(|event| serde_json::from_str(&event.headers).unwrap_or_default())
+            .collect();
+        let records: Vec<OutgoingRecord<'_>> = pending
+            .iter()
+            .zip(&traces)
+            .map(|(event, trace)| OutgoingRecord {
+                topic: &event.topic,
+                key: &event.key,
+                payload: event.payload.as_bytes(),
+                trace,
+            })
+            .collect();
+        publish_in_order(&self.producer, &records)
+            .await
+            .iter()
+            .map(Result::is_ok)
+            .collect()
     }
 }
 
