@@ -18,7 +18,7 @@ type TestResult = anyhow::Result<()>;
 
 fn kafka() -> KafkaConfig {
     KafkaConfig {
-        brokers: std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        brokers: testkit::stack::kafka_brokers(),
     }
 }
 
@@ -246,9 +246,7 @@ async fn a_restarted_consumer_resumes_after_what_it_processed() -> TestResult {
 
 #[tokio::test]
 async fn an_event_is_marked_processed_once_per_consumer() -> TestResult {
-    let url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://shop:shop@127.0.0.1:5432/postgres".into());
-    let mut conn = sqlx::PgConnection::connect(&url).await?;
+    let mut conn = sqlx::PgConnection::connect(&testkit::stack::admin_database_url()).await?;
     sqlx::query(
         "CREATE TEMP TABLE processed_events (consumer TEXT NOT NULL, event_id UUID NOT NULL,
          processed_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (consumer, event_id))",

@@ -145,3 +145,37 @@ mod tests {
         Ok(())
     }
 }
+
+/// Addresses of the local stack, from the variables `cargo xtask test` sets, with the local
+/// defaults of `cargo xtask up` when a test is run directly.
+pub mod stack {
+    fn env_or(name: &str, default: &str) -> String {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    /// Kafka bootstrap servers.
+    pub fn kafka_brokers() -> String {
+        env_or("KAFKA_BROKERS", "127.0.0.1:9092")
+    }
+
+    /// Zipkin's base URL (its API is under `/api/v2`).
+    pub fn zipkin_url() -> String {
+        env_or("ZIPKIN_URL", "http://127.0.0.1:9411")
+    }
+
+    /// The MongoDB-wire server.
+    pub fn mongodb_url() -> String {
+        env_or("MONGODB_URL", "mongodb://127.0.0.1:27017")
+    }
+
+    /// A PostgreSQL URL with rights to create databases.
+    pub fn admin_database_url() -> String {
+        env_or(
+            "TEST_DATABASE_URL",
+            "postgres://shop:shop@127.0.0.1:5432/postgres",
+        )
+    }
+}

@@ -20,28 +20,11 @@ use uuid::Uuid;
 pub type TestResult = anyhow::Result<()>;
 pub use messaging::testing::EventRecord as Record;
 pub use testkit::eventually;
+pub use testkit::stack::mongodb_url;
+pub use testkit::stack::{kafka_brokers as brokers, zipkin_url};
 
 pub const ISSUER: &str = "ferroshop-users";
 pub const AUDIENCE: &str = "ferroshop";
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-pub fn brokers() -> String {
-    env_or("KAFKA_BROKERS", "127.0.0.1:9092")
-}
-
-pub fn mongodb_url() -> String {
-    env_or("MONGODB_URL", "mongodb://127.0.0.1:27017")
-}
-
-fn zipkin_url() -> String {
-    env_or("ZIPKIN_URL", "http://127.0.0.1:9411")
-}
 
 fn telemetry_guard() -> &'static TelemetryGuard {
     static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();

@@ -14,23 +14,9 @@ use uuid::Uuid;
 pub type TestResult = anyhow::Result<()>;
 pub use messaging::testing::EventRecord as Record;
 pub use testkit::eventually;
+pub use testkit::stack::{kafka_brokers as brokers, zipkin_url};
 
 pub const PASSWORD: &str = "correct horse battery";
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-pub fn brokers() -> String {
-    env_or("KAFKA_BROKERS", "127.0.0.1:9092")
-}
-
-pub fn zipkin_url() -> String {
-    env_or("ZIPKIN_URL", "http://127.0.0.1:9411")
-}
 
 fn telemetry_guard() -> &'static TelemetryGuard {
     static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
@@ -59,10 +45,7 @@ pub struct TestApp {
 
 /// A fresh database named after the time, so stale ones from earlier runs can be dropped.
 pub async fn fresh_database() -> anyhow::Result<String> {
-    let admin_url = env_or(
-        "TEST_DATABASE_URL",
-        "postgres://shop:shop@127.0.0.1:5432/postgres",
-    );
+    let admin_url = testkit::stack::admin_database_url();
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let name = format!("test_users_{now}_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&admin_url).await?;
