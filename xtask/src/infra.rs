@@ -741,13 +741,10 @@ fn start_kafka(
                 .arg(&log4j_arg)
                 .arg("-cp")
                 .arg(&classpath)
-                .args([
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "--ignore-formatted",
-                    "-t",
-                ])
-                .arg(&cluster_id)
+                .args(["kafka.tools.StorageTool", "format", "--ignore-formatted"])
+                // One argument with `=`: an id may start with '-', which the tool's argument
+                // parser would otherwise take for an option.
+                .arg(format!("--cluster-id={cluster_id}"))
                 .arg("-c")
                 .arg(&props),
             log,
@@ -779,7 +776,8 @@ fn new_cluster_id() -> Result<String> {
         .context("reading /dev/urandom")?;
     // Kafka reserves the all-zero id and ids whose first bits collide with its sentinels;
     // forcing a set high bit in the first byte keeps clear of them.
-    bytes[0] |= 0x40;
+    // Clearing the top bit as well keeps the first character a letter (Q..f), never '-'.
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -822,6 +820,10 @@ mod tests {
 
     #[test]
     fn cluster_id_is_22_url_safe_chars() -> anyhow::Result<()> {
+        for _ in 0..200 {
+            let id = new_cluster_id()?;
+            assert!(id.starts_with(|c: char| c.is_ascii_alphabetic()), "{id}");
+        }
         let id = new_cluster_id()?;
         assert_eq!(id.len(), 22);
         assert!(

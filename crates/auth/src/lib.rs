@@ -14,5 +14,7 @@ pub mod verify;
 
 pub use claims::{Claims, Role};
 pub use extract::{AdminUser, AuthUser};
+/// The public key set `KeySource::Static` takes (re-exported so callers need no jsonwebtoken).
+pub use jsonwebtoken::jwk::JwkSet;
 pub use keys::{SigningKey, TokenIssuer};
 pub use verify::{AuthError, KeySource, TokenVerifier};

@@ -10,6 +10,7 @@
 pub mod envelope;
 pub mod inventory;
 pub mod order;
+pub mod payment;
 pub mod product;
 pub mod topics;
 pub mod user;

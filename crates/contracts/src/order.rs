@@ -16,6 +16,9 @@ use crate::topics::ORDER_EVENTS;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderItem {
     pub product_id: Uuid,
+    /// The product's name when the order was placed (for messages to the customer).
+    #[serde(default)]
+    pub name: String,
     /// Units ordered; at least 1.
     pub quantity: i64,
     pub unit_price: Money,
@@ -40,6 +43,8 @@ impl EventData for OrderCreated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderAwaitingPayment {
     pub order_id: Uuid,
+    /// The order's owner (so consumers such as notification-service need no lookup).
+    pub user_id: Uuid,
 }
 
 impl EventData for OrderAwaitingPayment {
@@ -51,6 +56,12 @@ impl EventData for OrderAwaitingPayment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPaid {
     pub order_id: Uuid,
+    /// The order's owner.
+    pub user_id: Uuid,
+    /// The amount charged.
+    pub total: Money,
+    /// The payment that paid it (payment-service's id).
+    pub payment_id: Uuid,
 }
 
 impl EventData for OrderPaid {
@@ -63,6 +74,8 @@ impl EventData for OrderPaid {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCancelled {
     pub order_id: Uuid,
+    /// The order's owner (so consumers such as notification-service need no lookup).
+    pub user_id: Uuid,
     /// Machine-readable, e.g. `payment_timeout` or `customer_request`.
     pub reason: String,
 }
@@ -76,6 +89,8 @@ impl EventData for OrderCancelled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRejected {
     pub order_id: Uuid,
+    /// The order's owner (so consumers such as notification-service need no lookup).
+    pub user_id: Uuid,
     pub reason: String,
 }
 

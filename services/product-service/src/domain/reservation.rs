@@ -56,6 +56,7 @@ mod tests {
     fn item(product: u128, quantity: i64) -> OrderItem {
         OrderItem {
             product_id: Uuid::from_u128(product),
+            name: String::new(),
             quantity,
             unit_price: Money {
                 amount: 100,

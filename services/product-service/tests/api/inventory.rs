@@ -25,6 +25,7 @@ fn created(order_id: Uuid, lines: &[(&str, i64)]) -> anyhow::Result<OrderCreated
         .map(|(product, quantity)| {
             Ok(OrderItem {
                 product_id: Uuid::parse_str(product)?,
+                name: (*product).to_owned(),
                 quantity: *quantity,
                 unit_price: Money {
                     amount: 1999,
@@ -43,6 +44,18 @@ fn created(order_id: Uuid, lines: &[(&str, i64)]) -> anyhow::Result<OrderCreated
             currency: "EUR".into(),
         },
     })
+}
+
+fn paid_event(order_id: Uuid) -> OrderPaid {
+    OrderPaid {
+        order_id,
+        user_id: Uuid::nil(),
+        total: Money {
+            amount: 1999,
+            currency: "EUR".into(),
+        },
+        payment_id: Uuid::nil(),
+    }
 }
 
 /// Places a new order for `lines` (product id, quantity); returns its id.
@@ -241,10 +254,11 @@ async fn an_order_with_one_short_line_keeps_nothing_reserved() -> TestResult {
     // The rejection that follows has nothing to release.
     let rejected = OrderRejected {
         order_id: order,
+        user_id: Uuid::nil(),
         reason: "out_of_stock".into(),
     };
     let unknown = Uuid::now_v7();
-    let unknown_paid = order_event(unknown, OrderPaid { order_id: unknown })?;
+    let unknown_paid = order_event(unknown, paid_event(unknown))?;
     app.produce(ORDER_EVENTS, &[order_event(order, rejected)?, unknown_paid])
         .await?;
     // An order for an unknown product fails like a short one.
@@ -273,7 +287,7 @@ async fn a_redelivered_order_is_reserved_once_and_payment_sells_the_units() -> T
     assert_eq!(app.books(&id).await?, (7, 3, 0));
 
     // Same key, same partition: the payment is handled after both copies.
-    let paid = order_event(order, OrderPaid { order_id: order })?;
+    let paid = order_event(order, paid_event(order))?;
     app.produce(ORDER_EVENTS, &[paid.clone(), paid]).await?;
     status(&app, order, "committed").await?;
     assert_eq!(app.books(&id).await?, (7, 0, 3));
@@ -290,6 +304,7 @@ async fn a_redelivered_order_is_reserved_once_and_payment_sells_the_units() -> T
     // A cancellation after the payment changes nothing.
     let cancelled = OrderCancelled {
         order_id: order,
+        user_id: Uuid::nil(),
         reason: "customer_request".into(),
     };
     let later = Uuid::now_v7();
@@ -321,10 +336,11 @@ async fn a_cancelled_order_releases_its_units_once() -> TestResult {
         order,
         OrderCancelled {
             order_id: order,
+            user_id: Uuid::nil(),
             reason: "payment_timeout".into(),
         },
     )?;
-    let late_payment = order_event(order, OrderPaid { order_id: order })?;
+    let late_payment = order_event(order, paid_event(order))?;
     app.produce(ORDER_EVENTS, &[cancelled.clone(), cancelled, late_payment])
         .await?;
     status(&app, order, "released").await?;

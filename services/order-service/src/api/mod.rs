@@ -1,0 +1,48 @@
+//! HTTP API of order-service: routes, shared state and the OpenAPI document.
+
+pub mod error;
+pub mod orders;
+
+use auth::TokenVerifier;
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use sqlx::PgPool;
+use utoipa::OpenApi;
+use web::openapi::BearerAuth;
+
+use crate::saga::SagaSettings;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: TokenVerifier,
+    pub saga: SagaSettings,
+}
+
+impl FromRef<AppState> for TokenVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/orders", get(orders::list).post(orders::create))
+        .route("/api/orders/{id}", get(orders::get))
+        .route("/api/orders/{id}/cancel", post(orders::cancel))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "order-service",
+        description = "Orders and the checkout saga: an order is priced from the product replica, reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED. Every change is published on order.events."
+    ),
+    paths(orders::create, orders::get, orders::list, orders::cancel),
+    components(schemas(web::Problem, web::FieldError)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;

@@ -1,0 +1,481 @@
+//! `/api/orders*`: place an order, read one, list the caller's, cancel before payment.
+//!
+//! `POST /api/orders` takes an optional `Idempotency-Key`: a repeated click with the same key
+//! and body answers with the first order (200) instead of placing a second; the same key with
+//! another body is a 422. A unique index decides, so concurrent duplicates also create one.
+
+use auth::{AuthUser, Role};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use contracts::CloudEvent;
+use contracts::order::{OrderCreated, OrderItem};
+use contracts::product::Money;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use web::{FieldError, Json, Path, Problem};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use crate::domain::pricing::{self, Requested};
+use crate::domain::status::{OrderStatus, Trigger};
+use crate::saga::{self, Advanced, EVENT_SOURCE};
+use crate::store::orders::{self, NewOrder, OrderRow, StoredLine};
+use crate::store::products;
+
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    pub items: Vec<ItemRequest>,
+    pub shipping_address: ShippingAddress,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemRequest {
+    pub product_id: Uuid,
+    #[schema(example = 1)]
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingAddress {
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+    #[schema(example = "12 St James's Square")]
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    #[schema(example = "London")]
+    pub city: String,
+    #[schema(example = "SW1Y 4JH")]
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    #[schema(example = "GB")]
+    pub country: String,
+}
+
+impl ShippingAddress {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        let mut text = |field: &str, value: &str, max: usize| {
+            let length = value.trim().chars().count();
+            if length == 0 {
+                errors.push(FieldError::new(
+                    format!("shipping_address.{field}"),
+                    "must not be empty",
+                ));
+            } else if length > max {
+                errors.push(FieldError::new(
+                    format!("shipping_address.{field}"),
+                    format!("must be at most {max} characters"),
+                ));
+            }
+        };
+        text("name", &self.name, 200);
+        text("line1", &self.line1, 200);
+        text("city", &self.city, 100);
+        text("postal_code", &self.postal_code, 20);
+        if let Some(line2) = &self.line2
+            && line2.chars().count() > 200
+        {
+            errors.push(FieldError::new(
+                "shipping_address.line2",
+                "must be at most 200 characters",
+            ));
+        }
+        if !(self.country.len() == 2 && self.country.chars().all(|c| c.is_ascii_uppercase())) {
+            errors.push(FieldError::new(
+                "shipping_address.country",
+                "must be an ISO 3166-1 alpha-2 code such as GB",
+            ));
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Price {
+    pub amount: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderLineView {
+    pub product_id: Uuid,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price: Price,
+    pub line_total: Price,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub status: OrderStatus,
+    /// Why it was rejected or cancelled (`out_of_stock`, `customer_request`, `payment_timeout`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub items: Vec<OrderLineView>,
+    pub total: Price,
+    #[schema(value_type = Object)]
+    pub shipping_address: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<Uuid>,
+    /// While the order is live: when it is cancelled if it has not moved on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<OrderRow> for OrderView {
+    fn from(row: OrderRow) -> Self {
+        let status = row.status().unwrap_or(OrderStatus::Pending);
+        let currency = row.currency.clone();
+        let price = |amount| Price {
+            amount,
+            currency: currency.clone(),
+        };
+        OrderView {
+            id: row.id,
+            user_id: row.user_id,
+            status,
+            status_reason: row.status_reason,
+            items: row
+                .items
+                .0
+                .into_iter()
+                .map(|line| OrderLineView {
+                    product_id: line.product_id,
+                    name: line.name,
+                    quantity: line.quantity,
+                    unit_price: price(line.unit_amount),
+                    line_total: price(line.unit_amount.saturating_mul(line.quantity)),
+                })
+                .collect(),
+            total: price(row.total_amount),
+            shipping_address: row.shipping_address.0,
+            payment_id: row.payment_id,
+            expires_at: (!status.is_terminal()).then_some(row.expires_at),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// 1 to 100, default 20.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key.to_owned())),
+        _ => Err(Problem::invalid_field(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        )),
+    }
+}
+
+fn request_hash(body: &CreateOrder) -> anyhow::Result<String> {
+    let canonical = serde_json::to_vec(body)?;
+    Ok(base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(canonical)))
+}
+
+/// The answer to a repeated `Idempotency-Key`.
+fn replay(existing: OrderRow, hash: &str) -> ApiResult<Response> {
+    if existing.request_hash.as_deref() != Some(hash) {
+        return Err(Problem::invalid_field(
+            "Idempotency-Key",
+            "was already used for an order with a different body",
+        )
+        .into());
+    }
+    Ok((StatusCode::OK, Json(OrderView::from(existing))).into_response())
+}
+
+/// Place an order.
+///
+/// Prices come from the product replica, never from the client. The order starts `PENDING`;
+/// product-service then reserves its stock and the order becomes `AWAITING_PAYMENT` (or
+/// `REJECTED` when stock is short). Poll `GET /api/orders/{id}`.
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    request_body = CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe placement")),
+    responses(
+        (status = 201, description = "Placed", body = OrderView),
+        (status = 200, description = "The same Idempotency-Key and body placed this order before", body = OrderView),
+        (status = 401, body = web::Problem),
+        (status = 422, description = "Unknown or withdrawn product, mixed currencies, bad quantity or address", body = web::Problem)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Json(body): Json<CreateOrder>,
+) -> ApiResult<Response> {
+    let key = idempotency_key(&headers)?;
+    let hash = request_hash(&body)?;
+    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    if let Some(key) = &key
+        && let Some(existing) = orders::by_idempotency_key(&mut conn, user.id, key)
+            .await
+            .map_err(anyhow::Error::from)?
+    {
+        return replay(existing, &hash);
+    }
+
+    let mut errors = Vec::new();
+    body.shipping_address.validate(&mut errors);
+    let requested: Vec<Requested> = body
+        .items
+        .iter()
+        .map(|item| Requested {
+            product_id: item.product_id,
+            quantity: item.quantity,
+        })
+        .collect();
+    let ids: Vec<Uuid> = requested.iter().map(|line| line.product_id).collect();
+    let catalog = products::catalog(&mut conn, &ids)
+        .await
+        .map_err(anyhow::Error::from)?;
+    drop(conn);
+    let basket = match pricing::price(&requested, &catalog) {
+        Ok(basket) if errors.is_empty() => basket,
+        Ok(_) => return Err(Problem::validation(errors).into()),
+        Err(price_errors) => {
+            errors.extend(price_errors);
+            return Err(Problem::validation(errors).into());
+        }
+    };
+
+    let order_id = Uuid::now_v7();
+    let lines: Vec<StoredLine> = basket
+        .lines
+        .iter()
+        .map(|line| StoredLine {
+            product_id: line.product_id,
+            name: line.name.clone(),
+            quantity: line.quantity,
+            unit_amount: line.unit_price.amount,
+        })
+        .collect();
+    let address = serde_json::to_value(&body.shipping_address).map_err(anyhow::Error::from)?;
+    let expires_at =
+        Utc::now() + Duration::from_std(state.saga.payment_timeout).map_err(anyhow::Error::from)?;
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let inserted = orders::insert(
+        &mut tx,
+        &NewOrder {
+            id: order_id,
+            user_id: user.id,
+            items: &lines,
+            total_amount: basket.total.amount,
+            currency: &basket.total.currency,
+            shipping_address: &address,
+            idempotency_key: key.as_deref(),
+            request_hash: &hash,
+            expires_at,
+        },
+    )
+    .await
+    .map_err(anyhow::Error::from)?;
+    if !inserted {
+        // A concurrent duplicate with the same key won the race.
+        drop(tx);
+        let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+        let key = key.unwrap_or_default();
+        return match orders::by_idempotency_key(&mut conn, user.id, &key)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            Some(existing) => replay(existing, &hash),
+            None => Err(ApiError::Internal(anyhow::anyhow!(
+                "idempotent insert conflicted but no order holds the key"
+            ))),
+        };
+    }
+    let created = OrderCreated {
+        order_id,
+        user_id: user.id,
+        items: basket
+            .lines
+            .iter()
+            .map(|line| OrderItem {
+                product_id: line.product_id,
+                name: line.name.clone(),
+                quantity: line.quantity,
+                unit_price: line.unit_price.clone(),
+            })
+            .collect(),
+        total: Money {
+            amount: basket.total.amount,
+            currency: basket.total.currency.clone(),
+        },
+    };
+    messaging::enqueue(
+        &mut tx,
+        &state.saga.topics,
+        CloudEvent::new(EVENT_SOURCE, order_id.to_string(), created),
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    metrics::counter!("orders_placed_total").increment(1);
+
+    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    let order = orders::by_id(&mut conn, order_id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| anyhow::anyhow!("order {order_id} vanished after commit"))?;
+    let mut response = (StatusCode::CREATED, Json(OrderView::from(order))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{order_id}")) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Reads an order the caller may see: their own, or any for an admin. Others' orders are
+/// "not found", so ids cannot be probed.
+async fn visible_order(state: &AppState, user: &AuthUser, id: Uuid) -> ApiResult<OrderRow> {
+    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    match orders::by_id(&mut conn, id)
+        .await
+        .map_err(anyhow::Error::from)?
+    {
+        Some(order) if order.user_id == user.id || user.role == Role::Admin => Ok(order),
+        _ => Err(Problem::not_found(format!("no order {id}")).into()),
+    }
+}
+
+/// One order.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = OrderView),
+        (status = 404, description = "No such order, or another customer's", body = web::Problem)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(visible_order(&state, &user, id).await?.into()))
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    params(ListParams),
+    responses((status = 200, body = OrderPage), (status = 400, body = web::Problem)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult<Json<OrderPage>> {
+    let Query(params) = params.map_err(|rejection| {
+        Problem::bad_request(format!("cannot read the query: {}", rejection.body_text()))
+    })?;
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::invalid_field("limit", "must be between 1 and 100").into());
+    }
+    let before = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(cursor) => Some(
+            Uuid::parse_str(cursor)
+                .map_err(|_| Problem::invalid_field("cursor", "is not a cursor from this API"))?,
+        ),
+    };
+    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    let rows = orders::list_for_user(&mut conn, user.id, before, limit + 1)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let more = rows.len() as i64 > limit;
+    let items: Vec<OrderView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(OrderView::from)
+        .collect();
+    let next_cursor = more
+        .then(|| items.last().map(|order| order.id.to_string()))
+        .flatten();
+    Ok(Json(OrderPage { items, next_cursor }))
+}
+
+/// Cancel an order before it is paid; its reserved stock is released.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/cancel",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Cancelled", body = OrderView),
+        (status = 404, body = web::Problem),
+        (status = 409, description = "Already paid, rejected or cancelled", body = web::Problem)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<OrderView>> {
+    visible_order(&state, &user, id).await?;
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let outcome = saga::advance(
+        &mut tx,
+        &state.saga,
+        id,
+        Trigger::CustomerCancel,
+        None,
+        "cancelled by the customer",
+    )
+    .await?;
+    match outcome {
+        Advanced::Moved(order) => {
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            Ok(Json(OrderView::from(*order)))
+        }
+        Advanced::Illegal(status) => Err(Problem::conflict(format!(
+            "the order is {status} and can no longer be cancelled"
+        ))
+        .into()),
+        Advanced::Unchanged(order) => Ok(Json(OrderView::from(*order))),
+        Advanced::NotFound => Err(Problem::not_found(format!("no order {id}")).into()),
+    }
+}

@@ -1,0 +1,80 @@
+//! Typed configuration, read once from the environment and validated at start.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub database_url: SecretString,
+    pub kafka_brokers: String,
+    /// Prepended to every topic name (isolates test runs sharing a broker).
+    pub topic_prefix: String,
+    pub zipkin_endpoint: Option<String>,
+    /// user-service's JWKS, for verifying access tokens.
+    pub jwks_url: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// How long an order may wait for its reservation, and then for its payment, before the
+    /// expiry job cancels it (`ORDER_PAYMENT_TIMEOUT_SECS`, default 15 minutes).
+    pub payment_timeout: Duration,
+    /// How often the expiry job looks for expired orders (`ORDER_EXPIRY_INTERVAL_MS`).
+    pub expiry_interval: Duration,
+    /// Whether this process runs the outbox relay (tests switch it off to play crashes).
+    pub run_outbox_relay: bool,
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// Reads conventional variables (see the service README).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
+            match var(name) {
+                Some(value) => value
+                    .parse()
+                    .with_context(|| format!("{name} must be a whole number")),
+                None => Ok(default),
+            }
+        };
+        let payment_timeout = Duration::from_secs(number("ORDER_PAYMENT_TIMEOUT_SECS", 15 * 60)?);
+        anyhow::ensure!(
+            !payment_timeout.is_zero(),
+            "ORDER_PAYMENT_TIMEOUT_SECS must be at least 1"
+        );
+        let expiry_interval = Duration::from_millis(number("ORDER_EXPIRY_INTERVAL_MS", 5_000)?);
+        anyhow::ensure!(
+            !expiry_interval.is_zero(),
+            "ORDER_EXPIRY_INTERVAL_MS must be at least 1"
+        );
+        Ok(Self {
+            host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
+            port: match var("PORT") {
+                Some(port) => port.parse().context("PORT must be a port number")?,
+                None => 8083,
+            },
+            database_url: SecretString::from(
+                var("DATABASE_URL")
+                    .unwrap_or_else(|| "postgres://shop:shop@127.0.0.1:5432/orders".into()),
+            ),
+            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
+            topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_default(),
+            zipkin_endpoint: Some(
+                var("ZIPKIN_ENDPOINT")
+                    .unwrap_or_else(|| "http://127.0.0.1:9411/api/v2/spans".into()),
+            )
+            .filter(|endpoint| endpoint != "off"),
+            jwks_url: var("JWKS_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8081/.well-known/jwks.json".into()),
+            jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "ferroshop-users".into()),
+            jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "ferroshop".into()),
+            payment_timeout,
+            expiry_interval,
+            run_outbox_relay: true,
+            request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?),
+        })
+    }
+}

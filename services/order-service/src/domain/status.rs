@@ -1,0 +1,268 @@
+//! The order state machine.
+//!
+//! ```text
+//! PENDING ──inventory.reserved──▶ AWAITING_PAYMENT ──payment.succeeded──▶ PAID
+//!    │  └─inventory.reservation_failed──▶ REJECTED          │
+//!    └──cancel / expiry──▶ CANCELLED ◀──cancel / expiry─────┘
+//! ```
+//!
+//! `PAID`, `REJECTED` and `CANCELLED` are terminal. Every saga message can arrive late, twice
+//! or after the order moved on, so [`OrderStatus::apply`] distinguishes three outcomes: a move
+//! (write it and emit its event), nothing to do (a message that no longer matters, e.g. a
+//! reservation answer for an order the customer already cancelled), and an illegal request
+//! (a customer cancelling a paid order: 409).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Pending,
+    AwaitingPayment,
+    Paid,
+    Rejected,
+    Cancelled,
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The owner asked.
+    CustomerRequest,
+    /// No payment within the configured time after the stock was reserved.
+    PaymentTimeout,
+    /// product-service never answered the reservation within the configured time.
+    ReservationTimeout,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::CustomerRequest => "customer_request",
+            CancelReason::PaymentTimeout => "payment_timeout",
+            CancelReason::ReservationTimeout => "reservation_timeout",
+        }
+    }
+}
+
+/// Something that happens to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `inventory.reserved`
+    StockReserved,
+    /// `inventory.reservation_failed`
+    StockShort,
+    /// `payment.succeeded`
+    PaymentSucceeded,
+    /// The owner's `POST /api/orders/{id}/cancel`.
+    CustomerCancel,
+    /// The expiry job found the order past its deadline.
+    Expired,
+}
+
+/// What applying a trigger to an order in some status means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Store the new status and publish its event.
+    Move {
+        to: OrderStatus,
+        reason: Option<&'static str>,
+    },
+    /// A message that arrived after the order moved on; acknowledge it and change nothing.
+    Ignore,
+    /// A request the order's status forbids (answered 409).
+    Illegal,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::AwaitingPayment => "AWAITING_PAYMENT",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Rejected => "REJECTED",
+            OrderStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::Rejected | OrderStatus::Cancelled
+        )
+    }
+
+    /// The rules, in one table.
+    pub fn apply(self, trigger: Trigger) -> Transition {
+        use OrderStatus::*;
+        use Trigger::*;
+        let move_to = |to, reason| Transition::Move { to, reason };
+        match (self, trigger) {
+            (Pending, StockReserved) => move_to(AwaitingPayment, None),
+            (Pending, StockShort) => move_to(Rejected, Some("out_of_stock")),
+            (Pending, CustomerCancel) => {
+                move_to(Cancelled, Some(CancelReason::CustomerRequest.as_str()))
+            }
+            (Pending, Expired) => {
+                move_to(Cancelled, Some(CancelReason::ReservationTimeout.as_str()))
+            }
+            // A payment cannot precede the reservation (payment-service only charges orders
+            // awaiting payment); if one ever does, it is left for the refund rule below.
+            (Pending, PaymentSucceeded) => Transition::Ignore,
+
+            (AwaitingPayment, PaymentSucceeded) => move_to(Paid, None),
+            (AwaitingPayment, CustomerCancel) => {
+                move_to(Cancelled, Some(CancelReason::CustomerRequest.as_str()))
+            }
+            (AwaitingPayment, Expired) => {
+                move_to(Cancelled, Some(CancelReason::PaymentTimeout.as_str()))
+            }
+            // Redelivered reservation answers.
+            (AwaitingPayment, StockReserved | StockShort) => Transition::Ignore,
+
+            // Only the owner's request is refused: the saga's own late messages are not errors.
+            (Paid | Rejected | Cancelled, CustomerCancel) => Transition::Illegal,
+            // A payment for a cancelled order is refunded by payment-service, which learns of
+            // the cancellation from order.events; the order stays cancelled.
+            (Paid | Rejected | Cancelled, _) => Transition::Ignore,
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown order status {0:?}")]
+pub struct UnknownStatus(String);
+
+impl FromStr for OrderStatus {
+    type Err = UnknownStatus;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(match value {
+            "PENDING" => OrderStatus::Pending,
+            "AWAITING_PAYMENT" => OrderStatus::AwaitingPayment,
+            "PAID" => OrderStatus::Paid,
+            "REJECTED" => OrderStatus::Rejected,
+            "CANCELLED" => OrderStatus::Cancelled,
+            other => return Err(UnknownStatus(other.to_owned())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderStatus::*;
+    use super::Trigger::*;
+    use super::*;
+
+    const ALL: [OrderStatus; 5] = [Pending, AwaitingPayment, Paid, Rejected, Cancelled];
+    const TRIGGERS: [Trigger; 5] = [
+        StockReserved,
+        StockShort,
+        PaymentSucceeded,
+        CustomerCancel,
+        Expired,
+    ];
+
+    fn moves(to: OrderStatus, reason: Option<&'static str>) -> Transition {
+        Transition::Move { to, reason }
+    }
+
+    #[test]
+    fn the_happy_path_reserves_then_pays() {
+        assert_eq!(Pending.apply(StockReserved), moves(AwaitingPayment, None));
+        assert_eq!(AwaitingPayment.apply(PaymentSucceeded), moves(Paid, None));
+    }
+
+    #[test]
+    fn short_stock_rejects_a_pending_order() {
+        assert_eq!(
+            Pending.apply(StockShort),
+            moves(Rejected, Some("out_of_stock"))
+        );
+    }
+
+    #[test]
+    fn the_owner_may_cancel_before_payment_only() {
+        let cancelled = moves(Cancelled, Some("customer_request"));
+        assert_eq!(Pending.apply(CustomerCancel), cancelled);
+        assert_eq!(AwaitingPayment.apply(CustomerCancel), cancelled);
+        for terminal in [Paid, Rejected, Cancelled] {
+            assert_eq!(
+                terminal.apply(CustomerCancel),
+                Transition::Illegal,
+                "{terminal}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_names_the_step_that_timed_out() {
+        assert_eq!(
+            AwaitingPayment.apply(Expired),
+            moves(Cancelled, Some("payment_timeout"))
+        );
+        assert_eq!(
+            Pending.apply(Expired),
+            moves(Cancelled, Some("reservation_timeout"))
+        );
+    }
+
+    #[test]
+    fn terminal_states_never_move_and_late_saga_messages_are_ignored() {
+        for terminal in [Paid, Rejected, Cancelled] {
+            assert!(terminal.is_terminal());
+            for trigger in TRIGGERS {
+                assert!(
+                    !matches!(terminal.apply(trigger), Transition::Move { .. }),
+                    "{terminal} moved on {trigger:?}"
+                );
+            }
+        }
+        // A payment that lands on a cancelled order is not an error here: payment-service
+        // refunds it.
+        assert_eq!(Cancelled.apply(PaymentSucceeded), Transition::Ignore);
+    }
+
+    #[test]
+    fn redelivered_reservation_answers_change_nothing() {
+        assert_eq!(AwaitingPayment.apply(StockReserved), Transition::Ignore);
+        assert_eq!(AwaitingPayment.apply(StockShort), Transition::Ignore);
+        assert_eq!(Pending.apply(PaymentSucceeded), Transition::Ignore);
+    }
+
+    #[test]
+    fn every_move_leads_forward_and_paid_is_reached_only_by_a_payment() {
+        for status in ALL {
+            for trigger in TRIGGERS {
+                if let Transition::Move { to, .. } = status.apply(trigger) {
+                    assert_ne!(to, status, "{status} on {trigger:?} is a self-loop");
+                    assert!(!status.is_terminal());
+                    if to == Paid {
+                        assert_eq!(trigger, PaymentSucceeded);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in ALL {
+            assert_eq!(status.as_str().parse::<OrderStatus>().ok(), Some(status));
+            assert_eq!(
+                serde_json::to_value(status).ok(),
+                Some(serde_json::Value::String(status.as_str().into()))
+            );
+        }
+        assert!("paid".parse::<OrderStatus>().is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! order-service: orders and the checkout saga for the ferroshop platform.
+//!
+//! It owns the PostgreSQL database `orders`. An order is priced from a local replica of the
+//! catalog (built from `product.events`), stored `PENDING` with its `order.created` event in
+//! one transaction (transactional outbox), and then moved by the saga: `inventory.*` events
+//! from product-service and `payment.*` events from payment-service, each applied exactly once
+//! (processed-event table) through the pure state machine in [`domain::status`]. An expiry job,
+//! safe with any number of replicas, cancels orders that wait too long. `main.rs` is a thin
+//! shell over [`Application`], which tests start on port 0 against their own database and
+//! topics.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod saga;
+pub mod startup;
+pub mod store;
+
+pub use startup::Application;

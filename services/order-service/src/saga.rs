@@ -1,0 +1,132 @@
+//! Moving an order through its state machine: one function used by every writer (the saga
+//! consumer, the owner's cancel and the expiry job), so each change locks the row, follows the
+//! rules of [`OrderStatus::apply`], records the history and enqueues its event in the caller's
+//! transaction.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use contracts::CloudEvent;
+use contracts::order::{OrderAwaitingPayment, OrderCancelled, OrderPaid, OrderRejected};
+use contracts::product::Money;
+use contracts::topics::Topic;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::status::{OrderStatus, Transition, Trigger};
+use crate::store::orders::{self, OrderRow};
+
+/// The CloudEvents `source` of everything this service emits.
+pub const EVENT_SOURCE: &str = "/order-service";
+
+/// What a request to move an order did.
+#[derive(Debug)]
+pub enum Advanced {
+    /// The order moved; its event is enqueued. Carries the order as it is now.
+    Moved(Box<OrderRow>),
+    /// Nothing to do (a late or repeated message).
+    Unchanged(Box<OrderRow>),
+    /// The order's status forbids the request.
+    Illegal(OrderStatus),
+    NotFound,
+}
+
+/// Settings the transitions need.
+#[derive(Debug, Clone)]
+pub struct SagaSettings {
+    pub topics: Topic,
+    /// How long an order may await its payment once its stock is reserved.
+    pub payment_timeout: Duration,
+}
+
+/// Applies `trigger` to order `order_id` inside the caller's transaction.
+pub async fn advance(
+    tx: &mut PgConnection,
+    settings: &SagaSettings,
+    order_id: Uuid,
+    trigger: Trigger,
+    payment_id: Option<Uuid>,
+    cause: &str,
+) -> anyhow::Result<Advanced> {
+    let Some(mut order) = orders::lock(tx, order_id).await? else {
+        return Ok(Advanced::NotFound);
+    };
+    let status = order.status()?;
+    let (to, reason) = match status.apply(trigger) {
+        Transition::Move { to, reason } => (to, reason),
+        Transition::Ignore => return Ok(Advanced::Unchanged(Box::new(order))),
+        Transition::Illegal => return Ok(Advanced::Illegal(status)),
+    };
+    let expires_at = match to {
+        OrderStatus::AwaitingPayment => Some(
+            Utc::now()
+                + chrono::Duration::from_std(settings.payment_timeout)
+                    .context("payment timeout out of range")?,
+        ),
+        _ => None,
+    };
+    orders::set_status(tx, order_id, to, reason, payment_id, expires_at, cause).await?;
+    order.status = to.as_str().to_owned();
+    order.status_reason = reason.map(str::to_owned);
+    order.payment_id = payment_id.or(order.payment_id);
+    if let Some(expires_at) = expires_at {
+        order.expires_at = expires_at;
+    }
+    order.updated_at = Utc::now();
+    enqueue_status_event(tx, &settings.topics, &order, to, reason).await?;
+    tracing::info!(order_id = %order_id, from = %status, to = %to, cause, "order moved");
+    metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
+    Ok(Advanced::Moved(Box::new(order)))
+}
+
+async fn enqueue_status_event(
+    tx: &mut PgConnection,
+    topics: &Topic,
+    order: &OrderRow,
+    to: OrderStatus,
+    reason: Option<&str>,
+) -> anyhow::Result<()> {
+    let subject = order.id.to_string();
+    let reason = reason.unwrap_or_default().to_owned();
+    match to {
+        OrderStatus::AwaitingPayment => {
+            let data = OrderAwaitingPayment {
+                order_id: order.id,
+                user_id: order.user_id,
+            };
+            messaging::enqueue(tx, topics, CloudEvent::new(EVENT_SOURCE, subject, data)).await?;
+        }
+        OrderStatus::Paid => {
+            let data = OrderPaid {
+                order_id: order.id,
+                user_id: order.user_id,
+                total: Money {
+                    amount: order.total_amount,
+                    currency: order.currency.clone(),
+                },
+                payment_id: order.payment_id.unwrap_or_default(),
+            };
+            messaging::enqueue(tx, topics, CloudEvent::new(EVENT_SOURCE, subject, data)).await?;
+        }
+        OrderStatus::Rejected => {
+            let data = OrderRejected {
+                order_id: order.id,
+                user_id: order.user_id,
+                reason,
+            };
+            messaging::enqueue(tx, topics, CloudEvent::new(EVENT_SOURCE, subject, data)).await?;
+        }
+        OrderStatus::Cancelled => {
+            let data = OrderCancelled {
+                order_id: order.id,
+                user_id: order.user_id,
+                reason,
+            };
+            messaging::enqueue(tx, topics, CloudEvent::new(EVENT_SOURCE, subject, data)).await?;
+        }
+        // Orders are created PENDING by the API with their own event; nothing moves back.
+        OrderStatus::Pending => anyhow::bail!("no transition leads to PENDING"),
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! Wiring: database and migrations, token keys, Kafka topics, the outbox relay, the two
+//! consumers (product replica, saga), the expiry job and the HTTP server.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use auth::{KeySource, TokenVerifier};
+use contracts::topics::{self, Topic};
+use messaging::kafka::Producer;
+use messaging::{EventConsumer, KafkaConfig, OutboxRelay, TopicSpec};
+use secrecy::ExposeSecret as _;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use web::{Readiness, ServiceInfo};
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::events::expiry::ExpiryJob;
+use crate::events::replica::{self, ProductReplica};
+use crate::events::saga::{self as saga_events, SagaEvents};
+use crate::saga::SagaSettings;
+
+/// A built, not yet running, order-service.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    router: axum::Router,
+    relay: Option<OutboxRelay>,
+    replica: (EventConsumer, ProductReplica),
+    saga: (EventConsumer, SagaEvents),
+    expiry: ExpiryJob,
+    pool: PgPool,
+}
+
+impl Application {
+    /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let keys = KeySource::Remote {
+            url: config.jwks_url.clone(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .context("building the JWKS client")?,
+        };
+        Self::build_with_keys(config, keys).await
+    }
+
+    /// Connects to everything, applies migrations, creates topics and binds the listener.
+    /// `keys` verify access tokens (tests pass a static set instead of user-service's JWKS).
+    pub async fn build_with_keys(config: Config, keys: KeySource) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(config.database_url.expose_secret())
+            .await
+            .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+        // sqlx holds an advisory lock while migrating, so replicas starting together apply
+        // each migration once.
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .context("applying database migrations")?;
+
+        let kafka = KafkaConfig {
+            brokers: config.kafka_brokers.clone(),
+        };
+        let topics = Topic::with_prefix(config.topic_prefix.clone());
+        let spec = |name: String, compacted| TopicSpec {
+            name,
+            partitions: 3,
+            compacted,
+        };
+        let dlt = |logical| TopicSpec {
+            name: topics::dead_letter(&topics.qualified(logical)),
+            partitions: 1,
+            compacted: false,
+        };
+        kafka
+            .ensure_topics(&[
+                spec(topics.qualified(topics::ORDER_EVENTS), false),
+                // Consumed here; created by whichever service starts first.
+                spec(topics.qualified(topics::PRODUCT_EVENTS), true),
+                spec(topics.qualified(topics::INVENTORY_EVENTS), false),
+                spec(topics.qualified(topics::PAYMENT_EVENTS), false),
+                dlt(topics::PRODUCT_EVENTS),
+                dlt(topics::INVENTORY_EVENTS),
+                dlt(topics::PAYMENT_EVENTS),
+            ])
+            .await
+            .context("creating Kafka topics (KAFKA_BROKERS)")?;
+        let producer: Producer = kafka.producer()?;
+
+        let saga = SagaSettings {
+            topics: topics.clone(),
+            payment_timeout: config.payment_timeout,
+        };
+        let state = AppState {
+            pool: pool.clone(),
+            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+            saga: saga.clone(),
+        };
+        let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
+            .to_json()
+            .context("rendering the OpenAPI document")?;
+        let router = web::service_router(
+            ServiceInfo {
+                name: "order-service",
+                openapi_json: openapi,
+                request_timeout: config.request_timeout,
+            },
+            api::router(state),
+            readiness(pool.clone(), producer.clone()),
+        );
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let port = listener.local_addr()?.port();
+        let relay = config
+            .run_outbox_relay
+            .then(|| OutboxRelay::new(pool.clone(), producer));
+        Ok(Self {
+            listener,
+            port,
+            router,
+            relay,
+            replica: (
+                EventConsumer::new(&kafka, replica::settings(&topics))?,
+                ProductReplica(pool.clone()),
+            ),
+            saga: (
+                EventConsumer::new(&kafka, saga_events::settings(&topics))?,
+                SagaEvents {
+                    pool: pool.clone(),
+                    settings: saga.clone(),
+                },
+            ),
+            expiry: ExpiryJob {
+                pool: pool.clone(),
+                settings: saga,
+                interval: config.expiry_interval,
+            },
+            pool,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown` resolves: in-flight requests finish, then the consumers finish
+    /// the record in hand and commit their offsets and the expiry job stops, then the relay
+    /// publishes what all of that committed (bounded), then this returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop_workers = CancellationToken::new();
+        let stop_relay = CancellationToken::new();
+        let relay = self
+            .relay
+            .map(|relay| tokio::spawn(relay.run(stop_relay.clone())));
+        let (consumer, handler) = self.replica;
+        let (saga_consumer, saga_handler) = self.saga;
+        let workers = [
+            tokio::spawn(consumer.run(handler, stop_workers.clone())),
+            tokio::spawn(saga_consumer.run(saga_handler, stop_workers.clone())),
+            tokio::spawn(self.expiry.run(stop_workers.clone())),
+        ];
+        let result = web::serve(self.listener, self.router, shutdown)
+            .await
+            .context("HTTP server failed");
+        stop_workers.cancel();
+        for worker in workers {
+            if let Err(error) = worker.await {
+                tracing::error!(%error, "background task failed");
+            }
+        }
+        stop_relay.cancel();
+        if let Some(relay) = relay
+            && let Err(error) = relay.await
+        {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+        self.pool.close().await;
+        result
+    }
+}
+
+fn readiness(pool: PgPool, producer: Producer) -> Readiness {
+    Readiness::new()
+        .with_check("postgres", move || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("SELECT 1")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|error| format!("PostgreSQL unreachable: {error}"))
+            }
+        })
+        .with_check("kafka", move || {
+            let producer = producer.clone();
+            async move { messaging::kafka::broker_reachable(&producer).await }
+        })
+}

@@ -1,0 +1,191 @@
+//! The `orders` table and its history.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+use crate::domain::status::OrderStatus;
+
+/// A stored line: priced once, never changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredLine {
+    pub product_id: Uuid,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_amount: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub items: Json<Vec<StoredLine>>,
+    pub total_amount: i64,
+    pub currency: String,
+    pub shipping_address: Json<Value>,
+    pub payment_id: Option<Uuid>,
+    pub request_hash: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl OrderRow {
+    pub fn status(&self) -> anyhow::Result<OrderStatus> {
+        Ok(self.status.parse()?)
+    }
+}
+
+const COLUMNS: &str = "id, user_id, status, status_reason, items, total_amount, currency, \
+    shipping_address, payment_id, request_hash, expires_at, created_at, updated_at";
+
+pub struct NewOrder<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub items: &'a [StoredLine],
+    pub total_amount: i64,
+    pub currency: &'a str,
+    pub shipping_address: &'a Value,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Inserts a `PENDING` order. `Ok(false)`: the caller already placed an order with this
+/// idempotency key (the unique index decides, so concurrent duplicates create one order).
+pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "INSERT INTO orders (id, user_id, status, items, total_amount, currency, shipping_address, \
+         idempotency_key, request_hash, expires_at) \
+         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+    )
+    .bind(order.id)
+    .bind(order.user_id)
+    .bind(Json(order.items))
+    .bind(order.total_amount)
+    .bind(order.currency)
+    .bind(Json(order.shipping_address))
+    .bind(order.idempotency_key)
+    .bind(order.request_hash)
+    .bind(order.expires_at)
+    .execute(&mut *conn)
+    .await?;
+    if result.rows_affected() == 1 {
+        record_history(conn, order.id, OrderStatus::Pending, None, "order placed").await?;
+    }
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Reads and row-locks the order for a status change (every writer goes through this, so
+/// concurrent transitions of one order serialise).
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn by_idempotency_key(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    key: &str,
+) -> sqlx::Result<Option<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2"
+    )))
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The caller's orders, newest first, strictly older than `before` when given.
+pub async fn list_for_user(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) \
+         ORDER BY id DESC LIMIT $3"
+    )))
+    .bind(user_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Stores a new status (the caller holds the row lock and checked the transition).
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: OrderStatus,
+    reason: Option<&str>,
+    payment_id: Option<Uuid>,
+    expires_at: Option<DateTime<Utc>>,
+    cause: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE orders SET status = $2, status_reason = $3, \
+         payment_id = COALESCE($4, payment_id), expires_at = COALESCE($5, expires_at), \
+         updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(payment_id)
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    record_history(conn, id, status, reason, cause).await
+}
+
+async fn record_history(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: OrderStatus,
+    reason: Option<&str>,
+    cause: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO order_history (order_id, status, reason, cause) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(cause)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Live orders past their deadline, locked for this transaction; rows another replica's
+/// expiry job holds are skipped, so replicas share the work without doing it twice.
+pub async fn lock_expired(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders WHERE status IN ('PENDING', 'AWAITING_PAYMENT') AND expires_at <= now() \
+         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

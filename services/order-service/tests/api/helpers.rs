@@ -1,0 +1,467 @@
+//! `spawn_stack()`: an order-service and a product-service sharing fresh topics, each with its
+//! own fresh database, and a client that speaks both APIs.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use contracts::topics::ORDER_EVENTS;
+use contracts::{CloudEvent, EventData};
+use futures::future::join_all;
+use messaging::KafkaConfig;
+use order_service::Application;
+use order_service::config::Config;
+use rdkafka::producer::FutureRecord;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+use telemetry::{TelemetryConfig, TelemetryGuard};
+use uuid::Uuid;
+
+pub use messaging::testing::EventRecord;
+pub use testkit::eventually;
+pub use testkit::stack::{kafka_brokers as brokers, mongodb_url};
+
+pub type TestResult = anyhow::Result<()>;
+
+const ISSUER: &str = "ferroshop-users";
+const AUDIENCE: &str = "ferroshop";
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+fn telemetry_guard() -> &'static TelemetryGuard {
+    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
+    GUARD.get_or_init(|| {
+        telemetry::init(&TelemetryConfig {
+            service_name: "order-service".into(),
+            zipkin_endpoint: None,
+            default_log_filter: "warn".into(),
+        })
+        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
+    })
+}
+
+/// A fresh PostgreSQL database named after the time, so stale ones can be dropped.
+pub async fn fresh_database() -> anyhow::Result<String> {
+    let admin_url = testkit::stack::admin_database_url();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let name = format!("test_orders_{now}_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_orders\\_%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap_or_default();
+    for old in stale {
+        let created = old
+            .strip_prefix("test_orders_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {old} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
+    Ok(format!("{base}/{name}"))
+}
+
+pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
+    Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        database_url: database_url.to_owned().into(),
+        kafka_brokers: brokers(),
+        topic_prefix: topic_prefix.to_owned(),
+        zipkin_endpoint: None,
+        jwks_url: "http://127.0.0.1:9/unused".into(),
+        jwt_issuer: ISSUER.into(),
+        jwt_audience: AUDIENCE.into(),
+        payment_timeout: Duration::from_secs(900),
+        expiry_interval: Duration::from_millis(200),
+        run_outbox_relay: true,
+        request_timeout: Duration::from_secs(30),
+    }
+}
+
+pub struct Stack {
+    pub orders: String,
+    pub products: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub database_url: String,
+    pub topic_prefix: String,
+    issuer: TokenIssuer,
+    jwks: auth::JwkSet,
+    pub admin_token: String,
+}
+
+pub struct Customer {
+    pub id: Uuid,
+    pub token: String,
+}
+
+pub async fn spawn_stack() -> Stack {
+    spawn_stack_with(|_| {}).await
+}
+
+pub async fn spawn_stack_with(adjust: impl FnOnce(&mut Config)) -> Stack {
+    let mut stack = spawn_catalog().await;
+    stack.start_orders(adjust).await;
+    stack
+}
+
+/// Only product-service, on fresh topics; `start_orders` adds order-service later.
+pub async fn spawn_catalog() -> Stack {
+    telemetry_guard();
+    let database_url = fresh_database()
+        .await
+        .unwrap_or_else(|error| panic!("cannot create a test database: {error:#}"));
+    let topic_prefix = format!("test-{}.", Uuid::new_v4().simple());
+    let key = SigningKey::generate().unwrap_or_else(|error| panic!("key: {error:#}"));
+    let jwks = key.jwks().unwrap_or_else(|error| panic!("jwks: {error:#}"));
+    let issuer = TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900));
+
+    // The real product-service, on the same topics.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let catalog_db = format!("test_catalog_{now}_{}", Uuid::new_v4().simple());
+    let mut product_config = product_service::config::Config::from_env()
+        .unwrap_or_else(|error| panic!("product config: {error:#}"));
+    product_config.port = 0;
+    product_config.mongodb_url = mongodb_url().into();
+    product_config.database = catalog_db;
+    product_config.kafka_brokers = brokers();
+    product_config.topic_prefix = topic_prefix.clone();
+    product_config.zipkin_endpoint = None;
+    product_config.jwt_issuer = ISSUER.into();
+    product_config.jwt_audience = AUDIENCE.into();
+    product_config.relay_poll_interval = Duration::from_millis(200);
+    let products = product_service::Application::build_with_keys(
+        product_config,
+        KeySource::Static(jwks.clone()),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("product-service failed to start: {error:#}"));
+    let products_port = products.port();
+    tokio::spawn(products.run_until_stopped(std::future::pending()));
+
+    let pool =
+        PgPool::connect_lazy(&database_url).unwrap_or_else(|error| panic!("pool: {error:#}"));
+    let admin_token = issuer
+        .issue(Uuid::now_v7(), Role::Admin, "admin@example.com")
+        .unwrap_or_else(|error| panic!("token: {error:#}"));
+    Stack {
+        orders: String::new(),
+        products: format!("http://127.0.0.1:{products_port}"),
+        client: reqwest::Client::new(),
+        pool,
+        database_url,
+        topic_prefix,
+        issuer,
+        jwks,
+        admin_token,
+    }
+}
+
+/// Starts an order-service; returns its address and pool.
+async fn start_order_service(config: Config, jwks: &auth::JwkSet) -> (String, PgPool) {
+    let app = Application::build_with_keys(config, KeySource::Static(jwks.clone()))
+        .await
+        .unwrap_or_else(|error| panic!("order-service failed to start: {error:#}"));
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    (address, pool)
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+impl Reply {
+    pub fn fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn address() -> Value {
+    json!({"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London",
+           "postal_code": "SW1Y 4JH", "country": "GB"})
+}
+
+impl Stack {
+    pub fn customer(&self) -> Customer {
+        let id = Uuid::now_v7();
+        let token = self
+            .issuer
+            .issue(id, Role::Customer, &format!("{id}@example.com"))
+            .unwrap_or_else(|error| panic!("token: {error:#}"));
+        Customer { id, token }
+    }
+
+    /// Starts this stack's order-service (its database, its topics).
+    pub async fn start_orders(&mut self, adjust: impl FnOnce(&mut Config)) {
+        let mut config = order_config(&self.database_url, &self.topic_prefix);
+        adjust(&mut config);
+        self.orders = start_order_service(config, &self.jwks).await.0;
+    }
+
+    /// Another order-service replica: same database and topics.
+    pub async fn replica(&self, adjust: impl FnOnce(&mut Config)) -> String {
+        let mut config = order_config(&self.database_url, &self.topic_prefix);
+        adjust(&mut config);
+        start_order_service(config, &self.jwks).await.0
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        Ok(Reply { status, body })
+    }
+
+    /// A product with `stock` units at `amount` in `currency`, known to order-service's replica
+    /// before this returns.
+    pub async fn product(&self, stock: i64, amount: i64, currency: &str) -> anyhow::Result<Uuid> {
+        let sku = format!("SKU-{}", Uuid::new_v4().simple());
+        let body = json!({
+            "sku": sku, "name": format!("Product {sku}"), "description": "test",
+            "category": "kitchen", "tags": [], "price": {"amount": amount, "currency": currency},
+            "specs": {}, "images": [], "initial_stock": stock,
+        });
+        let reply = self
+            .send(
+                self.client
+                    .post(format!("{}/api/products", self.products))
+                    .bearer_auth(&self.admin_token)
+                    .json(&body),
+            )
+            .await?;
+        anyhow::ensure!(reply.status == StatusCode::CREATED, "product: {reply:?}");
+        let id: Uuid = reply.body["id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no id"))?
+            .parse()?;
+        if self.orders.is_empty() {
+            return Ok(id);
+        }
+        let pool = self.pool.clone();
+        eventually(DEADLINE, move || {
+            let pool = pool.clone();
+            async move {
+                let known: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM products WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&pool)
+                        .await?;
+                anyhow::ensure!(known.is_some(), "product {id} not replicated yet");
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// The product's stock `(available, reserved, sold)` from product-service.
+    pub async fn stock(&self, id: Uuid) -> anyhow::Result<(i64, i64, i64)> {
+        let reply = self
+            .send(
+                self.client
+                    .get(format!("{}/api/products/{id}", self.products)),
+            )
+            .await?;
+        anyhow::ensure!(reply.status == StatusCode::OK, "product: {reply:?}");
+        let stock = &reply.body["stock"];
+        let field = |name: &str| {
+            stock[name]
+                .as_i64()
+                .ok_or_else(|| anyhow::anyhow!("no stock.{name}"))
+        };
+        Ok((field("available")?, field("reserved")?, field("sold")?))
+    }
+
+    pub async fn place(&self, customer: &Customer, items: &[(Uuid, i64)]) -> anyhow::Result<Reply> {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(id, quantity)| json!({"product_id": id, "quantity": quantity}))
+            .collect();
+        self.send(
+            self.client
+                .post(format!("{}/api/orders", self.orders))
+                .bearer_auth(&customer.token)
+                .json(&json!({"items": items, "shipping_address": address()})),
+        )
+        .await
+    }
+
+    /// Places an order and returns its id, failing unless 201.
+    pub async fn placed(&self, customer: &Customer, items: &[(Uuid, i64)]) -> anyhow::Result<Uuid> {
+        let reply = self.place(customer, items).await?;
+        anyhow::ensure!(reply.status == StatusCode::CREATED, "place: {reply:?}");
+        Ok(reply.body["id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no id"))?
+            .parse()?)
+    }
+
+    pub async fn order(&self, customer: &Customer, id: Uuid) -> anyhow::Result<Reply> {
+        self.send(
+            self.client
+                .get(format!("{}/api/orders/{id}", self.orders))
+                .bearer_auth(&customer.token),
+        )
+        .await
+    }
+
+    pub async fn cancel(&self, customer: &Customer, id: Uuid) -> anyhow::Result<Reply> {
+        self.send(
+            self.client
+                .post(format!("{}/api/orders/{id}/cancel", self.orders))
+                .bearer_auth(&customer.token),
+        )
+        .await
+    }
+
+    /// Waits until the order has `status`.
+    pub async fn wait_for_status(
+        &self,
+        customer: &Customer,
+        id: Uuid,
+        status: &str,
+    ) -> anyhow::Result<Value> {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+        let probe = seen.clone();
+        eventually(DEADLINE, move || {
+            let probe = probe.clone();
+            let request = self.order(customer, id);
+            async move {
+                let reply = request.await?;
+                let now = reply.body["status"].as_str().unwrap_or_default().to_owned();
+                if let Ok(mut slot) = probe.lock() {
+                    *slot = reply.body.clone();
+                }
+                anyhow::ensure!(now == status, "order {id} is {now}, waiting for {status}");
+                Ok(())
+            }
+        })
+        .await?;
+        let body = seen.lock().map(|v| v.clone()).unwrap_or(Value::Null);
+        Ok(body)
+    }
+
+    pub fn topic(&self, logical: &str) -> String {
+        format!("{}{logical}", self.topic_prefix)
+    }
+
+    /// Puts events on this stack's topics as their producing service would.
+    pub async fn produce<T: EventData>(
+        &self,
+        subject: Uuid,
+        events: Vec<CloudEvent<T>>,
+    ) -> TestResult {
+        let producer = KafkaConfig { brokers: brokers() }.producer()?;
+        let topic = self.topic(T::TOPIC);
+        let key = subject.to_string();
+        let payloads = events
+            .into_iter()
+            .map(|event| Ok(serde_json::to_vec(&event.into_untyped()?)?))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let sends = payloads.iter().map(|payload| {
+            producer.send(
+                FutureRecord::to(&topic).key(&key).payload(payload),
+                Duration::from_secs(10),
+            )
+        });
+        for outcome in join_all(sends).await {
+            outcome.map_err(|(error, _)| error)?;
+        }
+        Ok(())
+    }
+
+    /// Every event this stack's order-service published, in order.
+    pub async fn order_events(&self) -> anyhow::Result<Vec<EventRecord>> {
+        messaging::testing::read_events(&brokers(), &self.topic(ORDER_EVENTS)).await
+    }
+
+    /// Types of the events of `order` on order.events, waiting until `count` arrived.
+    pub async fn order_event_types(
+        &self,
+        order: Uuid,
+        count: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        self.event_types(ORDER_EVENTS, order, count).await
+    }
+
+    /// Types of the events of `order` on inventory.events, waiting until `count` arrived.
+    pub async fn inventory_event_types(
+        &self,
+        order: Uuid,
+        count: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        self.event_types(contracts::topics::INVENTORY_EVENTS, order, count)
+            .await
+    }
+
+    async fn event_types(
+        &self,
+        logical: &str,
+        order: Uuid,
+        count: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        let topic = self.topic(logical);
+        let found = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let slot = found.clone();
+        eventually(DEADLINE, move || {
+            let slot = slot.clone();
+            let topic = topic.clone();
+            async move {
+                let types: Vec<String> = messaging::testing::read_events(&brokers(), &topic)
+                    .await?
+                    .into_iter()
+                    .filter(|record| record.key == order.to_string())
+                    .map(|record| record.event.event_type)
+                    .collect();
+                let n = types.len();
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = types;
+                }
+                anyhow::ensure!(n >= count, "{n} events of {order}, waiting for {count}");
+                Ok(())
+            }
+        })
+        .await?;
+        let types = found.lock().map(|v| v.clone()).unwrap_or_default();
+        Ok(types)
+    }
+}

@@ -1,0 +1,6 @@
+//! order-service against the real stack: PostgreSQL, Kafka and a real product-service (for the
+//! catalog replica and the reservations), each test with its own databases and topics.
+
+mod helpers;
+mod orders;
+mod saga;

@@ -1,0 +1,348 @@
+//! The orders API: pricing from the replica, validation, idempotent placement, ownership,
+//! listing, and the owner's cancel.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{TestResult, address, spawn_stack};
+
+#[tokio::test]
+async fn an_order_is_priced_from_the_replica_and_reserved() -> TestResult {
+    let stack = spawn_stack().await;
+    let kettle = stack.product(10, 2_999, "EUR").await?;
+    let teapot = stack.product(10, 1_550, "EUR").await?;
+    let customer = stack.customer();
+
+    let reply = stack.place(&customer, &[(kettle, 2), (teapot, 1)]).await?;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    assert_eq!(reply.body["status"], "PENDING");
+    assert_eq!(reply.body["user_id"], json!(customer.id));
+    assert_eq!(
+        reply.body["total"],
+        json!({"amount": 2 * 2_999 + 1_550, "currency": "EUR"})
+    );
+    assert_eq!(reply.body["items"][0]["unit_price"]["amount"], 2_999);
+    assert_eq!(reply.body["items"][0]["line_total"]["amount"], 5_998);
+    assert_eq!(reply.body["shipping_address"], address());
+    let id: Uuid = reply.body["id"].as_str().unwrap_or_default().parse()?;
+
+    let order = stack
+        .wait_for_status(&customer, id, "AWAITING_PAYMENT")
+        .await?;
+    assert!(order["expires_at"].is_string());
+    assert_eq!(stack.stock(kettle).await?, (8, 2, 0));
+    assert_eq!(
+        stack.order_event_types(id, 2).await?,
+        ["order.created.v1", "order.awaiting_payment.v1"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn client_prices_and_unknown_fields_are_refused() -> TestResult {
+    let stack = spawn_stack().await;
+    let kettle = stack.product(10, 2_999, "EUR").await?;
+    let customer = stack.customer();
+    let reply = stack
+        .send(
+            stack
+                .client
+                .post(format!("{}/api/orders", stack.orders))
+                .bearer_auth(&customer.token)
+                .json(&json!({
+                    "items": [{"product_id": kettle, "quantity": 1, "unit_price": 1}],
+                    "shipping_address": address(),
+                })),
+        )
+        .await?;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{reply:?}");
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unit_price"),
+        "{reply:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_baskets_get_422_naming_every_field() -> TestResult {
+    let stack = spawn_stack().await;
+    let euro = stack.product(10, 1_000, "EUR").await?;
+    let dollar = stack.product(10, 1_000, "USD").await?;
+    let withdrawn = stack.product(10, 1_000, "EUR").await?;
+    let reply = stack
+        .send(
+            stack
+                .client
+                .delete(format!("{}/api/products/{withdrawn}", stack.products))
+                .bearer_auth(&stack.admin_token),
+        )
+        .await?;
+    assert!(reply.status.is_success(), "{reply:?}");
+    let customer = stack.customer();
+    // The deletion reaches the replica asynchronously.
+    let probe = stack.pool.clone();
+    crate::helpers::eventually(crate::helpers::DEADLINE, move || {
+        let probe = probe.clone();
+        async move {
+            let active: bool = sqlx::query_scalar("SELECT active FROM products WHERE id = $1")
+                .bind(withdrawn)
+                .fetch_one(&probe)
+                .await?;
+            anyhow::ensure!(!active, "still active in the replica");
+            Ok(())
+        }
+    })
+    .await?;
+
+    let unknown = Uuid::now_v7();
+    let reply = stack
+        .place(
+            &customer,
+            &[
+                (euro, 1),
+                (unknown, 1),
+                (withdrawn, 1),
+                (dollar, 1),
+                (euro, 0),
+            ],
+        )
+        .await?;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{reply:?}");
+    assert_eq!(
+        reply.fields(),
+        [
+            "items[4].quantity",
+            "items[1].product_id",
+            "items[2].product_id",
+            "items[3].product_id",
+        ]
+    );
+    let reply = stack.place(&customer, &[]).await?;
+    assert_eq!(reply.fields(), ["items"]);
+    let reply = stack.place(&customer, &[(euro, 101)]).await?;
+    assert_eq!(reply.fields(), ["items[0].quantity"]);
+
+    let mut bad_address = address();
+    bad_address["country"] = json!("Britain");
+    bad_address["city"] = json!("  ");
+    let reply = stack
+        .send(
+            stack
+                .client
+                .post(format!("{}/api/orders", stack.orders))
+                .bearer_auth(&customer.token)
+                .json(&json!({"items": [{"product_id": euro, "quantity": 1}], "shipping_address": bad_address})),
+        )
+        .await?;
+    assert_eq!(
+        reply.fields(),
+        ["shipping_address.city", "shipping_address.country"],
+        "{reply:?}"
+    );
+    // Nothing was stored by any of these.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&stack.pool)
+        .await?;
+    assert_eq!(stored, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_requests_and_missing_tokens_get_problems() -> TestResult {
+    let stack = spawn_stack().await;
+    let customer = stack.customer();
+    let url = format!("{}/api/orders", stack.orders);
+    let reply = stack.send(stack.client.get(&url)).await?;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let reply = stack
+        .send(
+            stack
+                .client
+                .post(&url)
+                .bearer_auth(&customer.token)
+                .header("content-type", "application/json")
+                .body("{\"items\": ["),
+        )
+        .await?;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reply:?}");
+    let reply = stack
+        .send(
+            stack
+                .client
+                .post(&url)
+                .bearer_auth(&customer.token)
+                .json(&json!({"items": [{"product_id": "nope", "quantity": 1}], "shipping_address": address()})),
+        )
+        .await?;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{reply:?}");
+    let reply = stack
+        .send(
+            stack
+                .client
+                .get(format!("{url}/not-a-uuid"))
+                .bearer_auth(&customer.token),
+        )
+        .await?;
+    assert!(reply.status.is_client_error(), "{reply:?}");
+    assert_eq!(reply.body["status"], reply.status.as_u16());
+    let reply = stack
+        .send(
+            stack
+                .client
+                .get(format!("{url}?limit=0"))
+                .bearer_auth(&customer.token),
+        )
+        .await?;
+    assert_eq!(reply.fields(), ["limit"]);
+    let reply = stack
+        .send(
+            stack
+                .client
+                .get(format!("{url}?cursor=xyz"))
+                .bearer_auth(&customer.token),
+        )
+        .await?;
+    assert_eq!(reply.fields(), ["cursor"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_places_one_order() -> TestResult {
+    let stack = spawn_stack().await;
+    let kettle = stack.product(10, 2_999, "EUR").await?;
+    let customer = stack.customer();
+    let body =
+        json!({"items": [{"product_id": kettle, "quantity": 1}], "shipping_address": address()});
+    let post = |body: &serde_json::Value| {
+        stack.send(
+            stack
+                .client
+                .post(format!("{}/api/orders", stack.orders))
+                .bearer_auth(&customer.token)
+                .header("Idempotency-Key", "click-1")
+                .json(body),
+        )
+    };
+    // Concurrent double click.
+    let (first, second) = tokio::join!(post(&body), post(&body));
+    let (first, second) = (first?, second?);
+    let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 201], "{first:?} {second:?}");
+    assert_eq!(first.body["id"], second.body["id"]);
+    let mut other = body.clone();
+    other["items"][0]["quantity"] = json!(2);
+    let reply = post(&other).await?;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{reply:?}");
+    assert_eq!(reply.fields(), ["Idempotency-Key"]);
+
+    let id: Uuid = first.body["id"].as_str().unwrap_or_default().parse()?;
+    stack
+        .wait_for_status(&customer, id, "AWAITING_PAYMENT")
+        .await?;
+    assert_eq!(stack.stock(kettle).await?, (9, 1, 0));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&stack.pool)
+        .await?;
+    assert_eq!(stored, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn customers_see_only_their_own_orders_and_pages_walk_them_all() -> TestResult {
+    let stack = spawn_stack().await;
+    let kettle = stack.product(100, 500, "EUR").await?;
+    let (alice, bob) = (stack.customer(), stack.customer());
+    let mut placed = Vec::new();
+    for _ in 0..5 {
+        placed.push(stack.placed(&alice, &[(kettle, 1)]).await?);
+    }
+    let bobs = stack.placed(&bob, &[(kettle, 1)]).await?;
+
+    let reply = stack.order(&bob, placed[0]).await?;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{reply:?}");
+    let reply = stack.cancel(&bob, placed[0]).await?;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{reply:?}");
+    assert_eq!(stack.order(&bob, bobs).await?.status, StatusCode::OK);
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{}/api/orders?limit=2", stack.orders);
+        if let Some(cursor) = &cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let reply = stack
+            .send(stack.client.get(url).bearer_auth(&alice.token))
+            .await?;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        for item in reply.body["items"].as_array().into_iter().flatten() {
+            seen.push(item["id"].as_str().unwrap_or_default().parse::<Uuid>()?);
+        }
+        match reply.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    placed.reverse();
+    assert_eq!(seen, placed, "newest first, each once, none of Bob's");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_owner_cancels_before_payment_and_the_stock_returns() -> TestResult {
+    let stack = spawn_stack().await;
+    let kettle = stack.product(10, 2_999, "EUR").await?;
+    let customer = stack.customer();
+    let id = stack.placed(&customer, &[(kettle, 3)]).await?;
+    stack
+        .wait_for_status(&customer, id, "AWAITING_PAYMENT")
+        .await?;
+    assert_eq!(stack.stock(kettle).await?, (7, 3, 0));
+
+    let reply = stack.cancel(&customer, id).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.body["status"], "CANCELLED");
+    assert_eq!(reply.body["status_reason"], "customer_request");
+    let again = stack.cancel(&customer, id).await?;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
+
+    crate::helpers::eventually(crate::helpers::DEADLINE, || async {
+        let stock = stack.stock(kettle).await?;
+        anyhow::ensure!(stock == (10, 0, 0), "stock {stock:?}");
+        Ok(())
+    })
+    .await?;
+    assert_eq!(
+        stack.order_event_types(id, 3).await?,
+        [
+            "order.created.v1",
+            "order.awaiting_payment.v1",
+            "order.cancelled.v1"
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_order_cancelled_while_pending_still_releases_what_gets_reserved() -> TestResult {
+    let stack = spawn_stack().await;
+    let kettle = stack.product(10, 2_999, "EUR").await?;
+    let customer = stack.customer();
+    let id = stack.placed(&customer, &[(kettle, 4)]).await?;
+    // Usually before product-service has answered.
+    let reply = stack.cancel(&customer, id).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    // product-service handles order.created before order.cancelled (same key, same
+    // partition): it reserves, then releases.
+    let types = stack.inventory_event_types(id, 2).await?;
+    assert_eq!(types, ["inventory.reserved.v1", "inventory.released.v1"]);
+    assert_eq!(stack.stock(kettle).await?, (10, 0, 0));
+    let order = stack.order(&customer, id).await?;
+    assert_eq!(order.body["status"], "CANCELLED");
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The saga as order-service plays it: reservation answers from the real product-service,
+//! payment events as payment-service publishes them (its contract, put on the broker here),
+//! redelivery, expiry with several replicas, and the replica rebuilt from the log.
+
+use std::time::Duration;
+
+use contracts::CloudEvent;
+use contracts::payment::PaymentSucceeded;
+use contracts::product::Money;
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+use crate::helpers::{DEADLINE, Stack, TestResult, eventually, spawn_stack, spawn_stack_with};
+
+fn succeeded(order_id: Uuid, user_id: Uuid, amount: i64) -> CloudEvent<PaymentSucceeded> {
+    CloudEvent::new(
+        "/payment-service",
+        order_id.to_string(),
+        PaymentSucceeded {
+            payment_id: Uuid::now_v7(),
+            order_id,
+            user_id,
+            amount: Money {
+                amount,
+                currency: "EUR".into(),
+            },
+            provider_reference: "ch_test".into(),
+            card_brand: "visa".into(),
+            card_last4: "4242".into(),
+        },
+    )
+}
+
+async fn count(stack: &Stack, sql: &'static str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(sql).fetch_one(&stack.pool).await?)
+}
+
+#[tokio::test]
+async fn one_short_line_of_three_rejects_the_order_and_reserves_nothing() -> TestResult {
+    let stack = spawn_stack().await;
+    let plenty = stack.product(10, 100, "EUR").await?;
+    let enough = stack.product(3, 100, "EUR").await?;
+    let scarce = stack.product(1, 100, "EUR").await?;
+    let customer = stack.customer();
+    let id = stack
+        .placed(&customer, &[(plenty, 2), (enough, 3), (scarce, 2)])
+        .await?;
+    let order = stack.wait_for_status(&customer, id, "REJECTED").await?;
+    assert_eq!(order["status_reason"], "out_of_stock");
+    assert!(order.get("expires_at").is_none());
+    for (product, stock) in [(plenty, 10), (enough, 3), (scarce, 1)] {
+        assert_eq!(stack.stock(product).await?, (stock, 0, 0));
+    }
+    assert_eq!(
+        stack.order_event_types(id, 2).await?,
+        ["order.created.v1", "order.rejected.v1"]
+    );
+    let reply = stack.cancel(&customer, id).await?;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redelivered_payment_pays_once_and_the_stock_is_sold() -> TestResult {
+    let stack = spawn_stack().await;
+    let kettle = stack.product(10, 2_999, "EUR").await?;
+    let customer = stack.customer();
+    let id = stack.placed(&customer, &[(kettle, 2)]).await?;
+    stack
+        .wait_for_status(&customer, id, "AWAITING_PAYMENT")
+        .await?;
+
+    let payment = succeeded(id, customer.id, 5_998);
+    let payment_id = payment.data.payment_id;
+    // The same event (same id) twice, as after a producer retry or a consumer crash.
+    stack.produce(id, vec![payment.clone(), payment]).await?;
+    let order = stack.wait_for_status(&customer, id, "PAID").await?;
+    assert_eq!(order["payment_id"], serde_json::json!(payment_id));
+    eventually(DEADLINE, || async {
+        let stock = stack.stock(kettle).await?;
+        anyhow::ensure!(stock == (8, 0, 2), "stock {stock:?}");
+        Ok(())
+    })
+    .await?;
+    let types = stack.order_event_types(id, 3).await?;
+    assert_eq!(
+        types,
+        [
+            "order.created.v1",
+            "order.awaiting_payment.v1",
+            "order.paid.v1"
+        ]
+    );
+    let paid = stack
+        .order_events()
+        .await?
+        .into_iter()
+        .find(|record| record.event.event_type == "order.paid.v1")
+        .ok_or_else(|| anyhow::anyhow!("no order.paid"))?;
+    assert_eq!(paid.event.data["total"]["amount"], 5_998);
+    assert_eq!(paid.event.data["user_id"], serde_json::json!(customer.id));
+
+    // A paid order cannot be cancelled, and a second, different payment event changes nothing.
+    assert_eq!(
+        stack.cancel(&customer, id).await?.status,
+        StatusCode::CONFLICT
+    );
+    stack
+        .produce(id, vec![succeeded(id, customer.id, 5_998)])
+        .await?;
+    let processed = count(&stack, "SELECT count(*) FROM processed_events").await;
+    eventually(DEADLINE, || async {
+        let n = count(&stack, "SELECT count(*) FROM processed_events").await?;
+        // reserved + two distinct payment events
+        anyhow::ensure!(n >= 3, "{n} processed ({processed:?} before)");
+        Ok(())
+    })
+    .await?;
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM order_history WHERE status = 'PAID'"
+        )
+        .await?,
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unpaid_orders_expire_once_even_with_three_replicas_and_release_their_stock() -> TestResult
+{
+    let short = |config: &mut order_service::config::Config| {
+        config.payment_timeout = Duration::from_secs(2);
+        config.expiry_interval = Duration::from_millis(100);
+    };
+    let stack = spawn_stack_with(short).await;
+    stack.replica(short).await;
+    stack.replica(short).await;
+    let kettle = stack.product(50, 100, "EUR").await?;
+    let customer = stack.customer();
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(stack.placed(&customer, &[(kettle, 2)]).await?);
+    }
+    for id in &ids {
+        let order = stack.wait_for_status(&customer, *id, "CANCELLED").await?;
+        assert_eq!(order["status_reason"], "payment_timeout", "{order}");
+    }
+    eventually(DEADLINE, || async {
+        let stock = stack.stock(kettle).await?;
+        anyhow::ensure!(stock == (50, 0, 0), "stock {stock:?}");
+        Ok(())
+    })
+    .await?;
+    for id in &ids {
+        let types = stack.order_event_types(*id, 3).await?;
+        assert_eq!(
+            types,
+            [
+                "order.created.v1",
+                "order.awaiting_payment.v1",
+                "order.cancelled.v1"
+            ],
+            "order {id}"
+        );
+    }
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM order_history WHERE status = 'CANCELLED'"
+        )
+        .await?,
+        10
+    );
+
+    // A payment that lands after the expiry leaves the order cancelled (payment-service
+    // refunds it).
+    stack
+        .produce(ids[0], vec![succeeded(ids[0], customer.id, 200)])
+        .await?;
+    eventually(DEADLINE, || async {
+        let n = count(
+            &stack,
+            "SELECT count(*) FROM processed_events WHERE consumer = 'order-service.saga'",
+        )
+        .await?;
+        anyhow::ensure!(n == 11, "{n} processed");
+        Ok(())
+    })
+    .await?;
+    assert_eq!(
+        stack.order(&customer, ids[0]).await?.body["status"],
+        "CANCELLED"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_service_started_late_rebuilds_its_replica_from_the_log() -> TestResult {
+    // The catalog exists and changed before order-service ever ran.
+    let mut stack = crate::helpers::spawn_catalog().await;
+    let kettle = stack.product(10, 2_999, "EUR").await?;
+    let reply = stack
+        .send(
+            stack
+                .client
+                .patch(format!("{}/api/products/{kettle}", stack.products))
+                .bearer_auth(&stack.admin_token)
+                .json(&serde_json::json!({"version": 1, "price": {"amount": 3_100, "currency": "EUR"}})),
+        )
+        .await?;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+
+    stack.start_orders(|_| {}).await;
+    let customer = stack.customer();
+    let orders = stack.orders.clone();
+    let id = eventually_placed(&stack, &orders, &customer, kettle).await?;
+    let reply = stack.order(&customer, id).await?;
+    assert_eq!(reply.body["total"]["amount"], 3_100, "{reply:?}");
+    Ok(())
+}
+
+/// Places an order on `orders` once its replica knows `product`.
+async fn eventually_placed(
+    stack: &Stack,
+    orders: &str,
+    customer: &crate::helpers::Customer,
+    product: Uuid,
+) -> anyhow::Result<Uuid> {
+    let placed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = placed.clone();
+    eventually(DEADLINE, move || {
+        let slot = slot.clone();
+        let request = stack.send(
+            stack
+                .client
+                .post(format!("{orders}/api/orders"))
+                .bearer_auth(&customer.token)
+                .json(&serde_json::json!({
+                    "items": [{"product_id": product, "quantity": 1}],
+                    "shipping_address": crate::helpers::address(),
+                })),
+        );
+        async move {
+            let reply = request.await?;
+            anyhow::ensure!(reply.status == StatusCode::CREATED, "{reply:?}");
+            let id: Uuid = reply.body["id"].as_str().unwrap_or_default().parse()?;
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(id);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let id = placed.lock().ok().and_then(|slot| *slot);
+    id.ok_or_else(|| anyhow::anyhow!("no order placed"))
+}
