@@ -1,0 +1,34 @@
+//! The platform end to end, through the gateway, twice: with one instance of every service,
+//! and with two replicas of each stateless service (outbox relays, consumers and expiry jobs
+//! must not double-process). Each run starts its own platform (fresh databases, topics and
+//! ports), runs the scenarios concurrently, then checks the invariants over everything the
+//! scenarios did.
+
+mod api;
+mod platform;
+mod scenarios;
+
+use platform::Platform;
+
+async fn run_platform(replicas: usize) -> anyhow::Result<()> {
+    let platform = Platform::start(replicas).await?;
+    let outcome = scenarios::run_all(&platform).await;
+    if let Err(error) = &outcome {
+        eprintln!(
+            "system run with {} replica(s) failed: {error:#}\n{}",
+            platform.replicas,
+            platform.logs(40)
+        );
+    }
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkout_end_to_end_with_one_instance_of_each_service() -> anyhow::Result<()> {
+    run_platform(1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkout_end_to_end_with_two_replicas_of_each_service() -> anyhow::Result<()> {
+    run_platform(2).await
+}

@@ -1,0 +1,376 @@
+//! Starts the whole platform from its binaries: fresh databases and topics, every service on
+//! a free port (N instances of each stateless service), the gateway in front.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use sqlx::{Connection as _, PgConnection};
+use testkit::{ServiceProcess, free_port};
+use uuid::Uuid;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-dev-password";
+/// psp-sim's API key in these tests.
+pub const PSP_API_KEY: &str = "sk_test_system";
+pub const SMS_TOKEN: &str = "sms-test-token";
+/// Login attempts per minute per client IP at the gateway in these tests.
+pub const LOGIN_RATE_PER_MINUTE: u32 = 30;
+
+const READY: Duration = Duration::from_secs(90);
+
+/// One running instance.
+struct Instance {
+    name: String,
+    log: PathBuf,
+    process: ServiceProcess,
+}
+
+pub struct Platform {
+    pub gateway: String,
+    pub psp: String,
+    pub sms: String,
+    pub replicas: usize,
+    pub work_dir: PathBuf,
+    instances: Vec<Instance>,
+}
+
+/// Where the binaries are: `SYSTEM_TEST_BIN_DIR`, else the profile directory this test
+/// binary was built into (`target/debug/deps/..`).
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("SYSTEM_TEST_BIN_DIR")
+        && !dir.is_empty()
+    {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("cannot locate the target directory from {exe:?}"))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Creates fresh PostgreSQL databases; returns their URLs by role.
+async fn fresh_databases(tag: &str, roles: &[&str]) -> anyhow::Result<HashMap<String, String>> {
+    let admin_url = testkit::stack::admin_database_url();
+    let mut admin = PgConnection::connect(&admin_url).await?;
+    let now = now_secs();
+    // Databases of earlier runs (older than an hour) go.
+    let stale: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_sys\\_%'")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+    for name in stale {
+        let created = name
+            .strip_prefix("test_sys_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
+    let mut urls = HashMap::new();
+    for role in roles {
+        let name = format!("test_sys_{now}_{tag}_{role}");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        urls.insert((*role).to_owned(), format!("{base}/{name}"));
+    }
+    Ok(urls)
+}
+
+impl Platform {
+    /// Starts everything; `replicas` instances of each stateless service.
+    pub async fn start(replicas: usize) -> anyhow::Result<Self> {
+        let bins = bin_dir()?;
+        for name in [
+            "user-service",
+            "product-service",
+            "order-service",
+            "payment-service",
+            "notification-service",
+            "psp-sim",
+            "sms-sim",
+            "gateway",
+        ] {
+            anyhow::ensure!(
+                bins.join(name).is_file(),
+                "{} is missing: build the binaries first (`cargo build --workspace --bins`; \
+                 `cargo xtask test` does), or set SYSTEM_TEST_BIN_DIR",
+                bins.join(name).display()
+            );
+        }
+        let tag = Uuid::new_v4().simple().to_string();
+        let tag = &tag[..12];
+        let work_dir = std::env::temp_dir().join(format!("ferroshop-system-{tag}"));
+        std::fs::create_dir_all(&work_dir)?;
+        let databases = fresh_databases(tag, &["users", "orders", "notifications"]).await?;
+        let now = now_secs();
+        let topic_prefix = format!("sys-{tag}.");
+        let zipkin = testkit::stack::zipkin_url();
+        let mut platform = Platform {
+            gateway: String::new(),
+            psp: String::new(),
+            sms: String::new(),
+            replicas,
+            work_dir: work_dir.clone(),
+            instances: Vec::new(),
+        };
+
+        let common: Vec<(&str, String)> = vec![
+            ("APP_PROFILE", "local".into()),
+            ("HOST", "127.0.0.1".into()),
+            ("KAFKA_BROKERS", testkit::stack::kafka_brokers()),
+            ("KAFKA_TOPIC_PREFIX", topic_prefix.clone()),
+            ("ZIPKIN_ENDPOINT", format!("{zipkin}/api/v2/spans")),
+            ("MONGODB_URL", testkit::stack::mongodb_url()),
+            ("RUST_LOG", "warn".into()),
+        ];
+
+        // The simulators first: they depend on nothing.
+        let psp_port = free_port()?;
+        platform
+            .spawn(
+                &bins,
+                "psp-sim",
+                psp_port,
+                &common,
+                &[
+                    ("PSP_API_KEY", PSP_API_KEY.into()),
+                    // The slow test card answers after payment-service's timeout.
+                    ("PSP_SLOW_DELAY_MS", "6000".into()),
+                ],
+            )
+            .await?;
+        platform.psp = format!("http://127.0.0.1:{psp_port}");
+        let sms_port = free_port()?;
+        platform
+            .spawn(
+                &bins,
+                "sms-sim",
+                sms_port,
+                &common,
+                &[("SMS_SIM_TOKEN", SMS_TOKEN.into())],
+            )
+            .await?;
+        platform.sms = format!("http://127.0.0.1:{sms_port}");
+
+        // user-service creates the signing key on its first start; its replicas then share it.
+        let key_path = work_dir.join("jwt-ed25519.pem");
+        let user_env = |db: &str| -> Vec<(&'static str, String)> {
+            vec![
+                ("DATABASE_URL", db.to_owned()),
+                ("JWT_PRIVATE_KEY_PATH", key_path.display().to_string()),
+                ("ADMIN_EMAIL", ADMIN_EMAIL.into()),
+                ("ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+            ]
+        };
+        let users_db = databases
+            .get("users")
+            .cloned()
+            .context("no users database")?;
+        let mut urls: HashMap<&str, Vec<String>> = HashMap::new();
+        let first_user = free_port()?;
+        platform
+            .spawn(
+                &bins,
+                "user-service",
+                first_user,
+                &common,
+                &user_env(&users_db),
+            )
+            .await?;
+        urls.entry("user-service")
+            .or_default()
+            .push(format!("http://127.0.0.1:{first_user}"));
+        let jwks = format!("http://127.0.0.1:{first_user}/.well-known/jwks.json");
+
+        let orders_db = databases.get("orders").cloned().context("no orders db")?;
+        let notifications_db = databases
+            .get("notifications")
+            .cloned()
+            .context("no notifications db")?;
+        let psp_url = platform.psp.clone();
+        let sms_url = platform.sms.clone();
+        let catalog_db = format!("test_catalog_{now}_{tag}");
+        let payments_db = format!("test_payments_{now}_{tag}");
+        let mut pending: Vec<(&'static str, Vec<(&'static str, String)>)> = Vec::new();
+        for replica in 0..replicas {
+            if replica > 0 {
+                pending.push(("user-service", user_env(&users_db)));
+            }
+            pending.push((
+                "product-service",
+                vec![
+                    ("MONGODB_DATABASE", catalog_db.clone()),
+                    ("JWKS_URL", jwks.clone()),
+                ],
+            ));
+            pending.push((
+                "order-service",
+                vec![
+                    ("DATABASE_URL", orders_db.clone()),
+                    ("JWKS_URL", jwks.clone()),
+                ],
+            ));
+            pending.push((
+                "payment-service",
+                vec![
+                    ("MONGODB_DATABASE", payments_db.clone()),
+                    ("JWKS_URL", jwks.clone()),
+                    ("PSP_SIM_URL", psp_url.clone()),
+                    ("PSP_API_KEY", PSP_API_KEY.into()),
+                ],
+            ));
+            pending.push((
+                "notification-service",
+                vec![
+                    ("DATABASE_URL", notifications_db.clone()),
+                    ("JWKS_URL", jwks.clone()),
+                    (
+                        "SMTP_HOST",
+                        std::env::var("SMTP_HOST").unwrap_or_else(|_| "127.0.0.1".into()),
+                    ),
+                    (
+                        "SMTP_PORT",
+                        std::env::var("SMTP_PORT").unwrap_or_else(|_| "1025".into()),
+                    ),
+                    ("SMS_SIM_URL", sms_url.clone()),
+                    ("SMS_API_URL", sms_url.clone()),
+                    ("SMS_API_TOKEN", SMS_TOKEN.into()),
+                ],
+            ));
+        }
+        let mut starting = Vec::new();
+        for (name, env) in pending {
+            let port = free_port()?;
+            urls.entry(name)
+                .or_default()
+                .push(format!("http://127.0.0.1:{port}"));
+            starting.push(platform.launch(&bins, name, port, &common, &env)?);
+        }
+        for (index, url) in starting {
+            platform
+                .ready(index, &format!("{url}/health/ready"))
+                .await?;
+        }
+
+        let gateway_port = free_port()?;
+        let upstream = |name: &str| {
+            urls.get(name)
+                .map(|list| list.join(","))
+                .unwrap_or_default()
+        };
+        let gateway_env = vec![
+            ("JWKS_URL", jwks.clone()),
+            ("USER_SERVICE_URL", upstream("user-service")),
+            ("PRODUCT_SERVICE_URL", upstream("product-service")),
+            ("ORDER_SERVICE_URL", upstream("order-service")),
+            ("PAYMENT_SERVICE_URL", upstream("payment-service")),
+            ("NOTIFICATION_SERVICE_URL", upstream("notification-service")),
+            (
+                "GATEWAY_LOGIN_RATE_PER_MINUTE",
+                LOGIN_RATE_PER_MINUTE.to_string(),
+            ),
+        ];
+        platform
+            .spawn(&bins, "gateway", gateway_port, &common, &gateway_env)
+            .await?;
+        platform.gateway = format!("http://127.0.0.1:{gateway_port}");
+        Ok(platform)
+    }
+
+    /// Starts one instance; returns its index and base URL (not yet ready).
+    fn launch(
+        &mut self,
+        bins: &Path,
+        name: &str,
+        port: u16,
+        common: &[(&str, String)],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<(usize, String)> {
+        let count = self.instances.iter().filter(|i| i.name == name).count();
+        let log = self.work_dir.join(format!("{name}-{count}.log"));
+        let out = std::fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        let mut command = Command::new(bins.join(name));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(common.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let process =
+            ServiceProcess::spawn(&mut command).with_context(|| format!("starting {name}"))?;
+        self.instances.push(Instance {
+            name: name.to_owned(),
+            log,
+            process,
+        });
+        Ok((self.instances.len() - 1, format!("http://127.0.0.1:{port}")))
+    }
+
+    async fn ready(&mut self, index: usize, url: &str) -> anyhow::Result<()> {
+        let instance = &mut self.instances[index];
+        if let Err(error) = instance.process.wait_ready(url, READY).await {
+            let tail = tail(&instance.log, 30);
+            anyhow::bail!("{} did not become ready: {error:#}\n{tail}", instance.name);
+        }
+        Ok(())
+    }
+
+    async fn spawn(
+        &mut self,
+        bins: &Path,
+        name: &str,
+        port: u16,
+        common: &[(&str, String)],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let (index, url) = self.launch(bins, name, port, common, env)?;
+        self.ready(index, &format!("{url}/health/ready")).await
+    }
+
+    /// The last lines of every instance's log, for a failure report.
+    pub fn logs(&self, lines: usize) -> String {
+        self.instances
+            .iter()
+            .map(|instance| {
+                format!(
+                    "----- {} ({}) -----\n{}",
+                    instance.name,
+                    instance.log.display(),
+                    tail(&instance.log, lines)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
