@@ -339,7 +339,10 @@ fn start(layout: &Layout, s: &Settings, c: Infra) -> Result<Pending> {
                 .arg(format!("127.0.0.1:{}", s.mailpit_port))
                 .arg("--database")
                 .arg(data.join("mailpit.db"))
-                .args(["--smtp-auth-accept-any", "--smtp-auth-allow-insecure"]);
+                .args(["--smtp-auth-accept-any", "--smtp-auth-allow-insecure"])
+                // Mailpit prunes all but the newest 500 messages by default; a test run sends
+                // thousands (one suite bursts 1,000) and reads its own back while others send.
+                .args(["--max", "50000"]);
             spawn_detached(&mut cmd, &log, &pid_file)
         }
     };

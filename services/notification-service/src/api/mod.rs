@@ -1,0 +1,47 @@
+//! HTTP API: the caller's notification history and channel preferences.
+
+pub mod error;
+pub mod notifications;
+pub mod preferences;
+
+use auth::TokenVerifier;
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::get;
+use sqlx::PgPool;
+use utoipa::OpenApi;
+use web::openapi::BearerAuth;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: TokenVerifier,
+}
+
+impl FromRef<AppState> for TokenVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/notifications", get(notifications::list))
+        .route(
+            "/api/notifications/preferences",
+            get(preferences::get).put(preferences::put),
+        )
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "notification-service",
+        description = "E-mail and SMS to customers, exactly once per event and channel: the caller's history and channel preferences."
+    ),
+    paths(notifications::list, preferences::get, preferences::put),
+    components(schemas(web::Problem, web::FieldError)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;

@@ -1,0 +1,262 @@
+//! The sender pool: `concurrency` workers, each claiming one due message at a time from
+//! PostgreSQL, sending it, and recording the outcome.
+//!
+//! Ordering and parallelism come from the claim ([`messages::claim`]): a message is claimable
+//! only when no earlier message of the same user on the same channel is unfinished, so one
+//! user's mails go out in order while different users' go out side by side. Every attempt has
+//! a deadline (SMTP/HTTP timeouts plus an overall one), so a slow server costs one worker a
+//! bounded wait and the others carry on. Transient failures come back after an exponential
+//! backoff with jitter; after the last attempt (or a permanent failure) the event goes to the
+//! dead-letter topic and the message is marked failed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use messaging::consumer::backoff;
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::SendError;
+use super::dead_letter::DeadLetters;
+use super::mail::{Mail, Mailer};
+use super::queue::Queue;
+use super::sms::{Sms, SmsGateway};
+use crate::config::DeliveryConfig;
+use crate::store::messages::{self, Claimed};
+
+pub struct Dispatcher<G> {
+    pub pool: PgPool,
+    pub mailer: Mailer,
+    pub sms: Arc<G>,
+    pub dead_letters: DeadLetters,
+    pub queue: Arc<Queue>,
+    pub settings: DeliveryConfig,
+    /// The most one attempt may take, whatever the protocol timeouts say.
+    pub send_timeout: Duration,
+}
+
+impl<G> Clone for Dispatcher<G> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            mailer: self.mailer.clone(),
+            sms: self.sms.clone(),
+            dead_letters: self.dead_letters.clone(),
+            queue: self.queue.clone(),
+            settings: self.settings.clone(),
+            send_timeout: self.send_timeout,
+        }
+    }
+}
+
+/// What became of an attempt.
+enum Outcome {
+    Sent(String),
+    Retry(Duration, String),
+    GiveUp(String),
+}
+
+impl<G: SmsGateway> Dispatcher<G> {
+    /// Runs the workers until `shutdown`; each finishes the message in hand first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut workers = JoinSet::new();
+        for _ in 0..self.settings.concurrency {
+            workers.spawn(self.clone().work(shutdown.clone()));
+        }
+        while let Some(result) = workers.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "a sender task failed");
+            }
+        }
+        tracing::info!("senders stopped");
+    }
+
+    async fn work(self, shutdown: CancellationToken) {
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match messages::claim(&self.pool, self.settings.lease).await {
+                Ok(Some(message)) => self.deliver(message).await,
+                Ok(None) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = self.queue.woken() => {}
+                        () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot claim messages; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, message: Claimed) {
+        let span = tracing::info_span!(
+            "notification.send",
+            otel.name = %format!("send {}", message.channel),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            channel = %message.channel,
+            template = %message.template,
+            message_id = message.id,
+            event_id = %message.event_id,
+            attempt = message.attempts,
+        );
+        let parent: HashMap<String, String> =
+            serde_json::from_value(message.trace_headers.clone()).unwrap_or_default();
+        telemetry::adopt_parent(&span, telemetry::context_from_headers(&parent));
+        async {
+            if message.resumed {
+                // The previous sender died mid-send: the message may have gone out. The
+                // Message-ID / client reference make a second copy recognisable.
+                tracing::warn!("resuming a message whose previous attempt has no outcome");
+            }
+            let started = Instant::now();
+            let result = match tokio::time::timeout(self.send_timeout, self.send(&message)).await {
+                Ok(result) => result,
+                Err(_) => Err(SendError::Transient(format!(
+                    "no answer within {:?}",
+                    self.send_timeout
+                ))),
+            };
+            metrics::histogram!("notification_send_seconds", "channel" => message.channel.clone())
+                .record(started.elapsed().as_secs_f64());
+            let outcome = match result {
+                Ok(reference) => Outcome::Sent(reference),
+                Err(SendError::Transient(reason))
+                    if message.attempts < self.settings.max_attempts =>
+                {
+                    let delay = backoff(
+                        self.settings.retry_base,
+                        u32::try_from(message.attempts).unwrap_or(1),
+                    );
+                    Outcome::Retry(delay, reason)
+                }
+                Err(SendError::Transient(reason)) => Outcome::GiveUp(format!(
+                    "gave up after {} attempts: {reason}",
+                    message.attempts
+                )),
+                Err(SendError::Permanent(reason)) => Outcome::GiveUp(reason),
+            };
+            self.record(&message, outcome).await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn send(&self, message: &Claimed) -> Result<String, SendError> {
+        match message.channel.as_str() {
+            "email" => {
+                self.mailer
+                    .send(Mail {
+                        event_id: message.event_id,
+                        to: &message.recipient,
+                        subject: message.subject.as_deref().unwrap_or_default(),
+                        text: &message.body_text,
+                        html: message.body_html.as_deref().unwrap_or_default(),
+                    })
+                    .await
+            }
+            "sms" => {
+                self.sms
+                    .send(Sms {
+                        event_id: message.event_id,
+                        to: &message.recipient,
+                        text: &message.body_text,
+                    })
+                    .await
+            }
+            other => Err(SendError::Permanent(format!("unknown channel {other}"))),
+        }
+    }
+
+    /// Stores the outcome. Database hiccups are retried for a while: giving up here leaves the
+    /// message claimed until its lease ends, after which it is sent again.
+    async fn record(&self, message: &Claimed, outcome: Outcome) {
+        let channel = message.channel.clone();
+        let span = tracing::Span::current();
+        let (result, label) = match outcome {
+            Outcome::Sent(reference) => {
+                tracing::info!(%reference, "sent");
+                let result = persist(|| {
+                    messages::mark_sent(&self.pool, message.id, message.attempts, &reference)
+                })
+                .await;
+                (result, "sent")
+            }
+            Outcome::Retry(delay, reason) => {
+                span.record("otel.status_code", "ERROR");
+                tracing::warn!(%reason, ?delay, "send failed; will retry");
+                metrics::counter!("notification_retries_total", "channel" => channel.clone())
+                    .increment(1);
+                let result = persist(|| {
+                    messages::retry_later(&self.pool, message.id, message.attempts, delay, &reason)
+                })
+                .await;
+                (result, "retry")
+            }
+            Outcome::GiveUp(reason) => {
+                span.record("otel.status_code", "ERROR");
+                tracing::error!(%reason, "giving up on the message; dead-lettering its event");
+                if let Err(error) = self.dead_letters.publish(message, &reason).await {
+                    // Without the dead letter the failure would be silent: try again later.
+                    tracing::error!(error = format!("{error:#}"), "dead letter not written");
+                    let delay = backoff(self.settings.retry_base, 1);
+                    let _ = persist(|| {
+                        messages::retry_later(
+                            &self.pool,
+                            message.id,
+                            message.attempts,
+                            delay,
+                            &reason,
+                        )
+                    })
+                    .await;
+                    return;
+                }
+                let result = persist(|| {
+                    messages::mark_failed(&self.pool, message.id, message.attempts, &reason)
+                })
+                .await;
+                (result, "failed")
+            }
+        };
+        match result {
+            Ok(true) => {
+                metrics::counter!("notifications_sent_total", "channel" => channel, "outcome" => label)
+                    .increment(1);
+            }
+            Ok(false) => tracing::warn!("the lease ran out before the outcome was recorded"),
+            Err(error) => tracing::error!(%error, "cannot record the outcome"),
+        }
+    }
+}
+
+/// Runs a status update, retrying database errors with backoff for about ten seconds.
+async fn persist<F, Fut>(mut update: F) -> sqlx::Result<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = sqlx::Result<bool>>,
+{
+    let mut attempt = 1;
+    loop {
+        match update().await {
+            Ok(done) => return Ok(done),
+            Err(error) if attempt >= 6 => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, attempt, "status update failed; retrying");
+                tokio::time::sleep(backoff(Duration::from_millis(100), attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}

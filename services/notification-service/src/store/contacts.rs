@@ -1,0 +1,49 @@
+//! The contact replica, built from `user.events`.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::notice::Contact;
+
+/// Stores the snapshot unless a newer one (by event time) is already there. Returns whether
+/// it was stored.
+pub async fn upsert(
+    conn: &mut PgConnection,
+    contact: &Contact,
+    as_of: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "INSERT INTO contacts (user_id, email, name, phone, locale, as_of)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (user_id) DO UPDATE
+            SET email = EXCLUDED.email, name = EXCLUDED.name, phone = EXCLUDED.phone,
+                locale = EXCLUDED.locale, as_of = EXCLUDED.as_of
+          WHERE contacts.as_of <= EXCLUDED.as_of",
+    )
+    .bind(contact.user_id)
+    .bind(&contact.email)
+    .bind(&contact.name)
+    .bind(&contact.phone)
+    .bind(&contact.locale)
+    .bind(as_of)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn get(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Option<Contact>> {
+    let row: Option<(Uuid, String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT user_id, email, name, phone, locale FROM contacts WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(user_id, email, name, phone, locale)| Contact {
+        user_id,
+        email,
+        name,
+        phone,
+        locale,
+    }))
+}

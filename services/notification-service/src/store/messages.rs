@@ -1,0 +1,218 @@
+//! Messages: the durable send queue and the users' history, one row per (event, channel).
+//!
+//! States: `pending` (due at `next_attempt_at`) -> `sending` (claimed by one sender until
+//! `lease_until`) -> `sent` | `failed`, or back to `pending` for a retry. A `sending` row whose
+//! lease ran out belongs to a sender that died; it is claimed again like a due one.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// A message to store, fully rendered.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub event_id: Uuid,
+    pub channel: &'a str,
+    pub user_id: Uuid,
+    pub template: &'a str,
+    pub locale: &'a str,
+    pub recipient: &'a str,
+    pub subject: Option<&'a str>,
+    pub body_text: &'a str,
+    pub body_html: Option<&'a str>,
+    pub topic: &'a str,
+    pub event: &'a Value,
+    pub trace_headers: &'a Value,
+}
+
+/// Stores a message; a second insert for the same (event, channel) does nothing. Returns
+/// whether a row was created.
+pub async fn insert(conn: &mut PgConnection, message: &NewMessage<'_>) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "INSERT INTO messages (event_id, channel, user_id, template, locale, recipient, subject,
+                               body_text, body_html, topic, event, trace_headers)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT ON CONSTRAINT messages_event_channel DO NOTHING",
+    )
+    .bind(message.event_id)
+    .bind(message.channel)
+    .bind(message.user_id)
+    .bind(message.template)
+    .bind(message.locale)
+    .bind(message.recipient)
+    .bind(message.subject)
+    .bind(message.body_text)
+    .bind(message.body_html)
+    .bind(message.topic)
+    .bind(message.event)
+    .bind(message.trace_headers)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// A message a sender holds.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub channel: String,
+    pub user_id: Uuid,
+    pub template: String,
+    pub recipient: String,
+    pub subject: Option<String>,
+    pub body_text: String,
+    pub body_html: Option<String>,
+    /// Including this one.
+    pub attempts: i32,
+    pub topic: String,
+    pub event: Value,
+    pub trace_headers: Value,
+    /// The previous claim ended without an outcome (its sender died mid-send), so the
+    /// message may already have been delivered.
+    pub resumed: bool,
+}
+
+/// Claims the oldest due message whose user has no earlier unfinished message on the same
+/// channel, so one user's messages go out in the order their events were handled while
+/// different users' go out in parallel. `SKIP LOCKED` lets concurrent senders pass each
+/// other's candidates instead of queueing on them.
+pub async fn claim(pool: &PgPool, lease: Duration) -> sqlx::Result<Option<Claimed>> {
+    sqlx::query_as(
+        "UPDATE messages m
+            SET status = 'sending', attempts = m.attempts + 1,
+                lease_until = now() + make_interval(secs => $1), updated_at = now()
+           FROM (
+               SELECT c.id, c.status = 'sending' AS resumed
+                 FROM messages c
+                WHERE c.status IN ('pending', 'sending')
+                  AND ((c.status = 'pending' AND c.next_attempt_at <= now())
+                       OR (c.status = 'sending' AND c.lease_until < now()))
+                  AND NOT EXISTS (
+                      SELECT 1 FROM messages e
+                       WHERE e.user_id = c.user_id AND e.channel = c.channel AND e.id < c.id
+                         AND e.status IN ('pending', 'sending'))
+                ORDER BY c.id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+           ) candidate
+          WHERE m.id = candidate.id
+      RETURNING m.id, m.event_id, m.channel, m.user_id, m.template, m.recipient, m.subject,
+                m.body_text, m.body_html, m.attempts, m.topic, m.event, m.trace_headers,
+                candidate.resumed",
+    )
+    .bind(lease.as_secs_f64())
+    .fetch_optional(pool)
+    .await
+}
+
+/// Records the delivery. `attempts` fences the update: a sender whose lease ran out (and
+/// whose message someone else claimed since) changes nothing.
+pub async fn mark_sent(
+    pool: &PgPool,
+    id: i64,
+    attempts: i32,
+    provider_reference: &str,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE messages SET status = 'sent', sent_at = now(), updated_at = now(),
+                lease_until = NULL, last_error = NULL, provider_reference = $3
+          WHERE id = $1 AND attempts = $2 AND status = 'sending'",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(provider_reference)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Puts the message back in the queue, due after `delay`.
+pub async fn retry_later(
+    pool: &PgPool,
+    id: i64,
+    attempts: i32,
+    delay: Duration,
+    error: &str,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE messages SET status = 'pending', updated_at = now(), lease_until = NULL,
+                next_attempt_at = now() + make_interval(secs => $3), last_error = $4
+          WHERE id = $1 AND attempts = $2 AND status = 'sending'",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(delay.as_secs_f64())
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Gives up on the message.
+pub async fn mark_failed(pool: &PgPool, id: i64, attempts: i32, error: &str) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE messages SET status = 'failed', updated_at = now(), lease_until = NULL,
+                last_error = $3
+          WHERE id = $1 AND attempts = $2 AND status = 'sending'",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// One entry of a user's history.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub channel: String,
+    pub template: String,
+    pub locale: String,
+    pub recipient: String,
+    pub subject: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// The user's messages, newest first; `before` (an id) pages backwards.
+pub async fn history(
+    pool: &PgPool,
+    user_id: Uuid,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<HistoryEntry>> {
+    sqlx::query_as(
+        "SELECT id, event_id, channel, template, locale, recipient, subject, status, attempts,
+                last_error, created_at, updated_at, sent_at
+           FROM messages
+          WHERE user_id = $1 AND ($2::BIGINT IS NULL OR id < $2)
+          ORDER BY id DESC
+          LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Unfinished messages per channel: the queue depth.
+pub async fn queue_depth(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT channel, count(*) FROM messages WHERE status IN ('pending', 'sending')
+          GROUP BY channel",
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,55 @@
+//! PostgreSQL access: the contact replica, preferences, events waiting for a contact, and the
+//! messages (queue and history in one table).
+
+pub mod contacts;
+pub mod messages;
+pub mod preferences;
+pub mod waiting;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// Connects and applies the migrations; this pool serves the API and the consumers.
+pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    let pool = pool(url, 10).await?;
+    // sqlx holds an advisory lock while migrating, so replicas starting together apply each
+    // migration once.
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .context("applying database migrations")?;
+    Ok(pool)
+}
+
+/// A pool of its own for the senders (one connection each, plus slack), so a busy sender
+/// pool never starves the consumers or the API of connections.
+pub async fn senders_pool(url: &str, senders: usize) -> anyhow::Result<PgPool> {
+    pool(
+        url,
+        u32::try_from(senders).unwrap_or(1024).saturating_add(2),
+    )
+    .await
+}
+
+async fn pool(url: &str, size: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")
+}
+
+/// Serialises everything done for one user across this service's consumers: an event that
+/// finds no contact parks itself, and a contact that arrives releases what is parked; holding
+/// this lock in both transactions means neither can slip between the other's check and write.
+pub async fn lock_user(conn: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,289 @@
+//! Delivery guarantees: one mail per event under redelivery, nothing lost while the SMTP
+//! server is down, dead letters for what cannot be sent (while everything else flows), and no
+//! second SMS after a crash between sending and recording.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use contracts::EventData;
+use contracts::order::{OrderCancelled, OrderCreated, OrderItem, OrderPaid};
+use contracts::topics::ORDER_EVENTS;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_gives_one_mail() -> TestResult {
+    let app = spawn_app().await;
+    let mailpit = Mailpit::default();
+    let user = app.register("en", None).await?;
+    let order = Uuid::now_v7();
+    let created = app
+        .publish(
+            order,
+            OrderCreated {
+                order_id: order,
+                user_id: user.id,
+                items: vec![OrderItem {
+                    product_id: Uuid::now_v7(),
+                    name: "Kettle".into(),
+                    quantity: 1,
+                    unit_price: eur(1000),
+                }],
+                total: eur(1000),
+            },
+        )
+        .await?;
+    // The redelivery: the very same envelope again, once before and once after the send.
+    app.publish_event(OrderCreated::TOPIC, &created, &HashMap::new())
+        .await?;
+    app.wait_for_status(&user, "email", "order_received", "sent", WAIT)
+        .await?;
+    app.publish_event(OrderCreated::TOPIC, &created, &HashMap::new())
+        .await?;
+    // A later event of the same order (same key, same partition) marks the point by which the
+    // copies were consumed.
+    app.publish(
+        order,
+        OrderCancelled {
+            order_id: order,
+            user_id: user.id,
+            reason: "customer_request".into(),
+        },
+    )
+    .await?;
+    mailpit.wait_for(&user.email, 3, WAIT).await?;
+    app.wait_for_status(&user, "email", "order_cancelled", "sent", WAIT)
+        .await?;
+    let received: Vec<Mail> = mailpit
+        .search(&user.email)
+        .await?
+        .into_iter()
+        .filter(|mail| mail.subject.starts_with("We received your order"))
+        .collect();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        received[0].message_id,
+        format!("{}.email@notification-service.ferroshop", created.id)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn mail_is_delivered_after_the_smtp_server_comes_back_and_nothing_is_lost() -> TestResult {
+    let smtp = SmtpSwitch::start(false).await?;
+    let port = smtp.port;
+    let app = spawn_app_with(|config| {
+        config.smtp.port = port;
+        config.delivery.max_attempts = 30;
+        config.delivery.retry_base = Duration::from_millis(200);
+    })
+    .await;
+    let mailpit = Mailpit::default();
+    let first = app.register("en", None).await?;
+    let second = app.register("en", None).await?;
+    // Down: attempts fail and are retried.
+    eventually(WAIT, || async {
+        let rows = app.messages_of(&first).await?;
+        anyhow::ensure!(
+            rows.iter()
+                .any(|(_, _, status, attempts)| status == "pending" && *attempts >= 2),
+            "not retrying yet: {rows:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    let last_error: Option<String> =
+        sqlx::query_scalar("SELECT last_error FROM messages WHERE user_id = $1")
+            .bind(first.id)
+            .fetch_one(&app.pool)
+            .await?;
+    assert!(last_error.is_some_and(|error| error.contains("SMTP")));
+    assert!(mailpit.search(&first.email).await?.is_empty());
+
+    smtp.set(true);
+    for user in [&first, &second] {
+        let mails = mailpit.wait_for(&user.email, 1, WAIT).await?;
+        assert_eq!(mails.len(), 1, "{mails:?}");
+        app.wait_for_status(user, "email", "welcome", "sent", WAIT)
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_sms_gateway_that_keeps_failing_gives_a_failed_message_and_a_dead_letter() -> TestResult
+{
+    let app = spawn_app().await;
+    let mailpit = Mailpit::default();
+    let phone = unique_phone();
+    app.sms_failure(json!({"mode": "fail_always", "to": phone}))
+        .await?;
+    let user = app.register("en", Some(phone.clone())).await?;
+    app.opt_in_to_sms(&user).await?;
+    let paid = Uuid::now_v7();
+    let event = app
+        .publish(
+            paid,
+            OrderPaid {
+                order_id: paid,
+                user_id: user.id,
+                total: eur(4200),
+                payment_id: Uuid::now_v7(),
+            },
+        )
+        .await?;
+    app.wait_for_status(&user, "sms", "receipt", "failed", WAIT)
+        .await?;
+    let rows = app.messages_of(&user).await?;
+    assert!(
+        rows.contains(&("sms".into(), "receipt".into(), "failed".into(), 4)),
+        "{rows:?}"
+    );
+    // The mail of the same event went out regardless.
+    app.wait_for_status(&user, "email", "receipt", "sent", WAIT)
+        .await?;
+    let (_, requests) = app.sms_to(&phone).await?;
+    assert_eq!(requests, 4);
+
+    let dead_letters = eventually_read(&app.topic(&format!("{ORDER_EVENTS}.dlt")), 1).await?;
+    assert_eq!(dead_letters.len(), 1);
+    let letter = &dead_letters[0];
+    assert_eq!(letter.event()?.id, event.id);
+    assert_eq!(
+        letter.headers.get("dlt.channel").map(String::as_str),
+        Some("sms")
+    );
+    let reason = letter
+        .headers
+        .get("dlt.reason")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("gave up after 4 attempts") && reason.contains("503"),
+        "{reason}"
+    );
+
+    // The consumer keeps going: a later event is still turned into mail.
+    let cancelled = Uuid::now_v7();
+    app.publish(
+        cancelled,
+        OrderCancelled {
+            order_id: cancelled,
+            user_id: user.id,
+            reason: "customer_request".into(),
+        },
+    )
+    .await?;
+    mailpit.wait_for(&user.email, 3, WAIT).await?;
+    Ok(())
+}
+
+/// Reads `topic` until it holds at least `count` records.
+async fn eventually_read(
+    topic: &str,
+    count: usize,
+) -> anyhow::Result<Vec<messaging::testing::Record>> {
+    eventually(WAIT, || async {
+        let found = messaging::testing::read_topic(&brokers(), topic)
+            .await?
+            .len();
+        anyhow::ensure!(found >= count, "{found} records in {topic}");
+        Ok(())
+    })
+    .await?;
+    messaging::testing::read_topic(&brokers(), topic).await
+}
+
+#[tokio::test]
+async fn an_sms_resent_after_a_crash_between_sending_and_recording_arrives_once() -> TestResult {
+    let app = spawn_app().await;
+    let phone = unique_phone();
+    let user = app.register("en", Some(phone.clone())).await?;
+    app.opt_in_to_sms(&user).await?;
+    let paid = Uuid::now_v7();
+    app.publish(
+        paid,
+        OrderPaid {
+            order_id: paid,
+            user_id: user.id,
+            total: eur(4200),
+            payment_id: Uuid::now_v7(),
+        },
+    )
+    .await?;
+    app.wait_for_status(&user, "sms", "receipt", "sent", WAIT)
+        .await?;
+    // What a sender killed after the gateway accepted, before it recorded that, leaves behind:
+    // the message claimed, its lease running out.
+    sqlx::query(
+        "UPDATE messages SET status = 'sending', sent_at = NULL,
+                lease_until = now() - interval '1 second'
+          WHERE user_id = $1 AND channel = 'sms'",
+    )
+    .bind(user.id)
+    .execute(&app.pool)
+    .await?;
+    eventually(WAIT, || async {
+        let rows = app.messages_of(&user).await?;
+        anyhow::ensure!(
+            rows.contains(&("sms".into(), "receipt".into(), "sent".into(), 2)),
+            "not taken over yet: {rows:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    let (sms, requests) = app.sms_to(&phone).await?;
+    assert_eq!(requests, 2, "the gateway was asked again");
+    assert_eq!(sms.len(), 1, "but delivered once: {sms:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_full_queue_holds_the_consumers_back_until_senders_drain_it() -> TestResult {
+    const MAX_QUEUE: i64 = 5;
+    // Consumers only, with a small queue: nothing drains it.
+    let app = spawn_app_with(|config| {
+        config.run_senders = false;
+        config.delivery.max_queue = MAX_QUEUE;
+    })
+    .await;
+    let mut users = Vec::new();
+    for _ in 0..12 {
+        users.push(app.register("en", None).await?);
+    }
+    let depth = || async {
+        let depth: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+            .fetch_one(&app.pool)
+            .await?;
+        anyhow::Ok(depth)
+    };
+    eventually(WAIT, || async {
+        let depth = depth().await?;
+        anyhow::ensure!(depth >= MAX_QUEUE, "{depth} queued");
+        Ok(())
+    })
+    .await?;
+    // The consumer waits (lag) instead of growing the queue; allow one in-flight record per
+    // consumer that checked just before the limit was reached.
+    let mut observed = Vec::new();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        observed.push(depth().await?);
+    }
+    assert!(
+        observed.iter().all(|depth| *depth <= MAX_QUEUE + 2),
+        "{observed:?}"
+    );
+
+    // Senders start: the queue drains and every event gets its mail.
+    let _senders = spawn_replica(&app, |config| config.run_consumers = false).await;
+    let mailpit = Mailpit::default();
+    for user in &users {
+        mailpit.wait_for(&user.email, 1, WAIT).await?;
+    }
+    Ok(())
+}
