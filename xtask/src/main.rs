@@ -8,6 +8,7 @@
 //! that `up` recorded, `status` and `logs` inspect them, and `test` runs the checks and the
 //! test suite against the real stack, ending with one `N passed, N failed` line.
 
+mod bench;
 mod deploy_check;
 mod infra;
 mod layout;
@@ -42,6 +43,10 @@ enum Cmd {
         /// Start only the infrastructure, not the Rust services.
         #[arg(long)]
         infra_only: bool,
+        /// Instances of each stateless service (user, product, order, payment,
+        /// notification), on ports 100 apart, all behind the gateway.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+        replicas: u16,
     },
     /// Stop everything `up` started.
     Down {
@@ -65,6 +70,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         count: usize,
     },
+    /// Measure throughput, latency and memory of the stack; writes docs/BENCHMARKS.md.
+    Bench(bench::BenchArgs),
     /// fmt check, clippy, deploy-file validation, infrastructure up, then the workspace tests.
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
@@ -89,20 +96,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let layout = Layout::detect()?;
     let settings = Settings::from_env()?;
     match cli.command {
-        Cmd::Up { infra_only } => up(&layout, &settings, infra_only).map(|()| ExitCode::SUCCESS),
+        Cmd::Up {
+            infra_only,
+            replicas,
+        } => up(&layout, &settings, infra_only, replicas.into()).map(|()| ExitCode::SUCCESS),
         Cmd::Down { wipe } => down(&layout, wipe).map(|()| ExitCode::SUCCESS),
         Cmd::Status => status(&layout, &settings).map(|()| ExitCode::SUCCESS),
         Cmd::Logs { name, follow } => logs(&layout, &name, follow),
         Cmd::Seed { count } => seed::seed(count).map(|()| ExitCode::SUCCESS),
+        Cmd::Bench(args) => bench::bench(&layout, &settings, &args),
         Cmd::Test { args } => test(&layout, &settings, &args),
     }
 }
 
-fn up(layout: &Layout, s: &Settings, infra_only: bool) -> Result<()> {
+fn up(layout: &Layout, s: &Settings, infra_only: bool, replicas: usize) -> Result<()> {
     let started = Instant::now();
     infra::up(layout, s)?;
     if !infra_only {
-        services::up(layout, s)?;
+        services::up(layout, s, replicas)?;
     }
     let (email, password) = services::admin_credentials();
     println!();
@@ -128,12 +139,17 @@ fn up(layout: &Layout, s: &Settings, infra_only: bool) -> Result<()> {
 fn down(layout: &Layout, wipe: bool) -> Result<()> {
     // Services first (they hold connections to the infrastructure), then infrastructure in
     // reverse start order so FerretDB lets go of PostgreSQL before it stops.
-    for svc in services::SERVICES.iter().rev() {
-        let pid_file = layout.pid_file(svc.name);
+    for instance in services::SERVICES.iter().rev().flat_map(|svc| {
+        svc.recorded_instances(layout)
+            .unwrap_or_else(|_| vec![])
+            .into_iter()
+            .rev()
+    }) {
+        let pid_file = layout.pid_file(&instance.name);
         if let Some(pid) = live_pid(&pid_file) {
             proc::stop_group(pid, "TERM", Duration::from_secs(30))
-                .with_context(|| format!("stopping {}", svc.name))?;
-            println!("stopped {} (pid {pid})", svc.name);
+                .with_context(|| format!("stopping {}", instance.name))?;
+            println!("stopped {} (pid {pid})", instance.name);
         }
         let _ = std::fs::remove_file(&pid_file);
     }
@@ -180,15 +196,21 @@ fn status(layout: &Layout, s: &Settings) -> Result<()> {
         };
         println!("{:<14} {state:<9} {port:<6} {pid}", c.name());
     }
-    for svc in services::present(layout) {
-        let port = svc.port()?;
-        let (state, pid) = match live_pid(&layout.pid_file(svc.name)) {
+    for instance in services::present(layout)
+        .iter()
+        .map(|svc| svc.recorded_instances(layout))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+    {
+        let port = instance.port;
+        let (state, pid) = match live_pid(&layout.pid_file(&instance.name)) {
             Some(pid) if port_open(port) => ("up", pid.to_string()),
             Some(pid) => ("starting", pid.to_string()),
             None if port_open(port) => ("foreign", "-".into()),
             None => ("down", "-".into()),
         };
-        println!("{:<14} {state:<9} {port:<6} {pid}", svc.name);
+        println!("{:<14} {state:<9} {port:<6} {pid}", instance.name);
     }
     Ok(())
 }
@@ -196,6 +218,7 @@ fn status(layout: &Layout, s: &Settings) -> Result<()> {
 fn logs(layout: &Layout, name: &str, follow: bool) -> Result<ExitCode> {
     let known = Infra::from_name(name).is_some()
         || services::SERVICES.iter().any(|s| s.name == name)
+        || services::is_replica_name(name)
         || name == "build";
     if !known {
         let mut names: Vec<&str> = ALL.iter().map(|c| c.name()).collect();
@@ -264,6 +287,12 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
     eprintln!("==> infrastructure");
     infra::up(layout, s)?;
 
+    // The system tests start every service from its binary.
+    run_step(
+        layout,
+        "cargo build --workspace --bins",
+        cargo().args(["build", "--workspace", "--bins"]),
+    )?;
     eprintln!(
         "==> cargo test --workspace --no-fail-fast {}",
         args.join(" ")
@@ -279,6 +308,7 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
         .env("MAILPIT_URL", s.mailpit_url())
         .env("SMTP_HOST", "127.0.0.1")
         .env("SMTP_PORT", s.smtp_port.to_string())
+        .env("SYSTEM_TEST_BIN_DIR", layout.target_dir().join("debug"))
         .stdout(Stdio::piped())
         .spawn()
         .context("running cargo test")?;

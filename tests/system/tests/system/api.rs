@@ -215,9 +215,45 @@ impl Api {
     }
 
     pub async fn placed(&self, user: &User, items: &[(Uuid, i64)]) -> anyhow::Result<Uuid> {
-        let reply = self.place(user, items, None).await?;
-        anyhow::ensure!(reply.status == StatusCode::CREATED, "place: {reply:?}");
+        let reply = self.place_when_known(user, items, None).await?;
         Ok(string(&reply.body["id"])?.parse()?)
+    }
+
+    /// Places an order for products that were just created: order-service learns of them from
+    /// `product.events`, a moment later, and until then answers 422 "no such product" (as it
+    /// would for a client that raced the catalog). Retries that answer only; returns the 201.
+    pub async fn place_when_known(
+        &self,
+        user: &User,
+        items: &[(Uuid, i64)],
+        traceparent: Option<&str>,
+    ) -> anyhow::Result<Reply> {
+        let placed = Arc::new(Mutex::new(None));
+        let slot = placed.clone();
+        eventually(DEADLINE, move || {
+            let slot = slot.clone();
+            let request = self.place(user, items, traceparent);
+            async move {
+                let reply = request.await?;
+                if reply.status == StatusCode::UNPROCESSABLE_ENTITY
+                    && reply.body.to_string().contains("no such product")
+                {
+                    anyhow::bail!("not yet replicated: {reply:?}");
+                }
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(reply);
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let reply = placed
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+            .ok_or_else(|| anyhow::anyhow!("no reply"))?;
+        anyhow::ensure!(reply.status == StatusCode::CREATED, "place: {reply:?}");
+        Ok(reply)
     }
 
     pub async fn order(&self, user: &User, id: Uuid) -> anyhow::Result<Reply> {

@@ -10,7 +10,11 @@ mod scenarios;
 
 use platform::Platform;
 
+/// One platform at a time: each is a dozen processes, and the machine has two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn run_platform(replicas: usize) -> anyhow::Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let platform = Platform::start(replicas).await?;
     let outcome = scenarios::run_all(&platform).await;
     if let Err(error) = &outcome {

@@ -16,8 +16,9 @@ pub const ADMIN_PASSWORD: &str = "admin-dev-password";
 /// psp-sim's API key in these tests.
 pub const PSP_API_KEY: &str = "sk_test_system";
 pub const SMS_TOKEN: &str = "sms-test-token";
-/// Login attempts per minute per client IP at the gateway in these tests.
-pub const LOGIN_RATE_PER_MINUTE: u32 = 30;
+/// The gateway's strict bucket (login, register) per client IP in these tests: a burst of 40
+/// (every scenario registers and signs in from 127.0.0.1), refilled at 2 per second.
+pub const STRICT_BURST: u32 = 40;
 
 const READY: Duration = Duration::from_secs(90);
 
@@ -286,10 +287,7 @@ impl Platform {
             ("ORDER_SERVICE_URL", upstream("order-service")),
             ("PAYMENT_SERVICE_URL", upstream("payment-service")),
             ("NOTIFICATION_SERVICE_URL", upstream("notification-service")),
-            (
-                "GATEWAY_LOGIN_RATE_PER_MINUTE",
-                LOGIN_RATE_PER_MINUTE.to_string(),
-            ),
+            ("GATEWAY_RATE_LIMIT_STRICT", format!("2:{STRICT_BURST}")),
         ];
         platform
             .spawn(&bins, "gateway", gateway_port, &common, &gateway_env)
