@@ -6,11 +6,14 @@
 //! transaction as the change ([`outbox::enqueue`]); the [`outbox::OutboxRelay`] publishes
 //! committed rows with an idempotent, acks=all producer and deletes them only after the broker
 //! acknowledged them. A crash between the broker's acknowledgement and the delete can publish a
-//! row twice, never zero times; consumers deduplicate on the CloudEvent id.
+//! row twice, never zero times; consumers deduplicate on the CloudEvent id. MongoDB services
+//! get the same guarantee from the single-document outbox in [`mongo`] (feature `mongo`).
 
 pub mod consumer;
 pub mod headers;
 pub mod kafka;
+#[cfg(feature = "mongo")]
+pub mod mongo;
 pub mod outbox;
 pub mod publish;
 #[cfg(feature = "test-support")]

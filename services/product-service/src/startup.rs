@@ -15,10 +15,10 @@ use web::{Readiness, ServiceInfo};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::events::cache::{self, CacheInvalidation};
-use crate::events::outbox::{Outbox, OutboxRelay};
+use crate::events::outbox::{self, OutboxRelay};
 use crate::inventory::consumer::{self as inventory_consumer, OrderEvents};
 use crate::inventory::{Inventory, Wake};
-use crate::store::locks::DocumentLocks;
+use crate::store::locks;
 use crate::store::reservations::Reservations;
 use crate::store::{self, products::Products};
 
@@ -106,7 +106,7 @@ impl Application {
         };
         let state = AppState {
             products,
-            locks: DocumentLocks::products(&db),
+            locks: locks::products(&db),
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
             topics,
             cache,
@@ -130,8 +130,8 @@ impl Application {
         let port = listener.local_addr()?.port();
         let relays = match config.run_outbox_relay {
             true => [
-                (Outbox::PRODUCTS, wake.products),
-                (Outbox::RESERVATIONS, wake.reservations),
+                (outbox::PRODUCTS, wake.products),
+                (outbox::RESERVATIONS, wake.reservations),
             ]
             .into_iter()
             .map(|(outbox, wake)| {

@@ -96,7 +96,7 @@ impl Inventory {
         Self {
             products: Products::new(db),
             reservations: Reservations::new(db),
-            product_locks: DocumentLocks::products(db),
+            product_locks: locks::products(db),
             reservation_locks: DocumentLocks::new(db, locks::RESERVATION_LOCKS),
             topics,
             cache,

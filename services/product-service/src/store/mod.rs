@@ -14,18 +14,7 @@ pub mod locks;
 pub mod products;
 pub mod reservations;
 
-/// MongoDB's (and FerretDB's) duplicate-key error code.
-const DUPLICATE_KEY: i32 = 11000;
-
-/// Whether `error` is a unique-index violation.
-pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    match &*error.kind {
-        ErrorKind::Write(WriteFailure::WriteError(failure)) => failure.code == DUPLICATE_KEY,
-        ErrorKind::Command(failure) => failure.code == DUPLICATE_KEY,
-        _ => false,
-    }
-}
+pub use messaging::mongo::is_duplicate_key;
 
 use anyhow::Context as _;
 use mongodb::bson::doc;

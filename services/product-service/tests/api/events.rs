@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use messaging::KafkaConfig;
-use product_service::events::outbox::{Outbox, OutboxRelay};
+use product_service::events::outbox::{self, OutboxRelay};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -85,7 +85,7 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
     let kafka = KafkaConfig { brokers: brokers() };
     let relay = OutboxRelay::new(
         &app.db,
-        Outbox::PRODUCTS,
+        outbox::PRODUCTS,
         kafka.producer()?,
         Arc::new(Notify::new()),
     );
@@ -96,7 +96,7 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
         tokio::spawn(
             OutboxRelay::new(
                 &app.db,
-                Outbox::PRODUCTS,
+                outbox::PRODUCTS,
                 kafka.producer()?,
                 Arc::new(Notify::new()),
             )

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mongodb::bson::{self, Document, doc};
-use product_service::store::locks::{COLLECTION, DocumentLocks};
+use product_service::store::locks::{self, COLLECTION};
 use reqwest::StatusCode;
 
 use crate::helpers::{TestResult, product_body, spawn_app, string};
@@ -11,7 +11,7 @@ use crate::helpers::{TestResult, product_body, spawn_app, string};
 #[tokio::test]
 async fn a_held_lock_makes_others_wait_and_a_released_one_is_free() -> TestResult {
     let app = spawn_app().await;
-    let locks = DocumentLocks::products(&app.db);
+    let locks = locks::products(&app.db);
     let held = locks.acquire("p-1", Duration::ZERO).await?;
     assert!(held.is_some());
     assert!(

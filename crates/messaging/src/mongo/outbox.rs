@@ -1,0 +1,354 @@
+//! The single-document outbox and its relay.
+//!
+//! FerretDB (the local MongoDB-wire server) has no multi-document transactions, so the event of
+//! a change cannot go to a separate collection atomically. Instead every write is one atomic
+//! update of the changed document (a product, an order's reservation, a payment) that also
+//! appends the event to the document's `pending_events` array: the change and its event commit together or not at all.
+//!
+//! A service names each collection that works this way with an [`Outbox`] (the collection and
+//! its lock collection) and runs one relay per collection. The relay
+//! finds documents with pending events and, holding the document's lock (the same one writers
+//! take, see [`super::locks`]; it keeps replicas from publishing one document at once, which
+//! would break per-aggregate order, and keeps FerretDB's non-atomic updates from erasing a
+//! concurrent write), publishes the events in array order with the idempotent producer, waits
+//! for the broker's acknowledgements, then removes exactly the published elements with
+//! `$pullAll`. (`$pull` with a condition would be simpler, but FerretDB 1.24 silently ignores
+//! it.) A crash after the acknowledgement and before the removal publishes those events again:
+//! at least once, never zero times; consumers deduplicate on the CloudEvent id, and the
+//! snapshot's `version` makes a repeated snapshot harmless.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::topics::Topic;
+use contracts::{CloudEvent, EventData};
+use futures::{StreamExt as _, TryStreamExt as _};
+use mongodb::bson::{self, Document, doc};
+use mongodb::{Collection, Database};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::locks::DocumentLocks;
+use crate::kafka::Producer;
+use crate::publish::{OutgoingRecord, publish_in_order};
+
+/// A collection whose documents carry `pending_events`, and the collection of their locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outbox {
+    pub collection: &'static str,
+    pub locks: &'static str,
+}
+
+/// How long the relay waits for a write holding a document's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+/// Documents published concurrently (each document's events stay in order).
+const CONCURRENCY: usize = 8;
+
+/// An event waiting in its document. Every field is a string so the element read back
+/// is byte-for-byte the element written, which `$pullAll` needs to match it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEvent {
+    pub id: String,
+    pub topic: String,
+    pub key: String,
+    /// The CloudEvent as JSON text.
+    pub payload: String,
+    /// W3C trace context of the request that made the change, as JSON text.
+    pub headers: String,
+}
+
+impl PendingEvent {
+    /// The event of a change about to be written, with the current span's trace context so
+    /// the publish (and every consumer) joins the request's trace.
+    pub fn new<T: EventData>(topics: &Topic, event: CloudEvent<T>) -> anyhow::Result<Self> {
+        let event = event.into_untyped().context("serialising the event")?;
+        Ok(Self {
+            id: event.id.to_string(),
+            topic: topics.qualified(T::TOPIC),
+            key: event.subject.clone(),
+            payload: serde_json::to_string(&event).context("serialising the event")?,
+            headers: serde_json::to_string(&telemetry::context_headers(&tracing::Span::current()))
+                .context("serialising trace headers")?,
+        })
+    }
+
+    pub fn to_document(&self) -> anyhow::Result<Document> {
+        bson::to_document(self).context("encoding a pending event")
+    }
+}
+
+/// Publishes pending events of committed changes in one collection to Kafka.
+#[derive(Clone)]
+pub struct OutboxRelay {
+    outbox: Outbox,
+    documents: Collection<Document>,
+    locks: DocumentLocks,
+    producer: Producer,
+    wake: Arc<Notify>,
+    batch_size: i64,
+    poll_interval: Duration,
+    /// Publish documents one at a time in this field's ascending order (see
+    /// [`OutboxRelay::ordered_by`]).
+    order_field: Option<&'static str>,
+}
+
+impl std::fmt::Debug for OutboxRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("collection", &self.outbox.collection)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboxRelay {
+    /// `wake` is notified by local writes so their events go out at once; `poll_interval`
+    /// catches writes of other replicas and events left by a crash.
+    pub fn new(db: &Database, outbox: Outbox, producer: Producer, wake: Arc<Notify>) -> Self {
+        Self {
+            outbox,
+            documents: db.collection(outbox.collection),
+            locks: DocumentLocks::new(db, outbox.locks),
+            producer,
+            wake,
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            order_field: None,
+        }
+    }
+
+    /// For collections where several documents carry events of one Kafka key (the payments
+    /// of one order): publishes documents one at a time, in ascending order of `field` (a
+    /// timestamp set with every change), and stops the batch at the first document it cannot
+    /// publish, so events reach their partition in the order the changes were written. Costs
+    /// the relay its concurrency. Two replicas' relays can still interleave documents; within
+    /// one document the order always holds.
+    pub fn ordered_by(mut self, field: &'static str) -> Self {
+        self.order_field = Some(field);
+        self
+    }
+
+    pub fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled; then the documents in flight are finished and what
+    /// is left is drained (for at most 10 s), so a graceful stop neither loses nor strands
+    /// events. Cancel it only after the HTTP server has drained.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // Registered before the batch, so a write landing during it is not missed.
+            let woken = self.wake.notified();
+            match self.publish_batch().await {
+                Ok(documents) if documents as i64 >= self.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    metrics::counter!("outbox_publish_failures_total", &self.labels()).increment(1);
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        collection = self.outbox.collection,
+                        failures,
+                        "outbox publish failed"
+                    );
+                    let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => continue,
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = woken => {},
+                () = tokio::time::sleep(self.poll_interval) => {},
+            }
+        }
+        self.drain().await;
+        tracing::info!(collection = self.outbox.collection, "outbox relay stopped");
+    }
+
+    fn labels(&self) -> [(&'static str, &'static str); 1] {
+        [("collection", self.outbox.collection)]
+    }
+
+    /// Publishes what is left, for a bounded time, so events of the last requests before a
+    /// shutdown leave with this process instead of waiting for the next start.
+    async fn drain(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            match self.publish_batch().await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "final outbox drain failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publishes the pending events of up to one batch of documents; returns how many
+    /// documents it handled.
+    pub async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let mut find = self
+            .documents
+            .find(doc! {"pending_events.0": {"$exists": true}})
+            .projection(doc! {"_id": 1})
+            .limit(self.batch_size);
+        if let Some(field) = self.order_field {
+            find = find.sort(doc! {field: 1, "_id": 1});
+        }
+        let ids: Vec<Document> = find
+            .await
+            .context("looking for pending events")?
+            .try_collect()
+            .await
+            .context("reading pending documents")?;
+        // Here the backlog is counted in documents (each holds one or more events), up to a
+        // batch: enough to alert on a relay that falls behind, without an extra count query.
+        metrics::gauge!("outbox_backlog", &self.labels()).set(ids.len() as f64);
+        if self.order_field.is_some() {
+            let mut handled = 0;
+            for id in ids {
+                let id = id.get("_id").cloned().context("document without _id")?;
+                if !self.publish_document(id).await? {
+                    // Busy: publishing a later document first would break the order.
+                    break;
+                }
+                handled += 1;
+            }
+            return Ok(handled);
+        }
+        let outcomes: Vec<anyhow::Result<bool>> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let id = id.get("_id").cloned().context("document without _id")?;
+                self.publish_document(id).await
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let handled = outcomes.len();
+        let failed: Vec<_> = outcomes.into_iter().filter_map(Result::err).collect();
+        if let Some(first) = failed.into_iter().next() {
+            return Err(first.context("publishing a document's events"));
+        }
+        Ok(handled)
+    }
+
+    /// Publishes one document's events; `false` if its lock stayed busy (nothing published).
+    async fn publish_document(&self, id: bson::Bson) -> anyhow::Result<bool> {
+        let key = id
+            .as_str()
+            .context("document id is not a string")?
+            .to_owned();
+        let Some(lock) = self.locks.acquire(&key, LOCK_WAIT).await? else {
+            // A long write holds it; its wake-up (or the next poll) brings the relay back.
+            return Ok(false);
+        };
+        let outcome = self.publish_locked(&id).await;
+        lock.release().await?;
+        outcome.map(|()| true)
+    }
+
+    async fn publish_locked(&self, id: &bson::Bson) -> anyhow::Result<()> {
+        let Some(document) = self
+            .documents
+            .find_one(doc! {"_id": id})
+            .projection(doc! {"pending_events": 1})
+            .await
+            .context("reading pending events")?
+        else {
+            return Ok(());
+        };
+        let pending: Vec<PendingEvent> = match document.get_array("pending_events") {
+            Ok(items) => items
+                .iter()
+                .map(|item| bson::from_bson(item.clone()))
+                .collect::<Result<_, _>>()
+                .context("decoding pending events")?,
+            Err(_) => Vec::new(),
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+
+        let delivered = self.publish(&pending).await;
+        let published: Vec<Document> = pending
+            .iter()
+            .zip(&delivered)
+            .filter(|(_, ok)| **ok)
+            .map(|(event, _)| event.to_document())
+            .collect::<anyhow::Result<_>>()?;
+        if !published.is_empty() {
+            self.documents
+                .update_one(
+                    doc! {"_id": id},
+                    doc! {"$pullAll": {"pending_events": &published}},
+                )
+                .await
+                .context("removing published events")?;
+        }
+        metrics::counter!("outbox_published_total", &self.labels())
+            .increment(published.len() as u64);
+        let failed = pending.len() - published.len();
+        if failed > 0 {
+            anyhow::bail!("{failed} of {} events were not delivered", pending.len());
+        }
+        Ok(())
+    }
+
+    /// Publishes the document's events in array order (they share a key, hence a partition);
+    /// returns which were acknowledged.
+    async fn publish(&self, pending: &[PendingEvent]) -> Vec<bool> {
+        let traces: Vec<HashMap<String, String>> = pending
+            .iter()
+            .map(|event| serde_json::from_str(&event.headers).unwrap_or_default())
+            .collect();
+        let records: Vec<OutgoingRecord<'_>> = pending
+            .iter()
+            .zip(&traces)
+            .map(|(event, trace)| OutgoingRecord {
+                topic: &event.topic,
+                key: &event.key,
+                payload: event.payload.as_bytes(),
+                trace,
+            })
+            .collect();
+        publish_in_order(&self.producer, &records)
+            .await
+            .iter()
+            .map(Result::is_ok)
+            .collect()
+    }
+}
+
+/// How many events wait in `db`, over the given outbox collections (tests and diagnostics).
+pub async fn backlog(db: &Database, outboxes: &[Outbox]) -> anyhow::Result<usize> {
+    let mut pending = 0;
+    for outbox in outboxes {
+        let docs: Vec<Document> = db
+            .collection::<Document>(outbox.collection)
+            .find(doc! {"pending_events.0": {"$exists": true}})
+            .projection(doc! {"pending_events": 1})
+            .await?
+            .try_collect()
+            .await?;
+        pending += docs
+            .iter()
+            .map(|d| d.get_array("pending_events").map(Vec::len).unwrap_or(0))
+            .sum::<usize>();
+    }
+    Ok(pending)
+}

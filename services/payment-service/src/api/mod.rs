@@ -1,0 +1,45 @@
+//! HTTP API of payment-service: routes, shared state and the OpenAPI document.
+
+pub mod error;
+pub mod payments;
+
+use auth::TokenVerifier;
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::get;
+use utoipa::OpenApi;
+use web::openapi::BearerAuth;
+
+use crate::charging::Charging;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub charging: Charging,
+    pub verifier: TokenVerifier,
+}
+
+impl FromRef<AppState> for TokenVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/payments", get(payments::list).post(payments::create))
+        .route("/api/payments/{id}", get(payments::get))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "payment-service",
+        description = "Card payments for orders against the payment provider: idempotent (Idempotency-Key), at most one successful payment per order, payment.* events."
+    ),
+    paths(payments::create, payments::get, payments::list),
+    components(schemas(web::Problem, web::FieldError)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;

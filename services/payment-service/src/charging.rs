@@ -1,0 +1,407 @@
+//! Taking a payment: `POST /api/payments` from the idempotency check to the recorded outcome.
+//!
+//! 1. The payment id is derived from (user, Idempotency-Key). If that payment exists, this is
+//!    a repeat: the same request gets the same payment (waiting, within the charge's time
+//!    budget, while another request with the key is still at the provider); another request
+//!    under the key is refused (422).
+//! 2. The order must be in the replica, the caller's, and awaiting payment. A fresh order may
+//!    not have reached the replica yet, so the request waits for it for up to `ORDER_WAIT_MS`
+//!    (then 404 if unknown, 409 if still reserving stock).
+//! 3. An open circuit breaker answers 503 before anything is written.
+//! 4. The order is claimed (insert under the order id). Held by another payment: 409, unless
+//!    that payment failed (its claim release was lost), in which case the claim is taken over.
+//! 5. The payment document is inserted (`processing`) and the provider is called.
+//! 6. The outcome is recorded under the payment's lock, conditional on the payment still
+//!    awaiting it, with its event in the same update: succeeded (then refunded if the order
+//!    was cancelled meanwhile), failed (claim released, so another card may be tried), or
+//!    pending (the reconciler finishes it).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contracts::payment::{PaymentFailed, PaymentSucceeded};
+use contracts::product::Money;
+use contracts::topics::Topic;
+use contracts::{CloudEvent, EventData};
+use messaging::mongo::PendingEvent;
+use mongodb::bson::{self, doc};
+use secrecy::{ExposeSecret as _, SecretString};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::domain::card::{self, Card};
+use crate::domain::idempotency;
+use crate::domain::order_status::{self, OrderStatus, Refusal};
+use crate::domain::payment_status::PaymentStatus;
+use crate::psp::{ChargeCall, ChargeOutcome, PspClient};
+use crate::refunds::Refunds;
+use crate::store::orders::{OrderDoc, Orders};
+use crate::store::payments::{Claim, LogEntry, PaymentDoc, Payments, push_event};
+
+/// The CloudEvents `source` of everything this service emits.
+pub const EVENT_SOURCE: &str = "/payment-service";
+
+/// Why a payment was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the Idempotency-Key was used with a different request")]
+    KeyReused,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// A checked payment request.
+#[derive(Debug, Clone)]
+pub struct PayRequest {
+    pub idempotency_key: String,
+    pub order_id: Uuid,
+    pub card: Card,
+}
+
+#[derive(Clone)]
+pub struct Charging {
+    pub payments: Payments,
+    pub orders: Orders,
+    pub psp: PspClient,
+    pub refunds: Refunds,
+    pub topics: Topic,
+    pub relay_wake: Arc<Notify>,
+    pub fingerprint_key: SecretString,
+    pub order_wait: Duration,
+}
+
+impl std::fmt::Debug for Charging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Charging").finish_non_exhaustive()
+    }
+}
+
+impl Charging {
+    /// Takes (or replays) a payment for `user`.
+    pub async fn pay(&self, user: Uuid, request: PayRequest) -> Result<PaymentDoc, PayError> {
+        let payment_id = idempotency::payment_id(user, &request.idempotency_key);
+        tracing::Span::current().record("payment_id", tracing::field::display(payment_id));
+        let fingerprint = card::fingerprint(
+            self.fingerprint_key.expose_secret().as_bytes(),
+            request.order_id,
+            &request.card,
+        );
+        if let Some(existing) = self.payments.get(payment_id).await? {
+            return self.replay(existing, &fingerprint).await;
+        }
+        let order = self.payable_order(request.order_id, user).await?;
+        let total = order
+            .total
+            .clone()
+            .ok_or_else(|| PayError::Conflict("order not yet ready for payment".into()))?;
+        if !self.psp.available() {
+            return Err(PayError::Unavailable(
+                "the payment provider is unavailable; try again shortly".into(),
+            ));
+        }
+        match self.claim(request.order_id, payment_id).await? {
+            ClaimOutcome::Taken => {}
+            ClaimOutcome::Ours => return self.wait_for_replay(payment_id, &fingerprint).await,
+        }
+
+        let now = bson::DateTime::now();
+        let payment = PaymentDoc {
+            id: payment_id.to_string(),
+            order_id: request.order_id.to_string(),
+            user_id: user.to_string(),
+            idempotency_key: request.idempotency_key.clone(),
+            fingerprint: fingerprint.clone(),
+            status: PaymentStatus::Processing.as_str().into(),
+            amount: total.amount,
+            currency: total.currency.clone(),
+            card_brand: request.card.brand().into(),
+            card_last4: request.card.last4(),
+            provider_reference: None,
+            failure_reason: None,
+            refund_reference: None,
+            refund_check: false,
+            created_at: now,
+            updated_at: now,
+            pending_events: Vec::new(),
+        };
+        if !self.payments.insert(&payment).await? {
+            // The same key won the insert an instant earlier.
+            return self.wait_for_replay(payment_id, &fingerprint).await;
+        }
+        self.payments.log(LogEntry::status_of(&payment)).await;
+
+        let key = payment_id.to_string();
+        let order_id = request.order_id.to_string();
+        let (outcome, attempts) = self
+            .psp
+            .charge(&ChargeCall {
+                key: &key,
+                amount: total.amount,
+                currency: &total.currency,
+                reference: &order_id,
+                card: &request.card,
+            })
+            .await;
+        for attempt in attempts {
+            let mut entry = LogEntry::about(&payment, "attempt");
+            entry.attempt = Some(attempt.number);
+            entry.outcome = Some(attempt.outcome);
+            entry.http_status = attempt.http_status;
+            entry.duration_ms = Some(attempt.duration.as_millis() as u64);
+            entry.error = attempt.error;
+            self.payments.log(entry).await;
+        }
+        Ok(self.record_outcome(payment_id, outcome).await?)
+    }
+
+    /// The same request again: the same payment, once it has an answer to give.
+    async fn replay(&self, payment: PaymentDoc, fingerprint: &str) -> Result<PaymentDoc, PayError> {
+        if payment.fingerprint != fingerprint {
+            return Err(PayError::KeyReused);
+        }
+        if payment.status() == Some(PaymentStatus::Processing) {
+            return self
+                .wait_for_replay(payment.payment_id()?, fingerprint)
+                .await;
+        }
+        Ok(payment)
+    }
+
+    /// Waits while another request with the same key is at the provider (bounded by the
+    /// charge's time budget), then answers as it did.
+    async fn wait_for_replay(&self, id: Uuid, fingerprint: &str) -> Result<PaymentDoc, PayError> {
+        let deadline = Instant::now() + self.psp.charge_budget() + Duration::from_secs(2);
+        loop {
+            let current = self.payments.get(id).await?;
+            if let Some(payment) = &current {
+                if payment.fingerprint != fingerprint {
+                    return Err(PayError::KeyReused);
+                }
+                if payment.status() != Some(PaymentStatus::Processing) || Instant::now() >= deadline
+                {
+                    return Ok(payment.clone());
+                }
+            } else if Instant::now() >= deadline {
+                return Err(PayError::Conflict(
+                    "a payment with this Idempotency-Key is being processed; retry shortly".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The caller's order, once the replica shows it awaiting payment (waiting briefly for a
+    /// replica that lags behind a fresh order).
+    async fn payable_order(&self, order_id: Uuid, user: Uuid) -> Result<OrderDoc, PayError> {
+        let deadline = Instant::now() + self.order_wait;
+        loop {
+            let order = self.orders.get(order_id).await?;
+            let verdict = match &order {
+                Some(order) => match (order.owner(), order.status()) {
+                    (Some(owner), Some(status)) if order.total.is_some() || owner != user => {
+                        order_status::payable(owner, status, user)
+                    }
+                    // Known only from a later event so far: wait for `order.created`.
+                    (Some(owner), Some(_)) => {
+                        order_status::payable(owner, OrderStatus::Pending, user)
+                    }
+                    _ => Err(Refusal::NotFound),
+                },
+                None => Err(Refusal::NotFound),
+            };
+            let waiting_helps = matches!(
+                (&verdict, order.as_ref().and_then(OrderDoc::status)),
+                (Err(Refusal::NotFound), None)
+                    | (Err(Refusal::NotPayable(_)), Some(OrderStatus::Pending))
+            );
+            match verdict {
+                Ok(()) => {
+                    return order.ok_or_else(|| PayError::NotFound("no such order".into()));
+                }
+                Err(_) if waiting_helps && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(Refusal::NotFound) => return Err(PayError::NotFound("no such order".into())),
+                Err(Refusal::NotPayable(reason)) => return Err(PayError::Conflict(reason)),
+            }
+        }
+    }
+
+    async fn claim(&self, order: Uuid, payment: Uuid) -> Result<ClaimOutcome, PayError> {
+        let mine = payment.to_string();
+        for _ in 0..2 {
+            match self.payments.claim(order, payment).await? {
+                Claim::Taken => return Ok(ClaimOutcome::Taken),
+                Claim::HeldBy(holder) if holder == mine => return Ok(ClaimOutcome::Ours),
+                Claim::HeldBy(holder) => {
+                    let failed = match Uuid::parse_str(&holder) {
+                        Ok(id) => self
+                            .payments
+                            .get(id)
+                            .await?
+                            .is_some_and(|p| p.status() == Some(PaymentStatus::Failed)),
+                        Err(_) => true,
+                    };
+                    if !failed {
+                        return Err(PayError::Conflict(
+                            "another payment for this order is in progress or has succeeded".into(),
+                        ));
+                    }
+                    // Its release was lost (a crash after the failure): take the claim over.
+                    self.payments
+                        .release_claim(&order.to_string(), &holder)
+                        .await?;
+                }
+            }
+        }
+        Err(PayError::Conflict(
+            "another payment for this order is in progress; retry shortly".into(),
+        ))
+    }
+
+    /// Records what the provider did with payment `id`, once: only a payment still awaiting
+    /// its outcome changes. Returns the payment as it is afterwards.
+    pub async fn record_outcome(
+        &self,
+        id: Uuid,
+        outcome: ChargeOutcome,
+    ) -> anyhow::Result<PaymentDoc> {
+        let topics = self.topics.clone();
+        let now = bson::DateTime::now();
+        let updated = self
+            .payments
+            .update_locked(id, |payment| {
+                if !payment.status().is_some_and(PaymentStatus::awaits_outcome) {
+                    return Ok(None);
+                }
+                let amount = Money {
+                    amount: payment.amount,
+                    currency: payment.currency.clone(),
+                };
+                let (payment_id, order_id, user_id) =
+                    (payment.payment_id()?, payment.order_uuid()?, payment.user_uuid()?);
+                let event = |data| pending_event(&topics, order_id, data);
+                Ok(Some(match &outcome {
+                    ChargeOutcome::Succeeded { reference } => doc! {
+                        "$set": {
+                            "status": PaymentStatus::Succeeded.as_str(),
+                            "provider_reference": reference,
+                            "refund_check": true,
+                            "updated_at": now,
+                        },
+                        "$push": push_event(&pending_event(&topics, order_id, PaymentSucceeded {
+                            payment_id,
+                            order_id,
+                            user_id,
+                            amount,
+                            provider_reference: reference.clone(),
+                            card_brand: payment.card_brand.clone(),
+                            card_last4: payment.card_last4.clone(),
+                        })?)?,
+                    },
+                    ChargeOutcome::Declined { reference, code } => {
+                        failed_update(now, Some(reference), code, event(failed(payment_id, order_id, user_id, amount, code))?)?
+                    }
+                    ChargeOutcome::NotCharged { reason } => {
+                        tracing::warn!(%reason, "the provider could not charge");
+                        let code = "provider_unavailable";
+                        failed_update(now, None, code, event(failed(payment_id, order_id, user_id, amount, code))?)?
+                    }
+                    ChargeOutcome::Unknown { reason } => {
+                        if payment.status() == Some(PaymentStatus::Pending) {
+                            return Ok(None);
+                        }
+                        tracing::warn!(%reason, "the charge's outcome is unknown; reconciling");
+                        doc! {"$set": {"status": PaymentStatus::Pending.as_str(), "updated_at": now}}
+                    }
+                }))
+            })
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("payment {id} does not exist"))?;
+        let payment = updated.payment;
+        if updated.changed {
+            self.relay_wake.notify_one();
+            self.payments.log(LogEntry::status_of(&payment)).await;
+            metrics::counter!("payments_total", "status" => payment.status.clone()).increment(1);
+        }
+        match payment.status() {
+            Some(PaymentStatus::Failed) => {
+                // Only after the failure is recorded, so a new attempt never overlaps this one.
+                self.payments
+                    .release_claim(&payment.order_id, &payment.id)
+                    .await?;
+            }
+            Some(PaymentStatus::Succeeded) if updated.changed => {
+                // The second half of the refund handshake (the consumer holds the first): the
+                // success is written, now look at the order.
+                if let Err(error) = self.refunds.refund_if_order_cancelled(&payment).await {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "refund check failed; the reconciler will retry"
+                    );
+                }
+            }
+            _ => {}
+        }
+        // Re-read: a refund may have moved it on.
+        Ok(self.payments.get(id).await?.unwrap_or(payment))
+    }
+}
+
+/// A `payment.*` event about `order_id` (the key of `payment.events`), for the outbox.
+pub fn pending_event<T: EventData>(
+    topics: &Topic,
+    order_id: Uuid,
+    data: T,
+) -> anyhow::Result<PendingEvent> {
+    PendingEvent::new(
+        topics,
+        CloudEvent::new(EVENT_SOURCE, order_id.to_string(), data),
+    )
+}
+
+enum ClaimOutcome {
+    /// This request holds the order's claim.
+    Taken,
+    /// A request with the same key holds it.
+    Ours,
+}
+
+fn failed(
+    payment_id: Uuid,
+    order_id: Uuid,
+    user_id: Uuid,
+    amount: Money,
+    code: &str,
+) -> PaymentFailed {
+    PaymentFailed {
+        payment_id,
+        order_id,
+        user_id,
+        amount,
+        reason: code.to_owned(),
+    }
+}
+
+fn failed_update(
+    now: bson::DateTime,
+    reference: Option<&String>,
+    code: &str,
+    event: PendingEvent,
+) -> anyhow::Result<bson::Document> {
+    Ok(doc! {
+        "$set": {
+            "status": PaymentStatus::Failed.as_str(),
+            "failure_reason": code,
+            "provider_reference": reference,
+            "updated_at": now,
+        },
+        "$push": push_event(&event)?,
+    })
+}

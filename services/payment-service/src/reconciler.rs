@@ -1,0 +1,142 @@
+//! The reconciler: finishes what a request could not.
+//!
+//! Every `RECONCILE_INTERVAL_MS` it looks for
+//! - `pending` payments (the provider did not answer in time): it asks the provider for the
+//!   charge under the payment's idempotency key and records the outcome, exactly once (the
+//!   same locked, conditional transition the request uses). If the provider has no charge under
+//!   the key once the charge's time budget has passed, nothing was charged: failed
+//!   (`provider_unavailable`);
+//! - `processing` payments older than `RECONCILE_STALE_MS` (their process died during the
+//!   call): the same;
+//! - `refunding` payments (the provider's refund call failed): the refund is retried under the
+//!   same key;
+//! - `succeeded` payments whose check of the order's status (refund if cancelled) did not
+//!   finish: the check is run again;
+//! - claims older than `RECONCILE_STALE_MS` whose payment is failed or missing (a crash between
+//!   the claim and the payment's insert, or before the release): released.
+
+use std::time::Duration;
+
+use mongodb::bson;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::charging::Charging;
+use crate::domain::payment_status::PaymentStatus;
+use crate::psp::ChargeOutcome;
+use crate::store::payments::PaymentDoc;
+
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    pub charging: Charging,
+    pub interval: Duration,
+    pub stale_after: Duration,
+}
+
+fn ago(duration: Duration) -> bson::DateTime {
+    bson::DateTime::from_millis(
+        bson::DateTime::now().timestamp_millis() - duration.as_millis() as i64,
+    )
+}
+
+impl Reconciler {
+    /// Runs passes until `shutdown` is cancelled (the pass in progress finishes).
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+            if let Err(error) = self.pass().await {
+                tracing::warn!(error = format!("{error:#}"), "reconciliation pass failed");
+            }
+        }
+        tracing::info!("reconciler stopped");
+    }
+
+    /// One pass over everything that waits; returns how many payments it settled.
+    pub async fn pass(&self) -> anyhow::Result<usize> {
+        let payments = &self.charging.payments;
+        let mut settled = 0;
+        let now = bson::DateTime::now();
+        let mut waiting = payments
+            .in_status(&[PaymentStatus::Pending], now, 100)
+            .await?;
+        waiting.extend(
+            payments
+                .in_status(&[PaymentStatus::Processing], ago(self.stale_after), 100)
+                .await?,
+        );
+        for payment in waiting {
+            let span = tracing::info_span!("reconcile", payment_id = %payment.id);
+            if self.reconcile(payment).instrument(span).await? {
+                settled += 1;
+            }
+        }
+        for payment in payments
+            .in_status(&[PaymentStatus::Refunding], now, 100)
+            .await?
+        {
+            if let Err(error) = self.charging.refunds.refund(payment.payment_id()?).await {
+                tracing::info!(error = format!("{error:#}"), payment_id = %payment.id, "refund retry failed");
+            }
+        }
+        // Successes whose look at the order did not finish (an error, a crash).
+        for payment in payments
+            .refund_checks_due(ago(Duration::from_secs(5)))
+            .await?
+        {
+            if let Err(error) = self
+                .charging
+                .refunds
+                .refund_if_order_cancelled(&payment)
+                .await
+            {
+                tracing::info!(error = format!("{error:#}"), payment_id = %payment.id, "refund check failed");
+            }
+        }
+        for (order, holder) in payments.claims_before(ago(self.stale_after)).await? {
+            let abandoned = match Uuid::parse_str(&holder) {
+                Ok(id) => payments
+                    .get(id)
+                    .await?
+                    .is_none_or(|p| p.status() == Some(PaymentStatus::Failed)),
+                Err(_) => true,
+            };
+            if abandoned {
+                tracing::info!(order_id = %order, payment_id = %holder, "releasing an abandoned claim");
+                payments.release_claim(&order, &holder).await?;
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Asks the provider about one payment and records what it says; `true` once settled.
+    async fn reconcile(&self, payment: PaymentDoc) -> anyhow::Result<bool> {
+        let id = payment.payment_id()?;
+        let outcome = match self.charging.psp.outcome_by_key(&payment.id).await {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => {
+                // Nothing under the key. Give a charge in flight its whole budget first.
+                let budget = self.charging.psp.charge_budget() + Duration::from_secs(1);
+                if payment.updated_at > ago(budget) {
+                    return Ok(false);
+                }
+                ChargeOutcome::NotCharged {
+                    reason: "the provider has no charge under the key".into(),
+                }
+            }
+            Err(error) => {
+                tracing::info!(
+                    error = format!("{error:#}"),
+                    "provider look-up failed; will retry"
+                );
+                return Ok(false);
+            }
+        };
+        tracing::info!(?outcome, "reconciled");
+        let after = self.charging.record_outcome(id, outcome).await?;
+        Ok(after.status().is_some_and(PaymentStatus::is_settled))
+    }
+}

@@ -1,0 +1,168 @@
+//! Refunds of charges whose order was cancelled.
+//!
+//! Two things must both have happened: the charge succeeded, and the order was cancelled.
+//! They arrive in either order, on different paths (the payment request or the reconciler
+//! records the success; the `order.events` consumer records the cancellation). Each path
+//! first writes its own fact, then looks for the other: the payment path reads the order
+//! replica after writing `succeeded`, the consumer reads the order's payments after writing
+//! `cancelled`. Whichever comes second therefore sees both and refunds; if both see both,
+//! the refund still happens once, because it starts with the transition `succeeded ->
+//! refunding` under the payment's lock (only one caller makes it), the provider call uses a
+//! key derived from the payment id (a repeat replays the first refund), and `refunding ->
+//! refunded` with its `payment.refunded` event is again a locked, conditional transition. A
+//! failed provider call leaves the payment `refunding`; the reconciler finishes it.
+
+use std::sync::Arc;
+
+use contracts::payment::PaymentRefunded;
+use contracts::product::Money;
+use contracts::topics::Topic;
+use mongodb::bson::{self, doc};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::charging::pending_event;
+use crate::domain::order_status::OrderStatus;
+use crate::domain::payment_status::PaymentStatus;
+use crate::psp::PspClient;
+use crate::store::orders::Orders;
+use crate::store::payments::{LogEntry, PaymentDoc, Payments, push_event};
+
+/// Why the refunds this module makes happen.
+pub const REASON_ORDER_CANCELLED: &str = "order_cancelled";
+
+#[derive(Clone)]
+pub struct Refunds {
+    pub payments: Payments,
+    pub orders: Orders,
+    pub psp: PspClient,
+    pub topics: Topic,
+    pub relay_wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Refunds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refunds").finish_non_exhaustive()
+    }
+}
+
+/// The provider's idempotency key of a payment's refund.
+pub fn refund_key(payment_id: &str) -> String {
+    format!("refund-{payment_id}")
+}
+
+impl Refunds {
+    /// After a success was written: refund it if the replica has the order cancelled. The
+    /// success set `refund_check`; it is cleared only once this check is done (the refund, if
+    /// any, at least started), so an error or a crash in between leaves it to the reconciler.
+    pub async fn refund_if_order_cancelled(&self, payment: &PaymentDoc) -> anyhow::Result<()> {
+        let id = payment.payment_id()?;
+        let order = self.orders.get(payment.order_uuid()?).await?;
+        if order.and_then(|o| o.status()) == Some(OrderStatus::Cancelled) {
+            tracing::info!(payment_id = %payment.id, "charge succeeded for a cancelled order; refunding");
+            self.refund(id).await?;
+        }
+        self.payments
+            .update_locked(id, |payment| {
+                Ok(payment
+                    .refund_check
+                    .then(|| doc! {"$set": {"refund_check": false}}))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// After a cancellation was written: refund the order's succeeded payments (and finish
+    /// refunds under way).
+    pub async fn refund_order(&self, order: Uuid) -> anyhow::Result<()> {
+        let payments = self
+            .payments
+            .of_order(order, &[PaymentStatus::Succeeded, PaymentStatus::Refunding])
+            .await?;
+        for payment in payments {
+            self.refund(payment.payment_id()?).await?;
+        }
+        Ok(())
+    }
+
+    /// Refunds payment `id` if it succeeded (or finishes its refund); a no-op otherwise.
+    pub async fn refund(&self, id: Uuid) -> anyhow::Result<()> {
+        let now = bson::DateTime::now();
+        let Some(started) = self
+            .payments
+            .update_locked(id, |payment| {
+                Ok(match payment.status() {
+                    Some(PaymentStatus::Succeeded) => Some(doc! {"$set": {
+                        "status": PaymentStatus::Refunding.as_str(),
+                        "updated_at": now,
+                    }}),
+                    _ => None,
+                })
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        let payment = started.payment;
+        if started.changed {
+            self.payments.log(LogEntry::status_of(&payment)).await;
+        }
+        if payment.status() != Some(PaymentStatus::Refunding) {
+            return Ok(());
+        }
+        let charge = payment.provider_reference.clone().ok_or_else(|| {
+            anyhow::anyhow!("payment {id} succeeded without a provider reference")
+        })?;
+        let refund = match self.psp.refund(&refund_key(&payment.id), &charge).await {
+            Ok(refund) => refund,
+            Err(error) => {
+                let mut entry = LogEntry::about(&payment, "attempt");
+                entry.outcome = Some("refund_failed".into());
+                entry.error = Some(format!("{error:#}"));
+                self.payments.log(entry).await;
+                return Err(error.context("refunding at the provider"));
+            }
+        };
+        let topics = self.topics.clone();
+        let finished = self
+            .payments
+            .update_locked(id, |payment| {
+                if payment.status() != Some(PaymentStatus::Refunding) {
+                    return Ok(None);
+                }
+                let order_id = payment.order_uuid()?;
+                let event = pending_event(
+                    &topics,
+                    order_id,
+                    PaymentRefunded {
+                        payment_id: payment.payment_id()?,
+                        order_id,
+                        user_id: payment.user_uuid()?,
+                        amount: Money {
+                            amount: payment.amount,
+                            currency: payment.currency.clone(),
+                        },
+                        provider_reference: charge.clone(),
+                        reason: REASON_ORDER_CANCELLED.into(),
+                    },
+                )?;
+                Ok(Some(doc! {
+                    "$set": {
+                        "status": PaymentStatus::Refunded.as_str(),
+                        "refund_reference": &refund.id,
+                        "updated_at": bson::DateTime::now(),
+                    },
+                    "$push": push_event(&event)?,
+                }))
+            })
+            .await?;
+        if let Some(finished) = finished.filter(|f| f.changed) {
+            self.relay_wake.notify_one();
+            self.payments
+                .log(LogEntry::status_of(&finished.payment))
+                .await;
+            metrics::counter!("payments_refunded_total").increment(1);
+        }
+        Ok(())
+    }
+}

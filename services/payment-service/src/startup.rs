@@ -1,0 +1,221 @@
+//! Wiring: MongoDB and its indexes, token keys, Kafka, the provider client, the outbox relay,
+//! the `order.events` consumer, the reconciler and the HTTP server.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use auth::{KeySource, TokenVerifier};
+use contracts::topics::{self, Topic};
+use messaging::kafka::Producer;
+use messaging::mongo::OutboxRelay;
+use messaging::{EventConsumer, KafkaConfig, TopicSpec};
+use mongodb::Database;
+use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use web::{Readiness, ServiceInfo};
+
+use crate::api::{self, AppState};
+use crate::charging::Charging;
+use crate::config::Config;
+use crate::events::{self, orders::OrderEvents};
+use crate::psp::{PspClient, PspSettings};
+use crate::reconciler::Reconciler;
+use crate::refunds::Refunds;
+use crate::store::{self, orders::Orders, payments::Payments};
+
+/// A built, not yet running, payment-service.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    router: axum::Router,
+    relay: Option<OutboxRelay>,
+    consumer: Option<(EventConsumer, OrderEvents)>,
+    reconciler: Option<Reconciler>,
+    db: Database,
+}
+
+impl Application {
+    /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let keys = KeySource::Remote {
+            url: config.jwks_url.clone(),
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .context("building the JWKS client")?,
+        };
+        Self::build_with_keys(config, keys).await
+    }
+
+    /// Connects to everything, creates indexes and topics, and binds the listener. `keys`
+    /// verify access tokens (tests pass a static set instead of user-service's JWKS).
+    pub async fn build_with_keys(config: Config, keys: KeySource) -> anyhow::Result<Self> {
+        let db = store::connect(config.mongodb_url.expose_secret(), &config.database).await?;
+        store::ensure_indexes(&db).await?;
+
+        let kafka = KafkaConfig {
+            brokers: config.kafka_brokers.clone(),
+        };
+        let topics = Topic::with_prefix(config.topic_prefix.clone());
+        let topic = |name: String, partitions| TopicSpec {
+            name,
+            partitions,
+            compacted: false,
+        };
+        kafka
+            .ensure_topics(&[
+                topic(topics.qualified(topics::PAYMENT_EVENTS), 3),
+                // Consumed here; created by whichever service starts first.
+                topic(topics.qualified(topics::ORDER_EVENTS), 3),
+                topic(
+                    topics::dead_letter(&topics.qualified(topics::ORDER_EVENTS)),
+                    1,
+                ),
+            ])
+            .await
+            .context("creating Kafka topics (KAFKA_BROKERS)")?;
+        let producer: Producer = kafka.producer()?;
+
+        let psp = PspClient::new(PspSettings {
+            base_url: config.psp_url.clone(),
+            api_key: config.psp_api_key.clone(),
+            timeout: config.psp_timeout,
+            max_attempts: config.psp_max_attempts,
+            breaker_threshold: config.breaker_threshold,
+            breaker_open_for: config.breaker_open_for,
+        })?;
+        let wake = Arc::new(Notify::new());
+        let payments = Payments::new(&db);
+        let orders = Orders::new(&db);
+        let refunds = Refunds {
+            payments: payments.clone(),
+            orders: orders.clone(),
+            psp: psp.clone(),
+            topics: topics.clone(),
+            relay_wake: wake.clone(),
+        };
+        let charging = Charging {
+            payments,
+            orders: orders.clone(),
+            psp,
+            refunds: refunds.clone(),
+            topics: topics.clone(),
+            relay_wake: wake.clone(),
+            fingerprint_key: config.fingerprint_key.clone(),
+            order_wait: config.order_wait,
+        };
+        let consumer = match config.run_order_consumer {
+            true => Some((
+                EventConsumer::new(&kafka, events::orders::settings(&topics))?,
+                OrderEvents { orders, refunds },
+            )),
+            false => None,
+        };
+        let reconciler = config.run_reconciler.then(|| Reconciler {
+            charging: charging.clone(),
+            interval: config.reconcile_interval,
+            stale_after: config.reconcile_stale_after,
+        });
+        let state = AppState {
+            charging,
+            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+        };
+        let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
+            .to_json()
+            .context("rendering the OpenAPI document")?;
+        let router = web::service_router(
+            ServiceInfo {
+                name: "payment-service",
+                openapi_json: openapi,
+                request_timeout: config.request_timeout,
+            },
+            api::router(state),
+            readiness(db.clone(), producer.clone()),
+        );
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let port = listener.local_addr()?.port();
+        let relay = config.run_outbox_relay.then(|| {
+            // Several payments of one order share its key: keep their events in write order.
+            OutboxRelay::new(&db, events::PAYMENTS, producer.clone(), wake)
+                .with_poll_interval(config.relay_poll_interval)
+                .ordered_by("updated_at")
+        });
+        Ok(Self {
+            listener,
+            port,
+            router,
+            relay,
+            consumer,
+            reconciler,
+            db,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Serves until `shutdown` resolves: in-flight requests finish, then the consumer
+    /// finishes the record in hand and commits, the reconciler its pass, and then the relay
+    /// publishes what all of that committed (bounded), then this returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop_workers = CancellationToken::new();
+        let stop_relay = CancellationToken::new();
+        let relay = self
+            .relay
+            .map(|relay| tokio::spawn(relay.run(stop_relay.clone())));
+        let mut workers = Vec::new();
+        if let Some((consumer, handler)) = self.consumer {
+            workers.push(tokio::spawn(consumer.run(handler, stop_workers.clone())));
+        }
+        if let Some(reconciler) = self.reconciler {
+            workers.push(tokio::spawn(reconciler.run(stop_workers.clone())));
+        }
+        let result = web::serve(self.listener, self.router, shutdown)
+            .await
+            .context("HTTP server failed");
+        stop_workers.cancel();
+        for worker in workers {
+            if let Err(error) = worker.await {
+                tracing::error!(%error, "background task failed");
+            }
+        }
+        stop_relay.cancel();
+        if let Some(relay) = relay
+            && let Err(error) = relay.await
+        {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+        result
+    }
+}
+
+fn readiness(db: Database, producer: Producer) -> Readiness {
+    // The provider is not a readiness dependency: while it is down, payments answer 503
+    // through the circuit breaker, and reads keep working.
+    Readiness::new()
+        .with_check("mongodb", move || {
+            let db = db.clone();
+            async move {
+                store::ping(&db)
+                    .await
+                    .map_err(|error| format!("MongoDB unreachable: {error}"))
+            }
+        })
+        .with_check("kafka", move || {
+            let producer = producer.clone();
+            async move { messaging::kafka::broker_reachable(&producer).await }
+        })
+}

@@ -1,0 +1,61 @@
+//! MongoDB access for payment-service (database `payments`; FerretDB locally).
+//!
+//! Collections: `orders` (the replica of order-service's orders, written only by the
+//! `order.events` consumer), `payments` (one document per payment: state, card brand and last
+//! four, provider reference, and its pending events: the single-document outbox),
+//! `payment_claims` (`_id` = order id: at most one payment in flight or succeeded per order),
+//! `payment_log` (append-only: every provider attempt and status change) and `payment_locks`.
+//!
+//! Only what both MongoDB and FerretDB 1.24 support is used: inserts under a unique `_id`
+//! (the one atomic conditional write on FerretDB, hence claims, locks and idempotency all
+//! rest on it), `$set`/`$push`/`$pullAll`, upserts, plain indexes. FerretDB applies a
+//! conditional update as query-then-write, so every writer of a payment document holds the
+//! payment's lock (`messaging::mongo::locks`) and decides on the state it read under it.
+
+pub mod orders;
+pub mod payments;
+
+use anyhow::Context as _;
+pub use messaging::mongo::is_duplicate_key;
+use mongodb::bson::doc;
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+
+/// Connects and checks the server answers, so a wrong URL fails at start, not on the first
+/// request.
+pub async fn connect(url: &str, database: &str) -> anyhow::Result<Database> {
+    let mut options = ClientOptions::parse(url)
+        .await
+        .context("MONGODB_URL is not a MongoDB connection string")?;
+    options.app_name = Some("payment-service".into());
+    options.server_selection_timeout = Some(std::time::Duration::from_secs(5));
+    let client = Client::with_options(options).context("creating the MongoDB client")?;
+    let db = client.database(database);
+    ping(&db)
+        .await
+        .context("cannot reach MongoDB (MONGODB_URL)")?;
+    Ok(db)
+}
+
+pub async fn ping(db: &Database) -> mongodb::error::Result<()> {
+    db.run_command(doc! {"ping": 1}).await.map(|_| ())
+}
+
+/// Creates the indexes one at a time: FerretDB 1.24 panics on a `createIndexes` whose indexes
+/// all exist already, while one `createIndex` at a time is idempotent.
+pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
+    use mongodb::IndexModel;
+    use mongodb::bson::Document;
+    let indexes = [
+        (payments::COLLECTION, doc! {"order_id": 1}),
+        (payments::COLLECTION, doc! {"status": 1}),
+        (payments::LOG, doc! {"payment_id": 1}),
+    ];
+    for (collection, keys) in indexes {
+        db.collection::<Document>(collection)
+            .create_index(IndexModel::builder().keys(keys).build())
+            .await
+            .with_context(|| format!("creating an index on {collection}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The order replica: what payment-service knows of each order from `order.events`.
+//!
+//! One document per order, `_id` = order id: `{user_id, total: {amount, currency}, status,
+//! events: [recent event ids], updated_at}`. Only the `order.events` consumer writes here,
+//! and Kafka hands one order's events (one key, one partition) to one consumer at a time, so
+//! writes to one order do not race and need no lock. The event ids in the document are the
+//! consumer's idempotency key; statuses also only move forward, so a replayed event is a
+//! no-op either way.
+
+use anyhow::Context as _;
+use contracts::product::Money;
+use mongodb::bson::{self, Document, doc};
+use mongodb::{Collection, Database};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::order_status::OrderStatus;
+
+pub const COLLECTION: &str = "orders";
+/// How many recent event ids a document keeps for deduplication.
+const EVENTS_KEPT: i32 = 50;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub user_id: Option<String>,
+    pub total: Option<Money>,
+    pub status: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+impl OrderDoc {
+    pub fn status(&self) -> Option<OrderStatus> {
+        OrderStatus::parse(&self.status)
+    }
+
+    pub fn owner(&self) -> Option<Uuid> {
+        self.user_id
+            .as_deref()
+            .and_then(|id| Uuid::parse_str(id).ok())
+    }
+}
+
+/// What an order event tells the replica.
+#[derive(Debug, Clone)]
+pub struct OrderFacts {
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub status: OrderStatus,
+    /// Only `order.created` carries the total.
+    pub total: Option<Money>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Orders {
+    collection: Collection<OrderDoc>,
+}
+
+impl Orders {
+    pub fn new(db: &Database) -> Self {
+        Self {
+            collection: db.collection(COLLECTION),
+        }
+    }
+
+    pub async fn get(&self, order_id: Uuid) -> anyhow::Result<Option<OrderDoc>> {
+        self.collection
+            .find_one(doc! {"_id": order_id.to_string()})
+            .await
+            .context("reading an order of the replica")
+    }
+
+    /// Applies one event; returns `false` if this event was applied before.
+    pub async fn apply(&self, facts: &OrderFacts) -> anyhow::Result<bool> {
+        let id = facts.order_id.to_string();
+        let event_id = facts.event_id.to_string();
+        let current = self.get(facts.order_id).await?;
+        if current
+            .as_ref()
+            .is_some_and(|order| order.events.contains(&event_id))
+        {
+            return Ok(false);
+        }
+        let status =
+            OrderStatus::advance(current.as_ref().and_then(OrderDoc::status), facts.status);
+        let mut set = doc! {
+            "user_id": facts.user_id.to_string(),
+            "status": status.as_str(),
+            "updated_at": bson::DateTime::now(),
+        };
+        if let Some(total) = &facts.total {
+            set.insert("total", bson::to_bson(total).context("encoding the total")?);
+        } else if current.as_ref().is_none_or(|order| order.total.is_none()) {
+            set.insert("total", bson::Bson::Null);
+        }
+        self.collection
+            .update_one(
+                doc! {"_id": &id},
+                doc! {
+                    "$set": set,
+                    "$push": {"events": {"$each": [event_id], "$slice": -EVENTS_KEPT}},
+                },
+            )
+            .upsert(true)
+            .await
+            .context("updating the order replica")?;
+        Ok(true)
+    }
+
+    /// The raw documents (tests).
+    pub fn raw(db: &Database) -> Collection<Document> {
+        db.collection(COLLECTION)
+    }
+}

@@ -1,0 +1,467 @@
+//! `spawn_app()` and the `TestApp` that speaks the API, produces order events and reads what
+//! psp-sim and Kafka saw.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use contracts::order::{OrderAwaitingPayment, OrderCreated, OrderItem};
+use contracts::product::Money;
+use contracts::topics::{ORDER_EVENTS, PAYMENT_EVENTS};
+use contracts::{CloudEvent, EventData};
+use messaging::KafkaConfig;
+use mongodb::bson::{Document, doc};
+use payment_service::Application;
+use payment_service::config::Config;
+use rdkafka::producer::FutureRecord;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use telemetry::{TelemetryConfig, TelemetryGuard};
+use uuid::Uuid;
+
+pub type TestResult = anyhow::Result<()>;
+pub use messaging::testing::EventRecord as Record;
+pub use testkit::eventually;
+pub use testkit::stack::{kafka_brokers as brokers, mongodb_url, zipkin_url};
+
+pub const ISSUER: &str = "ferroshop-users";
+pub const AUDIENCE: &str = "ferroshop";
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub const GOOD_CARD: &str = "4242424242424242";
+pub const DECLINED_CARD: &str = "4000000000000002";
+pub const POOR_CARD: &str = "4000000000009995";
+pub const ERROR_CARD: &str = "4000000000000119";
+pub const SLOW_CARD: &str = "4000000000003220";
+
+fn telemetry_guard() -> &'static TelemetryGuard {
+    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
+    GUARD.get_or_init(|| {
+        telemetry::init(&TelemetryConfig {
+            service_name: "payment-service".into(),
+            zipkin_endpoint: Some(format!("{}/api/v2/spans", zipkin_url())),
+            default_log_filter: "warn".into(),
+        })
+        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
+    })
+}
+
+/// Sends the spans ended so far to Zipkin.
+pub async fn flush_spans() {
+    let guard = telemetry_guard().clone();
+    let _ = tokio::task::spawn_blocking(move || guard.flush()).await;
+}
+
+/// Settings of the psp-sim a test runs against.
+#[derive(Debug, Clone)]
+pub struct SimSettings {
+    pub slow_delay: Duration,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: mongodb::Database,
+    pub topic_prefix: String,
+    pub psp_url: String,
+    pub issuer: TokenIssuer,
+    pub user_id: Uuid,
+    pub token: String,
+}
+
+/// A fresh database named after the time, so stale ones from earlier runs can be dropped.
+pub async fn fresh_database() -> anyhow::Result<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let uuid = Uuid::new_v4().simple().to_string();
+    let name = format!("test_payments_{now}_{}", &uuid[..8]);
+    if let Ok(client) = mongodb::Client::with_uri_str(mongodb_url()).await {
+        for old in client.list_database_names().await.unwrap_or_default() {
+            let created = old
+                .strip_prefix("test_payments_")
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|secs| secs.parse::<u64>().ok());
+            if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
+                let _ = client.database(&old).drop().await;
+            }
+        }
+    }
+    Ok(name)
+}
+
+pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config {
+    Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        mongodb_url: mongodb_url().into(),
+        database: database.to_owned(),
+        kafka_brokers: brokers(),
+        topic_prefix: topic_prefix.to_owned(),
+        zipkin_endpoint: None,
+        jwks_url: "http://127.0.0.1:9/unused".into(),
+        jwt_issuer: ISSUER.into(),
+        jwt_audience: AUDIENCE.into(),
+        psp_url: psp_url.to_owned(),
+        psp_api_key: payment_service::config::DEFAULT_PSP_API_KEY.into(),
+        psp_timeout: Duration::from_millis(2_000),
+        psp_max_attempts: 3,
+        breaker_threshold: 50,
+        breaker_open_for: Duration::from_secs(10),
+        order_wait: Duration::from_millis(1_000),
+        reconcile_interval: Duration::from_millis(200),
+        reconcile_stale_after: Duration::from_secs(60),
+        fingerprint_key: "test-fingerprint-key".into(),
+        run_outbox_relay: true,
+        run_order_consumer: true,
+        run_reconciler: true,
+        relay_poll_interval: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Starts psp-sim in this process on its own port; returns its URL.
+pub async fn spawn_sim(settings: SimSettings) -> String {
+    let mut config = psp_sim::config::Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        api_key: psp_sim::config::DEFAULT_API_KEY.into(),
+        latency: Duration::ZERO,
+        failure_rate: 0.0,
+        slow_delay: settings.slow_delay,
+        zipkin_endpoint: None,
+        request_timeout: Duration::from_secs(30),
+    };
+    config.request_timeout += settings.slow_delay;
+    let sim = psp_sim::Application::build(config)
+        .await
+        .unwrap_or_else(|error| panic!("psp-sim failed to start: {error:#}"));
+    let url = format!("http://127.0.0.1:{}", sim.port());
+    tokio::spawn(sim.run_until_stopped(std::future::pending()));
+    url
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_sim(
+        SimSettings {
+            slow_delay: Duration::from_secs(5),
+        },
+        adjust,
+    )
+    .await
+}
+
+pub async fn spawn_app_with_sim(sim: SimSettings, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let database = fresh_database()
+        .await
+        .unwrap_or_else(|error| panic!("cannot name a test database: {error:#}"));
+    let topic_prefix = format!("test-{}.", Uuid::new_v4().simple());
+    let psp_url = spawn_sim(sim).await;
+    start(&database, &topic_prefix, &psp_url, adjust).await
+}
+
+/// Another replica of `app`'s deployment: the same database, topics and provider.
+pub async fn spawn_replica(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(app.db.name(), &app.topic_prefix, &app.psp_url, adjust).await
+}
+
+pub async fn start(
+    database: &str,
+    topic_prefix: &str,
+    psp_url: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    telemetry_guard();
+    let mut config = test_config(database, topic_prefix, psp_url);
+    adjust(&mut config);
+    // One key per test process: every app (and replica) accepts the tokens of the others.
+    let issuer = test_issuer();
+    let jwks = issuer
+        .key()
+        .jwks()
+        .unwrap_or_else(|error| panic!("jwks: {error:#}"));
+    let app = Application::build_with_keys(config, KeySource::Static(jwks))
+        .await
+        .unwrap_or_else(|error| panic!("payment-service failed to start: {error:#}"));
+    let port = app.port();
+    let db = app.database().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let user_id = Uuid::now_v7();
+    let token = issuer
+        .issue(user_id, Role::Customer, "payer@example.com")
+        .unwrap_or_else(|error| panic!("token: {error:#}"));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        db,
+        topic_prefix: topic_prefix.to_owned(),
+        psp_url: psp_url.to_owned(),
+        issuer,
+        user_id,
+        token,
+    }
+}
+
+fn test_issuer() -> TokenIssuer {
+    static KEY: OnceLock<String> = OnceLock::new();
+    let pem = KEY.get_or_init(|| {
+        SigningKey::generate()
+            .and_then(|key| key.to_pem())
+            .unwrap_or_else(|error| panic!("key: {error:#}"))
+    });
+    let key = SigningKey::from_pem(pem).unwrap_or_else(|error| panic!("key: {error:#}"));
+    TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900))
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+impl Reply {
+    /// The `field`s of a validation problem.
+    pub fn fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+pub fn card(number: &str) -> Value {
+    json!({"number": number, "exp_month": 12, "exp_year": 2035, "cvc": "123"})
+}
+
+/// `data` as an order-service event about `order_id`: the key and the CloudEvent's bytes.
+pub fn order_event<T: EventData>(order_id: Uuid, data: T) -> anyhow::Result<(String, Vec<u8>)> {
+    let event = CloudEvent::new("/order-service", order_id.to_string(), data).into_untyped()?;
+    Ok((order_id.to_string(), serde_json::to_vec(&event)?))
+}
+
+pub fn eur(amount: i64) -> Money {
+    Money {
+        amount,
+        currency: "EUR".into(),
+    }
+}
+
+pub fn created(order_id: Uuid, user_id: Uuid, amount: i64) -> OrderCreated {
+    OrderCreated {
+        order_id,
+        user_id,
+        items: vec![OrderItem {
+            product_id: Uuid::now_v7(),
+            name: "Kettle".into(),
+            quantity: 1,
+            unit_price: eur(amount),
+        }],
+        total: eur(amount),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn token_for(&self, user: Uuid) -> String {
+        self.issuer
+            .issue(user, Role::Customer, "other@example.com")
+            .unwrap_or_else(|error| panic!("token: {error:#}"))
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        Ok(Reply { status, body })
+    }
+
+    /// `POST /api/payments` as the test's user.
+    pub async fn pay(&self, key: &str, order_id: Uuid, card: Value) -> anyhow::Result<Reply> {
+        self.pay_as(
+            &self.token,
+            key,
+            &json!({"order_id": order_id, "card": card}),
+        )
+        .await
+    }
+
+    pub async fn pay_as(&self, token: &str, key: &str, body: &Value) -> anyhow::Result<Reply> {
+        self.send(
+            self.client
+                .post(self.url("/api/payments"))
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> anyhow::Result<Reply> {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        self.get_as(&self.token, path).await
+    }
+
+    /// Waits until `GET /api/payments/{id}` shows `status`; returns the payment.
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> anyhow::Result<Value> {
+        let path = format!("/api/payments/{id}");
+        eventually(DEADLINE, || async {
+            let reply = self.get(&path).await?;
+            anyhow::ensure!(reply.body["status"] == status, "{reply:?}");
+            Ok(())
+        })
+        .await?;
+        Ok(self.get(&path).await?.body)
+    }
+
+    /// The physical name of a logical topic in this test.
+    pub fn topic(&self, logical: &str) -> String {
+        format!("{}{logical}", self.topic_prefix)
+    }
+
+    /// Puts `records` (key, payload) on this test's `topic`, in order.
+    pub async fn produce(&self, logical: &str, records: &[(String, Vec<u8>)]) -> TestResult {
+        produce(&self.topic(logical), records).await
+    }
+
+    /// Publishes an order event on this test's `order.events`.
+    pub async fn order_event<T: EventData>(&self, order_id: Uuid, data: T) -> TestResult {
+        self.produce(ORDER_EVENTS, &[order_event(order_id, data)?])
+            .await
+    }
+
+    /// The replica's status of an order (`None` while unknown).
+    pub async fn replica_status(&self, order_id: Uuid) -> anyhow::Result<Option<String>> {
+        let order = self
+            .db
+            .collection::<Document>("orders")
+            .find_one(doc! {"_id": order_id.to_string()})
+            .await?;
+        Ok(order.and_then(|o| o.get_str("status").ok().map(str::to_owned)))
+    }
+
+    pub async fn wait_for_replica(&self, order_id: Uuid, status: &str) -> TestResult {
+        eventually(DEADLINE, || async move {
+            let current = self.replica_status(order_id).await?;
+            anyhow::ensure!(current.as_deref() == Some(status), "replica: {current:?}");
+            Ok(())
+        })
+        .await
+    }
+
+    /// An order of `user` for `amount` EUR cents, awaiting payment in the replica.
+    pub async fn awaiting_order_of(&self, user: Uuid, amount: i64) -> anyhow::Result<Uuid> {
+        let order_id = Uuid::now_v7();
+        self.produce(
+            ORDER_EVENTS,
+            &[
+                order_event(order_id, created(order_id, user, amount))?,
+                order_event(
+                    order_id,
+                    OrderAwaitingPayment {
+                        order_id,
+                        user_id: user,
+                    },
+                )?,
+            ],
+        )
+        .await?;
+        self.wait_for_replica(order_id, "awaiting_payment").await?;
+        Ok(order_id)
+    }
+
+    /// An order of the test's user awaiting payment.
+    pub async fn awaiting_order(&self, amount: i64) -> anyhow::Result<Uuid> {
+        self.awaiting_order_of(self.user_id, amount).await
+    }
+
+    /// The charges psp-sim holds for an order.
+    pub async fn psp_charges(&self, order_id: Uuid) -> anyhow::Result<Vec<Value>> {
+        let reply = self
+            .send(
+                self.client
+                    .get(format!("{}/v1/charges?reference={order_id}", self.psp_url))
+                    .bearer_auth(psp_sim::config::DEFAULT_API_KEY),
+            )
+            .await?;
+        anyhow::ensure!(reply.status == StatusCode::OK, "{reply:?}");
+        Ok(reply.body["data"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Succeeded charges at the provider for an order.
+    pub async fn succeeded_charges(&self, order_id: Uuid) -> anyhow::Result<usize> {
+        Ok(self
+            .psp_charges(order_id)
+            .await?
+            .iter()
+            .filter(|c| c["status"] == "succeeded")
+            .count())
+    }
+
+    /// Every event on this test's `payment.events`.
+    pub async fn payment_events(&self) -> anyhow::Result<Vec<Record>> {
+        messaging::testing::read_events(&brokers(), &self.topic(PAYMENT_EVENTS)).await
+    }
+
+    /// The payment events of one order, by type, once the outbox is empty.
+    pub async fn payment_event_types(&self, order_id: Uuid) -> anyhow::Result<Vec<String>> {
+        self.wait_for_empty_outbox().await?;
+        let events = self.payment_events().await?;
+        Ok(events
+            .iter()
+            .filter(|record| record.key == order_id.to_string())
+            .map(|record| record.event.event_type.clone())
+            .collect())
+    }
+
+    pub async fn wait_for_empty_outbox(&self) -> TestResult {
+        eventually(DEADLINE, || async {
+            let n = payment_service::events::backlog(&self.db).await?;
+            anyhow::ensure!(n == 0, "{n} events still pending");
+            Ok(())
+        })
+        .await
+    }
+}
+
+pub async fn produce(topic: &str, records: &[(String, Vec<u8>)]) -> TestResult {
+    let producer = KafkaConfig { brokers: brokers() }.producer()?;
+    // One at a time: the order of one order's events matters.
+    for (key, payload) in records {
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(error, _)| error)?;
+    }
+    Ok(())
+}

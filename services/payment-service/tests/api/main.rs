@@ -1,0 +1,11 @@
+//! payment-service against the real stack: FerretDB, Kafka, and psp-sim (in process, over
+//! HTTP on its own port). Order events are produced on the test's prefixed `order.events`
+//! with the contracts types, as order-service would.
+
+mod helpers;
+mod input;
+mod measure;
+mod orders;
+mod payments;
+mod refunds;
+mod tracing;
