@@ -9,14 +9,18 @@
 //! answers the same way at its edges.
 
 pub mod docs;
+pub mod error;
 pub mod extract;
 pub mod health;
+pub mod main_shell;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod server;
 
+pub use error::{ApiError, ApiResult};
 pub use extract::{Json, Path};
 pub use health::{Readiness, ReadinessCheck};
+pub use main_shell::{Binary, run_binary};
 pub use problem::{FieldError, Problem};
 pub use server::{ServiceInfo, serve, service_router, shutdown_signal};

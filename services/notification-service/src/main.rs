@@ -5,43 +5,21 @@ use std::process::ExitCode;
 
 use notification_service::Application;
 use notification_service::config::Config;
-use telemetry::TelemetryConfig;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("notification-service: invalid configuration: {error:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let telemetry = match telemetry::init(&TelemetryConfig {
-        service_name: "notification-service".into(),
-        zipkin_endpoint: config.zipkin_endpoint.clone(),
-        default_log_filter: "info,sqlx=warn,rdkafka=warn,lettre=warn".into(),
-    }) {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("notification-service: cannot set up telemetry: {error:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = match Application::build(config).await {
-        Ok(app) => {
+    web::run_binary(
+        web::Binary {
+            name: "notification-service",
+            default_log_filter: "info,sqlx=warn,rdkafka=warn,lettre=warn",
+        },
+        Config::from_env(),
+        |config| config.zipkin_endpoint.clone(),
+        |config| async move {
+            let app = Application::build(config).await?;
             tracing::info!(port = app.port(), "notification-service listening");
             app.run_until_stopped(web::shutdown_signal()).await
-        }
-        Err(error) => Err(error),
-    };
-    // The exporter blocks while flushing; keep that off the async workers.
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "notification-service failed");
-            eprintln!("notification-service: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+        },
+    )
+    .await
 }

@@ -3,45 +3,23 @@
 
 use std::process::ExitCode;
 
-use telemetry::TelemetryConfig;
 use user_service::Application;
 use user_service::config::Config;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("user-service: invalid configuration: {error:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let telemetry = match telemetry::init(&TelemetryConfig {
-        service_name: "user-service".into(),
-        zipkin_endpoint: config.zipkin_endpoint.clone(),
-        default_log_filter: "info,sqlx=warn,rdkafka=warn".into(),
-    }) {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("user-service: cannot set up telemetry: {error:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = match Application::build(config).await {
-        Ok(app) => {
+    web::run_binary(
+        web::Binary {
+            name: "user-service",
+            default_log_filter: "info,sqlx=warn,rdkafka=warn",
+        },
+        Config::from_env(),
+        |config| config.zipkin_endpoint.clone(),
+        |config| async move {
+            let app = Application::build(config).await?;
             tracing::info!(port = app.port(), "user-service listening");
             app.run_until_stopped(web::shutdown_signal()).await
-        }
-        Err(error) => Err(error),
-    };
-    // The exporter blocks while flushing; keep that off the async workers.
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "user-service failed");
-            eprintln!("user-service: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+        },
+    )
+    .await
 }

@@ -245,11 +245,9 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
     let hash = request_hash(&body)?;
-    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    let mut conn = state.pool.acquire().await?;
     if let Some(key) = &key
-        && let Some(existing) = orders::by_idempotency_key(&mut conn, user.id, key)
-            .await
-            .map_err(anyhow::Error::from)?
+        && let Some(existing) = orders::by_idempotency_key(&mut conn, user.id, key).await?
     {
         return replay(existing, &hash);
     }
@@ -265,9 +263,7 @@ pub async fn create(
         })
         .collect();
     let ids: Vec<Uuid> = requested.iter().map(|line| line.product_id).collect();
-    let catalog = products::catalog(&mut conn, &ids)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let catalog = products::catalog(&mut conn, &ids).await?;
     drop(conn);
     let basket = match pricing::price(&requested, &catalog) {
         Ok(basket) if errors.is_empty() => basket,
@@ -292,7 +288,7 @@ pub async fn create(
     let address = serde_json::to_value(&body.shipping_address).map_err(anyhow::Error::from)?;
     let expires_at =
         Utc::now() + Duration::from_std(state.saga.payment_timeout).map_err(anyhow::Error::from)?;
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = state.pool.begin().await?;
     let inserted = orders::insert(
         &mut tx,
         &NewOrder {
@@ -307,17 +303,13 @@ pub async fn create(
             expires_at,
         },
     )
-    .await
-    .map_err(anyhow::Error::from)?;
+    .await?;
     if !inserted {
         // A concurrent duplicate with the same key won the race.
         drop(tx);
-        let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+        let mut conn = state.pool.acquire().await?;
         let key = key.unwrap_or_default();
-        return match orders::by_idempotency_key(&mut conn, user.id, &key)
-            .await
-            .map_err(anyhow::Error::from)?
-        {
+        return match orders::by_idempotency_key(&mut conn, user.id, &key).await? {
             Some(existing) => replay(existing, &hash),
             None => Err(ApiError::Internal(anyhow::anyhow!(
                 "idempotent insert conflicted but no order holds the key"
@@ -348,13 +340,12 @@ pub async fn create(
         CloudEvent::new(EVENT_SOURCE, order_id.to_string(), created),
     )
     .await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
+    tx.commit().await?;
     metrics::counter!("orders_placed_total").increment(1);
 
-    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    let mut conn = state.pool.acquire().await?;
     let order = orders::by_id(&mut conn, order_id)
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .ok_or_else(|| anyhow::anyhow!("order {order_id} vanished after commit"))?;
     let mut response = (StatusCode::CREATED, Json(OrderView::from(order))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{order_id}")) {
@@ -366,11 +357,8 @@ pub async fn create(
 /// Reads an order the caller may see: their own, or any for an admin. Others' orders are
 /// "not found", so ids cannot be probed.
 async fn visible_order(state: &AppState, user: &AuthUser, id: Uuid) -> ApiResult<OrderRow> {
-    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
-    match orders::by_id(&mut conn, id)
-        .await
-        .map_err(anyhow::Error::from)?
-    {
+    let mut conn = state.pool.acquire().await?;
+    match orders::by_id(&mut conn, id).await? {
         Some(order) if order.user_id == user.id || user.role == Role::Admin => Ok(order),
         _ => Err(Problem::not_found(format!("no order {id}")).into()),
     }
@@ -422,10 +410,8 @@ pub async fn list(
                 .map_err(|_| Problem::invalid_field("cursor", "is not a cursor from this API"))?,
         ),
     };
-    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
-    let rows = orders::list_for_user(&mut conn, user.id, before, limit + 1)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut conn = state.pool.acquire().await?;
+    let rows = orders::list_for_user(&mut conn, user.id, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let items: Vec<OrderView> = rows
         .into_iter()
@@ -456,7 +442,7 @@ pub async fn cancel(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderView>> {
     visible_order(&state, &user, id).await?;
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = state.pool.begin().await?;
     let outcome = saga::advance(
         &mut tx,
         &state.saga,
@@ -468,7 +454,7 @@ pub async fn cancel(
     .await?;
     match outcome {
         Advanced::Moved(order) => {
-            tx.commit().await.map_err(anyhow::Error::from)?;
+            tx.commit().await?;
             Ok(Json(OrderView::from(*order)))
         }
         Advanced::Illegal(status) => Err(Problem::conflict(format!(

@@ -1,28 +1,4 @@
-//! The service's one error type: a problem for the client, the cause chain for the log.
+//! The service's one error type is the platform's (`web::ApiError`): a problem for the
+//! client, the cause chain for the log.
 
-use axum::response::{IntoResponse, Response};
-use web::Problem;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// An answer meant for the client (4xx, or a 503 that says to retry).
-    #[error("{0}")]
-    Problem(#[from] Problem),
-    /// Anything else: logged in full, answered with a generic 500 and the trace id.
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match self {
-            ApiError::Problem(problem) => problem.into_response(),
-            ApiError::Internal(error) => {
-                tracing::error!(error = format!("{error:#}"), "request failed");
-                Problem::internal().into_response()
-            }
-        }
-    }
-}
-
-pub type ApiResult<T> = Result<T, ApiError>;
+pub use web::{ApiError, ApiResult};

@@ -17,7 +17,7 @@ use crate::helpers::{
     spawn_app_with, spawn_replica, string,
 };
 
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_secs(180);
 
 fn created(order_id: Uuid, lines: &[(&str, i64)]) -> anyhow::Result<OrderCreated> {
     let items = lines
