@@ -179,3 +179,52 @@ pub mod stack {
         )
     }
 }
+
+/// Fresh PostgreSQL databases for tests.
+pub mod postgres {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use sqlx::{Connection as _, PgConnection};
+
+    /// Creates `test_<tag>_<unix seconds>_<random>` on the server of `TEST_DATABASE_URL` and
+    /// returns its URL. The creation time in the name lets each call drop the `test_<tag>_`
+    /// databases that earlier runs left behind more than an hour ago.
+    pub async fn fresh_database(tag: &str) -> anyhow::Result<String> {
+        let admin_url = super::stack::admin_database_url();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("test_{tag}_{now}_{random}");
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        drop_stale(&mut admin, tag, now).await;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
+        Ok(format!("{base}/{name}"))
+    }
+
+    async fn drop_stale(admin: &mut PgConnection, tag: &str, now: u64) {
+        let prefix = format!("test_{tag}_");
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
+                .bind(&prefix)
+                .fetch_all(&mut *admin)
+                .await
+                .unwrap_or_default();
+        for name in names {
+            let created = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|secs| secs.parse::<u64>().ok());
+            if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut *admin)
+                .await;
+            }
+        }
+    }
+}

@@ -14,7 +14,7 @@ use order_service::config::Config;
 use rdkafka::producer::FutureRecord;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use telemetry::{TelemetryConfig, TelemetryGuard};
 use uuid::Uuid;
 
@@ -40,38 +40,9 @@ fn telemetry_guard() -> &'static TelemetryGuard {
     })
 }
 
-/// A fresh PostgreSQL database named after the time, so stale ones can be dropped.
+/// A fresh database for this test (see `testkit::postgres`).
 pub async fn fresh_database() -> anyhow::Result<String> {
-    let admin_url = testkit::stack::admin_database_url();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let name = format!("test_orders_{now}_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await?;
-    let stale: Vec<String> = sqlx::query_scalar(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_orders\\_%'",
-    )
-    .fetch_all(&mut admin)
-    .await
-    .unwrap_or_default();
-    for old in stale {
-        let created = old
-            .strip_prefix("test_orders_")
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|secs| secs.parse::<u64>().ok());
-        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {old} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
-        }
-    }
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
-    Ok(format!("{base}/{name}"))
+    testkit::postgres::fresh_database("orders").await
 }
 
 pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {

@@ -1,11 +1,11 @@
 //! `spawn_app()` and the `TestApp` that speaks the API.
 
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use telemetry::{TelemetryConfig, TelemetryGuard};
 use user_service::Application;
 use user_service::config::{Config, Profile};
@@ -43,42 +43,9 @@ pub struct TestApp {
     pub topic_prefix: String,
 }
 
-/// A fresh database named after the time, so stale ones from earlier runs can be dropped.
+/// A fresh database for this test (see `testkit::postgres`).
 pub async fn fresh_database() -> anyhow::Result<String> {
-    let admin_url = testkit::stack::admin_database_url();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let name = format!("test_users_{now}_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await?;
-    drop_stale_databases(&mut admin, now).await;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
-    Ok(format!("{base}/{name}"))
-}
-
-/// Drops test databases older than an hour, left by earlier runs.
-async fn drop_stale_databases(admin: &mut PgConnection, now: u64) {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'test_users_%'")
-            .fetch_all(&mut *admin)
-            .await
-            .unwrap_or_default();
-    for name in names {
-        let created = name
-            .split('_')
-            .nth(2)
-            .and_then(|secs| secs.parse::<u64>().ok());
-        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut *admin)
-            .await;
-        }
-    }
+    testkit::postgres::fresh_database("users").await
 }
 
 pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {

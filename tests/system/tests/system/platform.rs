@@ -7,7 +7,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use sqlx::{Connection as _, PgConnection};
 use testkit::{ServiceProcess, free_port};
 use uuid::Uuid;
 
@@ -61,39 +60,11 @@ fn now_secs() -> u64 {
 }
 
 /// Creates fresh PostgreSQL databases; returns their URLs by role.
-async fn fresh_databases(tag: &str, roles: &[&str]) -> anyhow::Result<HashMap<String, String>> {
-    let admin_url = testkit::stack::admin_database_url();
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    let now = now_secs();
-    // Databases of earlier runs (older than an hour) go.
-    let stale: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_sys\\_%'")
-            .fetch_all(&mut admin)
-            .await
-            .unwrap_or_default();
-    for name in stale {
-        let created = name
-            .strip_prefix("test_sys_")
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|secs| secs.parse::<u64>().ok());
-        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
-        }
-    }
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
+async fn fresh_databases(roles: &[&str]) -> anyhow::Result<HashMap<String, String>> {
     let mut urls = HashMap::new();
     for role in roles {
-        let name = format!("test_sys_{now}_{tag}_{role}");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await?;
-        urls.insert((*role).to_owned(), format!("{base}/{name}"));
+        let url = testkit::postgres::fresh_database(&format!("sys_{role}")).await?;
+        urls.insert((*role).to_owned(), url);
     }
     Ok(urls)
 }
@@ -123,7 +94,7 @@ impl Platform {
         let tag = &tag[..12];
         let work_dir = std::env::temp_dir().join(format!("ferroshop-system-{tag}"));
         std::fs::create_dir_all(&work_dir)?;
-        let databases = fresh_databases(tag, &["users", "orders", "notifications"]).await?;
+        let databases = fresh_databases(&["users", "orders", "notifications"]).await?;
         let now = now_secs();
         let topic_prefix = format!("sys-{tag}.");
         let zipkin = testkit::stack::zipkin_url();
