@@ -310,7 +310,10 @@ fn start(layout: &Layout, s: &Settings, c: Infra) -> Result<Pending> {
         }
         Infra::Zipkin => {
             let mut cmd = Command::new("java");
-            cmd.args(["-Xmx256m", "-XX:+ExitOnOutOfMemoryError", "-jar"])
+            // In-memory storage: the span cap below must fit the heap. 500,000 spans overflowed
+            // 256 MB during a full test run (every service traces every request and hop), so
+            // the cap is 150,000 (oldest traces evicted first) in 640 MB.
+            cmd.args(["-Xmx640m", "-XX:+ExitOnOutOfMemoryError", "-jar"])
                 .arg(provision::zipkin_jar(layout))
                 // Bind to loopback only; Armeria otherwise listens on every interface.
                 .arg("--armeria.ports[0].ip=127.0.0.1")
@@ -318,7 +321,7 @@ fn start(layout: &Layout, s: &Settings, c: Infra) -> Result<Pending> {
                 .arg("--armeria.ports[0].protocols[0]=http")
                 .env("QUERY_PORT", s.zipkin_port.to_string())
                 .env("STORAGE_TYPE", "mem")
-                .env("MEM_MAX_SPANS", "500000")
+                .env("MEM_MAX_SPANS", "150000")
                 // Zipkin turns on collectors when these are set; a developer's shell may have
                 // them for unrelated reasons (KAFKA_BOOTSTRAP_SERVERS especially).
                 .env_remove("KAFKA_BOOTSTRAP_SERVERS")
