@@ -51,6 +51,13 @@ const PY_TOOLS_ID: &str = "pytools-1";
 const CHART: &str = "deploy/helm/ferroshop";
 const VALUE_FILES: &[(&str, &str)] = &[("production", "values.yaml"), ("dev", "values-dev.yaml")];
 const GO_FALLBACK_DIRS: &[&str] = &["/usr/local/go/bin", "/usr/lib/go/bin"];
+/// Services that talk to no Kafka broker: the gateway only proxies HTTP, and the simulated
+/// third parties keep everything in memory.
+const WITHOUT_KAFKA: &[&str] = &["gateway", "psp-sim", "sms-sim"];
+/// Services that export no spans (sms-sim plays a third party outside the platform's traces).
+const WITHOUT_ZIPKIN: &[&str] = &["sms-sim"];
+/// The simulated third parties: development only, never rendered with production values.
+const SIMULATORS: &[&str] = &["psp-sim", "sms-sim"];
 
 struct Tools {
     helm: PathBuf,
@@ -180,7 +187,10 @@ fn compose_problems(doc: &Value, present: &[Service]) -> Vec<String> {
                     "{name}: depends_on must be the long form with conditions"
                 )),
             }
-        } else if svc.get("build").is_some() {
+        } else if svc.get("build").is_some()
+            && !(WITHOUT_KAFKA.contains(&name.as_str()) && WITHOUT_ZIPKIN.contains(&name.as_str()))
+        {
+            // Only a service that uses no infrastructure at all has nothing to wait for.
             problems.push(format!("{name}: app service without depends_on"));
         }
         for mount in svc
@@ -227,7 +237,9 @@ fn compose_problems(doc: &Value, present: &[Service]) -> Vec<String> {
             problems.push(format!("{}: port {published} not published", s.name));
         }
         for var in ["APP_PROFILE", "KAFKA_BROKERS", "ZIPKIN_ENDPOINT"] {
-            if svc.pointer(&format!("/environment/{var}")).is_none() {
+            let unused = (var == "KAFKA_BROKERS" && WITHOUT_KAFKA.contains(&s.name))
+                || (var == "ZIPKIN_ENDPOINT" && WITHOUT_ZIPKIN.contains(&s.name));
+            if !unused && svc.pointer(&format!("/environment/{var}")).is_none() {
                 problems.push(format!("{}: no {var} in environment", s.name));
             }
         }
@@ -347,6 +359,12 @@ fn manifest_problems(docs: &[Value], present: &[Service], production: bool) -> V
     };
     for s in present {
         let suffix = format!("-{}", s.name);
+        if production && SIMULATORS.contains(&s.name) {
+            if find("Deployment", &suffix).is_some() {
+                problems.push(format!("production values render the simulator {}", s.name));
+            }
+            continue;
+        }
         let mut kinds = vec!["ConfigMap", "Service"];
         if production {
             kinds.extend(["HorizontalPodAutoscaler", "PodDisruptionBudget"]);
@@ -703,6 +721,41 @@ services:
     }
 
     #[test]
+    fn compose_rules_know_which_services_use_no_kafka_or_zipkin() {
+        let sim = |name: &'static str, port: u16| Service {
+            name,
+            package: name,
+            binary: name,
+            default_port: port,
+            port_var: "SIM_PORT",
+            ready_path: "/health/ready",
+            database: None,
+        };
+        let doc: Value = serde_norway::from_str(
+            r#"
+services:
+  sms-sim:
+    build: {context: ., args: {SERVICE: sms-sim, PORT: "8091"}}
+    ports: ["8091:8091"]
+    environment: {APP_PROFILE: local}
+    healthcheck: {test: ["CMD", "true"]}
+  psp-sim:
+    build: {context: ., args: {SERVICE: psp-sim, PORT: "8090"}}
+    ports: ["8090:8090"]
+    environment: {APP_PROFILE: local}
+    healthcheck: {test: ["CMD", "true"]}
+"#,
+        )
+        .unwrap_or(Value::Null);
+        let problems = compose_problems(&doc, &[sim("sms-sim", 8091), sim("psp-sim", 8090)]);
+        // psp-sim exports spans: it needs ZIPKIN_ENDPOINT and something to wait for.
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().all(|p| p.starts_with("psp-sim")));
+        assert!(problems.iter().any(|p| p.contains("ZIPKIN_ENDPOINT")));
+        assert!(problems.iter().any(|p| p.contains("without depends_on")));
+    }
+
+    #[test]
     fn manifest_rules_catch_missing_objects_and_hardening() {
         let docs = parse_manifests(
             r#"
@@ -741,12 +794,41 @@ metadata: {name: shop-user-service}
     }
 
     #[test]
+    fn production_values_must_not_render_simulators() {
+        let psp_sim = Service {
+            name: "psp-sim",
+            package: "psp-sim",
+            binary: "psp-sim",
+            default_port: 8090,
+            port_var: "PSP_SIM_PORT",
+            ready_path: "/health/ready",
+            database: None,
+        };
+        let ingress = "kind: Ingress\nmetadata: {name: shop-ferroshop}\n";
+        let without = parse_manifests(ingress).unwrap_or_default();
+        assert_eq!(
+            manifest_problems(&without, &[psp_sim], true),
+            Vec::<String>::new()
+        );
+        let with = parse_manifests(&format!(
+            "{ingress}---\nkind: Deployment\nmetadata: {{name: shop-ferroshop-psp-sim}}\n"
+        ))
+        .unwrap_or_default();
+        let problems = manifest_problems(&with, &[psp_sim], true);
+        assert!(
+            problems.iter().any(|p| p.contains("simulator psp-sim")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn repository_compose_file_passes() {
         let layout = Layout::detect();
         let Ok(layout) = layout else { return };
         let text = fs::read_to_string(layout.repo.join("docker-compose.yml")).unwrap_or_default();
         let doc: Value = serde_norway::from_str(&text).unwrap_or(Value::Null);
-        assert_eq!(compose_problems(&doc, &svc()), Vec::<String>::new());
+        let present = services::present(&layout);
+        assert_eq!(compose_problems(&doc, &present), Vec::<String>::new());
     }
 }
 

@@ -67,14 +67,124 @@ app.kubernetes.io/instance: {{ $root.Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* The Secret holding a service's secret variables: existingSecret, or the dev one. */}}
+{{/* Base URL of an enabled Rust service inside the cluster, empty if it is disabled.
+     (list $ "user-service") */}}
+{{- define "ferroshop.serviceUrl" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $svc := index $root.Values.services $name -}}
+{{- if and $svc $svc.enabled -}}
+{{- printf "http://%s:%v" (include "ferroshop.component" (list $root $name)) $svc.port -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The payment provider: the bundled simulator if enabled, else the external one. */}}
+{{- define "ferroshop.paymentProviderUrl" -}}
+{{- $sim := include "ferroshop.serviceUrl" (list . "psp-sim") -}}
+{{- if $sim -}}
+{{- $sim -}}
+{{- else -}}
+{{- required "external.paymentProvider.url is required when services.psp-sim is disabled" .Values.external.paymentProvider.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The SMS gateway: the bundled simulator if enabled, else the external one. */}}
+{{- define "ferroshop.smsGatewayUrl" -}}
+{{- $sim := include "ferroshop.serviceUrl" (list . "sms-sim") -}}
+{{- if $sim -}}
+{{- $sim -}}
+{{- else -}}
+{{- required "external.smsGateway.url is required when services.sms-sim is disabled" .Values.external.smsGateway.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A service's non-secret environment (its ConfigMap's data): the common variables, the
+     shared settings it `uses`, its upstreams' addresses, commonEnv, then its own env.
+     (list $ name svc) */}}
+{{- define "ferroshop.configData" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $svc := index . 2 -}}
+{{- $uses := $svc.uses | default (list) -}}
+APP_PROFILE: {{ $root.Values.profile | quote }}
+HOST: "0.0.0.0"
+PORT: {{ $svc.port | quote }}
+RUST_LOG: {{ $root.Values.logLevel | quote }}
+{{- if has "zipkin" $uses }}
+ZIPKIN_ENDPOINT: {{ include "ferroshop.zipkinEndpoint" $root | quote }}
+{{- end }}
+{{- if has "kafka" $uses }}
+KAFKA_BROKERS: {{ include "ferroshop.kafkaBrokers" $root | quote }}
+{{- end }}
+{{- if has "jwks" $uses }}
+{{- with include "ferroshop.serviceUrl" (list $root "user-service") }}
+JWKS_URL: {{ printf "%s/.well-known/jwks.json" . | quote }}
+{{- end }}
+{{- end }}
+{{- if has "smtp" $uses }}
+SMTP_HOST: {{ include "ferroshop.smtpHost" $root | quote }}
+SMTP_PORT: {{ ternary "1025" ($root.Values.infra.smtp.port | toString) $root.Values.infra.bundled | quote }}
+{{- end }}
+{{- if has "paymentProvider" $uses }}
+PSP_SIM_URL: {{ include "ferroshop.paymentProviderUrl" $root | quote }}
+{{- end }}
+{{- if has "smsGateway" $uses }}
+SMS_API_URL: {{ include "ferroshop.smsGatewayUrl" $root | quote }}
+{{- end }}
+{{- range $upstream := $svc.upstreams }}
+{{- with include "ferroshop.serviceUrl" (list $root $upstream) }}
+{{ printf "%s_URL" ($upstream | upper | replace "-" "_") }}: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if eq $name "user-service" }}
+JWT_PRIVATE_KEY_PATH: /var/lib/ferroshop/secrets/{{ $svc.jwtKeySecretKey | default "jwt-ed25519.pem" }}
+{{- end }}
+{{- range $k, $v := $root.Values.commonEnv }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- range $k, $v := $svc.env }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Development only: the secret variables of a service with the local-profile values from
+     the design brief, pointing at the bundled infrastructure; empty for a service that has
+     none (the gateway). (list $ name) */}}
+{{- define "ferroshop.devSecretData" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $pg := include "ferroshop.component" (list $root "postgres") -}}
+{{- $mongo := printf "mongodb://%s:27017" (include "ferroshop.component" (list $root "mongo")) -}}
+{{- if eq $name "user-service" }}
+DATABASE_URL: {{ printf "postgres://shop:shop@%s:5432/users" $pg | quote }}
+ADMIN_EMAIL: admin@example.com
+ADMIN_PASSWORD: admin-dev-password
+{{- else if eq $name "product-service" }}
+MONGODB_URL: {{ $mongo | quote }}
+{{- else if eq $name "order-service" }}
+DATABASE_URL: {{ printf "postgres://shop:shop@%s:5432/orders" $pg | quote }}
+{{- else if eq $name "payment-service" }}
+MONGODB_URL: {{ $mongo | quote }}
+PSP_API_KEY: sk_test_ferroshop
+{{- else if eq $name "notification-service" }}
+DATABASE_URL: {{ printf "postgres://shop:shop@%s:5432/notifications" $pg | quote }}
+SMS_API_TOKEN: sms-sim-local-token
+{{- else if eq $name "psp-sim" }}
+PSP_API_KEY: sk_test_ferroshop
+{{- else if eq $name "sms-sim" }}
+SMS_SIM_TOKEN: sms-sim-local-token
+{{- end }}
+{{- end -}}
+
+{{/* The Secret holding a service's secret variables: existingSecret, or the dev one (when
+     the service has dev secrets at all). */}}
 {{- define "ferroshop.serviceSecret" -}}
 {{- $root := index . 0 -}}
 {{- $name := index . 1 -}}
 {{- $svc := index . 2 -}}
 {{- if $svc.existingSecret -}}
 {{- $svc.existingSecret -}}
-{{- else if $root.Values.devSecrets.create -}}
+{{- else if and $root.Values.devSecrets.create (include "ferroshop.devSecretData" (list $root $name) | trim) -}}
 {{- printf "%s-dev" (include "ferroshop.component" (list $root $name)) -}}
 {{- end -}}
 {{- end -}}
