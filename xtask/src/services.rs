@@ -46,6 +46,60 @@ pub const SERVICES: &[Service] = &[
         ready_path: "/health/ready",
         database: None,
     },
+    Service {
+        name: "order-service",
+        package: "order-service",
+        binary: "order-service",
+        default_port: 8083,
+        port_var: "ORDER_SERVICE_PORT",
+        ready_path: "/health/ready",
+        database: Some("orders"),
+    },
+    Service {
+        name: "payment-service",
+        package: "payment-service",
+        binary: "payment-service",
+        default_port: 8084,
+        port_var: "PAYMENT_SERVICE_PORT",
+        ready_path: "/health/ready",
+        database: None,
+    },
+    Service {
+        name: "notification-service",
+        package: "notification-service",
+        binary: "notification-service",
+        default_port: 8085,
+        port_var: "NOTIFICATION_SERVICE_PORT",
+        ready_path: "/health/ready",
+        database: Some("notifications"),
+    },
+    Service {
+        name: "psp-sim",
+        package: "psp-sim",
+        binary: "psp-sim",
+        default_port: 8090,
+        port_var: "PSP_SIM_PORT",
+        ready_path: "/health/ready",
+        database: None,
+    },
+    Service {
+        name: "sms-sim",
+        package: "sms-sim",
+        binary: "sms-sim",
+        default_port: 8091,
+        port_var: "SMS_SIM_PORT",
+        ready_path: "/health/ready",
+        database: None,
+    },
+    Service {
+        name: "gateway",
+        package: "gateway",
+        binary: "gateway",
+        default_port: 8080,
+        port_var: "GATEWAY_PORT",
+        ready_path: "/health/ready",
+        database: None,
+    },
 ];
 
 impl Service {
@@ -55,6 +109,96 @@ impl Service {
     pub fn base_url(&self) -> Result<String> {
         Ok(format!("http://127.0.0.1:{}", self.port()?))
     }
+
+    /// Whether `up --replicas N` runs N of it. The simulators keep their state in memory and
+    /// the gateway is the one entry point, so they always run once.
+    pub fn scales_out(&self) -> bool {
+        !matches!(self.name, "psp-sim" | "sms-sim" | "gateway")
+    }
+
+    /// The processes `up --replicas replicas` runs for this service.
+    pub fn instances(&self, replicas: usize) -> Result<Vec<Instance>> {
+        let count = if self.scales_out() {
+            replicas.max(1)
+        } else {
+            1
+        };
+        (1..=count).map(|number| self.instance(number)).collect()
+    }
+
+    /// Instance `number` (1-based): the first keeps the service's name and port; replica `k`
+    /// is `<name>-k` (its own pid and log file) on the port `REPLICA_PORT_STEP * (k - 1)`
+    /// above, so every instance's address is known without any registry.
+    pub fn instance(&self, number: usize) -> Result<Instance> {
+        let offset = u16::try_from(number.saturating_sub(1))
+            .ok()
+            .and_then(|k| k.checked_mul(REPLICA_PORT_STEP));
+        let port = offset
+            .and_then(|offset| self.port().ok()?.checked_add(offset))
+            .with_context(|| format!("no port for {} instance {number}", self.name))?;
+        Ok(Instance {
+            service: *self,
+            name: if number <= 1 {
+                self.name.to_owned()
+            } else {
+                format!("{}-{number}", self.name)
+            },
+            port,
+        })
+    }
+
+    /// This service's instances that have a pid file (the first always counts), for `status`
+    /// and `down`, whatever `--replicas` they were started with.
+    pub fn recorded_instances(&self, layout: &Layout) -> Result<Vec<Instance>> {
+        let mut numbers = vec![1];
+        let run_dir = layout.pid_file(self.name);
+        if let Some(dir) = run_dir.parent()
+            && let Ok(entries) = fs::read_dir(dir)
+        {
+            for entry in entries.flatten() {
+                let file = entry.file_name();
+                let number = file
+                    .to_str()
+                    .and_then(|f| f.strip_suffix(".pid"))
+                    .and_then(|f| f.strip_prefix(self.name))
+                    .and_then(|f| f.strip_prefix('-'))
+                    .and_then(|n| n.parse::<usize>().ok());
+                if let Some(number) = number.filter(|&n| n >= 2) {
+                    numbers.push(number);
+                }
+            }
+        }
+        numbers.sort_unstable();
+        numbers.into_iter().map(|n| self.instance(n)).collect()
+    }
+}
+
+/// Distance between the ports of a service's replicas (8082, 8182, 8282, ...).
+pub const REPLICA_PORT_STEP: u16 = 100;
+
+/// One process of a service.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub service: Service,
+    /// Its pid and log file name: the service's name, or `<name>-<k>` for replica k.
+    pub name: String,
+    pub port: u16,
+}
+
+impl Instance {
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Whether `name` is a replica of a known service (`product-service-2`), for `logs`.
+pub fn is_replica_name(name: &str) -> bool {
+    SERVICES.iter().any(|s| {
+        name.strip_prefix(s.name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n >= 2)
+    })
 }
 
 /// Services whose crate exists in this checkout.
@@ -87,29 +231,31 @@ pub fn admin_credentials() -> (String, String) {
     (email, password)
 }
 
-/// Builds (release) and starts every present service that is not running, then waits for
-/// each readiness URL.
-pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
+/// Builds (release) and starts every present service that is not running, `replicas`
+/// instances of each service that scales out, then waits for each readiness URL. The gateway
+/// is given every instance's URL (`<NAME>_URL` as a comma-separated list).
+pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
+    let present = present(layout);
     let mut to_start = Vec::new();
-    for svc in present(layout) {
-        let port = svc.port()?;
-        match live_pid(&layout.pid_file(svc.name)) {
-            Some(pid) if port_open(port) => {
-                say(&format!(
-                    "✔ {:>14} already running (pid {pid}, port {port})",
-                    svc.name
-                ));
+    for svc in &present {
+        for instance in svc.instances(replicas)? {
+            let port = instance.port;
+            let name = &instance.name;
+            match live_pid(&layout.pid_file(name)) {
+                Some(pid) if port_open(port) => {
+                    say(&format!(
+                        "✔ {name:>14} already running (pid {pid}, port {port})"
+                    ));
+                }
+                Some(pid) => bail!(
+                    "{name} (pid {pid}) is running but not answering on port {port}; `cargo xtask down` and retry"
+                ),
+                None if port_open(port) => bail!(
+                    "port {port} ({name}) is in use by another process; stop it or set {}",
+                    svc.port_var
+                ),
+                None => to_start.push(instance),
             }
-            Some(pid) => bail!(
-                "{} (pid {pid}) is running but not answering on port {port}; `cargo xtask down` and retry",
-                svc.name
-            ),
-            None if port_open(port) => bail!(
-                "port {port} ({}) is in use by another process; stop it or set {}",
-                svc.name,
-                svc.port_var
-            ),
-            None => to_start.push(svc),
         }
     }
     if to_start.is_empty() {
@@ -120,8 +266,10 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
     let log = layout.log_file("build");
     let mut build = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build.current_dir(&layout.repo).args(["build", "--release"]);
-    for svc in &to_start {
-        build.args(["--package", svc.package]);
+    let mut packages: Vec<&str> = to_start.iter().map(|i| i.service.package).collect();
+    packages.dedup();
+    for package in packages {
+        build.args(["--package", package]);
     }
     if let Err(e) = crate::proc::run_logged(&mut build, &log, "cargo build --release") {
         task.fail();
@@ -129,17 +277,34 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
     }
     task.done("services built");
 
+    // What the gateway is told: every instance of each present service.
+    let mut upstreams = Vec::new();
+    for other in SERVICES {
+        let var = format!("{}_URL", other.name.to_uppercase().replace('-', "_"));
+        let urls = if present.iter().any(|p| p.name == other.name) {
+            let urls: Vec<String> = other
+                .instances(replicas)?
+                .iter()
+                .map(Instance::base_url)
+                .collect();
+            urls.join(",")
+        } else {
+            other.base_url()?
+        };
+        upstreams.push((var, other.base_url()?, urls));
+    }
+
     fs::create_dir_all(layout.secrets()).context("creating .local/secrets")?;
     let (admin_email, admin_password) = admin_credentials();
     let mut pending = Vec::new();
-    for svc in to_start {
-        let port = svc.port()?;
-        let task = Task::start(svc.name, "starting");
+    for instance in to_start {
+        let svc = instance.service;
+        let task = Task::start(&instance.name, "starting");
         let exe = layout.target_dir().join("release").join(svc.binary);
         let mut cmd = Command::new(&exe);
         cmd.current_dir(&layout.repo)
             .env("APP_PROFILE", "local")
-            .env("PORT", port.to_string())
+            .env("PORT", instance.port.to_string())
             .env("KAFKA_BROKERS", s.kafka_brokers())
             .env(
                 "ZIPKIN_ENDPOINT",
@@ -162,31 +327,37 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
                 "RUST_LOG",
                 env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             );
+        // Every service's address, for the callers that need one (the gateway's upstreams,
+        // payment-service -> psp-sim, notification-service -> sms-sim). Only the gateway gets
+        // lists; a service calling another goes through its first instance.
+        for (var, first, all) in &upstreams {
+            cmd.env(var, if svc.name == "gateway" { all } else { first });
+        }
         match svc.database {
             Some(db) => cmd.env("DATABASE_URL", s.database_url(db)),
             None => cmd.env_remove("DATABASE_URL"),
         };
-        let log = layout.log_file(svc.name);
-        let pid = match spawn_detached(&mut cmd, &log, &layout.pid_file(svc.name)) {
+        let log = layout.log_file(&instance.name);
+        let pid = match spawn_detached(&mut cmd, &log, &layout.pid_file(&instance.name)) {
             Ok(pid) => pid,
             Err(e) => {
                 task.fail();
-                return Err(e.context(format!("starting {}", svc.name)));
+                return Err(e.context(format!("starting {}", instance.name)));
             }
         };
         task.update(&format!(
             "started (pid {pid}), waiting for {}",
             svc.ready_path
         ));
-        pending.push((svc, pid, task));
+        pending.push((instance, pid, task));
     }
-    for (svc, pid, task) in pending {
-        let url = format!("{}{}", svc.base_url()?, svc.ready_path);
-        let log = layout.log_file(svc.name);
+    for (instance, pid, task) in pending {
+        let url = format!("{}{}", instance.base_url(), instance.service.ready_path);
+        let log = layout.log_file(&instance.name);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if http_status(&url) == Some(200) {
-                task.done(&format!("ready at {}", svc.base_url()?));
+                task.done(&format!("ready at {}", instance.base_url()));
                 break;
             }
             if !is_ours_alive(pid) {
@@ -194,7 +365,7 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
                 print_tail(&log, 25);
                 bail!(
                     "{} exited during startup; see {}",
-                    svc.name,
+                    instance.name,
                     rel(layout, &log)
                 );
             }
@@ -203,7 +374,7 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
                 print_tail(&log, 25);
                 bail!(
                     "{} did not answer 200 on {url} within 120s; see {}",
-                    svc.name,
+                    instance.name,
                     rel(layout, &log)
                 );
             }
@@ -211,4 +382,42 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str) -> Result<Service> {
+        SERVICES
+            .iter()
+            .find(|s| s.name == name)
+            .copied()
+            .with_context(|| format!("no service {name}"))
+    }
+
+    #[test]
+    fn replicas_get_their_own_names_and_ports_and_singletons_stay_single() -> Result<()> {
+        let products = service("product-service")?;
+        let base = products.port()?;
+        let instances = products.instances(3)?;
+        let named: Vec<(&str, u16)> = instances
+            .iter()
+            .map(|i| (i.name.as_str(), i.port))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("product-service", base),
+                ("product-service-2", base + 100),
+                ("product-service-3", base + 200),
+            ]
+        );
+        assert_eq!(service("gateway")?.instances(3)?.len(), 1);
+        assert_eq!(service("psp-sim")?.instances(3)?.len(), 1);
+        assert!(is_replica_name("user-service-2"));
+        assert!(!is_replica_name("user-service"));
+        assert!(!is_replica_name("user-service-x"));
+        Ok(())
+    }
 }

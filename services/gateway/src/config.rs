@@ -1,0 +1,493 @@
+//! Typed configuration: built-in defaults, then an optional TOML file (`GATEWAY_CONFIG`), then
+//! environment variables, which win. Loaded once and validated at start, so a typo in a route
+//! or an unparsable upstream URL stops the gateway instead of surfacing as 502s later.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use http::Uri;
+use serde::Deserialize;
+
+use crate::routes::{AuthPolicy, LimitClass};
+
+/// The whole gateway configuration. Every field has a default (see [`Config::default`] and
+/// `deploy/gateway/gateway.toml`, which spells the defaults out).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body forwarded; larger ones are answered 413 at the edge.
+    pub max_body_bytes: usize,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a trusted
+    /// load balancer; otherwise any client could pick its own rate-limit key).
+    pub trust_forwarded_for: bool,
+    /// user-service's JWKS, for verifying access tokens at the edge.
+    pub jwks_url: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// Zipkin's span collector; `None` (or `off` in the environment) disables export.
+    pub zipkin_endpoint: Option<String>,
+    /// How long a TCP connect to an upstream instance may take before it counts as down.
+    pub connect_timeout_ms: u64,
+    /// Idle pooled upstream connections kept per instance.
+    pub pool_max_idle_per_host: usize,
+    pub health: HealthConfig,
+    pub limits: LimitsConfig,
+    pub cors: CorsConfig,
+    /// Upstream services by name (`user-service`); each name's instances may be replaced by
+    /// the `<NAME>_URL` environment variable (comma-separated base URLs).
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// The route table; the longest matching prefix wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Active health checks of every upstream instance.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Path polled on each instance.
+    pub path: String,
+    pub interval_ms: u64,
+    /// A check without an answer within this time failed.
+    pub timeout_ms: u64,
+    /// Consecutive failed checks that take an instance out of rotation.
+    pub unhealthy_after: u32,
+    /// Consecutive passed checks that bring it back.
+    pub healthy_after: u32,
+}
+
+/// A token bucket: a sustained rate and how many requests may arrive at once.
+/// `per_second = 0` switches the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Quota {
+    pub fn is_enabled(&self) -> bool {
+        self.per_second > 0.0 && self.burst > 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Every request, keyed by client IP.
+    pub per_ip: Quota,
+    /// Requests with a verified token, keyed by user id.
+    pub per_user: Quota,
+    /// Routes marked `limit = "strict"` (login, register), keyed by client IP, on top of
+    /// `per_ip`: password guessing and account spraying are what this slows down.
+    pub strict: Quota,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins allowed to call the API from a browser; `["*"]` allows any (tokens travel in
+    /// the `Authorization` header, never in cookies, so no credentials mode is needed).
+    pub allowed_origins: Vec<String>,
+    pub max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Base URLs of the instances, e.g. `http://127.0.0.1:8082`.
+    pub urls: Vec<String>,
+    /// Default time to the upstream's response headers for this service's routes.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Path prefix, matched on whole segments (`/api/users` matches `/api/users/me`, not
+    /// `/api/usersx`).
+    pub prefix: String,
+    pub service: String,
+    #[serde(default)]
+    pub auth: AuthPolicy,
+    #[serde(default)]
+    pub limit: LimitClass,
+    /// Overrides the service's timeout for this route.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            path: "/health/ready".into(),
+            interval_ms: 2_000,
+            timeout_ms: 1_000,
+            unhealthy_after: 2,
+            healthy_after: 1,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            per_ip: Quota {
+                per_second: 1_000.0,
+                burst: 2_000,
+            },
+            per_user: Quota {
+                per_second: 100.0,
+                burst: 200,
+            },
+            strict: Quota {
+                per_second: 0.5,
+                burst: 10,
+            },
+        }
+    }
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec!["*".into()],
+            max_age_secs: 600,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let service = |port: u16, timeout_ms: u64| ServiceConfig {
+            urls: vec![format!("http://127.0.0.1:{port}")],
+            timeout_ms,
+        };
+        let route = |prefix: &str, service: &str, auth: AuthPolicy| RouteConfig {
+            prefix: prefix.into(),
+            service: service.into(),
+            auth,
+            limit: LimitClass::Standard,
+            timeout_ms: None,
+        };
+        let strict = |prefix: &str| RouteConfig {
+            limit: LimitClass::Strict,
+            ..route(prefix, "user-service", AuthPolicy::Public)
+        };
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_body_bytes: 1024 * 1024,
+            trust_forwarded_for: false,
+            jwks_url: "http://127.0.0.1:8081/.well-known/jwks.json".into(),
+            jwt_issuer: "ferroshop-users".into(),
+            jwt_audience: "ferroshop".into(),
+            zipkin_endpoint: Some("http://127.0.0.1:9411/api/v2/spans".into()),
+            connect_timeout_ms: 1_000,
+            pool_max_idle_per_host: 256,
+            health: HealthConfig::default(),
+            limits: LimitsConfig::default(),
+            cors: CorsConfig::default(),
+            services: BTreeMap::from([
+                ("user-service".into(), service(8081, 10_000)),
+                ("product-service".into(), service(8082, 10_000)),
+                ("order-service".into(), service(8083, 10_000)),
+                // Covers the provider's own timeout and one retry inside payment-service.
+                ("payment-service".into(), service(8084, 30_000)),
+                ("notification-service".into(), service(8085, 10_000)),
+            ]),
+            routes: vec![
+                route("/api/users/me", "user-service", AuthPolicy::Required),
+                strict("/api/users/login"),
+                strict("/api/users/register"),
+                route("/api/users", "user-service", AuthPolicy::Public),
+                route("/.well-known/jwks.json", "user-service", AuthPolicy::Public),
+                route(
+                    "/api/products",
+                    "product-service",
+                    AuthPolicy::RequiredForWrites,
+                ),
+                route("/api/orders", "order-service", AuthPolicy::Required),
+                route("/api/payments", "payment-service", AuthPolicy::Required),
+                route(
+                    "/api/notifications",
+                    "notification-service",
+                    AuthPolicy::Required,
+                ),
+            ],
+        }
+    }
+}
+
+impl Config {
+    /// Reads `GATEWAY_CONFIG` (if set) and the process environment.
+    pub fn load() -> anyhow::Result<Self> {
+        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let file = match env("GATEWAY_CONFIG") {
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading GATEWAY_CONFIG {path}"))?,
+            ),
+            None => None,
+        };
+        Self::from_sources(file.as_deref(), env)
+    }
+
+    /// Defaults, then `file` (TOML), then the variables `env` returns. Pure, for tests.
+    pub fn from_sources(
+        file: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let mut config = match file {
+            Some(text) => toml::from_str(text).context("parsing the gateway configuration")?,
+            None => Self::default(),
+        };
+        config.apply_env(&env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(host) = env("HOST") {
+            self.host = host;
+        }
+        if let Some(port) = env("PORT") {
+            self.port = port.parse().context("PORT must be a port number")?;
+        }
+        if let Some(url) = env("JWKS_URL") {
+            self.jwks_url = url;
+        }
+        if let Some(issuer) = env("JWT_ISSUER") {
+            self.jwt_issuer = issuer;
+        }
+        if let Some(audience) = env("JWT_AUDIENCE") {
+            self.jwt_audience = audience;
+        }
+        if let Some(endpoint) = env("ZIPKIN_ENDPOINT") {
+            self.zipkin_endpoint = (endpoint != "off").then_some(endpoint);
+        }
+        if let Some(bytes) = env("GATEWAY_MAX_BODY_BYTES") {
+            self.max_body_bytes = bytes
+                .parse()
+                .context("GATEWAY_MAX_BODY_BYTES must be a number of bytes")?;
+        }
+        if let Some(trust) = env("GATEWAY_TRUST_FORWARDED_FOR") {
+            self.trust_forwarded_for = parse_switch("GATEWAY_TRUST_FORWARDED_FOR", &trust)?;
+        }
+        if let Some(ms) = env("GATEWAY_HEALTH_INTERVAL_MS") {
+            self.health.interval_ms = ms
+                .parse()
+                .context("GATEWAY_HEALTH_INTERVAL_MS must be milliseconds")?;
+        }
+        for (name, quota) in [
+            ("GATEWAY_RATE_LIMIT_PER_IP", &mut self.limits.per_ip),
+            ("GATEWAY_RATE_LIMIT_PER_USER", &mut self.limits.per_user),
+            ("GATEWAY_RATE_LIMIT_STRICT", &mut self.limits.strict),
+        ] {
+            if let Some(value) = env(name) {
+                *quota = parse_quota(&value).with_context(|| {
+                    format!("{name} must be `<per second>:<burst>` or `off`, not {value:?}")
+                })?;
+            }
+        }
+        if let Some(origins) = env("GATEWAY_CORS_ORIGINS") {
+            self.cors.allowed_origins = split_list(&origins);
+        }
+        for (name, service) in &mut self.services {
+            let var = format!("{}_URL", name.to_uppercase().replace('-', "_"));
+            if let Some(urls) = env(&var) {
+                service.urls = split_list(&urls);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a table the gateway could not serve.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(self.max_body_bytes > 0, "max_body_bytes must be positive");
+        ensure!(
+            self.health.interval_ms > 0 && self.health.timeout_ms > 0,
+            "health.interval_ms and health.timeout_ms must be positive"
+        );
+        ensure!(
+            self.health.unhealthy_after > 0 && self.health.healthy_after > 0,
+            "health.unhealthy_after and health.healthy_after must be at least 1"
+        );
+        for (name, service) in &self.services {
+            ensure!(
+                !service.urls.is_empty(),
+                "service {name} has no instance URL"
+            );
+            for url in &service.urls {
+                instance_uri(url).with_context(|| format!("service {name}"))?;
+            }
+            ensure!(
+                service.timeout_ms > 0,
+                "service {name}: timeout_ms must be positive"
+            );
+        }
+        for route in &self.routes {
+            ensure!(
+                route.prefix.starts_with('/'),
+                "route prefix {:?} must start with /",
+                route.prefix
+            );
+            ensure!(
+                self.services.contains_key(&route.service),
+                "route {} names unknown service {:?}",
+                route.prefix,
+                route.service
+            );
+        }
+        Ok(())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+/// Checks an instance base URL: plain `http://host:port` with no path (the gateway appends the
+/// request's own path).
+pub fn instance_uri(url: &str) -> anyhow::Result<Uri> {
+    let uri: Uri = url
+        .trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("{url:?}: only http:// upstreams are supported");
+    }
+    ensure!(uri.authority().is_some(), "{url:?} has no host");
+    ensure!(
+        matches!(uri.path(), "" | "/"),
+        "{url:?} must not have a path"
+    );
+    Ok(uri)
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parse_switch(name: &str, value: &str) -> anyhow::Result<bool> {
+    match value {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => bail!("{name} must be on or off"),
+    }
+}
+
+fn parse_quota(value: &str) -> anyhow::Result<Quota> {
+    if value == "off" {
+        return Ok(Quota {
+            per_second: 0.0,
+            burst: 0,
+        });
+    }
+    let (rate, burst) = value.split_once(':').context("missing `:`")?;
+    let per_second: f64 = rate.trim().parse().context("rate")?;
+    ensure!(per_second.is_finite() && per_second >= 0.0, "negative rate");
+    Ok(Quota {
+        per_second,
+        burst: burst.trim().parse().context("burst")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_spells_out_the_defaults() -> anyhow::Result<()> {
+        let file = include_str!("../../../deploy/gateway/gateway.toml");
+        let from_file = Config::from_sources(Some(file), |_| None)?;
+        assert_eq!(from_file, Config::default());
+        Ok(())
+    }
+
+    #[test]
+    fn environment_wins_over_the_file_and_lists_several_instances() -> anyhow::Result<()> {
+        let file = r#"
+            port = 9000
+            [services.product-service]
+            urls = ["http://127.0.0.1:1"]
+            [[routes]]
+            prefix = "/api/products"
+            service = "product-service"
+            auth = "required_for_writes"
+        "#;
+        let config = Config::from_sources(
+            Some(file),
+            env_of(&[
+                ("PORT", "8088"),
+                (
+                    "PRODUCT_SERVICE_URL",
+                    "http://127.0.0.1:8082, http://127.0.0.1:8182",
+                ),
+                ("GATEWAY_RATE_LIMIT_PER_IP", "5:10"),
+                ("GATEWAY_RATE_LIMIT_STRICT", "off"),
+                ("ZIPKIN_ENDPOINT", "off"),
+            ]),
+        )?;
+        assert_eq!(config.port, 8088);
+        assert_eq!(
+            config.services["product-service"].urls,
+            ["http://127.0.0.1:8082", "http://127.0.0.1:8182"]
+        );
+        assert_eq!(config.routes.len(), 1);
+        assert_eq!(
+            config.limits.per_ip,
+            Quota {
+                per_second: 5.0,
+                burst: 10
+            }
+        );
+        assert!(!config.limits.strict.is_enabled());
+        assert_eq!(config.zipkin_endpoint, None);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_tables_are_refused_with_the_reason() {
+        let unknown_service = r#"
+            [[routes]]
+            prefix = "/api/x"
+            service = "nowhere"
+        "#;
+        let error = Config::from_sources(Some(unknown_service), |_| None)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(error.contains("unknown service"), "{error}");
+
+        let https = env_of(&[("USER_SERVICE_URL", "https://users.example")]);
+        assert!(Config::from_sources(None, https).is_err());
+        let with_path = env_of(&[("USER_SERVICE_URL", "http://127.0.0.1:8081/api")]);
+        assert!(Config::from_sources(None, with_path).is_err());
+        let typo = "prot = 1";
+        assert!(Config::from_sources(Some(typo), |_| None).is_err());
+        let bad_quota = env_of(&[("GATEWAY_RATE_LIMIT_PER_USER", "lots")]);
+        assert!(Config::from_sources(None, bad_quota).is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! gateway binary: configuration from `GATEWAY_CONFIG` and the environment, telemetry, then
+//! the application until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use gateway::Application;
+use gateway::config::Config;
+use telemetry::TelemetryConfig;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("gateway: invalid configuration: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let telemetry = match telemetry::init(&TelemetryConfig {
+        service_name: "gateway".into(),
+        zipkin_endpoint: config.zipkin_endpoint.clone(),
+        default_log_filter: "info".into(),
+    }) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("gateway: cannot set up telemetry: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let upstreams: Vec<String> = config
+        .services
+        .iter()
+        .map(|(name, service)| format!("{name}={}", service.urls.join(",")))
+        .collect();
+    let outcome = match Application::build(config).await {
+        Ok(app) => {
+            tracing::info!(port = app.port(), upstreams = ?upstreams, "gateway listening");
+            app.run_until_stopped(web::shutdown_signal()).await
+        }
+        Err(error) => Err(error),
+    };
+    // The exporter blocks while flushing; keep that off the async workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "gateway failed");
+            eprintln!("gateway: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! What the gateway decides on its own: tokens at the edge, request ids, trace context,
+//! forwarded headers, CORS preflights and body limits.
+
+use auth::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn protected_routes_need_a_valid_token_at_the_edge() -> TestResult {
+    let issuer = Issuer::new()?;
+    let gateway = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
+
+    // No order-service runs at all: the 401s can only come from the gateway.
+    let anonymous = gateway.get("/api/orders").await?;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert!(anonymous.is_problem(), "{:?}", anonymous.body);
+    let forged = gateway
+        .get_with_token("/api/payments/x", "not.a.jwt")
+        .await?;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    let foreign = Issuer::new()?.token(Role::Customer)?;
+    let foreign = gateway
+        .get_with_token("/api/notifications", &foreign)
+        .await?;
+    assert_eq!(foreign.status, StatusCode::UNAUTHORIZED);
+    let write = gateway
+        .send(
+            gateway
+                .client
+                .post(gateway.url("/api/products"))
+                .json(&json!({})),
+        )
+        .await?;
+    assert_eq!(
+        write.status,
+        StatusCode::UNAUTHORIZED,
+        "catalog writes need a token"
+    );
+    let me = gateway.get("/api/users/me").await?;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+
+    // With a valid token the request passes the edge and meets the (absent) upstream.
+    let token = issuer.token(Role::Customer)?;
+    let passed = gateway.get_with_token("/api/orders", &token).await?;
+    assert!(
+        matches!(
+            passed.status,
+            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
+        ),
+        "{}",
+        passed.status
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_customer_on_an_admin_route_gets_the_upstreams_403_and_an_admin_gets_through()
+-> TestResult {
+    let users = spawn_users().await?;
+    let products = spawn_products(&users).await?;
+    let mut config = base_config()?;
+    set_urls(&mut config, "user-service", vec![users.address.clone()]);
+    set_urls(
+        &mut config,
+        "product-service",
+        vec![products.address.clone()],
+    );
+    let gateway = TestGateway::in_front_of_users(config, &users).await?;
+
+    let (_, customer) = gateway.signed_in_customer().await?;
+    let denied = gateway
+        .send(
+            gateway
+                .client
+                .post(gateway.url("/api/products"))
+                .bearer_auth(&customer)
+                .json(&product_body("GW-DENIED-1")),
+        )
+        .await?;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{:?}", denied.body);
+    assert!(denied.is_problem());
+
+    let admin = gateway
+        .login("admin@example.com", "admin-dev-password")
+        .await?;
+    let created = gateway
+        .send(
+            gateway
+                .client
+                .post(gateway.url("/api/products"))
+                .bearer_auth(&admin)
+                .json(&product_body("GW-ADMIN-1")),
+        )
+        .await?;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap_or_default();
+    let read = gateway.get(&format!("/api/products/{id}")).await?;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body["sku"], "GW-ADMIN-1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn request_ids_trace_context_and_forwarded_headers_reach_the_upstream() -> TestResult {
+    let issuer = Issuer::new()?;
+    let echo = spawn_echo().await?;
+    let mut config = base_config()?;
+    add_route(
+        &mut config,
+        "echo",
+        vec![echo],
+        route("/api/echo", "echo", gateway::routes::AuthPolicy::Required),
+    );
+    let gateway = TestGateway::start(config, issuer.keys.clone()).await?;
+    let token = issuer.token(Role::Customer)?;
+    let incoming_parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    let reply = gateway
+        .send(
+            gateway
+                .client
+                .get(gateway.url("/api/echo/things?page=2"))
+                .bearer_auth(&token)
+                .header("x-request-id", "req-from-client-1")
+                .header("traceparent", incoming_parent)
+                .header("x-forwarded-for", "6.6.6.6"),
+        )
+        .await?;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.header("x-request-id"), Some("req-from-client-1"));
+    let seen = &reply.body["headers"];
+    assert_eq!(reply.body["path"], "/api/echo/things?page=2");
+    assert_eq!(
+        seen["authorization"],
+        format!("Bearer {token}"),
+        "token unchanged"
+    );
+    assert_eq!(seen["x-request-id"], "req-from-client-1");
+    assert_eq!(
+        seen["x-forwarded-for"], "127.0.0.1",
+        "a client-made chain is not trusted"
+    );
+    let traceparent = seen["traceparent"].as_str().unwrap_or_default();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "the gateway's own span is the parent"
+    );
+
+    let generated = gateway
+        .send(
+            gateway
+                .client
+                .get(gateway.url("/api/echo"))
+                .bearer_auth(&token),
+        )
+        .await?;
+    let id = generated.header("x-request-id").unwrap_or_default();
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok(),
+        "generated request id {id:?}"
+    );
+    assert_eq!(generated.body["headers"]["x-request-id"], id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_at_the_edge() -> TestResult {
+    let issuer = Issuer::new()?;
+    let gateway = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
+    let reply = gateway
+        .send(
+            gateway
+                .client
+                .request(reqwest::Method::OPTIONS, gateway.url("/api/orders"))
+                .header("origin", "http://shop.example")
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                ),
+        )
+        .await?;
+    assert!(reply.status.is_success(), "{}", reply.status);
+    assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+    let methods = reply
+        .header("access-control-allow-methods")
+        .unwrap_or_default();
+    assert!(methods.contains("POST"), "{methods}");
+    let headers = reply
+        .header("access-control-allow-headers")
+        .unwrap_or_default();
+    assert!(headers.contains("authorization"), "{headers}");
+    assert!(reply.header("x-request-id").is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413_declared_or_streamed() -> TestResult {
+    let issuer = Issuer::new()?;
+    let echo = spawn_echo().await?;
+    let mut config = base_config()?;
+    config.max_body_bytes = 1024;
+    add_route(
+        &mut config,
+        "echo",
+        vec![echo],
+        route("/api/echo", "echo", gateway::routes::AuthPolicy::Public),
+    );
+    let gateway = TestGateway::start(config, issuer.keys.clone()).await?;
+
+    let small = gateway
+        .send(
+            gateway
+                .client
+                .post(gateway.url("/api/echo"))
+                .body(vec![b'x'; 1000]),
+        )
+        .await?;
+    assert_eq!(small.status, StatusCode::OK);
+    assert_eq!(small.body["body_len"], 1000);
+
+    let declared = gateway
+        .send(
+            gateway
+                .client
+                .post(gateway.url("/api/echo"))
+                .body(vec![b'x'; 4096]),
+        )
+        .await?;
+    assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(declared.is_problem(), "{:?}", declared.body);
+
+    // No Content-Length: the limit is enforced while the body streams to the upstream.
+    let chunk = "x".repeat(800);
+    let chunked = format!(
+        "POST /api/echo HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let status = raw_request(&gateway.address, chunked.as_bytes()).await?;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+
+    // Idempotent methods are buffered for retries, within the same limit.
+    let put = format!(
+        "PUT /api/echo HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let status = raw_request(&gateway.address, put.as_bytes()).await?;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! Real upstreams behind a gateway on port 0: user-service and product-service on fresh
+//! databases and topics, plus two tiny generic HTTP upstreams (one that echoes what it got,
+//! one that never answers) for what our services cannot be made to do on demand.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use axum::extract::Request;
+use gateway::Application;
+use gateway::config::{Config, Quota, RouteConfig, ServiceConfig};
+use gateway::routes::{AuthPolicy, LimitClass};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use telemetry::{TelemetryConfig, TelemetryGuard};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub type TestResult = anyhow::Result<()>;
+pub use testkit::eventually;
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const ISSUER: &str = "ferroshop-users";
+pub const AUDIENCE: &str = "ferroshop";
+
+/// Spans are exported like in production, so the gateway really injects its own trace context.
+fn telemetry_guard() -> &'static TelemetryGuard {
+    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
+    GUARD.get_or_init(|| {
+        telemetry::init(&TelemetryConfig {
+            service_name: "gateway".into(),
+            zipkin_endpoint: Some(format!("{}/api/v2/spans", testkit::stack::zipkin_url())),
+            default_log_filter: "warn".into(),
+        })
+        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
+    })
+}
+
+fn now_secs() -> anyhow::Result<u64> {
+    Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())
+}
+
+/// A base URL nothing listens on (the port was free a moment ago).
+pub fn dead_url() -> anyhow::Result<String> {
+    Ok(format!("http://127.0.0.1:{}", testkit::free_port()?))
+}
+
+/// The default route table with every service on a dead port, limits off, fast health checks.
+pub fn base_config() -> anyhow::Result<Config> {
+    let mut config = Config {
+        port: 0,
+        zipkin_endpoint: None,
+        ..Config::default()
+    };
+    for service in config.services.values_mut() {
+        service.urls = vec![dead_url()?];
+    }
+    config.health.interval_ms = 100;
+    config.health.timeout_ms = 1_000;
+    config.health.unhealthy_after = 2;
+    config.health.healthy_after = 1;
+    let off = Quota {
+        per_second: 0.0,
+        burst: 0,
+    };
+    config.limits.per_ip = off;
+    config.limits.per_user = off;
+    config.limits.strict = off;
+    Ok(config)
+}
+
+/// Points a configured service at these instances.
+pub fn set_urls(config: &mut Config, service: &str, urls: Vec<String>) {
+    if let Some(service) = config.services.get_mut(service) {
+        service.urls = urls;
+    }
+}
+
+/// Adds a service and one route to it.
+pub fn add_route(config: &mut Config, service: &str, urls: Vec<String>, route: RouteConfig) {
+    config.services.insert(
+        service.to_owned(),
+        ServiceConfig {
+            urls,
+            timeout_ms: 10_000,
+        },
+    );
+    config.routes.push(route);
+}
+
+pub fn route(prefix: &str, service: &str, auth: AuthPolicy) -> RouteConfig {
+    RouteConfig {
+        prefix: prefix.into(),
+        service: service.into(),
+        auth,
+        limit: LimitClass::Standard,
+        timeout_ms: None,
+    }
+}
+
+/// Access tokens signed with a key only this test knows, for gateways built with
+/// [`TestGateway::with_issuer`].
+pub struct Issuer {
+    issuer: TokenIssuer,
+    pub keys: KeySource,
+}
+
+impl Issuer {
+    pub fn new() -> anyhow::Result<Self> {
+        let key = SigningKey::generate()?;
+        let keys = KeySource::Static(key.jwks()?);
+        Ok(Self {
+            issuer: TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900)),
+            keys,
+        })
+    }
+
+    pub fn token(&self, role: Role) -> anyhow::Result<String> {
+        self.issuer
+            .issue(Uuid::now_v7(), role, "someone@example.com")
+    }
+}
+
+pub struct TestGateway {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn is_problem(&self) -> bool {
+        self.headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|value| value == "application/problem+json")
+            && self.body["status"] == self.status.as_u16()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+impl TestGateway {
+    pub async fn start(config: Config, keys: KeySource) -> anyhow::Result<Self> {
+        telemetry_guard();
+        let app = Application::build_with_keys(config, keys).await?;
+        let port = app.port();
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        Ok(Self {
+            address: format!("http://127.0.0.1:{port}"),
+            // A client that waits forever would hide a hang; no answer in 15 s fails the test.
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?,
+        })
+    }
+
+    /// Verifies tokens with the JWKS of a real user-service.
+    pub async fn in_front_of_users(config: Config, users: &Users) -> anyhow::Result<Self> {
+        let keys = KeySource::Remote {
+            url: format!("{}/.well-known/jwks.json", users.address),
+            client: reqwest::Client::new(),
+        };
+        Self::start(config, keys).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> anyhow::Result<Reply> {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// Registers a fresh customer through the gateway and logs in; returns the access token.
+    pub async fn signed_in_customer(&self) -> anyhow::Result<(String, String)> {
+        let email = format!("user-{}@example.com", Uuid::new_v4().simple());
+        let registered = self
+            .post(
+                "/api/users/register",
+                &json!({"email": email, "password": PASSWORD, "name": "Ada Lovelace"}),
+            )
+            .await?;
+        anyhow::ensure!(
+            registered.status == StatusCode::CREATED,
+            "register: {} {:?}",
+            registered.status,
+            registered.body
+        );
+        let token = self.login(&email, PASSWORD).await?;
+        Ok((email, token))
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
+        let login = self
+            .post(
+                "/api/users/login",
+                &json!({"email": email, "password": password}),
+            )
+            .await?;
+        anyhow::ensure!(login.status == StatusCode::OK, "login: {:?}", login.body);
+        login.body["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no access_token in {:?}", login.body))
+    }
+
+    /// The gateway's view of one service's instances: (url, healthy).
+    pub async fn instances(&self, service: &str) -> anyhow::Result<Vec<(String, bool)>> {
+        let ready = self.get("/health/ready").await?;
+        let instances = ready.body["upstreams"][service]["instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(instances
+            .iter()
+            .map(|i| {
+                (
+                    i["url"].as_str().unwrap_or_default().to_owned(),
+                    i["healthy"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect())
+    }
+}
+
+/// A running user-service on a fresh database.
+pub struct Users {
+    pub address: String,
+}
+
+/// Starts user-service like its own tests do: a fresh database and topic prefix, port 0.
+pub async fn spawn_users() -> anyhow::Result<Users> {
+    telemetry_guard();
+    let admin_url = testkit::stack::admin_database_url();
+    // Named like user-service's own test databases, so its clean-up drops stale ones too.
+    let name = format!("test_users_{}_gw{}", now_secs()?, Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
+    let config = user_service::config::Config {
+        profile: user_service::config::Profile::Local,
+        host: "127.0.0.1".into(),
+        port: 0,
+        database_url: format!("{base}/{name}").into(),
+        kafka_brokers: testkit::stack::kafka_brokers(),
+        topic_prefix: format!("test-gw-{}.", Uuid::new_v4().simple()),
+        zipkin_endpoint: None,
+        jwt_private_key_path: std::env::temp_dir()
+            .join(format!("ferroshop-gw-test-{}.pem", Uuid::new_v4())),
+        jwt_issuer: ISSUER.into(),
+        jwt_audience: AUDIENCE.into(),
+        access_token_ttl: Duration::from_secs(900),
+        refresh_token_ttl: Duration::from_secs(3600),
+        admin_email: Some("admin@example.com".into()),
+        admin_password: "admin-dev-password".to_owned().into(),
+        login_max_failures: 5,
+        login_lockout: Duration::from_secs(30),
+        run_outbox_relay: true,
+        request_timeout: Duration::from_secs(10),
+        password_workers: 2,
+    };
+    let app = user_service::Application::build(config).await?;
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    Ok(Users {
+        address: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+/// A running product-service instance that can be stopped and started again on its port.
+pub struct Products {
+    pub address: String,
+    pub port: u16,
+    pub database: String,
+    topic_prefix: String,
+    jwks_url: String,
+    stop: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+}
+
+/// Starts product-service on a fresh catalog database, verifying tokens with `users`' JWKS.
+pub async fn spawn_products(users: &Users) -> anyhow::Result<Products> {
+    let uuid = Uuid::new_v4().simple().to_string();
+    // Named like product-service's own test databases, so its clean-up drops stale ones too.
+    let database = format!("test_catalog_{}_gw{}", now_secs()?, &uuid[..8]);
+    let mut products = Products {
+        address: String::new(),
+        port: 0,
+        database,
+        topic_prefix: format!("test-gw-{uuid}."),
+        jwks_url: format!("{}/.well-known/jwks.json", users.address),
+        stop: None,
+    };
+    products.start().await?;
+    Ok(products)
+}
+
+impl Products {
+    /// Starts (again) on the same port and database.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        telemetry_guard();
+        let config = product_service::config::Config {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            mongodb_url: testkit::stack::mongodb_url().into(),
+            database: self.database.clone(),
+            kafka_brokers: testkit::stack::kafka_brokers(),
+            topic_prefix: self.topic_prefix.clone(),
+            zipkin_endpoint: None,
+            jwks_url: self.jwks_url.clone(),
+            jwt_issuer: ISSUER.into(),
+            jwt_audience: AUDIENCE.into(),
+            cache_ttl: Duration::from_secs(5),
+            run_outbox_relay: true,
+            run_inventory_consumer: false,
+            run_cache_invalidation: false,
+            relay_poll_interval: Duration::from_millis(200),
+            request_timeout: Duration::from_secs(10),
+        };
+        let app = product_service::Application::build(config).await?;
+        self.port = app.port();
+        self.address = format!("http://127.0.0.1:{}", self.port);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        self.stop = Some((stop, running));
+        Ok(())
+    }
+
+    /// Stops the instance as SIGTERM would and waits until its port is closed.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some((stop, running)) = self.stop.take() {
+            let _ = stop.send(());
+            running.await??;
+        }
+        Ok(())
+    }
+
+    /// Creates a product directly on this instance (not through the gateway).
+    pub async fn create_product(&self, admin_token: &str) -> anyhow::Result<Value> {
+        let sku = format!("GW-{}", &Uuid::new_v4().simple().to_string()[..10]);
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/products", self.address))
+            .bearer_auth(admin_token)
+            .json(&product_body(&sku))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        anyhow::ensure!(status == StatusCode::CREATED, "create: {status} {body}");
+        Ok(body)
+    }
+}
+
+pub fn product_body(sku: &str) -> Value {
+    json!({
+        "sku": sku,
+        "name": format!("Product {sku}"),
+        "description": "A fine thing",
+        "category": "kitchen",
+        "tags": ["steel"],
+        "price": {"amount": 1999, "currency": "EUR"},
+        "specs": {},
+        "images": [],
+        "initial_stock": 10,
+    })
+}
+
+/// A generic HTTP upstream that answers every request with what it received (method, path,
+/// headers, body length), and passes health checks.
+pub async fn spawn_echo() -> anyhow::Result<String> {
+    let app = axum::Router::new()
+        .route("/health/ready", axum::routing::get(|| async { "ok" }))
+        .fallback(|request: Request| async move {
+            let headers: BTreeMap<String, String> = request
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.to_string(),
+                        value.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            let method = request.method().to_string();
+            let path = request.uri().to_string();
+            let body = axum::body::to_bytes(request.into_body(), usize::MAX).await;
+            axum::Json(json!({
+                "method": method,
+                "path": path,
+                "headers": headers,
+                "body_len": body.map(|b| b.len()).ok(),
+            }))
+        });
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(address)
+}
+
+/// An upstream that passes health checks but never answers anything else: a hung service.
+pub async fn spawn_silent() -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_health_only(stream));
+        }
+    });
+    Ok(address)
+}
+
+async fn serve_health_only(mut stream: TcpStream) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Ok(read) = stream.read(&mut chunk).await else {
+            return;
+        };
+        if read == 0 {
+            return;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            buffer.drain(..end + 4);
+            if head.starts_with("GET /health/ready ") {
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(ok).await.is_err() {
+                    return;
+                }
+            } else {
+                // Hold the connection open and never answer.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Sends raw bytes (for requests reqwest would normalise, like dot segments) and returns the
+/// status line.
+pub async fn raw_request(address: &str, request: &[u8]) -> anyhow::Result<String> {
+    let authority = address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(authority).await?;
+    stream.write_all(request).await?;
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&chunk[..n]);
+            if response.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    anyhow::ensure!(read.is_ok(), "no answer within 15 s");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
