@@ -1,0 +1,675 @@
+//! The checkout saga under load, end to end through the gateway: create an order, wait for
+//! the stock reservation (`AWAITING_PAYMENT`), pay, wait for `PAID`.
+//!
+//! Each order's time is split into the steps of the saga, so a report can tell which hop is
+//! the bottleneck: the create call, the reservation (order.created -> product-service ->
+//! inventory.reserved -> order-service), the payment call (payment-service -> psp-sim), and
+//! the settlement (payment.succeeded -> order-service). Asynchronous steps are observed by
+//! polling the order, so each of them is known to within one poll interval.
+//!
+//! Setup talks to user-service and product-service directly: registering users and adding
+//! stock is not what is measured, and the gateway's stricter limits on register and login
+//! would only slow it down.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::progress::{Counters, Progress};
+use crate::stats::{Latencies, LatencySummary};
+
+/// How orders are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CheckoutPace {
+    /// This many order flows at once, each starting the next as soon as one ends: the
+    /// throughput the saga sustains.
+    Concurrent(usize),
+    /// Orders started at fixed times, this many per second, latency measured from the due time.
+    Rate(f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckoutConfig {
+    /// Base URL the orders and payments go through (the gateway).
+    pub gateway_url: String,
+    /// user-service, for registering and signing in the benchmark's users and the admin.
+    pub user_service_url: String,
+    /// product-service, for picking products and adding stock.
+    pub product_service_url: String,
+    pub admin_email: String,
+    pub admin_password: String,
+    /// Customers the orders are spread over (per-user rate limits apply at the gateway).
+    pub users: usize,
+    /// Products the orders are spread over (each product's stock is one contended record).
+    pub products: usize,
+    /// Units added to each product before the run so no order is rejected for stock.
+    pub stock_per_product: i64,
+    pub pace: CheckoutPace,
+    pub duration: Duration,
+    /// How often an order is asked for its status while waiting.
+    pub poll_interval: Duration,
+    /// An order not `PAID` within this counts as failed.
+    pub order_timeout: Duration,
+    pub show_progress: bool,
+}
+
+/// What a checkout run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckoutReport {
+    /// `sustained` or `fixed-rate`.
+    pub mode: String,
+    pub concurrency: Option<usize>,
+    pub target_rate: Option<f64>,
+    pub duration_secs: f64,
+    pub poll_interval_ms: f64,
+    pub users: usize,
+    pub products: usize,
+    /// Orders started during the run.
+    pub started: u64,
+    pub paid: u64,
+    /// Orders that reached `PAID` before the end of the run, per second of run.
+    pub paid_per_sec: f64,
+    pub rejected: u64,
+    pub cancelled: u64,
+    /// Orders that ended in an error: an unexpected answer, a declined payment, a timeout.
+    pub failed: u64,
+    /// create -> `PAID` (fixed rate: from the time the order was due).
+    pub total: LatencySummary,
+    /// `POST /api/orders` until its answer.
+    pub create_call: LatencySummary,
+    /// Order created until `AWAITING_PAYMENT` is seen (the stock reservation over Kafka).
+    pub reservation: LatencySummary,
+    /// `POST /api/payments` until its answer (the provider call), retries included.
+    pub payment_call: LatencySummary,
+    /// Payment answered until `PAID` is seen (payment.succeeded over Kafka).
+    pub settlement: LatencySummary,
+    /// Failure reasons and how often each happened.
+    pub failures: BTreeMap<String, u64>,
+    pub first_failure: Option<String>,
+}
+
+/// A signed-in customer.
+#[derive(Debug, Clone)]
+struct Customer {
+    token: String,
+}
+
+/// The clients and fixtures every order flow shares.
+struct Shop {
+    api: Api,
+    config: CheckoutConfig,
+    customers: Vec<Customer>,
+    products: Vec<String>,
+}
+
+/// How one order ended.
+#[derive(Debug)]
+enum Outcome {
+    Paid(Timings),
+    Rejected,
+    Cancelled,
+    Failed(String, String),
+}
+
+/// When each step of one order ended.
+#[derive(Debug, Clone, Copy)]
+struct Timings {
+    due: Instant,
+    created: Instant,
+    awaiting: Instant,
+    payment_answered: Instant,
+    paid: Instant,
+}
+
+/// A thin JSON client over hyper-util's pooled client (keep-alive connections reused
+/// across the order flows).
+#[derive(Clone)]
+struct Api {
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl Api {
+    fn new(timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self { client, timeout }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        idempotency_key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(url)
+            .header("accept", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(serde_json::to_vec(body).context("encoding the request body")?)
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(body))
+            .with_context(|| format!("building {method} {url}"))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .with_context(|| format!("{method} {url}"))?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .with_context(|| format!("reading the answer to {method} {url}"))?
+                .to_bytes();
+            let value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            };
+            anyhow::Ok((status, value))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .with_context(|| format!("{method} {url}: no answer within {:?}", self.timeout))?
+    }
+}
+
+/// Waits as long as a 429's `Retry-After` would ask, bounded; used only during setup.
+async fn pause_after_429() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+async fn sign_in(api: &Api, users_url: &str, email: &str, password: &str) -> Result<String> {
+    for _attempt in 0..30 {
+        let (status, body) = api
+            .call(
+                Method::POST,
+                &format!("{users_url}/api/users/login"),
+                None,
+                None,
+                Some(&json!({"email": email, "password": password})),
+            )
+            .await?;
+        match status {
+            StatusCode::OK => {
+                return body["access_token"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("the login answer has no access_token");
+            }
+            StatusCode::TOO_MANY_REQUESTS => pause_after_429().await,
+            other => bail!("signing in as {email}: {other} {body}"),
+        }
+    }
+    bail!("signing in as {email}: still rate limited after 30 tries")
+}
+
+async fn register_customer(
+    api: &Api,
+    users_url: &str,
+    index: usize,
+    run: &str,
+) -> Result<Customer> {
+    let email = format!("bench-{run}-{index}@example.com");
+    let password = "bench-password-correct-horse";
+    for _attempt in 0..30 {
+        let (status, body) = api
+            .call(
+                Method::POST,
+                &format!("{users_url}/api/users/register"),
+                None,
+                None,
+                Some(&json!({"email": email, "password": password, "name": format!("Bench Customer {index}")})),
+            )
+            .await?;
+        match status {
+            StatusCode::CREATED | StatusCode::OK | StatusCode::CONFLICT => {
+                let token = sign_in(api, users_url, &email, password).await?;
+                return Ok(Customer { token });
+            }
+            StatusCode::TOO_MANY_REQUESTS => pause_after_429().await,
+            other => bail!("registering {email}: {other} {body}"),
+        }
+    }
+    bail!("registering {email}: still rate limited after 30 tries")
+}
+
+/// Picks active products in stock and adds `stock_per_product` units to each.
+async fn stock_products(
+    api: &Api,
+    config: &CheckoutConfig,
+    admin_token: &str,
+) -> Result<Vec<String>> {
+    let products_url = &config.product_service_url;
+    let (status, body) = api
+        .call(
+            Method::GET,
+            &format!("{products_url}/api/products?in_stock=true&limit=100"),
+            None,
+            None,
+            None,
+        )
+        .await?;
+    if status != StatusCode::OK {
+        bail!("listing products: {status} {body}");
+    }
+    let ids: Vec<String> = body["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|p| p["active"].as_bool().unwrap_or(true))
+                .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                .take(config.products)
+                .collect()
+        })
+        .unwrap_or_default();
+    if ids.is_empty() {
+        bail!("no product in stock at {products_url}; run `cargo xtask seed` first");
+    }
+    for id in &ids {
+        let (status, body) = api
+            .call(
+                Method::POST,
+                &format!("{products_url}/api/products/{id}/stock"),
+                Some(admin_token),
+                None,
+                Some(&json!({"delta": config.stock_per_product, "reason": "checkout benchmark"})),
+            )
+            .await?;
+        if !status.is_success() {
+            bail!("adding stock to {id}: {status} {body}");
+        }
+    }
+    Ok(ids)
+}
+
+/// Registers the customers, stocks the products, then runs the order flows.
+pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
+    // Setup waits longer than the flows: concurrent registrations queue for Argon2 on a busy
+    // machine, and a product listing on FerretDB takes a while.
+    let setup = Api::new(Duration::from_secs(60));
+    let api = setup.clone();
+    let admin_token = sign_in(
+        &api,
+        &config.user_service_url,
+        &config.admin_email,
+        &config.admin_password,
+    )
+    .await
+    .context("signing in as the admin")?;
+    let products = stock_products(&api, &config, &admin_token).await?;
+    let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    // Registration hashes a password (Argon2, on purpose slow): all at once, not one by one.
+    let mut registrations = JoinSet::new();
+    for index in 0..config.users.max(1) {
+        let (api, users_url, run_id) =
+            (api.clone(), config.user_service_url.clone(), run_id.clone());
+        registrations
+            .spawn(async move { register_customer(&api, &users_url, index, &run_id).await });
+    }
+    let mut customers = Vec::new();
+    while let Some(joined) = registrations.join_next().await {
+        customers.push(joined.context("a registration task panicked")??);
+    }
+    let shop = Arc::new(Shop {
+        api: Api {
+            timeout: Duration::from_secs(10),
+            ..setup
+        },
+        config: config.clone(),
+        customers,
+        products,
+    });
+
+    let counters = Arc::new(Counters::default());
+    let label = match config.pace {
+        CheckoutPace::Concurrent(n) => format!("checkout x{n}"),
+        CheckoutPace::Rate(rate) => format!("checkout {rate}/s"),
+    };
+    let progress = config
+        .show_progress
+        .then(|| Progress::start(&label, "orders", config.duration, counters.clone()));
+    let start = Instant::now();
+    let end = start + config.duration;
+    let mut flows = JoinSet::new();
+    match config.pace {
+        CheckoutPace::Concurrent(concurrency) => {
+            for worker in 0..concurrency.max(1) {
+                let shop = shop.clone();
+                let counters = counters.clone();
+                flows.spawn(async move {
+                    let mut outcomes = Vec::new();
+                    let mut n = worker;
+                    while Instant::now() < end {
+                        let outcome = order_flow(&shop, n, Instant::now()).await;
+                        count(&counters, &outcome);
+                        outcomes.push(outcome);
+                        n += concurrency;
+                    }
+                    outcomes
+                });
+            }
+        }
+        CheckoutPace::Rate(rate) => {
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("the order rate must be a positive number");
+            }
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let mut n = 0usize;
+            loop {
+                let due = start + interval.mul_f64(n as f64);
+                if due >= end {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+                let shop = shop.clone();
+                let counters = counters.clone();
+                flows.spawn(async move {
+                    let outcome = order_flow(&shop, n, due).await;
+                    count(&counters, &outcome);
+                    vec![outcome]
+                });
+                n += 1;
+            }
+        }
+    }
+    let mut outcomes = Vec::new();
+    while let Some(joined) = flows.join_next().await {
+        outcomes.extend(joined.context("an order flow panicked")?);
+    }
+    if let Some(progress) = progress {
+        progress.finish();
+    }
+    summarise(&config, &shop, outcomes, end)
+}
+
+fn count(counters: &Counters, outcome: &Outcome) {
+    match outcome {
+        Outcome::Paid(_) => counters.count_ok(),
+        Outcome::Rejected | Outcome::Cancelled => counters.count_non_2xx(),
+        Outcome::Failed(..) => counters.count_error(),
+    }
+}
+
+fn summarise(
+    config: &CheckoutConfig,
+    shop: &Shop,
+    outcomes: Vec<Outcome>,
+    end: Instant,
+) -> Result<CheckoutReport> {
+    let mut total = Latencies::new()?;
+    let mut create_call = Latencies::new()?;
+    let mut reservation = Latencies::new()?;
+    let mut payment_call = Latencies::new()?;
+    let mut settlement = Latencies::new()?;
+    let (mut paid, mut paid_in_time, mut rejected, mut cancelled, mut failed) = (0, 0, 0, 0, 0);
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    let mut first_failure = None;
+    let started = outcomes.len() as u64;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Paid(t) => {
+                paid += 1;
+                if t.paid <= end {
+                    paid_in_time += 1;
+                }
+                total.record(t.paid - t.due);
+                create_call.record(t.created - t.due);
+                reservation.record(t.awaiting - t.created);
+                payment_call.record(t.payment_answered - t.awaiting);
+                settlement.record(t.paid - t.payment_answered);
+            }
+            Outcome::Rejected => rejected += 1,
+            Outcome::Cancelled => cancelled += 1,
+            Outcome::Failed(reason, detail) => {
+                failed += 1;
+                *failures.entry(reason).or_default() += 1;
+                first_failure.get_or_insert(detail);
+            }
+        }
+    }
+    let secs = config.duration.as_secs_f64();
+    Ok(CheckoutReport {
+        mode: match config.pace {
+            CheckoutPace::Concurrent(_) => "sustained".into(),
+            CheckoutPace::Rate(_) => "fixed-rate".into(),
+        },
+        concurrency: match config.pace {
+            CheckoutPace::Concurrent(n) => Some(n),
+            CheckoutPace::Rate(_) => None,
+        },
+        target_rate: match config.pace {
+            CheckoutPace::Concurrent(_) => None,
+            CheckoutPace::Rate(rate) => Some(rate),
+        },
+        duration_secs: secs,
+        poll_interval_ms: config.poll_interval.as_secs_f64() * 1_000.0,
+        users: shop.customers.len(),
+        products: shop.products.len(),
+        started,
+        paid,
+        paid_per_sec: if secs > 0.0 {
+            paid_in_time as f64 / secs
+        } else {
+            0.0
+        },
+        rejected,
+        cancelled,
+        failed,
+        total: total.summary(),
+        create_call: create_call.summary(),
+        reservation: reservation.summary(),
+        payment_call: payment_call.summary(),
+        settlement: settlement.summary(),
+        failures,
+        first_failure,
+    })
+}
+
+/// The status strings of order-service (see DESIGN.md).
+const AWAITING_PAYMENT: &str = "AWAITING_PAYMENT";
+const PAID: &str = "PAID";
+const REJECTED: &str = "REJECTED";
+const CANCELLED: &str = "CANCELLED";
+
+/// One order from creation to `PAID`. `n` picks the customer and the product.
+async fn order_flow(shop: &Shop, n: usize, due: Instant) -> Outcome {
+    match try_order_flow(shop, n, due).await {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::Failed("error".into(), format!("{e:#}")),
+    }
+}
+
+async fn try_order_flow(shop: &Shop, n: usize, due: Instant) -> Result<Outcome> {
+    let config = &shop.config;
+    let gateway = &config.gateway_url;
+    let customer = &shop.customers[n % shop.customers.len()];
+    let product_id = &shop.products[n % shop.products.len()];
+    let deadline = due + config.order_timeout;
+    let token = Some(customer.token.as_str());
+
+    let order = json!({
+        "items": [{"product_id": product_id, "quantity": 1}],
+        "shipping_address": {
+            "name": "Bench Customer",
+            "line1": "1 Load Test Lane",
+            "city": "Benchford",
+            "postal_code": "BE1 1NC",
+            "country": "GB",
+        },
+    });
+    let (status, body) = shop
+        .api
+        .call(
+            Method::POST,
+            &format!("{gateway}/api/orders"),
+            token,
+            None,
+            Some(&order),
+        )
+        .await?;
+    if status != StatusCode::CREATED {
+        return Ok(failed(&format!("create answered {status}"), &body));
+    }
+    let created = Instant::now();
+    let order_id = body["id"]
+        .as_str()
+        .context("the created order has no id")?
+        .to_owned();
+    let order_url = format!("{gateway}/api/orders/{order_id}");
+
+    // Reservation: PENDING until product-service has reserved the stock.
+    let status =
+        wait_for_status(shop, &order_url, token, &[AWAITING_PAYMENT, PAID], deadline).await?;
+    match status.as_str() {
+        REJECTED => return Ok(Outcome::Rejected),
+        CANCELLED => return Ok(Outcome::Cancelled),
+        AWAITING_PAYMENT | PAID => {}
+        other => {
+            return Ok(Outcome::Failed(
+                format!("stuck in {other}"),
+                format!(
+                    "order {order_id} still {other} after {:?}",
+                    config.order_timeout
+                ),
+            ));
+        }
+    }
+    let awaiting = Instant::now();
+
+    // Payment: payment-service learns about the order from order.events and may lag
+    // order-service by a moment (it waits briefly, then answers 404 or 409); nothing is charged
+    // then, so retrying with a fresh key is safe, and payment-service allows one successful
+    // payment per order anyway.
+    let payment = json!({
+        "order_id": order_id,
+        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+    });
+    loop {
+        let key = Uuid::new_v4().to_string();
+        let (status, body) = shop
+            .api
+            .call(
+                Method::POST,
+                &format!("{gateway}/api/payments"),
+                token,
+                Some(&key),
+                Some(&payment),
+            )
+            .await?;
+        match status {
+            StatusCode::OK | StatusCode::CREATED | StatusCode::ACCEPTED => {
+                let outcome = body["status"].as_str().unwrap_or_default();
+                if matches!(outcome, "failed" | "declined") {
+                    return Ok(failed("payment declined", &body));
+                }
+                break;
+            }
+            // 404/409: the order is not in payment-service's replica yet, or another payment
+            // of it is in flight; unless the order got paid meanwhile, ask again.
+            StatusCode::CONFLICT | StatusCode::NOT_FOUND if Instant::now() < deadline => {
+                tokio::time::sleep(config.poll_interval).await;
+                let (status, body) = shop
+                    .api
+                    .call(Method::GET, &order_url, token, None, None)
+                    .await?;
+                if status == StatusCode::OK && body["status"].as_str() == Some(PAID) {
+                    break;
+                }
+            }
+            other => return Ok(failed(&format!("payment answered {other}"), &body)),
+        }
+    }
+    let payment_answered = Instant::now();
+
+    let status = wait_for_status(shop, &order_url, token, &[PAID], deadline).await?;
+    if status != PAID {
+        return Ok(Outcome::Failed(
+            format!("not paid ({status})"),
+            format!(
+                "order {order_id} still {status} after {:?}",
+                config.order_timeout
+            ),
+        ));
+    }
+    Ok(Outcome::Paid(Timings {
+        due,
+        created,
+        awaiting,
+        payment_answered,
+        paid: Instant::now(),
+    }))
+}
+
+fn failed(reason: &str, body: &Value) -> Outcome {
+    Outcome::Failed(reason.to_owned(), format!("{reason}: {body}"))
+}
+
+/// Polls the order until its status is one of `wanted` or terminal, or the deadline passes;
+/// returns the last status seen.
+async fn wait_for_status(
+    shop: &Shop,
+    order_url: &str,
+    token: Option<&str>,
+    wanted: &[&str],
+    deadline: Instant,
+) -> Result<String> {
+    loop {
+        let (status, body) = shop
+            .api
+            .call(Method::GET, order_url, token, None, None)
+            .await?;
+        let current = if status == StatusCode::OK {
+            body["status"].as_str().unwrap_or_default().to_owned()
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            String::new()
+        } else {
+            bail!("GET {order_url} answered {status}: {body}");
+        };
+        if wanted.contains(&current.as_str()) || current == REJECTED || current == CANCELLED {
+            return Ok(current);
+        }
+        if Instant::now() >= deadline {
+            return Ok(if current.is_empty() {
+                "unknown (rate limited)".into()
+            } else {
+                current
+            });
+        }
+        tokio::time::sleep(shop.config.poll_interval).await;
+    }
+}
