@@ -99,6 +99,23 @@ pub fn router(readiness: Readiness) -> Router {
         )
 }
 
+#[cfg(feature = "sqlx")]
+impl Readiness {
+    /// Adds the check every PostgreSQL service has: `postgres` answers `SELECT 1`.
+    pub fn with_postgres(self, pool: sqlx::PgPool) -> Self {
+        self.with_check("postgres", move || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("SELECT 1")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|error| format!("PostgreSQL unreachable: {error}"))
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,16 +195,7 @@ impl Application {
 
 fn readiness(pool: PgPool, producer: Producer) -> Readiness {
     Readiness::new()
-        .with_check("postgres", move || {
-            let pool = pool.clone();
-            async move {
-                sqlx::query("SELECT 1")
-                    .execute(&pool)
-                    .await
-                    .map(|_| ())
-                    .map_err(|error| format!("PostgreSQL unreachable: {error}"))
-            }
-        })
+        .with_postgres(pool)
         .with_check("kafka", move || {
             let producer = producer.clone();
             async move { messaging::kafka::broker_reachable(&producer).await }
