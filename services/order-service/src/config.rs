@@ -21,6 +21,9 @@ pub struct Config {
     /// How long an order may wait for its reservation, and then for its payment, before the
     /// expiry job cancels it (`ORDER_PAYMENT_TIMEOUT_SECS`, default 15 minutes).
     pub payment_timeout: Duration,
+    /// How long a new order may wait for its reservation (`ORDER_RESERVATION_TIMEOUT_SECS`,
+    /// default: the payment timeout).
+    pub reservation_timeout: Duration,
     /// How often the expiry job looks for expired orders (`ORDER_EXPIRY_INTERVAL_MS`).
     pub expiry_interval: Duration,
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
@@ -44,6 +47,14 @@ impl Config {
         anyhow::ensure!(
             !payment_timeout.is_zero(),
             "ORDER_PAYMENT_TIMEOUT_SECS must be at least 1"
+        );
+        let reservation_timeout = Duration::from_secs(number(
+            "ORDER_RESERVATION_TIMEOUT_SECS",
+            payment_timeout.as_secs(),
+        )?);
+        anyhow::ensure!(
+            !reservation_timeout.is_zero(),
+            "ORDER_RESERVATION_TIMEOUT_SECS must be at least 1"
         );
         let expiry_interval = Duration::from_millis(number("ORDER_EXPIRY_INTERVAL_MS", 5_000)?);
         anyhow::ensure!(
@@ -72,6 +83,7 @@ impl Config {
             jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "ferroshop-users".into()),
             jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "ferroshop".into()),
             payment_timeout,
+            reservation_timeout,
             expiry_interval,
             run_outbox_relay: true,
             request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?),

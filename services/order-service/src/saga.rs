@@ -38,6 +38,8 @@ pub struct SagaSettings {
     pub topics: Topic,
     /// How long an order may await its payment once its stock is reserved.
     pub payment_timeout: Duration,
+    /// How long a new order may wait for product-service's reservation answer.
+    pub reservation_timeout: Duration,
 }
 
 /// Applies `trigger` to order `order_id` inside the caller's transaction.

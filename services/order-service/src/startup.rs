@@ -95,6 +95,7 @@ impl Application {
         let saga = SagaSettings {
             topics: topics.clone(),
             payment_timeout: config.payment_timeout,
+            reservation_timeout: config.reservation_timeout,
         };
         let state = AppState {
             pool: pool.clone(),

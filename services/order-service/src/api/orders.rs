@@ -286,8 +286,8 @@ pub async fn create(
         })
         .collect();
     let address = serde_json::to_value(&body.shipping_address).map_err(anyhow::Error::from)?;
-    let expires_at =
-        Utc::now() + Duration::from_std(state.saga.payment_timeout).map_err(anyhow::Error::from)?;
+    let expires_at = Utc::now()
+        + Duration::from_std(state.saga.reservation_timeout).map_err(anyhow::Error::from)?;
     let mut tx = state.pool.begin().await?;
     let inserted = orders::insert(
         &mut tx,

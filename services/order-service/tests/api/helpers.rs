@@ -57,6 +57,7 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         jwt_issuer: ISSUER.into(),
         jwt_audience: AUDIENCE.into(),
         payment_timeout: Duration::from_secs(900),
+        reservation_timeout: Duration::from_secs(900),
         expiry_interval: Duration::from_millis(200),
         run_outbox_relay: true,
         request_timeout: Duration::from_secs(30),

@@ -132,6 +132,9 @@ async fn unpaid_orders_expire_once_even_with_three_replicas_and_release_their_st
 {
     let short = |config: &mut order_service::config::Config| {
         config.payment_timeout = Duration::from_secs(2);
+        // Only the payment wait is short: a slow reservation on a loaded machine must not
+        // expire the order before it awaits payment.
+        config.reservation_timeout = Duration::from_secs(120);
         config.expiry_interval = Duration::from_millis(100);
     };
     let stack = spawn_stack_with(short).await;
