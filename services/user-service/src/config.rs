@@ -41,7 +41,7 @@ pub struct Config {
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
     pub request_timeout: Duration,
-    /// Threads hashing passwords, each holding one 19 MiB Argon2 buffer.
+    /// Threads hashing passwords, each holding one 12 MiB Argon2 buffer.
     pub password_workers: usize,
 }
 

@@ -220,14 +220,14 @@ pub async fn login(
     let user = store::users::by_email(&mut conn, body.email.trim()).await?;
     drop(conn);
 
-    let matches = state
+    let verification = state
         .passwords
-        .verify(
+        .verify_and_upgrade(
             body.password,
             user.as_ref().map(|u| u.password_hash.clone()),
         )
         .await?;
-    let user = match (user, matches) {
+    let user = match (user, verification.matches) {
         (Some(user), true) => user,
         _ => {
             let mut conn = state.pool.acquire().await?;
@@ -245,6 +245,10 @@ pub async fn login(
 
     let mut tx = state.pool.begin().await?;
     store::throttle::clear(&mut tx, &throttle_key).await?;
+    if let Some(hash) = &verification.upgraded_hash {
+        // Stored with older hashing settings: replace it now that the password is known.
+        store::users::set_password_hash(&mut tx, user.id, hash).await?;
+    }
     let tokens = issue_tokens(&mut tx, &state, &user, Uuid::now_v7()).await?;
     let event = UserLoggedIn { user_id: user.id };
     emit(&mut tx, &state, user.id, event).await?;

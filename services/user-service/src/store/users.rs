@@ -50,6 +50,17 @@ pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> sqlx::Result
     .await
 }
 
+/// Replaces the stored password hash (an upgrade to the current hashing settings). Not a
+/// profile change, so the row's `version` and the published snapshot stay as they are.
+pub async fn set_password_hash(conn: &mut PgConnection, id: Uuid, hash: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(id)
+        .bind(hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn by_email(conn: &mut PgConnection, email: &str) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as("SELECT * FROM users WHERE lower(email) = lower($1)")
         .bind(email)

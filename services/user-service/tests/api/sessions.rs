@@ -25,6 +25,51 @@ async fn login_returns_tokens_that_open_the_profile() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_login_replaces_a_hash_made_with_older_settings() -> TestResult {
+    let app = spawn_app().await;
+    let email = unique_email();
+    app.register(&email).await?;
+    // The settings of the first releases (19 MiB, 2 passes).
+    let old_settings = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(19 * 1024, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let salt = argon2::password_hash::SaltString::generate(&mut rand::rngs::OsRng);
+    let old_hash = argon2::PasswordHasher::hash_password(&old_settings, PASSWORD.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_string();
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE lower(email) = lower($1)")
+        .bind(&email)
+        .bind(&old_hash)
+        .execute(&app.pool)
+        .await?;
+    let stored = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT password_hash FROM users WHERE lower(email) = lower($1)",
+        )
+        .bind(&email)
+        .fetch_one(&app.pool)
+        .await
+    };
+
+    let wrong = app.login(&email, "not the password at all").await?;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(stored().await?, old_hash, "a failed login changes nothing");
+
+    let login = app.login(&email, PASSWORD).await?;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let upgraded = stored().await?;
+    assert!(
+        upgraded.starts_with("$argon2id$v=19$m=12288,t=3,p=1$"),
+        "{upgraded}"
+    );
+    assert_eq!(app.login(&email, PASSWORD).await?.status, StatusCode::OK);
+    assert_eq!(stored().await?, upgraded, "a current hash is kept");
+    Ok(())
+}
+
+#[tokio::test]
 async fn unknown_email_and_wrong_password_get_the_same_answer() -> TestResult {
     let app = spawn_app().await;
     let email = unique_email();
