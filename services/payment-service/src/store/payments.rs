@@ -10,7 +10,10 @@
 //!   a duplicate key means another payment of the order is in flight or has succeeded. A
 //!   definitive failure deletes the claim so the customer may try another card; success keeps
 //!   it forever. This is what makes "at most one successful payment per order" a database
-//!   rule rather than a check-then-act in code.
+//!   rule rather than a check-then-act in code. The reconciler looks at each old claim until
+//!   its payment has an outcome: a failed or missing payment's claim is released, a
+//!   successful one's gets `settled_at` and is never looked at again, so a pass reads only
+//!   the claims still in question, not every order ever paid.
 //! - `payment_log`: one document per provider attempt and per status change (amounts, brand,
 //!   last four, provider reference, timings, errors): an audit trail that is only appended to.
 
@@ -338,14 +341,29 @@ impl Payments {
         Ok(())
     }
 
-    /// Claims taken before `before`: `(order id, payment id)`.
-    pub async fn claims_before(
+    /// Marks `payment`'s claim on `order` as settled: its payment succeeded, so the claim
+    /// stays and needs no more looks.
+    pub async fn settle_claim(&self, order: &str, payment: &str) -> anyhow::Result<()> {
+        self.claims
+            .update_one(
+                doc! {"_id": order, "payment_id": payment},
+                doc! {"$set": {"settled_at": bson::DateTime::now()}},
+            )
+            .await
+            .context("settling a claim")?;
+        Ok(())
+    }
+
+    /// Up to 100 claims taken before `before` and not settled, oldest first:
+    /// `(order id, payment id)`.
+    pub async fn unsettled_claims_before(
         &self,
         before: bson::DateTime,
     ) -> anyhow::Result<Vec<(String, String)>> {
         let claims: Vec<Document> = self
             .claims
-            .find(doc! {"at": {"$lt": before}})
+            .find(doc! {"settled_at": {"$exists": false}, "at": {"$lt": before}})
+            .sort(doc! {"at": 1})
             .limit(100)
             .await
             .context("finding old claims")?

@@ -2,6 +2,7 @@
 //! HTTP on its own port). Order events are produced on the test's prefixed `order.events`
 //! with the contracts types, as order-service would.
 
+mod claims;
 mod helpers;
 mod input;
 mod measure;

@@ -1,0 +1,76 @@
+//! Order claims left behind: the reconciler releases abandoned ones however many orders have
+//! been paid before, and looks at a paid order's claim only once.
+
+use mongodb::bson::{self, Document, doc};
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+use crate::helpers::{DEADLINE, GOOD_CARD, TestResult, card, eventually, spawn_app_with};
+
+#[tokio::test]
+async fn an_abandoned_claim_is_released_behind_many_paid_orders() -> TestResult {
+    let app = spawn_app_with(|config| {
+        config.reconcile_stale_after = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let claims = app.db.collection::<Document>("payment_claims");
+    let paid_order = app.awaiting_order(100).await?;
+    let paid = app.pay("paid", paid_order, card(GOOD_CARD)).await?;
+    assert_eq!(paid.status, StatusCode::CREATED, "{paid:?}");
+    let holder = paid.id();
+
+    // More claims of paid orders than one reconciler pass reads (100), all older than the
+    // abandoned one, as a shop that has been running for a while has.
+    let long_ago = |minutes: i64| {
+        bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() - minutes * 60_000)
+    };
+    let older: Vec<Document> = (0..150)
+        .map(|index| {
+            doc! {
+                "_id": Uuid::now_v7().to_string(),
+                "payment_id": &holder,
+                "at": long_ago(600 - index),
+            }
+        })
+        .collect();
+    claims.insert_many(older).await?;
+    // A crash between the claim and the payment's insert: the claim's payment never existed.
+    let stuck_order = app.awaiting_order(200).await?;
+    claims
+        .insert_one(doc! {
+            "_id": stuck_order.to_string(),
+            "payment_id": Uuid::new_v4().to_string(),
+            "at": long_ago(5),
+        })
+        .await?;
+    let refused = app.pay("stuck", stuck_order, card(GOOD_CARD)).await?;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
+
+    eventually(DEADLINE, || async {
+        let held = claims
+            .find_one(doc! {"_id": stuck_order.to_string()})
+            .await?;
+        anyhow::ensure!(held.is_none(), "still held: {held:?}");
+        Ok(())
+    })
+    .await?;
+    let retried = app.pay("stuck", stuck_order, card(GOOD_CARD)).await?;
+    assert_eq!(retried.status, StatusCode::CREATED, "{retried:?}");
+    assert_eq!(retried.body["status"], "succeeded", "{retried:?}");
+
+    // Claims of successful payments stay, marked settled so no pass reads them again.
+    eventually(DEADLINE, || async {
+        let unsettled = claims
+            .count_documents(doc! {"payment_id": &holder, "settled_at": {"$exists": false}})
+            .await?;
+        anyhow::ensure!(unsettled == 0, "{unsettled} claims not settled yet");
+        Ok(())
+    })
+    .await?;
+    assert_eq!(
+        claims.count_documents(doc! {"payment_id": &holder}).await?,
+        151,
+        "a settled claim is kept: it is what refuses a second charge"
+    );
+    Ok(())
+}
