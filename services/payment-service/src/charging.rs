@@ -36,7 +36,7 @@ use crate::domain::payment_status::PaymentStatus;
 use crate::psp::{ChargeCall, ChargeOutcome, PspClient};
 use crate::refunds::Refunds;
 use crate::store::orders::{OrderDoc, Orders};
-use crate::store::payments::{Claim, LogEntry, PaymentDoc, Payments, push_event};
+use crate::store::payments::{Claim, LogEntry, PaymentDoc, Payments, with_event};
 
 /// The CloudEvents `source` of everything this service emits.
 pub const EVENT_SOURCE: &str = "/payment-service";
@@ -129,6 +129,7 @@ impl Charging {
             created_at: now,
             updated_at: now,
             pending_events: Vec::new(),
+            outbox_pending: false,
         };
         if !self.payments.insert(&payment).await? {
             // The same key won the insert an instant earlier.
@@ -288,14 +289,14 @@ impl Charging {
                     (payment.payment_id()?, payment.order_uuid()?, payment.user_uuid()?);
                 let event = |data| pending_event(&topics, order_id, data);
                 Ok(Some(match &outcome {
-                    ChargeOutcome::Succeeded { reference } => doc! {
-                        "$set": {
+                    ChargeOutcome::Succeeded { reference } => with_event(
+                        doc! {
                             "status": PaymentStatus::Succeeded.as_str(),
                             "provider_reference": reference,
                             "refund_check": true,
                             "updated_at": now,
                         },
-                        "$push": push_event(&pending_event(&topics, order_id, PaymentSucceeded {
+                        &pending_event(&topics, order_id, PaymentSucceeded {
                             payment_id,
                             order_id,
                             user_id,
@@ -303,8 +304,8 @@ impl Charging {
                             provider_reference: reference.clone(),
                             card_brand: payment.card_brand.clone(),
                             card_last4: payment.card_last4.clone(),
-                        })?)?,
-                    },
+                        })?,
+                    )?,
                     ChargeOutcome::Declined { reference, code } => {
                         failed_update(now, Some(reference), code, event(failed(payment_id, order_id, user_id, amount, code))?)?
                     }
@@ -395,13 +396,13 @@ fn failed_update(
     code: &str,
     event: PendingEvent,
 ) -> anyhow::Result<bson::Document> {
-    Ok(doc! {
-        "$set": {
+    with_event(
+        doc! {
             "status": PaymentStatus::Failed.as_str(),
             "failure_reason": code,
             "provider_reference": reference,
             "updated_at": now,
         },
-        "$push": push_event(&event)?,
-    })
+        &event,
+    )
 }

@@ -46,6 +46,17 @@ fn ago(duration: Duration) -> bson::DateTime {
 impl Reconciler {
     /// Runs passes until `shutdown` is cancelled (the pass in progress finishes).
     pub async fn run(self, shutdown: CancellationToken) {
+        // Claims from before they carried `open`: looked at once, so the passes need not.
+        match self.charging.payments.claims_without_open_flag().await {
+            Ok(claims) => {
+                if let Err(error) = self.check_claims(claims, true).await {
+                    tracing::warn!(error = format!("{error:#}"), "checking older claims failed");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "listing older claims failed");
+            }
+        }
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -99,10 +110,24 @@ impl Reconciler {
                 tracing::info!(error = format!("{error:#}"), payment_id = %payment.id, "refund check failed");
             }
         }
-        for (order, holder) in payments
+        let claims = payments
             .unsettled_claims_before(ago(self.stale_after))
-            .await?
-        {
+            .await?;
+        self.check_claims(claims, false).await?;
+        Ok(settled)
+    }
+
+    /// Releases the claims whose payment failed or never existed, and settles those whose
+    /// payment succeeded.
+    /// `legacy`: claims without `open`; those still in flight get `open: true` so the passes
+    /// find them. (Not done for open claims: a write to a claim races with its release.)
+    async fn check_claims(
+        &self,
+        claims: Vec<(String, String)>,
+        legacy: bool,
+    ) -> anyhow::Result<()> {
+        let payments = &self.charging.payments;
+        for (order, holder) in claims {
             // `None`: no such payment; `Some(None)`: a status this version does not know.
             let status = match Uuid::parse_str(&holder) {
                 Ok(id) => payments.get(id).await?.map(|p| p.status()),
@@ -118,11 +143,15 @@ impl Reconciler {
                 )) => {
                     payments.settle_claim(&order, &holder).await?;
                 }
-                // Still at the provider or being reconciled above: look again next pass.
-                Some(Some(PaymentStatus::Processing | PaymentStatus::Pending) | None) => {}
+                // Still at the provider or being reconciled: look again next pass.
+                Some(Some(PaymentStatus::Processing | PaymentStatus::Pending) | None) => {
+                    if legacy {
+                        payments.open_claim(&order, &holder).await?;
+                    }
+                }
             }
         }
-        Ok(settled)
+        Ok(())
     }
 
     /// Asks the provider about one payment and records what it says; `true` once settled.

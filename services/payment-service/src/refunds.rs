@@ -26,7 +26,7 @@ use crate::domain::order_status::OrderStatus;
 use crate::domain::payment_status::PaymentStatus;
 use crate::psp::PspClient;
 use crate::store::orders::Orders;
-use crate::store::payments::{LogEntry, PaymentDoc, Payments, push_event};
+use crate::store::payments::{LogEntry, PaymentDoc, Payments, with_event};
 
 /// Why the refunds this module makes happen.
 pub const REASON_ORDER_CANCELLED: &str = "order_cancelled";
@@ -146,14 +146,14 @@ impl Refunds {
                         reason: REASON_ORDER_CANCELLED.into(),
                     },
                 )?;
-                Ok(Some(doc! {
-                    "$set": {
+                Ok(Some(with_event(
+                    doc! {
                         "status": PaymentStatus::Refunded.as_str(),
                         "refund_reference": &refund.id,
                         "updated_at": bson::DateTime::now(),
                     },
-                    "$push": push_event(&event)?,
-                }))
+                    &event,
+                )?))
             })
             .await?;
         if let Some(finished) = finished.filter(|f| f.changed) {

@@ -14,7 +14,7 @@ pub mod locks;
 pub mod outbox;
 
 pub use locks::{DocumentLocks, LockGuard};
-pub use outbox::{Outbox, OutboxRelay, PendingEvent};
+pub use outbox::{Outbox, OutboxRelay, PENDING_FLAG, PendingEvent, with_pending_event};
 
 /// MongoDB's (and FerretDB's) duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;

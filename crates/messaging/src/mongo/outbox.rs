@@ -6,7 +6,14 @@
 //! appends the event to the document's `pending_events` array: the change and its event commit together or not at all.
 //!
 //! A service names each collection that works this way with an [`Outbox`] (the collection and
-//! its lock collection) and runs one relay per collection. The relay
+//! its lock collection) and runs one relay per collection. Writers add events with
+//! [`with_pending_event`], which also sets the document's [`PENDING_FLAG`]: a top-level boolean
+//! the relay's poll can filter on. FerretDB pushes `{flag: true}` down to PostgreSQL, while a
+//! filter on the array itself (`pending_events.0` exists) made it read and decode every
+//! document of the collection in Go once per poll (measured: 60% of a core with the stack
+//! idle). The flag is cleared only by the relay, under the document's lock, in the update
+//! that removes the last pending event, so it is never false while an event waits; a relay
+//! starting up publishes documents written before the flag existed once. The relay
 //! finds documents with pending events and, holding the document's lock (the same one writers
 //! take, see [`super::locks`]; it keeps replicas from publishing one document at once, which
 //! would break per-aggregate order, and keeps FerretDB's non-atomic updates from erasing a
@@ -40,6 +47,31 @@ use crate::publish::{OutgoingRecord, publish_in_order};
 pub struct Outbox {
     pub collection: &'static str,
     pub locks: &'static str,
+}
+
+/// Top-level field that is `true` while a document has pending events.
+pub const PENDING_FLAG: &str = "outbox_pending";
+
+/// Adds `event` to `update` (the change's own operators): `$push` onto `pending_events` and
+/// `$set` of [`PENDING_FLAG`], so the change, its event and the relay's marker are one update.
+pub fn with_pending_event(mut update: Document, event: Document) -> Document {
+    match update.get_document_mut("$set") {
+        Ok(set) => {
+            set.insert(PENDING_FLAG, true);
+        }
+        Err(_) => {
+            update.insert("$set", doc! {PENDING_FLAG: true});
+        }
+    }
+    match update.get_document_mut("$push") {
+        Ok(push) => {
+            push.insert("pending_events", event);
+        }
+        Err(_) => {
+            update.insert("$push", doc! {"pending_events": event});
+        }
+    }
+    update
 }
 
 /// How long the relay waits for a write holding a document's lock.
@@ -140,6 +172,14 @@ impl OutboxRelay {
     /// is left is drained (for at most 10 s), so a graceful stop neither loses nor strands
     /// events. Cancel it only after the HTTP server has drained.
     pub async fn run(self, shutdown: CancellationToken) {
+        if let Err(error) = self.publish_unflagged().await {
+            // Not fatal: the events stay in their documents for the next start.
+            tracing::warn!(
+                error = format!("{error:#}"),
+                collection = self.outbox.collection,
+                "publishing events written before the outbox flag failed"
+            );
+        }
         let mut failures: u32 = 0;
         loop {
             if shutdown.is_cancelled() {
@@ -199,12 +239,35 @@ impl OutboxRelay {
         }
     }
 
+    /// Publishes the events of documents that hold some without [`PENDING_FLAG`] (written by
+    /// a version before the flag), once at start-up: the only full scan the relay makes.
+    async fn publish_unflagged(&self) -> anyhow::Result<()> {
+        let mut find = self
+            .documents
+            .find(doc! {"pending_events.0": {"$exists": true}, PENDING_FLAG: {"$ne": true}})
+            .projection(doc! {"_id": 1});
+        if let Some(field) = self.order_field {
+            find = find.sort(doc! {field: 1, "_id": 1});
+        }
+        let ids: Vec<Document> = find
+            .await
+            .context("looking for unflagged pending events")?
+            .try_collect()
+            .await
+            .context("reading unflagged pending documents")?;
+        for id in ids {
+            let id = id.get("_id").cloned().context("document without _id")?;
+            self.publish_document(id).await?;
+        }
+        Ok(())
+    }
+
     /// Publishes the pending events of up to one batch of documents; returns how many
     /// documents it handled.
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
         let mut find = self
             .documents
-            .find(doc! {"pending_events.0": {"$exists": true}})
+            .find(doc! {PENDING_FLAG: true})
             .projection(doc! {"_id": 1})
             .limit(self.batch_size);
         if let Some(field) = self.order_field {
@@ -281,6 +344,11 @@ impl OutboxRelay {
             Err(_) => Vec::new(),
         };
         if pending.is_empty() {
+            // Flagged with nothing left (say, emptied by a version before the flag): clear it.
+            self.documents
+                .update_one(doc! {"_id": id}, doc! {"$set": {PENDING_FLAG: false}})
+                .await
+                .context("clearing the outbox flag")?;
             return Ok(());
         }
 
@@ -292,11 +360,14 @@ impl OutboxRelay {
             .map(|(event, _)| event.to_document())
             .collect::<anyhow::Result<_>>()?;
         if !published.is_empty() {
+            let mut update = doc! {"$pullAll": {"pending_events": &published}};
+            if published.len() == pending.len() {
+                // Everything went out, and writers wait for the lock held here: nothing else
+                // can be pending, so the flag goes down with the last event.
+                update.insert("$set", doc! {PENDING_FLAG: false});
+            }
             self.documents
-                .update_one(
-                    doc! {"_id": id},
-                    doc! {"$pullAll": {"pending_events": &published}},
-                )
+                .update_one(doc! {"_id": id}, update)
                 .await
                 .context("removing published events")?;
         }

@@ -50,7 +50,7 @@ pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
         (payments::COLLECTION, doc! {"order_id": 1}),
         (payments::COLLECTION, doc! {"status": 1}),
         (payments::LOG, doc! {"payment_id": 1}),
-        (payments::CLAIMS, doc! {"at": 1}),
+        (payments::CLAIMS, doc! {"open": 1}),
     ];
     for (collection, keys) in indexes {
         db.collection::<Document>(collection)

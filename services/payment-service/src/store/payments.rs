@@ -12,8 +12,10 @@
 //!   it forever. This is what makes "at most one successful payment per order" a database
 //!   rule rather than a check-then-act in code. The reconciler looks at each old claim until
 //!   its payment has an outcome: a failed or missing payment's claim is released, a
-//!   successful one's gets `settled_at` and is never looked at again, so a pass reads only
-//!   the claims still in question, not every order ever paid.
+//!   successful one's gets `open: false` (and `settled_at`) and is never looked at again, so
+//!   a pass reads only the claims still in question, not every order ever paid. (`open` is a
+//!   boolean because FerretDB pushes an equality on it down to PostgreSQL; `$exists` it
+//!   evaluates by reading the whole collection.)
 //! - `payment_log`: one document per provider attempt and per status change (amounts, brand,
 //!   last four, provider reference, timings, errors): an audit trail that is only appended to.
 
@@ -63,6 +65,9 @@ pub struct PaymentDoc {
     pub updated_at: bson::DateTime,
     #[serde(default)]
     pub pending_events: Vec<PendingEvent>,
+    /// Whether `pending_events` holds anything (`messaging::mongo::PENDING_FLAG`).
+    #[serde(default)]
+    pub outbox_pending: bool,
 }
 
 impl PaymentDoc {
@@ -313,6 +318,7 @@ impl Payments {
             "_id": order.to_string(),
             "payment_id": payment.to_string(),
             "at": bson::DateTime::now(),
+            "open": true,
         };
         match self.claims.insert_one(claim).await {
             Ok(_) => Ok(Claim::Taken),
@@ -347,10 +353,22 @@ impl Payments {
         self.claims
             .update_one(
                 doc! {"_id": order, "payment_id": payment},
-                doc! {"$set": {"settled_at": bson::DateTime::now()}},
+                doc! {"$set": {"open": false, "settled_at": bson::DateTime::now()}},
             )
             .await
             .context("settling a claim")?;
+        Ok(())
+    }
+
+    /// Marks a claim written before claims carried `open` as open.
+    pub async fn open_claim(&self, order: &str, payment: &str) -> anyhow::Result<()> {
+        self.claims
+            .update_one(
+                doc! {"_id": order, "payment_id": payment},
+                doc! {"$set": {"open": true}},
+            )
+            .await
+            .context("opening a claim")?;
         Ok(())
     }
 
@@ -360,11 +378,26 @@ impl Payments {
         &self,
         before: bson::DateTime,
     ) -> anyhow::Result<Vec<(String, String)>> {
+        self.find_claims(doc! {"open": true, "at": {"$lt": before}}, 100)
+            .await
+    }
+
+    /// Claims written before claims carried `open` (checked once when the reconciler starts).
+    pub async fn claims_without_open_flag(&self) -> anyhow::Result<Vec<(String, String)>> {
+        self.find_claims(doc! {"open": {"$exists": false}}, 10_000)
+            .await
+    }
+
+    async fn find_claims(
+        &self,
+        filter: Document,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(String, String)>> {
         let claims: Vec<Document> = self
             .claims
-            .find(doc! {"settled_at": {"$exists": false}, "at": {"$lt": before}})
+            .find(filter)
             .sort(doc! {"at": 1})
-            .limit(100)
+            .limit(limit)
             .await
             .context("finding old claims")?
             .try_collect()
@@ -390,7 +423,11 @@ impl Payments {
     }
 }
 
-/// The `$push` of an event onto a payment's outbox.
-pub fn push_event(event: &PendingEvent) -> anyhow::Result<Document> {
-    Ok(doc! {"pending_events": event.to_document()?})
+/// The update that `$set`s `set` on a payment and adds `event` to its outbox (one update, so
+/// the change and its event commit together).
+pub fn with_event(set: Document, event: &PendingEvent) -> anyhow::Result<Document> {
+    Ok(messaging::mongo::with_pending_event(
+        doc! {"$set": set},
+        event.to_document()?,
+    ))
 }

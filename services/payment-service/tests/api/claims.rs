@@ -30,6 +30,7 @@ async fn an_abandoned_claim_is_released_behind_many_paid_orders() -> TestResult 
                 "_id": Uuid::now_v7().to_string(),
                 "payment_id": &holder,
                 "at": long_ago(600 - index),
+                "open": true,
             }
         })
         .collect();
@@ -41,6 +42,7 @@ async fn an_abandoned_claim_is_released_behind_many_paid_orders() -> TestResult 
             "_id": stuck_order.to_string(),
             "payment_id": Uuid::new_v4().to_string(),
             "at": long_ago(5),
+            "open": true,
         })
         .await?;
     let refused = app.pay("stuck", stuck_order, card(GOOD_CARD)).await?;
@@ -61,7 +63,7 @@ async fn an_abandoned_claim_is_released_behind_many_paid_orders() -> TestResult 
     // Claims of successful payments stay, marked settled so no pass reads them again.
     eventually(DEADLINE, || async {
         let unsettled = claims
-            .count_documents(doc! {"payment_id": &holder, "settled_at": {"$exists": false}})
+            .count_documents(doc! {"payment_id": &holder, "open": true})
             .await?;
         anyhow::ensure!(unsettled == 0, "{unsettled} claims not settled yet");
         Ok(())
@@ -72,5 +74,45 @@ async fn an_abandoned_claim_is_released_behind_many_paid_orders() -> TestResult 
         151,
         "a settled claim is kept: it is what refuses a second charge"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn claims_written_before_the_open_flag_are_checked_once_at_start() -> TestResult {
+    let app = spawn_app_with(|config| config.run_reconciler = false).await;
+    let claims = app.db.collection::<Document>("payment_claims");
+    let paid_order = app.awaiting_order(100).await?;
+    let paid = app.pay("paid", paid_order, card(GOOD_CARD)).await?;
+    assert_eq!(paid.status, StatusCode::CREATED, "{paid:?}");
+    let stuck_order = app.awaiting_order(200).await?;
+    // As an older version left them: no `open` field.
+    claims
+        .update_one(
+            doc! {"_id": paid_order.to_string()},
+            doc! {"$unset": {"open": ""}},
+        )
+        .await?;
+    claims
+        .insert_one(doc! {
+            "_id": stuck_order.to_string(),
+            "payment_id": Uuid::new_v4().to_string(),
+            "at": bson::DateTime::now(),
+        })
+        .await?;
+
+    let _replica = crate::helpers::spawn_replica(&app, |_| {}).await;
+    eventually(DEADLINE, || async {
+        let stuck = claims
+            .find_one(doc! {"_id": stuck_order.to_string()})
+            .await?;
+        anyhow::ensure!(stuck.is_none(), "abandoned claim still held: {stuck:?}");
+        let kept = claims
+            .find_one(doc! {"_id": paid_order.to_string()})
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the paid order's claim is gone"))?;
+        anyhow::ensure!(kept.get_bool("open") == Ok(false), "not settled: {kept:?}");
+        Ok(())
+    })
+    .await?;
     Ok(())
 }

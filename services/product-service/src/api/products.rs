@@ -430,6 +430,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         pending_events: Vec::new(),
+        outbox_pending: false,
     };
     let event = ProductCreated(product.snapshot()?);
     product.pending_events = vec![pending(&state, id, event)?];

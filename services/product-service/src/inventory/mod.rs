@@ -469,6 +469,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             pending_events: vec![],
+            outbox_pending: false,
         }
     }
 

@@ -52,6 +52,9 @@ pub struct ProductDoc {
     /// Events of committed changes the relay has not published yet.
     #[serde(default)]
     pub pending_events: Vec<PendingEvent>,
+    /// Whether `pending_events` holds anything (`messaging::mongo::PENDING_FLAG`).
+    #[serde(default)]
+    pub outbox_pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,8 +157,7 @@ impl Products {
                 .build(),
             // The relay looks for documents with pending events.
             IndexModel::builder()
-                .keys(doc! {"pending_events.id": 1})
-                .options(IndexOptions::builder().sparse(true).build())
+                .keys(doc! {messaging::mongo::PENDING_FLAG: 1})
                 .build(),
         ];
         // One at a time: FerretDB 1.24 panics (and drops the connection) on a `createIndexes`
@@ -172,7 +174,9 @@ impl Products {
     /// Inserts a new product; `Ok(false)` when its SKU is taken (the unique index decides, so
     /// two concurrent creations cannot both win).
     pub async fn insert(&self, product: &ProductDoc) -> anyhow::Result<bool> {
-        match self.collection.insert_one(product).await {
+        let mut product = product.clone();
+        product.outbox_pending = !product.pending_events.is_empty();
+        match self.collection.insert_one(&product).await {
             Ok(_) => Ok(true),
             Err(error) if super::is_duplicate_key(&error) => Ok(false),
             Err(error) => Err(anyhow::Error::new(error).context("inserting a product")),
@@ -232,15 +236,7 @@ pub fn with_event(mut update: Document, after: &ProductDoc, event: Document) -> 
             update.insert("$set", stamp);
         }
     }
-    match update.get_document_mut("$push") {
-        Ok(push) => {
-            push.insert("pending_events", event);
-        }
-        Err(_) => {
-            update.insert("$push", doc! {"pending_events": event});
-        }
-    }
-    update
+    messaging::mongo::with_pending_event(update, event)
 }
 
 /// `before` as the next version: what a change starts from.

@@ -11,7 +11,7 @@
 use anyhow::Context as _;
 use contracts::inventory::StockLine;
 use mongodb::bson::{self, doc};
-use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -66,6 +66,9 @@ pub struct ReservationDoc {
     pub updated_at: bson::DateTime,
     #[serde(default)]
     pub pending_events: Vec<PendingEvent>,
+    /// Whether `pending_events` holds anything (`messaging::mongo::PENDING_FLAG`).
+    #[serde(default)]
+    pub outbox_pending: bool,
 }
 
 impl ReservationDoc {
@@ -99,8 +102,7 @@ impl Reservations {
     pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
         // The relay looks for documents with pending events.
         let index = IndexModel::builder()
-            .keys(doc! {"pending_events.id": 1})
-            .options(IndexOptions::builder().sparse(true).build())
+            .keys(doc! {messaging::mongo::PENDING_FLAG: 1})
             .build();
         self.collection
             .create_index(index)
@@ -130,6 +132,7 @@ impl Reservations {
             created_at: now,
             updated_at: now,
             pending_events: Vec::new(),
+            outbox_pending: false,
         };
         match self.collection.insert_one(&fresh).await {
             Ok(_) => Ok(fresh),
@@ -161,10 +164,10 @@ impl Reservations {
             .collection
             .find_one_and_update(
                 doc! {"_id": order_id.to_string(), "status": from.as_str()},
-                doc! {
-                    "$set": {"status": to.as_str(), "updated_at": bson::DateTime::now()},
-                    "$push": {"pending_events": event.to_document()?},
-                },
+                messaging::mongo::with_pending_event(
+                    doc! {"$set": {"status": to.as_str(), "updated_at": bson::DateTime::now()}},
+                    event.to_document()?,
+                ),
             )
             .return_document(ReturnDocument::After)
             .await

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use messaging::KafkaConfig;
+use messaging::mongo::PENDING_FLAG;
 use product_service::events::outbox::{self, OutboxRelay};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -118,6 +119,61 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
     assert_eq!(types, ["product.created.v1", "product.updated.v1"]);
     let ids: std::collections::HashSet<_> = records.iter().map(|r| r.event.id).collect();
     assert_eq!(ids.len(), 2);
+    assert_eq!(relay.publish_batch().await?, 0, "nothing left to publish");
+    Ok(())
+}
+
+/// The relay's poll reads only documents flagged as holding events; documents written by a
+/// version before the flag are published once when a relay starts, and the flag goes down
+/// with the last event.
+#[tokio::test]
+async fn the_outbox_flag_follows_the_pending_events() -> TestResult {
+    let app = spawn_app_with(|config| config.run_outbox_relay = false).await;
+    let flagged = string(&app.created(&product_body("EVT-FLAG")).await?["id"])?;
+    let legacy = string(&app.created(&product_body("EVT-LEGACY")).await?["id"])?;
+    app.adjust(&legacy, 1, "recount").await?;
+    let flag = |document: mongodb::bson::Document| document.get_bool(PENDING_FLAG).ok();
+    assert_eq!(flag(app.document(&flagged).await?), Some(true));
+    // As a version before the flag left it: events waiting, no flag.
+    app.db
+        .collection::<mongodb::bson::Document>("products")
+        .update_one(
+            mongodb::bson::doc! {"_id": &legacy},
+            mongodb::bson::doc! {"$unset": {PENDING_FLAG: ""}},
+        )
+        .await?;
+
+    let kafka = KafkaConfig { brokers: brokers() };
+    let relay = OutboxRelay::new(
+        &app.db,
+        outbox::PRODUCTS,
+        kafka.producer()?,
+        Arc::new(Notify::new()),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(relay.clone().run(stop.clone()));
+    app.wait_for_empty_outbox().await?;
+    stop.cancel();
+    task.await?;
+    for id in [&flagged, &legacy] {
+        assert_eq!(app.pending_events(id).await?, 0);
+        assert_eq!(flag(app.document(id).await?), Some(false), "{id}");
+    }
+    let records = app.product_events().await?;
+    let mut legacy_types: Vec<&str> = records
+        .iter()
+        .filter(|r| r.event.subject == legacy)
+        .map(|r| r.event.event_type.as_str())
+        .collect();
+    legacy_types.sort_unstable();
+    assert_eq!(legacy_types, ["product.created.v1", "product.updated.v1"]);
+    assert_eq!(records.len(), 3, "each event once");
+
+    // A new write raises the flag again and the poll finds it.
+    app.adjust(&flagged, 1, "recount").await?;
+    assert_eq!(flag(app.document(&flagged).await?), Some(true));
+    assert_eq!(relay.publish_batch().await?, 1);
+    assert_eq!(flag(app.document(&flagged).await?), Some(false));
     assert_eq!(relay.publish_batch().await?, 0, "nothing left to publish");
     Ok(())
 }
