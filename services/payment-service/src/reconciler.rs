@@ -75,11 +75,11 @@ impl Reconciler {
         let mut settled = 0;
         let now = bson::DateTime::now();
         let mut waiting = payments
-            .in_status(&[PaymentStatus::Pending], now, 100)
+            .in_status(PaymentStatus::Pending, now, 100)
             .await?;
         waiting.extend(
             payments
-                .in_status(&[PaymentStatus::Processing], ago(self.stale_after), 100)
+                .in_status(PaymentStatus::Processing, ago(self.stale_after), 100)
                 .await?,
         );
         for payment in waiting {
@@ -89,7 +89,7 @@ impl Reconciler {
             }
         }
         for payment in payments
-            .in_status(&[PaymentStatus::Refunding], now, 100)
+            .in_status(PaymentStatus::Refunding, now, 100)
             .await?
         {
             if let Err(error) = self.charging.refunds.refund(payment.payment_id()?).await {

@@ -228,16 +228,16 @@ impl Payments {
             .context("reading an order's payments")
     }
 
-    /// Payments in one of `statuses` last changed before `before` (the reconciler's work).
+    /// Payments in `status` last changed before `before` (the reconciler's work). One status
+    /// per query: FerretDB pushes an equality down to PostgreSQL, not `$in`.
     pub async fn in_status(
         &self,
-        statuses: &[PaymentStatus],
+        status: PaymentStatus,
         before: bson::DateTime,
         limit: i64,
     ) -> anyhow::Result<Vec<PaymentDoc>> {
-        let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         self.collection
-            .find(doc! {"status": {"$in": statuses}, "updated_at": {"$lt": before}})
+            .find(doc! {"status": status.as_str(), "updated_at": {"$lt": before}})
             .limit(limit)
             .await
             .context("finding payments to reconcile")?
@@ -253,8 +253,10 @@ impl Payments {
     ) -> anyhow::Result<Vec<PaymentDoc>> {
         self.collection
             .find(doc! {
-                "status": PaymentStatus::Succeeded.as_str(),
+                // The flag narrows the PostgreSQL scan (pushed down); status and age are
+                // checked on the few rows it returns.
                 "refund_check": true,
+                "status": PaymentStatus::Succeeded.as_str(),
                 "updated_at": {"$lt": before},
             })
             .limit(100)

@@ -332,18 +332,29 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ProductView>> {
-    if let Some(cached) = state.cache.get(&id).await {
-        return Ok(Json(cached.as_ref().clone()));
+    // Concurrent misses of one id share a single load: when a popular product's entry
+    // expires, one read goes to the database and the other requests wait for it, instead of
+    // every request in flight reading it at once (measured before: p99 80-160 ms at 20% load,
+    // one stampede per TTL).
+    let loaded = state
+        .cache
+        .try_get_with(id, async {
+            let product = state
+                .products
+                .get(&id)
+                .await?
+                .filter(|product| product.active)
+                .ok_or_else(not_found)?;
+            Ok::<_, ApiError>(Arc::new(view(&product)?))
+        })
+        .await;
+    match loaded {
+        Ok(product) => Ok(Json(product.as_ref().clone())),
+        Err(error) => Err(match error.as_ref() {
+            ApiError::Problem(problem) => problem.clone().into(),
+            ApiError::Internal(error) => anyhow::anyhow!("{error:#}").into(),
+        }),
     }
-    let product = state
-        .products
-        .get(&id)
-        .await?
-        .filter(|product| product.active)
-        .ok_or_else(not_found)?;
-    let product = Arc::new(view(&product)?);
-    state.cache.insert(id, product.clone()).await;
-    Ok(Json(product.as_ref().clone()))
 }
 
 fn not_found() -> Problem {
