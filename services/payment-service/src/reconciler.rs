@@ -74,9 +74,7 @@ impl Reconciler {
         let payments = &self.charging.payments;
         let mut settled = 0;
         let now = bson::DateTime::now();
-        let mut waiting = payments
-            .in_status(PaymentStatus::Pending, now, 100)
-            .await?;
+        let mut waiting = payments.in_status(PaymentStatus::Pending, now, 100).await?;
         waiting.extend(
             payments
                 .in_status(PaymentStatus::Processing, ago(self.stale_after), 100)
