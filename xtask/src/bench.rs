@@ -141,7 +141,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
 
     infra::up(layout, s)?;
     services::up(layout, s, 1)?;
-    warn_about_gateway_limits(layout);
+    warn_about_gateway_env(layout);
     seed::seed(args.products)?;
     let tools = build_loadgen(layout)?;
 
@@ -295,8 +295,9 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// A gateway started before `bench` (by `cargo xtask up`) keeps its default limits.
-fn warn_about_gateway_limits(layout: &Layout) {
+/// A gateway started before `bench` (by `cargo xtask up`) keeps its default limits and its
+/// trace sampling; say so.
+fn warn_about_gateway_env(layout: &Layout) {
     let Some(pid) = live_pid(&layout.pid_file("gateway")) else {
         return;
     };

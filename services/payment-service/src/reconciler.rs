@@ -139,12 +139,12 @@ impl Reconciler {
                 Some(Some(
                     PaymentStatus::Succeeded | PaymentStatus::Refunding | PaymentStatus::Refunded,
                 )) => {
-                    payments.settle_claim(&order, &holder).await?;
+                    payments.set_claim_open(&order, &holder, false).await?;
                 }
                 // Still at the provider or being reconciled: look again next pass.
                 Some(Some(PaymentStatus::Processing | PaymentStatus::Pending) | None) => {
                     if legacy {
-                        payments.open_claim(&order, &holder).await?;
+                        payments.set_claim_open(&order, &holder, true).await?;
                     }
                 }
             }

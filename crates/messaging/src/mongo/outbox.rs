@@ -242,43 +242,41 @@ impl OutboxRelay {
     /// Publishes the events of documents that hold some without [`PENDING_FLAG`] (written by
     /// a version before the flag), once at start-up: the only full scan the relay makes.
     async fn publish_unflagged(&self) -> anyhow::Result<()> {
-        let mut find = self
-            .documents
-            .find(doc! {"pending_events.0": {"$exists": true}, PENDING_FLAG: {"$ne": true}})
-            .projection(doc! {"_id": 1});
-        if let Some(field) = self.order_field {
-            find = find.sort(doc! {field: 1, "_id": 1});
-        }
-        let ids: Vec<Document> = find
-            .await
-            .context("looking for unflagged pending events")?
-            .try_collect()
-            .await
-            .context("reading unflagged pending documents")?;
-        for id in ids {
+        let filter = doc! {"pending_events.0": {"$exists": true}, PENDING_FLAG: {"$ne": true}};
+        for id in self.pending_ids(filter, None).await? {
             let id = id.get("_id").cloned().context("document without _id")?;
             self.publish_document(id).await?;
         }
         Ok(())
     }
 
-    /// Publishes the pending events of up to one batch of documents; returns how many
-    /// documents it handled.
-    pub async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let mut find = self
-            .documents
-            .find(doc! {PENDING_FLAG: true})
-            .projection(doc! {"_id": 1})
-            .limit(self.batch_size);
+    /// The `_id`s of documents matching `filter`, in publishing order (see
+    /// [`OutboxRelay::ordered_by`]).
+    async fn pending_ids(
+        &self,
+        filter: Document,
+        limit: Option<i64>,
+    ) -> anyhow::Result<Vec<Document>> {
+        let mut find = self.documents.find(filter).projection(doc! {"_id": 1});
+        if let Some(limit) = limit {
+            find = find.limit(limit);
+        }
         if let Some(field) = self.order_field {
             find = find.sort(doc! {field: 1, "_id": 1});
         }
-        let ids: Vec<Document> = find
-            .await
+        find.await
             .context("looking for pending events")?
             .try_collect()
             .await
-            .context("reading pending documents")?;
+            .context("reading pending documents")
+    }
+
+    /// Publishes the pending events of up to one batch of documents; returns how many
+    /// documents it handled.
+    pub async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let ids = self
+            .pending_ids(doc! {PENDING_FLAG: true}, Some(self.batch_size))
+            .await?;
         // Here the backlog is counted in documents (each holds one or more events), up to a
         // batch: enough to alert on a relay that falls behind, without an extra count query.
         metrics::gauge!("outbox_backlog", &self.labels()).set(ids.len() as f64);

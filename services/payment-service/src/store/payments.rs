@@ -349,28 +349,26 @@ impl Payments {
         Ok(())
     }
 
-    /// Marks `payment`'s claim on `order` as settled: its payment succeeded, so the claim
-    /// stays and needs no more looks.
-    pub async fn settle_claim(&self, order: &str, payment: &str) -> anyhow::Result<()> {
+    /// Sets whether `payment`'s claim on `order` is still in question: `false` once its
+    /// payment succeeded (the claim stays and needs no more looks; `settled_at` records when),
+    /// `true` for a claim written before claims carried `open`.
+    pub async fn set_claim_open(
+        &self,
+        order: &str,
+        payment: &str,
+        open: bool,
+    ) -> anyhow::Result<()> {
+        let mut set = doc! {"open": open};
+        if !open {
+            set.insert("settled_at", bson::DateTime::now());
+        }
         self.claims
             .update_one(
                 doc! {"_id": order, "payment_id": payment},
-                doc! {"$set": {"open": false, "settled_at": bson::DateTime::now()}},
+                doc! {"$set": set},
             )
             .await
-            .context("settling a claim")?;
-        Ok(())
-    }
-
-    /// Marks a claim written before claims carried `open` as open.
-    pub async fn open_claim(&self, order: &str, payment: &str) -> anyhow::Result<()> {
-        self.claims
-            .update_one(
-                doc! {"_id": order, "payment_id": payment},
-                doc! {"$set": {"open": true}},
-            )
-            .await
-            .context("opening a claim")?;
+            .context("updating a claim")?;
         Ok(())
     }
 

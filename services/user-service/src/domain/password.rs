@@ -115,8 +115,8 @@ impl PasswordHasher {
         Ok(answer.await.context("the hashing worker stopped")??)
     }
 
-    /// Whether `password` matches `phc`. With `phc = None` (unknown account) it does the same
-    /// work against a dummy hash and answers `false`.
+    /// [`Self::verify_and_upgrade`]'s answer alone (the tests' shorthand).
+    #[cfg(test)]
     pub async fn verify(
         &self,
         password: String,
@@ -125,7 +125,9 @@ impl PasswordHasher {
         Ok(self.verify_and_upgrade(password, phc).await?.matches)
     }
 
-    /// Like [`Self::verify`], and on a match against an outdated hash also the new hash.
+    /// Whether `password` matches `phc`, and on a match against an outdated hash also the new
+    /// hash. With `phc = None` (unknown account) it does the same work against a dummy hash
+    /// and answers no match.
     pub async fn verify_and_upgrade(
         &self,
         password: String,
