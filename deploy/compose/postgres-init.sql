@@ -1,6 +1,6 @@
 -- Runs once, when the postgres container initialises an empty data volume
 -- (/docker-entrypoint-initdb.d). One database per PostgreSQL-owning service, as natively
--- (xtask/src/layout.rs DATABASES, minus FerretDB's: compose runs real MongoDB).
+-- (xtask/src/layout.rs DATABASES).
 CREATE DATABASE users;
 CREATE DATABASE orders;
 CREATE DATABASE notifications;

@@ -238,14 +238,12 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         0,
         Some((by_id_sat.ok_per_sec * 0.5).max(1.0)),
     )?;
-    // Listings are slow on FerretDB (see product-service's README): two connections, as a
-    // page-by-page storefront would use, rather than a queue of timeouts.
     let listing_sat = runner.http_file(
         &mut memory,
         "listing",
         &gateway_url,
         &listings_file,
-        2,
+        0,
         None,
     )?;
     let listing_half = runner.http_file(
@@ -1019,7 +1017,7 @@ impl Report<'_> {
             out,
             "\nEverything runs on this one machine: the load generator ({} worker thread{}), the \
              services (release builds, as `cargo xtask up` starts them), PostgreSQL, Kafka, \
-             FerretDB, Zipkin and Mailpit. The load generator takes CPU from what it measures, \
+             the MongoDB-wire server (mongo-java-server), Zipkin and Mailpit. The load generator takes CPU from what it measures, \
              so the figures are a floor for a machine where it runs elsewhere.\n",
             self.args.loadgen_threads,
             if self.args.loadgen_threads == 1 {
@@ -1135,9 +1133,8 @@ impl Report<'_> {
         let _ = writeln!(
             out,
             "`GET /api/products/{{id}}` rotating over {} seeded products, and the listing \
-             `GET /api/products?category=...&limit=20` rotating over the six categories (two \
-             connections: a listing takes hundreds of milliseconds on FerretDB, see \
-             `services/product-service/README.md`). 50% = open loop at half the saturation rate.\n",
+             `GET /api/products?category=...&limit=20` rotating over the six categories. 50% = \
+             open loop at half the saturation rate.\n",
             self.args.products
         );
         Self::run_table(

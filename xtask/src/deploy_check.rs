@@ -50,7 +50,6 @@ const PY_TOOLS_ID: &str = "pytools-1";
 
 const CHART: &str = "deploy/helm/ferroshop";
 const VALUE_FILES: &[(&str, &str)] = &[("production", "values.yaml"), ("dev", "values-dev.yaml")];
-const GO_FALLBACK_DIRS: &[&str] = &["/usr/local/go/bin", "/usr/lib/go/bin"];
 /// Services that talk to no Kafka broker: the gateway only proxies HTTP, and the simulated
 /// third parties keep everything in memory.
 const WITHOUT_KAFKA: &[&str] = &["gateway", "psp-sim", "sms-sim"];
@@ -458,9 +457,7 @@ fn provision_tools(layout: &Layout) -> Result<Tools> {
         // The Go builds and the Python conversion are independent: run them side by side.
         let go_side = || -> Result<()> {
             if !ready(&helm) || !ready(&kubeconform) {
-                let go = which("go", GO_FALLBACK_DIRS).context(
-                    "go is not installed (needed to build helm and kubeconform); install Go 1.22+",
-                )?;
+                let go = provision::go(layout)?;
                 if !ready(&helm) {
                     go_tool(
                         layout,
@@ -489,8 +486,7 @@ fn provision_tools(layout: &Layout) -> Result<Tools> {
                 python_tools(layout, &pytools)?;
             }
             if !ready(&schemas) {
-                let go = which("go", GO_FALLBACK_DIRS)
-                    .context("go is not installed (needed to fetch Kubernetes' API schema)")?;
+                let go = provision::go(layout)?;
                 k8s_schemas(layout, &go, &pytools, &schemas)?;
             }
             Ok(())
@@ -515,7 +511,7 @@ fn provision_tools(layout: &Layout) -> Result<Tools> {
 }
 
 /// Builds a Go program at a version through a throwaway module (`go get -tool`, as
-/// provision.rs does for FerretDB and Mailpit), into `bin` atomically.
+/// provision.rs does for Mailpit), into `bin` atomically.
 fn go_tool(
     layout: &Layout,
     go: &Path,

@@ -22,16 +22,17 @@ use crate::ui::{Task, say};
 pub enum Infra {
     Postgres,
     Kafka,
-    Ferretdb,
+    MongoWire,
     Zipkin,
     Mailpit,
 }
 
-/// Start order: FerretDB stores its data in PostgreSQL, so PostgreSQL comes first.
+/// Start order: PostgreSQL first (its databases are created before anything else starts), the
+/// rest side by side.
 pub const ALL: [Infra; 5] = [
     Infra::Postgres,
     Infra::Kafka,
-    Infra::Ferretdb,
+    Infra::MongoWire,
     Infra::Zipkin,
     Infra::Mailpit,
 ];
@@ -41,7 +42,7 @@ impl Infra {
         match self {
             Infra::Postgres => "postgres",
             Infra::Kafka => "kafka",
-            Infra::Ferretdb => "ferretdb",
+            Infra::MongoWire => "mongo-wire",
             Infra::Zipkin => "zipkin",
             Infra::Mailpit => "mailpit",
         }
@@ -60,7 +61,7 @@ impl Infra {
                 (s.kafka_port, "KAFKA_PORT"),
                 (s.kafka_controller_port, "KAFKA_CONTROLLER_PORT"),
             ],
-            Infra::Ferretdb => vec![(s.ferretdb_port, "FERRETDB_PORT")],
+            Infra::MongoWire => vec![(s.mongo_port, "MONGO_PORT")],
             Infra::Zipkin => vec![(s.zipkin_port, "ZIPKIN_PORT")],
             Infra::Mailpit => vec![(s.mailpit_port, "MAILPIT_PORT"), (s.smtp_port, "SMTP_PORT")],
         }
@@ -77,7 +78,7 @@ impl Infra {
 
     fn deadline(self) -> Duration {
         match self {
-            Infra::Postgres | Infra::Ferretdb | Infra::Mailpit => Duration::from_secs(60),
+            Infra::Postgres | Infra::MongoWire | Infra::Mailpit => Duration::from_secs(60),
             Infra::Kafka | Infra::Zipkin => Duration::from_secs(180),
         }
     }
@@ -127,6 +128,7 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
         fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
     }
 
+    stop_retired(layout)?;
     // Classify first so a port conflict is reported before minutes of provisioning.
     let mut to_start = Vec::new();
     let mut booting = Vec::new();
@@ -159,7 +161,7 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
         })
         .collect();
 
-    // PostgreSQL must be ready (with its databases) before FerretDB starts.
+    // PostgreSQL must be ready (with its databases) before the services start.
     if s.external_database_url.is_some() {
         let task = Task::start("postgres", "checking the server DATABASE_URL points to");
         wait_postgres(s, &task, Instant::now() + Duration::from_secs(30))?;
@@ -190,23 +192,31 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
 fn provision_all(layout: &Layout, to_start: &[Infra]) -> Result<()> {
     let kafka = to_start.contains(&Infra::Kafka) && !provision::kafka_ready(layout);
     let zipkin = to_start.contains(&Infra::Zipkin) && !provision::zipkin_ready(layout);
-    let ferretdb = to_start.contains(&Infra::Ferretdb) && !provision::ferretdb_ready(layout);
+    let mongo_wire = to_start.contains(&Infra::MongoWire) && !provision::mongo_wire_ready(layout);
     let mailpit = to_start.contains(&Infra::Mailpit) && !provision::mailpit_ready(layout);
 
     // System prerequisites first and one at a time: apt-get holds a global lock.
     if to_start.contains(&Infra::Postgres) {
         provision::postgres_bin(layout)?;
     }
-    if to_start.contains(&Infra::Kafka) || to_start.contains(&Infra::Zipkin) {
+    if [Infra::Kafka, Infra::Zipkin, Infra::MongoWire]
+        .iter()
+        .any(|c| to_start.contains(c))
+    {
         provision::java(layout)?;
     }
-    let mvn = if kafka || zipkin {
+    let mvn = if kafka || zipkin || mongo_wire {
         Some(provision::mvn(layout)?)
     } else {
         None
     };
-    let go = if ferretdb || mailpit {
-        Some(provision::go()?)
+    let javac = if mongo_wire {
+        Some(provision::javac(layout)?)
+    } else {
+        None
+    };
+    let go = if mailpit {
+        Some(provision::go(layout)?)
     } else {
         None
     };
@@ -233,14 +243,14 @@ fn provision_all(layout: &Layout, to_start: &[Infra]) -> Result<()> {
             Box::new(move || provision::provision_zipkin(layout, mvn)),
         ));
     }
-    if let (true, Some(go)) = (ferretdb, &go) {
+    if let (true, Some(mvn), Some(javac)) = (mongo_wire, &mvn, &javac) {
         jobs.push((
-            "ferretdb",
+            "mongo-wire",
             format!(
-                "building FerretDB {} (Go, a few minutes once)",
-                provision::FERRETDB_VERSION
+                "fetching mongo-java-server {} from Maven Central",
+                provision::MONGO_JAVA_SERVER_VERSION
             ),
-            Box::new(move || provision::provision_ferretdb(layout, go)),
+            Box::new(move || provision::provision_mongo_wire(layout, mvn, javac)),
         ));
     }
     if let (true, Some(go)) = (mailpit, &go) {
@@ -296,16 +306,8 @@ fn start(layout: &Layout, s: &Settings, c: Infra) -> Result<Pending> {
     let result = match c {
         Infra::Postgres => start_postgres(layout, s, &task, &data, &log, &pid_file),
         Infra::Kafka => start_kafka(layout, s, &task, &data, &log, &pid_file),
-        Infra::Ferretdb => {
-            let mut cmd = Command::new(provision::ferretdb_bin(layout));
-            cmd.arg(format!("--listen-addr=127.0.0.1:{}", s.ferretdb_port))
-                .arg("--handler=postgresql")
-                .arg(format!("--postgresql-url={}", s.database_url("ferretdb")))
-                .arg("--telemetry=disable")
-                .arg(format!("--state-dir={}", data.display()))
-                // The debug/metrics listener would otherwise take 8088; nothing here uses it.
-                .arg("--debug-addr=-")
-                .arg("--log-level=info");
+        Infra::MongoWire => {
+            let mut cmd = mongo_wire_command(layout, s.mongo_port, &data.join("data.mv.db"));
             spawn_detached(&mut cmd, &log, &pid_file)
         }
         Infra::Zipkin => {
@@ -366,6 +368,26 @@ fn start(layout: &Layout, s: &Settings, c: Infra) -> Result<Pending> {
     }
 }
 
+/// The MongoDB-wire server on `port` keeping its data in `data_file` (an H2 MVStore file).
+/// A small heap is plenty (the store caches pages off-heap in its own 16 MB cache), and the
+/// serial collector keeps the idle footprint small on two cores.
+pub fn mongo_wire_command(layout: &Layout, port: u16, data_file: &Path) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.args([
+        "-Xms32m",
+        "-Xmx384m",
+        "-XX:+UseSerialGC",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-cp",
+    ])
+    .arg(provision::mongo_wire_classpath(layout))
+    .arg("MongoWireServer")
+    .arg("127.0.0.1")
+    .arg(port.to_string())
+    .arg(data_file);
+    cmd
+}
+
 fn is_ready(layout: &Layout, s: &Settings, p: &Pending) -> bool {
     match p.infra {
         Infra::Postgres => pg_query(s, "postgres", "SELECT 1").is_ok(),
@@ -375,7 +397,7 @@ fn is_ready(layout: &Layout, s: &Settings, p: &Pending) -> bool {
                     log_contains_since(&layout.log_file("kafka"), offset, "Kafka Server started")
                 })
         }
-        Infra::Ferretdb => port_open(s.ferretdb_port),
+        Infra::MongoWire => port_open(s.mongo_port),
         Infra::Zipkin => http_status(&format!("{}/health", s.zipkin_url())) == Some(200),
         Infra::Mailpit => {
             http_status(&format!("{}/api/v1/messages", s.mailpit_url())) == Some(200)
@@ -659,7 +681,7 @@ pub fn pg_query(s: &Settings, db: &str, sql: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Creates the databases the services and FerretDB expect, when missing.
+/// Creates the databases the services expect, when missing.
 fn ensure_databases(s: &Settings) -> Result<()> {
     let existing = pg_query(s, "postgres", "SELECT datname FROM pg_database")?;
     let existing: Vec<&str> = existing.lines().map(str::trim).collect();
@@ -813,6 +835,26 @@ pub fn stop(layout: &Layout, c: Infra) -> Result<Option<u32>> {
     crate::proc::stop_group(pid, signal, Duration::from_secs(30))?;
     let _ = fs::remove_file(&pid_file);
     Ok(Some(pid))
+}
+
+/// Components earlier versions of `up` ran and this one does not: FerretDB 1.24, replaced by
+/// the MongoDB-wire server on the same port. Stopped if still running from such a version.
+const RETIRED: &[&str] = &["ferretdb"];
+
+/// Stops what an earlier version of `up` left running under a retired name.
+pub fn stop_retired(layout: &Layout) -> Result<()> {
+    for name in RETIRED {
+        let pid_file = layout.pid_file(name);
+        if let Some(pid) = live_pid(&pid_file) {
+            crate::proc::stop_group(pid, "TERM", Duration::from_secs(30))
+                .with_context(|| format!("stopping the retired {name}"))?;
+            say(&format!(
+                "stopped {name} (pid {pid}), which this version no longer runs"
+            ));
+        }
+        let _ = fs::remove_file(&pid_file);
+    }
+    Ok(())
 }
 
 /// Paths a component's files live in, for `logs`.

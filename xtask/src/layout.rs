@@ -90,7 +90,7 @@ pub struct Settings {
     pub external_database_url: Option<String>,
     pub kafka_port: u16,
     pub kafka_controller_port: u16,
-    pub ferretdb_port: u16,
+    pub mongo_port: u16,
     pub zipkin_port: u16,
     pub smtp_port: u16,
     pub mailpit_port: u16,
@@ -98,7 +98,7 @@ pub struct Settings {
 
 pub const PG_USER: &str = "shop";
 pub const PG_PASSWORD: &str = "shop";
-pub const DATABASES: &[&str] = &["users", "orders", "notifications", "ferretdb"];
+pub const DATABASES: &[&str] = &["users", "orders", "notifications"];
 
 impl Settings {
     pub fn from_env() -> Result<Self> {
@@ -107,7 +107,7 @@ impl Settings {
             external_database_url: env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()),
             kafka_port: port_env("KAFKA_PORT", 9092)?,
             kafka_controller_port: port_env("KAFKA_CONTROLLER_PORT", 9093)?,
-            ferretdb_port: port_env("FERRETDB_PORT", 27017)?,
+            mongo_port: port_env("MONGO_PORT", 27017)?,
             zipkin_port: port_env("ZIPKIN_PORT", 9411)?,
             smtp_port: port_env("SMTP_PORT", 1025)?,
             mailpit_port: port_env("MAILPIT_PORT", 8025)?,
@@ -132,7 +132,7 @@ impl Settings {
         format!("http://127.0.0.1:{}", self.zipkin_port)
     }
     pub fn mongodb_url(&self) -> String {
-        format!("mongodb://127.0.0.1:{}", self.ferretdb_port)
+        format!("mongodb://127.0.0.1:{}", self.mongo_port)
     }
     pub fn mailpit_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.mailpit_port)

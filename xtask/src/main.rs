@@ -1,8 +1,9 @@
 //! Developer task runner for ferroshop (`cargo xtask <command>`).
 //!
 //! `up` provisions and starts the local stack natively, without Docker: PostgreSQL (Debian's
-//! server), Apache Kafka in KRaft mode (from Maven Central), FerretDB and Mailpit (built from
-//! the Go module proxy), Zipkin (from Maven Central), then builds and starts the Rust services.
+//! server), Apache Kafka in KRaft mode, Zipkin and the MongoDB-wire server (mongo-java-server,
+//! all from Maven Central), Mailpit (built from the Go module proxy), then builds and starts
+//! the Rust services.
 //! Tools are cached under `$FERROSHOP_CACHE` (default `~/.cache/ferroshop`); data, pid files
 //! and logs live in the clone's git-ignored `.local/`. `down` stops exactly the process groups
 //! that `up` recorded, `status` and `logs` inspect them, and `test` runs the checks and the
@@ -58,7 +59,7 @@ enum Cmd {
     Status,
     /// Show the last 200 lines of a component's log.
     Logs {
-        /// Component: postgres, kafka, ferretdb, zipkin, mailpit or a service name.
+        /// Component: postgres, kafka, mongo-wire, zipkin, mailpit or a service name.
         name: String,
         /// Keep following the log.
         #[arg(short, long)]
@@ -138,7 +139,7 @@ fn up(layout: &Layout, s: &Settings, infra_only: bool, replicas: usize) -> Resul
 
 fn down(layout: &Layout, wipe: bool) -> Result<()> {
     // Services first (they hold connections to the infrastructure), then infrastructure in
-    // reverse start order so FerretDB lets go of PostgreSQL before it stops.
+    // reverse start order.
     for instance in services::SERVICES.iter().rev().flat_map(|svc| {
         svc.recorded_instances(layout)
             .unwrap_or_else(|_| vec![])
@@ -160,6 +161,7 @@ fn down(layout: &Layout, wipe: bool) -> Result<()> {
             println!("stopped {} (pid {pid})", c.name());
         }
     }
+    infra::stop_retired(layout)?;
     if wipe {
         let data = layout.data_root();
         // PostgreSQL's files may sit outside the clone behind a link (see infra.rs).
@@ -265,6 +267,8 @@ fn run_step(layout: &Layout, title: &str, cmd: &mut Command) -> Result<()> {
 }
 
 fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
+    // clippy already runs librdkafka's build script.
+    provision::native_build_tools(layout)?;
     run_step(
         layout,
         "cargo fmt --all --check",
@@ -305,6 +309,11 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
         .env("KAFKA_BROKERS", s.kafka_brokers())
         .env("ZIPKIN_URL", s.zipkin_url())
         .env("MONGODB_URL", s.mongodb_url())
+        // The conformance suite starts its own instance of the local server to kill it.
+        .env(
+            "MONGO_WIRE_CLASSPATH",
+            provision::mongo_wire_classpath(layout),
+        )
         .env("MAILPIT_URL", s.mailpit_url())
         .env("SMTP_HOST", "127.0.0.1")
         .env("SMTP_PORT", s.smtp_port.to_string())

@@ -1,8 +1,10 @@
-//! Prerequisites (Debian packages) and the tool cache (Kafka, Zipkin, FerretDB, Mailpit).
+//! Prerequisites (Debian packages) and the tool cache (Kafka, Zipkin, the MongoDB-wire server,
+//! Mailpit).
 //!
-//! Everything comes from package registries only: Kafka and Zipkin are Apache/OpenZipkin
-//! artifacts on Maven Central, FerretDB and Mailpit are built from the Go module proxy, and
-//! PostgreSQL, Java and Maven come from Debian. Each tool is installed into a versioned
+//! Everything comes from package registries only: Kafka, Zipkin and mongo-java-server (the
+//! local MongoDB-wire server, see [`provision_mongo_wire`]) are artifacts on Maven Central,
+//! Mailpit is built from the Go module proxy, and PostgreSQL, Java, Maven and Go come from
+//! Debian (Go then upgraded through the module proxy when Debian's is too old). Each tool is installed into a versioned
 //! directory that appears atomically (built under a temporary name, then renamed), so a
 //! half-finished provisioning is redone rather than trusted.
 
@@ -19,7 +21,8 @@ use crate::ui::Task;
 
 pub const KAFKA_VERSION: &str = "4.1.1";
 pub const ZIPKIN_VERSION: &str = "3.5.1";
-pub const FERRETDB_VERSION: &str = "v1.24.2";
+/// mongo-java-server with its H2 (MVStore) backend: the local MongoDB-wire server.
+pub const MONGO_JAVA_SERVER_VERSION: &str = "1.47.0";
 pub const MAILPIT_VERSION: &str = "v1.27.11";
 /// slf4j 2 and a log4j2 binding: Kafka logs through slf4j, and without a 2.x API plus a binding
 /// the broker would log nothing at all (and readiness is read from its log).
@@ -41,11 +44,25 @@ pub fn zipkin_jar(layout: &Layout) -> PathBuf {
         .join(format!("zipkin-{ZIPKIN_VERSION}"))
         .join("zipkin.jar")
 }
-pub fn ferretdb_bin(layout: &Layout) -> PathBuf {
+pub fn mongo_wire_dir(layout: &Layout) -> PathBuf {
     layout
         .tools()
-        .join(format!("ferretdb-{FERRETDB_VERSION}"))
-        .join("ferretdb")
+        .join(format!("mongo-wire-{MONGO_JAVA_SERVER_VERSION}"))
+}
+/// The launcher's source in the repository (compiled into the tool cache).
+pub fn mongo_wire_source(layout: &Layout) -> PathBuf {
+    layout
+        .repo
+        .join("deploy/local/mongo-wire/MongoWireServer.java")
+}
+/// The class path of the MongoDB-wire server: its jars and the compiled launcher.
+pub fn mongo_wire_classpath(layout: &Layout) -> String {
+    let dir = mongo_wire_dir(layout);
+    format!(
+        "{}:{}",
+        dir.join("libs").join("*").display(),
+        dir.join("classes").display()
+    )
 }
 pub fn mailpit_bin(layout: &Layout) -> PathBuf {
     layout
@@ -182,10 +199,155 @@ pub fn mvn(layout: &Layout) -> Result<PathBuf> {
     which("mvn", &[]).context("mvn is still not on PATH after installing maven")
 }
 
-pub fn go() -> Result<PathBuf> {
-    which("go", GO_FALLBACK_DIRS).context(
-        "go is not installed (needed to build FerretDB and Mailpit); install Go 1.22+ and put it on PATH",
+/// cmake and a C++ compiler: the services' Kafka client (rdkafka) builds librdkafka from its
+/// bundled source.
+pub fn native_build_tools(layout: &Layout) -> Result<()> {
+    let mut missing = Vec::new();
+    if which("cmake", &[]).is_none() {
+        missing.push("cmake");
+    }
+    if which("c++", &[]).is_none() {
+        missing.push("g++");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(
+        layout,
+        &missing,
+        "cmake and a C++ compiler (librdkafka is built from source)",
     )
+}
+
+/// javac compiles the MongoDB-wire server's launcher; Debian's JRE package has none.
+pub fn javac(layout: &Layout) -> Result<PathBuf> {
+    if let Some(javac) = which("javac", &[]) {
+        return Ok(javac);
+    }
+    apt_install(
+        layout,
+        &["openjdk-17-jdk-headless"],
+        "a Java compiler (javac, for the MongoDB-wire server's launcher)",
+    )?;
+    which("javac", &[])
+        .context("javac is still not on PATH after installing openjdk-17-jdk-headless")
+}
+
+/// The oldest Go that builds the Go tools (Mailpit, and helm for the deploy check).
+const GO_MINIMUM: (u32, u32) = (1, 24);
+/// The toolchain fetched through the Go module proxy when the installed Go is older.
+const GO_TOOLCHAIN: &str = "go1.24.11";
+
+/// A Go command new enough for the Go tools: the installed one, else Debian's (bookworm's
+/// backports carry a Go with toolchain switching), which then fetches [`GO_TOOLCHAIN`] from
+/// the module proxy (`golang.org/toolchain`, a module like any other) into the tool cache.
+pub fn go(layout: &Layout) -> Result<PathBuf> {
+    let installed = match which("go", GO_FALLBACK_DIRS) {
+        Some(go) => go,
+        None => install_debian_go(layout)?,
+    };
+    match go_version(&installed) {
+        Some(version) if version >= GO_MINIMUM => Ok(installed),
+        _ => toolchain_go(layout, &installed),
+    }
+}
+
+/// `(major, minor)` of `go version`.
+fn go_version(go: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(go).arg("version").output().ok()?;
+    parse_go_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_go_version(text: &str) -> Option<(u32, u32)> {
+    let word = text.split_whitespace().find(|w| w.starts_with("go1."))?;
+    let mut parts = word.trim_start_matches("go").split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    Some((major, minor))
+}
+
+fn install_debian_go(layout: &Layout) -> Result<PathBuf> {
+    // The newest golang-1.2x package any configured suite offers (backports first), else the
+    // distribution's golang-go.
+    let candidates = [
+        "golang-1.24-go",
+        "golang-1.23-go",
+        "golang-1.22-go",
+        "golang-1.21-go",
+    ];
+    let package = candidates
+        .iter()
+        .find(|name| apt_has(name))
+        .copied()
+        .unwrap_or("golang-go");
+    apt_install(layout, &[package], "Go (builds Mailpit and helm)")?;
+    let versioned = package
+        .strip_suffix("-go")
+        .map(|name| format!("/usr/lib/go-{}/bin", name.trim_start_matches("golang-")));
+    let mut dirs: Vec<&str> = GO_FALLBACK_DIRS.to_vec();
+    if let Some(dir) = versioned.as_deref() {
+        dirs.insert(0, dir);
+    }
+    which("go", &dirs).with_context(|| format!("go is still missing after installing {package}"))
+}
+
+/// Whether apt knows a candidate version of `package` (after `apt-get update`).
+fn apt_has(package: &str) -> bool {
+    Command::new("apt-cache")
+        .args(["policy", package])
+        .output()
+        .is_ok_and(|out| {
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.lines()
+                .any(|l| l.trim_start().starts_with("Candidate:") && !l.contains("(none)"))
+        })
+}
+
+/// [`GO_TOOLCHAIN`] through `installed` (Go 1.21 or newer switches toolchains itself).
+fn toolchain_go(layout: &Layout, installed: &Path) -> Result<PathBuf> {
+    let bin = layout.tools().join(GO_TOOLCHAIN).join("bin");
+    let go = bin.join("go");
+    if go.is_file() {
+        return Ok(go);
+    }
+    let log = layout.provision_log("go");
+    let gocache = layout.cache.join("go");
+    let out = Command::new(installed)
+        .args(["env", "GOROOT"])
+        .env("GOTOOLCHAIN", GO_TOOLCHAIN)
+        .env("GOMODCACHE", gocache.join("mod"))
+        .env("GOPATH", gocache.join("path"))
+        .output()
+        .context("running go env GOROOT")?;
+    let root = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || root.is_empty() {
+        fs::write(&log, &out.stderr).ok();
+        bail!(
+            "{} is older than Go {}.{} and could not fetch {GO_TOOLCHAIN} through the module proxy; see {}",
+            installed.display(),
+            GO_MINIMUM.0,
+            GO_MINIMUM.1,
+            log.display()
+        );
+    }
+    // The toolchain lives read-only in the module cache; link its bin dir into the tools.
+    fs::create_dir_all(layout.tools()).context("creating the tool cache")?;
+    // Two provisioning threads may get here at once; the loser finds the link in place.
+    if let Err(error) =
+        std::os::unix::fs::symlink(Path::new(&root), layout.tools().join(GO_TOOLCHAIN))
+        && !go.is_file()
+    {
+        return Err(
+            anyhow::Error::new(error).context(format!("linking {root} into the tool cache"))
+        );
+    }
+    Ok(go)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,8 +361,12 @@ pub fn kafka_ready(layout: &Layout) -> bool {
 pub fn zipkin_ready(layout: &Layout) -> bool {
     zipkin_jar(layout).is_file()
 }
-pub fn ferretdb_ready(layout: &Layout) -> bool {
-    ferretdb_bin(layout).is_file()
+/// The jars are in place and the launcher compiled from the repository's current source.
+pub fn mongo_wire_ready(layout: &Layout) -> bool {
+    let classes = mongo_wire_dir(layout).join("classes");
+    classes.join("MongoWireServer.class").is_file()
+        && fs::read(classes.join("MongoWireServer.java")).ok()
+            == fs::read(mongo_wire_source(layout)).ok()
 }
 pub fn mailpit_ready(layout: &Layout) -> bool {
     mailpit_bin(layout).is_file()
@@ -210,33 +376,26 @@ fn maven_repo(layout: &Layout) -> String {
     format!("-Dmaven.repo.local={}", layout.cache.join("m2").display())
 }
 
-/// Kafka's broker, storage formatter and CLI tools with their runtime dependencies, resolved
-/// by Maven from a generated pom.
-pub fn provision_kafka(layout: &Layout, mvn: &Path) -> Result<()> {
-    let dir = kafka_dir(layout);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+/// One Maven dependency, as a pom line.
+fn dependency(group: &str, artifact: &str, version: &str) -> String {
+    format!(
+        "    <dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId><version>{version}</version></dependency>\n"
+    )
+}
+
+/// Resolves `dependencies` (pom lines) with their runtime dependencies into `dir/libs`,
+/// through a generated pom; the folder appears whole or not at all.
+fn maven_libs(
+    layout: &Layout,
+    mvn: &Path,
+    dir: &Path,
+    name: &str,
+    dependencies: &str,
+) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let pom = dir.join("pom.xml");
-    let dep = |g: &str, a: &str, v: &str| {
-        format!(
-            "    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>\n"
-        )
-    };
-    // kafka_2.13 holds kafka.Kafka and kafka.tools.StorageTool; kafka-tools adds the admin and
-    // console clients (TopicCommand, ConsoleProducer) that are handy for poking at the broker.
-    let deps = [
-        dep("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
-        dep("org.apache.kafka", "kafka-storage", KAFKA_VERSION),
-        dep("org.apache.kafka", "kafka-tools", KAFKA_VERSION),
-        dep("org.slf4j", "slf4j-api", SLF4J_VERSION),
-        dep(
-            "org.apache.logging.log4j",
-            "log4j-slf4j2-impl",
-            LOG4J_VERSION,
-        ),
-    ]
-    .concat();
     let text = format!(
-        "<project xmlns=\"http://maven.apache.org/POM/4.0.0\">\n  <modelVersion>4.0.0</modelVersion>\n  <groupId>local.ferroshop</groupId>\n  <artifactId>kafka-runtime</artifactId>\n  <version>1</version>\n  <packaging>pom</packaging>\n  <dependencies>\n{deps}  </dependencies>\n</project>\n"
+        "<project xmlns=\"http://maven.apache.org/POM/4.0.0\">\n  <modelVersion>4.0.0</modelVersion>\n  <groupId>local.ferroshop</groupId>\n  <artifactId>{name}-runtime</artifactId>\n  <version>1</version>\n  <packaging>pom</packaging>\n  <dependencies>\n{dependencies}  </dependencies>\n</project>\n"
     );
     fs::write(&pom, text).with_context(|| format!("writing {}", pom.display()))?;
     let tmp = dir.join("libs.partial");
@@ -248,13 +407,72 @@ pub fn provision_kafka(layout: &Layout, mvn: &Path) -> Result<()> {
             .arg("dependency:copy-dependencies")
             .arg(format!("-DoutputDirectory={}", tmp.display()))
             .arg("-DincludeScope=runtime"),
-        &layout.provision_log("kafka"),
-        "mvn dependency:copy-dependencies (Kafka)",
+        &layout.provision_log(name),
+        &format!("mvn dependency:copy-dependencies ({name})"),
     )?;
-    let libs = kafka_libs(layout);
+    let libs = dir.join("libs");
     let _ = fs::remove_dir_all(&libs);
     fs::rename(&tmp, &libs).with_context(|| format!("moving {} into place", libs.display()))?;
     Ok(())
+}
+
+/// Kafka's broker, storage formatter and CLI tools with their runtime dependencies.
+pub fn provision_kafka(layout: &Layout, mvn: &Path) -> Result<()> {
+    // kafka_2.13 holds kafka.Kafka and kafka.tools.StorageTool; kafka-tools adds the admin and
+    // console clients (TopicCommand, ConsoleProducer) that are handy for poking at the broker.
+    let deps = [
+        dependency("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
+        dependency("org.apache.kafka", "kafka-storage", KAFKA_VERSION),
+        dependency("org.apache.kafka", "kafka-tools", KAFKA_VERSION),
+        dependency("org.slf4j", "slf4j-api", SLF4J_VERSION),
+        dependency(
+            "org.apache.logging.log4j",
+            "log4j-slf4j2-impl",
+            LOG4J_VERSION,
+        ),
+    ]
+    .concat();
+    maven_libs(layout, mvn, &kafka_dir(layout), "kafka", &deps)
+}
+
+/// The local MongoDB-wire server: mongo-java-server and its H2 backend from Maven Central,
+/// plus the repository's launcher (`deploy/local/mongo-wire`) compiled next to them. Chosen
+/// over FerretDB (see docs/ARCHITECTURE.md, "The local MongoDB-wire server"): it applies a
+/// conditional update atomically and sorts in memory, and provisions in seconds.
+pub fn provision_mongo_wire(layout: &Layout, mvn: &Path, javac: &Path) -> Result<()> {
+    let dir = mongo_wire_dir(layout);
+    if !dir.join("libs").is_dir() {
+        let deps = [
+            dependency(
+                "de.bwaldvogel",
+                "mongo-java-server-h2-backend",
+                MONGO_JAVA_SERVER_VERSION,
+            ),
+            dependency("org.slf4j", "slf4j-simple", SLF4J_VERSION),
+        ]
+        .concat();
+        maven_libs(layout, mvn, &dir, "mongo-wire", &deps)?;
+    }
+    let source = mongo_wire_source(layout);
+    let tmp = dir.join("classes.partial");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    run_logged(
+        Command::new(javac)
+            .arg("-d")
+            .arg(&tmp)
+            .arg("-cp")
+            .arg(dir.join("libs").join("*"))
+            .arg(&source),
+        &layout.provision_log("mongo-wire"),
+        "javac MongoWireServer.java",
+    )?;
+    // The source beside its classes tells a later `up` whether they are current.
+    fs::copy(&source, tmp.join("MongoWireServer.java"))
+        .with_context(|| format!("copying {}", source.display()))?;
+    let classes = dir.join("classes");
+    let _ = fs::remove_dir_all(&classes);
+    fs::rename(&tmp, &classes).with_context(|| format!("moving {} into place", classes.display()))
 }
 
 /// The Zipkin server's executable jar.
@@ -325,48 +543,6 @@ pub fn tool_module(
         &format!("go get -tool {tool}"),
     )?;
     Ok(work)
-}
-
-/// FerretDB from the module proxy. Its version package refuses to start a binary whose
-/// embedded build/version/version.txt is empty (the file is generated by its release tooling
-/// and is not in the module zip), so the module is copied out of the read-only module cache,
-/// the version file is written as FerretDB's docs say, and the copy is built.
-pub fn provision_ferretdb(layout: &Layout, go: &Path) -> Result<()> {
-    let log = layout.provision_log("ferretdb");
-    let module = "github.com/FerretDB/FerretDB";
-    let work = tool_module(
-        layout,
-        go,
-        "ferretdb",
-        &format!("{module}/cmd/ferretdb@{FERRETDB_VERSION}"),
-        &log,
-    )?;
-    let module_dir = module_dir(layout, go, &work, module)?;
-    let src = layout
-        .cache
-        .join("go")
-        .join("src")
-        .join(format!("ferretdb-{FERRETDB_VERSION}"));
-    copy_writable(&module_dir, &src, &log)?;
-    fs::write(
-        src.join("build/version/version.txt"),
-        format!("{FERRETDB_VERSION}\n"),
-    )
-    .context("writing FerretDB's version.txt")?;
-    let bin = ferretdb_bin(layout);
-    let tmp = bin.with_extension("partial");
-    run_logged(
-        go_cmd(layout, go, &src)
-            .args(["build", "-trimpath", "-o"])
-            .arg(&tmp)
-            .arg("./cmd/ferretdb"),
-        &log,
-        "go build FerretDB",
-    )?;
-    fs::rename(&tmp, &bin).with_context(|| format!("moving {} into place", bin.display()))?;
-    // The copy is only needed for the build; the module cache keeps the pristine source.
-    let _ = fs::remove_dir_all(&src);
-    Ok(())
 }
 
 /// Mailpit from the Go module proxy. The module carries the web inbox's sources but not its
@@ -492,4 +668,26 @@ fn copy_writable(from: &Path, to: &Path, log: &Path) -> Result<()> {
         log,
         "making the copy writable",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_go_version;
+
+    #[test]
+    fn reads_go_versions() {
+        assert_eq!(
+            parse_go_version("go version go1.26.8 linux/amd64"),
+            Some((1, 26))
+        );
+        assert_eq!(
+            parse_go_version("go version go1.19.8 linux/amd64"),
+            Some((1, 19))
+        );
+        assert_eq!(
+            parse_go_version("go version go1.24rc1 linux/amd64"),
+            Some((1, 24))
+        );
+        assert_eq!(parse_go_version("nothing"), None);
+    }
 }

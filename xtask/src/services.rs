@@ -262,6 +262,7 @@ pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
         return Ok(());
     }
 
+    crate::provision::native_build_tools(layout)?;
     let task = Task::start("cargo build", "building services (release)");
     let log = layout.log_file("build");
     let mut build = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));

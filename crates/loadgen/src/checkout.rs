@@ -320,7 +320,7 @@ async fn stock_products(
 /// Registers the customers, stocks the products, then runs the order flows.
 pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
     // Setup waits longer than the flows: concurrent registrations queue for Argon2 on a busy
-    // machine, and a product listing on FerretDB takes a while.
+    // machine.
     let setup = Api::new(Duration::from_secs(60));
     let api = setup.clone();
     let admin_token = sign_in(

@@ -1,0 +1,137 @@
+// The local MongoDB-wire server of `cargo xtask up`: mongo-java-server (Maven Central,
+// de.bwaldvogel) with its H2 MVStore backend, so data survives restarts.
+//
+// Why a launcher at all:
+// - mongo-java-server reports MongoDB 3.6 to 5.0 with wire versions 6 to 8, and the Rust
+//   driver 3.x refuses servers below wire version 9. The server answers the commands the
+//   services use the way MongoDB 6.0 does, so it reports 6.0 (wire version 17).
+// - H2's MVStore commits on a background timer (about once a second), so a SIGKILL would
+//   lose the last second of acknowledged writes. This launcher commits the store before it
+//   answers every write command, so an acknowledged write survives a killed process (the
+//   page cache keeps it; like MongoDB with w:1, a power cut may lose the newest writes).
+// - mongo-java-server applies an update to the very object its store holds, and hands that
+//   object (not a copy) to queries and to findAndModify's answer, which are encoded after
+//   the collection's lock is released. A concurrent update could then change a document
+//   while it is being sent: a findAndModify with `new: true` answered another writer's state
+//   (the conformance suite's guarded findOneAndUpdate test caught it), and a find could see
+//   a document half-way through an update. Every query result is therefore copied while the
+//   lock is held; updates then change the copy and store it, so no stored object is ever
+//   changed in place.
+// - It binds to the given address only and stops cleanly on SIGTERM (closing the store).
+//
+// Run: java -cp "<libs>/*:<classes>" MongoWireServer <host> <port> <data file>
+import de.bwaldvogel.mongo.MongoCollection;
+import de.bwaldvogel.mongo.MongoDatabase;
+import de.bwaldvogel.mongo.MongoServer;
+import de.bwaldvogel.mongo.MongoVersion;
+import de.bwaldvogel.mongo.backend.CollectionOptions;
+import de.bwaldvogel.mongo.backend.CursorRegistry;
+import de.bwaldvogel.mongo.backend.QueryResult;
+import de.bwaldvogel.mongo.backend.h2.H2Backend;
+import de.bwaldvogel.mongo.backend.h2.H2Collection;
+import de.bwaldvogel.mongo.backend.h2.H2Database;
+import de.bwaldvogel.mongo.bson.Document;
+import io.netty.channel.Channel;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import org.h2.mvstore.MVMap;
+import org.h2.mvstore.MVStore;
+
+public final class MongoWireServer {
+    /** MongoDB 6.0: wire version 17. */
+    enum ReportedVersion implements MongoVersion {
+        MONGO_6_0;
+
+        @Override
+        public List<Integer> getVersionArray() {
+            return List.of(6, 0, 0);
+        }
+
+        @Override
+        public int getWireVersion() {
+            return 17;
+        }
+    }
+
+    /** Commands that change data: the store is committed before they are answered. */
+    private static final Set<String> WRITES = Set.of(
+            "insert", "update", "delete", "findandmodify", "create", "drop", "dropdatabase",
+            "createindexes", "dropindexes", "renamecollection");
+
+    /** The one store of this process (the database's constructor opens collections before
+     *  a subclass could keep a field of its own). */
+    private static MVStore store;
+
+    /** A collection whose query results are copies, taken under the collection's lock. */
+    static final class SnapshotH2Collection extends H2Collection {
+        SnapshotH2Collection(MongoDatabase database, String name, CollectionOptions options,
+                MVMap<Object, Document> data, MVMap<String, Object> meta, CursorRegistry cursors) {
+            super(database, name, options, data, meta, cursors);
+        }
+
+        @Override
+        protected QueryResult createQueryResult(List<Document> matched, int batchSize) {
+            List<Document> copies = new ArrayList<>(matched.size());
+            for (Document document : matched) {
+                copies.add(document == null ? null : document.cloneDeeply());
+            }
+            return super.createQueryResult(copies, batchSize);
+        }
+    }
+
+    /** H2's database with {@link SnapshotH2Collection}s (same map names as H2Database). */
+    static final class SnapshotH2Database extends H2Database {
+        SnapshotH2Database(String name, CursorRegistry cursors) {
+            super(name, store, cursors);
+        }
+
+        @Override
+        protected MongoCollection<Object> openOrCreateCollection(String name, CollectionOptions options) {
+            String namespace = getFullCollectionNamespace(name);
+            MVMap<Object, Document> data = store.openMap("databases." + namespace);
+            MVMap<String, Object> meta = store.openMap("meta." + namespace);
+            return new SnapshotH2Collection(this, name, options, data, meta, cursorRegistry);
+        }
+    }
+
+    static final class DurableH2Backend extends H2Backend {
+        DurableH2Backend(MVStore store) {
+            super(store);
+        }
+
+        @Override
+        protected MongoDatabase openOrCreateDatabase(String name) {
+            return new SnapshotH2Database(name, getCursorRegistry());
+        }
+
+        @Override
+        public Document handleCommand(Channel channel, String database, String command, Document query) {
+            Document answer = super.handleCommand(channel, database, command, query);
+            if (WRITES.contains(command.toLowerCase(Locale.ROOT))) {
+                commit();
+            }
+            return answer;
+        }
+    }
+
+    public static void main(String[] args) {
+        if (args.length != 3) {
+            System.err.println("usage: MongoWireServer <host> <port> <data file>");
+            System.exit(2);
+        }
+        String host = args[0];
+        int port = Integer.parseInt(args[1]);
+        store = new MVStore.Builder().fileName(args[2]).compress().open();
+        H2Backend backend = new DurableH2Backend(store);
+        backend.version(ReportedVersion.MONGO_6_0);
+        MongoServer server = new MongoServer(backend);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            System.out.println("mongo-wire: shutting down");
+            server.shutdown();
+        }));
+        server.bind(host, port);
+        System.out.println("mongo-wire: listening on " + host + ":" + port + ", data in " + args[2]);
+    }
+}

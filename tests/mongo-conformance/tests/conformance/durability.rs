@@ -1,0 +1,85 @@
+//! The local server keeps acknowledged writes across a restart, including a SIGKILL: the
+//! stack's data (catalog, reservations, payments) must survive `cargo xtask down`/`up` and a
+//! crashed server, as it does on MongoDB. This test starts its own instance of the local
+//! server (the class path comes from `MONGO_WIRE_CLASSPATH`, which `cargo xtask test` sets) on
+//! a free port with a data file of its own, so it disturbs nothing else.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use mongodb::bson::doc;
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+use testkit::ServiceProcess;
+
+fn start(classpath: &str, port: u16, data: &Path) -> anyhow::Result<ServiceProcess> {
+    ServiceProcess::spawn(
+        Command::new("java")
+            .args(["-Xmx128m", "-XX:+UseSerialGC", "-cp", classpath])
+            .arg("MongoWireServer")
+            .arg("127.0.0.1")
+            .arg(port.to_string())
+            .arg(data),
+    )
+}
+
+async fn connect(port: u16) -> anyhow::Result<Database> {
+    let mut options = ClientOptions::parse(format!("mongodb://127.0.0.1:{port}")).await?;
+    options.server_selection_timeout = Some(Duration::from_secs(2));
+    Ok(Client::with_options(options)?.database("durability"))
+}
+
+/// Waits until the server answers a ping.
+async fn ready(port: u16) -> anyhow::Result<Database> {
+    testkit::eventually(Duration::from_secs(60), || async {
+        connect(port).await?.run_command(doc! {"ping": 1}).await?;
+        Ok(())
+    })
+    .await?;
+    connect(port).await
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_a_sigkill_and_a_restart() -> anyhow::Result<()> {
+    let Ok(classpath) = std::env::var("MONGO_WIRE_CLASSPATH") else {
+        // Against real MongoDB (no local server to restart) this test does not apply.
+        eprintln!("MONGO_WIRE_CLASSPATH is not set: not the local server, nothing to restart");
+        return Ok(());
+    };
+    let dir = std::env::temp_dir().join(format!("mongo-wire-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let data = dir.join("data.mv.db");
+    let port = testkit::free_port()?;
+
+    let server = start(&classpath, port, &data)?;
+    let db = ready(port).await?;
+    let products = db.collection::<mongodb::bson::Document>("products");
+    for n in 0..50_i64 {
+        products
+            .insert_one(doc! {"_id": n, "stock": {"available": 10_i64}})
+            .await?;
+    }
+    products
+        .update_one(
+            doc! {"_id": 7_i64},
+            doc! {"$inc": {"stock.available": -3_i64}},
+        )
+        .await?;
+    // The last acknowledged write, immediately before the kill.
+    products.delete_one(doc! {"_id": 49_i64}).await?;
+    drop(server); // SIGKILL, no shutdown hook
+
+    let restarted = start(&classpath, port, &data)?;
+    let db = ready(port).await?;
+    let products = db.collection::<mongodb::bson::Document>("products");
+    assert_eq!(products.count_documents(doc! {}).await?, 49);
+    let seven = products
+        .find_one(doc! {"_id": 7_i64})
+        .await?
+        .unwrap_or_default();
+    assert_eq!(seven.get_document("stock")?.get_i64("available")?, 7);
+    drop(restarted);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Queries, as the services send them.
+
+use futures::TryStreamExt as _;
+use mongodb::IndexModel;
+use mongodb::bson::{Document, doc};
+
+use crate::helpers::TestDb;
+
+/// Twelve products in two categories, with prices that repeat so the `_id` tie-break counts.
+async fn catalog(t: &TestDb) -> anyhow::Result<mongodb::Collection<Document>> {
+    let products = t.collection("products");
+    products
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! {"price.amount": 1, "_id": 1})
+                .build(),
+        )
+        .await?;
+    products
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! {"category": 1, "price.amount": 1})
+                .build(),
+        )
+        .await?;
+    let docs: Vec<Document> = (0..12_i64)
+        .map(|n| {
+            doc! {
+                "_id": format!("p{n:02}"),
+                "category": if n % 2 == 0 { "audio" } else { "kitchen" },
+                "name": format!("Product {n}"),
+                "active": n != 5,
+                "price": {"amount": (n % 4) * 100, "currency": "EUR"},
+                "stock": {"available": n % 3, "reserved": 0_i64},
+                "images": [{"url": format!("https://img/{n}.jpg"), "alt": if n % 2 == 0 { "front" } else { "side" }}],
+            }
+        })
+        .collect();
+    products.insert_many(docs).await?;
+    Ok(products)
+}
+
+async fn ids(
+    products: &mongodb::Collection<Document>,
+    filter: Document,
+    sort: Document,
+    limit: i64,
+) -> anyhow::Result<Vec<String>> {
+    let found: Vec<Document> = products
+        .find(filter)
+        .sort(sort)
+        .limit(limit)
+        .await?
+        .try_collect()
+        .await?;
+    Ok(found
+        .iter()
+        .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+        .collect())
+}
+
+/// Relied on by product-service's listings (`store::products::list_filter`: sort by
+/// `price.amount` with `_id` as tie-break, ascending and descending, limit + 1 to tell whether
+/// another page exists) and their keyset pagination (`$or` of "key beyond" and "same key, id
+/// beyond").
+#[tokio::test]
+async fn sort_and_limit_on_an_indexed_nested_field_with_id_tie_break() -> anyhow::Result<()> {
+    let t = TestDb::new("sort_limit").await?;
+    let products = catalog(&t).await?;
+    let ascending = ids(&products, doc! {}, doc! {"price.amount": 1, "_id": 1}, 5).await?;
+    assert_eq!(ascending, ["p00", "p04", "p08", "p01", "p05"]);
+    let descending = ids(&products, doc! {}, doc! {"price.amount": -1, "_id": -1}, 4).await?;
+    assert_eq!(descending, ["p11", "p07", "p03", "p10"]);
+    // The next page after (100, p05), ascending.
+    let next = ids(
+        &products,
+        doc! {"$or": [
+            {"price.amount": {"$gt": 100_i64}},
+            {"price.amount": 100_i64, "_id": {"$gt": "p05"}},
+        ]},
+        doc! {"price.amount": 1, "_id": 1},
+        3,
+    )
+    .await?;
+    assert_eq!(next, ["p09", "p02", "p06"]);
+    t.drop().await
+}
+
+/// Relied on by product-service's listing filters (`list_filter`: `active`, `category`,
+/// `price.amount` range, `stock.available > 0` under `$and`) and the newest-first default
+/// sort on `_id`: filters on nested fields combine with a sort and a limit.
+#[tokio::test]
+async fn filters_on_nested_fields_combine_with_sort_and_limit() -> anyhow::Result<()> {
+    let t = TestDb::new("nested_filter").await?;
+    let products = catalog(&t).await?;
+    let found = ids(
+        &products,
+        doc! {"$and": [
+            {"active": true},
+            {"category": "kitchen"},
+            {"price.amount": {"$gte": 100_i64}},
+            {"price.amount": {"$lte": 300_i64}},
+            {"stock.available": {"$gt": 0_i64}},
+        ]},
+        doc! {"_id": -1},
+        10,
+    )
+    .await?;
+    // kitchen = odd; p05 inactive; available = n % 3 > 0 rules out p03 and p09.
+    assert_eq!(found, ["p11", "p07", "p01"]);
+    t.drop().await
+}
+
+/// Relied on by payment-service (`Payments::of_order`: `status` in a set) and the outbox
+/// relay's start-up scan for documents written before the outbox flag
+/// (`pending_events.0` exists and the flag is not `true`).
+#[tokio::test]
+async fn in_exists_and_ne_select_as_mongodb_does() -> anyhow::Result<()> {
+    let t = TestDb::new("in_exists").await?;
+    let payments = t.collection("payments");
+    payments
+        .insert_many([
+            doc! {"_id": "a", "order_id": "o1", "status": "succeeded", "pending_events": []},
+            doc! {"_id": "b", "order_id": "o1", "status": "failed", "pending_events": [{"id": "e"}]},
+            doc! {"_id": "c", "order_id": "o1", "status": "pending", "pending_events": [{"id": "e"}], "outbox_pending": true},
+            doc! {"_id": "d", "order_id": "o2", "status": "succeeded"},
+        ])
+        .await?;
+    let in_set = ids(
+        &payments,
+        doc! {"order_id": "o1", "status": {"$in": ["succeeded", "pending"]}},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(in_set, ["a", "c"]);
+    let unflagged = ids(
+        &payments,
+        doc! {"pending_events.0": {"$exists": true}, "outbox_pending": {"$ne": true}},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(unflagged, ["b"]);
+    let empty = ids(
+        &payments,
+        doc! {"pending_events.0": {"$exists": false}},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(
+        empty,
+        ["a", "d"],
+        "an empty or missing array has no element 0"
+    );
+    t.drop().await
+}
+
+/// Relied on by queries over arrays of sub-documents (a product's `images`, a document's
+/// `pending_events`): `$elemMatch` needs one element to meet every condition, where two
+/// plain dotted conditions may be met by different elements.
+#[tokio::test]
+async fn elem_match_needs_one_element_to_meet_every_condition() -> anyhow::Result<()> {
+    let t = TestDb::new("elem_match").await?;
+    let docs = t.collection("products");
+    docs.insert_many([
+        doc! {"_id": "both", "images": [{"url": "a.jpg", "alt": "front"}]},
+        doc! {"_id": "split", "images": [{"url": "a.jpg", "alt": "side"}, {"url": "b.jpg", "alt": "front"}]},
+    ])
+    .await?;
+    let matched = ids(
+        &docs,
+        doc! {"images": {"$elemMatch": {"url": "a.jpg", "alt": "front"}}},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(matched, ["both"]);
+    let dotted = ids(
+        &docs,
+        doc! {"images.url": "a.jpg", "images.alt": "front"},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(dotted, ["both", "split"]);
+    t.drop().await
+}
+
+/// Relied on by product-service's text filter (`list_filter`: an escaped literal as a
+/// case-insensitive `$regex` over name, description and tags, under `$or`).
+#[tokio::test]
+async fn a_case_insensitive_regex_matches_strings_and_array_elements() -> anyhow::Result<()> {
+    let t = TestDb::new("regex").await?;
+    let docs = t.collection("products");
+    docs.insert_many([
+        doc! {"_id": "a", "name": "Wireless Headphones", "tags": ["audio"]},
+        doc! {"_id": "b", "name": "Kettle", "tags": ["kitchen", "HEADPHONES-stand"]},
+        doc! {"_id": "c", "name": "Toaster (2 slots)", "tags": []},
+    ])
+    .await?;
+    let regex = doc! {"$regex": "headphones", "$options": "i"};
+    let found = ids(
+        &docs,
+        doc! {"$or": [{"name": regex.clone()}, {"tags": regex}]},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(found, ["a", "b"]);
+    let literal = ids(
+        &docs,
+        doc! {"name": {"$regex": r"\(2 slots\)", "$options": "i"}},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(literal, ["c"]);
+    t.drop().await
+}
