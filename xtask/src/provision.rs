@@ -233,14 +233,17 @@ pub fn javac(layout: &Layout) -> Result<PathBuf> {
         .context("javac is still not on PATH after installing openjdk-17-jdk-headless")
 }
 
-/// The oldest Go that builds the Go tools (Mailpit, and helm for the deploy check).
-const GO_MINIMUM: (u32, u32) = (1, 24);
+/// The oldest Go that builds the Go tools (Mailpit 1.27 asks for 1.24.3, helm 3.19 for 1.24).
+const GO_MINIMUM: (u32, u32, u32) = (1, 24, 3);
 /// The toolchain fetched through the Go module proxy when the installed Go is older.
-const GO_TOOLCHAIN: &str = "go1.24.11";
+const GO_TOOLCHAIN: &str = "go1.25.5";
+/// The oldest Go that can fetch a toolchain through the module proxy (`GOTOOLCHAIN`).
+const GO_SWITCHING: (u32, u32, u32) = (1, 21, 0);
 
-/// A Go command new enough for the Go tools: the installed one, else Debian's (bookworm's
-/// backports carry a Go with toolchain switching), which then fetches [`GO_TOOLCHAIN`] from
-/// the module proxy (`golang.org/toolchain`, a module like any other) into the tool cache.
+/// A Go command new enough for the Go tools: the installed one, else Debian's (from the
+/// release's backports, which carry Go 1.21+; the release itself may have an older one),
+/// which then fetches [`GO_TOOLCHAIN`] from the module proxy (`golang.org/toolchain` is a
+/// module like any other) into the module cache.
 pub fn go(layout: &Layout) -> Result<PathBuf> {
     let installed = match which("go", GO_FALLBACK_DIRS) {
         Some(go) => go,
@@ -248,48 +251,58 @@ pub fn go(layout: &Layout) -> Result<PathBuf> {
     };
     match go_version(&installed) {
         Some(version) if version >= GO_MINIMUM => Ok(installed),
-        _ => toolchain_go(layout, &installed),
+        Some(version) if version >= GO_SWITCHING => toolchain_go(layout, &installed),
+        version => bail!(
+            "{} is Go {version:?}, too old to fetch a newer toolchain; install Go {}.{} or newer \
+             (Debian: golang-1.23-go from bookworm-backports)",
+            installed.display(),
+            GO_SWITCHING.0,
+            GO_SWITCHING.1
+        ),
     }
 }
 
-/// `(major, minor)` of `go version`.
-fn go_version(go: &Path) -> Option<(u32, u32)> {
+/// `(major, minor, patch)` of `go version`.
+fn go_version(go: &Path) -> Option<(u32, u32, u32)> {
     let out = Command::new(go).arg("version").output().ok()?;
     parse_go_version(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn parse_go_version(text: &str) -> Option<(u32, u32)> {
+fn parse_go_version(text: &str) -> Option<(u32, u32, u32)> {
     let word = text.split_whitespace().find(|w| w.starts_with("go1."))?;
-    let mut parts = word.trim_start_matches("go").split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts
-        .next()?
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .ok()?;
-    Some((major, minor))
+    let mut numbers = word.trim_start_matches("go").split('.').map(|part| {
+        part.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+            .ok()
+    });
+    let major = numbers.next()??;
+    let minor = numbers.next()??;
+    let patch = numbers.next().flatten().unwrap_or(0);
+    Some((major, minor, patch))
 }
 
+/// Packages of Go 1.21 or newer, newest first, as Debian names them.
+const DEBIAN_GO: &[&str] = &[
+    "golang-1.24-go",
+    "golang-1.23-go",
+    "golang-1.22-go",
+    "golang-1.21-go",
+];
+
 fn install_debian_go(layout: &Layout) -> Result<PathBuf> {
-    // The newest golang-1.2x package any configured suite offers (backports first), else the
-    // distribution's golang-go.
-    let candidates = [
-        "golang-1.24-go",
-        "golang-1.23-go",
-        "golang-1.22-go",
-        "golang-1.21-go",
-    ];
-    let package = candidates
-        .iter()
-        .find(|name| apt_has(name))
-        .copied()
-        .unwrap_or("golang-go");
+    let mut package = DEBIAN_GO.iter().copied().find(|name| apt_has(name));
+    if package.is_none() && add_backports()? {
+        refresh_apt(layout)?;
+        package = DEBIAN_GO.iter().copied().find(|name| apt_has(name));
+    }
+    let package = package.unwrap_or("golang-go");
     apt_install(layout, &[package], "Go (builds Mailpit and helm)")?;
     let versioned = package
-        .strip_suffix("-go")
-        .map(|name| format!("/usr/lib/go-{}/bin", name.trim_start_matches("golang-")));
+        .strip_prefix("golang-")
+        .and_then(|rest| rest.strip_suffix("-go"))
+        .map(|version| format!("/usr/lib/go-{version}/bin"));
     let mut dirs: Vec<&str> = GO_FALLBACK_DIRS.to_vec();
     if let Some(dir) = versioned.as_deref() {
         dirs.insert(0, dir);
@@ -297,7 +310,7 @@ fn install_debian_go(layout: &Layout) -> Result<PathBuf> {
     which("go", &dirs).with_context(|| format!("go is still missing after installing {package}"))
 }
 
-/// Whether apt knows a candidate version of `package` (after `apt-get update`).
+/// Whether apt knows a candidate version of `package`.
 fn apt_has(package: &str) -> bool {
     Command::new("apt-cache")
         .args(["policy", package])
@@ -307,6 +320,48 @@ fn apt_has(package: &str) -> bool {
             text.lines()
                 .any(|l| l.trim_start().starts_with("Candidate:") && !l.contains("(none)"))
         })
+}
+
+/// Adds the Debian release's backports suite (same mirror as the release) to apt's sources;
+/// `false` where this is no Debian release with a codename, or apt is not ours to change.
+fn add_backports() -> Result<bool> {
+    let release = fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let field = |key: &str| {
+        release.lines().find_map(|line| {
+            line.strip_prefix(key)
+                .map(|v| v.trim_matches('"').to_owned())
+        })
+    };
+    let (Some("debian"), Some(codename)) = (field("ID=").as_deref(), field("VERSION_CODENAME="))
+    else {
+        return Ok(false);
+    };
+    if !is_root() {
+        return Ok(false);
+    }
+    let sources = Path::new("/etc/apt/sources.list.d/ferroshop-backports.sources");
+    if sources.exists() {
+        return Ok(true);
+    }
+    let text = format!(
+        "# Added by ferroshop's `cargo xtask up` for a newer Go (golang-1.2x-go).\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: {codename}-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    );
+    fs::write(sources, text).with_context(|| format!("writing {}", sources.display()))?;
+    Ok(true)
+}
+
+/// `apt-get update`, again (a source was added after the first).
+fn refresh_apt(layout: &Layout) -> Result<()> {
+    let mut updated = APT
+        .lock()
+        .map_err(|_| anyhow::anyhow!("apt lock poisoned"))?;
+    run_logged(
+        Command::new("apt-get").args(["update", "-q"]),
+        &layout.provision_log("apt"),
+        "apt-get update",
+    )?;
+    *updated = true;
+    Ok(())
 }
 
 /// [`GO_TOOLCHAIN`] through `installed` (Go 1.21 or newer switches toolchains itself).
@@ -329,10 +384,11 @@ fn toolchain_go(layout: &Layout, installed: &Path) -> Result<PathBuf> {
     if !out.status.success() || root.is_empty() {
         fs::write(&log, &out.stderr).ok();
         bail!(
-            "{} is older than Go {}.{} and could not fetch {GO_TOOLCHAIN} through the module proxy; see {}",
+            "{} is older than Go {}.{}.{} and could not fetch {GO_TOOLCHAIN} through the module proxy; see {}",
             installed.display(),
             GO_MINIMUM.0,
             GO_MINIMUM.1,
+            GO_MINIMUM.2,
             log.display()
         );
     }
@@ -678,15 +734,19 @@ mod tests {
     fn reads_go_versions() {
         assert_eq!(
             parse_go_version("go version go1.26.8 linux/amd64"),
-            Some((1, 26))
+            Some((1, 26, 8))
         );
         assert_eq!(
             parse_go_version("go version go1.19.8 linux/amd64"),
-            Some((1, 19))
+            Some((1, 19, 8))
         );
         assert_eq!(
             parse_go_version("go version go1.24rc1 linux/amd64"),
-            Some((1, 24))
+            Some((1, 24, 0))
+        );
+        assert_eq!(
+            parse_go_version("go version go1.23 linux/amd64"),
+            Some((1, 23, 0))
         );
         assert_eq!(parse_go_version("nothing"), None);
     }
