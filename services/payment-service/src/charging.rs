@@ -11,10 +11,11 @@
 //! 4. The order is claimed (insert under the order id). Held by another payment: 409, unless
 //!    that payment failed (its claim release was lost), in which case the claim is taken over.
 //! 5. The payment document is inserted (`processing`) and the provider is called.
-//! 6. The outcome is recorded under the payment's lock, conditional on the payment still
-//!    awaiting it, with its event in the same update: succeeded (then refunded if the order
-//!    was cancelled meanwhile), failed (claim released, so another card may be tried), or
-//!    pending (the reconciler finishes it).
+//! 6. The outcome is recorded only while the payment still awaits it, decided on the payment
+//!    as read and written with its event by one update guarded by the revision read (see
+//!    `Payments::update_guarded`): succeeded (then refunded if the order was cancelled
+//!    meanwhile), failed (claim released, so another card may be tried), or pending (the
+//!    reconciler finishes it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,6 +131,7 @@ impl Charging {
             updated_at: now,
             pending_events: Vec::new(),
             outbox_pending: false,
+            revision: 0,
         };
         if !self.payments.insert(&payment).await? {
             // The same key won the insert an instant earlier.
@@ -277,7 +279,7 @@ impl Charging {
         let now = bson::DateTime::now();
         let updated = self
             .payments
-            .update_locked(id, |payment| {
+            .update_guarded(id, |payment| {
                 if !payment.status().is_some_and(PaymentStatus::awaits_outcome) {
                     return Ok(None);
                 }

@@ -1,7 +1,7 @@
 //! payment-service: takes card payments for orders against the payment provider (psp-sim),
 //! at most one successful payment per order, and publishes `payment.*` events.
 //!
-//! It owns the MongoDB database `payments` (FerretDB locally). It knows orders from
+//! It owns the MongoDB database `payments`. It knows orders from
 //! `order.events` (a replica: owner, total, status), checks that the order is the caller's and
 //! awaiting payment, claims the order (an insert under the order id: the database, not only
 //! the code, allows one payment in flight or succeeded per order), charges the card through

@@ -3,7 +3,7 @@
 //! Every `RECONCILE_INTERVAL_MS` it looks for
 //! - `pending` payments (the provider did not answer in time): it asks the provider for the
 //!   charge under the payment's idempotency key and records the outcome, exactly once (the
-//!   same locked, conditional transition the request uses). If the provider has no charge under
+//!   same guarded, conditional transition the request uses). If the provider has no charge under
 //!   the key once the charge's time budget has passed, nothing was charged: failed
 //!   (`provider_unavailable`);
 //! - `processing` payments older than `RECONCILE_STALE_MS` (their process died during the

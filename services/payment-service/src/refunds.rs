@@ -7,10 +7,11 @@
 //! replica after writing `succeeded`, the consumer reads the order's payments after writing
 //! `cancelled`. Whichever comes second therefore sees both and refunds; if both see both,
 //! the refund still happens once, because it starts with the transition `succeeded ->
-//! refunding` under the payment's lock (only one caller makes it), the provider call uses a
-//! key derived from the payment id (a repeat replays the first refund), and `refunding ->
-//! refunded` with its `payment.refunded` event is again a locked, conditional transition. A
-//! failed provider call leaves the payment `refunding`; the reconciler finishes it.
+//! refunding`, an update guarded by the payment's revision (only one caller makes it), the
+//! provider call uses a key derived from the payment id (a repeat replays the first refund),
+//! and `refunding -> refunded` with its `payment.refunded` event is again a guarded,
+//! conditional transition. A failed provider call leaves the payment `refunding`; the
+//! reconciler finishes it.
 
 use std::sync::Arc;
 
@@ -63,7 +64,7 @@ impl Refunds {
             self.refund(id).await?;
         }
         self.payments
-            .update_locked(id, |payment| {
+            .update_guarded(id, |payment| {
                 Ok(payment
                     .refund_check
                     .then(|| doc! {"$set": {"refund_check": false}}))
@@ -90,7 +91,7 @@ impl Refunds {
         let now = bson::DateTime::now();
         let Some(started) = self
             .payments
-            .update_locked(id, |payment| {
+            .update_guarded(id, |payment| {
                 Ok(match payment.status() {
                     Some(PaymentStatus::Succeeded) => Some(doc! {"$set": {
                         "status": PaymentStatus::Refunding.as_str(),
@@ -126,7 +127,7 @@ impl Refunds {
         let topics = self.topics.clone();
         let finished = self
             .payments
-            .update_locked(id, |payment| {
+            .update_guarded(id, |payment| {
                 if payment.status() != Some(PaymentStatus::Refunding) {
                     return Ok(None);
                 }

@@ -1,14 +1,13 @@
 //! product-service: the catalog of the ferroshop platform.
 //!
-//! It owns the MongoDB database `catalog` (FerretDB locally, MongoDB in compose and
-//! Kubernetes): public search and product pages with keyset pagination, admin writes with
-//! optimistic concurrency, and stock adjustments that never take stock below zero. Every change
-//! is one atomic update of the product document that also stores the change's event (a
-//! single-document outbox); a relay publishes those events on the compacted `product.events`
-//! topic, each carrying the full product snapshot. An `order.events` consumer reserves,
-//! commits and releases stock for orders and publishes `inventory.*` events ([`inventory`]).
-//! `main.rs` is a thin shell over
-//! [`Application`], which tests start on port 0 against their own database and topics.
+//! It owns the MongoDB database `catalog`: public search and product pages with keyset
+//! pagination, admin writes with optimistic concurrency, and stock adjustments that never take
+//! stock below zero. Every change is one atomic update of the product document that also
+//! stores the change's event (a single-document outbox); a relay publishes those events on the
+//! compacted `product.events` topic, each carrying the full product snapshot. An
+//! `order.events` consumer reserves, commits and releases stock for orders and publishes
+//! `inventory.*` events ([`inventory`]). `main.rs` is a thin shell over [`Application`], which
+//! tests start on port 0 against their own database and topics.
 
 pub mod api;
 pub mod config;

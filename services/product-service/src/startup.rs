@@ -18,7 +18,6 @@ use crate::events::cache::{self, CacheInvalidation};
 use crate::events::outbox::{self, OutboxRelay};
 use crate::inventory::consumer::{self as inventory_consumer, OrderEvents};
 use crate::inventory::{Inventory, Wake};
-use crate::store::locks;
 use crate::store::reservations::Reservations;
 use crate::store::{self, products::Products};
 
@@ -106,7 +105,6 @@ impl Application {
         };
         let state = AppState {
             products,
-            locks: locks::products(&db),
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
             topics,
             cache,

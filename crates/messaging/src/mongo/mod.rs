@@ -1,22 +1,25 @@
 //! The MongoDB side of "an event is published if and only if its state change committed"
-//! (feature `mongo`): the single-document outbox ([`outbox`]) and the per-document write
-//! locks ([`locks`]) that make read-modify-write safe on FerretDB.
+//! (feature `mongo`): the single-document outbox and its relay ([`outbox`]), and the bounded
+//! retry of a guarded write that lost a race ([`conflict`]).
 //!
-//! The local MongoDB-wire server (FerretDB 1.24) has no multi-document transactions, and it
-//! does not apply a conditional update atomically (it queries, changes the document in Go and
-//! writes it back by `_id` without re-checking the filter). The one operation it makes atomic
-//! is an insert under a unique key. So a service keeps each change and its event in one
-//! document, and every writer of a document (the service's own code and the relay removing
-//! published events) first takes that document's lock, an insert under the document's id.
-//! Both hold on real MongoDB as well. product-service and payment-service use this module.
+//! A service keeps each change and its event in one document, so every write is one
+//! single-document update, which MongoDB applies atomically together with its filter. The
+//! filter states what the change was decided on (the `version` or `revision` read, the status
+//! it leaves, the stock it needs): a writer that reads, decides and then updates under that
+//! filter either changes the document it read, or changes nothing because another writer got
+//! there first, in which case it reads again and decides again ([`ConflictRetry`]). The relay
+//! claims a document with a guarded update of its own and removes what it published by event
+//! id; it never touches the fields writers decide on, and writers never wait for it. product-service and payment-service use this module. (Until the local
+//! server was replaced, it was FerretDB 1.24, whose conditional updates were not atomic, and
+//! every writer took a lease lock per document instead.)
 
-pub mod locks;
+pub mod conflict;
 pub mod outbox;
 
-pub use locks::{DocumentLocks, LockGuard};
+pub use conflict::ConflictRetry;
 pub use outbox::{Outbox, OutboxRelay, PENDING_FLAG, PendingEvent, with_pending_event};
 
-/// MongoDB's (and FerretDB's) duplicate-key error code.
+/// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
 
 /// Whether `error` is a unique-index violation (an insert under a taken `_id`, say).

@@ -1,28 +1,41 @@
 //! The single-document outbox and its relay.
 //!
-//! FerretDB (the local MongoDB-wire server) has no multi-document transactions, so the event of
-//! a change cannot go to a separate collection atomically. Instead every write is one atomic
-//! update of the changed document (a product, an order's reservation, a payment) that also
-//! appends the event to the document's `pending_events` array: the change and its event commit together or not at all.
+//! MongoDB makes one document's update atomic but gives the services no transaction across
+//! documents, so the event of a change cannot go to a separate collection atomically. Instead
+//! every write is one atomic update of the changed document (a product, an order's
+//! reservation, a payment) that also appends the event to the document's `pending_events`
+//! array: the change and its event commit together or not at all.
 //!
-//! A service names each collection that works this way with an [`Outbox`] (the collection and
-//! its lock collection) and runs one relay per collection. Writers add events with
-//! [`with_pending_event`], which also sets the document's [`PENDING_FLAG`]: a top-level boolean
-//! the relay's poll can filter on. FerretDB pushes `{flag: true}` down to PostgreSQL, while a
-//! filter on the array itself (`pending_events.0` exists) made it read and decode every
-//! document of the collection in Go once per poll (measured: 60% of a core with the stack
-//! idle). The flag is cleared only by the relay, under the document's lock, in the update
-//! that removes the last pending event, so it is never false while an event waits; a relay
-//! starting up publishes documents written before the flag existed once. The relay
-//! finds documents with pending events and, holding the document's lock (the same one writers
-//! take, see [`super::locks`]; it keeps replicas from publishing one document at once, which
-//! would break per-aggregate order, and keeps FerretDB's non-atomic updates from erasing a
-//! concurrent write), publishes the events in array order with the idempotent producer, waits
-//! for the broker's acknowledgements, then removes exactly the published elements with
-//! `$pullAll`. (`$pull` with a condition would be simpler, but FerretDB 1.24 silently ignores
-//! it.) A crash after the acknowledgement and before the removal publishes those events again:
-//! at least once, never zero times; consumers deduplicate on the CloudEvent id, and the
-//! snapshot's `version` makes a repeated snapshot harmless.
+//! A service names each collection that works this way with an [`Outbox`] and runs one relay
+//! per collection. Writers add events with [`with_pending_event`], which also sets the
+//! document's [`PENDING_FLAG`], a top-level boolean the relay's poll filters on (indexed), so a
+//! poll reads the documents that have something to publish instead of testing the array of
+//! every document.
+//!
+//! The relay claims a flagged document with one guarded `findOneAndUpdate` that sets
+//! [`CLAIM_FIELD`] (a time, [`CLAIM`] ahead) only where no live claim exists, and reads the
+//! pending events in the same step; publishes them in array order with the idempotent producer
+//! (they share the document's key, hence a partition); waits for the broker's
+//! acknowledgements; then removes exactly the acknowledged events with one `$pull` by event id,
+//! dropping the claim in the same update. The claim is the relay's only coordination: it keeps
+//! two relays (two replicas) from publishing one document's events at once, so the events go
+//! out once and in order, and it costs no extra round trip (the claim is the read). Writers
+//! never look at it: a writer's update is never held up or undone by a relay, and an event a
+//! writer appended meanwhile stays (it has another id). The flag is lowered by a second update
+//! whose filter matches only while the array is empty, so a writer that appended an event
+//! after the claim keeps the flag up: the invariant is that the flag is never down while an
+//! event waits. A relay starting up publishes, once, documents written before the flag
+//! existed.
+//!
+//! Windows that remain, all "at least once, never zero times": a crash after the broker's
+//! acknowledgement and before the `$pull` publishes those events again when the claim has
+//! expired (after [`CLAIM`]); a relay stalled beyond [`CLAIM`] while publishing can meet a
+//! second relay that took over the document, and both publish. Consumers deduplicate on the
+//! CloudEvent id, and a product snapshot's `version` makes a repeated snapshot harmless.
+//! Per-document order holds for what they see: an event leaves the array only after the broker
+//! acknowledged it, so whenever a relay publishes an event, every earlier event of the
+//! document is either in the same claim (and published just before it) or already on the
+//! partition.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,20 +46,19 @@ use contracts::topics::Topic;
 use contracts::{CloudEvent, EventData};
 use futures::{StreamExt as _, TryStreamExt as _};
 use mongodb::bson::{self, Document, doc};
+use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::locks::DocumentLocks;
 use crate::kafka::Producer;
 use crate::publish::{OutgoingRecord, publish_in_order};
 
-/// A collection whose documents carry `pending_events`, and the collection of their locks.
+/// A collection whose documents carry `pending_events`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outbox {
     pub collection: &'static str,
-    pub locks: &'static str,
 }
 
 /// Top-level field that is `true` while a document has pending events.
@@ -74,13 +86,19 @@ pub fn with_pending_event(mut update: Document, event: Document) -> Document {
     update
 }
 
-/// How long the relay waits for a write holding a document's lock.
-const LOCK_WAIT: Duration = Duration::from_secs(1);
+/// Top-level field holding the time until which a relay's claim on the document holds.
+pub const CLAIM_FIELD: &str = "outbox_claimed_until";
+
+/// How long a relay's claim holds: longer than a publish can take (the producer gives up on a
+/// record after 5 s), so live relays never share a document; a relay that dies holding a
+/// claim delays that document's events by at most this.
+pub const CLAIM: Duration = Duration::from_secs(15);
+
 /// Documents published concurrently (each document's events stay in order).
 const CONCURRENCY: usize = 8;
 
-/// An event waiting in its document. Every field is a string so the element read back
-/// is byte-for-byte the element written, which `$pullAll` needs to match it.
+/// An event waiting in its document. `id` (the CloudEvent id) is what the relay removes it
+/// by once published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingEvent {
     pub id: String,
@@ -117,7 +135,6 @@ impl PendingEvent {
 pub struct OutboxRelay {
     outbox: Outbox,
     documents: Collection<Document>,
-    locks: DocumentLocks,
     producer: Producer,
     wake: Arc<Notify>,
     batch_size: i64,
@@ -143,7 +160,6 @@ impl OutboxRelay {
         Self {
             outbox,
             documents: db.collection(outbox.collection),
-            locks: DocumentLocks::new(db, outbox.locks),
             producer,
             wake,
             batch_size: 100,
@@ -154,10 +170,10 @@ impl OutboxRelay {
 
     /// For collections where several documents carry events of one Kafka key (the payments
     /// of one order): publishes documents one at a time, in ascending order of `field` (a
-    /// timestamp set with every change), and stops the batch at the first document it cannot
-    /// publish, so events reach their partition in the order the changes were written. Costs
-    /// the relay its concurrency. Two replicas' relays can still interleave documents; within
-    /// one document the order always holds.
+    /// timestamp set with every change), and stops the batch at the first document whose
+    /// events it cannot publish, so events reach their partition in the order the changes were
+    /// written. Costs the relay its concurrency. Two replicas' relays can still interleave
+    /// documents; within one document the order always holds.
     pub fn ordered_by(mut self, field: &'static str) -> Self {
         self.order_field = Some(field);
         self
@@ -245,7 +261,8 @@ impl OutboxRelay {
         let filter = doc! {"pending_events.0": {"$exists": true}, PENDING_FLAG: {"$ne": true}};
         for id in self.pending_ids(filter, None).await? {
             let id = id.get("_id").cloned().context("document without _id")?;
-            self.publish_document(id).await?;
+            // Claimed by another relay: that one publishes it.
+            let _ = self.publish_document(id).await?;
         }
         Ok(())
     }
@@ -274,8 +291,16 @@ impl OutboxRelay {
     /// Publishes the pending events of up to one batch of documents; returns how many
     /// documents it handled.
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
+        // Documents another relay has claimed are left to it.
+        let now = bson::DateTime::now();
         let ids = self
-            .pending_ids(doc! {PENDING_FLAG: true}, Some(self.batch_size))
+            .pending_ids(
+                doc! {PENDING_FLAG: true, "$or": [
+                    {CLAIM_FIELD: {"$exists": false}},
+                    {CLAIM_FIELD: {"$lt": now}},
+                ]},
+                Some(self.batch_size),
+            )
             .await?;
         // Here the backlog is counted in documents (each holds one or more events), up to a
         // batch: enough to alert on a relay that falls behind, without an extra count query.
@@ -284,8 +309,9 @@ impl OutboxRelay {
             let mut handled = 0;
             for id in ids {
                 let id = id.get("_id").cloned().context("document without _id")?;
+                // A failure or another relay's claim ends the batch: publishing a later
+                // document first would break the order.
                 if !self.publish_document(id).await? {
-                    // Busy: publishing a later document first would break the order.
                     break;
                 }
                 handled += 1;
@@ -300,38 +326,39 @@ impl OutboxRelay {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let handled = outcomes.len();
-        let failed: Vec<_> = outcomes.into_iter().filter_map(Result::err).collect();
-        if let Some(first) = failed.into_iter().next() {
-            return Err(first.context("publishing a document's events"));
+        // Documents another relay holds do not count: a batch of those is no reason to come
+        // straight back.
+        let mut handled = 0;
+        for outcome in outcomes {
+            if outcome.context("publishing a document's events")? {
+                handled += 1;
+            }
         }
         Ok(handled)
     }
 
-    /// Publishes one document's events; `false` if its lock stayed busy (nothing published).
+    /// Claims one document, publishes its pending events, removes those the broker
+    /// acknowledged, and lowers the flag if nothing is left; `false` if another relay holds
+    /// the document (nothing done).
     async fn publish_document(&self, id: bson::Bson) -> anyhow::Result<bool> {
-        let key = id
-            .as_str()
-            .context("document id is not a string")?
-            .to_owned();
-        let Some(lock) = self.locks.acquire(&key, LOCK_WAIT).await? else {
-            // A long write holds it; its wake-up (or the next poll) brings the relay back.
-            return Ok(false);
-        };
-        let outcome = self.publish_locked(&id).await;
-        lock.release().await?;
-        outcome.map(|()| true)
-    }
-
-    async fn publish_locked(&self, id: &bson::Bson) -> anyhow::Result<()> {
+        let now = bson::DateTime::now();
+        let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
         let Some(document) = self
             .documents
-            .find_one(doc! {"_id": id})
+            .find_one_and_update(
+                doc! {"_id": &id, "$or": [
+                    {CLAIM_FIELD: {"$exists": false}},
+                    {CLAIM_FIELD: {"$lt": now}},
+                ]},
+                doc! {"$set": {CLAIM_FIELD: until}},
+            )
             .projection(doc! {"pending_events": 1})
+            .return_document(ReturnDocument::After)
             .await
-            .context("reading pending events")?
+            .context("claiming a document's pending events")?
         else {
-            return Ok(());
+            // Claimed by another relay, or gone.
+            return Ok(false);
         };
         let pending: Vec<PendingEvent> = match document.get_array("pending_events") {
             Ok(items) => items
@@ -341,40 +368,49 @@ impl OutboxRelay {
                 .context("decoding pending events")?,
             Err(_) => Vec::new(),
         };
-        if pending.is_empty() {
-            // Flagged with nothing left (say, emptied by a version before the flag): clear it.
-            self.documents
-                .update_one(doc! {"_id": id}, doc! {"$set": {PENDING_FLAG: false}})
-                .await
-                .context("clearing the outbox flag")?;
-            return Ok(());
-        }
-
         let delivered = self.publish(&pending).await;
-        let published: Vec<Document> = pending
+        let published: Vec<&str> = pending
             .iter()
             .zip(&delivered)
             .filter(|(_, ok)| **ok)
-            .map(|(event, _)| event.to_document())
-            .collect::<anyhow::Result<_>>()?;
-        if !published.is_empty() {
-            let mut update = doc! {"$pullAll": {"pending_events": &published}};
-            if published.len() == pending.len() {
-                // Everything went out, and writers wait for the lock held here: nothing else
-                // can be pending, so the flag goes down with the last event.
-                update.insert("$set", doc! {PENDING_FLAG: false});
-            }
-            self.documents
-                .update_one(doc! {"_id": id}, update)
-                .await
-                .context("removing published events")?;
-        }
+            .map(|(event, _)| event.id.as_str())
+            .collect();
+        // Exactly the acknowledged events, by id (events appended meanwhile stay), and the
+        // claim goes with them, in one update.
+        self.documents
+            .update_one(
+                doc! {"_id": &id},
+                doc! {
+                    "$pull": {"pending_events": {"id": {"$in": &published}}},
+                    "$unset": {CLAIM_FIELD: ""},
+                },
+            )
+            .await
+            .context("removing published events")?;
         metrics::counter!("outbox_published_total", &self.labels())
             .increment(published.len() as u64);
         let failed = pending.len() - published.len();
         if failed > 0 {
             anyhow::bail!("{failed} of {} events were not delivered", pending.len());
         }
+        self.lower_flag(&id).await?;
+        Ok(true)
+    }
+
+    /// Clears [`PENDING_FLAG`] if the document holds no pending event. The filter, not this
+    /// relay's reading, decides: an event appended since the read keeps the flag up.
+    async fn lower_flag(&self, id: &bson::Bson) -> anyhow::Result<()> {
+        self.documents
+            .update_one(
+                doc! {
+                    "_id": id,
+                    PENDING_FLAG: {"$ne": false},
+                    "pending_events.0": {"$exists": false},
+                },
+                doc! {"$set": {PENDING_FLAG: false}},
+            )
+            .await
+            .context("clearing the outbox flag")?;
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! A key is scoped to the user who sent it. The payment's id is derived from (user, key), so
 //! the insert of a payment document under that `_id` is the idempotency check itself: two
 //! requests with one key can create one payment, whatever their timing, because an insert
-//! under a unique `_id` is atomic on MongoDB and on FerretDB alike.
+//! under a unique `_id` is atomic.
 
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;

@@ -6,9 +6,10 @@
 //!     \--timeout--> pending --(reconciler asks the provider)--> succeeded | failed
 //! ```
 //!
-//! Every change is taken under the payment's lock and is conditional on the status it leaves,
-//! so each outcome (and its event) happens once, whoever gets there first: the request, the
-//! reconciler, or a redelivered order event.
+//! Every change is decided on the status read and written by an update guarded by the
+//! payment's revision (so the status it leaves is still the status it read), so each outcome
+//! (and its event) happens once, whoever gets there first: the request, the reconciler, or a
+//! redelivered order event.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentStatus {

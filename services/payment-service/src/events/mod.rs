@@ -11,7 +11,6 @@ use crate::store::payments;
 /// Payment documents carry their `payment.*` events in `pending_events`.
 pub const PAYMENTS: Outbox = Outbox {
     collection: payments::COLLECTION,
-    locks: payments::LOCKS,
 };
 
 /// How many events wait to be published (tests and diagnostics).

@@ -1,16 +1,17 @@
-//! MongoDB access for payment-service (database `payments`; FerretDB locally).
+//! MongoDB access for payment-service (database `payments`).
 //!
 //! Collections: `orders` (the replica of order-service's orders, written only by the
 //! `order.events` consumer), `payments` (one document per payment: state, card brand and last
 //! four, provider reference, and its pending events: the single-document outbox),
-//! `payment_claims` (`_id` = order id: at most one payment in flight or succeeded per order),
-//! `payment_log` (append-only: every provider attempt and status change) and `payment_locks`.
+//! `payment_claims` (`_id` = order id: at most one payment in flight or succeeded per order)
+//! and `payment_log` (append-only: every provider attempt and status change).
 //!
-//! Only what both MongoDB and FerretDB 1.24 support is used: inserts under a unique `_id`
-//! (the one atomic conditional write on FerretDB, hence claims, locks and idempotency all
-//! rest on it), `$set`/`$push`/`$pullAll`, upserts, plain indexes. FerretDB applies a
-//! conditional update as query-then-write, so every writer of a payment document holds the
-//! payment's lock (`messaging::mongo::locks`) and decides on the state it read under it.
+//! Every write is one single-document operation, atomic with its filter: inserts under a
+//! unique `_id` (payments, whose id is the idempotency check, and claims), a payment's changes
+//! as `findOneAndUpdate` guarded by the revision they were decided on (see
+//! [`payments::Payments::update_guarded`]), and upserts of the order replica. There are no
+//! multi-document transactions: the payment, its claim and its log are separate writes,
+//! ordered so that every crash point is recoverable.
 
 pub mod orders;
 pub mod payments;
@@ -41,8 +42,8 @@ pub async fn ping(db: &Database) -> mongodb::error::Result<()> {
     db.run_command(doc! {"ping": 1}).await.map(|_| ())
 }
 
-/// Creates the indexes one at a time: FerretDB 1.24 panics on a `createIndexes` whose indexes
-/// all exist already, while one `createIndex` at a time is idempotent.
+/// Creates the indexes the queries need; creating an existing index is a no-op, so every
+/// replica runs this at start.
 pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
     use mongodb::IndexModel;
     use mongodb::bson::Document;

@@ -3,7 +3,7 @@
 //! One document per order, `_id` = order id: `{user_id, total: {amount, currency}, status,
 //! events: [recent event ids], updated_at}`. Only the `order.events` consumer writes here,
 //! and Kafka hands one order's events (one key, one partition) to one consumer at a time, so
-//! writes to one order do not race and need no lock. The event ids in the document are the
+//! writes to one order do not race and need no guard. The event ids in the document are the
 //! consumer's idempotency key; statuses also only move forward, so a replayed event is a
 //! no-op either way.
 

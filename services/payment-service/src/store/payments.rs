@@ -4,8 +4,9 @@
 //!   insert is the idempotency check), the order, the amount, card brand and last four only,
 //!   status, provider reference, failure reason, refund reference, timestamps, and
 //!   `pending_events` (the single-document outbox: a status change and its event are one
-//!   update). Every write after the insert happens under the payment's lock
-//!   ([`Payments::update_locked`]).
+//!   update), and `revision`, a counter every update increments. Every write after the insert
+//!   is one `findOneAndUpdate` guarded by the revision it was decided on
+//!   ([`Payments::update_guarded`]).
 //! - `payment_claims`: `_id` = order id, `payment_id`. Inserted before the provider is called;
 //!   a duplicate key means another payment of the order is in flight or has succeeded. A
 //!   definitive failure deletes the claim so the customer may try another card; success keeps
@@ -13,18 +14,16 @@
 //!   rule rather than a check-then-act in code. The reconciler looks at each old claim until
 //!   its payment has an outcome: a failed or missing payment's claim is released, a
 //!   successful one's gets `open: false` (and `settled_at`) and is never looked at again, so
-//!   a pass reads only the claims still in question, not every order ever paid. (`open` is a
-//!   boolean because FerretDB pushes an equality on it down to PostgreSQL; `$exists` it
-//!   evaluates by reading the whole collection.)
+//!   a pass reads only the claims still in question, not every order ever paid (through the
+//!   index on `open`).
 //! - `payment_log`: one document per provider attempt and per status change (amounts, brand,
 //!   last four, provider reference, timings, errors): an audit trail that is only appended to.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use futures::TryStreamExt as _;
-use messaging::mongo::{DocumentLocks, PendingEvent};
-use mongodb::bson::{self, Document, doc};
+use messaging::mongo::{ConflictRetry, PendingEvent};
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -35,10 +34,6 @@ use crate::domain::payment_status::PaymentStatus;
 pub const COLLECTION: &str = "payments";
 pub const CLAIMS: &str = "payment_claims";
 pub const LOG: &str = "payment_log";
-pub const LOCKS: &str = "payment_locks";
-
-/// How long a writer waits for a payment's lock.
-const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PaymentDoc {
@@ -68,6 +63,10 @@ pub struct PaymentDoc {
     /// Whether `pending_events` holds anything (`messaging::mongo::PENDING_FLAG`).
     #[serde(default)]
     pub outbox_pending: bool,
+    /// Incremented by every update after the insert; the guard of [`Payments::update_guarded`].
+    /// Absent (0) in documents written before it existed.
+    #[serde(default)]
+    pub revision: i64,
 }
 
 impl PaymentDoc {
@@ -88,7 +87,7 @@ impl PaymentDoc {
     }
 }
 
-/// The outcome of a locked update.
+/// The outcome of a guarded update.
 #[derive(Debug, Clone)]
 pub struct Updated {
     /// The document after the update (or as it was, when nothing changed).
@@ -164,7 +163,6 @@ pub struct Payments {
     collection: Collection<PaymentDoc>,
     claims: Collection<Document>,
     log: Collection<LogEntry>,
-    locks: DocumentLocks,
 }
 
 impl Payments {
@@ -173,7 +171,6 @@ impl Payments {
             collection: db.collection(COLLECTION),
             claims: db.collection(CLAIMS),
             log: db.collection(LOG),
-            locks: DocumentLocks::new(db, LOCKS),
         }
     }
 
@@ -228,8 +225,8 @@ impl Payments {
             .context("reading an order's payments")
     }
 
-    /// Payments in `status` last changed before `before` (the reconciler's work). One status
-    /// per query: FerretDB pushes an equality down to PostgreSQL, not `$in`.
+    /// Payments in `status` last changed before `before` (the reconciler's work, one status
+    /// at a time; the `status` index serves it).
     pub async fn in_status(
         &self,
         status: PaymentStatus,
@@ -253,8 +250,9 @@ impl Payments {
     ) -> anyhow::Result<Vec<PaymentDoc>> {
         self.collection
             .find(doc! {
-                // The flag narrows the PostgreSQL scan (pushed down); status and age are
-                // checked on the few rows it returns.
+                // Due while the flag is up (set with `succeeded`, cleared once the look at the
+                // order is done); a refund under way has its own pass, and the age leaves a
+                // check that is still running in its request alone.
                 "refund_check": true,
                 "status": PaymentStatus::Succeeded.as_str(),
                 "updated_at": {"$lt": before},
@@ -267,20 +265,20 @@ impl Payments {
             .context("reading refund checks")
     }
 
-    /// Reads the payment under its lock and applies what `decide` returns (an update
-    /// document, or `None` for no change). Deciding on the state read under the lock is what
-    /// makes a transition happen once, on FerretDB too.
-    pub async fn update_locked<F>(&self, id: Uuid, decide: F) -> anyhow::Result<Option<Updated>>
+    /// Reads the payment and applies what `decide` returns (an update document, or `None`
+    /// for no change) in one `findOneAndUpdate` guarded by the `revision` read, which the
+    /// update increments. So the change applies only to the payment `decide` saw: of two
+    /// writers deciding on the same revision, one changes it and the other reads again and
+    /// decides again on the result (a bounded number of times, then an error). This is what
+    /// makes each transition happen once. Returns the payment after the update (or as read,
+    /// when `decide` changed nothing); `None` if it does not exist.
+    pub async fn update_guarded<F>(&self, id: Uuid, decide: F) -> anyhow::Result<Option<Updated>>
     where
-        F: FnOnce(&PaymentDoc) -> anyhow::Result<Option<Document>>,
+        F: Fn(&PaymentDoc) -> anyhow::Result<Option<Document>>,
     {
         let key = id.to_string();
-        let lock = self
-            .locks
-            .acquire(&key, LOCK_WAIT)
-            .await?
-            .with_context(|| format!("payment {key} stayed locked for {LOCK_WAIT:?}"))?;
-        let outcome = async {
+        let mut retry = ConflictRetry::new();
+        loop {
             let Some(current) = self.get(id).await? else {
                 return Ok(None);
             };
@@ -290,28 +288,28 @@ impl Payments {
                     changed: false,
                 }));
             };
-            self.collection
-                .update_one(doc! {"_id": &key}, update)
+            let updated = self
+                .collection
+                .find_one_and_update(
+                    doc! {"_id": &key, "revision": revision_guard(current.revision)},
+                    next_revision(update),
+                )
+                .return_document(ReturnDocument::After)
                 .await
                 .context("updating a payment")?;
-            let payment = self
-                .get(id)
-                .await?
-                .context("the payment vanished during its update")?;
-            Ok(Some(Updated {
-                payment,
-                changed: true,
-            }))
+            if let Some(payment) = updated {
+                return Ok(Some(Updated {
+                    payment,
+                    changed: true,
+                }));
+            }
+            if !retry.again().await {
+                anyhow::bail!(
+                    "payment {key} kept changing; gave up after {} conflicts",
+                    retry.conflicts()
+                );
+            }
         }
-        .await;
-        if let Err(error) = lock.release().await {
-            // The lease frees it soon; the update itself is done.
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "releasing a payment lock failed"
-            );
-        }
-        outcome
     }
 
     /// Claims `order` for `payment`.
@@ -421,6 +419,28 @@ impl Payments {
             tracing::warn!(%error, "writing the payment log failed");
         }
     }
+}
+
+/// What the `revision` of a payment read at `revision` matches: that value, and for 0 also a
+/// missing field (a payment written before revisions existed).
+fn revision_guard(revision: i64) -> Bson {
+    match revision {
+        0 => Bson::Document(doc! {"$in": [0_i64, Bson::Null]}),
+        revision => Bson::Int64(revision),
+    }
+}
+
+/// `update` with the revision increment added.
+fn next_revision(mut update: Document) -> Document {
+    match update.get_document_mut("$inc") {
+        Ok(inc) => {
+            inc.insert("revision", 1_i64);
+        }
+        Err(_) => {
+            update.insert("$inc", doc! {"revision": 1_i64});
+        }
+    }
+    update
 }
 
 /// The update that `$set`s `set` on a payment and adds `event` to its outbox (one update, so

@@ -36,12 +36,15 @@ async fn an_abandoned_claim_is_released_behind_many_paid_orders() -> TestResult 
         .collect();
     claims.insert_many(older).await?;
     // A crash between the claim and the payment's insert: the claim's payment never existed.
+    // Taken just now, so it turns stale (and released) a second from now, after the payment
+    // below has met it: one taken minutes ago could be released by a reconciler pass (every
+    // 200 ms) before that payment arrives.
     let stuck_order = app.awaiting_order(200).await?;
     claims
         .insert_one(doc! {
             "_id": stuck_order.to_string(),
             "payment_id": Uuid::new_v4().to_string(),
-            "at": long_ago(5),
+            "at": bson::DateTime::now(),
             "open": true,
         })
         .await?;

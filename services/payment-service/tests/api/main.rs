@@ -1,4 +1,4 @@
-//! payment-service against the real stack: FerretDB, Kafka, and psp-sim (in process, over
+//! payment-service against the real stack: MongoDB, Kafka, and psp-sim (in process, over
 //! HTTP on its own port). Order events are produced on the test's prefixed `order.events`
 //! with the contracts types, as order-service would.
 

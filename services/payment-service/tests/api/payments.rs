@@ -227,3 +227,57 @@ async fn other_users_orders_and_payments_are_not_found() -> TestResult {
     assert_eq!(malformed.status, StatusCode::NOT_FOUND);
     Ok(())
 }
+
+/// Every change of a payment is read, decide, then one update guarded by the revision read.
+/// Concurrent writers of one payment therefore make a transition once and never lose each
+/// other's changes, also on a payment written before it carried a revision.
+#[tokio::test]
+async fn concurrent_changes_of_one_payment_apply_once_each_and_lose_nothing() -> TestResult {
+    use mongodb::bson::{Document, doc};
+    use payment_service::store::payments::Payments;
+
+    let app = spawn_app_with(|config| config.run_reconciler = false).await;
+    let order = app.awaiting_order(100).await?;
+    let paid = app.pay("key", order, card(GOOD_CARD)).await?;
+    assert_eq!(paid.status, StatusCode::CREATED, "{paid:?}");
+    let id = Uuid::parse_str(&paid.id())?;
+    // As a version before revisions left it.
+    app.db
+        .collection::<Document>("payments")
+        .update_one(doc! {"_id": paid.id()}, doc! {"$unset": {"revision": ""}})
+        .await?;
+    let payments = Payments::new(&app.db);
+
+    // Twenty writers try one transition: one makes it.
+    let attempts = join_all((0..20).map(|_| {
+        payments.update_guarded(id, |payment| {
+            Ok((payment.status == "succeeded").then(|| doc! {"$set": {"status": "refunding"}}))
+        })
+    }))
+    .await;
+    let mut changed = 0;
+    for attempt in attempts {
+        changed += usize::from(attempt?.is_some_and(|updated| updated.changed));
+    }
+    assert_eq!(changed, 1);
+
+    // Twenty read-modify-writes of one field (here the revision read, plus one): each is
+    // applied to the state it read, so none is lost.
+    let writes = join_all((0..20).map(|_| {
+        payments.update_guarded(id, |payment| {
+            let next = (payment.revision + 1).to_string();
+            Ok(Some(doc! {"$set": {"refund_reference": next}}))
+        })
+    }))
+    .await;
+    for write in writes {
+        anyhow::ensure!(write?.is_some_and(|updated| updated.changed));
+    }
+    let payment = payments
+        .get(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("payment gone"))?;
+    assert_eq!(payment.revision, 21);
+    assert_eq!(payment.refund_reference.as_deref(), Some("21"));
+    Ok(())
+}

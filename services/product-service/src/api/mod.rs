@@ -15,7 +15,6 @@ use utoipa::OpenApi;
 use uuid::Uuid;
 use web::openapi::BearerAuth;
 
-use crate::store::locks::DocumentLocks;
 use crate::store::products::Products;
 
 /// Products read by id, kept briefly in memory. Local writes invalidate their entry at once;
@@ -27,7 +26,6 @@ pub type ProductCache = moka::future::Cache<Uuid, Arc<products::ProductView>>;
 #[derive(Clone)]
 pub struct AppState {
     pub products: Products,
-    pub locks: DocumentLocks,
     pub verifier: TokenVerifier,
     pub topics: Topic,
     pub cache: ProductCache,

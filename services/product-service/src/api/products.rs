@@ -1,12 +1,14 @@
 //! `/api/products*`: public listing and product pages, admin writes and stock adjustments.
 //!
-//! Every write to an existing product holds the product's lock (see `store::locks`), reads
-//! the product, computes the state after the change and its event, and commits both with one
-//! update conditioned on the version it read. The event therefore carries exactly the
-//! committed snapshot. A client's stale `version` on PATCH is a 409.
+//! Every write to an existing product reads the product, computes the state after the change
+//! and its event, and commits both with one `findOneAndUpdate` guarded by the version it read.
+//! The event therefore carries exactly the committed snapshot. A PATCH carries the client's
+//! `version`: stale, or overtaken by another write before it commits, it is a 409. A delete or
+//! a stock adjustment has no version of its own, so one that loses a race to another writer of
+//! the product (an order's reservation, say) is decided again on the product as it is then,
+//! a bounded number of times (`messaging::mongo::ConflictRetry`), then 503.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use auth::AdminUser;
 use axum::extract::rejection::QueryRejection;
@@ -17,6 +19,7 @@ use contracts::product::{
     Money, ProductCreated, ProductDeleted, ProductImage, ProductSnapshot, ProductUpdated,
 };
 use contracts::{CloudEvent, EventData};
+use messaging::mongo::ConflictRetry;
 use mongodb::bson::{self, Document, doc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,9 +33,6 @@ use crate::domain::listing::{self, Cursor, Sort};
 use crate::domain::{search, stock, validation};
 use crate::events::outbox::PendingEvent;
 use crate::store::products::{self, Adjustment, ListQuery, ProductDoc, StockDoc};
-
-/// How long a write waits for other writes of the same product before answering 503.
-const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// An amount of money in minor units (cents) and its ISO 4217 currency.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -457,51 +457,69 @@ fn pending<T: EventData>(state: &AppState, id: Uuid, data: T) -> ApiResult<Pendi
     Ok(PendingEvent::new(&state.topics, event)?)
 }
 
-/// Commits `after` (computed from a read at `before_version`) with its event, provided the
-/// product is still at that version. `update` holds the change's own operators; the version,
-/// timestamp and event are added here. Under the product's lock nobody else can have changed
-/// it; if the condition fails anyway, the client is asked to retry (503).
+/// A write to an existing product, decided from the product as read.
+struct Change<T> {
+    /// The product after the change (next version).
+    after: ProductDoc,
+    event: T,
+    /// What the write relies on beyond the version read (the invariant it must not break).
+    filter: Document,
+    /// The change's own operators; the version, timestamp and event are added by [`commit`].
+    update: Document,
+}
+
+/// Commits `change` (decided on a read at `before_version`) with its event, provided the
+/// product is still active and at that version; `None` if another write came first.
 async fn commit<T: EventData>(
     state: &AppState,
     before_version: i64,
-    after: &ProductDoc,
-    event: T,
-    extra_filter: Document,
-    update: Document,
-) -> ApiResult<ProductDoc> {
+    change: Change<T>,
+) -> ApiResult<Option<ProductDoc>> {
+    let Change {
+        after,
+        event,
+        filter: extra_filter,
+        update,
+    } = change;
     let id = after.uuid()?;
     let event = pending(state, id, event)?.to_document()?;
-    let update = products::with_event(update, after, event);
+    let update = products::with_event(update, &after, event);
     let mut filter = doc! {"active": true};
     filter.extend(extra_filter);
     let committed = state
         .products
         .update_at_version(&id, before_version, filter, update)
         .await?;
-    let committed = committed.ok_or_else(busy)?;
-    state.cache.invalidate(&id).await;
+    if committed.is_some() {
+        state.cache.invalidate(&id).await;
+        state.relay_wake.notify_one();
+    }
     Ok(committed)
 }
 
-/// Runs `write` holding product `id`'s lock, then wakes the relay for the new event.
-async fn locked<T, Fut>(state: &AppState, id: &Uuid, write: impl FnOnce() -> Fut) -> ApiResult<T>
-where
-    Fut: Future<Output = ApiResult<T>>,
-{
-    let guard = state
-        .locks
-        .acquire(&id.to_string(), LOCK_WAIT)
-        .await?
-        .ok_or_else(busy)?;
-    let outcome = write().await;
-    if let Err(error) = guard.release().await {
-        // The lease expires on its own; the write itself is done.
-        tracing::warn!(error = format!("{error:#}"), "product lock not released");
+/// Reads active product `id`, lets `decide` compute the change (or refuse it), and commits
+/// it; a change that lost a race is decided again on a fresh read, a bounded number of times,
+/// then 503.
+async fn change_with_retry<T: EventData>(
+    state: &AppState,
+    id: &Uuid,
+    decide: impl Fn(&ProductDoc) -> ApiResult<Change<T>>,
+) -> ApiResult<ProductDoc> {
+    let mut retry = ConflictRetry::new();
+    loop {
+        let before = current(state, id).await?;
+        let change = decide(&before)?;
+        if let Some(committed) = commit(state, before.version, change).await? {
+            return Ok(committed);
+        }
+        if !retry.again().await {
+            tracing::warn!(
+                conflicts = retry.conflicts(),
+                "the product kept changing; giving up"
+            );
+            return Err(busy());
+        }
     }
-    if outcome.is_ok() {
-        state.relay_wake.notify_one();
-    }
-    outcome
 }
 
 /// The active product, or 404.
@@ -576,34 +594,33 @@ pub async fn update(
         return Err(Problem::validation(errors).into());
     }
 
-    locked(&state, &id, || async {
-        let before = current(&state, &id).await?;
-        if before.version != body.version {
-            return Err(stale(before.version).into());
-        }
-        let mut after = products::next_version(&before);
-        after.name = name.unwrap_or(after.name);
-        after.description = description.unwrap_or(after.description);
-        after.category = category.unwrap_or(after.category);
-        after.tags = tags.unwrap_or(after.tags);
-        after.price = price.unwrap_or(after.price);
-        after.specs = specs.unwrap_or(after.specs);
-        after.images = new_images.unwrap_or(after.images);
-        let event = ProductUpdated(after.snapshot()?);
-        // Unchanged fields are set to what they are; the lock and the version make that safe.
-        let update = doc! {"$set": catalog_fields(&after)?};
-        let committed = commit(
-            &state,
-            before.version,
-            &after,
-            event,
-            Document::new(),
-            update,
-        )
-        .await?;
-        Ok(Json(view(&committed)?))
-    })
-    .await
+    let before = current(&state, &id).await?;
+    if before.version != body.version {
+        return Err(stale(before.version).into());
+    }
+    let mut after = products::next_version(&before);
+    after.name = name.unwrap_or(after.name);
+    after.description = description.unwrap_or(after.description);
+    after.category = category.unwrap_or(after.category);
+    after.tags = tags.unwrap_or(after.tags);
+    after.price = price.unwrap_or(after.price);
+    after.specs = specs.unwrap_or(after.specs);
+    after.images = new_images.unwrap_or(after.images);
+    let event = ProductUpdated(after.snapshot()?);
+    // Unchanged fields are set to what they are; the version guard makes that safe.
+    let update = doc! {"$set": catalog_fields(&after)?};
+    let change = Change {
+        after,
+        event,
+        filter: Document::new(),
+        update,
+    };
+    match commit(&state, before.version, change).await? {
+        Some(committed) => Ok(Json(view(&committed)?)),
+        // Another write came between the read and the update: the client's version is stale
+        // now (or the product was withdrawn: 404).
+        None => Err(stale(current(&state, &id).await?.version).into()),
+    }
 }
 
 /// The fields a PATCH may change, as stored.
@@ -644,24 +661,18 @@ pub async fn delete(
     _admin: AdminUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    locked(&state, &id, || async {
-        let before = current(&state, &id).await?;
-        let mut after = products::next_version(&before);
+    change_with_retry(&state, &id, |before| {
+        let mut after = products::next_version(before);
         after.active = false;
-        let event = ProductDeleted(after.snapshot()?);
-        let update = doc! {"$set": {"active": false}};
-        commit(
-            &state,
-            before.version,
-            &after,
-            event,
-            Document::new(),
-            update,
-        )
-        .await?;
-        Ok(StatusCode::NO_CONTENT)
+        Ok(Change {
+            event: ProductDeleted(after.snapshot()?),
+            after,
+            filter: Document::new(),
+            update: doc! {"$set": {"active": false}},
+        })
     })
-    .await
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Add or remove available stock (admin), with a reason; never below zero.
@@ -688,11 +699,10 @@ pub async fn adjust_stock(
     let (Some(reason), true) = (reason, errors.is_empty()) else {
         return Err(Problem::validation(errors).into());
     };
-    locked(&state, &id, || async {
-        let before = current(&state, &id).await?;
+    let committed = change_with_retry(&state, &id, |before| {
         let available = stock::apply(before.stock.available, body.delta)
             .map_err(|e| Problem::validation(vec![e]))?;
-        let mut after = products::next_version(&before);
+        let mut after = products::next_version(before);
         after.stock.available = available;
         after.adjusted_total += body.delta;
         let adjustment = Adjustment {
@@ -701,19 +711,21 @@ pub async fn adjust_stock(
             at: after.updated_at,
             by: admin.id.to_string(),
         };
-        let event = ProductUpdated(after.snapshot()?);
-        // The lock and the version make the update exact; the stock condition states the
-        // invariant in the database too, whatever the code above computed.
-        let guard = doc! {"stock.available": {"$gte": -body.delta}};
-        let update = doc! {
-            "$inc": {"stock.available": body.delta, "adjusted_total": body.delta},
-            "$push": {"adjustments": {
-                "$each": [bson_value(&adjustment)?],
-                "$slice": -stock::ADJUSTMENT_LOG_LEN,
-            }},
-        };
-        let committed = commit(&state, before.version, &after, event, guard, update).await?;
-        Ok(Json(view(&committed)?))
+        Ok(Change {
+            event: ProductUpdated(after.snapshot()?),
+            after,
+            // The version makes the update exact; the stock condition states the invariant in
+            // the database too, whatever the code above computed.
+            filter: doc! {"stock.available": {"$gte": -body.delta}},
+            update: doc! {
+                "$inc": {"stock.available": body.delta, "adjusted_total": body.delta},
+                "$push": {"adjustments": {
+                    "$each": [bson_value(&adjustment)?],
+                    "$slice": -stock::ADJUSTMENT_LOG_LEN,
+                }},
+            },
+        })
     })
-    .await
+    .await?;
+    Ok(Json(view(&committed)?))
 }

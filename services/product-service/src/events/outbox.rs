@@ -6,17 +6,15 @@
 pub use messaging::mongo::outbox::{Outbox, OutboxRelay, PendingEvent};
 use mongodb::Database;
 
-use crate::store::{locks, products, reservations};
+use crate::store::{products, reservations};
 
 /// Product documents: `product.*` events.
 pub const PRODUCTS: Outbox = Outbox {
     collection: products::COLLECTION,
-    locks: locks::COLLECTION,
 };
 /// The reservation of each order: `inventory.*` events.
 pub const RESERVATIONS: Outbox = Outbox {
     collection: reservations::COLLECTION,
-    locks: locks::RESERVATION_LOCKS,
 };
 /// Every outbox collection of the service.
 pub const ALL: [Outbox; 2] = [PRODUCTS, RESERVATIONS];

@@ -4,15 +4,19 @@
 //! reservation (`reserved` -> `sold`), `order.cancelled` / `order.rejected` release it
 //! (`reserved` -> `available`); each outcome is one `inventory.*` event.
 //!
-//! Two kinds of documents carry the state, each changed only by single-document updates under
-//! its lock (FerretDB 1.24 has neither multi-document transactions nor atomic conditional
-//! updates, see `store::locks`):
+//! Two kinds of documents carry the state, each changed only by guarded single-document
+//! updates (there are no multi-document transactions):
 //!
 //! - the product: `stock` and `reservations.<order id>: quantity`. The record is written in
 //!   the same update as the stock change, so "has this order taken units of this product?" is
-//!   answered by the product itself, and every per-line step is idempotent;
+//!   answered by the product itself, and every per-line step is idempotent. A step reads the
+//!   product, plans the change from it, and applies the plan with one `findOneAndUpdate`
+//!   guarded by the version read (and the stock the plan needs). If another writer changed the
+//!   product in between, nothing is written and the step reads and plans again, up to
+//!   `messaging::mongo::conflict::ATTEMPTS` times; then it fails and the consumer retries the
+//!   record;
 //! - the order's `reservations` document: its lines, its status, and its `inventory.*` event
-//!   in `pending_events`, written with the status change.
+//!   in `pending_events`, written with the status change, guarded by the status it leaves.
 //!
 //! A crash between the steps leaves the order in its earlier status; the record is not
 //! acknowledged, is redelivered, and the steps already done are no-ops, so it converges. A
@@ -26,9 +30,7 @@
 pub mod consumer;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context as _;
 use contracts::inventory::{
     InventoryCommitted, InventoryReleased, InventoryReservationFailed, InventoryReserved,
     ShortLine, StockLine,
@@ -36,6 +38,7 @@ use contracts::inventory::{
 use contracts::product::ProductUpdated;
 use contracts::topics::Topic;
 use contracts::{CloudEvent, EventData};
+use messaging::mongo::ConflictRetry;
 use mongodb::Database;
 use mongodb::bson::{Document, doc};
 use tokio::sync::Notify;
@@ -43,13 +46,8 @@ use uuid::Uuid;
 
 use crate::api::{EVENT_SOURCE, ProductCache};
 use crate::events::outbox::PendingEvent;
-use crate::store::locks::{self, DocumentLocks};
 use crate::store::products::{self, ProductDoc, Products};
 use crate::store::reservations::{Reservations, Status};
-
-/// How long a step waits for the lock of a product or reservation before giving up (the
-/// consumer then retries the record with backoff).
-const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// What happened to one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +60,8 @@ enum LineOutcome {
     Nothing,
 }
 
-/// What a step does to a product, decided from the product read under its lock.
+/// What a step does to a product, decided from the product as read; `filter` holds what
+/// the write relies on beyond the version read.
 enum Plan {
     Skip(LineOutcome),
     Write {
@@ -84,8 +83,6 @@ pub struct Wake {
 pub struct Inventory {
     products: Products,
     reservations: Reservations,
-    product_locks: DocumentLocks,
-    reservation_locks: DocumentLocks,
     topics: Topic,
     cache: ProductCache,
     wake: Wake,
@@ -96,8 +93,6 @@ impl Inventory {
         Self {
             products: Products::new(db),
             reservations: Reservations::new(db),
-            product_locks: locks::products(db),
-            reservation_locks: DocumentLocks::new(db, locks::RESERVATION_LOCKS),
             topics,
             cache,
             wake,
@@ -260,7 +255,7 @@ impl Inventory {
         Ok((available < line.quantity).then_some(available))
     }
 
-    /// Moves the order's reservation to `to` with its event, under the document's lock. If it
+    /// Moves the order's reservation to `to` with its event, guarded by its status. If it
     /// already left `from`, an earlier delivery did this: nothing happens (`false`).
     async fn finish<T: EventData>(
         &self,
@@ -273,17 +268,10 @@ impl Inventory {
             &self.topics,
             CloudEvent::new(EVENT_SOURCE, order_id.to_string(), data),
         )?;
-        let guard = self
-            .reservation_locks
-            .acquire(&order_id.to_string(), LOCK_WAIT)
-            .await?
-            .context("the order's reservation stayed locked")?;
         let changed = self
             .reservations
             .transition(&order_id, from, to, &event)
-            .await;
-        release(guard).await;
-        let changed = changed?;
+            .await?;
         if changed {
             self.wake.reservations.notify_one();
             tracing::info!(%order_id, status = to.as_str(), "reservation updated");
@@ -291,61 +279,51 @@ impl Inventory {
         Ok(changed)
     }
 
-    /// Reads product `id` under its lock, and applies what `plan` decides with its
-    /// `product.updated` snapshot, in one update.
+    /// Reads product `id`, and applies what `plan` decides with its `product.updated`
+    /// snapshot, in one update guarded by the version read. A lost race (another writer of the
+    /// product came first) is planned again on the product as it is then.
     async fn change_product(
         &self,
         id: &Uuid,
-        plan: impl FnOnce(Option<&ProductDoc>) -> Plan,
+        plan: impl Fn(Option<&ProductDoc>) -> Plan,
     ) -> anyhow::Result<LineOutcome> {
-        let guard = self
-            .product_locks
-            .acquire(&id.to_string(), LOCK_WAIT)
-            .await?
-            .context("the product stayed locked")?;
-        let outcome = self.change_locked(id, plan).await;
-        release(guard).await;
-        outcome
-    }
-
-    async fn change_locked(
-        &self,
-        id: &Uuid,
-        plan: impl FnOnce(Option<&ProductDoc>) -> Plan,
-    ) -> anyhow::Result<LineOutcome> {
-        let before = self.products.get(id).await?;
-        let (after, filter, update, outcome) = match plan(before.as_ref()) {
-            Plan::Skip(outcome) => return Ok(outcome),
-            Plan::Write {
-                after,
-                filter,
-                update,
-                outcome,
-            } => (after, filter, update, outcome),
-        };
-        let event = PendingEvent::new(
-            &self.topics,
-            CloudEvent::new(
-                EVENT_SOURCE,
-                id.to_string(),
-                ProductUpdated(after.snapshot()?),
-            ),
-        )?;
-        let update = products::with_event(update, &after, event.to_document()?);
-        self.products
-            .update_at_version(id, after.version - 1, filter, update)
-            .await?
-            .context("the product changed under its lock")?;
-        self.cache.invalidate(id).await;
-        self.wake.products.notify_one();
-        Ok(outcome)
-    }
-}
-
-async fn release(guard: locks::LockGuard) {
-    if let Err(error) = guard.release().await {
-        // The lease expires on its own; the write itself is done.
-        tracing::warn!(error = format!("{error:#}"), "lock not released");
+        let mut retry = ConflictRetry::new();
+        loop {
+            let before = self.products.get(id).await?;
+            let (after, filter, update, outcome) = match plan(before.as_ref()) {
+                Plan::Skip(outcome) => return Ok(outcome),
+                Plan::Write {
+                    after,
+                    filter,
+                    update,
+                    outcome,
+                } => (after, filter, update, outcome),
+            };
+            let event = PendingEvent::new(
+                &self.topics,
+                CloudEvent::new(
+                    EVENT_SOURCE,
+                    id.to_string(),
+                    ProductUpdated(after.snapshot()?),
+                ),
+            )?;
+            let update = products::with_event(update, &after, event.to_document()?);
+            let written = self
+                .products
+                .update_at_version(id, after.version - 1, filter, update)
+                .await?;
+            if written.is_some() {
+                self.cache.invalidate(id).await;
+                self.wake.products.notify_one();
+                return Ok(outcome);
+            }
+            if !retry.again().await {
+                anyhow::bail!(
+                    "product {id} kept changing; gave up after {} conflicts",
+                    retry.conflicts()
+                );
+            }
+        }
     }
 }
 

@@ -1,16 +1,14 @@
 //! MongoDB access for product-service.
 //!
-//! Only features that both MongoDB and FerretDB 1.24 (the local MongoDB-wire server) support are
-//! used: single-document atomic updates (`findOneAndUpdate` with conditions on nested fields,
-//! `$inc`, `$set`, `$push` with `$each`/`$slice`, `$pullAll` of exact elements), `$regex` with
-//! the `i` option, `$or`/`$and`, sort + limit, and plain, compound and unique indexes. No
-//! multi-document transactions, change streams, `$text` or `$elemMatch`, and no `$pull` with
-//! a condition (FerretDB 1.24 accepts it but removes nothing).
-//!
-//! FerretDB 1.24 does not apply a conditional update atomically (see [`locks`]), so writers of
-//! a product take turns through a per-product lock. See the service README.
+//! Every write is one single-document update, atomic with its filter: a product changes only
+//! through `findOneAndUpdate` guarded by the `version` it was read at (plus the stock condition
+//! the change relies on), a reservation only through an update guarded by the status it
+//! leaves, and a new document is an insert under a unique key (the product's SKU, the order
+//! id). A writer whose filter no longer matches lost a race and decides again on a fresh read
+//! (`messaging::mongo::ConflictRetry`). There are no multi-document transactions: each change
+//! carries its event in the same document (the single-document outbox, `events::outbox`).
+//! See the service README.
 
-pub mod locks;
 pub mod products;
 pub mod reservations;
 

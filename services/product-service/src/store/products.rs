@@ -160,14 +160,10 @@ impl Products {
                 .keys(doc! {messaging::mongo::PENDING_FLAG: 1})
                 .build(),
         ];
-        // One at a time: FerretDB 1.24 panics (and drops the connection) on a `createIndexes`
-        // with several indexes that all exist already, i.e. at every start after the first.
-        for index in indexes {
-            self.collection
-                .create_index(index)
-                .await
-                .context("creating the products indexes")?;
-        }
+        self.collection
+            .create_indexes(indexes)
+            .await
+            .context("creating the products indexes")?;
         Ok(())
     }
 
@@ -192,8 +188,8 @@ impl Products {
 
     /// Applies `update` if the product is still at `version` (and matches `extra_filter`);
     /// returns the product after the update, or `None` if someone else changed it first (or it
-    /// is gone). Atomic on MongoDB; on FerretDB 1.24 only under the product's lock (see
-    /// `store::locks`).
+    /// is gone). One `findOneAndUpdate`: the filter and the change apply atomically, so a
+    /// change decided on the product as read at `version` is applied to exactly that product.
     pub async fn update_at_version(
         &self,
         id: &Uuid,

@@ -2,11 +2,11 @@
 //! order's lines, where its reservation stands, and the `inventory.*` events not yet published
 //! (the same single-document outbox as products).
 //!
-//! Inserting `{_id: order id}` is the idempotency anchor: it is atomic on FerretDB too (a
-//! unique key), so of two deliveries of one `order.created` exactly one creates the document;
-//! the status then says what is left to do. Status changes are conditional on the status they
-//! leave and, because FerretDB's conditional updates are not atomic, made under the document's
-//! lock (`reservation_locks`), which the relay takes too.
+//! Inserting `{_id: order id}` is the idempotency anchor (a unique key), so of two deliveries
+//! of one `order.created` exactly one creates the document; the status then says what is left
+//! to do. Each status change is one `findOneAndUpdate` guarded by the status it leaves, so of
+//! two attempts at one transition exactly one applies it (and stores its event). The relay only
+//! removes published events from the document, so it never undoes a status change.
 
 use anyhow::Context as _;
 use contracts::inventory::StockLine;
@@ -152,7 +152,7 @@ impl Reservations {
     }
 
     /// Moves the order from `from` to `to` and stores `event` with the change; `false` if it
-    /// was not in `from` (any more). Take the document's lock first (see the module comment).
+    /// was not in `from` (any more): another attempt made a transition first.
     pub async fn transition(
         &self,
         order_id: &Uuid,

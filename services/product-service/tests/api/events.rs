@@ -90,7 +90,7 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
         kafka.producer()?,
         Arc::new(Notify::new()),
     );
-    // Two relays race for the backlog; the product lock lets one publish each document.
+    // Two relays race for the backlog; a relay's claim on a document lets one publish it.
     let stop = CancellationToken::new();
     let tasks = [
         tokio::spawn(relay.clone().run(stop.clone())),

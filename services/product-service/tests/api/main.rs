@@ -1,4 +1,4 @@
-//! Integration tests of product-service against the real local stack (FerretDB or MongoDB,
+//! Integration tests of product-service against the real local stack (MongoDB and
 //! Kafka): each test gets its own database and topic prefix, so they run in parallel.
 
 mod access;
@@ -7,7 +7,6 @@ mod events;
 mod helpers;
 mod inventory;
 mod listing;
-mod locks;
 mod platform;
 mod products;
 mod shutdown;

@@ -47,8 +47,8 @@ async fn fifty_concurrent_removals_of_ten_units_let_exactly_ten_through() -> Tes
     let created = app.created(&product_body("STOCK-RACE")).await?;
     let id = string(&created["id"])?;
 
-    // Writers of one product take turns on its lock; on a loaded machine a writer can wait
-    // longer than the server's lock wait and get 503 (retry later), which a client retries.
+    // A writer that keeps losing the race to the other writers of the product gives up after
+    // its bounded retries with 503 (retry later), which a client retries.
     let outcomes = join_all((0..50).map(|_| async {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {

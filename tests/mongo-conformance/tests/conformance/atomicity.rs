@@ -278,3 +278,49 @@ async fn readers_never_see_an_update_half_applied() -> anyhow::Result<()> {
     }
     t.drop().await
 }
+
+/// Relied on by the outbox relay's claim (`messaging::mongo::OutboxRelay`): a
+/// `findOneAndUpdate` guarded by "no claim, or an expired one" (`$or` of `$exists: false` and
+/// `$lt: now`) lets exactly one of many relays claim a document, and returns the pending events
+/// it claimed in the same step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_one_relay_claims_a_document() -> anyhow::Result<()> {
+    use mongodb::bson::DateTime;
+
+    let t = TestDb::new("relay_claim").await?;
+    let docs = t.collection("products");
+    let expired = DateTime::from_millis(DateTime::now().timestamp_millis() - 1_000);
+    docs.insert_many([
+        doc! {"_id": "fresh", "pending_events": [{"id": "e1"}], "outbox_pending": true},
+        doc! {"_id": "stale", "pending_events": [{"id": "e2"}], "outbox_pending": true,
+        "outbox_claimed_until": expired},
+    ])
+    .await?;
+    for id in ["fresh", "stale"] {
+        let relays = (0..10).map(|_| {
+            let docs = docs.clone();
+            async move {
+                let now = DateTime::now();
+                let until = DateTime::from_millis(now.timestamp_millis() + 15_000);
+                docs.find_one_and_update(
+                    doc! {"_id": id, "$or": [
+                        {"outbox_claimed_until": {"$exists": false}},
+                        {"outbox_claimed_until": {"$lt": now}},
+                    ]},
+                    doc! {"$set": {"outbox_claimed_until": until}},
+                )
+                .projection(doc! {"pending_events": 1})
+                .return_document(ReturnDocument::After)
+                .await
+            }
+        });
+        let mut claimed = Vec::new();
+        for outcome in join_all(relays).await {
+            if let Some(document) = outcome? {
+                claimed.push(document.get_array("pending_events")?.len());
+            }
+        }
+        assert_eq!(claimed, [1], "one relay claims {id}, with its events");
+    }
+    t.drop().await
+}

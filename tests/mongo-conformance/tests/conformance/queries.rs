@@ -219,3 +219,80 @@ async fn a_case_insensitive_regex_matches_strings_and_array_elements() -> anyhow
     assert_eq!(literal, ["c"]);
     t.drop().await
 }
+
+/// Relied on by payment-service's guarded updates (`Payments::update_guarded`): a payment
+/// stored before it carried a `revision` is matched by `{revision: {$in: [0, null]}}`, since
+/// `null` in a filter matches a missing field, and the first guarded update creates the field.
+#[tokio::test]
+async fn null_in_a_filter_matches_a_missing_field() -> anyhow::Result<()> {
+    let t = TestDb::new("null_missing").await?;
+    let payments = t.collection("payments");
+    payments
+        .insert_many([
+            doc! {"_id": "old"},
+            doc! {"_id": "zero", "revision": 0_i64},
+            doc! {"_id": "later", "revision": 3_i64},
+        ])
+        .await?;
+    let matched = ids(
+        &payments,
+        doc! {"revision": {"$in": [0_i64, mongodb::bson::Bson::Null]}},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(matched, ["old", "zero"]);
+    let updated = payments
+        .update_one(
+            doc! {"_id": "old", "revision": {"$in": [0_i64, mongodb::bson::Bson::Null]}},
+            doc! {"$set": {"status": "refunding"}, "$inc": {"revision": 1_i64}},
+        )
+        .await?;
+    assert_eq!(updated.modified_count, 1);
+    let old = payments
+        .find_one(doc! {"_id": "old"})
+        .await?
+        .unwrap_or_default();
+    assert_eq!(old.get_i64("revision")?, 1);
+    t.drop().await
+}
+
+/// Relied on by every service's start-up (`Products::ensure_indexes`, `Reservations` and
+/// payment-service's indexes): creating indexes that already exist, several in one
+/// `createIndexes`, is a no-op, so every replica and every restart runs it; a unique index
+/// keeps refusing duplicates afterwards.
+#[tokio::test]
+async fn creating_existing_indexes_again_is_a_no_op() -> anyhow::Result<()> {
+    let t = TestDb::new("indexes_again").await?;
+    let products = t.collection("products");
+    let indexes = || {
+        [
+            IndexModel::builder()
+                .keys(doc! {"sku": 1})
+                .options(
+                    mongodb::options::IndexOptions::builder()
+                        .unique(true)
+                        .build(),
+                )
+                .build(),
+            IndexModel::builder()
+                .keys(doc! {"price.amount": 1, "_id": 1})
+                .build(),
+            IndexModel::builder()
+                .keys(doc! {"outbox_pending": 1})
+                .build(),
+        ]
+    };
+    products.create_indexes(indexes()).await?;
+    products.insert_one(doc! {"_id": 1, "sku": "A"}).await?;
+    products.create_indexes(indexes()).await?;
+    products.create_indexes(indexes()).await?;
+    let duplicate = products.insert_one(doc! {"_id": 2, "sku": "A"}).await.err();
+    assert!(
+        duplicate
+            .as_ref()
+            .is_some_and(messaging::mongo::is_duplicate_key),
+        "{duplicate:?}"
+    );
+    t.drop().await
+}
