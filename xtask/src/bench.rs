@@ -261,6 +261,15 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         listing_half,
     };
 
+    // 5) the MongoDB-wire server itself, on a database of its own
+    say("measuring the MongoDB-wire server (mongo-bench)");
+    let mut mongo_bench = Command::new(&tools.mongo_bench);
+    mongo_bench.args(["--json", "--url", &s.mongodb_url()]);
+    let mongo: MongoFigures = parse(
+        &run_json(mongo_bench, &mut memory, "mongo-bench")?,
+        "mongo-bench",
+    )?;
+
     // 3) checkout
     memory.phase = Phase::Checkout;
     let checkout_rate = runner.checkout(&mut memory, &gateway_url, Some(args.order_rate))?;
@@ -277,6 +286,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         catalog,
         checkout_rate,
         checkout_sustained,
+        mongo,
         memory: &memory,
     };
     let markdown = report.markdown();
@@ -377,6 +387,7 @@ fn product_paths(product_url: &str, count: usize) -> Result<Vec<String>> {
 struct Tools {
     loadgen: PathBuf,
     hello_server: PathBuf,
+    mongo_bench: PathBuf,
 }
 
 fn build_loadgen(layout: &Layout) -> Result<Tools> {
@@ -384,7 +395,8 @@ fn build_loadgen(layout: &Layout) -> Result<Tools> {
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build
         .current_dir(&layout.repo)
-        .args(["build", "--release", "--package", "loadgen"]);
+        .args(["build", "--release", "--package", "loadgen"])
+        .args(["--package", "mongo-conformance", "--bin", "mongo-bench"]);
     if let Err(e) = run_logged(
         &mut build,
         &layout.log_file("build"),
@@ -398,6 +410,7 @@ fn build_loadgen(layout: &Layout) -> Result<Tools> {
     Ok(Tools {
         loadgen: release.join("loadgen"),
         hello_server: release.join("hello-server"),
+        mongo_bench: release.join("mongo-bench"),
     })
 }
 
@@ -838,6 +851,27 @@ struct Catalog {
     listing_half: RunReport,
 }
 
+/// What `mongo-bench` prints (tests/mongo-conformance/src/bin/mongo-bench.rs).
+#[derive(Debug, Clone, serde::Deserialize)]
+struct MongoFigures {
+    products: u32,
+    find_by_id_ms: Quantiles,
+    listing_ms: Quantiles,
+    guarded_updates_per_s: UpdateRates,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Quantiles {
+    p50: f64,
+    p99: f64,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct UpdateRates {
+    serial: f64,
+    clients_8: f64,
+}
+
 struct Report<'a> {
     machine: Machine,
     command_line: String,
@@ -847,6 +881,7 @@ struct Report<'a> {
     catalog: Catalog,
     checkout_rate: CheckoutReport,
     checkout_sustained: CheckoutReport,
+    mongo: MongoFigures,
     memory: &'a MemoryLog,
 }
 
@@ -1179,6 +1214,31 @@ impl Report<'_> {
             out,
             "\n\\* infrastructure or reference, not held to the 50 MB target."
         );
+
+        // 5) the MongoDB-wire server
+        let m = &self.mongo;
+        let _ = writeln!(out, "\n## 5. The MongoDB-wire server\n");
+        let _ = writeln!(
+            out,
+            "`mongo-bench` (`tests/mongo-conformance`) on a database of its own on the local \
+             server (mongo-java-server, see docs/ARCHITECTURE.md), with {} products shaped like \
+             product-service's: a find by `_id` and a category listing of 20 sorted by \
+             `price.amount` with the `_id` tie-break, each serially; guarded updates (read the \
+             version, then `findOneAndUpdate` guarded by it and by the stock, as a reservation \
+             writes) for 5 s serially and from 8 clients. Its memory is the `mongo-wire` row \
+             above.\n",
+            m.products
+        );
+        let _ = writeln!(
+            out,
+            "| operation | p50 | p99 |\n|---|---|---|\n| find by `_id` | {:.2} ms | {:.2} ms |\n| sorted listing of 20 | {:.2} ms | {:.2} ms |",
+            m.find_by_id_ms.p50, m.find_by_id_ms.p99, m.listing_ms.p50, m.listing_ms.p99
+        );
+        let _ = writeln!(
+            out,
+            "\n| guarded updates | per second |\n|---|---|\n| serially | {:.0} |\n| 8 clients | {:.0} |",
+            m.guarded_updates_per_s.serial, m.guarded_updates_per_s.clients_8
+        );
         out
     }
 
@@ -1504,6 +1564,15 @@ mod tests {
             },
             checkout_rate: checkout("fixed-rate", Some(5.0), 120.0),
             checkout_sustained: checkout("sustained", None, 400.0),
+            mongo: MongoFigures {
+                products: 1000,
+                find_by_id_ms: Quantiles { p50: 0.2, p99: 1.5 },
+                listing_ms: Quantiles { p50: 2.3, p99: 5.0 },
+                guarded_updates_per_s: UpdateRates {
+                    serial: 900.0,
+                    clients_8: 1400.0,
+                },
+            },
             memory: &memory,
         };
         let md = report.markdown();
@@ -1518,6 +1587,9 @@ mod tests {
             "the largest step is the reservation",
             "## 4. Memory",
             "| postgres * | 200.0 MB (9 proc.) | - | - |",
+            "## 5. The MongoDB-wire server",
+            "| sorted listing of 20 | 2.30 ms | 5.00 ms |",
+            "| 8 clients | 1400 |",
             "`cargo xtask bench --quick`",
             "export a share of 0.01 of the traces",
         ] {
