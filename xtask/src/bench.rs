@@ -396,7 +396,8 @@ fn build_loadgen(layout: &Layout) -> Result<Tools> {
     build
         .current_dir(&layout.repo)
         .args(["build", "--release", "--package", "loadgen"])
-        .args(["--package", "mongo-conformance", "--bin", "mongo-bench"]);
+        // `--bins`: every binary of both (`--bin` would leave out loadgen's).
+        .args(["--package", "mongo-conformance", "--bins"]);
     if let Err(e) = run_logged(
         &mut build,
         &layout.log_file("build"),
