@@ -1250,13 +1250,14 @@ impl Report<'_> {
         let _ = writeln!(
             out,
             "Through the gateway, per order: `POST /api/orders` (one unit of one of {} \
-             products, each given extra stock first) -> poll `GET /api/orders/{{id}}` until \
-             `AWAITING_PAYMENT` -> `POST /api/payments` (test card 4242..., an \
-             `Idempotency-Key`) -> poll until `PAID`. Orders are spread over {} customers. \
-             Asynchronous steps are seen by polling, so each is known to within the poll \
-             interval. Fixed rate: orders started at fixed times, latency from the due time. \
-             Sustained: {} order flows back to back; orders/s counts orders `PAID` within the \
-             run.\n",
+             products, each given extra stock first) -> follow the order's live status \
+             (`GET /api/orders/{{id}}/events`, Server-Sent Events) until `AWAITING_PAYMENT` -> \
+             `POST /api/payments` (test card 4242..., an `Idempotency-Key`) -> on the same \
+             stream until `PAID`. Orders are spread over {} customers. Asynchronous steps are \
+             seen when order-service pushes them (a buyer polls every poll interval only if its \
+             stream fails, and between payment retries). Fixed rate: orders started at fixed \
+             times, latency from the due time. Sustained: {} order flows back to back; \
+             orders/s counts orders `PAID` within the run.\n",
             r.products,
             r.users,
             s.concurrency.unwrap_or_default()
@@ -1269,7 +1270,7 @@ impl Report<'_> {
         for (name, c) in [
             (
                 format!(
-                    "fixed rate {}/s (poll {} ms)",
+                    "fixed rate {}/s (fallback poll {} ms)",
                     r.target_rate.unwrap_or_default(),
                     r.poll_interval_ms
                 ),
@@ -1277,7 +1278,7 @@ impl Report<'_> {
             ),
             (
                 format!(
-                    "sustained, {} flows (poll {} ms)",
+                    "sustained, {} flows (fallback poll {} ms)",
                     s.concurrency.unwrap_or_default(),
                     s.poll_interval_ms
                 ),

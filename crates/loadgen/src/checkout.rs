@@ -4,8 +4,11 @@
 //! Each order's time is split into the steps of the saga, so a report can tell which hop is
 //! the bottleneck: the create call, the reservation (order.created -> product-service ->
 //! inventory.reserved -> order-service), the payment call (payment-service -> psp-sim), and
-//! the settlement (payment.succeeded -> order-service). Asynchronous steps are observed by
-//! polling the order, so each of them is known to within one poll interval.
+//! the settlement (payment.succeeded -> order-service). Asynchronous steps are observed as a
+//! storefront observes them: each buyer follows its order's live status stream
+//! (`GET /api/orders/{id}/events`, Server-Sent Events pushed by order-service), so a step is
+//! seen the moment it commits and the buyers put no polling load on the platform. Should a
+//! stream fail, the buyer falls back to polling every `poll_interval`.
 //!
 //! Setup talks to user-service and product-service directly: registering users and adding
 //! stock is not what is measured, and the gateway's stricter limits on register and login
@@ -205,6 +208,110 @@ impl Api {
             .await
             .with_context(|| format!("{method} {url}: no answer within {:?}", self.timeout))?
     }
+}
+
+/// An order's live status stream (`GET /api/orders/{id}/events`).
+struct StatusStream {
+    body: hyper::body::Incoming,
+    buffer: String,
+}
+
+impl StatusStream {
+    /// The next status pushed, or `None` when the server ended the stream.
+    async fn next_status(&mut self) -> Result<Option<String>> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = "";
+                let mut data = "";
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data = value.trim();
+                    }
+                }
+                if name == "status" {
+                    let event: Value =
+                        serde_json::from_str(data).context("decoding a status event")?;
+                    return Ok(Some(
+                        event["status"].as_str().unwrap_or_default().to_owned(),
+                    ));
+                }
+                continue; // keep-alive comment
+            }
+            match self.body.frame().await {
+                Some(frame) => {
+                    let frame = frame.context("reading the status stream")?;
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.push_str(&String::from_utf8_lossy(&data));
+                    }
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Reads until a status in `wanted` or a terminal one; the last status seen, or `None` if
+    /// the stream ended or `deadline` passed first.
+    async fn until(&mut self, wanted: &[&str], deadline: Instant) -> Result<Option<String>> {
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.next_status()).await;
+            match next {
+                Ok(Ok(Some(status))) => {
+                    if wanted.contains(&status.as_str())
+                        || status == REJECTED
+                        || status == CANCELLED
+                    {
+                        return Ok(Some(status));
+                    }
+                }
+                Ok(Ok(None)) | Err(_) => return Ok(None),
+                Ok(Err(error)) => return Err(error),
+            }
+        }
+    }
+}
+
+impl Api {
+    /// Opens the live status stream of the order at `order_url`; `None` if it is refused
+    /// (the buyer then polls).
+    async fn status_stream(&self, order_url: &str, token: Option<&str>) -> Option<StatusStream> {
+        let mut request = Request::builder()
+            .uri(format!("{order_url}/events"))
+            .header("accept", "text/event-stream");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(Bytes::new())).ok()?;
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        (response.status() == StatusCode::OK).then(|| StatusStream {
+            body: response.into_body(),
+            buffer: String::new(),
+        })
+    }
+}
+
+/// Waits for a status in `wanted` (or a terminal one) on the stream, falling back to polling
+/// when there is no stream or it ends early.
+async fn follow(
+    shop: &Shop,
+    stream: &mut Option<StatusStream>,
+    order_url: &str,
+    token: Option<&str>,
+    wanted: &[&str],
+    deadline: Instant,
+) -> Result<String> {
+    if let Some(live) = stream.as_mut() {
+        if let Some(status) = live.until(wanted, deadline).await? {
+            return Ok(status);
+        }
+        *stream = None;
+    }
+    wait_for_status(shop, order_url, token, wanted, deadline).await
 }
 
 /// Waits as long as a 429's `Retry-After` would ask, bounded; used only during setup.
@@ -551,10 +658,18 @@ async fn try_order_flow(shop: &Shop, n: usize, due: Instant) -> Result<Outcome> 
         .context("the created order has no id")?
         .to_owned();
     let order_url = format!("{gateway}/api/orders/{order_id}");
+    let mut live = shop.api.status_stream(&order_url, token).await;
 
     // Reservation: PENDING until product-service has reserved the stock.
-    let status =
-        wait_for_status(shop, &order_url, token, &[AWAITING_PAYMENT, PAID], deadline).await?;
+    let status = follow(
+        shop,
+        &mut live,
+        &order_url,
+        token,
+        &[AWAITING_PAYMENT, PAID],
+        deadline,
+    )
+    .await?;
     match status.as_str() {
         REJECTED => return Ok(Outcome::Rejected),
         CANCELLED => return Ok(Outcome::Cancelled),
@@ -616,7 +731,7 @@ async fn try_order_flow(shop: &Shop, n: usize, due: Instant) -> Result<Outcome> 
     }
     let payment_answered = Instant::now();
 
-    let status = wait_for_status(shop, &order_url, token, &[PAID], deadline).await?;
+    let status = follow(shop, &mut live, &order_url, token, &[PAID], deadline).await?;
     if status != PAID {
         return Ok(Outcome::Failed(
             format!("not paid ({status})"),

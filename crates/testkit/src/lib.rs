@@ -228,3 +228,82 @@ pub mod postgres {
         }
     }
 }
+
+/// Server-Sent Events as a test reads them: `GET /api/orders/{id}/events` and the like.
+pub mod sse {
+    use std::time::Duration;
+
+    /// An open `text/event-stream` response and what has arrived of it.
+    #[derive(Debug)]
+    pub struct EventStream {
+        response: reqwest::Response,
+        buffer: String,
+        /// How long to wait for the next event before failing.
+        patience: Duration,
+    }
+
+    /// One event: its name (`event:`) and its data (the `data:` lines joined).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Event {
+        pub name: String,
+        pub data: String,
+    }
+
+    impl EventStream {
+        /// Takes a response that must be `200 text/event-stream`.
+        pub fn new(response: reqwest::Response, patience: Duration) -> anyhow::Result<Self> {
+            anyhow::ensure!(
+                response.status() == reqwest::StatusCode::OK,
+                "the event stream answered {}",
+                response.status()
+            );
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            anyhow::ensure!(
+                content_type.starts_with("text/event-stream"),
+                "not an event stream: {content_type}"
+            );
+            Ok(Self {
+                response,
+                buffer: String::new(),
+                patience,
+            })
+        }
+
+        /// The next event (comments such as keep-alives are skipped), or `None` when the
+        /// server ended the stream. Fails if nothing arrives within the patience.
+        pub async fn next_event(&mut self) -> anyhow::Result<Option<Event>> {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let mut name = String::from("message");
+                    let mut data: Vec<&str> = Vec::new();
+                    for line in block.lines() {
+                        if let Some(value) = line.strip_prefix("event:") {
+                            name = value.trim().to_owned();
+                        } else if let Some(value) = line.strip_prefix("data:") {
+                            data.push(value.strip_prefix(' ').unwrap_or(value));
+                        }
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    return Ok(Some(Event {
+                        name,
+                        data: data.join("\n"),
+                    }));
+                }
+                let chunk = tokio::time::timeout(self.patience, self.response.chunk())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no event within {:?}", self.patience))??;
+                match chunk {
+                    Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                    None => return Ok(None),
+                }
+            }
+        }
+    }
+}

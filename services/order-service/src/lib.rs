@@ -4,7 +4,8 @@
 //! catalog (built from `product.events`), stored `PENDING` with its `order.created` event in
 //! one transaction (transactional outbox), and then moved by the saga: `inventory.*` events
 //! from product-service and `payment.*` events from payment-service, each applied exactly once
-//! (processed-event table) through the pure state machine in [`domain::status`]. An expiry job,
+//! (processed-event table) through the pure state machine in [`domain::status`]; every change
+//! is announced to the clients that wait on it ([`status_feed`], Server-Sent Events). An expiry job,
 //! safe with any number of replicas, cancels orders that wait too long. `main.rs` is a thin
 //! shell over [`Application`], which tests start on port 0 against their own database and
 //! topics.
@@ -15,6 +16,7 @@ pub mod domain;
 pub mod events;
 pub mod saga;
 pub mod startup;
+pub mod status_feed;
 pub mod store;
 
 pub use startup::Application;

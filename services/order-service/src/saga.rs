@@ -15,6 +15,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::status::{OrderStatus, Transition, Trigger};
+use crate::status_feed::{self, StatusChange};
 use crate::store::orders::{self, OrderRow};
 
 /// The CloudEvents `source` of everything this service emits.
@@ -77,6 +78,16 @@ pub async fn advance(
     }
     order.updated_at = Utc::now();
     enqueue_status_event(tx, &settings.topics, &order, to, reason).await?;
+    status_feed::notify(
+        tx,
+        &StatusChange {
+            order_id,
+            status: to,
+            status_reason: reason.map(str::to_owned),
+            at: order.updated_at,
+        },
+    )
+    .await?;
     tracing::info!(order_id = %order_id, from = %status, to = %to, cause, "order moved");
     metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
     Ok(Advanced::Moved(Box::new(order)))

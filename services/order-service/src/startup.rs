@@ -21,6 +21,7 @@ use crate::events::expiry::ExpiryJob;
 use crate::events::replica::{self, ProductReplica};
 use crate::events::saga::{self as saga_events, SagaEvents};
 use crate::saga::SagaSettings;
+use crate::status_feed::StatusFeed;
 
 /// A built, not yet running, order-service.
 pub struct Application {
@@ -31,6 +32,9 @@ pub struct Application {
     replica: (EventConsumer, ProductReplica),
     saga: (EventConsumer, SagaEvents),
     expiry: ExpiryJob,
+    feed: StatusFeed,
+    /// Cancelled as shutdown begins, so open status streams end and the HTTP server can drain.
+    closing: CancellationToken,
     pool: PgPool,
 }
 
@@ -97,10 +101,13 @@ impl Application {
             payment_timeout: config.payment_timeout,
             reservation_timeout: config.reservation_timeout,
         };
+        let closing = CancellationToken::new();
+        let feed = StatusFeed::new(closing.clone());
         let state = AppState {
             pool: pool.clone(),
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
             saga: saga.clone(),
+            feed: feed.clone(),
         };
         let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
             .to_json()
@@ -142,6 +149,8 @@ impl Application {
                 settings: saga,
                 interval: config.expiry_interval,
             },
+            feed,
+            closing,
             pool,
         })
     }
@@ -173,7 +182,13 @@ impl Application {
             tokio::spawn(consumer.run(handler, stop_workers.clone())),
             tokio::spawn(saga_consumer.run(saga_handler, stop_workers.clone())),
             tokio::spawn(self.expiry.run(stop_workers.clone())),
+            tokio::spawn(self.feed.run(self.pool.clone(), stop_workers.clone())),
         ];
+        let closing = self.closing;
+        let shutdown = async move {
+            shutdown.await;
+            closing.cancel();
+        };
         let result = web::serve(self.listener, self.router, shutdown)
             .await
             .context("HTTP server failed");

@@ -12,6 +12,7 @@ use utoipa::OpenApi;
 use web::openapi::BearerAuth;
 
 use crate::saga::SagaSettings;
+use crate::status_feed::StatusFeed;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -19,6 +20,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub verifier: TokenVerifier,
     pub saga: SagaSettings,
+    pub feed: StatusFeed,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -31,6 +33,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/orders", get(orders::list).post(orders::create))
         .route("/api/orders/{id}", get(orders::get))
+        .route("/api/orders/{id}/events", get(orders::events))
         .route("/api/orders/{id}/cancel", post(orders::cancel))
         .with_state(state)
 }
@@ -41,8 +44,8 @@ pub fn router(state: AppState) -> Router {
         title = "order-service",
         description = "Orders and the checkout saga: an order is priced from the product replica, reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED. Every change is published on order.events."
     ),
-    paths(orders::create, orders::get, orders::list, orders::cancel),
-    components(schemas(web::Problem, web::FieldError)),
+    paths(orders::create, orders::get, orders::events, orders::list, orders::cancel),
+    components(schemas(web::Problem, web::FieldError, crate::status_feed::StatusChange)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

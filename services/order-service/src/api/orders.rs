@@ -9,6 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
@@ -27,6 +28,7 @@ use super::error::{ApiError, ApiResult};
 use crate::domain::pricing::{self, Requested};
 use crate::domain::status::{OrderStatus, Trigger};
 use crate::saga::{self, Advanced, EVENT_SOURCE};
+use crate::status_feed::{self, StatusChange};
 use crate::store::orders::{self, NewOrder, OrderRow, StoredLine};
 use crate::store::products;
 
@@ -223,7 +225,7 @@ fn replay(existing: OrderRow, hash: &str) -> ApiResult<Response> {
 ///
 /// Prices come from the product replica, never from the client. The order starts `PENDING`;
 /// product-service then reserves its stock and the order becomes `AWAITING_PAYMENT` (or
-/// `REJECTED` when stock is short). Poll `GET /api/orders/{id}`.
+/// `REJECTED` when stock is short). Follow it with `GET /api/orders/{id}/events`.
 #[utoipa::path(
     post,
     path = "/api/orders",
@@ -381,6 +383,41 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(visible_order(&state, &user, id).await?.into()))
+}
+
+/// The order's status, live (Server-Sent Events).
+///
+/// A `status` event with the status now, at once, then one per change, until the order is
+/// `PAID`, `REJECTED` or `CANCELLED`, when the stream ends. Use it instead of polling
+/// `GET /api/orders/{id}`: the browser's `EventSource` (send the token as a bearer header
+/// through a fetch-based client) or any SSE client. Comments every 15 s keep idle connections
+/// open; a stream also ends after 5 minutes, and `EventSource` reconnects by itself.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}/events",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "`text/event-stream` of `status` events, each's data a StatusChange", content_type = "text/event-stream", body = StatusChange),
+        (status = 401, body = web::Problem),
+        (status = 404, description = "No such order, or another customer's", body = web::Problem)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    // Subscribed before the read, so a change committed in between is not missed.
+    let changes = state.feed.subscribe();
+    let order = visible_order(&state, &user, id).await?;
+    let current = status_feed::current(&order).ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("order {id} has an unknown stored status"))
+    })?;
+    let stream = state.feed.stream(state.pool.clone(), changes, current);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response())
 }
 
 /// The caller's orders, newest first.

@@ -2,5 +2,6 @@
 //! catalog replica and the reservations), each test with its own databases and topics.
 
 mod helpers;
+mod live_status;
 mod orders;
 mod saga;

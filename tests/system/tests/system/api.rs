@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+use testkit::sse::EventStream;
 use uuid::Uuid;
 
 use crate::platform::{ADMIN_EMAIL, ADMIN_PASSWORD, PSP_API_KEY};
@@ -302,6 +303,17 @@ impl Api {
         .await?;
         let order = seen.lock().map(|order| order.clone()).unwrap_or_default();
         Ok(order)
+    }
+
+    /// Opens the order's live status stream (`GET /api/orders/{id}/events`).
+    pub async fn status_stream(&self, user: &User, id: Uuid) -> anyhow::Result<EventStream> {
+        let response = self
+            .client
+            .get(self.url(&format!("/api/orders/{id}/events")))
+            .bearer_auth(&user.token)
+            .send()
+            .await?;
+        EventStream::new(response, DEADLINE)
     }
 
     pub async fn pay(

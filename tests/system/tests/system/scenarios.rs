@@ -156,8 +156,24 @@ async fn happy_path(ctx: Ctx) -> anyhow::Result<()> {
         reply.body["total"]["amount"] == 2 * 2_999 + 1_550,
         "{reply:?}"
     );
-    api.wait_for_status(&user, order, "AWAITING_PAYMENT")
-        .await?;
+    // The storefront's way of waiting: the order's live status, pushed through the gateway.
+    let mut live = api.status_stream(&user, order).await?;
+    let mut seen = Vec::new();
+    while let Some(event) = live.next_event().await? {
+        let change: Value = serde_json::from_str(&event.data)?;
+        seen.push(change["status"].as_str().unwrap_or_default().to_owned());
+        if seen
+            .last()
+            .is_some_and(|status| status == "AWAITING_PAYMENT")
+        {
+            break;
+        }
+    }
+    anyhow::ensure!(
+        seen.last()
+            .is_some_and(|status| status == "AWAITING_PAYMENT"),
+        "live status before payment: {seen:?}"
+    );
     let reply = api
         .pay(
             &user,
@@ -168,6 +184,19 @@ async fn happy_path(ctx: Ctx) -> anyhow::Result<()> {
         )
         .await?;
     anyhow::ensure!(reply.status.is_success(), "pay: {reply:?}");
+    let event = live.next_event().await?;
+    let change: Value = match &event {
+        Some(event) => serde_json::from_str(&event.data)?,
+        None => Value::Null,
+    };
+    anyhow::ensure!(
+        change["status"] == "PAID",
+        "live status after payment: {event:?}"
+    );
+    anyhow::ensure!(
+        live.next_event().await?.is_none(),
+        "the stream ends with the paid order"
+    );
     let paid = api.wait_for_status(&user, order, "PAID").await?;
     anyhow::ensure!(paid["payment_id"].is_string(), "{paid}");
     anyhow::ensure!(paid["user_id"] == serde_json::json!(user.id), "{paid}");
