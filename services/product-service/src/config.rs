@@ -28,6 +28,11 @@ pub struct Config {
     /// Whether this process consumes `order.events` to reserve stock (`INVENTORY_CONSUMER=off`
     /// disables it, e.g. for a catalog-only replica).
     pub run_inventory_consumer: bool,
+    /// Consumers of `order.events` in this process (`INVENTORY_CONSUMERS`, 1 to 16, default
+    /// 3, the topic's partition count): the reservations of orders on different partitions
+    /// proceed side by side, while one order's events (one key, one partition) are still
+    /// handled one after another. Concurrent writers of one product meet in its guarded update.
+    pub inventory_consumers: usize,
     /// Whether this process follows `product.events` to drop cached products other replicas
     /// changed (`CACHE_INVALIDATION=off` disables it; the TTL alone then bounds staleness).
     pub run_cache_invalidation: bool,
@@ -80,6 +85,13 @@ impl Config {
             cache_ttl: millis("PRODUCT_CACHE_TTL_MS", 5_000)?,
             run_outbox_relay: true,
             run_inventory_consumer: switch("INVENTORY_CONSUMER")?,
+            inventory_consumers: match var("INVENTORY_CONSUMERS") {
+                Some(value) => match value.parse::<usize>() {
+                    Ok(n) if (1..=16).contains(&n) => n,
+                    _ => anyhow::bail!("INVENTORY_CONSUMERS must be a number from 1 to 16"),
+                },
+                None => 3,
+            },
             run_cache_invalidation: switch("CACHE_INVALIDATION")?,
             relay_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
             request_timeout: Duration::from_secs(match var("REQUEST_TIMEOUT_SECS") {

@@ -27,7 +27,7 @@ pub struct Application {
     port: u16,
     router: axum::Router,
     relays: Vec<OutboxRelay>,
-    inventory: Option<(EventConsumer, OrderEvents)>,
+    inventory: Vec<(EventConsumer, OrderEvents)>,
     cache_invalidation: Option<(EventConsumer, CacheInvalidation)>,
     db: Database,
 }
@@ -84,18 +84,23 @@ impl Application {
             .max_capacity(10_000)
             .time_to_live(config.cache_ttl)
             .build();
-        let inventory = match config.run_inventory_consumer {
-            true => Some((
-                EventConsumer::new(&kafka, inventory_consumer::settings(&topics))?,
-                OrderEvents(Inventory::new(
-                    &db,
-                    topics.clone(),
-                    cache.clone(),
-                    wake.clone(),
-                )),
-            )),
-            false => None,
+        let inventory_consumers = match config.run_inventory_consumer {
+            true => config.inventory_consumers,
+            false => 0,
         };
+        let inventory = (0..inventory_consumers)
+            .map(|_| {
+                Ok((
+                    EventConsumer::new(&kafka, inventory_consumer::settings(&topics))?,
+                    OrderEvents(Inventory::new(
+                        &db,
+                        topics.clone(),
+                        cache.clone(),
+                        wake.clone(),
+                    )),
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let cache_invalidation = match config.run_cache_invalidation {
             true => Some((
                 EventConsumer::new(&kafka, cache::settings(&topics))?,
@@ -174,7 +179,7 @@ impl Application {
             .map(|relay| tokio::spawn(relay.run(stop_relays.clone())))
             .collect();
         let mut consumers = Vec::new();
-        if let Some((consumer, handler)) = self.inventory {
+        for (consumer, handler) in self.inventory {
             consumers.push(tokio::spawn(consumer.run(handler, stop_consumers.clone())));
         }
         if let Some((consumer, handler)) = self.cache_invalidation {

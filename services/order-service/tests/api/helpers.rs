@@ -437,3 +437,27 @@ impl Stack {
         Ok(types)
     }
 }
+
+/// `payment.succeeded` for the order, as payment-service publishes it.
+pub fn succeeded(
+    order_id: Uuid,
+    user_id: Uuid,
+    amount: i64,
+) -> CloudEvent<contracts::payment::PaymentSucceeded> {
+    CloudEvent::new(
+        "/payment-service",
+        order_id.to_string(),
+        contracts::payment::PaymentSucceeded {
+            payment_id: Uuid::now_v7(),
+            order_id,
+            user_id,
+            amount: contracts::product::Money {
+                amount,
+                currency: "EUR".into(),
+            },
+            provider_reference: "ch_test".into(),
+            card_brand: "visa".into(),
+            card_last4: "4242".into(),
+        },
+    )
+}

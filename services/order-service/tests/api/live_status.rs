@@ -3,15 +3,12 @@
 
 use std::time::Duration;
 
-use contracts::CloudEvent;
-use contracts::payment::PaymentSucceeded;
-use contracts::product::Money;
 use reqwest::StatusCode;
 use serde_json::Value;
 use testkit::sse::EventStream;
 use uuid::Uuid;
 
-use crate::helpers::{Customer, DEADLINE, Stack, TestResult, spawn_stack};
+use crate::helpers::{Customer, DEADLINE, Stack, TestResult, spawn_stack, succeeded};
 
 /// An order's status stream and what has arrived of it.
 struct StatusStream(EventStream);
@@ -56,25 +53,6 @@ impl StatusStream {
     }
 }
 
-fn paid(order_id: Uuid, user_id: Uuid, amount: i64) -> CloudEvent<PaymentSucceeded> {
-    CloudEvent::new(
-        "/payment-service",
-        order_id.to_string(),
-        PaymentSucceeded {
-            payment_id: Uuid::now_v7(),
-            order_id,
-            user_id,
-            amount: Money {
-                amount,
-                currency: "EUR".into(),
-            },
-            provider_reference: "ch_live".into(),
-            card_brand: "visa".into(),
-            card_last4: "4242".into(),
-        },
-    )
-}
-
 #[tokio::test]
 async fn the_stream_pushes_each_status_change_and_ends_when_the_order_is_paid() -> TestResult {
     let stack = spawn_stack().await;
@@ -91,7 +69,7 @@ async fn the_stream_pushes_each_status_change_and_ends_when_the_order_is_paid() 
         "{seen:?}"
     );
     stack
-        .produce(id, vec![paid(id, customer.id, 2_999)])
+        .produce(id, vec![succeeded(id, customer.id, 2_999)])
         .await?;
     assert_eq!(stream.until("PAID").await?, ["PAID"]);
     assert!(

@@ -4,32 +4,12 @@
 
 use std::time::Duration;
 
-use contracts::CloudEvent;
-use contracts::payment::PaymentSucceeded;
-use contracts::product::Money;
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use crate::helpers::{DEADLINE, Stack, TestResult, eventually, spawn_stack, spawn_stack_with};
-
-fn succeeded(order_id: Uuid, user_id: Uuid, amount: i64) -> CloudEvent<PaymentSucceeded> {
-    CloudEvent::new(
-        "/payment-service",
-        order_id.to_string(),
-        PaymentSucceeded {
-            payment_id: Uuid::now_v7(),
-            order_id,
-            user_id,
-            amount: Money {
-                amount,
-                currency: "EUR".into(),
-            },
-            provider_reference: "ch_test".into(),
-            card_brand: "visa".into(),
-            card_last4: "4242".into(),
-        },
-    )
-}
+use crate::helpers::{
+    DEADLINE, Stack, TestResult, eventually, spawn_stack, spawn_stack_with, succeeded,
+};
 
 async fn count(stack: &Stack, sql: &'static str) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar(sql).fetch_one(&stack.pool).await?)

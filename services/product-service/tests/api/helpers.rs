@@ -88,6 +88,7 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
         cache_ttl: Duration::from_secs(5),
         run_outbox_relay: true,
         run_inventory_consumer: true,
+        inventory_consumers: 3,
         run_cache_invalidation: true,
         relay_poll_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(30),

@@ -6,7 +6,7 @@ use futures::future::join_all;
 use mongodb::bson::{Document, doc};
 use mongodb::options::ReturnDocument;
 
-use crate::helpers::TestDb;
+use crate::helpers::{TestDb, unique_sku};
 
 const UNITS: i64 = 10;
 const BUYERS: usize = 50;
@@ -126,18 +126,7 @@ async fn a_version_guard_lets_exactly_one_of_many_writers_win() -> anyhow::Resul
 async fn a_duplicate_key_is_error_11000_and_one_concurrent_insert_wins() -> anyhow::Result<()> {
     let t = TestDb::new("duplicate_key").await?;
     let products = t.collection("products");
-    products
-        .create_index(
-            mongodb::IndexModel::builder()
-                .keys(doc! {"sku": 1})
-                .options(
-                    mongodb::options::IndexOptions::builder()
-                        .unique(true)
-                        .build(),
-                )
-                .build(),
-        )
-        .await?;
+    products.create_index(unique_sku()).await?;
     products.insert_one(doc! {"_id": "a", "sku": "S-1"}).await?;
 
     let same_sku = products

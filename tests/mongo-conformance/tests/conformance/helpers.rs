@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use mongodb::bson::Document;
-use mongodb::options::ClientOptions;
-use mongodb::{Client, Collection, Database};
+use mongodb::bson::{Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
 
 pub struct TestDb {
     pub db: Database,
@@ -33,4 +33,12 @@ impl TestDb {
         self.db.drop().await?;
         Ok(())
     }
+}
+
+/// A unique index on `sku`, as product-service keeps one.
+pub fn unique_sku() -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! {"sku": 1})
+        .options(IndexOptions::builder().unique(true).build())
+        .build()
 }

@@ -4,7 +4,7 @@ use futures::TryStreamExt as _;
 use mongodb::IndexModel;
 use mongodb::bson::{Document, doc};
 
-use crate::helpers::TestDb;
+use crate::helpers::{TestDb, unique_sku};
 
 /// Twelve products in two categories, with prices that repeat so the `_id` tie-break counts.
 async fn catalog(t: &TestDb) -> anyhow::Result<mongodb::Collection<Document>> {
@@ -267,14 +267,7 @@ async fn creating_existing_indexes_again_is_a_no_op() -> anyhow::Result<()> {
     let products = t.collection("products");
     let indexes = || {
         [
-            IndexModel::builder()
-                .keys(doc! {"sku": 1})
-                .options(
-                    mongodb::options::IndexOptions::builder()
-                        .unique(true)
-                        .build(),
-                )
-                .build(),
+            unique_sku(),
             IndexModel::builder()
                 .keys(doc! {"price.amount": 1, "_id": 1})
                 .build(),
