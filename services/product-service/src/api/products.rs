@@ -654,6 +654,7 @@ fn busy() -> ApiError {
         (status = 204, description = "Deleted"),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem),
+        (status = 503, body = Problem, description = "The product kept changing under concurrent writes; try again"),
     ))]
 #[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn delete(
@@ -685,6 +686,7 @@ pub async fn delete(
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem),
         (status = 422, body = Problem, description = "`delta` would take stock below zero, or a field is invalid"),
+        (status = 503, body = Problem, description = "The product kept changing under concurrent writes; try again"),
     ))]
 #[tracing::instrument(skip_all, fields(product_id = %id, delta = body.delta))]
 pub async fn adjust_stock(
