@@ -354,6 +354,7 @@ impl Products {
             cache_ttl: Duration::from_secs(5),
             run_outbox_relay: true,
             run_inventory_consumer: false,
+            inventory_consumers: 1,
             run_cache_invalidation: false,
             relay_poll_interval: Duration::from_millis(200),
             request_timeout: Duration::from_secs(10),
