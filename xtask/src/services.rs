@@ -234,14 +234,55 @@ pub fn admin_credentials() -> (String, String) {
 /// Builds (release) and starts every present service that is not running, `replicas`
 /// instances of each service that scales out, then waits for each readiness URL. The gateway
 /// is given every instance's URL (`<NAME>_URL` as a comma-separated list).
+/// Builds the release binaries of `services`.
+fn build(layout: &Layout, services: &[Service]) -> Result<()> {
+    crate::provision::native_build_tools(layout)?;
+    let task = Task::start("cargo build", "building services (release)");
+    let log = layout.log_file("build");
+    let mut build = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.current_dir(&layout.repo).args(["build", "--release"]);
+    let mut packages: Vec<&str> = services.iter().map(|svc| svc.package).collect();
+    packages.dedup();
+    for package in packages {
+        build.args(["--package", package]);
+    }
+    if let Err(e) = crate::proc::run_logged(&mut build, &log, "cargo build --release") {
+        task.fail();
+        return Err(e);
+    }
+    task.done("services built");
+    Ok(())
+}
+
+/// Whether `svc`'s binary is newer than the pid file its running instance wrote at start.
+fn rebuilt_since_start(layout: &Layout, svc: &Service, pid_file: &std::path::Path) -> bool {
+    let exe = layout.target_dir().join("release").join(svc.binary);
+    let modified = |path: &std::path::Path| fs::metadata(path).and_then(|m| m.modified()).ok();
+    matches!((modified(&exe), modified(pid_file)), (Some(built), Some(started)) if built > started)
+}
+
 pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
     let present = present(layout);
+    // Build first, always (a no-op when nothing changed): an instance running from a binary
+    // built before the last change is restarted below, so `up` never leaves old code running
+    // (a benchmark would otherwise measure it).
+    build(layout, &present)?;
     let mut to_start = Vec::new();
     for svc in &present {
         for instance in svc.instances(replicas)? {
             let port = instance.port;
             let name = &instance.name;
-            match live_pid(&layout.pid_file(name)) {
+            let pid_file = layout.pid_file(name);
+            match live_pid(&pid_file) {
+                Some(pid) if port_open(port) && rebuilt_since_start(layout, svc, &pid_file) => {
+                    crate::proc::stop_group(pid, "TERM", Duration::from_secs(30))
+                        .with_context(|| format!("stopping {name} to restart it"))?;
+                    let _ = fs::remove_file(&pid_file);
+                    say(&format!(
+                        "↻ {name:>14} rebuilt since it started (pid {pid}): restarting"
+                    ));
+                    to_start.push(instance);
+                }
                 Some(pid) if port_open(port) => {
                     say(&format!(
                         "✔ {name:>14} already running (pid {pid}, port {port})"
@@ -261,22 +302,6 @@ pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
     if to_start.is_empty() {
         return Ok(());
     }
-
-    crate::provision::native_build_tools(layout)?;
-    let task = Task::start("cargo build", "building services (release)");
-    let log = layout.log_file("build");
-    let mut build = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build.current_dir(&layout.repo).args(["build", "--release"]);
-    let mut packages: Vec<&str> = to_start.iter().map(|i| i.service.package).collect();
-    packages.dedup();
-    for package in packages {
-        build.args(["--package", package]);
-    }
-    if let Err(e) = crate::proc::run_logged(&mut build, &log, "cargo build --release") {
-        task.fail();
-        return Err(e);
-    }
-    task.done("services built");
 
     // What the gateway is told: every instance of each present service.
     let mut upstreams = Vec::new();
