@@ -99,11 +99,7 @@ pub fn apt_install(layout: &Layout, packages: &[&str], what: &str) -> Result<()>
         && set_mode(policy, 0o755).is_ok();
     let result = (|| {
         if !*updated {
-            run_logged(
-                Command::new("apt-get").args(["update", "-q"]),
-                &log,
-                "apt-get update",
-            )?;
+            apt_update(&log)?;
             *updated = true;
         }
         run_logged(
@@ -355,13 +351,17 @@ fn refresh_apt(layout: &Layout) -> Result<()> {
     let mut updated = APT
         .lock()
         .map_err(|_| anyhow::anyhow!("apt lock poisoned"))?;
-    run_logged(
-        Command::new("apt-get").args(["update", "-q"]),
-        &layout.provision_log("apt"),
-        "apt-get update",
-    )?;
+    apt_update(&layout.provision_log("apt"))?;
     *updated = true;
     Ok(())
+}
+
+fn apt_update(log: &Path) -> Result<()> {
+    run_logged(
+        Command::new("apt-get").args(["update", "-q"]),
+        log,
+        "apt-get update",
+    )
 }
 
 /// [`GO_TOOLCHAIN`] through `installed` (Go 1.21 or newer switches toolchains itself).

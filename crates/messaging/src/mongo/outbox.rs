@@ -94,6 +94,14 @@ pub const CLAIM_FIELD: &str = "outbox_claimed_until";
 /// claim delays that document's events by at most this.
 pub const CLAIM: Duration = Duration::from_secs(15);
 
+/// The `$or` clauses of "no live claim at `now`": never claimed, or the claim has expired.
+fn unclaimed(now: bson::DateTime) -> Vec<Document> {
+    vec![
+        doc! {CLAIM_FIELD: {"$exists": false}},
+        doc! {CLAIM_FIELD: {"$lt": now}},
+    ]
+}
+
 /// Documents published concurrently (each document's events stay in order).
 const CONCURRENCY: usize = 8;
 
@@ -295,10 +303,7 @@ impl OutboxRelay {
         let now = bson::DateTime::now();
         let ids = self
             .pending_ids(
-                doc! {PENDING_FLAG: true, "$or": [
-                    {CLAIM_FIELD: {"$exists": false}},
-                    {CLAIM_FIELD: {"$lt": now}},
-                ]},
+                doc! {PENDING_FLAG: true, "$or": unclaimed(now)},
                 Some(self.batch_size),
             )
             .await?;
@@ -346,10 +351,7 @@ impl OutboxRelay {
         let Some(document) = self
             .documents
             .find_one_and_update(
-                doc! {"_id": &id, "$or": [
-                    {CLAIM_FIELD: {"$exists": false}},
-                    {CLAIM_FIELD: {"$lt": now}},
-                ]},
+                doc! {"_id": &id, "$or": unclaimed(now)},
                 doc! {"$set": {CLAIM_FIELD: until}},
             )
             .projection(doc! {"pending_events": 1})
