@@ -17,17 +17,15 @@
 //!    meanwhile), failed (claim released, so another card may be tried), or pending (the
 //!    reconciler finishes it).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contracts::payment::{PaymentFailed, PaymentSucceeded};
 use contracts::product::Money;
 use contracts::topics::Topic;
 use contracts::{CloudEvent, EventData};
-use messaging::mongo::PendingEvent;
+use messaging::mongo::{PendingEvent, RelayWake};
 use mongodb::bson::{self, doc};
 use secrecy::{ExposeSecret as _, SecretString};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::domain::card::{self, Card};
@@ -72,7 +70,7 @@ pub struct Charging {
     pub psp: PspClient,
     pub refunds: Refunds,
     pub topics: Topic,
-    pub relay_wake: Arc<Notify>,
+    pub relay_wake: RelayWake,
     pub fingerprint_key: SecretString,
     pub order_wait: Duration,
 }
@@ -329,7 +327,7 @@ impl Charging {
             .ok_or_else(|| anyhow::anyhow!("payment {id} does not exist"))?;
         let payment = updated.payment;
         if updated.changed {
-            self.relay_wake.notify_one();
+            self.relay_wake.written(payment.id.clone());
             self.payments.log(LogEntry::status_of(&payment)).await;
             metrics::counter!("payments_total", "status" => payment.status.clone()).increment(1);
         }

@@ -13,13 +13,11 @@
 //! conditional transition. A failed provider call leaves the payment `refunding`; the
 //! reconciler finishes it.
 
-use std::sync::Arc;
-
 use contracts::payment::PaymentRefunded;
 use contracts::product::Money;
 use contracts::topics::Topic;
+use messaging::mongo::RelayWake;
 use mongodb::bson::{self, doc};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::charging::pending_event;
@@ -38,7 +36,7 @@ pub struct Refunds {
     pub orders: Orders,
     pub psp: PspClient,
     pub topics: Topic,
-    pub relay_wake: Arc<Notify>,
+    pub relay_wake: RelayWake,
 }
 
 impl std::fmt::Debug for Refunds {
@@ -158,7 +156,7 @@ impl Refunds {
             })
             .await?;
         if let Some(finished) = finished.filter(|f| f.changed) {
-            self.relay_wake.notify_one();
+            self.relay_wake.written(finished.payment.id.clone());
             self.payments
                 .log(LogEntry::status_of(&finished.payment))
                 .await;

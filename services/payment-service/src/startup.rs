@@ -1,18 +1,15 @@
 //! Wiring: MongoDB and its indexes, token keys, Kafka, the provider client, the outbox relay,
 //! the `order.events` consumer, the reconciler and the HTTP server.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::mongo::OutboxRelay;
+use messaging::mongo::{OutboxRelay, RelayWake};
 use messaging::{EventConsumer, KafkaConfig, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use web::{Readiness, ServiceInfo};
 
@@ -86,7 +83,7 @@ impl Application {
             breaker_threshold: config.breaker_threshold,
             breaker_open_for: config.breaker_open_for,
         })?;
-        let wake = Arc::new(Notify::new());
+        let wake = RelayWake::default();
         let payments = Payments::new(&db);
         let orders = Orders::new(&db);
         let refunds = Refunds {

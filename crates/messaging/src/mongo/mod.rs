@@ -17,7 +17,7 @@ pub mod conflict;
 pub mod outbox;
 
 pub use conflict::ConflictRetry;
-pub use outbox::{Outbox, OutboxRelay, PENDING_FLAG, PendingEvent, with_pending_event};
+pub use outbox::{Outbox, OutboxRelay, PENDING_FLAG, PendingEvent, RelayWake, with_pending_event};
 
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;

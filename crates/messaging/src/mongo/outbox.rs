@@ -12,12 +12,20 @@
 //! poll reads the documents that have something to publish instead of testing the array of
 //! every document.
 //!
+//! Writers tell the relay of their process which document they wrote through a [`RelayWake`]
+//! (its `_id`), and the relay publishes exactly those documents at once, reading each by
+//! `_id`: no query over the collection per write. The poll over the flag runs only on its
+//! timer, as the safety net for documents no live relay was told of (written by a process
+//! that crashed before publishing, or by a replica whose relay is down).
+//!
 //! The relay claims a flagged document with one guarded `findOneAndUpdate` that sets
 //! [`CLAIM_FIELD`] (a time, [`CLAIM`] ahead) only where no live claim exists, and reads the
 //! pending events in the same step; publishes them in array order with the idempotent producer
 //! (they share the document's key, hence a partition); waits for the broker's
-//! acknowledgements; then removes exactly the acknowledged events with one `$pull` by event id,
-//! dropping the claim in the same update. The claim is the relay's only coordination: it keeps
+//! acknowledgements; then removes exactly the acknowledged events and drops the claim in one
+//! update. When the array still holds exactly the events published (its size and their ids
+//! match), that update also empties it and lowers the flag; otherwise (a writer appended an
+//! event meanwhile) it is a `$pull` by event id, and the flag stays up for the next round. The claim is the relay's only coordination: it keeps
 //! two relays (two replicas) from publishing one document's events at once, so the events go
 //! out once and in order, and it costs no extra round trip (the claim is the read). Writers
 //! never look at it: a writer's update is never held up or undone by a relay, and an event a
@@ -38,7 +46,7 @@
 //! partition.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -102,6 +110,15 @@ fn unclaimed(now: bson::DateTime) -> Vec<Document> {
     ]
 }
 
+/// Which documents [`OutboxRelay::publish_document`] claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flagged {
+    /// Only a document whose [`PENDING_FLAG`] is up (written since the flag exists).
+    Only,
+    /// Also one without the flag (the start-up pass over documents written before it).
+    Any,
+}
+
 /// Documents published concurrently (each document's events stay in order).
 const CONCURRENCY: usize = 8;
 
@@ -138,13 +155,56 @@ impl PendingEvent {
     }
 }
 
+/// How writers tell their relay which documents now hold pending events. Cheap to clone; one
+/// per outbox collection, shared by the writers of the collection and its relay.
+#[derive(Debug, Clone, Default)]
+pub struct RelayWake {
+    shared: Arc<WakeShared>,
+}
+
+#[derive(Debug, Default)]
+struct WakeShared {
+    notify: Notify,
+    /// `_id`s written since the relay last looked, in the order written, each once.
+    written: Mutex<Vec<bson::Bson>>,
+}
+
+impl RelayWake {
+    /// Call after a write that appended an event to document `id` committed.
+    pub fn written(&self, id: impl Into<bson::Bson>) {
+        let id = id.into();
+        {
+            let mut written = self
+                .shared
+                .written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !written.contains(&id) {
+                written.push(id);
+            }
+        }
+        self.shared.notify.notify_one();
+    }
+
+    /// The documents written since the last call, in the order written.
+    fn take(&self) -> Vec<bson::Bson> {
+        std::mem::take(
+            &mut *self
+                .shared
+                .written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
 /// Publishes pending events of committed changes in one collection to Kafka.
 #[derive(Clone)]
 pub struct OutboxRelay {
     outbox: Outbox,
     documents: Collection<Document>,
     producer: Producer,
-    wake: Arc<Notify>,
+    wake: RelayWake,
     batch_size: i64,
     poll_interval: Duration,
     /// Publish documents one at a time in this field's ascending order (see
@@ -162,9 +222,10 @@ impl std::fmt::Debug for OutboxRelay {
 }
 
 impl OutboxRelay {
-    /// `wake` is notified by local writes so their events go out at once; `poll_interval`
-    /// catches writes of other replicas and events left by a crash.
-    pub fn new(db: &Database, outbox: Outbox, producer: Producer, wake: Arc<Notify>) -> Self {
+    /// `wake` names the documents local writes changed, so their events go out at once;
+    /// `poll_interval` catches documents of writers that died before their relay published,
+    /// and of replicas whose relay is down.
+    pub fn new(db: &Database, outbox: Outbox, producer: Producer, wake: RelayWake) -> Self {
         Self {
             outbox,
             documents: db.collection(outbox.collection),
@@ -205,15 +266,27 @@ impl OutboxRelay {
             );
         }
         let mut failures: u32 = 0;
+        // The first round, and every round after a timer tick or a failure, polls the flag.
+        let mut poll = true;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            // Registered before the batch, so a write landing during it is not missed.
-            let woken = self.wake.notified();
-            match self.publish_batch().await {
-                Ok(documents) if documents as i64 >= self.batch_size => {
+            // Registered before the round, so a write landing during it is not missed.
+            let woken = self.wake.shared.notify.notified();
+            // `Ok(true)`: poll again at once (a full batch, or a written document that could
+            // not go in order).
+            let round = if poll {
+                self.publish_batch()
+                    .await
+                    .map(|documents| documents as i64 >= self.batch_size)
+            } else {
+                self.publish_written().await
+            };
+            match round {
+                Ok(true) => {
                     failures = 0;
+                    poll = true;
                     continue;
                 }
                 Ok(_) => failures = 0,
@@ -227,6 +300,8 @@ impl OutboxRelay {
                         "outbox publish failed"
                     );
                     let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
+                    // The documents of this round keep their flag; the poll finds them.
+                    poll = true;
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(backoff) => continue,
@@ -235,8 +310,8 @@ impl OutboxRelay {
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = woken => {},
-                () = tokio::time::sleep(self.poll_interval) => {},
+                () = woken => poll = false,
+                () = tokio::time::sleep(self.poll_interval) => poll = true,
             }
         }
         self.drain().await;
@@ -270,7 +345,7 @@ impl OutboxRelay {
         for id in self.pending_ids(filter, None).await? {
             let id = id.get("_id").cloned().context("document without _id")?;
             // Claimed by another relay: that one publishes it.
-            let _ = self.publish_document(id).await?;
+            let _ = self.publish_document(id, Flagged::Any).await?;
         }
         Ok(())
     }
@@ -296,6 +371,32 @@ impl OutboxRelay {
             .context("reading pending documents")
     }
 
+    /// Publishes the documents local writers named since the last round, each claimed by
+    /// `_id` (no query over the collection); `true` if the poll should run at once. In
+    /// publishing order ([`OutboxRelay::ordered_by`]) they go one at a time in the order
+    /// written, and the first one that is not published here (another relay holds it, or it
+    /// was published already) hands the rest to the poll, which follows the order field.
+    async fn publish_written(&self) -> anyhow::Result<bool> {
+        let ids = self.wake.take();
+        if self.order_field.is_some() {
+            for id in ids {
+                if !self.publish_document(id, Flagged::Only).await? {
+                    return Ok(true);
+                }
+            }
+            return Ok(false);
+        }
+        let outcomes: Vec<anyhow::Result<bool>> = futures::stream::iter(ids)
+            .map(|id| self.publish_document(id, Flagged::Only))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            outcome.context("publishing a document's events")?;
+        }
+        Ok(false)
+    }
+
     /// Publishes the pending events of up to one batch of documents; returns how many
     /// documents it handled.
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
@@ -316,7 +417,7 @@ impl OutboxRelay {
                 let id = id.get("_id").cloned().context("document without _id")?;
                 // A failure or another relay's claim ends the batch: publishing a later
                 // document first would break the order.
-                if !self.publish_document(id).await? {
+                if !self.publish_document(id, Flagged::Only).await? {
                     break;
                 }
                 handled += 1;
@@ -326,7 +427,7 @@ impl OutboxRelay {
         let outcomes: Vec<anyhow::Result<bool>> = futures::stream::iter(ids)
             .map(|id| async move {
                 let id = id.get("_id").cloned().context("document without _id")?;
-                self.publish_document(id).await
+                self.publish_document(id, Flagged::Only).await
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -344,16 +445,17 @@ impl OutboxRelay {
 
     /// Claims one document, publishes its pending events, removes those the broker
     /// acknowledged, and lowers the flag if nothing is left; `false` if another relay holds
-    /// the document (nothing done).
-    async fn publish_document(&self, id: bson::Bson) -> anyhow::Result<bool> {
+    /// the document, or (with [`Flagged::Only`]) it has nothing pending: nothing done.
+    async fn publish_document(&self, id: bson::Bson, flagged: Flagged) -> anyhow::Result<bool> {
         let now = bson::DateTime::now();
         let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
+        let mut claim = doc! {"_id": &id, "$or": unclaimed(now)};
+        if flagged == Flagged::Only {
+            claim.insert(PENDING_FLAG, true);
+        }
         let Some(document) = self
             .documents
-            .find_one_and_update(
-                doc! {"_id": &id, "$or": unclaimed(now)},
-                doc! {"$set": {CLAIM_FIELD: until}},
-            )
+            .find_one_and_update(claim, doc! {"$set": {CLAIM_FIELD: until}})
             .projection(doc! {"pending_events": 1})
             .return_document(ReturnDocument::After)
             .await
@@ -377,6 +479,31 @@ impl OutboxRelay {
             .filter(|(_, ok)| **ok)
             .map(|(event, _)| event.id.as_str())
             .collect();
+        let failed = pending.len() - published.len();
+        metrics::counter!("outbox_published_total", &self.labels())
+            .increment(published.len() as u64);
+        if failed == 0 && !published.is_empty() {
+            // The array holds exactly what was published (as many events, all of them among
+            // the published ids): empty it, lower the flag and drop the claim in one update.
+            let cleared = self
+                .documents
+                .update_one(
+                    doc! {
+                        "_id": &id,
+                        "pending_events": {"$size": published.len() as i64},
+                        "pending_events.id": {"$all": &published},
+                    },
+                    doc! {
+                        "$set": {"pending_events": [], PENDING_FLAG: false},
+                        "$unset": {CLAIM_FIELD: ""},
+                    },
+                )
+                .await
+                .context("removing published events")?;
+            if cleared.matched_count == 1 {
+                return Ok(true);
+            }
+        }
         // Exactly the acknowledged events, by id (events appended meanwhile stay), and the
         // claim goes with them, in one update.
         self.documents
@@ -389,9 +516,6 @@ impl OutboxRelay {
             )
             .await
             .context("removing published events")?;
-        metrics::counter!("outbox_published_total", &self.labels())
-            .increment(published.len() as u64);
-        let failed = pending.len() - published.len();
         if failed > 0 {
             anyhow::bail!("{failed} of {} events were not delivered", pending.len());
         }

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use contracts::topics::Topic;
-use tokio::sync::Notify;
+use messaging::mongo::RelayWake;
 use utoipa::OpenApi;
 use uuid::Uuid;
 use web::openapi::BearerAuth;
@@ -29,8 +29,8 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     pub topics: Topic,
     pub cache: ProductCache,
-    /// Wakes the outbox relay after a write.
-    pub relay_wake: Arc<Notify>,
+    /// Names each written product to the outbox relay, so its event leaves at once.
+    pub relay_wake: RelayWake,
 }
 
 impl FromRef<AppState> for TokenVerifier {

@@ -448,7 +448,7 @@ pub async fn create(
     if !state.products.insert(&product).await? {
         return Err(Problem::conflict("a product with this SKU exists already").into());
     }
-    state.relay_wake.notify_one();
+    state.relay_wake.written(id.to_string());
     Ok((StatusCode::CREATED, Json(view(&product)?)))
 }
 
@@ -492,7 +492,7 @@ async fn commit<T: EventData>(
         .await?;
     if committed.is_some() {
         state.cache.invalidate(&id).await;
-        state.relay_wake.notify_one();
+        state.relay_wake.written(id.to_string());
     }
     Ok(committed)
 }

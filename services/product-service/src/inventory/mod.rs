@@ -29,8 +29,6 @@
 
 pub mod consumer;
 
-use std::sync::Arc;
-
 use contracts::inventory::{
     InventoryCommitted, InventoryReleased, InventoryReservationFailed, InventoryReserved,
     ShortLine, StockLine,
@@ -38,10 +36,9 @@ use contracts::inventory::{
 use contracts::product::ProductUpdated;
 use contracts::topics::Topic;
 use contracts::{CloudEvent, EventData};
-use messaging::mongo::ConflictRetry;
+use messaging::mongo::{ConflictRetry, RelayWake};
 use mongodb::Database;
 use mongodb::bson::{Document, doc};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::api::{EVENT_SOURCE, ProductCache};
@@ -72,11 +69,11 @@ enum Plan {
     },
 }
 
-/// Wakes the relays after writes, so events leave at once.
+/// Names written documents to the relays, so their events leave at once.
 #[derive(Debug, Clone, Default)]
 pub struct Wake {
-    pub products: Arc<Notify>,
-    pub reservations: Arc<Notify>,
+    pub products: RelayWake,
+    pub reservations: RelayWake,
 }
 
 #[derive(Clone)]
@@ -273,7 +270,7 @@ impl Inventory {
             .transition(&order_id, from, to, &event)
             .await?;
         if changed {
-            self.wake.reservations.notify_one();
+            self.wake.reservations.written(order_id.to_string());
             tracing::info!(%order_id, status = to.as_str(), "reservation updated");
         }
         Ok(changed)
@@ -314,7 +311,7 @@ impl Inventory {
                 .await?;
             if written.is_some() {
                 self.cache.invalidate(id).await;
-                self.wake.products.notify_one();
+                self.wake.products.written(id.to_string());
                 return Ok(outcome);
             }
             if !retry.again().await {

@@ -1,13 +1,10 @@
 //! `product.*` events on the real broker, through the single-document outbox.
 
-use std::sync::Arc;
-
 use messaging::KafkaConfig;
-use messaging::mongo::PENDING_FLAG;
+use messaging::mongo::{PENDING_FLAG, RelayWake};
 use product_service::events::outbox::{self, OutboxRelay};
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestResult, brokers, product_body, spawn_app, spawn_app_with, string};
@@ -88,7 +85,7 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
         &app.db,
         outbox::PRODUCTS,
         kafka.producer()?,
-        Arc::new(Notify::new()),
+        RelayWake::default(),
     );
     // Two relays race for the backlog; a relay's claim on a document lets one publish it.
     let stop = CancellationToken::new();
@@ -99,7 +96,7 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
                 &app.db,
                 outbox::PRODUCTS,
                 kafka.producer()?,
-                Arc::new(Notify::new()),
+                RelayWake::default(),
             )
             .run(stop.clone()),
         ),
@@ -120,6 +117,35 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
     let ids: std::collections::HashSet<_> = records.iter().map(|r| r.event.id).collect();
     assert_eq!(ids.len(), 2);
     assert_eq!(relay.publish_batch().await?, 0, "nothing left to publish");
+    Ok(())
+}
+
+/// A relay told which document a write changed publishes it at once, reading it by `_id`,
+/// without waiting for its poll (an hour here), and clears the document in the same round.
+#[tokio::test]
+async fn a_relay_told_of_a_written_document_publishes_it_without_polling() -> TestResult {
+    let app = spawn_app_with(|config| config.run_outbox_relay = false).await;
+    let kafka = KafkaConfig { brokers: brokers() };
+    let wake = RelayWake::default();
+    let relay = OutboxRelay::new(&app.db, outbox::PRODUCTS, kafka.producer()?, wake.clone())
+        .with_poll_interval(std::time::Duration::from_secs(3600));
+    let stop = CancellationToken::new();
+    // Its first round polls an empty outbox; from then on only `wake` brings it work.
+    let task = tokio::spawn(relay.run(stop.clone()));
+    let id = string(&app.created(&product_body("EVT-WAKE")).await?["id"])?;
+    app.adjust(&id, 2, "recount").await?;
+    wake.written(id.clone());
+    app.wait_for_empty_outbox().await?;
+    let flag = app.document(&id).await?.get_bool(PENDING_FLAG).ok();
+    assert_eq!(flag, Some(false), "the flag went down with the events");
+    stop.cancel();
+    task.await?;
+    let records = app.product_events().await?;
+    let types: Vec<&str> = records
+        .iter()
+        .map(|r| r.event.event_type.as_str())
+        .collect();
+    assert_eq!(types, ["product.created.v1", "product.updated.v1"]);
     Ok(())
 }
 
@@ -148,7 +174,7 @@ async fn the_outbox_flag_follows_the_pending_events() -> TestResult {
         &app.db,
         outbox::PRODUCTS,
         kafka.producer()?,
-        Arc::new(Notify::new()),
+        RelayWake::default(),
     );
     let stop = CancellationToken::new();
     let task = tokio::spawn(relay.clone().run(stop.clone()));

@@ -289,3 +289,55 @@ async fn creating_existing_indexes_again_is_a_no_op() -> anyhow::Result<()> {
     );
     t.drop().await
 }
+
+/// The outbox relay empties a document's `pending_events` only while the array holds exactly
+/// the events it published: `$size` plus `$all` over the events' ids (`messaging::mongo::outbox`,
+/// `publish_document`). An `_id` equality beside other conditions must also still apply them
+/// (the local server reads such a filter through the `_id` index).
+#[tokio::test]
+async fn size_and_all_over_an_array_of_subdocuments_match_exactly() -> anyhow::Result<()> {
+    let t = TestDb::new("size_all").await?;
+    let docs = t.collection("outbox");
+    docs.insert_one(doc! {
+        "_id": "d1",
+        "pending_events": [{"id": "e1"}, {"id": "e2"}],
+    })
+    .await?;
+    let matches = |filter: Document| {
+        let docs = docs.clone();
+        async move { anyhow::Ok(docs.find_one(filter).await?.is_some()) }
+    };
+    let exactly = |ids: Vec<&str>, size: i64| {
+        doc! {"_id": "d1", "pending_events": {"$size": size}, "pending_events.id": {"$all": ids}}
+    };
+    assert!(matches(exactly(vec!["e1", "e2"], 2)).await?);
+    assert!(
+        matches(exactly(vec!["e2", "e1"], 2)).await?,
+        "order does not matter"
+    );
+    assert!(
+        !matches(exactly(vec!["e1"], 1)).await?,
+        "a third event is not ours"
+    );
+    assert!(!matches(exactly(vec!["e1", "e3"], 2)).await?);
+    assert!(!matches(exactly(vec!["e1", "e2"], 3)).await?);
+    // The guarded clear applies only in the first case.
+    let cleared = docs
+        .update_one(
+            exactly(vec!["e1"], 1),
+            doc! {"$set": {"pending_events": []}},
+        )
+        .await?;
+    assert_eq!(cleared.matched_count, 0);
+    let cleared = docs
+        .update_one(
+            exactly(vec!["e1", "e2"], 2),
+            doc! {"$set": {"pending_events": []}},
+        )
+        .await?;
+    assert_eq!(cleared.modified_count, 1);
+    assert!(matches(doc! {"_id": "d1", "pending_events": {"$size": 0}}).await?);
+    assert!(!matches(doc! {"_id": "d1", "pending_events.0": {"$exists": true}}).await?);
+    assert!(!matches(doc! {"_id": "d2", "pending_events": {"$size": 0}}).await?);
+    t.drop().await
+}
