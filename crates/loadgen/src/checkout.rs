@@ -15,7 +15,7 @@
 //! would only slow it down.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -31,8 +31,58 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::audit::{self, AuditReport, OrderRecord, ProductRecord};
 use crate::progress::{Counters, Progress};
 use crate::stats::{Latencies, LatencySummary};
+
+/// How the orders pick their product.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Popularity {
+    /// Every product equally often.
+    Uniform,
+    /// Zipf's law with this exponent: the k-th most popular product is ordered in proportion
+    /// to 1/k^s (s = 1 over 200 products: the first takes about 17% of the orders, the first
+    /// ten about 51%), the shape of real shops' sales.
+    Zipf(f64),
+}
+
+impl Popularity {
+    /// Cumulative shares of `count` products, ending at 1.
+    fn cumulative(self, count: usize) -> Vec<f64> {
+        let weights: Vec<f64> = (1..=count.max(1))
+            .map(|rank| match self {
+                Self::Uniform => 1.0,
+                Self::Zipf(exponent) => 1.0 / (rank as f64).powf(exponent),
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut sum = 0.0;
+        weights
+            .iter()
+            .map(|weight| {
+                sum += weight / total;
+                sum
+            })
+            .collect()
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            Self::Uniform => "uniform".to_owned(),
+            Self::Zipf(exponent) => format!("zipf s={exponent}"),
+        }
+    }
+}
+
+/// A fixed, well-spread number in [0, 1) for order `n` (splitmix64), so a run's product
+/// choices are random-looking but the same in every run.
+fn unit_interval(n: usize) -> f64 {
+    let mut z = (n as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
 
 /// How orders are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,6 +110,10 @@ pub struct CheckoutConfig {
     pub products: usize,
     /// Units added to each product before the run so no order is rejected for stock.
     pub stock_per_product: i64,
+    pub popularity: Popularity,
+    /// After the run: check the platform's invariants over every order it created (see
+    /// [`crate::audit`]); needs the provider simulator's URL and API key.
+    pub audit: Option<audit::AuditConfig>,
     pub pace: CheckoutPace,
     pub duration: Duration,
     /// How often an order is asked for its status while waiting.
@@ -102,12 +156,21 @@ pub struct CheckoutReport {
     /// Failure reasons and how often each happened.
     pub failures: BTreeMap<String, u64>,
     pub first_failure: Option<String>,
+    /// How the orders picked their product.
+    #[serde(default)]
+    pub popularity: String,
+    /// Share of the orders that went to the most popular product.
+    #[serde(default)]
+    pub top_product_share: f64,
+    /// The invariants checked after the run, if asked for.
+    #[serde(default)]
+    pub audit: Option<AuditReport>,
 }
 
 /// A signed-in customer.
 #[derive(Debug, Clone)]
-struct Customer {
-    token: String,
+pub(crate) struct Customer {
+    pub(crate) token: String,
 }
 
 /// The clients and fixtures every order flow shares.
@@ -116,6 +179,20 @@ struct Shop {
     config: CheckoutConfig,
     customers: Vec<Customer>,
     products: Vec<String>,
+    /// Cumulative popularity of `products`, in their order.
+    cumulative: Vec<f64>,
+    /// Every order created, for the audit.
+    created: Mutex<Vec<OrderRecord>>,
+}
+
+impl Shop {
+    /// The product order `n` buys.
+    fn product_of(&self, n: usize) -> usize {
+        let u = unit_interval(n);
+        self.cumulative
+            .partition_point(|share| *share <= u)
+            .min(self.products.len().saturating_sub(1))
+    }
 }
 
 /// How one order ended.
@@ -140,13 +217,13 @@ struct Timings {
 /// A thin JSON client over hyper-util's pooled client (keep-alive connections reused
 /// across the order flows).
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     client: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl Api {
-    fn new(timeout: Duration) -> Self {
+    pub(crate) fn new(timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
@@ -155,7 +232,18 @@ impl Api {
         Self { client, timeout }
     }
 
-    async fn call(
+    /// A call authorised with a bearer credential that is not a user's (the provider's API
+    /// key).
+    pub(crate) async fn call_with_bearer(
+        &self,
+        method: Method,
+        url: &str,
+        bearer: &str,
+    ) -> Result<(StatusCode, Value)> {
+        self.call(method, url, Some(bearer), None, None).await
+    }
+
+    pub(crate) async fn call(
         &self,
         method: Method,
         url: &str,
@@ -211,7 +299,7 @@ impl Api {
 }
 
 /// An order's live status stream (`GET /api/orders/{id}/events`).
-struct StatusStream {
+pub(crate) struct StatusStream {
     body: hyper::body::Incoming,
     buffer: String,
 }
@@ -254,7 +342,7 @@ impl StatusStream {
 
     /// Reads until a status in `wanted` or a terminal one; the last status seen, or `None` if
     /// the stream ended or `deadline` passed first.
-    async fn until(&mut self, wanted: &[&str], deadline: Instant) -> Result<Option<String>> {
+    pub(crate) async fn until(&mut self, wanted: &[&str], deadline: Instant) -> Result<Option<String>> {
         loop {
             let next = tokio::time::timeout_at(deadline, self.next_status()).await;
             match next {
@@ -276,7 +364,7 @@ impl StatusStream {
 impl Api {
     /// Opens the live status stream of the order at `order_url`; `None` if it is refused
     /// (the buyer then polls).
-    async fn status_stream(&self, order_url: &str, token: Option<&str>) -> Option<StatusStream> {
+    pub(crate) async fn status_stream(&self, order_url: &str, token: Option<&str>) -> Option<StatusStream> {
         let mut request = Request::builder()
             .uri(format!("{order_url}/events"))
             .header("accept", "text/event-stream");
@@ -319,7 +407,7 @@ async fn pause_after_429() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-async fn sign_in(api: &Api, users_url: &str, email: &str, password: &str) -> Result<String> {
+pub(crate) async fn sign_in(api: &Api, users_url: &str, email: &str, password: &str) -> Result<String> {
     for _attempt in 0..30 {
         let (status, body) = api
             .call(
@@ -344,7 +432,7 @@ async fn sign_in(api: &Api, users_url: &str, email: &str, password: &str) -> Res
     bail!("signing in as {email}: still rate limited after 30 tries")
 }
 
-async fn register_customer(
+pub(crate) async fn register_customer(
     api: &Api,
     users_url: &str,
     index: usize,
@@ -374,36 +462,47 @@ async fn register_customer(
     bail!("registering {email}: still rate limited after 30 tries")
 }
 
-/// Picks active products in stock and adds `stock_per_product` units to each.
+/// Picks up to `products` active products in stock, page by page, and adds
+/// `stock_per_product` units to each.
 async fn stock_products(
     api: &Api,
     config: &CheckoutConfig,
     admin_token: &str,
 ) -> Result<Vec<String>> {
     let products_url = &config.product_service_url;
-    let (status, body) = api
-        .call(
-            Method::GET,
-            &format!("{products_url}/api/products?in_stock=true&limit=100"),
-            None,
-            None,
-            None,
-        )
-        .await?;
-    if status != StatusCode::OK {
-        bail!("listing products: {status} {body}");
+    let mut ids: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    while ids.len() < config.products {
+        let page = match &cursor {
+            Some(cursor) => format!("&cursor={cursor}"),
+            None => String::new(),
+        };
+        let (status, body) = api
+            .call(
+                Method::GET,
+                &format!("{products_url}/api/products?in_stock=true&limit=100{page}"),
+                None,
+                None,
+                None,
+            )
+            .await?;
+        if status != StatusCode::OK {
+            bail!("listing products: {status} {body}");
+        }
+        if let Some(items) = body["items"].as_array() {
+            ids.extend(
+                items
+                    .iter()
+                    .filter(|p| p["active"].as_bool().unwrap_or(true))
+                    .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                    .take(config.products - ids.len()),
+            );
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) if !next.is_empty() => cursor = Some(next.to_owned()),
+            _ => break,
+        }
     }
-    let ids: Vec<String> = body["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter(|p| p["active"].as_bool().unwrap_or(true))
-                .filter_map(|p| p["id"].as_str().map(str::to_owned))
-                .take(config.products)
-                .collect()
-        })
-        .unwrap_or_default();
     if ids.is_empty() {
         bail!("no product in stock at {products_url}; run `cargo xtask seed` first");
     }
@@ -439,6 +538,16 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
     .await
     .context("signing in as the admin")?;
     let products = stock_products(&api, &config, &admin_token).await?;
+    // Each product's units before the run (available + reserved + sold), for the audit.
+    let mut stocked = Vec::new();
+    if config.audit.is_some() {
+        for id in &products {
+            stocked.push(ProductRecord {
+                id: id.clone(),
+                units_before: audit::units(&api, &config.product_service_url, id).await?,
+            });
+        }
+    }
     let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
     // Registration hashes a password (Argon2, on purpose slow): all at once, not one by one.
     let mut registrations = JoinSet::new();
@@ -458,8 +567,10 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
             ..setup
         },
         config: config.clone(),
+        cumulative: config.popularity.cumulative(products.len()),
         customers,
         products,
+        created: Mutex::new(Vec::new()),
     });
 
     let counters = Arc::new(Counters::default());
@@ -521,7 +632,26 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
     if let Some(progress) = progress {
         progress.finish();
     }
-    summarise(&config, &shop, outcomes, end)
+    let mut report = summarise(&config, &shop, outcomes, end)?;
+    if let Some(audit_config) = &config.audit {
+        let created = std::mem::take(
+            &mut *shop.created.lock().unwrap_or_else(PoisonError::into_inner),
+        );
+        let tokens: Vec<String> = shop.customers.iter().map(|c| c.token.clone()).collect();
+        report.audit = Some(
+            audit::run(
+                &shop.api,
+                audit_config,
+                &config.gateway_url,
+                &config.product_service_url,
+                &tokens,
+                &stocked,
+                &created,
+            )
+            .await?,
+        );
+    }
+    Ok(report)
 }
 
 fn count(counters: &Counters, outcome: &Outcome) {
@@ -570,7 +700,16 @@ fn summarise(
         }
     }
     let secs = config.duration.as_secs_f64();
+    let top_product_share = config
+        .popularity
+        .cumulative(shop.products.len())
+        .first()
+        .copied()
+        .unwrap_or_default();
     Ok(CheckoutReport {
+        popularity: config.popularity.describe(),
+        top_product_share,
+        audit: None,
         mode: match config.pace {
             CheckoutPace::Concurrent(_) => "sustained".into(),
             CheckoutPace::Rate(_) => "fixed-rate".into(),
@@ -608,10 +747,10 @@ fn summarise(
 }
 
 /// The status strings of order-service (see DESIGN.md).
-const AWAITING_PAYMENT: &str = "AWAITING_PAYMENT";
-const PAID: &str = "PAID";
-const REJECTED: &str = "REJECTED";
-const CANCELLED: &str = "CANCELLED";
+pub(crate) const AWAITING_PAYMENT: &str = "AWAITING_PAYMENT";
+pub(crate) const PAID: &str = "PAID";
+pub(crate) const REJECTED: &str = "REJECTED";
+pub(crate) const CANCELLED: &str = "CANCELLED";
 
 /// One order from creation to `PAID`. `n` picks the customer and the product.
 async fn order_flow(shop: &Shop, n: usize, due: Instant) -> Outcome {
@@ -624,8 +763,10 @@ async fn order_flow(shop: &Shop, n: usize, due: Instant) -> Outcome {
 async fn try_order_flow(shop: &Shop, n: usize, due: Instant) -> Result<Outcome> {
     let config = &shop.config;
     let gateway = &config.gateway_url;
-    let customer = &shop.customers[n % shop.customers.len()];
-    let product_id = &shop.products[n % shop.products.len()];
+    let customer_index = n % shop.customers.len();
+    let customer = &shop.customers[customer_index];
+    let product_index = shop.product_of(n);
+    let product_id = &shop.products[product_index];
     let deadline = due + config.order_timeout;
     let token = Some(customer.token.as_str());
 
@@ -657,6 +798,15 @@ async fn try_order_flow(shop: &Shop, n: usize, due: Instant) -> Result<Outcome> 
         .as_str()
         .context("the created order has no id")?
         .to_owned();
+    shop.created
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(OrderRecord {
+            id: order_id.clone(),
+            customer: customer_index,
+            product: product_id.clone(),
+            quantity: 1,
+        });
     let order_url = format!("{gateway}/api/orders/{order_id}");
     let mut live = shop.api.status_stream(&order_url, token).await;
 

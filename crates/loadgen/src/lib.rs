@@ -5,12 +5,15 @@
 //! (requests due at fixed times, latency measured from the due time so a stalled server cannot
 //! hide its queue: no coordinated omission). Latencies go into HDR histograms and are reported
 //! as percentiles, never averages. `checkout` runs the whole checkout saga through the gateway
-//! and splits each order's time into the saga's steps. `hello` is a bare hyper server used as
+//! and splits each order's time into the saga's steps; `audit` checks the platform's invariants
+//! over every order a run created; `hot` sends a burst of orders at one product with little stock. `hello` is a bare hyper server used as
 //! the ceiling the services are compared with. Reports serialise to JSON, which is how xtask
 //! reads the results of the release-built CLI (a debug-built load generator would measure
 //! itself).
 
+pub mod audit;
 pub mod checkout;
+pub mod hot;
 pub mod conn;
 pub mod hello;
 pub mod load;
@@ -18,7 +21,8 @@ pub mod progress;
 pub mod schedule;
 pub mod stats;
 
-pub use checkout::{CheckoutConfig, CheckoutPace, CheckoutReport};
+pub use checkout::{CheckoutConfig, CheckoutPace, CheckoutReport, Popularity};
+pub use hot::{HotConfig, HotReport};
 pub use conn::{Endpoint, RequestSpec};
 pub use load::{LoadSpec, Pace, RunReport};
 pub use stats::{LatencySummary, format_ms};

@@ -15,9 +15,10 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http::{HeaderName, HeaderValue, Method};
+use loadgen::audit::{AuditConfig, AuditReport};
 use loadgen::{
-    CheckoutConfig, CheckoutPace, CheckoutReport, Endpoint, LatencySummary, LoadSpec, Pace,
-    RequestSpec, RunReport, format_ms,
+    CheckoutConfig, CheckoutPace, CheckoutReport, Endpoint, HotConfig, HotReport, LatencySummary,
+    LoadSpec, Pace, Popularity, RequestSpec, RunReport, format_ms,
 };
 
 #[derive(Parser)]
@@ -119,7 +120,73 @@ enum Command {
         /// Seconds an order may take to reach PAID before it counts as failed.
         #[arg(long, default_value_t = 30.0)]
         order_timeout: f64,
+        /// How orders pick their product: `uniform`, or `zipf:S` (Zipf's law, exponent S).
+        #[arg(long, default_value = "uniform")]
+        popularity: String,
+        /// After the run, check the invariants over every order it created (needs the
+        /// provider simulator: --psp-url, --psp-api-key).
+        #[arg(long)]
+        audit: bool,
+        #[arg(long, env = "PSP_URL", default_value = "http://127.0.0.1:8090")]
+        psp_url: String,
+        #[arg(long, env = "PSP_API_KEY", default_value = "sk_test_ferroshop")]
+        psp_api_key: String,
+        /// Seconds the audit waits for orders to settle and receipts to arrive.
+        #[arg(long, default_value_t = 60.0)]
+        settle_timeout: f64,
     },
+    /// A burst of orders for one new product with less stock than orders: how fast one
+    /// contended product's reservations are decided, and whether exactly the stock is reserved.
+    HotProduct {
+        #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+        gateway_url: String,
+        #[arg(
+            long,
+            env = "USER_SERVICE_URL",
+            default_value = "http://127.0.0.1:8081"
+        )]
+        user_service_url: String,
+        #[arg(
+            long,
+            env = "PRODUCT_SERVICE_URL",
+            default_value = "http://127.0.0.1:8082"
+        )]
+        product_service_url: String,
+        #[arg(long, env = "ADMIN_EMAIL", default_value = "admin@example.com")]
+        admin_email: String,
+        #[arg(long, env = "ADMIN_PASSWORD", default_value = "admin-dev-password")]
+        admin_password: String,
+        #[arg(long, default_value_t = 16)]
+        users: usize,
+        /// Orders sent (one unit each).
+        #[arg(long, default_value_t = 2_000)]
+        orders: usize,
+        /// Units the product starts with.
+        #[arg(long, default_value_t = 500)]
+        stock: i64,
+        /// Orders in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 60.0)]
+        order_timeout: f64,
+    },
+}
+
+/// `uniform` or `zipf:S`.
+fn popularity(text: &str) -> Result<Popularity> {
+    match text.split_once(':') {
+        None if text == "uniform" => Ok(Popularity::Uniform),
+        Some(("zipf", exponent)) => {
+            let exponent: f64 = exponent
+                .parse()
+                .with_context(|| format!("--popularity {text}: {exponent:?} is not a number"))?;
+            if !(exponent.is_finite() && exponent > 0.0) {
+                bail!("--popularity {text}: the exponent must be positive");
+            }
+            Ok(Popularity::Zipf(exponent))
+        }
+        _ => bail!("--popularity {text}: expected `uniform` or `zipf:S`"),
+    }
 }
 
 fn seconds(value: f64, what: &str) -> Result<Duration> {
@@ -230,6 +297,11 @@ fn main() -> Result<()> {
             stock,
             poll_ms,
             order_timeout,
+            popularity: popularity_text,
+            audit,
+            psp_url,
+            psp_api_key,
+            settle_timeout,
         } => {
             let pace = match rate {
                 Some(rate) if rate.is_finite() && rate > 0.0 => CheckoutPace::Rate(rate),
@@ -245,6 +317,16 @@ fn main() -> Result<()> {
                 users,
                 products,
                 stock_per_product: stock,
+                popularity: popularity(&popularity_text)?,
+                audit: if audit {
+                    Some(AuditConfig {
+                        psp_url: psp_url.trim_end_matches('/').to_owned(),
+                        psp_api_key,
+                        settle_timeout: seconds(settle_timeout, "--settle-timeout")?,
+                    })
+                } else {
+                    None
+                },
                 pace,
                 duration: seconds(duration, "--duration")?,
                 poll_interval: Duration::from_millis(poll_ms.max(1)),
@@ -261,8 +343,82 @@ fn main() -> Result<()> {
                 print_checkout(&report);
             }
         }
+        Command::HotProduct {
+            gateway_url,
+            user_service_url,
+            product_service_url,
+            admin_email,
+            admin_password,
+            users,
+            orders,
+            stock,
+            concurrency,
+            order_timeout,
+        } => {
+            let config = HotConfig {
+                gateway_url: gateway_url.trim_end_matches('/').to_owned(),
+                user_service_url: user_service_url.trim_end_matches('/').to_owned(),
+                product_service_url: product_service_url.trim_end_matches('/').to_owned(),
+                admin_email,
+                admin_password,
+                users,
+                orders: orders.max(1),
+                stock,
+                concurrency,
+                order_timeout: seconds(order_timeout, "--order-timeout")?,
+            };
+            let report = runtime.block_on(loadgen::hot::run(config))?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).context("encoding the report")?
+                );
+            } else {
+                print_hot(&report);
+            }
+        }
     }
     Ok(())
+}
+
+fn print_hot(r: &HotReport) {
+    println!(
+        "hot product ({} orders, {} units, {} in flight)",
+        r.orders, r.stock, r.concurrency
+    );
+    println!(
+        "  decided        {} reserved, {} rejected, {} failed in {:.1} s ({:.0} orders/s)",
+        r.reserved, r.rejected, r.failed, r.elapsed_secs, r.decided_per_sec
+    );
+    latency_line("create call", &r.create_call);
+    latency_line("decision", &r.decision);
+    println!(
+        "  product after  available {} reserved {} sold {}: {}",
+        r.after.available,
+        r.after.reserved,
+        r.after.sold,
+        if r.exact { "exactly the stock reserved" } else { "NOT exact" }
+    );
+    if let Some(failure) = &r.first_failure {
+        println!("  first failure  {failure}");
+    }
+}
+
+fn print_audit(a: &AuditReport) {
+    println!(
+        "  invariants     {} ({} orders, settled in {:.1} s; {:?})",
+        if a.passed { "hold" } else { "VIOLATED" },
+        a.orders,
+        a.settle_secs,
+        a.statuses
+    );
+    println!(
+        "                 sold {} = paid units {}; charges kept {} (+{} refunded); receipts {}/{}",
+        a.sold_units, a.paid_units, a.charges_kept, a.refunds, a.receipts_found, a.receipts_expected
+    );
+    for violation in &a.violations {
+        println!("  violation      {violation}");
+    }
 }
 
 fn latency_line(name: &str, s: &LatencySummary) {
@@ -320,5 +476,8 @@ fn print_checkout(r: &CheckoutReport) {
     }
     if let Some(failure) = &r.first_failure {
         println!("  first failure  {failure}");
+    }
+    if let Some(audit) = &r.audit {
+        print_audit(audit);
     }
 }

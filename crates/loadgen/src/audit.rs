@@ -1,0 +1,334 @@
+//! The platform's invariants, checked over every order a benchmark run created, once the run
+//! is over: the same promises the system tests hold (DESIGN "Invariants"), now under load.
+//!
+//! - every order leaves `PENDING` (waited for, with a deadline);
+//! - stock is conserved per product: available + reserved + sold after the run equals the
+//!   units before it, and `sold` grew by exactly the units of the run's `PAID` orders;
+//! - per order, charges kept at the provider (succeeded and not refunded) = 1 if `PAID`,
+//!   else 0; summed, succeeded charges = `PAID` orders + refunds;
+//! - one receipt e-mail per `PAID` order: each customer (fresh per run) has as many `receipt`
+//!   e-mails in their notification history as `PAID` orders, after the deadline.
+//!
+//! A run's products must not be sold by anyone else meanwhile (true in `cargo xtask bench`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt as _;
+use http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::checkout::{Api, PAID};
+
+/// Where the provider simulator is, and how long the platform may take to settle.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub psp_url: String,
+    pub psp_api_key: String,
+    /// How long the audit waits for orders to leave `PENDING` and for receipts to arrive.
+    pub settle_timeout: Duration,
+}
+
+/// One order the run created.
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    pub id: String,
+    /// Index of the customer (in the run's customer list).
+    pub customer: usize,
+    pub product: String,
+    pub quantity: i64,
+}
+
+/// One product the run used, with its units before the run.
+#[derive(Debug, Clone)]
+pub struct ProductRecord {
+    pub id: String,
+    pub units_before: Units,
+}
+
+/// A product's stock as the API shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Units {
+    pub available: i64,
+    pub reserved: i64,
+    pub sold: i64,
+}
+
+impl Units {
+    pub fn total(self) -> i64 {
+        self.available + self.reserved + self.sold
+    }
+}
+
+/// What the audit found. `passed` is true only when every check held.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub passed: bool,
+    pub orders: u64,
+    /// Final statuses of the run's orders.
+    pub statuses: BTreeMap<String, u64>,
+    /// Seconds from the end of the run until no order was `PENDING` any more.
+    pub settle_secs: f64,
+    pub products: u64,
+    pub paid_units: i64,
+    pub sold_units: i64,
+    /// Charges kept at the provider over all orders, and `PAID` orders.
+    pub charges_kept: u64,
+    pub refunds: u64,
+    pub receipts_expected: u64,
+    pub receipts_found: u64,
+    /// The first few violations, in words.
+    pub violations: Vec<String>,
+}
+
+const SHOWN_VIOLATIONS: usize = 10;
+
+/// The stock of product `id`, read from product-service.
+pub(crate) async fn units(api: &Api, products_url: &str, id: &str) -> Result<Units> {
+    let (status, body) = api
+        .call(
+            Method::GET,
+            &format!("{products_url}/api/products/{id}"),
+            None,
+            None,
+            None,
+        )
+        .await?;
+    if status != StatusCode::OK {
+        bail!("reading product {id}: {status} {body}");
+    }
+    Ok(Units {
+        available: body["stock"]["available"].as_i64().unwrap_or_default(),
+        reserved: body["stock"]["reserved"].as_i64().unwrap_or_default(),
+        sold: body["stock"]["sold"]
+            .as_i64()
+            .or_else(|| body["sold"].as_i64())
+            .unwrap_or_default(),
+    })
+}
+
+/// Checks the invariants over `orders` (see the module documentation).
+pub(crate) async fn run(
+    api: &Api,
+    config: &AuditConfig,
+    gateway_url: &str,
+    products_url: &str,
+    tokens: &[String],
+    products: &[ProductRecord],
+    orders: &[OrderRecord],
+) -> Result<AuditReport> {
+    let mut report = AuditReport {
+        orders: orders.len() as u64,
+        products: products.len() as u64,
+        ..AuditReport::default()
+    };
+    let mut violations: Vec<String> = Vec::new();
+    let started = Instant::now();
+    let deadline = started + config.settle_timeout;
+
+    // 1. Final statuses, waiting out PENDING.
+    let statuses = final_statuses(api, gateway_url, tokens, orders, deadline).await?;
+    report.settle_secs = started.elapsed().as_secs_f64();
+    for status in statuses.values() {
+        *report.statuses.entry(status.clone()).or_default() += 1;
+    }
+    for (id, status) in &statuses {
+        if status == "PENDING" {
+            violations.push(format!("order {id} is still PENDING"));
+        }
+    }
+
+    // 2. Stock conservation and sold units per product.
+    let mut paid_units: HashMap<&str, i64> = HashMap::new();
+    for order in orders {
+        if statuses.get(&order.id).map(String::as_str) == Some(PAID) {
+            *paid_units.entry(order.product.as_str()).or_default() += order.quantity;
+        }
+    }
+    for product in products {
+        let after = units(api, products_url, &product.id).await?;
+        let paid = paid_units.get(product.id.as_str()).copied().unwrap_or_default();
+        let sold = after.sold - product.units_before.sold;
+        report.paid_units += paid;
+        report.sold_units += sold;
+        if after.total() != product.units_before.total() {
+            violations.push(format!(
+                "product {}: {} + {} + {} = {} units after the run, {} before",
+                product.id,
+                after.available,
+                after.reserved,
+                after.sold,
+                after.total(),
+                product.units_before.total()
+            ));
+        }
+        if sold != paid {
+            violations.push(format!(
+                "product {}: sold grew by {sold}, PAID orders hold {paid} units",
+                product.id
+            ));
+        }
+    }
+
+    // 3. Charges kept at the provider, per order.
+    let kept = charges_kept(api, config, orders).await?;
+    for order in orders {
+        let (kept, refunds) = kept.get(&order.id).copied().unwrap_or_default();
+        report.charges_kept += kept;
+        report.refunds += refunds;
+        let paid = statuses.get(&order.id).map(String::as_str) == Some(PAID);
+        if kept != u64::from(paid) {
+            violations.push(format!(
+                "order {} is {} with {kept} charge(s) kept",
+                order.id,
+                statuses.get(&order.id).map(String::as_str).unwrap_or("unknown")
+            ));
+        }
+    }
+
+    // 4. One receipt per PAID order, per customer.
+    let mut expected: Vec<u64> = vec![0; tokens.len()];
+    for order in orders {
+        if statuses.get(&order.id).map(String::as_str) == Some(PAID)
+            && let Some(count) = expected.get_mut(order.customer)
+        {
+            *count += 1;
+        }
+    }
+    report.receipts_expected = expected.iter().sum();
+    let found = receipts(api, gateway_url, tokens, &expected, deadline).await?;
+    report.receipts_found = found.iter().sum();
+    for (customer, (want, got)) in expected.iter().zip(&found).enumerate() {
+        if want != got {
+            violations.push(format!(
+                "customer {customer}: {got} receipt(s) for {want} PAID order(s)"
+            ));
+        }
+    }
+
+    report.passed = violations.is_empty();
+    violations.truncate(SHOWN_VIOLATIONS);
+    report.violations = violations;
+    Ok(report)
+}
+
+/// Each order's status once it left `PENDING`, or `PENDING` if it had not by `deadline`.
+async fn final_statuses(
+    api: &Api,
+    gateway_url: &str,
+    tokens: &[String],
+    orders: &[OrderRecord],
+    deadline: Instant,
+) -> Result<HashMap<String, String>> {
+    let checks = orders.iter().map(|order| async move {
+        let token = tokens.get(order.customer).map(String::as_str);
+        let url = format!("{gateway_url}/api/orders/{}", order.id);
+        loop {
+            let (status, body) = api.call(Method::GET, &url, token, None, None).await?;
+            let current = match status {
+                StatusCode::OK => body["status"].as_str().unwrap_or_default().to_owned(),
+                StatusCode::TOO_MANY_REQUESTS => "PENDING".to_owned(),
+                other => bail!("GET {url}: {other} {body}"),
+            };
+            if current != "PENDING" || Instant::now() >= deadline {
+                return anyhow::Ok((order.id.clone(), current));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    // Sixteen at a time: quick, without turning the audit into a load test of its own.
+    let answers: Vec<Result<(String, String)>> = futures::stream::iter(checks)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    answers.into_iter().collect()
+}
+
+/// Per order: charges succeeded and not refunded at the provider, and refunds.
+async fn charges_kept(
+    api: &Api,
+    config: &AuditConfig,
+    orders: &[OrderRecord],
+) -> Result<HashMap<String, (u64, u64)>> {
+    let lookups = orders.iter().map(|order| async move {
+        let url = format!("{}/v1/charges?reference={}", config.psp_url, order.id);
+        let (status, body) = api
+            .call_with_bearer(Method::GET, &url, &config.psp_api_key)
+            .await?;
+        if status != StatusCode::OK {
+            bail!("GET {url}: {status} {body}");
+        }
+        let charges: Vec<Value> = match &body {
+            Value::Array(items) => items.clone(),
+            body => body["data"].as_array().cloned().unwrap_or_default(),
+        };
+        let refunded = |charge: &Value| {
+            charge["refunded"].as_bool().unwrap_or(false)
+                || charge["amount_refunded"].as_i64().unwrap_or(0) > 0
+        };
+        let succeeded: Vec<&Value> = charges
+            .iter()
+            .filter(|charge| charge["status"] == "succeeded")
+            .collect();
+        let refunds = succeeded.iter().filter(|charge| refunded(charge)).count() as u64;
+        anyhow::Ok((order.id.clone(), (succeeded.len() as u64 - refunds, refunds)))
+    });
+    let answers: Vec<Result<(String, (u64, u64))>> = futures::stream::iter(lookups)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    answers.into_iter().collect()
+}
+
+/// Receipt e-mails in each customer's notification history, waiting until each customer has
+/// at least `expected` of them or `deadline` passes (then counting again once, so duplicates
+/// arriving late are seen).
+async fn receipts(
+    api: &Api,
+    gateway_url: &str,
+    tokens: &[String],
+    expected: &[u64],
+    deadline: Instant,
+) -> Result<Vec<u64>> {
+    let mut found = Vec::with_capacity(tokens.len());
+    for (token, want) in tokens.iter().zip(expected) {
+        loop {
+            let got = count_receipts(api, gateway_url, token).await?;
+            if got >= *want || Instant::now() >= deadline {
+                found.push(got);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(found)
+}
+
+async fn count_receipts(api: &Api, gateway_url: &str, token: &str) -> Result<u64> {
+    let mut count = 0;
+    let mut before: Option<i64> = None;
+    loop {
+        let page = match before {
+            Some(before) => format!("&before={before}"),
+            None => String::new(),
+        };
+        let url = format!("{gateway_url}/api/notifications?limit=100{page}");
+        let (status, body) = api.call(Method::GET, &url, Some(token), None, None).await?;
+        if status != StatusCode::OK {
+            bail!("GET {url}: {status} {body}");
+        }
+        let items = body["items"].as_array().context("notifications without items")?;
+        count += items
+            .iter()
+            .filter(|n| n["template"] == "receipt" && n["channel"] == "email")
+            .count() as u64;
+        match body["next_before"].as_i64() {
+            Some(next) if !items.is_empty() => before = Some(next),
+            _ => return Ok(count),
+        }
+    }
+}
+
