@@ -22,10 +22,11 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use loadgen::{CheckoutReport, LatencySummary, RunReport, format_ms};
+use loadgen::{CheckoutReport, HotReport, LatencySummary, RunReport, format_ms};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::capacity;
 use crate::infra::{self, ALL, Infra};
 use crate::layout::{Layout, Settings, rel};
 use crate::proc::{live_pid, run_logged};
@@ -51,8 +52,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     loadgen_threads: usize,
     /// Orders per second of the fixed-rate checkout run.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 50.0)]
     order_rate: f64,
+    /// Products the checkout runs spread their orders over (Zipf popularity, s = 1).
+    #[arg(long, default_value_t = 200)]
+    order_products: usize,
+    /// Orders and units of the hot-product run.
+    #[arg(long, default_value_t = 2_000)]
+    hot_orders: usize,
+    #[arg(long, default_value_t = 500)]
+    hot_stock: i64,
     /// Concurrent order flows of the sustained checkout run.
     #[arg(long, default_value_t = 16)]
     order_concurrency: usize,
@@ -273,9 +282,15 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     // 3) checkout
     memory.phase = Phase::Checkout;
     let checkout_rate = runner.checkout(&mut memory, &gateway_url, Some(args.order_rate))?;
+    let before = capacity::counters(layout, s, &tools.mongo_bench)?;
     let checkout_sustained = runner.checkout(&mut memory, &gateway_url, None)?;
+    let after = capacity::counters(layout, s, &tools.mongo_bench)?;
+    let hot = runner.hot_product(&mut memory, &gateway_url)?;
     memory.phase = Phase::Idle;
     drop(hello);
+    say("measuring the infrastructure's own limits (pgbench, Kafka's producer test)");
+    let limits = capacity::limits(layout, s)?;
+    let costs = OrderCosts::between(&before, &after, checkout_sustained.paid);
 
     let report = Report {
         machine,
@@ -286,6 +301,9 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         catalog,
         checkout_rate,
         checkout_sustained,
+        hot,
+        costs,
+        limits,
         mongo,
         memory: &memory,
     };
@@ -551,6 +569,13 @@ impl Runner<'_> {
             &admin_password,
             "--duration",
             &self.plan.checkout_seconds.to_string(),
+            "--products",
+            &self.args.order_products.to_string(),
+            "--popularity",
+            "zipf:1.0",
+            "--audit",
+            "--psp-url",
+            &service_url("psp-sim")?,
         ]);
         let label = match rate {
             Some(rate) => {
@@ -570,11 +595,66 @@ impl Runner<'_> {
         };
         parse(&run_json(cmd, memory, &label)?, &label)
     }
+
+    fn hot_product(&self, memory: &mut MemoryLog, gateway_url: &str) -> Result<HotReport> {
+        let (admin_email, admin_password) = services::admin_credentials();
+        // A smoke run sends a fifth of the burst.
+        let quick_divisor: usize = if self.args.quick { 5 } else { 1 };
+        let mut cmd = self.base();
+        cmd.args([
+            "hot-product",
+            "--gateway-url",
+            gateway_url,
+            "--user-service-url",
+            &service_url("user-service")?,
+            "--product-service-url",
+            &service_url("product-service")?,
+            "--admin-email",
+            &admin_email,
+            "--admin-password",
+            &admin_password,
+            "--orders",
+            &(self.args.hot_orders / quick_divisor).max(1).to_string(),
+            "--stock",
+            &(self.args.hot_stock / quick_divisor as i64).to_string(),
+        ]);
+        parse(&run_json(cmd, memory, "hot product")?, "hot product")
+    }
+}
+
+/// What one paid order of the sustained run cost the infrastructure (everything the platform
+/// did during the run, divided by the orders paid).
+struct OrderCosts {
+    orders: u64,
+    kafka_records: f64,
+    pg_commits: f64,
+    mongo_writes: f64,
+    mongo_commits: f64,
+}
+
+impl OrderCosts {
+    fn between(before: &capacity::Counters, after: &capacity::Counters, orders: u64) -> Self {
+        let per = |a: i64, b: i64| {
+            if orders == 0 || a < 0 || b < 0 {
+                f64::NAN
+            } else {
+                (b - a) as f64 / orders as f64
+            }
+        };
+        Self {
+            orders,
+            kafka_records: per(before.kafka_records, after.kafka_records),
+            pg_commits: per(before.pg_commits, after.pg_commits),
+            mongo_writes: per(before.mongo_writes, after.mongo_writes),
+            mongo_commits: per(before.mongo_commits, after.mongo_commits),
+        }
+    }
 }
 
 /// Runs one loadgen process (progress on the inherited stderr), sampling the stack's memory
 /// while it runs, and returns its JSON report line.
 fn run_json(mut cmd: Command, memory: &mut MemoryLog, label: &str) -> Result<String> {
+    let cpu_before = memory.cpu_snapshot();
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -599,6 +679,7 @@ fn run_json(mut cmd: Command, memory: &mut MemoryLog, label: &str) -> Result<Str
     if !status.success() {
         bail!("the load generator failed for {label} ({status})");
     }
+    memory.record_cpu(label, cpu_before);
     Ok(out.lines().last().unwrap_or_default().to_owned())
 }
 
@@ -638,6 +719,24 @@ struct MemoryLog {
     phase: Phase,
     /// Per component: idle figure and the peak seen in each load phase.
     figures: BTreeMap<(usize, Phase), Memory>,
+    /// Per load run: its label and where the CPU went.
+    cpu: Vec<(String, CpuShare)>,
+}
+
+/// CPU of one load run: cores used on average by each component (in `components`' order),
+/// by the whole machine, and the run's length.
+#[derive(Debug, Clone, Default)]
+struct CpuShare {
+    cores: Vec<f64>,
+    machine_cores: f64,
+    secs: f64,
+}
+
+/// CPU counters at the start of a run.
+struct CpuSnapshot {
+    at: std::time::Instant,
+    ticks: Vec<u64>,
+    machine: (u64, u64),
 }
 
 impl MemoryLog {
@@ -681,7 +780,65 @@ impl MemoryLog {
             components,
             phase: Phase::Idle,
             figures: BTreeMap::new(),
+            cpu: Vec::new(),
         }
+    }
+
+    fn component_ticks(&self) -> Vec<u64> {
+        let groups = process_groups();
+        self.components
+            .iter()
+            .map(|component| {
+                let members = groups
+                    .get(&component.pid)
+                    .cloned()
+                    .unwrap_or_else(|| vec![component.pid]);
+                capacity::ticks(&members)
+            })
+            .collect()
+    }
+
+    fn cpu_snapshot(&self) -> CpuSnapshot {
+        CpuSnapshot {
+            at: std::time::Instant::now(),
+            ticks: self.component_ticks(),
+            machine: capacity::machine_ticks(),
+        }
+    }
+
+    fn record_cpu(&mut self, label: &str, before: CpuSnapshot) {
+        let secs = before.at.elapsed().as_secs_f64().max(0.001);
+        let hz = capacity::clock_ticks_per_sec();
+        let cores = self
+            .component_ticks()
+            .iter()
+            .zip(&before.ticks)
+            .map(|(after, before)| after.saturating_sub(*before) as f64 / hz / secs)
+            .collect();
+        let (busy, total) = capacity::machine_ticks();
+        let (busy0, total0) = before.machine;
+        let machine_share = if total > total0 {
+            busy.saturating_sub(busy0) as f64 / (total - total0) as f64
+        } else {
+            0.0
+        };
+        let machine_cores =
+            machine_share * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        self.cpu.push((
+            label.to_owned(),
+            CpuShare {
+                cores,
+                machine_cores,
+                secs,
+            },
+        ));
+    }
+
+    fn cpu_of(&self, label: &str) -> Option<&CpuShare> {
+        self.cpu
+            .iter()
+            .find(|(run, _)| run == label)
+            .map(|(_, share)| share)
     }
 
     fn sample_idle(&mut self) {
@@ -882,6 +1039,9 @@ struct Report<'a> {
     catalog: Catalog,
     checkout_rate: CheckoutReport,
     checkout_sustained: CheckoutReport,
+    hot: HotReport,
+    costs: OrderCosts,
+    limits: capacity::Limits,
     mongo: MongoFigures,
     memory: &'a MemoryLog,
 }
@@ -1095,6 +1255,54 @@ impl Report<'_> {
             o.gateway_half.target_rate.unwrap_or_default(),
             verdict(added < 1.0)
         );
+        let (r, sus, hot) = (&self.checkout_rate, &self.checkout_sustained, &self.hot);
+        let _ = writeln!(
+            out,
+            "| sustained checkout >= 150 orders/s PAID, 0 failed | {:.1} orders/s, {} failed | {} |",
+            sus.paid_per_sec,
+            sus.failed,
+            verdict(sus.paid_per_sec >= 150.0 && sus.failed == 0)
+        );
+        let _ = writeln!(
+            out,
+            "| fixed {}/s: create -> AWAITING_PAYMENT p99 <= 150 ms, payment call p99 <= 100 ms, create -> PAID p99 <= 400 ms | {} / {} / {} ({} of {} paid) | {} |",
+            r.target_rate.unwrap_or_default(),
+            format_ms(r.create_call.p99_ms + r.reservation.p99_ms),
+            format_ms(r.payment_call.p99_ms),
+            format_ms(r.total.p99_ms),
+            r.paid,
+            r.started,
+            verdict(
+                r.create_call.p99_ms + r.reservation.p99_ms <= 150.0
+                    && r.payment_call.p99_ms <= 100.0
+                    && r.total.p99_ms <= 400.0
+                    && r.failed == 0
+            )
+        );
+        let _ = writeln!(
+            out,
+            "| hot product: {} orders for {} units, exactly {} reserved, >= 500 orders/s | {} reserved ({}), {:.0} orders/s decided | {} |",
+            hot.orders,
+            hot.stock,
+            hot.stock,
+            hot.reserved,
+            if hot.exact { "exact" } else { "NOT exact" },
+            hot.decided_per_sec,
+            verdict(hot.exact && hot.decided_per_sec >= 500.0)
+        );
+        let audits_hold = [r, sus]
+            .iter()
+            .all(|c| c.audit.as_ref().is_some_and(|a| a.passed));
+        let _ = writeln!(
+            out,
+            "| invariants after the checkout runs (stock, charges, receipts) | {} | {} |",
+            if audits_hold {
+                "hold"
+            } else {
+                "violated (section 3)"
+            },
+            if audits_hold { "met" } else { "**not met**" }
+        );
         match &largest {
             Some((name, mem)) => {
                 let _ = writeln!(
@@ -1185,6 +1393,7 @@ impl Report<'_> {
 
         // 3) checkout
         self.checkout_markdown(&mut out);
+        self.hot_and_costs_markdown(&mut out);
 
         // 4) memory
         let _ = writeln!(out, "\n## 4. Memory\n");
@@ -1240,7 +1449,232 @@ impl Report<'_> {
             "\n| guarded updates | per second |\n|---|---|\n| serially | {:.0} |\n| 8 clients | {:.0} |",
             m.guarded_updates_per_s.serial, m.guarded_updates_per_s.clients_8
         );
+        self.cpu_markdown(&mut out);
         out
+    }
+
+    fn hot_and_costs_markdown(&self, out: &mut String) {
+        let (r, s) = (&self.checkout_rate, &self.checkout_sustained);
+        let _ = writeln!(
+            out,
+            "\nProducts are picked by popularity: {} over {} products (the most popular takes {:.0}% of the orders), as sales in a real shop are skewed.\n",
+            s.popularity,
+            s.products,
+            s.top_product_share * 100.0
+        );
+        let _ = writeln!(
+            out,
+            "Invariants after each run, over every order it created (`crates/loadgen/src/audit.rs`): no order left `PENDING`; per product, available + reserved + sold unchanged and sold grown by exactly the units of `PAID` orders; per order, charges kept at the provider = 1 if `PAID`, else 0; one receipt e-mail per `PAID` order.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| run | result | orders (final statuses) | settled after the run | sold = paid units | charges kept (refunded) | receipts |\n|---|---|---|---|---|---|---|"
+        );
+        for (name, c) in [("fixed rate", r), ("sustained", s)] {
+            match &c.audit {
+                Some(a) => {
+                    let statuses: Vec<String> =
+                        a.statuses.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "| {name} | {} | {} ({}) | {:.1} s | {} = {} | {} ({}) | {} of {} |",
+                        if a.passed { "hold" } else { "**violated**" },
+                        a.orders,
+                        statuses.join(", "),
+                        a.settle_secs,
+                        a.sold_units,
+                        a.paid_units,
+                        a.charges_kept,
+                        a.refunds,
+                        a.receipts_found,
+                        a.receipts_expected
+                    );
+                    for violation in &a.violations {
+                        let _ = writeln!(out, "\n- {name}: {}", violation.replace('|', "/"));
+                    }
+                }
+                None => {
+                    let _ = writeln!(out, "| {name} | not checked | | | | | |");
+                }
+            }
+        }
+
+        let h = &self.hot;
+        let _ = writeln!(out, "\n### One hot product\n");
+        let _ = writeln!(
+            out,
+            "{} orders of one unit each for one new product with {} units, {} in flight at once, through the gateway; an order is decided when it leaves `PENDING` (`AWAITING_PAYMENT`: its unit was reserved; `REJECTED`: sold out). The rate counts decided orders from the first to the last decision.\n",
+            h.orders, h.stock, h.concurrency
+        );
+        let _ = writeln!(
+            out,
+            "| reserved | rejected | failed | decided/s | decision p50 | p99 | create call p50 | p99 | product after (available / reserved / sold) | exact |\n|---|---|---|---|---|---|---|---|---|---|"
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} / {} / {} | {} |",
+            h.reserved,
+            h.rejected,
+            h.failed,
+            h.decided_per_sec,
+            format_ms(h.decision.p50_ms),
+            format_ms(h.decision.p99_ms),
+            format_ms(h.create_call.p50_ms),
+            format_ms(h.create_call.p99_ms),
+            h.after.available,
+            h.after.reserved,
+            h.after.sold,
+            if h.exact { "yes" } else { "**no**" }
+        );
+        if let Some(failure) = &h.first_failure {
+            let _ = writeln!(out, "\nFirst failure: `{}`", failure.replace('|', "/"));
+        }
+
+        let c = &self.costs;
+        let l = &self.limits;
+        let _ = writeln!(out, "\n### What one order costs, and the machine's limit\n");
+        let _ = writeln!(
+            out,
+            "Counted over the sustained run ({} orders paid; everything the platform did meanwhile, divided by them): records on the five platform topics (end offsets), PostgreSQL commits over all databases (`pg_stat_database`), write commands and store commits on the MongoDB-wire server (`serverStatus`). The limits are the same machine's infrastructure alone, measured in this run: pgbench with a one-`INSERT` transaction (8 clients, 10 s), and Kafka's `ProducerPerformance` with our producer's settings (acks=all, idempotent, lz4, linger 5 ms; 200,000 records of 1 KB).\n",
+            c.orders
+        );
+        let per_order = |cost: f64| {
+            if cost.is_finite() {
+                format!("{cost:.1}")
+            } else {
+                "n/a".to_owned()
+            }
+        };
+        let ceiling = |rate: f64, cost: f64| {
+            if cost.is_finite() && cost > 0.0 {
+                format!("{:.0} orders/s", rate / cost)
+            } else {
+                "n/a".to_owned()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| resource | per paid order | machine limit | orders/s if it were the only cost |\n|---|---|---|---|"
+        );
+        let _ = writeln!(
+            out,
+            "| PostgreSQL commits | {} | {:.0} commits/s | {} |",
+            per_order(c.pg_commits),
+            l.pg_commits_per_sec,
+            ceiling(l.pg_commits_per_sec, c.pg_commits)
+        );
+        let _ = writeln!(
+            out,
+            "| Kafka records | {} | {:.0} records/s | {} |",
+            per_order(c.kafka_records),
+            l.kafka_records_per_sec,
+            ceiling(l.kafka_records_per_sec, c.kafka_records)
+        );
+        let _ = writeln!(
+            out,
+            "| MongoDB-wire write commands (store commits) | {} ({}) | {:.0} guarded updates/s from 8 clients (section 5) | {} |",
+            per_order(c.mongo_writes),
+            per_order(c.mongo_commits),
+            self.mongo.guarded_updates_per_s.clients_8,
+            ceiling(self.mongo.guarded_updates_per_s.clients_8, c.mongo_writes)
+        );
+        let _ = writeln!(
+            out,
+            "\nLimit line: PostgreSQL {:.0} commits/s and Kafka {:.0} records/s on this machine; the sustained run used {:.1} orders/s.",
+            l.pg_commits_per_sec, l.kafka_records_per_sec, s.paid_per_sec
+        );
+    }
+
+    fn cpu_markdown(&self, out: &mut String) {
+        let runs: Vec<(&str, String)> = vec![
+            (
+                "fixed rate",
+                format!("checkout at {}/s", self.args.order_rate),
+            ),
+            ("sustained", "checkout sustained".to_owned()),
+            ("hot product", "hot product".to_owned()),
+        ];
+        let _ = writeln!(out, "\n## 6. Where the CPU goes\n");
+        let _ = writeln!(
+            out,
+            "CPU time of each process (group) during each checkout run, from `/proc/<pid>/stat`, as the average share of one core over the run (the machine has {} cores). For the checkout runs, also milliseconds of CPU per order paid. \"machine\" is every process on the machine (`/proc/stat`), the load generator included.\n",
+            self.machine.cores
+        );
+        let mut header = "| process |".to_owned();
+        let mut rule = "|---|".to_owned();
+        for (name, _) in &runs {
+            let _ = write!(header, " {name} |");
+            rule.push_str("---|");
+        }
+        let _ = writeln!(out, "{header}\n{rule}");
+        let paid = |name: &str| match name {
+            "fixed rate" => self.checkout_rate.paid,
+            "sustained" => self.checkout_sustained.paid,
+            _ => 0,
+        };
+        let cell = |name: &str, cores: f64, secs: f64| {
+            let orders = paid(name);
+            if orders > 0 {
+                format!(
+                    "{:.0}% ({:.1} ms/order)",
+                    cores * 100.0,
+                    cores * secs * 1000.0 / orders as f64
+                )
+            } else {
+                format!("{:.0}%", cores * 100.0)
+            }
+        };
+        let mut rows: Vec<(f64, String)> = Vec::new();
+        for (index, component) in self.memory.components.iter().enumerate() {
+            let mut line = format!("| {} |", component.name);
+            let mut weight = 0.0;
+            for (name, label) in &runs {
+                match self.memory.cpu_of(label) {
+                    Some(share) => {
+                        let cores = share.cores.get(index).copied().unwrap_or_default();
+                        weight += cores;
+                        let _ = write!(line, " {} |", cell(name, cores, share.secs));
+                    }
+                    None => line.push_str(" - |"),
+                }
+            }
+            rows.push((weight, line));
+        }
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, line) in rows {
+            let _ = writeln!(out, "{line}");
+        }
+        let mut machine = "| machine (all processes) |".to_owned();
+        for (name, label) in &runs {
+            match self.memory.cpu_of(label) {
+                Some(share) => {
+                    let _ = write!(
+                        machine,
+                        " {} |",
+                        cell(name, share.machine_cores, share.secs)
+                    );
+                }
+                None => machine.push_str(" - |"),
+            }
+        }
+        let _ = writeln!(out, "{machine}");
+        if let Some(share) = self.memory.cpu_of("checkout sustained") {
+            let top = self
+                .memory
+                .components
+                .iter()
+                .zip(&share.cores)
+                .max_by(|a, b| a.1.total_cmp(b.1));
+            if let Some((component, cores)) = top {
+                let _ = writeln!(
+                    out,
+                    "\nIn the sustained run the machine was {:.0}% busy; the largest single consumer was {} ({:.0}% of a core).",
+                    share.machine_cores / self.machine.cores.max(1) as f64 * 100.0,
+                    component.name,
+                    cores * 100.0
+                );
+            }
+        }
     }
 
     fn checkout_markdown(&self, out: &mut String) {
@@ -1489,6 +1923,22 @@ mod tests {
             settlement: step(10.0),
             failures: BTreeMap::from([("payment answered 409 Conflict".to_owned(), 1)]),
             first_failure: Some("payment answered 409 Conflict: {}".into()),
+            popularity: "zipf s=1".into(),
+            top_product_share: 0.17,
+            audit: Some(loadgen::audit::AuditReport {
+                passed: true,
+                orders: 300,
+                statuses: BTreeMap::from([("PAID".to_owned(), 299)]),
+                settle_secs: 0.5,
+                products: 32,
+                paid_units: 299,
+                sold_units: 299,
+                charges_kept: 299,
+                refunds: 0,
+                receipts_expected: 299,
+                receipts_found: 299,
+                violations: Vec::new(),
+            }),
         }
     }
 
@@ -1501,6 +1951,9 @@ mod tests {
             connections: 16,
             loadgen_threads: 1,
             order_rate: 5.0,
+            order_products: 200,
+            hot_orders: 2_000,
+            hot_stock: 500,
             order_concurrency: 16,
             products: 1_000,
             trace_ratio: 0.01,
@@ -1522,6 +1975,14 @@ mod tests {
             ],
             phase: Phase::Idle,
             figures: BTreeMap::new(),
+            cpu: vec![(
+                "checkout sustained".into(),
+                CpuShare {
+                    cores: vec![0.25, 0.5],
+                    machine_cores: 1.9,
+                    secs: 60.0,
+                },
+            )],
         };
         memory.figures.insert(
             (0, Phase::Idle),
@@ -1566,6 +2027,36 @@ mod tests {
             },
             checkout_rate: checkout("fixed-rate", Some(5.0), 120.0),
             checkout_sustained: checkout("sustained", None, 400.0),
+            hot: HotReport {
+                orders: 2000,
+                stock: 500,
+                concurrency: 64,
+                reserved: 500,
+                rejected: 1500,
+                failed: 0,
+                first_failure: None,
+                elapsed_secs: 10.0,
+                decided_per_sec: 200.0,
+                decision: LatencySummary::default(),
+                create_call: LatencySummary::default(),
+                after: loadgen::audit::Units {
+                    available: 0,
+                    reserved: 500,
+                    sold: 0,
+                },
+                exact: true,
+            },
+            costs: OrderCosts {
+                orders: 299,
+                kafka_records: 9.0,
+                pg_commits: 12.0,
+                mongo_writes: 15.0,
+                mongo_commits: 10.0,
+            },
+            limits: capacity::Limits {
+                pg_commits_per_sec: 3600.0,
+                kafka_records_per_sec: 26000.0,
+            },
             mongo: MongoFigures {
                 products: 1000,
                 find_by_id_ms: Quantiles { p50: 0.2, p99: 1.5 },
@@ -1592,6 +2083,13 @@ mod tests {
             "## 5. The MongoDB-wire server",
             "| sorted listing of 20 | 2.30 ms | 5.00 ms |",
             "| 8 clients | 1400 |",
+            "| sustained checkout >= 150 orders/s PAID, 0 failed | 4.9 orders/s, 1 failed | **not met** |",
+            "200 reserved".replace("200", "500").as_str(),
+            "| invariants after the checkout runs (stock, charges, receipts) | hold | met |",
+            "| PostgreSQL commits | 12.0 | 3600 commits/s | 300 orders/s |",
+            "## 6. Where the CPU goes",
+            "| gateway | - | 50% (",
+            "the largest single consumer was gateway (50% of a core)",
             "`cargo xtask bench --quick`",
             "export a share of 0.01 of the traces",
         ] {

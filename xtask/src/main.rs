@@ -10,6 +10,7 @@
 //! test suite against the real stack, ending with one `N passed, N failed` line.
 
 mod bench;
+mod capacity;
 mod deploy_check;
 mod infra;
 mod layout;

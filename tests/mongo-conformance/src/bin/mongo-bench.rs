@@ -38,6 +38,44 @@ struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only print the server's write counters (`serverStatus.ferroshop` of the local server,
+    /// MongoDB's `opcounters` elsewhere) as JSON, and exit: `cargo xtask bench` reads them
+    /// before and after a run to count the writes one order costs.
+    #[arg(long)]
+    counters: bool,
+}
+
+/// Write commands and commits so far, from `serverStatus`.
+async fn print_counters(client: &Client) -> anyhow::Result<()> {
+    let status = client
+        .database("admin")
+        .run_command(doc! {"serverStatus": 1})
+        .await?;
+    let number = |value: Option<&mongodb::bson::Bson>| -> i64 {
+        match value {
+            Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+            Some(mongodb::bson::Bson::Int64(n)) => *n,
+            Some(mongodb::bson::Bson::Double(n)) => *n as i64,
+            _ => -1,
+        }
+    };
+    let (writes, commits) = match status.get_document("ferroshop") {
+        Ok(ours) => (
+            number(ours.get("writeCommands")),
+            number(ours.get("commits")),
+        ),
+        Err(_) => {
+            // MongoDB itself: inserts + updates + deletes; it has no commit counter.
+            let ops = status.get_document("opcounters").ok();
+            let op = |name: &str| number(ops.and_then(|ops| ops.get(name))).max(0);
+            (op("insert") + op("update") + op("delete"), -1)
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({"write_commands": writes, "commits": commits})
+    );
+    Ok(())
 }
 
 const CATEGORIES: [&str; 6] = ["audio", "kitchen", "books", "garden", "toys", "sports"];
@@ -118,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
     let mut options = ClientOptions::parse(&args.url).await?;
     options.server_selection_timeout = Some(Duration::from_secs(5));
     let client = Client::with_options(options)?;
+    if args.counters {
+        return print_counters(&client).await;
+    }
     let db = client.database(&format!("bench_{}", std::process::id()));
     let products: Collection<Document> = db.collection("products");
     for keys in [
