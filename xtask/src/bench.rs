@@ -785,7 +785,7 @@ impl MemoryLog {
     }
 
     fn component_ticks(&self) -> Vec<u64> {
-        let groups = process_groups();
+        let groups = process_trees();
         self.components
             .iter()
             .map(|component| {
@@ -849,7 +849,7 @@ impl MemoryLog {
     }
 
     fn sample_load(&mut self) {
-        let groups = process_groups();
+        let groups = process_trees();
         for (index, component) in self.components.iter().enumerate() {
             let members = groups
                 .get(&component.pid)
@@ -870,11 +870,14 @@ impl MemoryLog {
     }
 }
 
-/// Every process group on the machine: leader pid -> member pids.
-fn process_groups() -> BTreeMap<u32, Vec<u32>> {
-    let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+/// Every process with its descendants: pid -> [pid, children, grandchildren, ...]. A
+/// component is its process tree: PostgreSQL's backends are children of the postmaster but
+/// each runs in a session (and process group) of its own.
+fn process_trees() -> BTreeMap<u32, Vec<u32>> {
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    let mut pids = Vec::new();
     let Ok(entries) = fs::read_dir("/proc") else {
-        return groups;
+        return BTreeMap::new();
     };
     for entry in entries.flatten() {
         let Some(pid) = entry
@@ -887,16 +890,29 @@ fn process_groups() -> BTreeMap<u32, Vec<u32>> {
         let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        // Fields after the command name (which may hold spaces): state, ppid, pgrp, ...
-        let pgrp = stat
+        // Fields after the command name (which may hold spaces): state, ppid, ...
+        let ppid = stat
             .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
             .and_then(|p| p.parse::<u32>().ok());
-        if let Some(pgrp) = pgrp {
-            groups.entry(pgrp).or_default().push(pid);
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
         }
+        pids.push(pid);
     }
-    groups
+    pids.into_iter()
+        .map(|pid| {
+            let mut members = vec![pid];
+            let mut next = 0;
+            while let Some(member) = members.get(next).copied() {
+                if let Some(kids) = children.get(&member) {
+                    members.extend(kids);
+                }
+                next += 1;
+            }
+            (pid, members)
+        })
+        .collect()
 }
 
 /// `field:` of a /proc file in kB.
@@ -1400,7 +1416,7 @@ impl Report<'_> {
         let _ = writeln!(
             out,
             "Sampled every 250 ms from `/proc`: VmRSS for a single process; for a process \
-             group (PostgreSQL and its backends) the sum of PSS, which splits shared pages \
+             tree (PostgreSQL and its backends) the sum of PSS, which splits shared pages \
              among their sharers instead of counting them once per process. Idle is before any \
              load; the peaks are the highest samples during the HTTP runs (1 and 2) and during \
              the checkout runs (3).\n"
@@ -2099,10 +2115,10 @@ mod tests {
     }
 
     #[test]
-    fn this_process_is_found_in_its_group_and_measured() {
+    fn this_process_is_found_in_its_tree_and_measured() {
         let me = std::process::id();
-        let groups = process_groups();
-        assert!(groups.values().any(|members| members.contains(&me)));
+        let groups = process_trees();
+        assert!(groups.get(&me).is_some_and(|members| members.contains(&me)));
         let memory = measure(&[me]).unwrap_or_default();
         assert_eq!(memory.processes, 1);
         assert!(memory.kib > 0);

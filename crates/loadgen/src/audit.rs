@@ -28,7 +28,8 @@ use crate::checkout::{Api, PAID};
 pub struct AuditConfig {
     pub psp_url: String,
     pub psp_api_key: String,
-    /// How long the audit waits for orders to leave `PENDING` and for receipts to arrive.
+    /// How long the audit waits for the checks to hold (orders leaving `PENDING`, payments
+    /// settling, receipts arriving) before it reports what it sees.
     pub settle_timeout: Duration,
 }
 
@@ -70,7 +71,7 @@ pub struct AuditReport {
     pub orders: u64,
     /// Final statuses of the run's orders.
     pub statuses: BTreeMap<String, u64>,
-    /// Seconds from the end of the run until no order was `PENDING` any more.
+    /// Seconds from the end of the run until every check held (or the deadline passed).
     pub settle_secs: f64,
     pub products: u64,
     pub paid_units: i64,
@@ -110,7 +111,10 @@ pub(crate) async fn units(api: &Api, products_url: &str, id: &str) -> Result<Uni
     })
 }
 
-/// Checks the invariants over `orders` (see the module documentation).
+/// Checks the invariants over `orders` (see the module documentation). The platform may still
+/// be working through its queues when the run ends (orders paid but not yet `PAID`, receipts
+/// not yet sent), so the checks are repeated until they hold or the settle deadline passes;
+/// the report is the last round's.
 pub(crate) async fn run(
     api: &Api,
     config: &AuditConfig,
@@ -120,127 +124,160 @@ pub(crate) async fn run(
     products: &[ProductRecord],
     orders: &[OrderRecord],
 ) -> Result<AuditReport> {
-    let mut report = AuditReport {
-        orders: orders.len() as u64,
-        products: products.len() as u64,
-        ..AuditReport::default()
-    };
-    let mut violations: Vec<String> = Vec::new();
     let started = Instant::now();
     let deadline = started + config.settle_timeout;
-
-    // 1. Final statuses, waiting out PENDING.
-    let statuses = final_statuses(api, gateway_url, tokens, orders, deadline).await?;
-    report.settle_secs = started.elapsed().as_secs_f64();
-    for status in statuses.values() {
-        *report.statuses.entry(status.clone()).or_default() += 1;
-    }
-    for (id, status) in &statuses {
-        if status == "PENDING" {
-            violations.push(format!("order {id} is still PENDING"));
+    let shop = Shop {
+        api,
+        config,
+        gateway_url,
+        products_url,
+        tokens,
+    };
+    loop {
+        let mut report = shop.check(products, orders).await?;
+        report.settle_secs = started.elapsed().as_secs_f64();
+        if report.passed || Instant::now() >= deadline {
+            return Ok(report);
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-
-    // 2. Stock conservation and sold units per product.
-    let mut paid_units: HashMap<&str, i64> = HashMap::new();
-    for order in orders {
-        if statuses.get(&order.id).map(String::as_str) == Some(PAID) {
-            *paid_units.entry(order.product.as_str()).or_default() += order.quantity;
-        }
-    }
-    for product in products {
-        let after = units(api, products_url, &product.id).await?;
-        let paid = paid_units.get(product.id.as_str()).copied().unwrap_or_default();
-        let sold = after.sold - product.units_before.sold;
-        report.paid_units += paid;
-        report.sold_units += sold;
-        if after.total() != product.units_before.total() {
-            violations.push(format!(
-                "product {}: {} + {} + {} = {} units after the run, {} before",
-                product.id,
-                after.available,
-                after.reserved,
-                after.sold,
-                after.total(),
-                product.units_before.total()
-            ));
-        }
-        if sold != paid {
-            violations.push(format!(
-                "product {}: sold grew by {sold}, PAID orders hold {paid} units",
-                product.id
-            ));
-        }
-    }
-
-    // 3. Charges kept at the provider, per order.
-    let kept = charges_kept(api, config, orders).await?;
-    for order in orders {
-        let (kept, refunds) = kept.get(&order.id).copied().unwrap_or_default();
-        report.charges_kept += kept;
-        report.refunds += refunds;
-        let paid = statuses.get(&order.id).map(String::as_str) == Some(PAID);
-        if kept != u64::from(paid) {
-            violations.push(format!(
-                "order {} is {} with {kept} charge(s) kept",
-                order.id,
-                statuses.get(&order.id).map(String::as_str).unwrap_or("unknown")
-            ));
-        }
-    }
-
-    // 4. One receipt per PAID order, per customer.
-    let mut expected: Vec<u64> = vec![0; tokens.len()];
-    for order in orders {
-        if statuses.get(&order.id).map(String::as_str) == Some(PAID)
-            && let Some(count) = expected.get_mut(order.customer)
-        {
-            *count += 1;
-        }
-    }
-    report.receipts_expected = expected.iter().sum();
-    let found = receipts(api, gateway_url, tokens, &expected, deadline).await?;
-    report.receipts_found = found.iter().sum();
-    for (customer, (want, got)) in expected.iter().zip(&found).enumerate() {
-        if want != got {
-            violations.push(format!(
-                "customer {customer}: {got} receipt(s) for {want} PAID order(s)"
-            ));
-        }
-    }
-
-    report.passed = violations.is_empty();
-    violations.truncate(SHOWN_VIOLATIONS);
-    report.violations = violations;
-    Ok(report)
 }
 
-/// Each order's status once it left `PENDING`, or `PENDING` if it had not by `deadline`.
-async fn final_statuses(
+/// Where the audit reads from.
+struct Shop<'a> {
+    api: &'a Api,
+    config: &'a AuditConfig,
+    gateway_url: &'a str,
+    products_url: &'a str,
+    tokens: &'a [String],
+}
+
+impl Shop<'_> {
+    /// One round of every check.
+    async fn check(
+        &self,
+        products: &[ProductRecord],
+        orders: &[OrderRecord],
+    ) -> Result<AuditReport> {
+        let api = self.api;
+        let mut report = AuditReport {
+            orders: orders.len() as u64,
+            products: products.len() as u64,
+            ..AuditReport::default()
+        };
+        let mut violations: Vec<String> = Vec::new();
+
+        // 1. Final statuses.
+        let statuses = statuses(api, self.gateway_url, self.tokens, orders).await?;
+        for status in statuses.values() {
+            *report.statuses.entry(status.clone()).or_default() += 1;
+        }
+        for (id, status) in &statuses {
+            if status == "PENDING" {
+                violations.push(format!("order {id} is still PENDING"));
+            }
+        }
+
+        // 2. Stock conservation and sold units per product.
+        let mut paid_units: HashMap<&str, i64> = HashMap::new();
+        for order in orders {
+            if statuses.get(&order.id).map(String::as_str) == Some(PAID) {
+                *paid_units.entry(order.product.as_str()).or_default() += order.quantity;
+            }
+        }
+        for product in products {
+            let after = units(api, self.products_url, &product.id).await?;
+            let paid = paid_units
+                .get(product.id.as_str())
+                .copied()
+                .unwrap_or_default();
+            let sold = after.sold - product.units_before.sold;
+            report.paid_units += paid;
+            report.sold_units += sold;
+            if after.total() != product.units_before.total() {
+                violations.push(format!(
+                    "product {}: {} + {} + {} = {} units after the run, {} before",
+                    product.id,
+                    after.available,
+                    after.reserved,
+                    after.sold,
+                    after.total(),
+                    product.units_before.total()
+                ));
+            }
+            if sold != paid {
+                violations.push(format!(
+                    "product {}: sold grew by {sold}, PAID orders hold {paid} units",
+                    product.id
+                ));
+            }
+        }
+
+        // 3. Charges kept at the provider, per order.
+        let kept = charges_kept(api, self.config, orders).await?;
+        for order in orders {
+            let (kept, refunds) = kept.get(&order.id).copied().unwrap_or_default();
+            report.charges_kept += kept;
+            report.refunds += refunds;
+            let paid = statuses.get(&order.id).map(String::as_str) == Some(PAID);
+            if kept != u64::from(paid) {
+                violations.push(format!(
+                    "order {} is {} with {kept} charge(s) kept",
+                    order.id,
+                    statuses
+                        .get(&order.id)
+                        .map(String::as_str)
+                        .unwrap_or("unknown")
+                ));
+            }
+        }
+
+        // 4. One receipt per PAID order, per customer.
+        let mut expected: Vec<u64> = vec![0; self.tokens.len()];
+        for order in orders {
+            if statuses.get(&order.id).map(String::as_str) == Some(PAID)
+                && let Some(count) = expected.get_mut(order.customer)
+            {
+                *count += 1;
+            }
+        }
+        report.receipts_expected = expected.iter().sum();
+        for (customer, (token, want)) in self.tokens.iter().zip(&expected).enumerate() {
+            let got = count_receipts(api, self.gateway_url, token).await?;
+            report.receipts_found += got;
+            if got != *want {
+                violations.push(format!(
+                    "customer {customer}: {got} receipt(s) for {want} PAID order(s)"
+                ));
+            }
+        }
+
+        report.passed = violations.is_empty();
+        violations.truncate(SHOWN_VIOLATIONS);
+        report.violations = violations;
+        Ok(report)
+    }
+}
+
+/// Each order's status now.
+async fn statuses(
     api: &Api,
     gateway_url: &str,
     tokens: &[String],
     orders: &[OrderRecord],
-    deadline: Instant,
 ) -> Result<HashMap<String, String>> {
-    let checks = orders.iter().map(|order| async move {
+    let reads = orders.iter().map(|order| async move {
         let token = tokens.get(order.customer).map(String::as_str);
         let url = format!("{gateway_url}/api/orders/{}", order.id);
-        loop {
-            let (status, body) = api.call(Method::GET, &url, token, None, None).await?;
-            let current = match status {
-                StatusCode::OK => body["status"].as_str().unwrap_or_default().to_owned(),
-                StatusCode::TOO_MANY_REQUESTS => "PENDING".to_owned(),
-                other => bail!("GET {url}: {other} {body}"),
-            };
-            if current != "PENDING" || Instant::now() >= deadline {
-                return anyhow::Ok((order.id.clone(), current));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let (status, body) = api.call(Method::GET, &url, token, None, None).await?;
+        let current = match status {
+            StatusCode::OK => body["status"].as_str().unwrap_or_default().to_owned(),
+            other => bail!("GET {url}: {other} {body}"),
+        };
+        anyhow::Ok((order.id.clone(), current))
     });
     // Sixteen at a time: quick, without turning the audit into a load test of its own.
-    let answers: Vec<Result<(String, String)>> = futures::stream::iter(checks)
+    let answers: Vec<Result<(String, String)>> = futures::stream::iter(reads)
         .buffer_unordered(16)
         .collect()
         .await;
@@ -274,7 +311,10 @@ async fn charges_kept(
             .filter(|charge| charge["status"] == "succeeded")
             .collect();
         let refunds = succeeded.iter().filter(|charge| refunded(charge)).count() as u64;
-        anyhow::Ok((order.id.clone(), (succeeded.len() as u64 - refunds, refunds)))
+        anyhow::Ok((
+            order.id.clone(),
+            (succeeded.len() as u64 - refunds, refunds),
+        ))
     });
     let answers: Vec<Result<(String, (u64, u64))>> = futures::stream::iter(lookups)
         .buffer_unordered(16)
@@ -283,30 +323,7 @@ async fn charges_kept(
     answers.into_iter().collect()
 }
 
-/// Receipt e-mails in each customer's notification history, waiting until each customer has
-/// at least `expected` of them or `deadline` passes (then counting again once, so duplicates
-/// arriving late are seen).
-async fn receipts(
-    api: &Api,
-    gateway_url: &str,
-    tokens: &[String],
-    expected: &[u64],
-    deadline: Instant,
-) -> Result<Vec<u64>> {
-    let mut found = Vec::with_capacity(tokens.len());
-    for (token, want) in tokens.iter().zip(expected) {
-        loop {
-            let got = count_receipts(api, gateway_url, token).await?;
-            if got >= *want || Instant::now() >= deadline {
-                found.push(got);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-    Ok(found)
-}
-
+/// Receipt e-mails in the customer's notification history.
 async fn count_receipts(api: &Api, gateway_url: &str, token: &str) -> Result<u64> {
     let mut count = 0;
     let mut before: Option<i64> = None;
@@ -320,7 +337,9 @@ async fn count_receipts(api: &Api, gateway_url: &str, token: &str) -> Result<u64
         if status != StatusCode::OK {
             bail!("GET {url}: {status} {body}");
         }
-        let items = body["items"].as_array().context("notifications without items")?;
+        let items = body["items"]
+            .as_array()
+            .context("notifications without items")?;
         count += items
             .iter()
             .filter(|n| n["template"] == "receipt" && n["channel"] == "email")
@@ -331,4 +350,3 @@ async fn count_receipts(api: &Api, gateway_url: &str, token: &str) -> Result<u64
         }
     }
 }
-

@@ -342,7 +342,11 @@ impl StatusStream {
 
     /// Reads until a status in `wanted` or a terminal one; the last status seen, or `None` if
     /// the stream ended or `deadline` passed first.
-    pub(crate) async fn until(&mut self, wanted: &[&str], deadline: Instant) -> Result<Option<String>> {
+    pub(crate) async fn until(
+        &mut self,
+        wanted: &[&str],
+        deadline: Instant,
+    ) -> Result<Option<String>> {
         loop {
             let next = tokio::time::timeout_at(deadline, self.next_status()).await;
             match next {
@@ -364,7 +368,11 @@ impl StatusStream {
 impl Api {
     /// Opens the live status stream of the order at `order_url`; `None` if it is refused
     /// (the buyer then polls).
-    pub(crate) async fn status_stream(&self, order_url: &str, token: Option<&str>) -> Option<StatusStream> {
+    pub(crate) async fn status_stream(
+        &self,
+        order_url: &str,
+        token: Option<&str>,
+    ) -> Option<StatusStream> {
         let mut request = Request::builder()
             .uri(format!("{order_url}/events"))
             .header("accept", "text/event-stream");
@@ -407,7 +415,12 @@ async fn pause_after_429() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-pub(crate) async fn sign_in(api: &Api, users_url: &str, email: &str, password: &str) -> Result<String> {
+pub(crate) async fn sign_in(
+    api: &Api,
+    users_url: &str,
+    email: &str,
+    password: &str,
+) -> Result<String> {
     for _attempt in 0..30 {
         let (status, body) = api
             .call(
@@ -634,9 +647,8 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
     }
     let mut report = summarise(&config, &shop, outcomes, end)?;
     if let Some(audit_config) = &config.audit {
-        let created = std::mem::take(
-            &mut *shop.created.lock().unwrap_or_else(PoisonError::into_inner),
-        );
+        let created =
+            std::mem::take(&mut *shop.created.lock().unwrap_or_else(PoisonError::into_inner));
         let tokens: Vec<String> = shop.customers.iter().map(|c| c.token.clone()).collect();
         report.audit = Some(
             audit::run(

@@ -69,8 +69,14 @@ pub struct HotReport {
 }
 
 enum Decision {
-    Reserved { created: Duration, decided: Duration },
-    Rejected { created: Duration, decided: Duration },
+    Reserved {
+        created: Duration,
+        decided: Duration,
+    },
+    Rejected {
+        created: Duration,
+        decided: Duration,
+    },
     Failed(String),
 }
 
@@ -220,7 +226,9 @@ pub async fn run(config: HotConfig) -> Result<HotReport> {
         last_decided = Instant::now();
     }
     // The burst starts when order-service takes orders for the product (after the warm-up).
-    let elapsed = last_decided.duration_since(start_after_warmup).as_secs_f64();
+    let elapsed = last_decided
+        .duration_since(start_after_warmup)
+        .as_secs_f64();
     report.elapsed_secs = elapsed;
     report.decided_per_sec = if elapsed > 0.0 {
         (report.reserved + report.rejected) as f64 / elapsed

@@ -13,16 +13,16 @@
 
 pub mod audit;
 pub mod checkout;
-pub mod hot;
 pub mod conn;
 pub mod hello;
+pub mod hot;
 pub mod load;
 pub mod progress;
 pub mod schedule;
 pub mod stats;
 
 pub use checkout::{CheckoutConfig, CheckoutPace, CheckoutReport, Popularity};
-pub use hot::{HotConfig, HotReport};
 pub use conn::{Endpoint, RequestSpec};
+pub use hot::{HotConfig, HotReport};
 pub use load::{LoadSpec, Pace, RunReport};
 pub use stats::{LatencySummary, format_ms};

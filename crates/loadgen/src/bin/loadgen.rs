@@ -397,7 +397,11 @@ fn print_hot(r: &HotReport) {
         r.after.available,
         r.after.reserved,
         r.after.sold,
-        if r.exact { "exactly the stock reserved" } else { "NOT exact" }
+        if r.exact {
+            "exactly the stock reserved"
+        } else {
+            "NOT exact"
+        }
     );
     if let Some(failure) = &r.first_failure {
         println!("  first failure  {failure}");
@@ -414,7 +418,12 @@ fn print_audit(a: &AuditReport) {
     );
     println!(
         "                 sold {} = paid units {}; charges kept {} (+{} refunded); receipts {}/{}",
-        a.sold_units, a.paid_units, a.charges_kept, a.refunds, a.receipts_found, a.receipts_expected
+        a.sold_units,
+        a.paid_units,
+        a.charges_kept,
+        a.refunds,
+        a.receipts_found,
+        a.receipts_expected
     );
     for violation in &a.violations {
         println!("  violation      {violation}");
