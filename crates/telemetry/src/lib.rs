@@ -4,7 +4,8 @@
 //! current span, so each line carries the request's `trace_id`) and an OpenTelemetry layer
 //! whose spans are batched to Zipkin under the service's name. Propagation helpers move the
 //! `traceparent` between HTTP headers, Kafka record headers and outbox rows, so one trace spans
-//! every hop of a checkout.
+//! every hop of a checkout. The JSON log layer keeps span fields with
+//! [`fields::AppendingJsonFields`], which makes `Span::record` cheap on hot request paths.
 //!
 //! Export path: Zipkin's own server (from Maven Central) has no OTLP receiver, and its OTLP
 //! module is not published to a registry reachable here. OpenTelemetry's Zipkin exporter is
@@ -12,13 +13,14 @@
 //! through [`zipkin::ZipkinV2Exporter`], a small exporter for Zipkin's stable v2 JSON API.
 //! Swapping to OTLP is a change to [`span_exporter`] alone.
 
+pub mod fields;
 pub mod zipkin;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use anyhow::Context as _;
-use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, global};
 use opentelemetry_sdk::Resource;
@@ -100,7 +102,8 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         .json()
         .with_current_span(true)
         .with_span_list(false)
-        .with_target(true);
+        .with_target(true)
+        .fmt_fields(fields::AppendingJsonFields);
     // Spans are exported at INFO whatever the log level, so quieting the logs (RUST_LOG=warn)
     // never breaks a trace; library internals at DEBUG/TRACE stay out of Zipkin.
     let otel = provider.as_ref().map(|provider| {
@@ -138,16 +141,46 @@ pub fn context_from_headers(headers: &HashMap<String, String>) -> Context {
     TraceContextPropagator::new().extract(headers)
 }
 
-/// The remote parent carried by an HTTP request's headers.
+/// The remote parent carried by an HTTP request's headers (read in place, no copies).
 pub fn context_from_http(headers: &http::HeaderMap) -> Context {
-    let map: HashMap<String, String> = ["traceparent", "tracestate"]
-        .into_iter()
-        .filter_map(|name| {
-            let value = headers.get(name)?.to_str().ok()?;
-            Some((name.to_owned(), value.to_owned()))
-        })
-        .collect();
-    context_from_headers(&map)
+    TraceContextPropagator::new().extract(&HttpHeaders(headers))
+}
+
+/// Writes `span`'s trace context into an outgoing request's headers: `traceparent`, and
+/// `tracestate` when the trace has one (an empty one removes a stale header). Nothing is
+/// written when `span` has no valid context (tracing off). Unlike [`context_headers`] it
+/// builds no intermediate map; the gateway does this once per proxied request.
+pub fn inject_http(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    TraceContextPropagator::new().inject_context(&span.context(), &mut HttpHeadersMut(headers));
+}
+
+/// An HTTP header map read as a trace-context carrier.
+struct HttpHeaders<'a>(&'a http::HeaderMap);
+
+impl Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// An HTTP header map written as a trace-context carrier.
+struct HttpHeadersMut<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HttpHeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        let Ok(name) = http::HeaderName::from_bytes(key.as_bytes()) else {
+            return;
+        };
+        if value.is_empty() {
+            self.0.remove(name);
+        } else if let Ok(value) = http::HeaderValue::from_str(&value) {
+            self.0.insert(name, value);
+        }
+    }
 }
 
 /// Makes `span` a child of `parent` when `parent` carries a valid remote span.
@@ -185,6 +218,32 @@ mod tests {
             remote.trace_id().to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
+    }
+
+    #[test]
+    fn a_span_without_context_writes_no_headers() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("tracestate", http::HeaderValue::from_static("a=b"));
+        inject_http(&tracing::Span::none(), &mut headers);
+        assert!(headers.get("traceparent").is_none());
+        assert_eq!(headers["tracestate"], "a=b");
+    }
+
+    #[test]
+    fn the_carrier_writes_and_removes_headers() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("tracestate", http::HeaderValue::from_static("a=b"));
+        let mut carrier = HttpHeadersMut(&mut headers);
+        carrier.set(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        );
+        carrier.set("tracestate", String::new());
+        assert_eq!(
+            headers["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert!(headers.get("tracestate").is_none());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! gateway binary: configuration from `GATEWAY_CONFIG` and the environment, telemetry, then
-//! the application until SIGTERM or Ctrl-C.
+//! gateway binary: configuration from `GATEWAY_CONFIG` and the environment, a runtime with
+//! `GATEWAY_WORKER_THREADS` workers (one by default, see [`gateway::config::worker_threads`]),
+//! telemetry, then the application until SIGTERM or Ctrl-C.
 
 use std::process::ExitCode;
 
@@ -7,8 +8,25 @@ use gateway::Application;
 use gateway::config::Config;
 use telemetry::TelemetryConfig;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let runtime = gateway::config::worker_threads(env).and_then(|workers| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+    });
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => {
+            eprintln!("gateway: cannot start the runtime: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let config = match Config::load() {
         Ok(config) => config,
         Err(error) => {
