@@ -29,12 +29,18 @@ impl Queue {
         }
     }
 
-    /// Counts `queued` new messages (until the next measurement corrects the figure) and tells
-    /// idle senders that they are waiting.
+    /// Counts `queued` new messages (until the next measurement corrects the figure) and wakes
+    /// one idle sender per message. Waking every idle sender for each message made all of them
+    /// run a claim (an `UPDATE`, so a commit) that all but one lost: 16 commits per message,
+    /// two thirds of the commits an order cost. A sender that finishes a message claims the
+    /// next one itself, so a user's later message (claimable only once the earlier one is
+    /// done) is not left waiting for the poll.
     pub fn queued(&self, queued: usize) {
         self.depth
             .fetch_add(i64::try_from(queued).unwrap_or(i64::MAX), Ordering::Relaxed);
-        self.wake.notify_waiters();
+        for _ in 0..queued {
+            self.wake.notify_one();
+        }
     }
 
     /// Resolves at the next [`Queue::wake`].
