@@ -21,7 +21,8 @@ pub struct Config {
     pub jwks_url: String,
     pub jwt_issuer: String,
     pub jwt_audience: String,
-    /// How long a product read by id may be served from the in-process cache.
+    /// Unused since the read model replaced the product cache (issue 13); kept so that code
+    /// building a `Config` field by field (the gateway tests) still compiles. Remove with them.
     pub cache_ttl: Duration,
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
@@ -33,8 +34,8 @@ pub struct Config {
     /// proceed side by side, while one order's events (one key, one partition) are still
     /// handled one after another. Concurrent writers of one product meet in its guarded update.
     pub inventory_consumers: usize,
-    /// Whether this process follows `product.events` to drop cached products other replicas
-    /// changed (`CACHE_INVALIDATION=off` disables it; the TTL alone then bounds staleness).
+    /// Unused since the read model replaced the product cache (issue 13): every replica must
+    /// follow `product.events` to serve reads at all. Kept for the same reason as `cache_ttl`.
     pub run_cache_invalidation: bool,
     /// How often the relay looks for pending events written by other replicas or left by a
     /// crash (local writes wake it at once).
@@ -82,7 +83,7 @@ impl Config {
                 .unwrap_or_else(|| "http://127.0.0.1:8081/.well-known/jwks.json".into()),
             jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "ferroshop-users".into()),
             jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "ferroshop".into()),
-            cache_ttl: millis("PRODUCT_CACHE_TTL_MS", 5_000)?,
+            cache_ttl: Duration::from_secs(5),
             run_outbox_relay: true,
             run_inventory_consumer: switch("INVENTORY_CONSUMER")?,
             inventory_consumers: match var("INVENTORY_CONSUMERS") {
@@ -92,7 +93,7 @@ impl Config {
                 },
                 None => 3,
             },
-            run_cache_invalidation: switch("CACHE_INVALIDATION")?,
+            run_cache_invalidation: true,
             relay_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
             request_timeout: Duration::from_secs(match var("REQUEST_TIMEOUT_SECS") {
                 Some(value) => value
