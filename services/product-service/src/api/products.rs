@@ -93,8 +93,11 @@ pub struct ProductView {
     pub description: String,
     /// The language `name` and `description` are in, when it is known to be the one asked
     /// for (absent: the product's base text).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
-    /// The base name and description in other languages, by language (`en`, `zh-CN`).
+    /// The base name and description in other languages, by language (`en`, `zh-CN`); absent
+    /// when there are none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub translations: BTreeMap<String, TranslationBody>,
     pub category: String,
     pub tags: Vec<String>,

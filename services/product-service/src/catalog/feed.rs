@@ -96,6 +96,11 @@ impl CatalogFeed {
         let mut uncommitted = 0_usize;
         let mut oldest_uncommitted: Option<Instant> = None;
         loop {
+            if uncommitted == 0 && !self.catalog.is_loaded() && loading.done() {
+                self.catalog.mark_loaded();
+                metrics::gauge!("catalog_read_model_loaded").set(1.0);
+                tracing::info!(products = self.catalog.len(), "catalog read model loaded");
+            }
             let wait = match oldest_uncommitted {
                 Some(since) => COMMIT_EVERY.saturating_sub(since.elapsed()),
                 None => IDLE,
@@ -141,11 +146,6 @@ impl CatalogFeed {
                 self.commit().await;
                 uncommitted = 0;
                 oldest_uncommitted = None;
-            }
-            if uncommitted == 0 && !self.catalog.is_loaded() && loading.done() {
-                self.catalog.mark_loaded();
-                metrics::gauge!("catalog_read_model_loaded").set(1.0);
-                tracing::info!(products = self.catalog.len(), "catalog read model loaded");
             }
         }
         if uncommitted > 0 {

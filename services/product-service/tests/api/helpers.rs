@@ -95,6 +95,20 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
     }
 }
 
+/// Polls `/health/ready` until it answers 200 (the read model loaded), within a deadline.
+pub async fn wait_until_ready(address: &str) -> TestResult {
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(60), || {
+        let client = client.clone();
+        async move {
+            let reply = client.get(format!("{address}/health/ready")).send().await?;
+            anyhow::ensure!(reply.status() == StatusCode::OK, "{}", reply.text().await?);
+            Ok(())
+        }
+    })
+    .await
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -134,8 +148,13 @@ async fn start(database: &str, topic_prefix: &str, adjust: impl FnOnce(&mut Conf
     let port = app.port();
     let db = app.database().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let address = format!("http://127.0.0.1:{port}");
+    // Readiness includes the read model's initial load; every test starts from a loaded one.
+    wait_until_ready(&address)
+        .await
+        .unwrap_or_else(|error| panic!("product-service never became ready: {error:#}"));
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        address,
         client: reqwest::Client::new(),
         db,
         topic_prefix: topic_prefix.to_owned(),
