@@ -211,7 +211,8 @@ async fn search_matches_words_over_name_description_and_tags_and_ignores_operato
     let cable_id = string(&cable["id"])?;
     let lamp_id = string(&lamp["id"])?;
     let decoy_id = string(&decoy["id"])?;
-    assert_eq!(find("(usb-c)").await?, std::slice::from_ref(&cable_id));
+    // `usb-c` alone would also find `USBXC`, one typo away.
+    assert_eq!(find("(usb-c) 1.5m").await?, std::slice::from_ref(&cable_id));
     assert_eq!(find("CHARGING").await?, std::slice::from_ref(&cable_id));
     assert_eq!(find("charge").await?, std::slice::from_ref(&cable_id));
     assert_eq!(find("light for").await?, std::slice::from_ref(&lamp_id));

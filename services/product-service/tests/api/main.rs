@@ -10,5 +10,6 @@ mod judged;
 mod listing;
 mod platform;
 mod products;
+mod search;
 mod shutdown;
 mod stock;
