@@ -13,6 +13,7 @@
 //! arena is dropped at each commit).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use contracts::product::ProductSnapshot;
@@ -74,6 +75,8 @@ pub struct SearchIndex {
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
+    /// Changes were added since the last commit. Read and written under the writer lock.
+    dirty: AtomicBool,
     fields: Fields,
     query_analyzer: TextAnalyzer,
     parts_analyzer: TextAnalyzer,
@@ -115,6 +118,7 @@ impl SearchIndex {
             index,
             reader,
             writer: Mutex::new(writer),
+            dirty: AtomicBool::new(false),
             fields,
             query_analyzer: text::analyzer(TokenizeMode::Default),
             parts_analyzer: text::analyzer(TokenizeMode::Search),
@@ -146,19 +150,29 @@ impl SearchIndex {
         doc.add_text(self.fields.tags, &product.category);
         doc.add_text(self.fields.specs, spec_text(&product.specs));
         writer.add_document(doc).context("indexing a product")?;
+        self.dirty.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Removes the document of `slot` (visible after [`Self::commit`]).
     pub fn remove(&self, slot: u32) -> anyhow::Result<()> {
-        self.writer()?
-            .delete_term(Term::from_field_u64(self.fields.slot, u64::from(slot)));
+        let writer = self.writer()?;
+        writer.delete_term(Term::from_field_u64(self.fields.slot, u64::from(slot)));
+        self.dirty.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// Makes every change so far visible to searches. Blocks (call it off the async workers).
+    /// Makes every change added so far visible to searches, if there is any. Blocks (call it
+    /// off the async workers). The writer lock is held until the reader sees the commit, so
+    /// whoever gets the lock next finds every earlier change either searchable or still dirty:
+    /// an own write whose snapshot the feed indexed first is committed here, not left waiting
+    /// for the feed's next commit.
     pub fn commit(&self) -> anyhow::Result<()> {
-        self.writer()?.commit().context("committing the index")?;
+        let mut writer = self.writer()?;
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        writer.commit().context("committing the index")?;
         self.reader.reload().context("reloading the index reader")?;
         Ok(())
     }

@@ -210,15 +210,15 @@ impl Catalog {
         self.inner.index.commit()
     }
 
-    /// Applies `product` and commits the index when needed, off the async workers: what an
-    /// admin write calls before answering, so the admin's next read shows it.
+    /// Applies `product` and commits the index, off the async workers: what an admin write
+    /// calls before answering, so the admin's next read and search show it. The commit runs
+    /// even when the snapshot was already applied (the feed can bring it first), since the
+    /// feed may not have committed it yet.
     pub async fn apply_now(&self, product: ProductSnapshot) -> anyhow::Result<()> {
         let catalog = self.clone();
         tokio::task::spawn_blocking(move || {
-            if catalog.apply(product)? {
-                catalog.commit()?;
-            }
-            Ok(())
+            catalog.apply(product)?;
+            catalog.commit()
         })
         .await?
     }
@@ -394,5 +394,112 @@ fn beyond(sort: Sort, lang: Option<&str>, hit: &(f64, Arc<Listed>), after: &Curs
         position == Ordering::Less
     } else {
         position == Ordering::Greater
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use contracts::product::{Money, StockLevels, Translation, Translations};
+
+    use super::*;
+
+    fn snapshot(id: u128, version: i64, name: &str, available: i64) -> ProductSnapshot {
+        ProductSnapshot {
+            id: Uuid::from_u128(id),
+            sku: format!("SKU-{id}"),
+            name: name.into(),
+            description: String::new(),
+            translations: Translations::from([(
+                "zh-CN".to_owned(),
+                Translation {
+                    name: "蓝牙耳机".into(),
+                    description: String::new(),
+                },
+            )]),
+            category: "audio".into(),
+            tags: vec![],
+            price: Money {
+                amount: 1_000 * i64::try_from(id).unwrap_or_default(),
+                currency: "CNY".into(),
+            },
+            specs: serde_json::json!({"brand": "Sony"}),
+            images: vec![],
+            stock: StockLevels {
+                available,
+                reserved: 0,
+                sold: 0,
+            },
+            active: true,
+            version,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn request(text: Option<&str>) -> Request {
+        Request {
+            text: text.map(str::to_owned),
+            limit: 10,
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn only_newer_versions_apply_and_deletions_stay_deleted() -> anyhow::Result<()> {
+        let catalog = Catalog::new()?;
+        assert!(catalog.apply(snapshot(1, 2, "Headphones", 3))?);
+        assert!(!catalog.apply(snapshot(1, 1, "Old name", 3))?);
+        assert!(!catalog.apply(snapshot(1, 2, "Same version", 3))?);
+        // A stock-only change swaps the view but leaves the index alone.
+        assert!(!catalog.apply(snapshot(1, 3, "Headphones", 0))?);
+        assert_eq!(
+            catalog
+                .get(&Uuid::from_u128(1))
+                .map(|l| l.product.stock.available),
+            Some(0)
+        );
+        let mut deleted = snapshot(1, 4, "Headphones", 0);
+        deleted.active = false;
+        assert!(catalog.apply(deleted)?);
+        assert!(!catalog.apply(snapshot(1, 3, "Headphones", 0))?);
+        assert!(catalog.get(&Uuid::from_u128(1)).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn searches_rank_filter_facet_and_page() -> anyhow::Result<()> {
+        let catalog = Catalog::new()?;
+        for id in 1..=5 {
+            catalog.apply(snapshot(id, 1, &format!("Headphones {id}"), id as i64 % 2))?;
+        }
+        catalog.apply(snapshot(9, 1, "Kettle", 1))?;
+        catalog.commit()?;
+        assert_eq!(catalog.indexed(), 6);
+        let found = catalog.search(&request(Some("headphone")))?;
+        assert_eq!(found.total, 5);
+        let found = catalog.search(&request(Some("耳机")))?;
+        assert_eq!(found.total, 6, "every product has the Chinese name");
+        let mut in_stock = request(Some("headphones"));
+        in_stock.in_stock = true;
+        in_stock.sort = Some(Sort::PriceDesc);
+        in_stock.limit = 2;
+        let page = catalog.search(&in_stock)?;
+        let ids: Vec<u128> = page.items.iter().map(|l| l.product.id.as_u128()).collect();
+        assert_eq!(ids, [5, 3]);
+        assert_eq!(page.total, 3);
+        assert_eq!(page.facets.brand[0].count, 3);
+        let token = page.next_cursor.unwrap_or_default();
+        in_stock.after = Some(
+            Cursor::decode(&token, Sort::PriceDesc)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?,
+        );
+        let rest = catalog.search(&in_stock)?;
+        assert_eq!(rest.items.len(), 1);
+        assert!(rest.next_cursor.is_none());
+        assert!(catalog.search(&request(Some("?!😀")))?.items.is_empty());
+        let suggested = catalog.suggest("kett", 5)?;
+        assert_eq!(suggested.len(), 1);
+        Ok(())
     }
 }
