@@ -271,7 +271,7 @@ fn product(i: usize) -> Value {
             })
         })
         .collect();
-    let (name, description, translations) = if i % 2 == 0 {
+    let (name, description, translations) = if i.is_multiple_of(2) {
         (
             en_name,
             en_description,
