@@ -3,6 +3,7 @@
 //! so a second run creates only what is missing: an existing SKU (409) is left as it is.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -301,6 +302,33 @@ fn product(i: usize) -> Value {
     })
 }
 
+/// Creations in flight at once.
+const SEED_WORKERS: usize = 8;
+
+/// Creates one product; `Ok(false)` when its SKU exists already.
+fn create(
+    client: &reqwest::blocking::Client,
+    products: &str,
+    token: &str,
+    body: &Value,
+) -> Result<bool> {
+    let reply = client
+        .post(format!("{products}/api/products"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .with_context(|| format!("creating {} at {products}", body["sku"]))?;
+    match reply.status().as_u16() {
+        201 => Ok(true),
+        409 => Ok(false),
+        status => bail!(
+            "creating {} answered {status}: {}",
+            body["sku"],
+            reply.text().unwrap_or_default()
+        ),
+    }
+}
+
 fn service_url(name: &str) -> Result<String> {
     SERVICES
         .iter()
@@ -344,27 +372,46 @@ pub fn seed(count: usize) -> Result<()> {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix("seed");
-    let (mut created, mut existing) = (0, 0);
-    for i in 0..count {
-        let body = product(i);
-        let reply = client
-            .post(format!("{products}/api/products"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .with_context(|| format!("creating {} at {products}", body["sku"]))?;
-        match reply.status().as_u16() {
-            201 => created += 1,
-            409 => existing += 1,
-            status => bail!(
-                "creating {} answered {status}: {}",
-                body["sku"],
-                reply.text().unwrap_or_default()
-            ),
+    // Several creations in flight: product-service commits its search index once for all the
+    // writes that queued behind a commit (group commit), so parallel requests seed many times
+    // faster than one at a time, and 100,000 products become practical.
+    let next = AtomicUsize::new(0);
+    let (created, existing) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let failure: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..SEED_WORKERS {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let stopped = failure.lock().map(|f| f.is_some()).unwrap_or(true);
+                    if i >= count || stopped {
+                        return;
+                    }
+                    match create(&client, &products, &token, &product(i)) {
+                        Ok(true) => created.fetch_add(1, Ordering::Relaxed),
+                        Ok(false) => existing.fetch_add(1, Ordering::Relaxed),
+                        Err(error) => {
+                            if let Ok(mut failure) = failure.lock() {
+                                failure.get_or_insert(error);
+                            }
+                            return;
+                        }
+                    };
+                    bar.inc(1);
+                    bar.set_message(format!(
+                        "{} created, {} already there",
+                        created.load(Ordering::Relaxed),
+                        existing.load(Ordering::Relaxed)
+                    ));
+                }
+            });
         }
-        bar.inc(1);
-        bar.set_message(format!("{created} created, {existing} already there"));
+    });
+    if let Some(error) = failure.into_inner().ok().flatten() {
+        bar.abandon();
+        return Err(error);
     }
+    let (created, existing) = (created.into_inner(), existing.into_inner());
     bar.finish();
     println!("seeded {count} products: {created} created, {existing} already there");
     Ok(())
