@@ -354,7 +354,7 @@ fn read_query<T>(query: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
 
 /// The catalog, searched, filtered, sorted and paged by cursor, with facet counts. Only active
 /// products. Served from this replica's read model.
-#[utoipa::path(get, path = "/api/products", tag = "products", params(ListParams),
+#[utoipa::path(get, path = "/api/products", tag = "products", params(ListParams, ("Accept-Language" = Option<String>, Header, description = "Preferred languages; the best of en and zh-CN is the answer's language unless `lang` is given")),
     responses(
         (status = 200, body = ProductPage),
         (status = 400, body = Problem, description = "The query string cannot be read"),
@@ -459,7 +459,7 @@ pub async fn list(
 }
 
 /// Search as you type: products whose name (or a tag) completes what was typed, best first.
-#[utoipa::path(get, path = "/api/products/suggest", tag = "products", params(SuggestParams),
+#[utoipa::path(get, path = "/api/products/suggest", tag = "products", params(SuggestParams, ("Accept-Language" = Option<String>, Header, description = "Preferred languages; the best of en and zh-CN is the answer's language unless `lang` is given")),
     responses(
         (status = 200, body = Suggestions, description = "Empty when nothing completes the text, or the text is blank"),
         (status = 400, body = Problem, description = "The query string cannot be read"),
@@ -534,7 +534,7 @@ pub struct ProductParams {
 
 /// One active product, from this replica's read model.
 #[utoipa::path(get, path = "/api/products/{id}", tag = "products",
-    params(("id" = Uuid, Path, description = "Product id"), ProductParams),
+    params(("id" = Uuid, Path, description = "Product id"), ProductParams, ("Accept-Language" = Option<String>, Header, description = "Preferred languages; the best of en and zh-CN is the answer's language unless `lang` is given")),
     responses(
         (status = 200, body = ProductView),
         (status = 400, body = Problem, description = "The query string cannot be read"),
