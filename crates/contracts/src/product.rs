@@ -4,6 +4,8 @@
 //! Snapshots carry `version`; a replica applies a snapshot only when it is newer than the one it
 //! holds, which makes redelivered or reordered records harmless.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -36,6 +38,17 @@ pub struct StockLevels {
     pub sold: i64,
 }
 
+/// A product's name and description in one more language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Translation {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Translations by BCP 47 language tag (`en`, `zh-CN`).
+pub type Translations = BTreeMap<String, Translation>;
+
 /// The whole product as it is after a change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductSnapshot {
@@ -43,6 +56,10 @@ pub struct ProductSnapshot {
     pub sku: String,
     pub name: String,
     pub description: String,
+    /// `name` and `description` in other languages. Added after v1 went out: absent in older
+    /// snapshots (an empty map) and omitted when empty, so old readers and writers still fit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub translations: Translations,
     pub category: String,
     pub tags: Vec<String>,
     pub price: Money,
@@ -102,6 +119,13 @@ mod tests {
             sku: "SKU-1".into(),
             name: "Kettle".into(),
             description: String::new(),
+            translations: BTreeMap::from([(
+                "zh-CN".to_owned(),
+                Translation {
+                    name: "水壶".into(),
+                    description: String::new(),
+                },
+            )]),
             category: "kitchen".into(),
             tags: vec!["steel".into()],
             price: Money {
@@ -125,8 +149,28 @@ mod tests {
         assert_eq!(event.event_type, "product.created.v1");
         assert_eq!(event.data["price"]["amount"], 2999);
         assert_eq!(event.data["specs"]["power"]["watts"], 2200);
+        assert_eq!(event.data["translations"]["zh-CN"]["name"], "水壶");
         let back = event.decode::<ProductCreated>()?;
         assert_eq!(back.data.0, snapshot);
+        Ok(())
+    }
+
+    #[test]
+    fn snapshots_without_translations_still_decode() -> TestResult {
+        let old = serde_json::json!({
+            "id": Uuid::nil(), "sku": "S", "name": "Kettle", "description": "",
+            "category": "kitchen", "tags": [], "price": {"amount": 1, "currency": "EUR"},
+            "specs": {}, "images": [], "stock": {"available": 0, "reserved": 0, "sold": 0},
+            "active": true, "version": 1,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+        });
+        let snapshot: ProductSnapshot = serde_json::from_value(old)?;
+        assert!(snapshot.translations.is_empty());
+        assert!(
+            serde_json::to_value(&snapshot)?
+                .get("translations")
+                .is_none()
+        );
         Ok(())
     }
 }

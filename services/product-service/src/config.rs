@@ -21,8 +21,6 @@ pub struct Config {
     pub jwks_url: String,
     pub jwt_issuer: String,
     pub jwt_audience: String,
-    /// How long a product read by id may be served from the in-process cache.
-    pub cache_ttl: Duration,
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
     /// Whether this process consumes `order.events` to reserve stock (`INVENTORY_CONSUMER=off`
@@ -33,9 +31,6 @@ pub struct Config {
     /// proceed side by side, while one order's events (one key, one partition) are still
     /// handled one after another. Concurrent writers of one product meet in its guarded update.
     pub inventory_consumers: usize,
-    /// Whether this process follows `product.events` to drop cached products other replicas
-    /// changed (`CACHE_INVALIDATION=off` disables it; the TTL alone then bounds staleness).
-    pub run_cache_invalidation: bool,
     /// How often the relay looks for pending events written by other replicas or left by a
     /// crash (local writes wake it at once).
     pub relay_poll_interval: Duration,
@@ -82,7 +77,6 @@ impl Config {
                 .unwrap_or_else(|| "http://127.0.0.1:8081/.well-known/jwks.json".into()),
             jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "ferroshop-users".into()),
             jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "ferroshop".into()),
-            cache_ttl: millis("PRODUCT_CACHE_TTL_MS", 5_000)?,
             run_outbox_relay: true,
             run_inventory_consumer: switch("INVENTORY_CONSUMER")?,
             inventory_consumers: match var("INVENTORY_CONSUMERS") {
@@ -92,7 +86,6 @@ impl Config {
                 },
                 None => 3,
             },
-            run_cache_invalidation: switch("CACHE_INVALIDATION")?,
             relay_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
             request_timeout: Duration::from_secs(match var("REQUEST_TIMEOUT_SECS") {
                 Some(value) => value

@@ -1,5 +1,5 @@
 //! Wiring: MongoDB and its indexes, token keys, Kafka, the outbox relays, the consumers
-//! (inventory, cache invalidation) and the HTTP server.
+//! (inventory, the read model's feed) and the HTTP server.
 
 use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use web::{Readiness, ServiceInfo};
 
 use crate::api::{self, AppState};
+use crate::catalog::Catalog;
+use crate::catalog::feed::CatalogFeed;
 use crate::config::Config;
-use crate::events::cache::{self, CacheInvalidation};
 use crate::events::outbox::{self, OutboxRelay};
 use crate::inventory::consumer::{self as inventory_consumer, OrderEvents};
 use crate::inventory::{Inventory, Wake};
@@ -28,7 +29,8 @@ pub struct Application {
     router: axum::Router,
     relays: Vec<OutboxRelay>,
     inventory: Vec<(EventConsumer, OrderEvents)>,
-    cache_invalidation: Option<(EventConsumer, CacheInvalidation)>,
+    catalog_feed: CatalogFeed,
+    catalog: Catalog,
     db: Database,
 }
 
@@ -80,10 +82,8 @@ impl Application {
         let producer: Producer = kafka.producer()?;
 
         let wake = Wake::default();
-        let cache: api::ProductCache = moka::future::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(config.cache_ttl)
-            .build();
+        let catalog = Catalog::new()?;
+        let catalog_feed = CatalogFeed::new(&kafka, &topics, catalog.clone())?;
         let inventory_consumers = match config.run_inventory_consumer {
             true => config.inventory_consumers,
             false => 0,
@@ -95,24 +95,17 @@ impl Application {
                     OrderEvents(Inventory::new(
                         &db,
                         topics.clone(),
-                        cache.clone(),
+                        catalog.clone(),
                         wake.clone(),
                     )),
                 ))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let cache_invalidation = match config.run_cache_invalidation {
-            true => Some((
-                EventConsumer::new(&kafka, cache::settings(&topics))?,
-                CacheInvalidation(cache.clone()),
-            )),
-            false => None,
-        };
         let state = AppState {
             products,
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
             topics,
-            cache,
+            catalog: catalog.clone(),
             relay_wake: wake.products.clone(),
         };
         let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
@@ -125,7 +118,7 @@ impl Application {
                 request_timeout: config.request_timeout,
             },
             api::router(state),
-            readiness(db.clone(), producer.clone()),
+            readiness(db.clone(), producer.clone(), catalog.clone()),
         );
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
@@ -150,7 +143,8 @@ impl Application {
             router,
             relays,
             inventory,
-            cache_invalidation,
+            catalog_feed,
+            catalog,
             db,
         })
     }
@@ -162,6 +156,11 @@ impl Application {
 
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// This replica's read model (tests look at it directly).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// Serves until `shutdown` resolves: in-flight requests finish, then the consumers finish
@@ -182,9 +181,7 @@ impl Application {
         for (consumer, handler) in self.inventory {
             consumers.push(tokio::spawn(consumer.run(handler, stop_consumers.clone())));
         }
-        if let Some((consumer, handler)) = self.cache_invalidation {
-            consumers.push(tokio::spawn(consumer.run(handler, stop_consumers.clone())));
-        }
+        consumers.push(tokio::spawn(self.catalog_feed.run(stop_consumers.clone())));
         // Order matters: the server stops accepting and finishes in-flight requests first,
         // then the consumers stop; only then do the relays stop, after draining the events
         // both committed.
@@ -207,8 +204,17 @@ impl Application {
     }
 }
 
-fn readiness(db: Database, producer: Producer) -> Readiness {
+fn readiness(db: Database, producer: Producer, catalog: Catalog) -> Readiness {
     Readiness::new()
+        .with_check("catalog", move || {
+            let loaded = catalog.is_loaded();
+            async move {
+                match loaded {
+                    true => Ok(()),
+                    false => Err("the catalog read model is still loading product.events".into()),
+                }
+            }
+        })
         .with_check("mongodb", move || {
             let db = db.clone();
             async move {

@@ -351,11 +351,9 @@ impl Products {
             jwks_url: self.jwks_url.clone(),
             jwt_issuer: ISSUER.into(),
             jwt_audience: AUDIENCE.into(),
-            cache_ttl: Duration::from_secs(5),
             run_outbox_relay: true,
             run_inventory_consumer: false,
             inventory_consumers: 1,
-            run_cache_invalidation: false,
             relay_poll_interval: Duration::from_millis(200),
             request_timeout: Duration::from_secs(10),
         };

@@ -3,8 +3,6 @@
 pub mod error;
 pub mod products;
 
-use std::sync::Arc;
-
 use auth::TokenVerifier;
 use axum::Router;
 use axum::extract::FromRef;
@@ -12,15 +10,10 @@ use axum::routing::{get, post};
 use contracts::topics::Topic;
 use messaging::mongo::RelayWake;
 use utoipa::OpenApi;
-use uuid::Uuid;
 use web::openapi::BearerAuth;
 
+use crate::catalog::Catalog;
 use crate::store::products::Products;
-
-/// Products read by id, kept briefly in memory. Local writes invalidate their entry at once;
-/// other replicas' writes arrive through `product.events` (`events::cache`), and the TTL bounds
-/// what that misses.
-pub type ProductCache = moka::future::Cache<Uuid, Arc<products::ProductView>>;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -28,7 +21,8 @@ pub struct AppState {
     pub products: Products,
     pub verifier: TokenVerifier,
     pub topics: Topic,
-    pub cache: ProductCache,
+    /// The in-memory catalog every read is served from.
+    pub catalog: Catalog,
     /// Names each written product to the outbox relay, so its event leaves at once.
     pub relay_wake: RelayWake,
 }
@@ -45,6 +39,7 @@ pub const EVENT_SOURCE: &str = "/product-service";
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/products", get(products::list).post(products::create))
+        .route("/api/products/suggest", get(products::suggest))
         .route(
             "/api/products/{id}",
             get(products::get)
@@ -59,10 +54,11 @@ pub fn router(state: AppState) -> Router {
 #[openapi(
     info(
         title = "product-service",
-        description = "The catalog: public search and product pages; admin writes with optimistic concurrency and stock adjustments. Every change is published on product.events."
+        description = "The catalog: public search (ranked full text in Chinese and English, facets, search as you type) and product pages, served from an in-memory read model; admin writes with optimistic concurrency and stock adjustments. Every change is published on product.events."
     ),
     paths(
         products::list,
+        products::suggest,
         products::get,
         products::create,
         products::update,

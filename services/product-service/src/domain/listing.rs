@@ -4,6 +4,8 @@
 //! shown, and the next page starts strictly after that pair. Inserts and deletes elsewhere in
 //! the list therefore never shift a page (no item shown twice, none skipped), and every page
 //! costs the same however deep the client reads. The id breaks ties, so the order is total.
+//! A relevance cursor holds the score, which moves when the catalog changes between pages: such a
+//! page may then repeat or skip an item near its edge (the listing orders have no such window).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +20,8 @@ pub const MAX_LIMIT: i64 = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sort {
+    /// Best text match first (BM25); only with a search text.
+    Relevance,
     /// Newest first (ids are UUID v7, so id order is creation order).
     Newest,
     /// Cheapest first.
@@ -29,13 +33,19 @@ pub enum Sort {
 }
 
 impl Sort {
-    pub const ACCEPTED: &'static str = "price, -price, newest, name";
+    pub const ACCEPTED: &'static str =
+        "relevance, price_asc, price_desc, newest, name (price and -price still work)";
 
-    pub fn parse(value: Option<&str>) -> Result<Self, FieldError> {
+    /// `searching`: whether the request has a search text, which makes relevance the default
+    /// (without one every product matches equally, so relevance means newest).
+    pub fn parse(value: Option<&str>, searching: bool) -> Result<Self, FieldError> {
         match value.map(str::trim) {
+            None | Some("") if searching => Ok(Sort::Relevance),
             None | Some("") | Some("newest") => Ok(Sort::Newest),
-            Some("price") => Ok(Sort::Price),
-            Some("-price") => Ok(Sort::PriceDesc),
+            Some("relevance") if searching => Ok(Sort::Relevance),
+            Some("relevance") => Ok(Sort::Newest),
+            Some("price" | "price_asc") => Ok(Sort::Price),
+            Some("-price" | "price_desc") => Ok(Sort::PriceDesc),
             Some("name") => Ok(Sort::Name),
             Some(_) => Err(FieldError::new(
                 "sort",
@@ -46,7 +56,7 @@ impl Sort {
 
     /// Whether the listing runs from high to low keys.
     pub fn descending(self) -> bool {
-        matches!(self, Sort::Newest | Sort::PriceDesc)
+        matches!(self, Sort::Relevance | Sort::Newest | Sort::PriceDesc)
     }
 }
 
@@ -65,15 +75,18 @@ pub fn limit(value: Option<&str>) -> Result<i64, FieldError> {
 }
 
 /// The sort key of the last item of a page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SortKey {
     Amount(i64),
     Text(String),
+    /// A relevance score (JSON always writes it with a fraction or exponent, so it never reads
+    /// back as an amount).
+    Score(f64),
 }
 
 /// Where the next page starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
     #[serde(rename = "s")]
     pub sort: Sort,
@@ -106,7 +119,7 @@ impl Cursor {
             (Sort::Newest, None)
                 | (Sort::Price | Sort::PriceDesc, Some(SortKey::Amount(_)))
                 | (Sort::Name, Some(SortKey::Text(_)))
-        );
+        ) || matches!((cursor.sort, &cursor.key), (Sort::Relevance, Some(SortKey::Score(score))) if score.is_finite());
         if !key_fits {
             return Err(invalid());
         }
@@ -150,11 +163,24 @@ mod tests {
 
     #[test]
     fn sorts_parse_with_newest_as_default() {
-        assert_eq!(Sort::parse(None).ok(), Some(Sort::Newest));
-        assert_eq!(Sort::parse(Some("-price")).ok(), Some(Sort::PriceDesc));
-        assert_eq!(Sort::parse(Some("name")).ok(), Some(Sort::Name));
+        assert_eq!(Sort::parse(None, false).ok(), Some(Sort::Newest));
+        assert_eq!(Sort::parse(None, true).ok(), Some(Sort::Relevance));
         assert_eq!(
-            Sort::parse(Some("rating"))
+            Sort::parse(Some("relevance"), false).ok(),
+            Some(Sort::Newest)
+        );
+        assert_eq!(
+            Sort::parse(Some("-price"), false).ok(),
+            Some(Sort::PriceDesc)
+        );
+        assert_eq!(
+            Sort::parse(Some("price_desc"), true).ok(),
+            Some(Sort::PriceDesc)
+        );
+        assert_eq!(Sort::parse(Some("price_asc"), true).ok(), Some(Sort::Price));
+        assert_eq!(Sort::parse(Some("name"), false).ok(), Some(Sort::Name));
+        assert_eq!(
+            Sort::parse(Some("rating"), false)
                 .err()
                 .map(|e| e.field)
                 .as_deref(),
@@ -198,6 +224,17 @@ mod tests {
             Cursor::decode(&price.encode(), Sort::Price).ok(),
             Some(price)
         );
+        for score in [2.0, 0.125, 13.75] {
+            let relevance = Cursor {
+                sort: Sort::Relevance,
+                key: Some(SortKey::Score(score)),
+                id: Uuid::nil(),
+            };
+            assert_eq!(
+                Cursor::decode(&relevance.encode(), Sort::Relevance).ok(),
+                Some(relevance)
+            );
+        }
     }
 
     #[test]

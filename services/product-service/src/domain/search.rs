@@ -1,44 +1,27 @@
-//! Turning a user's search text into a safe, case-insensitive substring pattern.
+//! The search text as users send it: bounded, and reduced to something worth searching.
+//!
+//! Text is refused (422) only when it is longer than [`MAX_QUERY_CHARS`]: any script, emoji or
+//! punctuation is accepted and simply finds nothing when no word is left. The index
+//! (`crate::catalog::text`) splits words; this module bounds how much work one query may ask for.
 
 /// The longest search text accepted; longer input is refused rather than silently cut.
-pub const MAX_QUERY_CHARS: usize = 100;
+pub const MAX_QUERY_CHARS: usize = 200;
 
-/// A regular expression matching `text` literally: every metacharacter is escaped, so input
-/// like `.*` or `(` is searched for as typed and can neither break the query nor turn into an
-/// expensive pattern.
-pub fn literal_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() * 2);
-    for c in text.chars() {
-        if matches!(
-            c,
-            '\\' | '.'
-                | '+'
-                | '*'
-                | '?'
-                | '('
-                | ')'
-                | '|'
-                | '['
-                | ']'
-                | '{'
-                | '}'
-                | '^'
-                | '$'
-                | '#'
-                | '-'
-                | ' '
-        ) {
-            // `#` and space matter only in extended mode; escaping them keeps the pattern
-            // literal whatever options a server applies.
-            if c == ' ' {
-                pattern.push_str("\\x20");
-                continue;
-            }
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern
+/// Words of one query that are searched; the rest are ignored (a query's cost grows with its
+/// words, and no shopper types more).
+pub const MAX_QUERY_WORDS: usize = 12;
+
+/// The longest prefix `suggest` completes.
+pub const MAX_SUGGEST_CHARS: usize = 50;
+
+/// The search text, if the request has one: trimmed, empty counts as absent.
+pub fn text(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|q| !q.is_empty())
+}
+
+/// Whether `text` has anything a word can be made of (letters or digits in any script).
+pub fn has_words(text: &str) -> bool {
+    text.chars().any(char::is_alphanumeric)
 }
 
 #[cfg(test)]
@@ -46,17 +29,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metacharacters_are_escaped() {
-        assert_eq!(literal_pattern("a.b*"), r"a\.b\*");
-        assert_eq!(literal_pattern("(x|y)"), r"\(x\|y\)");
-        assert_eq!(literal_pattern(r"c:\dir"), r"c:\\dir");
-        assert_eq!(literal_pattern("^$[]{}?+-#"), r"\^\$\[\]\{\}\?\+\-\#");
-        assert_eq!(literal_pattern("usb c"), r"usb\x20c");
+    fn blank_text_is_no_search() {
+        assert_eq!(text(None), None);
+        assert_eq!(text(Some("   ")), None);
+        assert_eq!(text(Some(" 耳机 ")), Some("耳机"));
     }
 
     #[test]
-    fn plain_text_and_unicode_pass_through() {
-        assert_eq!(literal_pattern("Kettle"), "Kettle");
-        assert_eq!(literal_pattern("茶壶"), "茶壶");
+    fn punctuation_and_emoji_have_no_words() {
+        assert!(!has_words("?!.,;:()[]"));
+        assert!(!has_words("😀🎧"));
+        assert!(has_words("耳机"));
+        assert!(has_words("usb-c"));
     }
 }

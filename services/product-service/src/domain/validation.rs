@@ -63,6 +63,47 @@ pub fn description(value: &str) -> Result<String, FieldError> {
     text("description", value, DESCRIPTION_MAX_CHARS, false)
 }
 
+/// Translations of name and description, by language: every key a supported language (stored
+/// as `en` or `zh-CN`), every name and description valid as the base ones are.
+pub fn translations(
+    given: &std::collections::BTreeMap<String, contracts::product::Translation>,
+) -> Result<contracts::product::Translations, FieldError> {
+    let mut valid = contracts::product::Translations::new();
+    for (tag, translation) in given {
+        let Some(language) = super::language::supported(tag).filter(|_| tag.len() <= 35) else {
+            return Err(FieldError::new(
+                "translations",
+                "languages must be en or zh-CN",
+            ));
+        };
+        let name = text(
+            &format!("translations.{language}.name"),
+            &translation.name,
+            NAME_MAX_CHARS,
+            true,
+        )?;
+        let description = text(
+            &format!("translations.{language}.description"),
+            &translation.description,
+            DESCRIPTION_MAX_CHARS,
+            false,
+        )?;
+        if valid
+            .insert(
+                language.to_owned(),
+                contracts::product::Translation { name, description },
+            )
+            .is_some()
+        {
+            return Err(FieldError::new(
+                "translations",
+                format!("{language} is given twice"),
+            ));
+        }
+    }
+    Ok(valid)
+}
+
 /// A category slug: 1 to 50 of `a-z 0-9 -`, stored in lower case.
 pub fn category(field: &str, value: &str) -> Result<String, FieldError> {
     let value = value.trim().to_ascii_lowercase();

@@ -1,5 +1,5 @@
-//! What product-service publishes (`product.*` and `inventory.*` events through
-//! single-document outboxes) and the `product.events` consumer that keeps replica caches fresh.
+//! What product-service publishes: `product.*` and `inventory.*` events through
+//! single-document outboxes. (The `product.events` consumer of this service is the read
+//! model's feed, `crate::catalog::feed`.)
 
-pub mod cache;
 pub mod outbox;

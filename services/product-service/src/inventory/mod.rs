@@ -41,7 +41,8 @@ use mongodb::Database;
 use mongodb::bson::{Document, doc};
 use uuid::Uuid;
 
-use crate::api::{EVENT_SOURCE, ProductCache};
+use crate::api::EVENT_SOURCE;
+use crate::catalog::Catalog;
 use crate::events::outbox::PendingEvent;
 use crate::store::products::{self, ProductDoc, Products};
 use crate::store::reservations::{Reservations, Status};
@@ -81,17 +82,17 @@ pub struct Inventory {
     products: Products,
     reservations: Reservations,
     topics: Topic,
-    cache: ProductCache,
+    catalog: Catalog,
     wake: Wake,
 }
 
 impl Inventory {
-    pub fn new(db: &Database, topics: Topic, cache: ProductCache, wake: Wake) -> Self {
+    pub fn new(db: &Database, topics: Topic, catalog: Catalog, wake: Wake) -> Self {
         Self {
             products: Products::new(db),
             reservations: Reservations::new(db),
             topics,
-            cache,
+            catalog,
             wake,
         }
     }
@@ -309,8 +310,16 @@ impl Inventory {
                 .products
                 .update_at_version(id, after.version - 1, filter, update)
                 .await?;
-            if written.is_some() {
-                self.cache.invalidate(id).await;
+            if let Some(committed) = written {
+                // This replica's read model shows the new stock at once; the snapshot on
+                // product.events arrives later and is ignored by version. Stock alone never
+                // touches the search index, so this is a map update, not an index commit.
+                let applied = committed
+                    .snapshot()
+                    .and_then(|snapshot| self.catalog.apply(snapshot));
+                if let Err(error) = applied {
+                    tracing::warn!(error = format!("{error:#}"), %id, "read model not updated; the topic will");
+                }
                 self.wake.products.written(id.to_string());
                 return Ok(outcome);
             }

@@ -4,15 +4,13 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use contracts::product::{Money, ProductImage, ProductSnapshot, StockLevels};
-use futures::TryStreamExt as _;
-use mongodb::bson::{self, Bson, Document, doc};
+use contracts::product::{Money, ProductImage, ProductSnapshot, StockLevels, Translations};
+use mongodb::bson::{self, Document, doc};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::listing::{Cursor, Sort, SortKey};
 use crate::events::outbox::PendingEvent;
 
 pub const COLLECTION: &str = "products";
@@ -24,7 +22,9 @@ pub struct ProductDoc {
     #[serde(rename = "_id")]
     pub id: String,
     pub sku: String,
-    pub name: String,
+    /// The name, and the translations of name and description (see [`Naming`]).
+    #[serde(flatten)]
+    pub name: Naming,
     pub description: String,
     pub category: String,
     pub tags: Vec<String>,
@@ -55,6 +55,27 @@ pub struct ProductDoc {
     /// Whether `pending_events` holds anything (`messaging::mongo::PENDING_FLAG`).
     #[serde(default)]
     pub outbox_pending: bool,
+}
+
+/// The product's name and, beside it, the translations of its name and description: document
+/// fields `name` and `translations`. They share one flattened Rust field so that `ProductDoc`
+/// kept its field list when translations arrived (code outside the catalog, such as the
+/// inventory tests, builds it field by field; `"Kettle".into()` still fits).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Naming {
+    #[serde(rename = "name")]
+    pub text: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub translations: Translations,
+}
+
+impl From<&str> for Naming {
+    fn from(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            translations: Translations::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,8 +115,9 @@ impl ProductDoc {
         Ok(ProductSnapshot {
             id: self.uuid()?,
             sku: self.sku.clone(),
-            name: self.name.clone(),
+            name: self.name.text.clone(),
             description: self.description.clone(),
+            translations: self.name.translations.clone(),
             category: self.category.clone(),
             tags: self.tags.clone(),
             price: self.price.clone(),
@@ -108,20 +130,6 @@ impl ProductDoc {
             updated_at: to_chrono(self.updated_at),
         })
     }
-}
-
-/// What `GET /api/products` asks for, already validated.
-#[derive(Debug, Clone)]
-pub struct ListQuery {
-    /// Escaped, literal regular expression (see `domain::search`).
-    pub text_pattern: Option<String>,
-    pub category: Option<String>,
-    pub min_price: Option<i64>,
-    pub max_price: Option<i64>,
-    pub in_stock: bool,
-    pub sort: Sort,
-    pub after: Option<Cursor>,
-    pub limit: i64,
 }
 
 /// The catalog's MongoDB handle.
@@ -137,23 +145,15 @@ impl Products {
         }
     }
 
-    /// Creates the indexes the queries need; creating an existing index is a no-op, so every
-    /// replica runs this at start (and a restart against the same database works).
+    /// Creates the indexes the writes need (listings and search are served by the in-memory
+    /// read model, `crate::catalog`, so there are no sort indexes). Creating an existing index
+    /// is a no-op, so every replica runs this at start.
     pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
         let unique = IndexOptions::builder().unique(true).build();
         let indexes = [
             IndexModel::builder()
                 .keys(doc! {"sku": 1})
                 .options(unique)
-                .build(),
-            IndexModel::builder()
-                .keys(doc! {"price.amount": 1, "_id": 1})
-                .build(),
-            IndexModel::builder()
-                .keys(doc! {"name": 1, "_id": 1})
-                .build(),
-            IndexModel::builder()
-                .keys(doc! {"category": 1, "price.amount": 1})
                 .build(),
             // The relay looks for documents with pending events.
             IndexModel::builder()
@@ -205,21 +205,6 @@ impl Products {
             .await
             .context("updating a product")
     }
-
-    /// One page of active products (plus one more, to tell whether another page exists).
-    pub async fn list(&self, query: &ListQuery) -> anyhow::Result<Vec<ProductDoc>> {
-        let (filter, sort) = list_filter(query);
-        self.collection
-            .find(filter)
-            .sort(sort)
-            .limit(query.limit + 1)
-            .projection(doc! {"pending_events": 0, "adjustments": 0, "reservations": 0})
-            .await
-            .context("listing products")?
-            .try_collect()
-            .await
-            .context("reading the product list")
-    }
 }
 
 /// Completes `update` (the change's own operators) with the new version and timestamp of
@@ -244,119 +229,69 @@ pub fn next_version(before: &ProductDoc) -> ProductDoc {
     after
 }
 
-/// The sort key of `product` under `sort`, for the next page's cursor.
-pub fn sort_key(product: &ProductDoc, sort: Sort) -> Option<SortKey> {
-    match sort {
-        Sort::Newest => None,
-        Sort::Price | Sort::PriceDesc => Some(SortKey::Amount(product.price.amount)),
-        Sort::Name => Some(SortKey::Text(product.name.clone())),
-    }
-}
-
-/// The MongoDB filter and sort of a listing. Keyset pagination: after a cursor, the next page
-/// holds the items strictly after `(key, id)` in the sort order.
-pub fn list_filter(query: &ListQuery) -> (Document, Document) {
-    let mut clauses = vec![doc! {"active": true}];
-    if let Some(pattern) = &query.text_pattern {
-        let regex = doc! {"$regex": pattern, "$options": "i"};
-        clauses.push(doc! {"$or": [
-            {"name": regex.clone()},
-            {"description": regex.clone()},
-            {"tags": regex},
-        ]});
-    }
-    if let Some(category) = &query.category {
-        clauses.push(doc! {"category": category});
-    }
-    if let Some(min) = query.min_price {
-        clauses.push(doc! {"price.amount": {"$gte": min}});
-    }
-    if let Some(max) = query.max_price {
-        clauses.push(doc! {"price.amount": {"$lte": max}});
-    }
-    if query.in_stock {
-        clauses.push(doc! {"stock.available": {"$gt": 0_i64}});
-    }
-    let (field, direction) = match query.sort {
-        Sort::Newest => ("_id", -1),
-        Sort::Price => ("price.amount", 1),
-        Sort::PriceDesc => ("price.amount", -1),
-        Sort::Name => ("name", 1),
-    };
-    let beyond = if query.sort.descending() {
-        "$lt"
-    } else {
-        "$gt"
-    };
-    if let Some(cursor) = &query.after {
-        let id = cursor.id.to_string();
-        let key = match &cursor.key {
-            Some(SortKey::Amount(amount)) => Some(Bson::Int64(*amount)),
-            Some(SortKey::Text(text)) => Some(Bson::String(text.clone())),
-            None => None,
-        };
-        clauses.push(match key {
-            Some(key) if field != "_id" => doc! {"$or": [
-                {field: {beyond: key.clone()}},
-                {field: key, "_id": {beyond: &id}},
-            ]},
-            _ => doc! {"_id": {beyond: &id}},
-        });
-    }
-    let sort = if field == "_id" {
-        doc! {"_id": direction}
-    } else {
-        doc! {field: direction, "_id": direction}
-    };
-    (doc! {"$and": clauses}, sort)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn query(sort: Sort) -> ListQuery {
-        ListQuery {
-            text_pattern: None,
-            category: None,
-            min_price: None,
-            max_price: None,
-            in_stock: false,
-            sort,
-            after: None,
-            limit: 20,
-        }
-    }
-
     #[test]
-    fn listing_only_shows_active_products_newest_first_by_default() {
-        let (filter, sort) = list_filter(&query(Sort::Newest));
-        assert_eq!(filter, doc! {"$and": [{"active": true}]});
-        assert_eq!(sort, doc! {"_id": -1});
-    }
-
-    #[test]
-    fn keyset_continues_after_the_cursor_with_the_id_as_tie_breaker() {
-        let id = Uuid::nil();
-        let mut q = query(Sort::PriceDesc);
-        q.after = Some(Cursor {
-            sort: Sort::PriceDesc,
-            key: Some(SortKey::Amount(500)),
-            id,
-        });
-        let (filter, sort) = list_filter(&q);
-        assert_eq!(sort, doc! {"price.amount": -1, "_id": -1});
-        let expected = doc! {"$or": [
-            {"price.amount": {"$lt": 500_i64}},
-            {"price.amount": 500_i64, "_id": {"$lt": id.to_string()}},
-        ]};
+    fn the_name_and_its_translations_are_stored_as_two_top_level_fields() -> anyhow::Result<()> {
+        let now = bson::DateTime::now();
+        let product = ProductDoc {
+            id: Uuid::nil().to_string(),
+            sku: "S".into(),
+            name: Naming {
+                text: "Kettle".into(),
+                translations: Translations::from([(
+                    "zh-CN".to_owned(),
+                    contracts::product::Translation {
+                        name: "水壶".into(),
+                        description: String::new(),
+                    },
+                )]),
+            },
+            description: String::new(),
+            category: "kitchen".into(),
+            tags: vec![],
+            price: Money {
+                amount: 1,
+                currency: "EUR".into(),
+            },
+            specs: serde_json::json!({}),
+            images: vec![],
+            stock: StockDoc {
+                available: 1,
+                reserved: 0,
+            },
+            sold: 0,
+            initial_stock: 1,
+            adjusted_total: 0,
+            adjustments: vec![],
+            reservations: Default::default(),
+            active: true,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            pending_events: vec![],
+            outbox_pending: false,
+        };
+        let stored = bson::to_document(&product)?;
+        assert_eq!(stored.get_str("name")?, "Kettle");
         assert_eq!(
-            filter
-                .get_array("$and")
-                .ok()
-                .and_then(|a| a.last())
-                .cloned(),
-            Some(Bson::Document(expected))
+            stored
+                .get_document("translations")?
+                .get_document("zh-CN")?
+                .get_str("name")?,
+            "水壶"
         );
+        let back: ProductDoc = bson::from_document(stored)?;
+        assert_eq!(back.name.text, "Kettle");
+        assert_eq!(back.created_at, now);
+        assert_eq!(back.snapshot()?.translations.len(), 1);
+        // Documents written before translations existed read as having none.
+        let mut old = bson::to_document(&product)?;
+        old.remove("translations");
+        let old: ProductDoc = bson::from_document(old)?;
+        assert!(old.name.translations.is_empty());
+        Ok(())
     }
 }

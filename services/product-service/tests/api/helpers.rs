@@ -85,14 +85,26 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
         jwks_url: "http://127.0.0.1:9/unused".into(),
         jwt_issuer: ISSUER.into(),
         jwt_audience: AUDIENCE.into(),
-        cache_ttl: Duration::from_secs(5),
         run_outbox_relay: true,
         run_inventory_consumer: true,
         inventory_consumers: 3,
-        run_cache_invalidation: true,
         relay_poll_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(30),
     }
+}
+
+/// Polls `/health/ready` until it answers 200 (the read model loaded), within a deadline.
+pub async fn wait_until_ready(address: &str) -> TestResult {
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(60), || {
+        let client = client.clone();
+        async move {
+            let reply = client.get(format!("{address}/health/ready")).send().await?;
+            anyhow::ensure!(reply.status() == StatusCode::OK, "{}", reply.text().await?);
+            Ok(())
+        }
+    })
+    .await
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -134,8 +146,13 @@ async fn start(database: &str, topic_prefix: &str, adjust: impl FnOnce(&mut Conf
     let port = app.port();
     let db = app.database().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let address = format!("http://127.0.0.1:{port}");
+    // Readiness includes the read model's initial load; every test starts from a loaded one.
+    wait_until_ready(&address)
+        .await
+        .unwrap_or_else(|error| panic!("product-service never became ready: {error:#}"));
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        address,
         client: reqwest::Client::new(),
         db,
         topic_prefix: topic_prefix.to_owned(),

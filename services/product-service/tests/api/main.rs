@@ -2,12 +2,14 @@
 //! Kafka): each test gets its own database and topic prefix, so they run in parallel.
 
 mod access;
-mod cache;
+mod catalog;
 mod events;
 mod helpers;
 mod inventory;
+mod judged;
 mod listing;
 mod platform;
 mod products;
+mod search;
 mod shutdown;
 mod stock;

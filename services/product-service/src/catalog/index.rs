@@ -1,0 +1,405 @@
+//! The full-text index of the read model: one tantivy document per active product, in RAM.
+//!
+//! Only text lives here (name, description, tags with the category, and the string values of
+//! specs, each in every language the product has) plus the product's slot number as a fast
+//! field; prices, stock, facets and sorting are answered from the product views next to it
+//! (`crate::catalog`), so a stock change never touches the index. Ranking is tantivy's BM25
+//! with per-field boosts; each query word must match (in some field), exactly, as a stem, with
+//! one or two typos for Latin words of four or more letters, or for a long Chinese word, through
+//! all of its parts.
+//!
+//! Memory: a RAM directory (no files, no mmap) and a writer with one indexing thread and
+//! tantivy's smallest arena (15 MB budget; pages are allocated as documents arrive, and the
+//! arena is dropped at each commit).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use contracts::product::ProductSnapshot;
+use jieba_rs::TokenizeMode;
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader,
+    TantivyDocument, Term,
+};
+
+use super::text::{self, INDEX_ANALYZER};
+use crate::domain::search::MAX_QUERY_WORDS;
+
+/// tantivy's smallest writer arena.
+const WRITER_MEMORY_BYTES: usize = 15_000_000;
+
+/// At most this much spec text per product is indexed.
+const MAX_SPEC_TEXT_BYTES: usize = 2_048;
+
+/// Searched fields and their weight: a word in the name counts most.
+const NAME_BOOST: Score = 3.0;
+const TAGS_BOOST: Score = 2.0;
+const SPECS_BOOST: Score = 1.5;
+const DESCRIPTION_BOOST: Score = 1.0;
+/// A typo-tolerant or part-wise match scores below an exact one.
+const FUZZY_BOOST: Score = 0.4;
+const PARTS_BOOST: Score = 0.8;
+
+const SLOT: &str = "slot";
+
+#[derive(Clone, Copy)]
+struct Fields {
+    slot: Field,
+    name: Field,
+    description: Field,
+    tags: Field,
+    specs: Field,
+}
+
+impl Fields {
+    fn weighted(&self) -> [(Field, Score); 4] {
+        [
+            (self.name, NAME_BOOST),
+            (self.tags, TAGS_BOOST),
+            (self.specs, SPECS_BOOST),
+            (self.description, DESCRIPTION_BOOST),
+        ]
+    }
+}
+
+/// The index, its writer and a reader that sees the last commit.
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    /// Changes were added since the last commit. Read and written under the writer lock.
+    dirty: AtomicBool,
+    fields: Fields,
+    query_analyzer: TextAnalyzer,
+    parts_analyzer: TextAnalyzer,
+    prefix_analyzer: TextAnalyzer,
+}
+
+impl SearchIndex {
+    pub fn new() -> anyhow::Result<Self> {
+        let mut schema = Schema::builder();
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(INDEX_ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        );
+        let fields = Fields {
+            slot: schema.add_u64_field(SLOT, INDEXED | FAST),
+            name: schema.add_text_field("name", text.clone()),
+            description: schema.add_text_field("description", text.clone()),
+            tags: schema.add_text_field("tags", text.clone()),
+            specs: schema.add_text_field("specs", text),
+        };
+        let index = Index::create_in_ram(schema.build());
+        index
+            .tokenizers()
+            .register(INDEX_ANALYZER, text::analyzer(TokenizeMode::Search));
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
+            .context("creating the index writer")?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .context("creating the index reader")?;
+        let prefix_analyzer =
+            TextAnalyzer::builder(text::JiebaTokenizer::new(TokenizeMode::Default))
+                .filter(tantivy::tokenizer::LowerCaser)
+                .build();
+        Ok(Self {
+            index,
+            reader,
+            writer: Mutex::new(writer),
+            dirty: AtomicBool::new(false),
+            fields,
+            query_analyzer: text::analyzer(TokenizeMode::Default),
+            parts_analyzer: text::analyzer(TokenizeMode::Search),
+            prefix_analyzer,
+        })
+    }
+
+    fn writer(&self) -> anyhow::Result<std::sync::MutexGuard<'_, IndexWriter>> {
+        self.writer
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the index writer lock is poisoned"))
+    }
+
+    /// Replaces the document of `slot` (visible after [`Self::commit`]).
+    pub fn upsert(&self, slot: u32, product: &ProductSnapshot) -> anyhow::Result<()> {
+        let writer = self.writer()?;
+        writer.delete_term(Term::from_field_u64(self.fields.slot, u64::from(slot)));
+        let mut doc = TantivyDocument::default();
+        doc.add_u64(self.fields.slot, u64::from(slot));
+        doc.add_text(self.fields.name, &product.name);
+        doc.add_text(self.fields.description, &product.description);
+        for translation in product.translations.values() {
+            doc.add_text(self.fields.name, &translation.name);
+            doc.add_text(self.fields.description, &translation.description);
+        }
+        for tag in &product.tags {
+            doc.add_text(self.fields.tags, tag);
+        }
+        doc.add_text(self.fields.tags, &product.category);
+        doc.add_text(self.fields.specs, spec_text(&product.specs));
+        writer.add_document(doc).context("indexing a product")?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes the document of `slot` (visible after [`Self::commit`]).
+    pub fn remove(&self, slot: u32) -> anyhow::Result<()> {
+        let writer = self.writer()?;
+        writer.delete_term(Term::from_field_u64(self.fields.slot, u64::from(slot)));
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes every change added so far visible to searches, if there is any. Blocks (call it
+    /// off the async workers). The writer lock is held until the reader sees the commit, so
+    /// whoever gets the lock next finds every earlier change either searchable or still dirty:
+    /// an own write whose snapshot the feed indexed first is committed here, not left waiting
+    /// for the feed's next commit.
+    pub fn commit(&self) -> anyhow::Result<()> {
+        let mut writer = self.writer()?;
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        writer.commit().context("committing the index")?;
+        self.reader.reload().context("reloading the index reader")?;
+        Ok(())
+    }
+
+    /// Every product matching `text`, as (slot, score); `None` when the text has no word to
+    /// search for (only punctuation, emoji or English stop words).
+    pub fn search(&self, text: &str) -> anyhow::Result<Option<Vec<(u32, Score)>>> {
+        let words = text::words(&mut self.query_analyzer.clone(), text);
+        if words.is_empty() {
+            return Ok(None);
+        }
+        let clauses = words
+            .iter()
+            .take(MAX_QUERY_WORDS)
+            .map(|word| (Occur::Must, self.word_query(word)))
+            .collect();
+        self.run(&BooleanQuery::new(clauses)).map(Some)
+    }
+
+    /// Products whose name or tags hold the words of `text`, the last one possibly unfinished
+    /// (search as you type).
+    pub fn complete(&self, text: &str) -> anyhow::Result<Vec<(u32, Score)>> {
+        let finished = text.ends_with(char::is_whitespace);
+        let words = text::words(&mut self.query_analyzer.clone(), text);
+        let typed = text::words(&mut self.prefix_analyzer.clone(), text);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let (whole, last) = match (finished, typed.last()) {
+            (false, Some(last)) => (words.iter().take(words.len().saturating_sub(1)), Some(last)),
+            _ => (words.iter().take(words.len()), None),
+        };
+        for word in whole.take(MAX_QUERY_WORDS) {
+            clauses.push((
+                Occur::Must,
+                self.term_in(word, &[self.fields.name, self.fields.tags]),
+            ));
+        }
+        if let Some(last) = last {
+            let mut prefixes: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            // Typed as is (`wirel`), and as the analyser stems it (`sony` -> `soni`).
+            let stems = text::words(&mut self.query_analyzer.clone(), last);
+            for prefix in std::iter::once(last).chain(stems.last()) {
+                for field in [self.fields.name, self.fields.tags] {
+                    prefixes.push((
+                        Occur::Should,
+                        Box::new(FuzzyTermQuery::new_prefix(
+                            Term::from_field_text(field, prefix),
+                            0,
+                            false,
+                        )),
+                    ));
+                }
+            }
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(prefixes))));
+        }
+        if clauses.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(&BooleanQuery::new(clauses))
+    }
+
+    /// One query word, matched in any field: exactly, with typos (Latin), or by its parts
+    /// (a Chinese word the products only hold in pieces, `无线耳机` in `无线蓝牙耳机`).
+    fn word_query(&self, word: &str) -> Box<dyn Query> {
+        let mut alternatives: Vec<(Occur, Box<dyn Query>)> = self
+            .fields
+            .weighted()
+            .into_iter()
+            .map(|(field, boost)| {
+                let term = TermQuery::new(
+                    Term::from_field_text(field, word),
+                    IndexRecordOption::WithFreqs,
+                );
+                (Occur::Should, boosted(Box::new(term), boost))
+            })
+            .collect();
+        let length = word.chars().count();
+        if text::is_latin(word) && word.chars().any(|c| c.is_ascii_alphabetic()) && length >= 4 {
+            let distance = if length >= 8 { 2 } else { 1 };
+            for (field, boost) in self.fields.weighted() {
+                let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, word), distance, true);
+                alternatives.push((Occur::Should, boosted(Box::new(fuzzy), boost * FUZZY_BOOST)));
+            }
+        } else if !text::is_latin(word) && length >= 3 {
+            let parts: Vec<String> = text::words(&mut self.parts_analyzer.clone(), word)
+                .into_iter()
+                .filter(|part| part != word)
+                .collect();
+            if parts.len() >= 2 {
+                let all_fields = [
+                    self.fields.name,
+                    self.fields.tags,
+                    self.fields.specs,
+                    self.fields.description,
+                ];
+                let every_part = parts
+                    .iter()
+                    .map(|part| (Occur::Must, self.term_in(part, &all_fields)))
+                    .collect();
+                alternatives.push((
+                    Occur::Should,
+                    boosted(Box::new(BooleanQuery::new(every_part)), PARTS_BOOST),
+                ));
+            }
+        }
+        Box::new(BooleanQuery::new(alternatives))
+    }
+
+    /// `word` in any of `fields`.
+    fn term_in(&self, word: &str, fields: &[Field]) -> Box<dyn Query> {
+        let weights = self.fields.weighted();
+        Box::new(BooleanQuery::new(
+            fields
+                .iter()
+                .map(|&field| {
+                    let boost = weights
+                        .iter()
+                        .find(|(f, _)| *f == field)
+                        .map_or(1.0, |(_, b)| *b);
+                    let term = TermQuery::new(
+                        Term::from_field_text(field, word),
+                        IndexRecordOption::WithFreqs,
+                    );
+                    (Occur::Should, boosted(Box::new(term), boost))
+                })
+                .collect(),
+        ))
+    }
+
+    fn run(&self, query: &dyn Query) -> anyhow::Result<Vec<(u32, Score)>> {
+        let searcher = self.reader.searcher();
+        searcher
+            .search(query, &SlotsWithScores)
+            .context("searching the index")
+    }
+
+    /// Documents in the index (for tests and metrics).
+    pub fn documents(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    pub fn schema(&self) -> tantivy::schema::Schema {
+        self.index.schema()
+    }
+}
+
+fn boosted(query: Box<dyn Query>, boost: Score) -> Box<dyn Query> {
+    Box::new(BoostQuery::new(query, boost))
+}
+
+/// The string values of `specs` (and its numbers, so a model number is found), bounded.
+fn spec_text(specs: &serde_json::Value) -> String {
+    fn walk(value: &serde_json::Value, out: &mut String, depth: usize) {
+        if out.len() >= MAX_SPEC_TEXT_BYTES || depth > 8 {
+            return;
+        }
+        match value {
+            serde_json::Value::String(text) => {
+                out.push_str(text);
+                out.push('\n');
+            }
+            serde_json::Value::Number(number) => {
+                out.push_str(&number.to_string());
+                out.push('\n');
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().for_each(|item| walk(item, out, depth + 1));
+            }
+            serde_json::Value::Object(map) => {
+                map.values().for_each(|item| walk(item, out, depth + 1));
+            }
+            serde_json::Value::Bool(_) | serde_json::Value::Null => {}
+        }
+    }
+    let mut out = String::new();
+    walk(specs, &mut out, 0);
+    if out.len() > MAX_SPEC_TEXT_BYTES {
+        let mut end = MAX_SPEC_TEXT_BYTES;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
+/// Collects every matching document as (slot, score).
+struct SlotsWithScores;
+
+struct SegmentSlots {
+    slots: Column<u64>,
+    found: Vec<(u32, Score)>,
+}
+
+impl Collector for SlotsWithScores {
+    type Fruit = Vec<(u32, Score)>;
+    type Child = SegmentSlots;
+
+    fn for_segment(
+        &self,
+        _segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentSlots> {
+        Ok(SegmentSlots {
+            slots: reader.fast_fields().u64(SLOT)?,
+            found: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        true
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<(u32, Score)>>) -> tantivy::Result<Self::Fruit> {
+        Ok(fruits.into_iter().flatten().collect())
+    }
+}
+
+impl SegmentCollector for SegmentSlots {
+    type Fruit = Vec<(u32, Score)>;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if let Some(slot) = self.slots.first(doc).and_then(|s| u32::try_from(s).ok()) {
+            self.found.push((slot, score));
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.found
+    }
+}
