@@ -168,17 +168,44 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     fs::write(
         &listings_file,
         [
-            "kitchen",
-            "electronics",
-            "office",
-            "garden",
-            "sports",
-            "books",
+            "category=audio",
+            "category=computing&in_stock=true&sort=price_asc",
+            "category=phones&sort=newest",
+            "category=kitchen&sort=price_desc",
+            "category=home",
+            "category=sports&in_stock=true",
         ]
-        .map(|c| format!("/api/products?category={c}&limit=20"))
+        .map(|c| format!("/api/products?{c}&limit=20"))
         .join("\n"),
     )
     .context("writing the listing paths")?;
+    // Ranked full-text search in both languages (brands, a misspelling, mixed language, a
+    // language switch) and search-as-you-type, as a storefront sends them.
+    let search_file = bench_dir.join("search-paths.txt");
+    fs::write(
+        &search_file,
+        [
+            "q=蓝牙耳机",
+            "q=headphones&brand=sony",
+            "q=keybaord",
+            "q=sony 耳机",
+            "q=kettle&lang=zh-CN",
+            "q=机械键盘&in_stock=true",
+            "q=小米&sort=price_asc",
+            "q=running shoes",
+        ]
+        .map(|q| format!("/api/products?{}&limit=20", encode_query(q)))
+        .join("\n"),
+    )
+    .context("writing the search paths")?;
+    let suggest_file = bench_dir.join("suggest-paths.txt");
+    fs::write(
+        &suggest_file,
+        ["q=son", "q=小米 电热", "q=蓝牙", "q=key", "q=机械", "q=blu"]
+            .map(|q| format!("/api/products/suggest?{}", encode_query(q)))
+            .join("\n"),
+    )
+    .context("writing the suggest paths")?;
 
     let hello = HelloServer::start(&tools.hello_server)?;
     let mut memory = MemoryLog::new(layout, &hello);
@@ -263,11 +290,35 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         2,
         Some((listing_sat.ok_per_sec * 0.5).max(0.1)),
     )?;
+    let search_sat =
+        runner.http_file(&mut memory, "search", &gateway_url, &search_file, 0, None)?;
+    let search_half = runner.http_file(
+        &mut memory,
+        "search 50%",
+        &gateway_url,
+        &search_file,
+        0,
+        Some((search_sat.ok_per_sec * 0.5).max(0.1)),
+    )?;
+    let suggest_sat =
+        runner.http_file(&mut memory, "suggest", &gateway_url, &suggest_file, 0, None)?;
+    let suggest_half = runner.http_file(
+        &mut memory,
+        "suggest 50%",
+        &gateway_url,
+        &suggest_file,
+        0,
+        Some((suggest_sat.ok_per_sec * 0.5).max(0.1)),
+    )?;
     let catalog = Catalog {
         by_id_sat,
         by_id_half,
         listing_sat,
         listing_half,
+        search_sat,
+        search_half,
+        suggest_sat,
+        suggest_half,
     };
 
     // 5) the MongoDB-wire server itself, on a database of its own
@@ -1023,6 +1074,32 @@ struct Catalog {
     by_id_half: RunReport,
     listing_sat: RunReport,
     listing_half: RunReport,
+    search_sat: RunReport,
+    search_half: RunReport,
+    suggest_sat: RunReport,
+    suggest_half: RunReport,
+}
+
+/// `name=value&...` with each value percent-encoded (UTF-8), for the bench's paths files.
+fn encode_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) => {
+                let mut encoded = String::new();
+                for byte in value.bytes() {
+                    if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+                        encoded.push(char::from(byte));
+                    } else {
+                        let _ = write!(encoded, "%{byte:02X}");
+                    }
+                }
+                format!("{name}={encoded}")
+            }
+            None => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// What `mongo-bench` prints (tests/mongo-conformance/src/bin/mongo-bench.rs).
@@ -1271,6 +1348,38 @@ impl Report<'_> {
             o.gateway_half.target_rate.unwrap_or_default(),
             verdict(added < 1.0)
         );
+        let _ = writeln!(
+            out,
+            "| product pages over the catalog >= 60% of the single cached product, p99 <= 5 ms at 50% | {} ({:.0} vs {:.0} req/s), p99 {} | {} |",
+            ratio(c.by_id_sat.ok_per_sec, o.gateway_sat.ok_per_sec),
+            c.by_id_sat.ok_per_sec,
+            o.gateway_sat.ok_per_sec,
+            format_ms(c.by_id_half.latency.p99_ms),
+            verdict(
+                c.by_id_sat.ok_per_sec >= 0.6 * o.gateway_sat.ok_per_sec
+                    && c.by_id_half.latency.p99_ms <= 5.0
+            )
+        );
+        for (what, sat, half) in [
+            ("listings of 20", &c.listing_sat, &c.listing_half),
+            ("search of 20", &c.search_sat, &c.search_half),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {what} ({} products) >= 3,000 req/s, p99 <= 15 ms at 50% | {:.0} req/s, p99 {} | {} |",
+                self.args.products,
+                sat.ok_per_sec,
+                format_ms(half.latency.p99_ms),
+                verdict(sat.ok_per_sec >= 3000.0 && half.latency.p99_ms <= 15.0)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| suggestions p99 <= 5 ms (at 50%) | p99 {} at {:.0} req/s | {} |",
+            format_ms(c.suggest_half.latency.p99_ms),
+            c.suggest_half.ok_per_sec,
+            verdict(c.suggest_half.latency.p99_ms <= 5.0)
+        );
         let (r, sus, hot) = (&self.checkout_rate, &self.checkout_sustained, &self.hot);
         let _ = writeln!(
             out,
@@ -1392,9 +1501,14 @@ impl Report<'_> {
         let _ = writeln!(out, "\n## 2. Catalog reads through the gateway\n");
         let _ = writeln!(
             out,
-            "`GET /api/products/{{id}}` rotating over {} seeded products, and the listing \
-             `GET /api/products?category=...&limit=20` rotating over the six categories. 50% = \
-             open loop at half the saturation rate.\n",
+            "`GET /api/products/{{id}}` rotating over {} seeded products; category listings of \
+             20 (`GET /api/products?category=...&limit=20`, some with `in_stock` and a sort) \
+             rotating over the six categories; ranked search of 20 in both languages \
+             (`q=蓝牙耳机`, `q=headphones&brand=sony`, a misspelling, mixed language, `lang=zh-CN`, \
+             ...: `.local/bench/search-paths.txt`), each answer with its facets; suggestions \
+             (`GET /api/products/suggest?q=son`, `q=小米 电热`, ...). All served from \
+             product-service's in-memory read model. 50% = open loop at half the saturation \
+             rate.\n",
             self.args.products
         );
         Self::run_table(
@@ -1404,6 +1518,10 @@ impl Report<'_> {
                 ("product by id, 50%", &c.by_id_half),
                 ("listing, saturation", &c.listing_sat),
                 ("listing, 50%", &c.listing_half),
+                ("search, saturation", &c.search_sat),
+                ("search, 50%", &c.search_half),
+                ("suggest, saturation", &c.suggest_sat),
+                ("suggest, 50%", &c.suggest_half),
             ],
         );
 
@@ -2040,6 +2158,10 @@ mod tests {
                 by_id_half: run("by id 50%", 3_500.0, 2.0, Some(3_500.0)),
                 listing_sat: run("listing", 5.0, 900.0, None),
                 listing_half: run("listing 50%", 2.5, 500.0, Some(2.5)),
+                search_sat: run("search", 4_000.0, 8.0, None),
+                search_half: run("search 50%", 2_000.0, 3.0, Some(2_000.0)),
+                suggest_sat: run("suggest", 6_000.0, 4.0, None),
+                suggest_half: run("suggest 50%", 3_000.0, 2.0, Some(3_000.0)),
             },
             checkout_rate: checkout("fixed-rate", Some(5.0), 120.0),
             checkout_sustained: checkout("sustained", None, 400.0),
@@ -2104,6 +2226,8 @@ mod tests {
             "| invariants after the checkout runs (stock, charges, receipts) | hold | met |",
             "| PostgreSQL commits | 12.0 | 3600 commits/s | 300 orders/s |",
             "## 6. Where the CPU goes",
+            "| search, saturation | max |",
+            "| search of 20 (1000 products) >= 3,000 req/s",
             "| gateway | - | 50% (",
             "the largest single consumer was gateway (50% of a core)",
             "`cargo xtask bench --quick`",
@@ -2122,6 +2246,14 @@ mod tests {
         let memory = measure(&[me]).unwrap_or_default();
         assert_eq!(memory.processes, 1);
         assert!(memory.kib > 0);
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            encode_query("q=sony 耳机&lang=zh-CN"),
+            "q=sony%20%E8%80%B3%E6%9C%BA&lang=zh-CN"
+        );
     }
 
     #[test]
