@@ -287,7 +287,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         "listing 50%",
         &gateway_url,
         &listings_file,
-        2,
+        0,
         Some((listing_sat.ok_per_sec * 0.5).max(0.1)),
     )?;
     let search_sat =
