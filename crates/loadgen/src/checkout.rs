@@ -445,7 +445,7 @@ pub(crate) async fn sign_in(
     bail!("signing in as {email}: still rate limited after 30 tries")
 }
 
-pub(crate) async fn register_customer(
+async fn register_customer(
     api: &Api,
     users_url: &str,
     index: usize,
@@ -473,6 +473,27 @@ pub(crate) async fn register_customer(
         }
     }
     bail!("registering {email}: still rate limited after 30 tries")
+}
+
+/// Registers and signs in `count` (at least one) fresh customers of run `run_id`.
+/// Registration hashes a password (Argon2, on purpose slow): all at once, not one by one.
+pub(crate) async fn register_customers(
+    api: &Api,
+    users_url: &str,
+    count: usize,
+    run_id: &str,
+) -> Result<Vec<Customer>> {
+    let mut registrations = JoinSet::new();
+    for index in 0..count.max(1) {
+        let (api, users_url, run_id) = (api.clone(), users_url.to_owned(), run_id.to_owned());
+        registrations
+            .spawn(async move { register_customer(&api, &users_url, index, &run_id).await });
+    }
+    let mut customers = Vec::new();
+    while let Some(joined) = registrations.join_next().await {
+        customers.push(joined.context("a registration task panicked")??);
+    }
+    Ok(customers)
 }
 
 /// Picks up to `products` active products in stock, page by page, and adds
@@ -562,18 +583,8 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
         }
     }
     let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
-    // Registration hashes a password (Argon2, on purpose slow): all at once, not one by one.
-    let mut registrations = JoinSet::new();
-    for index in 0..config.users.max(1) {
-        let (api, users_url, run_id) =
-            (api.clone(), config.user_service_url.clone(), run_id.clone());
-        registrations
-            .spawn(async move { register_customer(&api, &users_url, index, &run_id).await });
-    }
-    let mut customers = Vec::new();
-    while let Some(joined) = registrations.join_next().await {
-        customers.push(joined.context("a registration task panicked")??);
-    }
+    let customers =
+        register_customers(&api, &config.user_service_url, config.users, &run_id).await?;
     let shop = Arc::new(Shop {
         api: Api {
             timeout: Duration::from_secs(10),

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::audit::{Units, units};
 use crate::checkout::{
-    AWAITING_PAYMENT, Api, CANCELLED, Customer, PAID, REJECTED, register_customer, sign_in,
+    AWAITING_PAYMENT, Api, CANCELLED, PAID, REJECTED, register_customers, sign_in,
 };
 use crate::stats::{Latencies, LatencySummary};
 
@@ -119,20 +119,13 @@ pub async fn run(config: HotConfig) -> Result<HotReport> {
         .context("the created product has no id")?
         .to_owned();
 
-    let mut registrations = JoinSet::new();
-    for index in 0..config.users.max(1) {
-        let (api, users_url, run_id) = (
-            api.clone(),
-            config.user_service_url.clone(),
-            format!("hot{run_id}"),
-        );
-        registrations
-            .spawn(async move { register_customer(&api, &users_url, index, &run_id).await });
-    }
-    let mut customers: Vec<Customer> = Vec::new();
-    while let Some(joined) = registrations.join_next().await {
-        customers.push(joined.context("a registration task panicked")??);
-    }
+    let customers = register_customers(
+        &api,
+        &config.user_service_url,
+        config.users,
+        &format!("hot{run_id}"),
+    )
+    .await?;
     let customers = Arc::new(customers);
     let flows_api = Api::new(Duration::from_secs(10));
 
