@@ -42,6 +42,17 @@ async fn requests_spread_over_instances_and_a_dead_one_leaves_rotation_and_comes
         .login("admin@example.com", "admin-dev-password")
         .await?;
     a.create_product(&admin).await?;
+    // Both in rotation first: an instance joins once the gateway's health check has seen it
+    // ready, and product-service is ready only once its catalog read model has loaded.
+    eventually(Duration::from_secs(10), || async {
+        let instances = gateway.instances("product-service").await?;
+        anyhow::ensure!(
+            instances.len() == 2 && instances.iter().all(|(_, healthy)| *healthy),
+            "{instances:?}"
+        );
+        Ok(())
+    })
+    .await?;
 
     let sizes = listing_sizes(&gateway, 10).await?;
     let from_a = sizes.iter().filter(|&&n| n == 1).count();
