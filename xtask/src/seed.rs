@@ -303,7 +303,7 @@ fn product(i: usize) -> Value {
 }
 
 /// Creations in flight at once.
-const SEED_WORKERS: usize = 8;
+const SEED_WORKERS: usize = 32;
 
 /// Creates one product; `Ok(false)` when its SKU exists already.
 fn create(

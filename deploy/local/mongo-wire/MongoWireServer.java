@@ -23,6 +23,12 @@
 //   showed more than half of this server's CPU in those scans, growing with every order
 //   stored). MongoDB answers any query with an `_id` equality from the `_id` index and checks
 //   the rest of the filter on that one document; this launcher does the same.
+// - Non-unique indexes are kept too, in memory (MemorySecondaryIndex, rebuilt from the data
+//   when a collection opens): a filter with an equality on every key of such an index reads
+//   only the documents with that value and checks the rest of the filter on them. Without it
+//   the outbox relays' poll (`{outbox_pending: true, ...}`, indexed in MongoDB) decoded the
+//   whole collection every second: with 12,000 products this server spent most of a core in
+//   Java deserialisation, and seeding 100,000 products did not finish.
 // - Committing once per write command made the commit (serialising changed pages) this
 //   server's largest cost under concurrent writers. Writes now share commits (group commit):
 //   a write is still answered only after a commit that started after it finished, but one
@@ -38,6 +44,9 @@ import de.bwaldvogel.mongo.MongoVersion;
 import de.bwaldvogel.mongo.backend.CollectionOptions;
 import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.Index;
+import de.bwaldvogel.mongo.backend.IndexKey;
+import de.bwaldvogel.mongo.backend.KeyValue;
+import de.bwaldvogel.mongo.backend.Missing;
 import de.bwaldvogel.mongo.backend.QueryResult;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.backend.h2.H2Collection;
@@ -45,9 +54,13 @@ import de.bwaldvogel.mongo.backend.h2.H2Database;
 import de.bwaldvogel.mongo.bson.Document;
 import io.netty.channel.Channel;
 import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import org.h2.mvstore.MVMap;
 import org.h2.mvstore.MVStore;
@@ -84,6 +97,10 @@ public final class MongoWireServer {
      *  covered them. */
     private static final Object COMMIT_LOCK = new Object();
 
+    /** Full collection scans per namespace (`serverStatus.ferroshop.collectionScans`): the
+     *  conformance suite checks that indexed filters do not scan. */
+    private static final Map<String, AtomicLong> collectionScans = new ConcurrentHashMap<>();
+
     /** Every write numbered up to this is in a committed version (guarded by COMMIT_LOCK). */
     private static long committedThrough;
 
@@ -102,6 +119,133 @@ public final class MongoWireServer {
             store.commit();
             committedThrough = covered;
             commits++;
+        }
+    }
+
+    /** A non-unique index, in memory: value -> positions of the documents holding it (a
+     *  document with an array under a key is listed under each element, as in MongoDB).
+     *  mongo-java-server has no secondary indexes of its own (it ignores them); the
+     *  collection keeps this one current through the same calls as its unique indexes, under
+     *  the collection's lock, and builds it from the stored documents when it opens. Only
+     *  plain equalities on every key use it; any other filter goes the library's way. Positions
+     *  are the H2 map's keys, the documents' `_id` values. */
+    static final class MemorySecondaryIndex extends Index<Object> {
+        private final Map<KeyValue, Set<Object>> positionsByValue = new HashMap<>();
+        private final Map<Object, Set<KeyValue>> valuesByPosition = new HashMap<>();
+
+        MemorySecondaryIndex(String name, List<IndexKey> keys, boolean sparse) {
+            super(name, keys, sparse);
+        }
+
+        private static Object positionOf(Document document) {
+            return Missing.ofNullable(document.get("_id"));
+        }
+
+        /** Never decides a document's position: the `_id` index does. */
+        @Override
+        public synchronized Object getPosition(Document document) {
+            return null;
+        }
+
+        @Override
+        public void checkAdd(Document document, MongoCollection<Object> collection) {
+            // Not unique: every document may be added.
+        }
+
+        @Override
+        public synchronized void add(Document document, Object position, MongoCollection<Object> collection) {
+            Set<KeyValue> values = getKeyValues(document);
+            if (isSparse() && values.stream().allMatch(v -> v.stream().allMatch(Missing::isNullOrMissing))) {
+                return;
+            }
+            valuesByPosition.put(position, values);
+            for (KeyValue value : values) {
+                positionsByValue.computeIfAbsent(value, v -> new LinkedHashSet<>()).add(position);
+            }
+        }
+
+        @Override
+        public synchronized Object remove(Document document) {
+            Object position = positionOf(document);
+            Set<KeyValue> values = valuesByPosition.remove(position);
+            if (values == null) {
+                return null;
+            }
+            for (KeyValue value : values) {
+                Set<Object> positions = positionsByValue.get(value);
+                if (positions != null) {
+                    positions.remove(position);
+                    if (positions.isEmpty()) {
+                        positionsByValue.remove(value);
+                    }
+                }
+            }
+            return position;
+        }
+
+        /** Every key of the index compared for equality with a plain value (not null, not an
+         *  operator document, not an array, whose equality MongoDB defines differently). */
+        @Override
+        public synchronized boolean canHandle(Document query) {
+            for (String key : keys()) {
+                // A dotted key names a nested field, which this index does not look up.
+                if (key.contains(".") || !query.containsKey(key)) {
+                    return false;
+                }
+                Object value = query.get(key);
+                if (value == null || value instanceof Missing || value instanceof Document
+                        || value instanceof java.util.Collection
+                        || value instanceof java.util.regex.Pattern
+                        || value.getClass().getSimpleName().contains("RegularExpression")) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        /** A copy: the caller reads the documents after this returns. */
+        @Override
+        public synchronized Iterable<Object> getPositions(Document query) {
+            // The queried values, normalised the way stored documents' values are.
+            Document queried = new Document();
+            for (String key : keys()) {
+                queried.put(key, query.get(key));
+            }
+            List<Object> positions = new ArrayList<>();
+            for (KeyValue value : getKeyValues(queried)) {
+                positions.addAll(positionsByValue.getOrDefault(value, Set.of()));
+            }
+            return positions;
+        }
+
+        @Override
+        public synchronized long getCount() {
+            return valuesByPosition.size();
+        }
+
+        @Override
+        public long getDataSize() {
+            return 0;
+        }
+
+        @Override
+        public void checkUpdate(Document oldDocument, Document newDocument, MongoCollection<Object> collection) {
+            // Not unique: every update may be applied.
+        }
+
+        @Override
+        public synchronized void updateInPlace(Document oldDocument, Document newDocument, Object position,
+                MongoCollection<Object> collection) {
+            if (!nullAwareEqualsKeys(oldDocument, newDocument)) {
+                remove(oldDocument);
+                add(newDocument, position, collection);
+            }
+        }
+
+        @Override
+        public synchronized void drop() {
+            positionsByValue.clear();
+            valuesByPosition.clear();
         }
     }
 
@@ -130,6 +274,14 @@ public final class MongoWireServer {
             return super.queryDocuments(query, orderBy, numberToSkip, limit, batchSize, fieldSelector);
         }
 
+        /** The scan the library falls back to without a usable index: counted. */
+        @Override
+        protected QueryResult matchDocuments(Document query, Document orderBy, int numberToSkip,
+                int limit, int batchSize, Document fieldSelector) {
+            collectionScans.computeIfAbsent(getFullName(), ns -> new AtomicLong()).incrementAndGet();
+            return super.matchDocuments(query, orderBy, numberToSkip, limit, batchSize, fieldSelector);
+        }
+
         @Override
         protected QueryResult createQueryResult(List<Document> matched, int batchSize) {
             List<Document> copies = new ArrayList<>(matched.size());
@@ -153,6 +305,13 @@ public final class MongoWireServer {
             MVMap<String, Object> meta = store.openMap("meta." + namespace);
             return new SnapshotH2Collection(this, name, options, data, meta, cursorRegistry);
         }
+
+        /** Kept in memory (see MemorySecondaryIndex) instead of ignored. */
+        @Override
+        protected Index<Object> openOrCreateSecondaryIndex(String collectionName, String indexName,
+                List<IndexKey> keys, boolean sparse) {
+            return new MemorySecondaryIndex(indexName, keys, sparse);
+        }
     }
 
     static final class DurableH2Backend extends H2Backend {
@@ -175,6 +334,9 @@ public final class MongoWireServer {
                 synchronized (COMMIT_LOCK) {
                     counters.put("commits", commits);
                 }
+                Document scans = new Document();
+                collectionScans.forEach((namespace, count) -> scans.put(namespace, count.get()));
+                counters.put("collectionScans", scans);
                 answer.put("ferroshop", counters);
             }
             if (WRITES.contains(command.toLowerCase(Locale.ROOT))) {
