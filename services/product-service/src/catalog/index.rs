@@ -11,9 +11,15 @@
 //! Memory: a RAM directory (no files, no mmap) and a writer with one indexing thread and
 //! tantivy's smallest arena (15 MB budget; pages are allocated as documents arrive, and the
 //! arena is dropped at each commit).
+//!
+//! Writers never wait for a commit: [`SearchIndex::upsert`] and [`SearchIndex::remove`] only
+//! queue the change (in order, under a short lock), and [`SearchIndex::commit`] hands the
+//! queue to tantivy's writer, commits and reloads the reader. Many admin writes and the feed
+//! therefore share one commit (group commit): with the writer locked inside every change, 32
+//! concurrent product creations queued behind each commit, held the read model's lock while
+//! waiting, and starved the feed, whose lag grew without bound while the seed ran.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use contracts::product::ProductSnapshot;
@@ -70,13 +76,20 @@ impl Fields {
     }
 }
 
+/// A change waiting for the next commit.
+enum Change {
+    Upsert(u32, TantivyDocument),
+    Remove(u32),
+}
+
 /// The index, its writer and a reader that sees the last commit.
 pub struct SearchIndex {
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
-    /// Changes were added since the last commit. Read and written under the writer lock.
-    dirty: AtomicBool,
+    /// Changes since the last commit, in the order they were made. Taken by the commit while
+    /// it holds the writer lock.
+    pending: Mutex<Vec<Change>>,
     fields: Fields,
     query_analyzer: TextAnalyzer,
     parts_analyzer: TextAnalyzer,
@@ -118,7 +131,7 @@ impl SearchIndex {
             index,
             reader,
             writer: Mutex::new(writer),
-            dirty: AtomicBool::new(false),
+            pending: Mutex::new(Vec::new()),
             fields,
             query_analyzer: text::analyzer(TokenizeMode::Default),
             parts_analyzer: text::analyzer(TokenizeMode::Search),
@@ -132,10 +145,17 @@ impl SearchIndex {
             .map_err(|_| anyhow::anyhow!("the index writer lock is poisoned"))
     }
 
-    /// Replaces the document of `slot` (visible after [`Self::commit`]).
-    pub fn upsert(&self, slot: u32, product: &ProductSnapshot) -> anyhow::Result<()> {
-        let writer = self.writer()?;
-        writer.delete_term(Term::from_field_u64(self.fields.slot, u64::from(slot)));
+    fn queue(&self, change: Change) {
+        // A panic elsewhere while holding this lock leaves a valid queue.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(change);
+    }
+
+    /// Replaces the document of `slot` (visible after [`Self::commit`]). Never waits for a
+    /// commit.
+    pub fn upsert(&self, slot: u32, product: &ProductSnapshot) {
         let mut doc = TantivyDocument::default();
         doc.add_u64(self.fields.slot, u64::from(slot));
         doc.add_text(self.fields.name, &product.name);
@@ -149,28 +169,39 @@ impl SearchIndex {
         }
         doc.add_text(self.fields.tags, &product.category);
         doc.add_text(self.fields.specs, spec_text(&product.specs));
-        writer.add_document(doc).context("indexing a product")?;
-        self.dirty.store(true, Ordering::Release);
-        Ok(())
+        self.queue(Change::Upsert(slot, doc));
     }
 
-    /// Removes the document of `slot` (visible after [`Self::commit`]).
-    pub fn remove(&self, slot: u32) -> anyhow::Result<()> {
-        let writer = self.writer()?;
-        writer.delete_term(Term::from_field_u64(self.fields.slot, u64::from(slot)));
-        self.dirty.store(true, Ordering::Release);
-        Ok(())
+    /// Removes the document of `slot` (visible after [`Self::commit`]). Never waits for a
+    /// commit.
+    pub fn remove(&self, slot: u32) {
+        self.queue(Change::Remove(slot));
     }
 
-    /// Makes every change added so far visible to searches, if there is any. Blocks (call it
+    /// Makes every change queued so far visible to searches, if there is any. Blocks (call it
     /// off the async workers). The writer lock is held until the reader sees the commit, so
-    /// whoever gets the lock next finds every earlier change either searchable or still dirty:
-    /// an own write whose snapshot the feed indexed first is committed here, not left waiting
-    /// for the feed's next commit.
+    /// whoever gets the lock next finds every earlier change either searchable or still
+    /// queued: an own write whose snapshot the feed queued first is committed here, not left
+    /// waiting for the feed's next commit.
     pub fn commit(&self) -> anyhow::Result<()> {
         let mut writer = self.writer()?;
-        if !self.dirty.swap(false, Ordering::AcqRel) {
+        let changes = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if changes.is_empty() {
             return Ok(());
+        }
+        for change in changes {
+            let slot = match &change {
+                Change::Upsert(slot, _) | Change::Remove(slot) => *slot,
+            };
+            writer.delete_term(Term::from_field_u64(self.fields.slot, u64::from(slot)));
+            if let Change::Upsert(_, doc) = change {
+                writer.add_document(doc).context("indexing a product")?;
+            }
         }
         writer.commit().context("committing the index")?;
         self.reader.reload().context("reloading the index reader")?;

@@ -153,7 +153,7 @@ impl Catalog {
     }
 
     /// Applies `product` if it is newer than what is held. Returns whether the index changed
-    /// (then [`Self::commit`] makes it searchable). Blocks briefly on the index writer.
+    /// (then [`Self::commit`] makes it searchable). Never waits for an index commit.
     pub fn apply(&self, product: ProductSnapshot) -> anyhow::Result<bool> {
         let mut state = self.write();
         let id = product.id;
@@ -177,7 +177,7 @@ impl Catalog {
         if !product.active {
             return Ok(match state.products.remove(&id) {
                 Some(_) => {
-                    self.inner.index.remove(slot)?;
+                    self.inner.index.remove(slot);
                     true
                 }
                 None => false,
@@ -188,7 +188,7 @@ impl Catalog {
             .get(&id)
             .is_none_or(|held| !same_text(&held.product, &product));
         if reindex {
-            self.inner.index.upsert(slot, &product)?;
+            self.inner.index.upsert(slot, &product);
         }
         let brand = product
             .specs
