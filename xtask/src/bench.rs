@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use loadgen::{CheckoutReport, HotReport, LatencySummary, RunReport, format_ms};
@@ -68,6 +68,11 @@ pub struct BenchArgs {
     /// Products in the catalog (`cargo xtask seed --count`).
     #[arg(long, default_value_t = 1_000)]
     products: usize,
+    /// Products of the large-catalog run, after the others: the catalog is seeded up to this
+    /// size, a product-service replica is restarted and timed to ready, and listings, search
+    /// and suggestions are measured again. 0 (or not more than `--products`) skips it.
+    #[arg(long, default_value_t = 100_000)]
+    large_products: usize,
     /// Share of traces exported to Zipkin by the services `bench` starts (OpenTelemetry's
     /// `parentbased_traceidratio` sampler). Every request still gets its spans; only the
     /// export is sampled, as in production. 1 exports everything (the development default).
@@ -338,6 +343,18 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     let after = capacity::counters(layout, s, &tools.mongo_bench)?;
     let hot = runner.hot_product(&mut memory, &gateway_url)?;
     memory.phase = Phase::Idle;
+    let large = if args.large_products > args.products {
+        Some(large_catalog(
+            layout,
+            s,
+            &runner,
+            &mut memory,
+            &gateway_url,
+            [&listings_file, &search_file, &suggest_file],
+        )?)
+    } else {
+        None
+    };
     drop(hello);
     say("measuring the infrastructure's own limits (pgbench, Kafka's producer test)");
     let limits = capacity::limits(layout, s)?;
@@ -350,6 +367,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         args,
         overhead,
         catalog,
+        large,
         checkout_rate,
         checkout_sustained,
         hot,
@@ -1080,6 +1098,102 @@ struct Catalog {
     suggest_half: RunReport,
 }
 
+/// The catalog at `--large-products`: how long a new replica takes to load it, what it holds,
+/// and the read runs again.
+struct LargeCatalog {
+    products: usize,
+    /// Products the seed created in this run, and how long that took.
+    seeded: seed::Seeded,
+    seed_seconds: f64,
+    /// From stopping product-service to its `/health/ready` answering 200 (a new process
+    /// reading the whole `product.events` topic into its read model).
+    ready_seconds: f64,
+    rss_loaded_kib: Option<u64>,
+    rss_after_kib: Option<u64>,
+    listing_sat: RunReport,
+    listing_half: RunReport,
+    search_sat: RunReport,
+    search_half: RunReport,
+    suggest_sat: RunReport,
+    suggest_half: RunReport,
+}
+
+fn product_service_rss_kib(layout: &Layout) -> Option<u64> {
+    let pid = crate::proc::live_pid(&layout.pid_file("product-service"))?;
+    proc_kib(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// Seeds up to `--large-products`, restarts product-service and times it to ready, then
+/// measures listings, search and suggestions through the gateway again.
+fn large_catalog(
+    layout: &Layout,
+    s: &Settings,
+    runner: &Runner<'_>,
+    memory: &mut MemoryLog,
+    gateway_url: &str,
+    [listings, search, suggest]: [&Path; 3],
+) -> Result<LargeCatalog> {
+    let products = runner.args.large_products;
+    say(&format!("seeding the catalog up to {products} products"));
+    let started = Instant::now();
+    let seeded = seed::seed(products)?;
+    let seed_seconds = started.elapsed().as_secs_f64();
+    say("restarting product-service to time a replica's load of the whole catalog");
+    let pid_file = layout.pid_file("product-service");
+    let stopped_at = Instant::now();
+    if let Some(pid) = crate::proc::live_pid(&pid_file) {
+        crate::proc::stop_group(pid, "TERM", Duration::from_secs(30))
+            .context("stopping product-service")?;
+        let _ = fs::remove_file(&pid_file);
+    }
+    services::up(layout, s, 1)?;
+    let ready_seconds = stopped_at.elapsed().as_secs_f64();
+    let rss_loaded_kib = product_service_rss_kib(layout);
+    let label = |what: &str| format!("{what} ({products})");
+    let listing_sat =
+        runner.http_file(memory, &label("listing"), gateway_url, listings, 0, None)?;
+    let listing_half = runner.http_file(
+        memory,
+        &label("listing 50%"),
+        gateway_url,
+        listings,
+        0,
+        Some((listing_sat.ok_per_sec * 0.5).max(0.1)),
+    )?;
+    let search_sat = runner.http_file(memory, &label("search"), gateway_url, search, 0, None)?;
+    let search_half = runner.http_file(
+        memory,
+        &label("search 50%"),
+        gateway_url,
+        search,
+        0,
+        Some((search_sat.ok_per_sec * 0.5).max(0.1)),
+    )?;
+    let suggest_sat = runner.http_file(memory, &label("suggest"), gateway_url, suggest, 0, None)?;
+    let suggest_half = runner.http_file(
+        memory,
+        &label("suggest 50%"),
+        gateway_url,
+        suggest,
+        0,
+        Some((suggest_sat.ok_per_sec * 0.5).max(0.1)),
+    )?;
+    Ok(LargeCatalog {
+        products,
+        seeded,
+        seed_seconds,
+        ready_seconds,
+        rss_loaded_kib,
+        rss_after_kib: product_service_rss_kib(layout),
+        listing_sat,
+        listing_half,
+        search_sat,
+        search_half,
+        suggest_sat,
+        suggest_half,
+    })
+}
+
 /// `name=value&...` with each value percent-encoded (UTF-8), for the bench's paths files.
 fn encode_query(query: &str) -> String {
     query
@@ -1130,6 +1244,7 @@ struct Report<'a> {
     args: &'a BenchArgs,
     overhead: Overhead,
     catalog: Catalog,
+    large: Option<LargeCatalog>,
     checkout_rate: CheckoutReport,
     checkout_sustained: CheckoutReport,
     hot: HotReport,
@@ -1360,14 +1475,33 @@ impl Report<'_> {
                     && c.by_id_half.latency.p99_ms <= 5.0
             )
         );
-        for (what, sat, half) in [
-            ("listings of 20", &c.listing_sat, &c.listing_half),
-            ("search of 20", &c.search_sat, &c.search_half),
-        ] {
+        let mut reads = vec![
+            (
+                self.args.products,
+                "listings of 20",
+                &c.listing_sat,
+                &c.listing_half,
+            ),
+            (
+                self.args.products,
+                "search of 20",
+                &c.search_sat,
+                &c.search_half,
+            ),
+        ];
+        if let Some(l) = &self.large {
+            reads.push((
+                l.products,
+                "listings of 20",
+                &l.listing_sat,
+                &l.listing_half,
+            ));
+            reads.push((l.products, "search of 20", &l.search_sat, &l.search_half));
+        }
+        for (products, what, sat, half) in reads {
             let _ = writeln!(
                 out,
-                "| {what} ({} products) >= 3,000 req/s, p99 <= 15 ms at 50% | {:.0} req/s, p99 {} | {} |",
-                self.args.products,
+                "| {what} ({products} products) >= 3,000 req/s, p99 <= 15 ms at 50% | {:.0} req/s, p99 {} | {} |",
                 sat.ok_per_sec,
                 format_ms(half.latency.p99_ms),
                 verdict(sat.ok_per_sec >= 3000.0 && half.latency.p99_ms <= 15.0)
@@ -1525,6 +1659,10 @@ impl Report<'_> {
             ],
         );
 
+        if let Some(large) = &self.large {
+            Self::large_catalog_markdown(&mut out, large);
+        }
+
         // 3) checkout
         self.checkout_markdown(&mut out);
         self.hot_and_costs_markdown(&mut out);
@@ -1585,6 +1723,50 @@ impl Report<'_> {
         );
         self.cpu_markdown(&mut out);
         out
+    }
+
+    fn large_catalog_markdown(out: &mut String, l: &LargeCatalog) {
+        let _ = writeln!(out, "\n### The same reads over {} products\n", l.products);
+        let kib = |k: Option<u64>| {
+            k.map_or("n/a".to_owned(), |k| {
+                format!("{:.1} MiB", k as f64 / 1024.0)
+            })
+        };
+        let _ = writeln!(
+            out,
+            "The catalog seeded up to {} products (`cargo xtask seed --count {}`: {} created in \
+             this run in {:.0} s, {} there already), then product-service restarted: a new \
+             replica reads the whole `product.events` topic into its read model before it \
+             reports ready. Same paths as above.\n",
+            l.products, l.products, l.seeded.created, l.seed_seconds, l.seeded.existing
+        );
+        let _ = writeln!(out, "| | |\n|---|---|");
+        let _ = writeln!(
+            out,
+            "| time to a ready replica (stop, start, load {} products, ready) | {:.1} s |",
+            l.products, l.ready_seconds
+        );
+        let _ = writeln!(
+            out,
+            "| product-service RSS once ready | {} |",
+            kib(l.rss_loaded_kib)
+        );
+        let _ = writeln!(
+            out,
+            "| product-service RSS after the runs below | {} |\n",
+            kib(l.rss_after_kib)
+        );
+        Self::run_table(
+            out,
+            &[
+                ("listing, saturation", &l.listing_sat),
+                ("listing, 50%", &l.listing_half),
+                ("search, saturation", &l.search_sat),
+                ("search, 50%", &l.search_half),
+                ("suggest, saturation", &l.suggest_sat),
+                ("suggest, 50%", &l.suggest_half),
+            ],
+        );
     }
 
     fn hot_and_costs_markdown(&self, out: &mut String) {
@@ -2090,6 +2272,7 @@ mod tests {
             hot_stock: 500,
             order_concurrency: 16,
             products: 1_000,
+            large_products: 100_000,
             trace_ratio: 0.01,
             output: PathBuf::from("docs/BENCHMARKS.md"),
         };
@@ -2163,6 +2346,23 @@ mod tests {
                 suggest_sat: run("suggest", 6_000.0, 4.0, None),
                 suggest_half: run("suggest 50%", 3_000.0, 2.0, Some(3_000.0)),
             },
+            large: Some(LargeCatalog {
+                products: 100_000,
+                seeded: seed::Seeded {
+                    created: 99_000,
+                    existing: 1_000,
+                },
+                seed_seconds: 500.0,
+                ready_seconds: 12.5,
+                rss_loaded_kib: Some(200 * 1024),
+                rss_after_kib: Some(210 * 1024),
+                listing_sat: run("listing (100000)", 900.0, 30.0, None),
+                listing_half: run("listing 50% (100000)", 450.0, 12.0, Some(450.0)),
+                search_sat: run("search (100000)", 800.0, 30.0, None),
+                search_half: run("search 50% (100000)", 400.0, 14.0, Some(400.0)),
+                suggest_sat: run("suggest (100000)", 3_000.0, 8.0, None),
+                suggest_half: run("suggest 50% (100000)", 1_500.0, 4.0, Some(1_500.0)),
+            }),
             checkout_rate: checkout("fixed-rate", Some(5.0), 120.0),
             checkout_sustained: checkout("sustained", None, 400.0),
             hot: HotReport {
@@ -2214,6 +2414,9 @@ mod tests {
             "largest: gateway, 30.0 MB | met |",
             "## 1. Gateway overhead",
             "## 2. Catalog reads through the gateway",
+            "### The same reads over 100000 products",
+            "| time to a ready replica (stop, start, load 100000 products, ready) | 12.5 s |",
+            "| listings of 20 (100000 products) >= 3,000 req/s",
             "## 3. Checkout saga",
             "the largest step is the reservation",
             "## 4. Memory",

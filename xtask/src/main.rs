@@ -105,7 +105,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Down { wipe } => down(&layout, wipe).map(|()| ExitCode::SUCCESS),
         Cmd::Status => status(&layout, &settings).map(|()| ExitCode::SUCCESS),
         Cmd::Logs { name, follow } => logs(&layout, &name, follow),
-        Cmd::Seed { count } => seed::seed(count).map(|()| ExitCode::SUCCESS),
+        Cmd::Seed { count } => seed::seed(count).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(args) => bench::bench(&layout, &settings, &args),
         Cmd::Test { args } => test(&layout, &settings, &args),
     }

@@ -337,7 +337,14 @@ fn service_url(name: &str) -> Result<String> {
         .base_url()
 }
 
-pub fn seed(count: usize) -> Result<()> {
+/// What a seed run did.
+#[derive(Debug, Clone, Copy)]
+pub struct Seeded {
+    pub created: usize,
+    pub existing: usize,
+}
+
+pub fn seed(count: usize) -> Result<Seeded> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -414,7 +421,7 @@ pub fn seed(count: usize) -> Result<()> {
     let (created, existing) = (created.into_inner(), existing.into_inner());
     bar.finish();
     println!("seeded {count} products: {created} created, {existing} already there");
-    Ok(())
+    Ok(Seeded { created, existing })
 }
 
 #[cfg(test)]

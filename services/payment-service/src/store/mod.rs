@@ -51,7 +51,10 @@ pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
         (payments::COLLECTION, doc! {"order_id": 1}),
         (payments::COLLECTION, doc! {"status": 1}),
         // The outbox relay's poll looks for payments with pending events.
-        (payments::COLLECTION, doc! {messaging::mongo::PENDING_FLAG: 1}),
+        (
+            payments::COLLECTION,
+            doc! {messaging::mongo::PENDING_FLAG: 1},
+        ),
         (payments::LOG, doc! {"payment_id": 1}),
         (payments::CLAIMS, doc! {"open": 1}),
     ];

@@ -66,6 +66,12 @@ impl CatalogFeed {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // The initial load reads the whole topic as fast as it can apply it; librdkafka's
+            // default prefetch (64 MB queued, 50 MB per fetch) would hold a large part of a
+            // big catalog in memory twice over for no gain in speed.
+            .set("queued.max.messages.kbytes", "4096")
+            .set("fetch.max.bytes", "1048576")
+            .set("max.partition.fetch.bytes", "1048576")
             .create()
             .context("creating the catalog consumer")?;
         Ok(Self {

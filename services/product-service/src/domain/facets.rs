@@ -5,8 +5,6 @@
 //! brands have. Prices are bucketed on fixed boundaries in minor units, whatever the currency
 //! (the seeded catalog mixes a few; amounts are comparable enough for browsing).
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -54,32 +52,52 @@ impl Passes {
     }
 }
 
-/// Accumulates counts over the products a text search matched.
-#[derive(Debug, Default)]
-pub struct FacetCounter {
-    category: HashMap<String, u64>,
-    brand: HashMap<String, u64>,
+/// Accumulates counts over the products a listing or search considered. Values are counted
+/// by their number in the read model's tables of category and brand names (a listing counts
+/// every product of the catalog: at 100,000 products, hashing and allocating a `String` per
+/// product and facet was most of a category listing's time); [`FacetTally::finish`] turns them
+/// into names.
+#[derive(Debug)]
+pub struct FacetTally {
+    category: Vec<u64>,
+    brand: Vec<u64>,
     price: [u64; PRICE_BOUNDARIES.len() + 1],
 }
 
-impl FacetCounter {
-    pub fn add(&mut self, passes: Passes, category: &str, brand: Option<&str>, amount: i64) {
-        if passes.brand && passes.price && passes.stock {
-            *self.category.entry(category.to_owned()).or_default() += 1;
+impl FacetTally {
+    /// A tally over `categories` category names and `brands` brand names.
+    pub fn new(categories: usize, brands: usize) -> Self {
+        Self {
+            category: vec![0; categories],
+            brand: vec![0; brands],
+            price: [0; PRICE_BOUNDARIES.len() + 1],
+        }
+    }
+
+    /// Counts one product: each facet counts it if it passes every filter but that facet's own.
+    pub fn add(&mut self, passes: Passes, category: u32, brand: Option<u32>, amount: i64) {
+        if passes.brand
+            && passes.price
+            && passes.stock
+            && let Some(count) = self.category.get_mut(category as usize)
+        {
+            *count += 1;
         }
         if let Some(brand) = brand
             && passes.category
             && passes.price
             && passes.stock
+            && let Some(count) = self.brand.get_mut(brand as usize)
         {
-            *self.brand.entry(brand.to_owned()).or_default() += 1;
+            *count += 1;
         }
         if passes.category && passes.brand && passes.stock {
             self.price[bucket(amount)] += 1;
         }
     }
 
-    pub fn finish(self) -> Facets {
+    /// The facets, with the names of the counted values (`categories[n]` is category `n`).
+    pub fn finish<S: AsRef<str>>(self, categories: &[S], brands: &[S]) -> Facets {
         let price = (0..self.price.len())
             .filter(|&i| self.price[i] > 0)
             .map(|i| PriceBucket {
@@ -89,8 +107,8 @@ impl FacetCounter {
             })
             .collect();
         Facets {
-            category: top(self.category),
-            brand: top(self.brand),
+            category: top(&self.category, categories),
+            brand: top(&self.brand, brands),
             price,
         }
     }
@@ -103,11 +121,17 @@ fn bucket(amount: i64) -> usize {
         .unwrap_or(PRICE_BOUNDARIES.len())
 }
 
-/// The most frequent values first, then by value, at most [`MAX_VALUES`].
-fn top(counts: HashMap<String, u64>) -> Vec<FacetValue> {
+/// The most frequent values first, then by value, at most [`MAX_VALUES`]; values counted
+/// nowhere are left out.
+fn top<S: AsRef<str>>(counts: &[u64], names: &[S]) -> Vec<FacetValue> {
     let mut values: Vec<FacetValue> = counts
-        .into_iter()
-        .map(|(value, count)| FacetValue { value, count })
+        .iter()
+        .zip(names)
+        .filter(|(count, _)| **count > 0)
+        .map(|(&count, name)| FacetValue {
+            value: name.as_ref().to_owned(),
+            count,
+        })
         .collect();
     values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
     values.truncate(MAX_VALUES);
@@ -127,16 +151,17 @@ mod tests {
 
     #[test]
     fn each_facet_ignores_its_own_filter() {
-        let mut counter = FacetCounter::default();
-        counter.add(ALL, "audio", Some("Sony"), 500);
+        let (categories, brands) = (["audio", "kitchen"], ["Sony", "Xiaomi"]);
+        let mut counter = FacetTally::new(categories.len(), brands.len());
+        counter.add(ALL, 0, Some(0), 500);
         // Filtered out by brand only: still counted for the brand facet.
         counter.add(
             Passes {
                 brand: false,
                 ..ALL
             },
-            "audio",
-            Some("Xiaomi"),
+            0,
+            Some(1),
             20_000,
         );
         // Out of stock: counted nowhere.
@@ -145,11 +170,11 @@ mod tests {
                 stock: false,
                 ..ALL
             },
-            "audio",
-            Some("Sony"),
+            0,
+            Some(0),
             500,
         );
-        let facets = counter.finish();
+        let facets = counter.finish(&categories, &brands);
         assert_eq!(
             facets.category,
             vec![FacetValue {
