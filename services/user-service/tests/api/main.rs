@@ -10,4 +10,3 @@ mod profile;
 mod register;
 mod sessions;
 mod shutdown;
-mod stand_in;

@@ -9,7 +9,7 @@ use url::Url;
 use crate::helpers::{
     PASSWORD, TestApp, TestResult, read_topic, spawn_app_with_google, string, unique_email,
 };
-use crate::stand_in::{browser, google_issuer, location, log_in_at_provider, param};
+use testkit::oidc_standin::{browser, google_issuer, location, log_in_at_provider, param};
 
 /// What the database holds of accounts and sign-ins, compared before and after a refusal.
 #[derive(Debug, PartialEq, Eq)]

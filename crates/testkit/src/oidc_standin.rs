@@ -1,8 +1,8 @@
-//! The OIDC stand-in for Google (mock-oauth2-server) these tests sign in against, and a
-//! browser's part of the sign-in driven with reqwest: follow the redirect to the provider,
-//! fill in its login form, carry the code back.
+//! The OIDC stand-in for Google (mock-oauth2-server) that sign-in tests run against, and a
+//! browser's part of a sign-in driven with reqwest: follow the redirect to the provider, fill
+//! in its login form, carry the code back.
 //!
-//! One stand-in serves the whole test binary (each test signs in as its own unique e-mail, and
+//! One stand-in serves a whole test binary (each test signs in as its own unique e-mail, and
 //! the stand-in keeps nothing between sign-ins that another test could see). It is the one at
 //! `OIDC_STANDIN_URL` when set (e.g. the one `cargo xtask up` runs on 8092); otherwise it is
 //! started here on a free port from `OIDC_STANDIN_CLASSPATH`, which `cargo xtask test` sets
@@ -44,12 +44,13 @@ async fn start() -> anyhow::Result<String> {
          or set OIDC_STANDIN_CLASSPATH=~/.cache/ferroshop/tools/oidc-standin-<version>/libs/* after `cargo xtask up`",
     )?;
     let config = std::env::var("OIDC_STANDIN_CONFIG").unwrap_or_else(|_| {
+        // This crate lives in crates/testkit of the repository.
         format!(
             "{}/../../deploy/local/oidc-standin/config.json",
             env!("CARGO_MANIFEST_DIR")
         )
     });
-    let port = testkit::free_port()?;
+    let port = crate::free_port()?;
     let mut child = Command::new("sh")
         .arg("-c")
         // Start the JVM, then wait for our end of stdin to close (this process exited), then
@@ -149,18 +150,22 @@ pub async fn log_in_at_provider(
         "not the stand-in's login form: {html:.200}"
     );
     // The form has no action: it posts to the page's own URL.
-    let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("username", username);
-    if let Some(claims) = claims {
-        form.append_pair("claims", claims);
-    }
+    // Built before any await: the serializer is not Send.
+    let form = {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("username", username);
+        if let Some(claims) = claims {
+            form.append_pair("claims", claims);
+        }
+        form.finish()
+    };
     let response = browser
         .post(login_page.clone())
         .header(
             reqwest::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
-        .body(form.finish())
+        .body(form)
         .send()
         .await?;
     location(response).await
