@@ -277,13 +277,14 @@ async fn account_for(
             .await?;
             match created {
                 Some(user) => user.id,
-                // Registered by someone else a moment ago: a conflict the person can retry.
-                None => {
-                    return Err(Problem::conflict(
-                        "an account with this e-mail was created at the same moment; sign in again",
-                    )
-                    .into());
-                }
+                // Registered a moment ago (a password registration or this person's other
+                // tab racing us): that account is theirs, the e-mail being verified.
+                None => store::users::by_email(conn, &identity.email)
+                    .await?
+                    .map(|user| user.id)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("the e-mail was taken, yet no account has it")
+                    })?,
             }
         }
     };

@@ -260,6 +260,22 @@ async fn a_replayed_callback_is_refused_because_its_state_was_used() -> TestResu
 }
 
 #[tokio::test]
+async fn of_two_callbacks_racing_with_one_state_exactly_one_signs_in() -> TestResult {
+    let app = google_app().await?;
+    let login_page = start_signin(&app, "/").await?;
+    let back = log_in_at_provider(&browser()?, &login_page, &unique_email(), None).await?;
+    let (first, second) = tokio::join!(callback(&app, &back), callback(&app, &back));
+    let tickets: Vec<bool> = [first?, second?]
+        .iter()
+        .map(|url| param(url, "ticket").is_some())
+        .collect();
+    assert_eq!(tickets.iter().filter(|t| **t).count(), 1, "{tickets:?}");
+    let after = footprint(&app).await?;
+    assert_eq!((after.identities, after.tickets), (1, 1));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_replayed_code_is_refused_by_the_provider() -> TestResult {
     let app = google_app().await?;
     let (complete, first) = sign_in(&app, &unique_email(), None).await?;
