@@ -298,6 +298,7 @@ async fn account_for(
     responses(
         (status = 200, body = TokenResponse, description = "Signed in"),
         (status = 401, body = Problem, description = "Unknown, already used or expired (60 s) ticket"),
+        (status = 400, body = Problem, description = "The body is not JSON"),
         (status = 422, body = Problem, description = "The body is not `{\"ticket\": \"...\"}`"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id))]
