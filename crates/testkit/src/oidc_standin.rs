@@ -30,8 +30,9 @@ pub async fn google_issuer() -> anyhow::Result<String> {
     Ok(format!("{}/google", stand_in_url().await?))
 }
 
-/// The child and the pipe that keeps it alive, held for the life of the test binary.
-static PROCESS: Mutex<Option<(Child, ChildStdin)>> = Mutex::new(None);
+/// The shared stand-in's process and the pipe that keeps it alive, held for the life of the
+/// test binary.
+static SHARED: Mutex<Option<StandIn>> = Mutex::new(None);
 
 async fn start() -> anyhow::Result<String> {
     if let Ok(url) = std::env::var("OIDC_STANDIN_URL")
@@ -39,61 +40,108 @@ async fn start() -> anyhow::Result<String> {
     {
         return Ok(url.trim_end_matches('/').to_owned());
     }
-    let classpath = std::env::var("OIDC_STANDIN_CLASSPATH").context(
-        "neither OIDC_STANDIN_URL nor OIDC_STANDIN_CLASSPATH is set; run the tests with `cargo xtask test`, \
-         or set OIDC_STANDIN_CLASSPATH=~/.cache/ferroshop/tools/oidc-standin-<version>/libs/* after `cargo xtask up`",
-    )?;
-    let config = std::env::var("OIDC_STANDIN_CONFIG").unwrap_or_else(|_| {
-        // This crate lives in crates/testkit of the repository.
-        format!(
-            "{}/../../deploy/local/oidc-standin/config.json",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
-    let port = crate::free_port()?;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        // Start the JVM, then wait for our end of stdin to close (this process exited), then
-        // stop it.
-        .arg(r#""$@" </dev/null & pid=$!; read -r _; kill "$pid""#)
-        .arg("oidc-stand-in")
-        .args(["java", "-Xmx128m", "-XX:+UseSerialGC", "-cp", &classpath])
-        .arg("no.nav.security.mock.oauth2.StandaloneMockOAuth2ServerKt")
-        .env("SERVER_HOSTNAME", "127.0.0.1")
-        .env("SERVER_PORT", port.to_string())
-        .env("JSON_CONFIG_PATH", &config)
-        .env_remove("JSON_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the OIDC stand-in (java)")?;
-    let stdin = child
-        .stdin
-        .take()
-        .context("no stdin pipe to the stand-in")?;
-    let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let alive = client.get(format!("{url}/isalive")).send().await;
-        if alive.is_ok_and(|response| response.status() == StatusCode::OK) {
-            break;
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "the OIDC stand-in exited during start-up ({status}); is {classpath} provisioned?"
-            );
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("the OIDC stand-in did not answer /isalive on port {port} within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if let Ok(mut process) = PROCESS.lock() {
-        *process = Some((child, stdin));
+    let stand_in = StandIn::start().await?;
+    let url = stand_in.url.clone();
+    if let Ok(mut shared) = SHARED.lock() {
+        *shared = Some(stand_in);
     }
     Ok(url)
+}
+
+/// A stand-in process of its own, for a test that stops it (a provider going down); stopped
+/// when dropped at the latest.
+#[derive(Debug)]
+pub struct StandIn {
+    /// Its base URL; the Google issuer is `<url>/google`.
+    pub url: String,
+    child: Child,
+    /// Closing it makes the wrapping shell kill the JVM.
+    keep_alive: Option<ChildStdin>,
+}
+
+impl StandIn {
+    /// Starts one on a free port from `OIDC_STANDIN_CLASSPATH`, with the repository's
+    /// configuration, and waits until it answers.
+    pub async fn start() -> anyhow::Result<Self> {
+        let classpath = std::env::var("OIDC_STANDIN_CLASSPATH").context(
+            "neither OIDC_STANDIN_URL nor OIDC_STANDIN_CLASSPATH is set; run the tests with `cargo xtask test`, \
+             or set OIDC_STANDIN_CLASSPATH=~/.cache/ferroshop/tools/oidc-standin-<version>/libs/* after `cargo xtask up`",
+        )?;
+        let config = std::env::var("OIDC_STANDIN_CONFIG").unwrap_or_else(|_| {
+            // This crate lives in crates/testkit of the repository.
+            format!(
+                "{}/../../deploy/local/oidc-standin/config.json",
+                env!("CARGO_MANIFEST_DIR")
+            )
+        });
+        let port = crate::free_port()?;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            // Start the JVM, then wait for our end of stdin to close (dropped, or this process
+            // exited however it ended), then stop it.
+            .arg(r#""$@" </dev/null & pid=$!; read -r _; kill "$pid"; wait "$pid""#)
+            .arg("oidc-stand-in")
+            .args(["java", "-Xmx128m", "-XX:+UseSerialGC", "-cp", &classpath])
+            .arg("no.nav.security.mock.oauth2.StandaloneMockOAuth2ServerKt")
+            .env("SERVER_HOSTNAME", "127.0.0.1")
+            .env("SERVER_PORT", port.to_string())
+            .env("JSON_CONFIG_PATH", &config)
+            .env_remove("JSON_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the OIDC stand-in (java)")?;
+        let keep_alive = child.stdin.take();
+        let mut stand_in = StandIn {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            keep_alive,
+        };
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let alive = client.get(format!("{}/isalive", stand_in.url)).send().await;
+            if alive.is_ok_and(|response| response.status() == StatusCode::OK) {
+                return Ok(stand_in);
+            }
+            if let Some(status) = stand_in.child.try_wait()? {
+                bail!(
+                    "the OIDC stand-in exited during start-up ({status}); is {classpath} provisioned?"
+                );
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the OIDC stand-in did not answer /isalive on port {port} within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `<url>/google`.
+    pub fn google_issuer(&self) -> String {
+        format!("{}/google", self.url)
+    }
+
+    /// Stops it and waits until it no longer answers.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        drop(self.keep_alive.take());
+        let started = std::time::Instant::now();
+        while self.child.try_wait()?.is_none() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "the OIDC stand-in did not stop within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        drop(self.keep_alive.take());
+        let _ = self.child.wait();
+    }
 }
 
 /// A browser: keeps no cookies (the stand-in needs none) and follows no redirect, so each hop

@@ -176,7 +176,13 @@ pub async fn callback(
 ) -> ApiResult<Response> {
     let provider = provider(&state, &name)?;
     let pairs = query_pairs(query.as_deref());
-    match finish_signin(&state, &provider, &pairs).await? {
+    let outcome = finish_signin(&state, &provider, &pairs).await?;
+    let result = match &outcome {
+        Ok(_) => "signed_in",
+        Err(refusal) => refusal.code(),
+    };
+    metrics::counter!("oidc_callbacks_total", "provider" => name, "result" => result).increment(1);
+    match outcome {
         Ok((ticket, return_to)) => found(&oidc::completed(&ticket, &return_to)),
         Err(refusal) => {
             tracing::warn!(code = refusal.code(), %refusal, "sign-in refused");

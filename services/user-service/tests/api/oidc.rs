@@ -9,7 +9,7 @@ use url::Url;
 use crate::helpers::{
     PASSWORD, TestApp, TestResult, read_topic, spawn_app_with_google, string, unique_email,
 };
-use testkit::oidc_standin::{browser, google_issuer, location, log_in_at_provider, param};
+use testkit::oidc_standin::{StandIn, browser, google_issuer, location, log_in_at_provider, param};
 
 /// What the database holds of accounts and sign-ins, compared before and after a refusal.
 #[derive(Debug, PartialEq, Eq)]
@@ -373,6 +373,23 @@ async fn a_provider_that_is_down_answers_503() -> TestResult {
         "{}",
         reply.body
     );
+    assert_eq!(footprint(&app).await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_provider_that_goes_down_before_the_callback_is_a_refusal_not_an_error() -> TestResult {
+    // A stand-in of this test's own, to stop it between the login and the callback.
+    let mut stand_in = StandIn::start().await?;
+    let app = spawn_app_with_google(&stand_in.google_issuer()).await;
+    let before = footprint(&app).await?;
+    let mut url = Url::parse(&app.url("/api/users/oidc/google/authorize"))?;
+    url.query_pairs_mut().append_pair("return_to", "/");
+    let login_page = location(browser()?.get(url).send().await?).await?;
+    let back = log_in_at_provider(&browser()?, &login_page, &unique_email(), None).await?;
+    stand_in.stop().await?;
+    let detail = refused(&callback(&app, &back).await?, "provider_unavailable")?;
+    assert!(detail.contains("token"), "{detail}");
     assert_eq!(footprint(&app).await?, before);
     Ok(())
 }
