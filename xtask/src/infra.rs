@@ -426,8 +426,8 @@ pub fn mongo_wire_command(layout: &Layout, port: u16, data_file: &Path) -> Comma
 /// The OIDC stand-in for Google on `port`, on loopback, configured from the repository's
 /// `deploy/local/oidc-standin/config.json` (issuer `google`: its issuer URL is
 /// `http://127.0.0.1:<port>/google`, and its ID tokens carry `email` and `email_verified`).
-/// Keys are generated at start and kept in memory, so a restart changes them: clients refetch
-/// the JWKS when a token names a key they do not know.
+/// Its signing keys come from the library's bundled test key file: public, fit for a stand-in
+/// only (user-service takes them from its JWKS like any provider's).
 pub fn oidc_standin_command(layout: &Layout, port: u16) -> Command {
     let mut cmd = Command::new("java");
     cmd.args([
