@@ -25,16 +25,19 @@ pub enum Infra {
     MongoWire,
     Zipkin,
     Mailpit,
+    /// The OpenID Connect provider standing in for Google (mock-oauth2-server).
+    OidcStandin,
 }
 
 /// Start order: PostgreSQL first (its databases are created before anything else starts), the
 /// rest side by side.
-pub const ALL: [Infra; 5] = [
+pub const ALL: [Infra; 6] = [
     Infra::Postgres,
     Infra::Kafka,
     Infra::MongoWire,
     Infra::Zipkin,
     Infra::Mailpit,
+    Infra::OidcStandin,
 ];
 
 impl Infra {
@@ -45,6 +48,7 @@ impl Infra {
             Infra::MongoWire => "mongo-wire",
             Infra::Zipkin => "zipkin",
             Infra::Mailpit => "mailpit",
+            Infra::OidcStandin => "oidc-standin",
         }
     }
 
@@ -64,6 +68,7 @@ impl Infra {
             Infra::MongoWire => vec![(s.mongo_port, "MONGO_PORT")],
             Infra::Zipkin => vec![(s.zipkin_port, "ZIPKIN_PORT")],
             Infra::Mailpit => vec![(s.mailpit_port, "MAILPIT_PORT"), (s.smtp_port, "SMTP_PORT")],
+            Infra::OidcStandin => vec![(s.oidc_port, "OIDC_PORT")],
         }
     }
 
@@ -78,7 +83,9 @@ impl Infra {
 
     fn deadline(self) -> Duration {
         match self {
-            Infra::Postgres | Infra::MongoWire | Infra::Mailpit => Duration::from_secs(60),
+            Infra::Postgres | Infra::MongoWire | Infra::Mailpit | Infra::OidcStandin => {
+                Duration::from_secs(60)
+            }
             Infra::Kafka | Infra::Zipkin => Duration::from_secs(180),
         }
     }
@@ -194,18 +201,25 @@ fn provision_all(layout: &Layout, to_start: &[Infra]) -> Result<()> {
     let zipkin = to_start.contains(&Infra::Zipkin) && !provision::zipkin_ready(layout);
     let mongo_wire = to_start.contains(&Infra::MongoWire) && !provision::mongo_wire_ready(layout);
     let mailpit = to_start.contains(&Infra::Mailpit) && !provision::mailpit_ready(layout);
+    let oidc_standin =
+        to_start.contains(&Infra::OidcStandin) && !provision::oidc_standin_ready(layout);
 
     // System prerequisites first and one at a time: apt-get holds a global lock.
     if to_start.contains(&Infra::Postgres) {
         provision::postgres_bin(layout)?;
     }
-    if [Infra::Kafka, Infra::Zipkin, Infra::MongoWire]
-        .iter()
-        .any(|c| to_start.contains(c))
+    if [
+        Infra::Kafka,
+        Infra::Zipkin,
+        Infra::MongoWire,
+        Infra::OidcStandin,
+    ]
+    .iter()
+    .any(|c| to_start.contains(c))
     {
         provision::java(layout)?;
     }
-    let mvn = if kafka || zipkin || mongo_wire {
+    let mvn = if kafka || zipkin || mongo_wire || oidc_standin {
         Some(provision::mvn(layout)?)
     } else {
         None
@@ -251,6 +265,16 @@ fn provision_all(layout: &Layout, to_start: &[Infra]) -> Result<()> {
                 provision::MONGO_JAVA_SERVER_VERSION
             ),
             Box::new(move || provision::provision_mongo_wire(layout, mvn, javac)),
+        ));
+    }
+    if let (true, Some(mvn)) = (oidc_standin, &mvn) {
+        jobs.push((
+            "oidc-standin",
+            format!(
+                "fetching mock-oauth2-server {} from Maven Central",
+                provision::OIDC_STANDIN_VERSION
+            ),
+            Box::new(move || provision::provision_oidc_standin(layout, mvn)),
         ));
     }
     if let (true, Some(go)) = (mailpit, &go) {
@@ -350,6 +374,11 @@ fn start(layout: &Layout, s: &Settings, c: Infra) -> Result<Pending> {
                 .args(["--max", "50000"]);
             spawn_detached(&mut cmd, &log, &pid_file)
         }
+        Infra::OidcStandin => {
+            let mut cmd = oidc_standin_command(layout, s.oidc_port);
+            cmd.current_dir(&data);
+            spawn_detached(&mut cmd, &log, &pid_file)
+        }
     };
     match result {
         Ok(pid) => {
@@ -394,6 +423,31 @@ pub fn mongo_wire_command(layout: &Layout, port: u16, data_file: &Path) -> Comma
     cmd
 }
 
+/// The OIDC stand-in for Google on `port`, on loopback, configured from the repository's
+/// `deploy/local/oidc-standin/config.json` (issuer `google`: its issuer URL is
+/// `http://127.0.0.1:<port>/google`, and its ID tokens carry `email` and `email_verified`).
+/// Its signing keys come from the library's bundled test key file: public, fit for a stand-in
+/// only (user-service takes them from its JWKS like any provider's).
+pub fn oidc_standin_command(layout: &Layout, port: u16) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.args([
+        "-Xms16m",
+        "-Xmx128m",
+        "-XX:+UseSerialGC",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-cp",
+    ])
+    .arg(provision::oidc_standin_classpath(layout))
+    .arg(provision::OIDC_STANDIN_MAIN)
+    .env("SERVER_HOSTNAME", "127.0.0.1")
+    .env("SERVER_PORT", port.to_string())
+    .env("JSON_CONFIG_PATH", provision::oidc_standin_config(layout))
+    // A JSON_CONFIG in the caller's environment would take precedence over the file.
+    .env_remove("JSON_CONFIG")
+    .env_remove("PORT");
+    cmd
+}
+
 fn is_ready(layout: &Layout, s: &Settings, p: &Pending) -> bool {
     match p.infra {
         Infra::Postgres => pg_query(s, "postgres", "SELECT 1").is_ok(),
@@ -409,6 +463,7 @@ fn is_ready(layout: &Layout, s: &Settings, p: &Pending) -> bool {
             http_status(&format!("{}/api/v1/messages", s.mailpit_url())) == Some(200)
                 && port_open(s.smtp_port)
         }
+        Infra::OidcStandin => http_status(&format!("{}/isalive", s.oidc_url())) == Some(200),
     }
 }
 
@@ -884,6 +939,53 @@ mod tests {
             id.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
+        Ok(())
+    }
+}
+
+/// Provisions the OIDC stand-in into the real tool cache (what `cargo xtask up` does) and
+/// starts it the way `up` does, but on a free port with its pid, log and data under a
+/// temporary `.local`, so the running shared stack is left alone:
+/// `cargo test -p xtask -- --ignored oidc_standin_provisions_and_starts --nocapture`.
+#[cfg(test)]
+mod oidc_standin_tests {
+    use super::*;
+
+    #[test]
+    #[ignore = "fetches from Maven Central and starts a JVM"]
+    fn oidc_standin_provisions_and_starts() -> Result<()> {
+        let detected = Layout::detect()?;
+        let scratch = std::env::temp_dir().join(format!("xtask-oidc-{}", std::process::id()));
+        let layout = Layout {
+            local: scratch.clone(),
+            ..detected
+        };
+        if !provision::oidc_standin_ready(&layout) {
+            let mvn = provision::mvn(&layout)?;
+            provision::provision_oidc_standin(&layout, &mvn)?;
+        }
+        assert!(provision::oidc_standin_ready(&layout));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        drop(listener);
+        let mut settings = Settings::from_env()?;
+        settings.oidc_port = port;
+        for dir in ["data", "run", "logs"] {
+            fs::create_dir_all(layout.local.join(dir))?;
+        }
+        let pending = start(&layout, &settings, Infra::OidcStandin)?;
+        let ready = wait_ready(&layout, &settings, pending);
+        let discovery = http_status(&format!(
+            "{}/.well-known/openid-configuration",
+            settings.oidc_google_issuer()
+        ));
+        let state_now = state(&layout, &settings, Infra::OidcStandin);
+        let stopped = stop(&layout, Infra::OidcStandin);
+        let _ = fs::remove_dir_all(&scratch);
+        ready?;
+        assert_eq!(discovery, Some(200));
+        assert!(matches!(state_now, State::Running(_)), "{state_now:?}");
+        assert!(stopped?.is_some());
         Ok(())
     }
 }

@@ -94,6 +94,8 @@ pub struct Settings {
     pub zipkin_port: u16,
     pub smtp_port: u16,
     pub mailpit_port: u16,
+    /// The OIDC stand-in for Google.
+    pub oidc_port: u16,
 }
 
 pub const PG_USER: &str = "shop";
@@ -111,6 +113,7 @@ impl Settings {
             zipkin_port: port_env("ZIPKIN_PORT", 9411)?,
             smtp_port: port_env("SMTP_PORT", 1025)?,
             mailpit_port: port_env("MAILPIT_PORT", 8025)?,
+            oidc_port: port_env("OIDC_PORT", 8092)?,
         })
     }
 
@@ -136,6 +139,13 @@ impl Settings {
     }
     pub fn mailpit_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.mailpit_port)
+    }
+    pub fn oidc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.oidc_port)
+    }
+    /// The stand-in's issuer that user-service signs in against as "google".
+    pub fn oidc_google_issuer(&self) -> String {
+        format!("{}/google", self.oidc_url())
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! `up` provisions and starts the local stack natively, without Docker: PostgreSQL (Debian's
 //! server), Apache Kafka in KRaft mode, Zipkin and the MongoDB-wire server (mongo-java-server,
-//! all from Maven Central), Mailpit (built from the Go module proxy), then builds and starts
+//! all from Maven Central), the OIDC stand-in for Google (mock-oauth2-server, Maven Central),
+//! Mailpit (built from the Go module proxy), then builds and starts
 //! the Rust services.
 //! Tools are cached under `$FERROSHOP_CACHE` (default `~/.cache/ferroshop`); data, pid files
 //! and logs live in the clone's git-ignored `.local/`. `down` stops exactly the process groups
@@ -60,7 +61,7 @@ enum Cmd {
     Status,
     /// Show the last 200 lines of a component's log.
     Logs {
-        /// Component: postgres, kafka, mongo-wire, zipkin, mailpit or a service name.
+        /// Component: postgres, kafka, mongo-wire, zipkin, mailpit, oidc-standin or a service name.
         name: String,
         /// Keep following the log.
         #[arg(short, long)]
@@ -128,6 +129,11 @@ fn up(layout: &Layout, s: &Settings, infra_only: bool, replicas: usize) -> Resul
     }
     println!("  {:<14} {}", "Zipkin", s.zipkin_url());
     println!("  {:<14} {}", "Mail inbox", s.mailpit_url());
+    println!(
+        "  {:<14} {}   (Google stand-in: any e-mail address as user name)",
+        "OIDC issuer",
+        s.oidc_google_issuer()
+    );
     println!("  {:<14} {}", "PostgreSQL", s.database_url("postgres"));
     println!("  {:<14} {}", "Kafka", s.kafka_brokers());
     println!("  {:<14} {}", "MongoDB wire", s.mongodb_url());
@@ -316,6 +322,15 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
             provision::mongo_wire_classpath(layout),
         )
         .env("MAILPIT_URL", s.mailpit_url())
+        // user-service's sign-in tests start their own OIDC stand-in on a free port from these.
+        .env(
+            "OIDC_STANDIN_CLASSPATH",
+            provision::oidc_standin_classpath(layout),
+        )
+        .env(
+            "OIDC_STANDIN_CONFIG",
+            provision::oidc_standin_config(layout),
+        )
         .env("SMTP_HOST", "127.0.0.1")
         .env("SMTP_PORT", s.smtp_port.to_string())
         .env("SYSTEM_TEST_BIN_DIR", layout.target_dir().join("debug"))

@@ -1,5 +1,5 @@
 //! Prerequisites (Debian packages) and the tool cache (Kafka, Zipkin, the MongoDB-wire server,
-//! Mailpit).
+//! the OIDC stand-in for Google, Mailpit).
 //!
 //! Everything comes from package registries only: Kafka, Zipkin and mongo-java-server (the
 //! local MongoDB-wire server, see [`provision_mongo_wire`]) are artifacts on Maven Central,
@@ -24,6 +24,11 @@ pub const ZIPKIN_VERSION: &str = "3.5.1";
 /// mongo-java-server with its H2 (MVStore) backend: the local MongoDB-wire server.
 pub const MONGO_JAVA_SERVER_VERSION: &str = "1.47.0";
 pub const MAILPIT_VERSION: &str = "v1.27.11";
+/// navikt's mock-oauth2-server: the OpenID Connect provider standing in for Google locally and
+/// in tests (see [`provision_oidc_standin`]). 6.x runs on Java 17.
+pub const OIDC_STANDIN_VERSION: &str = "6.0.2";
+/// Its standalone entry point (Kotlin's top-level `main` in StandaloneMockOAuth2Server.kt).
+pub const OIDC_STANDIN_MAIN: &str = "no.nav.security.mock.oauth2.StandaloneMockOAuth2ServerKt";
 /// slf4j 2 and a log4j2 binding: Kafka logs through slf4j, and without a 2.x API plus a binding
 /// the broker would log nothing at all (and readiness is read from its log).
 const SLF4J_VERSION: &str = "2.0.17";
@@ -63,6 +68,22 @@ pub fn mongo_wire_classpath(layout: &Layout) -> String {
         dir.join("libs").join("*").display(),
         dir.join("classes").display()
     )
+}
+pub fn oidc_standin_dir(layout: &Layout) -> PathBuf {
+    layout
+        .tools()
+        .join(format!("oidc-standin-{OIDC_STANDIN_VERSION}"))
+}
+/// The class path of the OIDC stand-in (what `cargo xtask test` hands the tests).
+pub fn oidc_standin_classpath(layout: &Layout) -> String {
+    format!(
+        "{}",
+        oidc_standin_dir(layout).join("libs").join("*").display()
+    )
+}
+/// Its configuration in the repository: the issuer `google` and the claims its ID tokens carry.
+pub fn oidc_standin_config(layout: &Layout) -> PathBuf {
+    layout.repo.join("deploy/local/oidc-standin/config.json")
 }
 pub fn mailpit_bin(layout: &Layout) -> PathBuf {
     layout
@@ -424,6 +445,12 @@ pub fn mongo_wire_ready(layout: &Layout) -> bool {
         && fs::read(classes.join("MongoWireServer.java")).ok()
             == fs::read(mongo_wire_source(layout)).ok()
 }
+pub fn oidc_standin_ready(layout: &Layout) -> bool {
+    oidc_standin_dir(layout)
+        .join("libs")
+        .join(format!("mock-oauth2-server-{OIDC_STANDIN_VERSION}.jar"))
+        .is_file()
+}
 pub fn mailpit_ready(layout: &Layout) -> bool {
     mailpit_bin(layout).is_file()
 }
@@ -529,6 +556,30 @@ pub fn provision_mongo_wire(layout: &Layout, mvn: &Path, javac: &Path) -> Result
     let classes = dir.join("classes");
     let _ = fs::remove_dir_all(&classes);
     fs::rename(&tmp, &classes).with_context(|| format!("moving {} into place", classes.display()))
+}
+
+/// The OIDC stand-in for Google: mock-oauth2-server with its runtime dependencies from Maven
+/// Central, plus slf4j-simple (the library logs through slf4j and ships no binding, so it would
+/// otherwise log nothing). A real OpenID Connect server: discovery, JWKS, an interactive login
+/// page, authorization codes that work once and are bound to their PKCE challenge, RS256-signed
+/// ID tokens carrying the request's nonce.
+pub fn provision_oidc_standin(layout: &Layout, mvn: &Path) -> Result<()> {
+    let deps = [
+        dependency(
+            "no.nav.security",
+            "mock-oauth2-server",
+            OIDC_STANDIN_VERSION,
+        ),
+        dependency("org.slf4j", "slf4j-simple", SLF4J_VERSION),
+    ]
+    .concat();
+    maven_libs(
+        layout,
+        mvn,
+        &oidc_standin_dir(layout),
+        "oidc-standin",
+        &deps,
+    )
 }
 
 /// The Zipkin server's executable jar.

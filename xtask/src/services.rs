@@ -225,6 +225,14 @@ pub fn user_service_url() -> Result<String> {
         .map_or(Ok("http://127.0.0.1:8081".to_owned()), Service::base_url)
 }
 
+/// Where the gateway answers (the browser's origin).
+pub fn gateway_url() -> Result<String> {
+    SERVICES
+        .iter()
+        .find(|s| s.name == "gateway")
+        .map_or(Ok("http://127.0.0.1:8080".to_owned()), Service::base_url)
+}
+
 pub fn admin_credentials() -> (String, String) {
     let email = env::var("ADMIN_EMAIL").unwrap_or_else(|_| "admin@example.com".into());
     let password = env::var("ADMIN_PASSWORD").unwrap_or_else(|_| "admin-dev-password".into());
@@ -346,6 +354,13 @@ pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
             .env(
                 "JWT_PRIVATE_KEY_PATH",
                 layout.secrets().join("jwt-ed25519.pem"),
+            )
+            // "Sign in with Google" against the local stand-in; the provider redirects the
+            // browser back through the gateway.
+            .env("OIDC_GOOGLE_ISSUER", s.oidc_google_issuer())
+            .env(
+                "OIDC_GOOGLE_REDIRECT_URI",
+                format!("{}/api/users/oidc/google/callback", gateway_url()?),
             )
             .env("ADMIN_EMAIL", &admin_email)
             .env("ADMIN_PASSWORD", &admin_password)

@@ -139,6 +139,7 @@ mod tests {
             phone: None,
             locale: "en".into(),
             role: "customer".into(),
+            method: crate::user::SignInMethod::Password,
         }
     }
 

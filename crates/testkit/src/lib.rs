@@ -1,6 +1,9 @@
 //! Helpers for the services' integration tests: waiting for asynchronous outcomes with a
-//! deadline (never a fixed sleep), and running a service's real binary to signal it.
+//! deadline (never a fixed sleep), running a service's real binary to signal it, and the OIDC
+//! stand-in for Google with a browser's part of a sign-in ([`oidc_standin`]).
 //! Used only as a dev-dependency.
+
+pub mod oidc_standin;
 
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};

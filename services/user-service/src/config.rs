@@ -43,6 +43,101 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Threads hashing passwords, each holding one 12 MiB Argon2 buffer.
     pub password_workers: usize,
+    /// OpenID Connect providers people may sign in with ("Sign in with Google").
+    pub oidc_providers: Vec<OidcProviderConfig>,
+}
+
+/// One OpenID Connect provider, as the relying party knows it.
+#[derive(Debug, Clone)]
+pub struct OidcProviderConfig {
+    /// The name in the paths (`/api/users/oidc/{name}/...`) and in linked identities.
+    pub name: String,
+    /// Issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration` and the
+    /// ID tokens' `iss` must be it.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// Where the provider sends the browser back: the gateway's
+    /// `/api/users/oidc/{name}/callback`, registered with the provider.
+    pub redirect_uri: String,
+}
+
+/// Google's issuer, the default outside the local profile.
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+/// The local stand-in's issuer (`cargo xtask up` runs it on 8092, `OIDC_PORT`).
+pub const LOCAL_GOOGLE_ISSUER: &str = "http://127.0.0.1:8092/google";
+
+/// Reads the providers named in `OIDC_PROVIDERS` (default `google`) from `OIDC_<NAME>_*`.
+/// Locally every value has a default that points at the stand-in; elsewhere a provider without
+/// a client id is switched off, and one with a client id must have a secret.
+fn oidc_providers(
+    var: &dyn Fn(&str) -> Option<String>,
+    profile: Profile,
+) -> anyhow::Result<Vec<OidcProviderConfig>> {
+    let names = var("OIDC_PROVIDERS").unwrap_or_else(|| "google".into());
+    let mut providers = Vec::new();
+    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            bail!("OIDC_PROVIDERS: {name:?} must be lower-case letters, digits and '-'");
+        }
+        let key = |suffix: &str| {
+            format!(
+                "OIDC_{}_{suffix}",
+                name.to_ascii_uppercase().replace('-', "_")
+            )
+        };
+        let local = profile == Profile::Local;
+        let client_id = match var(&key("CLIENT_ID")) {
+            Some(id) => id,
+            None if local => "ferroshop-local".into(),
+            None => continue,
+        };
+        let secret = match (var(&key("CLIENT_SECRET")), var(&key("CLIENT_SECRET_FILE"))) {
+            (Some(secret), _) => secret,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {} ({path})", key("CLIENT_SECRET_FILE")))?
+                .trim()
+                .to_owned(),
+            (None, None) if local => "local-stand-in-secret".into(),
+            (None, None) => bail!(
+                "{} is set but neither {} nor {}",
+                key("CLIENT_ID"),
+                key("CLIENT_SECRET"),
+                key("CLIENT_SECRET_FILE")
+            ),
+        };
+        let issuer = match var(&key("ISSUER")) {
+            Some(issuer) => issuer,
+            None if name == "google" && local => LOCAL_GOOGLE_ISSUER.into(),
+            None if name == "google" => GOOGLE_ISSUER.into(),
+            None => bail!("{} must be set", key("ISSUER")),
+        };
+        let redirect_uri = match var(&key("REDIRECT_URI")) {
+            Some(uri) => uri,
+            None if local => format!("http://127.0.0.1:8080/api/users/oidc/{name}/callback"),
+            None => bail!("{} must be set", key("REDIRECT_URI")),
+        };
+        for (what, url) in [("ISSUER", &issuer), ("REDIRECT_URI", &redirect_uri)] {
+            let https = url.starts_with("https://");
+            if !(https || (local && url.starts_with("http://"))) {
+                bail!(
+                    "{} must be an https:// URL (http:// only locally)",
+                    key(what)
+                );
+            }
+        }
+        providers.push(OidcProviderConfig {
+            name: name.to_owned(),
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            client_id,
+            client_secret: SecretString::from(secret),
+            redirect_uri,
+        });
+    }
+    Ok(providers)
 }
 
 impl Config {
@@ -112,6 +207,7 @@ impl Config {
                     .map(usize::from)
                     .unwrap_or(2),
             },
+            oidc_providers: oidc_providers(&var, profile)?,
         };
         config.validate()?;
         Ok(config)
@@ -128,6 +224,75 @@ impl Config {
         if self.login_max_failures < 1 {
             bail!("LOGIN_MAX_FAILURES must be at least 1");
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn providers(
+        vars: &[(&str, &str)],
+        profile: Profile,
+    ) -> anyhow::Result<Vec<OidcProviderConfig>> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        oidc_providers(&|name: &str| vars.get(name).cloned(), profile)
+    }
+
+    #[test]
+    fn locally_google_points_at_the_stand_in_by_default() -> anyhow::Result<()> {
+        let google = providers(&[], Profile::Local)?;
+        assert_eq!(google.len(), 1);
+        assert_eq!(google[0].issuer, LOCAL_GOOGLE_ISSUER);
+        assert_eq!(
+            google[0].redirect_uri,
+            "http://127.0.0.1:8080/api/users/oidc/google/callback"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn outside_the_local_profile_google_is_the_real_issuer_and_needs_its_secret()
+    -> anyhow::Result<()> {
+        assert!(providers(&[], Profile::Production)?.is_empty());
+        let vars = [
+            ("OIDC_GOOGLE_CLIENT_ID", "id"),
+            ("OIDC_GOOGLE_CLIENT_SECRET", "s3cret"),
+            (
+                "OIDC_GOOGLE_REDIRECT_URI",
+                "https://shop.example/api/users/oidc/google/callback",
+            ),
+        ];
+        let google = providers(&vars, Profile::Production)?;
+        assert_eq!(google[0].issuer, GOOGLE_ISSUER);
+        assert_eq!(google[0].client_secret.expose_secret(), "s3cret");
+        assert!(providers(&vars[..1], Profile::Production).is_err());
+        let plain_http = [
+            vars[0],
+            vars[1],
+            ("OIDC_GOOGLE_REDIRECT_URI", "http://shop.example/cb"),
+        ];
+        assert!(providers(&plain_http, Profile::Production).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_secret_can_come_from_a_file() -> anyhow::Result<()> {
+        let path = std::env::temp_dir().join(format!("oidc-secret-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n")?;
+        let path_text = path.display().to_string();
+        let google = providers(
+            &[("OIDC_GOOGLE_CLIENT_SECRET_FILE", path_text.as_str())],
+            Profile::Local,
+        );
+        std::fs::remove_file(&path)?;
+        assert_eq!(google?[0].client_secret.expose_secret(), "from-file");
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Wiring: database, migrations, keys, admin seed, Kafka, outbox relay and the HTTP server.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use web::{Readiness, ServiceInfo};
 use crate::api::{self, AppState};
 use crate::config::{Config, Profile};
 use crate::domain::password::PasswordHasher;
+use crate::provider::{IdentityProvider, ProviderHttp};
 use crate::store::users::NewUser;
 
 /// A built, not yet running, user-service.
@@ -81,7 +83,9 @@ impl Application {
         let passwords = PasswordHasher::start(config.password_workers, 256)
             .await
             .context("starting the password hashing workers")?;
+        let providers = identity_providers(&config)?;
         let state = AppState {
+            providers,
             pool: pool.clone(),
             passwords,
             issuer,
@@ -155,6 +159,23 @@ impl Application {
     }
 }
 
+/// One client per configured OpenID Connect provider, sharing one HTTP client.
+fn identity_providers(config: &Config) -> anyhow::Result<Arc<HashMap<String, IdentityProvider>>> {
+    let client = ProviderHttp::new().context("building the HTTP client for sign-in providers")?;
+    Ok(Arc::new(
+        config
+            .oidc_providers
+            .iter()
+            .map(|provider| {
+                (
+                    provider.name.clone(),
+                    IdentityProvider::new(provider.clone(), client.clone()),
+                )
+            })
+            .collect(),
+    ))
+}
+
 fn readiness(pool: PgPool, producer: FutureProducer) -> Readiness {
     Readiness::new()
         .with_postgres(pool)
@@ -190,12 +211,13 @@ async fn seed_admin(state: &AppState) -> anyhow::Result<()> {
         &NewUser {
             id: Uuid::now_v7(),
             email: &email,
-            password_hash: &hash,
+            password_hash: Some(&hash),
             name: "Administrator",
             phone: None,
             locale: "en",
             role: auth::Role::Admin.as_str(),
         },
+        contracts::user::SignInMethod::Password,
     )
     .await
     .map_err(|error| anyhow::anyhow!("seeding the admin: {error}"))?;

@@ -300,6 +300,7 @@ pub async fn spawn_users() -> anyhow::Result<Users> {
         run_outbox_relay: true,
         request_timeout: Duration::from_secs(10),
         password_workers: 2,
+        oidc_providers: Vec::new(),
     };
     let app = user_service::Application::build(config).await?;
     let port = app.port();

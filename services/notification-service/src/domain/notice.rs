@@ -284,6 +284,7 @@ mod tests {
             "x",
             contracts::user::UserLoggedIn {
                 user_id: Uuid::nil(),
+                method: contracts::user::SignInMethod::Password,
             },
         )
         .into_untyped()?;

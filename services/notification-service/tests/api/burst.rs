@@ -43,6 +43,7 @@ async fn a_burst_of_1000_events_gives_1000_mails_and_no_duplicates() -> TestResu
             phone: None,
             locale: if n % 2 == 0 { "en" } else { "zh-CN" }.into(),
             role: "customer".into(),
+            method: Default::default(),
         };
         let app = &app;
         async move { app.publish(user_id, event).await }

@@ -318,6 +318,7 @@ impl TestApp {
             phone,
             locale: locale.into(),
             role: "customer".into(),
+            method: Default::default(),
         };
         Ok((
             TestUser {

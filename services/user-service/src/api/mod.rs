@@ -2,8 +2,10 @@
 
 pub mod error;
 pub mod jwks;
+pub mod oidc;
 pub mod users;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use auth::{TokenIssuer, TokenVerifier};
@@ -26,6 +28,8 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     pub topics: Topic,
     pub config: Arc<Config>,
+    /// The configured OpenID Connect providers by name (`google`).
+    pub providers: Arc<HashMap<String, crate::provider::IdentityProvider>>,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -44,6 +48,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/users/refresh", post(users::refresh))
         .route("/api/users/logout", post(users::logout))
         .route("/api/users/me", get(users::me).patch(users::update_me))
+        .route("/api/users/oidc/{provider}/authorize", get(oidc::authorize))
+        .route("/api/users/oidc/{provider}/callback", get(oidc::callback))
+        .route("/api/users/oidc/tickets", post(oidc::redeem_ticket))
         .route("/.well-known/jwks.json", get(jwks::jwks))
         .with_state(state)
 }
@@ -52,7 +59,7 @@ pub fn router(state: AppState) -> Router {
 #[openapi(
     info(
         title = "user-service",
-        description = "Accounts, sign-in, token refresh and profiles. Access tokens are EdDSA JWTs verifiable with /.well-known/jwks.json."
+        description = "Accounts, sign-in (password, or Google through OpenID Connect), token refresh and profiles. Access tokens are EdDSA JWTs verifiable with /.well-known/jwks.json."
     ),
     paths(
         users::register,
@@ -61,6 +68,9 @@ pub fn router(state: AppState) -> Router {
         users::logout,
         users::me,
         users::update_me,
+        oidc::authorize,
+        oidc::callback,
+        oidc::redeem_ticket,
         jwks::jwks
     ),
     components(schemas(web::Problem, web::FieldError)),

@@ -4,7 +4,7 @@ use auth::{AuthUser, Role};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use contracts::user::{UserLoggedIn, UserRegistered, UserUpdated};
+use contracts::user::{SignInMethod, UserLoggedIn, UserRegistered, UserUpdated};
 use contracts::{CloudEvent, EventData};
 use messaging::enqueue;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -140,12 +140,13 @@ pub async fn register(
         &NewUser {
             id: Uuid::now_v7(),
             email: &email,
-            password_hash: &password_hash,
+            password_hash: Some(&password_hash),
             name: &name,
             phone: phone.as_deref(),
             locale: &locale,
             role: Role::Customer.as_str(),
         },
+        SignInMethod::Password,
     )
     .await?
     .ok_or_else(|| Problem::conflict("an account with this e-mail already exists"))?;
@@ -160,6 +161,7 @@ pub async fn create_user(
     conn: &mut PgConnection,
     state: &AppState,
     new: &NewUser<'_>,
+    method: SignInMethod,
 ) -> ApiResult<Option<UserRow>> {
     let Some(user) = store::users::insert(conn, new).await? else {
         return Ok(None);
@@ -171,13 +173,14 @@ pub async fn create_user(
         phone: user.phone.clone(),
         locale: user.locale.clone(),
         role: user.role.clone(),
+        method,
     };
     emit(conn, state, user.id, event).await?;
     Ok(Some(user))
 }
 
 /// Writes a `user.*` event about `user_id` to the outbox, in the caller's transaction.
-async fn emit<T: EventData>(
+pub(crate) async fn emit<T: EventData>(
     conn: &mut PgConnection,
     state: &AppState,
     user_id: Uuid,
@@ -224,7 +227,9 @@ pub async fn login(
         .passwords
         .verify_and_upgrade(
             body.password,
-            user.as_ref().map(|u| u.password_hash.clone()),
+            // An account without a password (made by a provider sign-in) is checked against
+            // the dummy hash like an unknown e-mail, so it answers the same 401.
+            user.as_ref().and_then(|u| u.password_hash.clone()),
         )
         .await?;
     let user = match (user, verification.matches) {
@@ -250,13 +255,18 @@ pub async fn login(
         store::users::set_password_hash(&mut tx, user.id, hash).await?;
     }
     let tokens = issue_tokens(&mut tx, &state, &user, Uuid::now_v7()).await?;
-    let event = UserLoggedIn { user_id: user.id };
+    let event = UserLoggedIn {
+        user_id: user.id,
+        method: SignInMethod::Password,
+    };
     emit(&mut tx, &state, user.id, event).await?;
     tx.commit().await?;
     Ok(Json(tokens))
 }
 
-async fn issue_tokens(
+/// The platform's access token and a new refresh token family for `user` (every sign-in,
+/// whatever its method, ends here).
+pub(crate) async fn issue_tokens(
     conn: &mut PgConnection,
     state: &AppState,
     user: &UserRow,

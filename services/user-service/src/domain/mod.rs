@@ -1,6 +1,8 @@
-//! Pure rules of the user domain: input validation, password hashing, refresh tokens and the
-//! login throttling policy. No I/O here beyond the CPU-bound hash, so all of it is unit-tested.
+//! Pure rules of the user domain: input validation, password hashing, refresh tokens, the
+//! login throttling policy and the checks of an OpenID Connect sign-in. No I/O here beyond the
+//! CPU-bound hash, so all of it is unit-tested.
 
+pub mod oidc;
 pub mod password;
 pub mod throttle;
 pub mod tokens;

@@ -8,7 +8,8 @@ use uuid::Uuid;
 pub struct UserRow {
     pub id: Uuid,
     pub email: String,
-    pub password_hash: String,
+    /// `None` for an account created by signing in with a provider.
+    pub password_hash: Option<String>,
     pub name: String,
     pub phone: Option<String>,
     pub locale: String,
@@ -23,7 +24,7 @@ pub struct UserRow {
 pub struct NewUser<'a> {
     pub id: Uuid,
     pub email: &'a str,
-    pub password_hash: &'a str,
+    pub password_hash: Option<&'a str>,
     pub name: &'a str,
     pub phone: Option<&'a str>,
     pub locale: &'a str,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use telemetry::{TelemetryConfig, TelemetryGuard};
 use user_service::Application;
-use user_service::config::{Config, Profile};
+use user_service::config::{Config, OidcProviderConfig, Profile};
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
@@ -70,6 +70,24 @@ pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {
         run_outbox_relay: true,
         request_timeout: Duration::from_secs(10),
         password_workers: 2,
+        oidc_providers: Vec::new(),
+    }
+}
+
+/// A user-service whose `google` provider is the OIDC stand-in at `issuer`.
+pub async fn spawn_app_with_google(issuer: &str) -> TestApp {
+    spawn_app_with(|config| config.oidc_providers = vec![google(issuer)]).await
+}
+
+/// The `google` provider of the tests: the stand-in accepts any client id and secret; the
+/// redirect URI is where the gateway would receive the callback.
+pub fn google(issuer: &str) -> OidcProviderConfig {
+    OidcProviderConfig {
+        name: "google".into(),
+        issuer: issuer.trim_end_matches('/').into(),
+        client_id: "ferroshop-test".into(),
+        client_secret: "test-secret".to_owned().into(),
+        redirect_uri: "http://127.0.0.1:8080/api/users/oidc/google/callback".into(),
     }
 }
 

@@ -145,6 +145,10 @@ impl Platform {
             .await?;
         platform.sms = format!("http://127.0.0.1:{sms_port}");
 
+        // The gateway starts last, but user-service must know its address already: the
+        // provider sends the browser back to the gateway's callback.
+        let gateway_port = free_port()?;
+        let google_issuer = testkit::oidc_standin::google_issuer().await?;
         // user-service creates the signing key on its first start; its replicas then share it.
         let key_path = work_dir.join("jwt-ed25519.pem");
         let user_env = |db: &str| -> Vec<(&'static str, String)> {
@@ -153,6 +157,11 @@ impl Platform {
                 ("JWT_PRIVATE_KEY_PATH", key_path.display().to_string()),
                 ("ADMIN_EMAIL", ADMIN_EMAIL.into()),
                 ("ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+                ("OIDC_GOOGLE_ISSUER", google_issuer.clone()),
+                (
+                    "OIDC_GOOGLE_REDIRECT_URI",
+                    format!("http://127.0.0.1:{gateway_port}/api/users/oidc/google/callback"),
+                ),
             ]
         };
         let users_db = databases
@@ -245,7 +254,6 @@ impl Platform {
                 .await?;
         }
 
-        let gateway_port = free_port()?;
         let upstream = |name: &str| {
             urls.get(name)
                 .map(|list| list.join(","))

@@ -104,6 +104,10 @@ pub async fn run_all(platform: &Platform) -> anyhow::Result<()> {
             "a customer on an admin route",
             Box::pin(customer_on_admin_route(ctx.clone())),
         ),
+        (
+            "sign in with Google, new and existing e-mail",
+            Box::pin(google_sign_in(ctx.clone())),
+        ),
     ];
     let names: Vec<&str> = scenarios.iter().map(|(name, _)| *name).collect();
     let outcomes = join_all(scenarios.into_iter().map(|(_, scenario)| scenario)).await;
@@ -538,4 +542,76 @@ async fn invariants(ctx: &Ctx) -> anyhow::Result<()> {
 fn is_refunded(charge: &Value) -> bool {
     charge["refunded"].as_bool().unwrap_or(false)
         || charge["amount_refunded"].as_i64().unwrap_or(0) > 0
+}
+
+/// "Sign in with Google" as the storefront does it, entirely through the gateway and the
+/// stand-in's login page: the gateway must pass user-service's 302s and the provider's query
+/// string through untouched. A new address gets an account (and its welcome mail); an
+/// existing customer's address signs into that customer's account.
+async fn google_sign_in(ctx: Ctx) -> anyhow::Result<()> {
+    use testkit::oidc_standin::{browser, location, log_in_at_provider, param};
+
+    async fn sign_in(ctx: &Ctx, email: &str) -> anyhow::Result<Value> {
+        let browser = browser()?;
+        let to_provider = location(
+            browser
+                .get(
+                    ctx.api
+                        .url("/api/users/oidc/google/authorize?return_to=%2Forders%3Fpage%3D2"),
+                )
+                .send()
+                .await?,
+        )
+        .await?;
+        let back = log_in_at_provider(&browser, &to_provider, email, None).await?;
+        // The provider sends the browser to the redirect URI: the gateway's callback.
+        anyhow::ensure!(
+            back.as_str()
+                .starts_with(&ctx.api.url("/api/users/oidc/google/callback?")),
+            "the provider redirected elsewhere: {back}"
+        );
+        let complete = location(browser.get(back).send().await?).await?;
+        anyhow::ensure!(
+            complete.path() == "/signin/complete"
+                && param(&complete, "return_to").as_deref() == Some("/orders?page=2"),
+            "{complete}"
+        );
+        let ticket =
+            param(&complete, "ticket").ok_or_else(|| anyhow::anyhow!("no ticket: {complete}"))?;
+        let tokens = ctx
+            .api
+            .send(
+                ctx.api
+                    .client
+                    .post(ctx.api.url("/api/users/oidc/tickets"))
+                    .json(&serde_json::json!({"ticket": ticket})),
+            )
+            .await?;
+        anyhow::ensure!(tokens.status == StatusCode::OK, "ticket: {tokens:?}");
+        let token = tokens.body["access_token"].as_str().unwrap_or_default();
+        let me = ctx
+            .api
+            .send(
+                ctx.api
+                    .client
+                    .get(ctx.api.url("/api/users/me"))
+                    .bearer_auth(token),
+            )
+            .await?;
+        anyhow::ensure!(me.status == StatusCode::OK, "me: {me:?}");
+        Ok(me.body)
+    }
+
+    let newcomer = format!("g-{}@test.local", Uuid::new_v4().simple());
+    let me = sign_in(&ctx, &newcomer).await?;
+    anyhow::ensure!(me["email"] == newcomer.as_str(), "{me}");
+    Inbox::new().wait_for(&newcomer, &["welcome"]).await?;
+
+    let customer = ctx.api.customer().await?;
+    let me = sign_in(&ctx, &customer.email).await?;
+    anyhow::ensure!(
+        me["id"] == customer.id.to_string().as_str(),
+        "not the existing account: {me}"
+    );
+    Ok(())
 }
