@@ -41,6 +41,9 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// The route table; the longest matching prefix wins.
     pub routes: Vec<RouteConfig>,
+    /// The built web storefront (`web/dist`), served at `/` for every path outside the
+    /// platform's; `None` serves no storefront (unknown paths answer 404).
+    pub web_root: Option<String>,
 }
 
 /// Active health checks of every upstream instance.
@@ -203,6 +206,7 @@ impl Default for Config {
                 ("payment-service".into(), service(8084, 30_000)),
                 ("notification-service".into(), service(8085, 10_000)),
             ]),
+            web_root: None,
             routes: vec![
                 route("/api/users/me", "user-service", AuthPolicy::Required),
                 strict("/api/users/login"),
@@ -296,6 +300,9 @@ impl Config {
                     format!("{name} must be `<per second>:<burst>` or `off`, not {value:?}")
                 })?;
             }
+        }
+        if let Some(root) = env("GATEWAY_WEB_ROOT") {
+            self.web_root = (root != "off").then_some(root);
         }
         if let Some(origins) = env("GATEWAY_CORS_ORIGINS") {
             self.cors.allowed_origins = split_list(&origins);
