@@ -219,6 +219,7 @@ impl Default for Config {
                     AuthPolicy::RequiredForWrites,
                 ),
                 route("/api/orders", "order-service", AuthPolicy::Required),
+                route("/api/admin/orders", "order-service", AuthPolicy::Required),
                 route("/api/payments", "payment-service", AuthPolicy::Required),
                 route(
                     "/api/notifications",
