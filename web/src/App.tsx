@@ -14,7 +14,7 @@ import { HomePage, ProductPage, SearchPage } from './pages/shop';
 import { CartPage, CheckoutPage } from './pages/checkout';
 import { OrderPage, OrdersPage } from './pages/orders';
 import { AccountPage } from './pages/account';
-import { RegisterPage, SignInCompletePage, SignInPage, RequireSignIn } from './pages/auth';
+import { RegisterPage, SignInCompletePage, SignInPage, RequireSignIn, signInPath } from './pages/auth';
 
 const AdminArea = lazy(() => import('./admin/AdminArea'));
 
@@ -27,7 +27,7 @@ export function App() {
       session.subscribe((event) => {
         if (event !== 'expired') return;
         const here = window.location.pathname + window.location.search;
-        if (!here.startsWith('/signin')) navigate(`/signin?expired=1&return_to=${encodeURIComponent(here)}`);
+        if (!here.startsWith('/signin')) navigate(signInPath(here, true));
       }),
     [navigate],
   );

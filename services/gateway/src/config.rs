@@ -533,4 +533,21 @@ mod tests {
         let bad_quota = env_of(&[("GATEWAY_RATE_LIMIT_PER_USER", "lots")]);
         assert!(Config::from_sources(None, bad_quota).is_err());
     }
+
+    #[test]
+    fn the_storefront_directory_comes_from_the_file_or_the_environment() -> anyhow::Result<()> {
+        assert_eq!(Config::default().web_root, None);
+        let file = r#"web_root = "/srv/shop""#;
+        let from_file = Config::from_sources(Some(file), |_| None)?;
+        assert_eq!(from_file.web_root.as_deref(), Some("/srv/shop"));
+        let env = env_of(&[("GATEWAY_WEB_ROOT", "/usr/share/ferroshop/web")]);
+        let from_env = Config::from_sources(Some(file), env)?;
+        assert_eq!(
+            from_env.web_root.as_deref(),
+            Some("/usr/share/ferroshop/web")
+        );
+        let off = env_of(&[("GATEWAY_WEB_ROOT", "off")]);
+        assert_eq!(Config::from_sources(Some(file), off)?.web_root, None);
+        Ok(())
+    }
 }

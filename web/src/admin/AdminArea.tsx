@@ -3,7 +3,7 @@
 // tokens with role admin; the APIs check the role again.
 
 import { useEffect, useState, type FormEvent } from 'react';
-import { Link, NavLink, Route, Routes, useNavigate, useParams, useSearchParams } from 'react-router-dom';
+import { Link, NavLink, Route, Routes, useLocation, useNavigate, useParams, useSearchParams } from 'react-router-dom';
 import { api, type OrderStatus, type Product } from '../lib/api';
 import { minorDigits, parseMajor } from '../lib/money';
 import { ErrorMessage, Field, Loading, useLoad } from '../components';
@@ -24,7 +24,7 @@ export default function AdminArea() {
       </nav>
       <Routes>
         <Route index element={<ProductList />} />
-        <Route path="products/new" element={<ProductEditor />} />
+        {/* One route for new and existing products (`new` is not an id). */}
         <Route path="products/:id" element={<ProductEditor />} />
         <Route path="orders" element={<OrderList />} />
       </Routes>
@@ -106,12 +106,17 @@ function draftOf(product: Product): Draft {
 }
 
 function ProductEditor() {
-  const { id } = useParams();
+  const { id: param } = useParams();
+  const id = param === 'new' ? undefined : param;
   const { t } = useI18n();
   const navigate = useNavigate();
+  const location = useLocation();
   const [draft, setDraft] = useState<Draft>(EMPTY);
   const [product, setProduct] = useState<Product | null>(null);
-  const [state, setState] = useState<{ error?: unknown; local?: string; saved?: boolean }>({});
+  // A product just created arrives here by navigation, with the confirmation in its state.
+  const [state, setState] = useState<{ error?: unknown; local?: string; saved?: boolean }>(() => ({
+    saved: (location.state as { saved?: boolean } | null)?.saved,
+  }));
   const loaded = useLoad(() => (id ? api.product(id) : Promise.resolve(null)), [id]);
   useEffect(() => {
     if (loaded.data) {
@@ -153,7 +158,7 @@ function ProductEditor() {
         : await api.createProduct({ ...common, sku: draft.sku.trim(), initial_stock: Number(draft.initialStock) || 0 });
       setProduct(saved);
       setState({ saved: true });
-      if (!product) navigate(`/admin/products/${saved.id}`, { replace: true });
+      if (!product) navigate(`/admin/products/${saved.id}`, { replace: true, state: { saved: true } });
     } catch (error) {
       setState({ error });
     }
@@ -263,7 +268,8 @@ function OrderList() {
       </label>
       <ErrorMessage error={orders.error} onRetry={orders.reload} />
       {orders.loading && <Loading />}
-      {orders.data && (
+      {orders.data && orders.data.items.length === 0 && <p data-testid="admin-orders-empty">{t('orders.none')}</p>}
+      {orders.data && orders.data.items.length > 0 && (
         <table className="admin-table" data-testid="admin-orders">
           <tbody>
             {orders.data.items.map((order) => (

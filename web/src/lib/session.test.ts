@@ -52,6 +52,9 @@ describe('session', () => {
     await expect(manager.refresh()).rejects.toBeInstanceOf(SessionExpired);
     expect(manager.current).toBeNull();
     expect(events).toContain('expired');
+    expect(manager.expired).toBe(true);
+    manager.signIn(tokens(2));
+    expect(manager.expired).toBe(false);
   });
 
   it('a network failure during refresh keeps the session for the next try', async () => {

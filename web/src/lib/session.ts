@@ -50,6 +50,8 @@ export function decodeClaims(jwt: string): Claims | null {
 export class SessionManager {
   private session: StoredSession | null;
   private refreshing: Promise<string> | null = null;
+  /** The last session ended because the server refused it (not by signing out). */
+  private endedByServer = false;
   private readonly listeners = new Set<(event: SessionEvent) => void>();
 
   constructor(
@@ -68,6 +70,11 @@ export class SessionManager {
     return this.session ? decodeClaims(this.session.accessToken) : null;
   }
 
+  /** True after the server refused the session, until the next sign-in or sign-out. */
+  get expired(): boolean {
+    return this.endedByServer;
+  }
+
   get isAdmin(): boolean {
     return this.claims?.role === 'admin';
   }
@@ -79,6 +86,7 @@ export class SessionManager {
 
   /** Stores the tokens of a login, a registration's login, a refresh or an OIDC ticket. */
   signIn(tokens: TokenResponse): void {
+    this.endedByServer = false;
     this.session = {
       accessToken: tokens.access_token,
       refreshToken: tokens.refresh_token,
@@ -89,6 +97,7 @@ export class SessionManager {
   }
 
   signOut(): void {
+    this.endedByServer = false;
     this.session = null;
     this.storage.removeItem(STORAGE_KEY);
     this.emit('changed');
@@ -122,10 +131,7 @@ export class SessionManager {
       // A refused refresh token (expired, revoked, reused) ends the session; a network error
       // or an overloaded server does not, the next call tries again.
       if (error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429) {
-        this.session = null;
-        this.storage.removeItem(STORAGE_KEY);
-        this.emit('changed');
-        this.emit('expired');
+        this.expire();
         throw new SessionExpired();
       }
       throw error;
@@ -134,6 +140,7 @@ export class SessionManager {
 
   /** Called when the API refused a token the session still holds: it was revoked. */
   expire(): void {
+    this.endedByServer = true;
     this.session = null;
     this.storage.removeItem(STORAGE_KEY);
     this.emit('changed');

@@ -9,11 +9,16 @@ import { safeReturnTo } from '../lib/returnTo';
 import { ErrorMessage, Field } from '../components';
 import { useI18n, useSession } from '../state';
 
+/** The sign-in page that comes back to `path`, saying why when the server ended the session. */
+export function signInPath(path: string, expired: boolean): string {
+  return `/signin?${expired ? 'expired=1&' : ''}return_to=${encodeURIComponent(path)}`;
+}
+
 export function RequireSignIn({ children }: { children: ReactNode }) {
   const current = useSession();
   const location = useLocation();
   if (!current.current) {
-    return <Navigate replace to={`/signin?return_to=${encodeURIComponent(location.pathname + location.search)}`} />;
+    return <Navigate replace to={signInPath(location.pathname + location.search, current.expired)} />;
   }
   return <>{children}</>;
 }
