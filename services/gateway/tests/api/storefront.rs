@@ -2,7 +2,7 @@
 //! SPA fallback for client routes, and platform paths kept out of it.
 
 use reqwest::StatusCode;
-use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE};
+use reqwest::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 
 use crate::helpers::*;
 
@@ -15,6 +15,9 @@ fn built_storefront() -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(root.join("assets"))?;
     std::fs::write(root.join("index.html"), INDEX)?;
     std::fs::write(root.join("assets/index-abc123.js"), "console.log('shop')")?;
+    // The build writes a gzip copy beside each text file (bytes here need not be real gzip:
+    // the gateway sends the file as it is).
+    std::fs::write(root.join("assets/index-abc123.js.gz"), "gzipped")?;
     Ok(root)
 }
 
@@ -43,6 +46,24 @@ async fn the_storefront_is_served_at_the_root_with_the_right_caching() -> TestRe
         "public, max-age=31536000, immutable"
     );
     assert!(asset.headers[CONTENT_TYPE].to_str()?.contains("javascript"));
+    assert!(asset.headers.get(CONTENT_ENCODING).is_none());
+
+    // A browser that accepts gzip gets the precompressed copy, with the same caching.
+    let gzipped = gateway
+        .send(
+            gateway
+                .client
+                .get(gateway.url("/assets/index-abc123.js"))
+                .header(ACCEPT_ENCODING, "gzip"),
+        )
+        .await?;
+    assert_eq!(gzipped.status, StatusCode::OK);
+    assert_eq!(gzipped.headers[CONTENT_ENCODING], "gzip");
+    assert_eq!(gzipped.body, "gzipped");
+    assert_eq!(
+        gzipped.headers[CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
 
     // Client routes of the SPA get index.html, uncached.
     for route in [
