@@ -45,7 +45,7 @@ function ProductList() {
           <th>{t('account.name')}</th>
           <th>{t('admin.category')}</th>
           <th>{t('admin.price')}</th>
-          <th>{t('admin.stock')}</th>
+          <th>{t('admin.available')}</th>
           <th />
         </tr>
       </thead>
