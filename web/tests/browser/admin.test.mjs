@@ -69,6 +69,9 @@ describe('admin', { concurrency: false }, () => {
     await page.getByLabel('Change (+ or −)').fill('5');
     await page.getByRole('button', { name: 'Adjust stock' }).click();
     await page.getByRole('status').getByText('Stock is now 17.').waitFor();
+    await page.goto(`${BASE}/admin`);
+    await page.getByRole('row').filter({ hasText: name }).getByRole('cell', { name: '17', exact: true }).waitFor();
+    await screenshot(page, 'admin-product-list');
   });
 
   test('lists orders by status', async () => {

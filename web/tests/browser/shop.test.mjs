@@ -115,6 +115,39 @@ describe('customer', { concurrency: false }, () => {
     await screenshot(page, 'payment-retried');
   });
 
+  test('cancels an unpaid order', async () => {
+    await page.goto(`${BASE}/products/${catalog.mug.id}`);
+    await page.getByRole('button', { name: 'Add to cart' }).click();
+    await checkOut(page);
+    await page.getByRole('form', { name: 'Payment' }).waitFor();
+    page.once('dialog', (dialog) => dialog.accept());
+    await page.getByRole('button', { name: 'Cancel order' }).click();
+    await page.locator('[data-status="CANCELLED"]').first().waitFor();
+    assert.equal(await page.getByRole('form', { name: 'Payment' }).count(), 0);
+    await screenshot(page, 'order-cancelled');
+  });
+
+  test('edits the profile and notification preferences, a bad phone named', async () => {
+    await page.getByRole('link', { name: 'Account' }).click();
+    await page.getByText(customer.email).waitFor();
+    const profile = page.getByRole('form', { name: 'Your account' });
+    await profile.getByLabel(/^Phone/).fill('12');
+    await profile.getByRole('button', { name: 'Save' }).click();
+    await profile.locator('.field-error').first().waitFor();
+    await profile.getByLabel(/^Phone/).fill('+8613800000000');
+    await profile.getByRole('button', { name: 'Save' }).click();
+    await profile.getByRole('status').getByText('Saved.').waitFor();
+    const channels = page.getByRole('form', { name: 'Notifications' });
+    await channels.getByLabel('By SMS').check();
+    await channels.getByRole('button', { name: 'Save' }).click();
+    await channels.getByRole('status').getByText('Saved.').waitFor();
+    await page.reload();
+    await page.getByRole('form', { name: 'Notifications' }).getByLabel('By SMS').waitFor();
+    assert.equal(await page.getByRole('form', { name: 'Notifications' }).getByLabel('By SMS').isChecked(), true);
+    assert.equal(await page.getByRole('form', { name: 'Your account' }).getByLabel(/^Phone/).inputValue(), '+8613800000000');
+    await screenshot(page, 'account');
+  });
+
   test('a customer cannot reach the admin pages', async () => {
     assert.equal(await page.getByRole('link', { name: 'Admin' }).count(), 0, 'no admin link for customers');
     await page.goto(`${BASE}/admin`);
