@@ -60,7 +60,7 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]) {
     return () => {
       live = false;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // `deps` are the caller's: `load` is a new closure on every render and is not one of them.
   }, [...deps, attempt]);
   return { ...state, reload: () => setAttempt((n) => n + 1), set: (data: T) => setState({ data, loading: false }) };
 }

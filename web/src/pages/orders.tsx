@@ -45,7 +45,8 @@ export function OrderPage() {
   const { t, money, lang } = useI18n();
   const loaded = useLoad(() => api.order(id), [id]);
   const [order, setOrder] = useState<Order | null>(null);
-  const [history, setHistory] = useState<StatusChange[]>([]);
+  // Each change with the moment it reached this page (the browser tests report the delay).
+  const [history, setHistory] = useState<(StatusChange & { receivedAt: number })[]>([]);
   const [streamError, setStreamError] = useState<unknown>(null);
   const [cancelError, setCancelError] = useState<unknown>(null);
 
@@ -59,7 +60,8 @@ export function OrderPage() {
     followOrder(
       id,
       (change) => {
-        setHistory((seen) => (seen.some((c) => c.status === change.status) ? seen : [...seen, change]));
+        const receivedAt = Date.now();
+        setHistory((seen) => (seen.some((c) => c.status === change.status) ? seen : [...seen, { ...change, receivedAt }]));
         setOrder((current) => (current ? { ...current, status: change.status, status_reason: change.status_reason } : current));
       },
       stop.signal,
@@ -92,7 +94,14 @@ export function OrderPage() {
         {steps.map((step) => {
           const seen = history.find((h) => h.status === step);
           return (
-            <li key={step} className={reached(step) ? 'done' : 'todo'} aria-current={step === order.status ? 'step' : undefined}>
+            <li
+              key={step}
+              className={reached(step) ? 'done' : 'todo'}
+              aria-current={step === order.status ? 'step' : undefined}
+              data-step={step}
+              data-changed-at={seen ? Date.parse(seen.at) : undefined}
+              data-received-at={seen?.receivedAt}
+            >
               {t(`status.${step}`)}
               {seen && <span className="muted"> · {new Date(seen.at).toLocaleTimeString(lang)}</span>}
             </li>

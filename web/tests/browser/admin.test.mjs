@@ -9,6 +9,7 @@ describe('admin', { concurrency: false }, () => {
   let page;
   const run = Date.now().toString(36);
   const name = `Desk lamp ${run}`;
+  let productId;
 
   before(async () => {
     browser = await launch();
@@ -46,6 +47,7 @@ describe('admin', { concurrency: false }, () => {
     await page.getByRole('button', { name: 'Save product' }).click();
     await page.getByRole('status').getByText('Product saved.').waitFor();
     await page.waitForURL(/\/admin\/products\/[0-9a-f-]{36}$/);
+    productId = page.url().split('/').pop();
     await screenshot(page, 'admin-product-created');
 
     await eventually(async () => {
@@ -78,7 +80,6 @@ describe('admin', { concurrency: false }, () => {
     // One cancelled order of the new product, placed through the API once order-service's
     // replica knows the product.
     const token = await login(ADMIN.email, ADMIN.password);
-    const productId = page.url().split('/').pop();
     const order = await eventually(async () => {
       const placed = await api('POST', '/api/orders', {
         token,

@@ -80,7 +80,7 @@ describe('customer', { concurrency: false }, () => {
   });
 
   let paidOrder;
-  test('checks out with 4242… and sees PAID arrive without reloading', async () => {
+  test('checks out with 4242… and sees PAID arrive without reloading', async (t) => {
     paidOrder = await checkOut(page);
     // Marks this document: a reload would lose the mark.
     await page.evaluate(() => {
@@ -90,6 +90,11 @@ describe('customer', { concurrency: false }, () => {
     await page.locator('[data-status="PAID"]').first().waitFor({ timeout: 30_000 });
     assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
     await page.getByTestId('timeline').getByText('Paid').waitFor();
+    const paid = page.getByTestId('timeline').locator('[data-step="PAID"]');
+    const changedAt = Number(await paid.getAttribute('data-changed-at'));
+    const receivedAt = Number(await paid.getAttribute('data-received-at'));
+    assert.ok(changedAt > 0 && receivedAt > 0, 'PAID came over the live stream');
+    t.diagnostic(`live update: PAID reached the page ${receivedAt - changedAt} ms after order-service changed the state`);
     assert.equal(await page.getByRole('form', { name: 'Payment' }).count(), 0);
     await screenshot(page, 'order-paid');
   });
