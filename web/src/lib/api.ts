@@ -3,6 +3,7 @@
 // failure turned into an ApiError (problem+json) or SessionExpired.
 
 import { ApiError, SessionExpired, problemFromResponse } from './problem';
+import { withToken } from './authorised';
 import { SessionManager, type TokenResponse } from './session';
 import { SseParser, type ServerEvent } from './sse';
 
@@ -133,17 +134,7 @@ export const session = new SessionManager(window.localStorage, exchangeRefreshTo
 /** A response with a token, retried once with a refreshed token after a 401. */
 async function authorised(method: string, path: string, options: RequestOptions): Promise<Response> {
   if (!options.auth) return send(method, path, options, null);
-  const token = await session.accessToken();
-  if (!token) throw new SessionExpired();
-  const response = await send(method, path, options, token);
-  if (response.status !== 401) return response;
-  const fresh = await session.refresh();
-  const retried = await send(method, path, options, fresh);
-  if (retried.status === 401) {
-    session.expire();
-    throw new SessionExpired();
-  }
-  return retried;
+  return withToken(session, (token) => send(method, path, options, token));
 }
 
 export async function request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
