@@ -87,6 +87,23 @@ function Header() {
   const [params] = useSearchParams();
   const location = useLocation();
   const [text, setText] = useState(location.pathname === '/search' ? params.get('q') ?? '' : '');
+  const [suggestions, setSuggestions] = useState<string[]>([]);
+  // Search as you type: completions from the catalog, a moment after the last keystroke.
+  useEffect(() => {
+    const typed = text.trim();
+    if (!typed) return setSuggestions([]);
+    const stop = new AbortController();
+    const timer = setTimeout(() => {
+      api.suggest(typed, stop.signal).then(
+        (found) => setSuggestions(found.suggestions.map((s) => s.name)),
+        () => setSuggestions([]),
+      );
+    }, 150);
+    return () => {
+      clearTimeout(timer);
+      stop.abort();
+    };
+  }, [text]);
   const submit = (event: FormEvent) => {
     event.preventDefault();
     navigate(`/search?q=${encodeURIComponent(text.trim())}`);
@@ -106,7 +123,12 @@ function Header() {
         <label htmlFor="search-box" className="visually-hidden">
           {t('search.label')}
         </label>
-        <input id="search-box" type="search" value={text} placeholder={t('search.placeholder')} onChange={(e) => setText(e.target.value)} />
+        <input id="search-box" type="search" list="search-suggestions" autoComplete="off" value={text} placeholder={t('search.placeholder')} onChange={(e) => setText(e.target.value)} />
+        <datalist id="search-suggestions" data-testid="search-suggestions">
+          {suggestions.map((name) => (
+            <option key={name} value={name} />
+          ))}
+        </datalist>
         <button type="submit">{t('search.submit')}</button>
       </form>
       <nav aria-label="main">

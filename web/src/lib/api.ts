@@ -168,6 +168,8 @@ export const api = {
   updateMe: (patch: Partial<Pick<User, 'name' | 'phone' | 'locale'>>) => request<User>('PATCH', '/api/users/me', { body: patch, auth: true }),
   products: (params: Record<string, string | number | boolean | undefined>, signal?: AbortSignal) =>
     request<ProductPage>('GET', `/api/products${query(params)}`, { signal }),
+  suggest: (q: string, signal?: AbortSignal) =>
+    request<{ suggestions: { id: string; name: string; category: string }[] }>('GET', `/api/products/suggest${query({ q, limit: 6 })}`, { signal }),
   product: (id: string) => request<Product>('GET', `/api/products/${encodeURIComponent(id)}`),
   createProduct: (body: unknown) => request<Product>('POST', '/api/products', { body, auth: true }),
   updateProduct: (id: string, body: unknown) => request<Product>('PATCH', `/api/products/${encodeURIComponent(id)}`, { body, auth: true }),
