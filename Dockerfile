@@ -4,11 +4,22 @@
 #   docker build --build-arg SERVICE=user-service --build-arg PORT=8081 -t ferroshop/user-service .
 # `SERVICE` is the Cargo package and binary name (services/<name>); `PORT` its default port
 # (docs/DESIGN: user 8081, product 8082, order 8083, payment 8084, notification 8085,
-# gateway 8080, psp-sim 8090). Stages: chef (toolchain + cargo-chef), planner (dependency
-# recipe), builder (dependencies cached in their own layer, then the service), runtime.
+# gateway 8080, psp-sim 8090). Stages: web (the storefront's static files), chef (toolchain +
+# cargo-chef), planner (dependency recipe), builder (dependencies cached in their own layer,
+# then the service), runtime.
 
 ARG RUST_IMAGE=rust:1-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
 ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+# The web storefront (web/), built from its lock file; every image carries it (about 0.3 MB)
+# and only the gateway serves it (GATEWAY_WEB_ROOT below).
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json web/.npmrc ./
+RUN npm ci --no-audit --no-fund --cache /tmp/npm-cache
+COPY web/ ./
+RUN npm run build
 
 FROM ${RUST_IMAGE} AS chef
 # cmake and g++ build librdkafka from source (rdkafka's `cmake-build` feature). Not pinned
@@ -51,6 +62,7 @@ RUN apt-get update \
  && chown -R 10001:10001 /var/lib/ferroshop \
  && chmod 700 /var/lib/ferroshop/secrets
 COPY --from=builder /app/service /usr/local/bin/service
+COPY --from=web /web/dist /usr/share/ferroshop/web
 # Listen on every interface inside the container (the services default to 127.0.0.1).
 # JWT_PRIVATE_KEY_PATH points into a directory owned by the app user: user-service writes its
 # key there on first start in the local profile (mount a volume to keep it), and Kubernetes
@@ -60,6 +72,7 @@ ENV SERVICE_NAME=${SERVICE} \
     HOST=0.0.0.0 \
     PORT=${PORT} \
     JWT_PRIVATE_KEY_PATH=/var/lib/ferroshop/secrets/jwt-ed25519.pem \
+    GATEWAY_WEB_ROOT=/usr/share/ferroshop/web \
     RUST_LOG=info
 USER 10001:10001
 EXPOSE ${PORT}

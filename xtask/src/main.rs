@@ -19,6 +19,7 @@ mod proc;
 mod provision;
 mod seed;
 mod services;
+mod storefront;
 mod ui;
 
 use std::io::{BufRead, BufReader};
@@ -116,6 +117,8 @@ fn up(layout: &Layout, s: &Settings, infra_only: bool, replicas: usize) -> Resul
     let started = Instant::now();
     infra::up(layout, s)?;
     if !infra_only {
+        // Before the services: the gateway is started pointing at the built bundle.
+        storefront::build(layout)?;
         services::up(layout, s, replicas)?;
     }
     let (email, password) = services::admin_credentials();
@@ -125,6 +128,12 @@ fn up(layout: &Layout, s: &Settings, infra_only: bool, replicas: usize) -> Resul
         for svc in services::present(layout) {
             let url = svc.base_url()?;
             println!("  {:<14} {url}   API docs {url}/docs", svc.name);
+        }
+        if let Some(gateway) = services::present(layout)
+            .into_iter()
+            .find(|svc| svc.name == "gateway")
+        {
+            println!("  {:<14} {}/", "Storefront", gateway.base_url()?);
         }
     }
     println!("  {:<14} {}", "Zipkin", s.zipkin_url());
@@ -303,6 +312,16 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
         layout,
         "cargo build --workspace --bins",
         cargo().args(["build", "--workspace", "--bins"]),
+    )?;
+    // The browser tests (a system test) need the built storefront and playwright-core.
+    eprintln!("==> storefront: npm ci and vite build when changed, then its unit tests");
+    storefront::build(layout)?;
+    run_step(
+        layout,
+        "npm test (Vitest, web/)",
+        Command::new("npm")
+            .args(["--prefix", "web", "test"])
+            .env("npm_config_cache", layout.cache.join("npm")),
     )?;
     eprintln!(
         "==> cargo test --workspace --no-fail-fast {}",

@@ -374,6 +374,15 @@ pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
         for (var, first, all) in &upstreams {
             cmd.env(var, if svc.name == "gateway" { all } else { first });
         }
+        if svc.name == "gateway" {
+            // The storefront `up` built; when none was ever built (services started by
+            // `bench` on a fresh clone) the gateway serves the API alone rather than refusing
+            // to start.
+            let dist = crate::storefront::dist_dir(layout);
+            if dist.join("index.html").is_file() {
+                cmd.env("GATEWAY_WEB_ROOT", dist);
+            }
+        }
         if svc.name == "product-service" {
             // The catalog read model commits its index from several threads; with glibc's
             // default of 8 arenas per core its RSS grew 135 MB over 200 commits, with 2 by 7 MB

@@ -41,6 +41,9 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// The route table; the longest matching prefix wins.
     pub routes: Vec<RouteConfig>,
+    /// The built web storefront (`web/dist`), served at `/` for every path outside the
+    /// platform's; `None` serves no storefront (unknown paths answer 404).
+    pub web_root: Option<String>,
 }
 
 /// Active health checks of every upstream instance.
@@ -203,6 +206,7 @@ impl Default for Config {
                 ("payment-service".into(), service(8084, 30_000)),
                 ("notification-service".into(), service(8085, 10_000)),
             ]),
+            web_root: None,
             routes: vec![
                 route("/api/users/me", "user-service", AuthPolicy::Required),
                 strict("/api/users/login"),
@@ -215,6 +219,7 @@ impl Default for Config {
                     AuthPolicy::RequiredForWrites,
                 ),
                 route("/api/orders", "order-service", AuthPolicy::Required),
+                route("/api/admin/orders", "order-service", AuthPolicy::Required),
                 route("/api/payments", "payment-service", AuthPolicy::Required),
                 route(
                     "/api/notifications",
@@ -296,6 +301,9 @@ impl Config {
                     format!("{name} must be `<per second>:<burst>` or `off`, not {value:?}")
                 })?;
             }
+        }
+        if let Some(root) = env("GATEWAY_WEB_ROOT") {
+            self.web_root = (root != "off").then_some(root);
         }
         if let Some(origins) = env("GATEWAY_CORS_ORIGINS") {
             self.cors.allowed_origins = split_list(&origins);
@@ -524,5 +532,22 @@ mod tests {
         assert!(Config::from_sources(Some(typo), |_| None).is_err());
         let bad_quota = env_of(&[("GATEWAY_RATE_LIMIT_PER_USER", "lots")]);
         assert!(Config::from_sources(None, bad_quota).is_err());
+    }
+
+    #[test]
+    fn the_storefront_directory_comes_from_the_file_or_the_environment() -> anyhow::Result<()> {
+        assert_eq!(Config::default().web_root, None);
+        let file = r#"web_root = "/srv/shop""#;
+        let from_file = Config::from_sources(Some(file), |_| None)?;
+        assert_eq!(from_file.web_root.as_deref(), Some("/srv/shop"));
+        let env = env_of(&[("GATEWAY_WEB_ROOT", "/usr/share/ferroshop/web")]);
+        let from_env = Config::from_sources(Some(file), env)?;
+        assert_eq!(
+            from_env.web_root.as_deref(),
+            Some("/usr/share/ferroshop/web")
+        );
+        let off = env_of(&[("GATEWAY_WEB_ROOT", "off")]);
+        assert_eq!(Config::from_sources(Some(file), off)?.web_root, None);
+        Ok(())
     }
 }

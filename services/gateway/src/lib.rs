@@ -9,6 +9,8 @@
 //! per user (a stricter bucket for login and register), answers CORS preflights, assigns
 //! request ids, caps body sizes, and joins every request to the caller's trace. Every failure
 //! of its own or of an upstream is a problem document: 502, 503 or 504, never a hang.
+//! Everything outside the platform's paths is the web storefront's static files, when a
+//! directory is configured (`web_root`, `GATEWAY_WEB_ROOT`).
 //! `main.rs` is a thin shell over [`Application`], which tests start on port 0.
 
 pub mod config;
@@ -17,6 +19,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
 pub mod startup;
+pub mod storefront;
 pub mod upstream;
 
 pub use startup::Application;

@@ -8,6 +8,7 @@
 //! instance; other methods stream straight through and are never retried.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ use web::Problem;
 use crate::config::Config;
 use crate::ratelimit::KeyedLimiter;
 use crate::routes::{LimitClass, Route, RouteTable, is_clean_path, is_idempotent};
+use crate::storefront::{self, Storefront};
 use crate::upstream::Pool;
 
 /// The pooled HTTP/1.1 client every upstream request goes through.
@@ -55,6 +57,8 @@ pub struct Proxy {
     per_user: Option<KeyedLimiter<Uuid>>,
     max_body_bytes: usize,
     trust_forwarded_for: bool,
+    /// The web storefront, answering what no route matches (see [`crate::storefront`]).
+    storefront: Option<Storefront>,
 }
 
 impl Proxy {
@@ -103,6 +107,11 @@ impl Proxy {
             per_user: KeyedLimiter::new(config.limits.per_user),
             max_body_bytes: config.max_body_bytes,
             trust_forwarded_for: config.trust_forwarded_for,
+            storefront: config
+                .web_root
+                .as_deref()
+                .map(|root| Storefront::open(Path::new(root)))
+                .transpose()?,
         })
     }
 
@@ -391,6 +400,11 @@ pub async fn handle(
 ) -> Response {
     let started = Instant::now();
     let Some(route) = proxy.routes.resolve(request.uri().path()) else {
+        if let Some(storefront) = &proxy.storefront
+            && storefront::is_site_path(request.uri().path())
+        {
+            return storefront.serve(request).await;
+        }
         metrics::counter!("gateway_requests_total", "route" => "unmatched", "status" => "404")
             .increment(1);
         return Problem::not_found("no API lives at this path").into_response();

@@ -7,3 +7,4 @@ mod failures;
 mod helpers;
 mod limits;
 mod routing;
+mod storefront;

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/orders/{id}", get(orders::get))
         .route("/api/orders/{id}/events", get(orders::events))
         .route("/api/orders/{id}/cancel", post(orders::cancel))
+        .route("/api/admin/orders", get(orders::admin_list))
         .with_state(state)
 }
 
@@ -44,7 +45,7 @@ pub fn router(state: AppState) -> Router {
         title = "order-service",
         description = "Orders and the checkout saga: an order is priced from the product replica, reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED. Every change is published on order.events."
     ),
-    paths(orders::create, orders::get, orders::events, orders::list, orders::cancel),
+    paths(orders::create, orders::get, orders::events, orders::list, orders::cancel, orders::admin_list),
     components(schemas(web::Problem, web::FieldError, crate::status_feed::StatusChange)),
     modifiers(&BearerAuth)
 )]

@@ -436,19 +436,81 @@ pub async fn list(
     let Query(params) = params.map_err(|rejection| {
         Problem::bad_request(format!("cannot read the query: {}", rejection.body_text()))
     })?;
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Problem::invalid_field("limit", "must be between 1 and 100").into());
+    let (limit, before) = page_window(params.limit, params.cursor.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    let rows = orders::list_for_user(&mut conn, user.id, before, limit + 1).await?;
+    Ok(Json(page_of(rows, limit)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AdminListParams {
+    /// Only orders in this status (`PENDING`, `AWAITING_PAYMENT`, `PAID`, `REJECTED`,
+    /// `CANCELLED`); absent: all.
+    pub status: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Every customer's orders, newest first, optionally filtered by status (role admin).
+#[utoipa::path(
+    get,
+    path = "/api/admin/orders",
+    params(AdminListParams),
+    responses(
+        (status = 200, body = OrderPage),
+        (status = 400, description = "Unreadable query", body = web::Problem),
+        (status = 401, body = web::Problem),
+        (status = 403, description = "Not an admin", body = web::Problem),
+        (status = 422, description = "A bad limit, cursor or status, named in `errors`", body = web::Problem)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn admin_list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    params: Result<Query<AdminListParams>, QueryRejection>,
+) -> ApiResult<Json<OrderPage>> {
+    if user.role != Role::Admin {
+        return Err(Problem::forbidden("only admins see every order").into());
     }
-    let before = match params.cursor.as_deref() {
+    let Query(params) = params.map_err(|rejection| {
+        Problem::bad_request(format!("cannot read the query: {}", rejection.body_text()))
+    })?;
+    let status = match params.status.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(text.parse::<OrderStatus>().map_err(|_| {
+            Problem::invalid_field(
+                "status",
+                "must be PENDING, AWAITING_PAYMENT, PAID, REJECTED or CANCELLED",
+            )
+        })?),
+    };
+    let (limit, before) = page_window(params.limit, params.cursor.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    let rows = orders::list_all(&mut conn, status, before, limit + 1).await?;
+    Ok(Json(page_of(rows, limit)))
+}
+
+/// The page size (1 to 100, default 20) and the id to continue below.
+fn page_window(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Option<Uuid>), Problem> {
+    let limit = limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::invalid_field("limit", "must be between 1 and 100"));
+    }
+    let before = match cursor {
         None | Some("") => None,
         Some(cursor) => Some(
             Uuid::parse_str(cursor)
                 .map_err(|_| Problem::invalid_field("cursor", "is not a cursor from this API"))?,
         ),
     };
-    let mut conn = state.pool.acquire().await?;
-    let rows = orders::list_for_user(&mut conn, user.id, before, limit + 1).await?;
+    Ok((limit, before))
+}
+
+/// `rows` (one more than `limit` when another page exists) as a page with its cursor.
+fn page_of(rows: Vec<OrderRow>, limit: i64) -> OrderPage {
     let more = rows.len() as i64 > limit;
     let items: Vec<OrderView> = rows
         .into_iter()
@@ -458,7 +520,7 @@ pub async fn list(
     let next_cursor = more
         .then(|| items.last().map(|order| order.id.to_string()))
         .flatten();
-    Ok(Json(OrderPage { items, next_cursor }))
+    OrderPage { items, next_cursor }
 }
 
 /// Cancel an order before it is paid; its reserved stock is released.

@@ -346,3 +346,72 @@ async fn an_order_cancelled_while_pending_still_releases_what_gets_reserved() ->
     assert_eq!(order.body["status"], "CANCELLED");
     Ok(())
 }
+
+#[tokio::test]
+async fn admins_list_every_order_by_status_and_customers_are_refused() -> TestResult {
+    let stack = spawn_stack().await;
+    let kettle = stack.product(100, 500, "EUR").await?;
+    let (alice, bob) = (stack.customer(), stack.customer());
+    let cancelled = stack.placed(&alice, &[(kettle, 1)]).await?;
+    stack
+        .wait_for_status(&alice, cancelled, "AWAITING_PAYMENT")
+        .await?;
+    assert_eq!(
+        stack.cancel(&alice, cancelled).await?.status,
+        StatusCode::OK
+    );
+    let awaiting = stack.placed(&bob, &[(kettle, 1)]).await?;
+    stack
+        .wait_for_status(&bob, awaiting, "AWAITING_PAYMENT")
+        .await?;
+
+    let list = |query: &str, token: &str| {
+        stack.send(
+            stack
+                .client
+                .get(format!("{}/api/admin/orders{query}", stack.orders))
+                .bearer_auth(token),
+        )
+    };
+    let ids = |reply: &crate::helpers::Reply| -> Vec<String> {
+        reply.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+
+    let all = list("", &stack.admin_token).await?;
+    assert_eq!(all.status, StatusCode::OK, "{all:?}");
+    assert_eq!(ids(&all), [awaiting.to_string(), cancelled.to_string()]);
+
+    let only_cancelled = list("?status=CANCELLED", &stack.admin_token).await?;
+    assert_eq!(ids(&only_cancelled), [cancelled.to_string()]);
+    assert_eq!(only_cancelled.body["items"][0]["status"], "CANCELLED");
+
+    let first_page = list("?limit=1", &stack.admin_token).await?;
+    assert_eq!(ids(&first_page), [awaiting.to_string()]);
+    let cursor = first_page.body["next_cursor"].as_str().unwrap_or_default();
+    let second_page = list(&format!("?limit=1&cursor={cursor}"), &stack.admin_token).await?;
+    assert_eq!(ids(&second_page), [cancelled.to_string()]);
+    assert!(second_page.body.get("next_cursor").is_none());
+
+    let bad = list("?status=SHIPPED", &stack.admin_token).await?;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+    assert_eq!(bad.fields(), ["status"]);
+    let bad_limit = list("?limit=0", &stack.admin_token).await?;
+    assert_eq!(bad_limit.fields(), ["limit"]);
+
+    let refused = list("", &alice.token).await?;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
+    let anonymous = stack
+        .send(
+            stack
+                .client
+                .get(format!("{}/api/admin/orders", stack.orders)),
+        )
+        .await?;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{anonymous:?}");
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! scenarios did.
 
 mod api;
+mod browser;
 mod platform;
 mod scenarios;
 
@@ -35,4 +36,17 @@ async fn checkout_end_to_end_with_one_instance_of_each_service() -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn checkout_end_to_end_with_two_replicas_of_each_service() -> anyhow::Result<()> {
     run_platform(2).await
+}
+
+/// The storefront through the gateway in Chromium: the customer's and the admin's paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storefront_in_a_real_browser() -> anyhow::Result<()> {
+    let dist = browser::prerequisites()?;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let platform = Platform::start_with_storefront(1, Some(&dist)).await?;
+    let outcome = browser::run_storefront_suite(&platform).await;
+    if let Err(error) = &outcome {
+        eprintln!("{error:#}\n{}", platform.logs(40));
+    }
+    outcome
 }

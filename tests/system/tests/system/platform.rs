@@ -72,6 +72,14 @@ async fn fresh_databases(roles: &[&str]) -> anyhow::Result<HashMap<String, Strin
 impl Platform {
     /// Starts everything; `replicas` instances of each stateless service.
     pub async fn start(replicas: usize) -> anyhow::Result<Self> {
+        Self::start_with_storefront(replicas, None).await
+    }
+
+    /// As [`Platform::start`], the gateway also serving the built storefront in `web_root`.
+    pub async fn start_with_storefront(
+        replicas: usize,
+        web_root: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let bins = bin_dir()?;
         for name in [
             "user-service",
@@ -267,6 +275,10 @@ impl Platform {
             ("PAYMENT_SERVICE_URL", upstream("payment-service")),
             ("NOTIFICATION_SERVICE_URL", upstream("notification-service")),
             ("GATEWAY_RATE_LIMIT_STRICT", format!("2:{STRICT_BURST}")),
+            (
+                "GATEWAY_WEB_ROOT",
+                web_root.map_or_else(|| "off".into(), |root| root.display().to_string()),
+            ),
         ];
         platform
             .spawn(&bins, "gateway", gateway_port, &common, &gateway_env)
