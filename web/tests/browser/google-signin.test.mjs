@@ -6,14 +6,12 @@
 //   the SPA exchanges the ticket with POST /api/users/oidc/tickets {"ticket": "..."}, which
 //   answers like POST /api/users/login, then goes to return_to.
 //
-// enable after merging google-signin: user-service has no OIDC routes on this branch, so the
-// suite is skipped here. To enable it, set GOOGLE_SIGNIN_ENABLED below to true (or drop the
-// `skip` option) once user-service serves the routes above and xtask starts the stand-in.
+// The system test that runs this suite starts the stand-in (testkit::oidc_standin) and points
+// user-service at it.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { BASE, api, launch, newPage, screenshot, uniqueEmail } from './helpers.mjs';
 
-const GOOGLE_SIGNIN_ENABLED = false; // enable after merging google-signin
 
 /** Signs in on the stand-in's interactive login page as `email` (verified). */
 async function signInAtProvider(page, email) {
@@ -25,7 +23,7 @@ async function signInAtProvider(page, email) {
   await page.locator('input[type="submit"], button[type="submit"]').first().click();
 }
 
-describe('Google sign-in', { skip: GOOGLE_SIGNIN_ENABLED ? false : 'enable after merging google-signin' }, () => {
+describe('Google sign-in', () => {
   let browser;
   before(async () => {
     browser = await launch();
