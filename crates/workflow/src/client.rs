@@ -64,6 +64,10 @@ pub struct FetchTopic {
     pub topic_name: String,
     /// Milliseconds.
     pub lock_duration: u64,
+    /// Only tasks whose process has these variable values (a deployment's namespace, so that
+    /// stacks and tests sharing one engine never take each other's tasks).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub process_variables: serde_json::Map<String, Value>,
 }
 
 /// A task the engine locked for us.
@@ -449,6 +453,54 @@ impl EngineClient {
         .await
     }
 
+    /// Open user tasks of the latest and earlier versions of process `process_key` offered to
+    /// `candidate_group`, whose process has variable `variable` equal to `value`.
+    pub async fn user_tasks(
+        &self,
+        process_key: &str,
+        candidate_group: &str,
+        variable: &str,
+        value: &str,
+    ) -> Result<Vec<UserTask>, EngineError> {
+        let filter = serde_json::json!({
+            "processDefinitionKey": process_key,
+            "candidateGroup": candidate_group,
+            "processVariables": [{"name": variable, "operator": "eq", "value": value}],
+            "sorting": [{"sortBy": "created", "sortOrder": "asc"}],
+        });
+        let what = "listing user tasks";
+        let response = self
+            .send(
+                self.http
+                    .post(self.url("/task"))
+                    .timeout(CALL_TIMEOUT)
+                    .json(&filter),
+                what,
+            )
+            .await?;
+        Self::decode(response, what).await
+    }
+
+    /// One open user task ([`EngineError::NotFound`] once it is completed).
+    pub async fn user_task(&self, task_id: &str) -> Result<UserTask, EngineError> {
+        self.get(&format!("/task/{task_id}"), &[], "reading a user task")
+            .await
+    }
+
+    /// Completes user task `task_id` with `variables` (set on its process).
+    pub async fn complete_user_task(
+        &self,
+        task_id: &str,
+        variables: Variables,
+    ) -> Result<(), EngineError> {
+        self.post_json(
+            &format!("/task/{task_id}/complete"),
+            &json!({"variables": variables}),
+            &format!("completing user task {task_id}"),
+        )
+        .await
+    }
+
     /// A variable of a process instance as the history recorded it (also after the end).
     pub async fn historic_variable(
         &self,
@@ -470,6 +522,18 @@ impl EngineClient {
             .next()
             .and_then(|mut v| v.get_mut("value").map(Value::take)))
     }
+}
+
+/// An open user task.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserTask {
+    pub id: String,
+    pub name: Option<String>,
+    pub task_definition_key: Option<String>,
+    pub process_instance_id: Option<String>,
+    pub created: Option<String>,
+    pub assignee: Option<String>,
 }
 
 /// One step of a process instance's history.

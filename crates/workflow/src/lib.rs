@@ -17,7 +17,32 @@ mod worker;
 
 pub use client::{
     ActivityStep, Deployment, EngineClient, EngineError, FetchTopic, Incident, LockedTask,
-    ProcessInstance, StartProcess,
+    ProcessInstance, StartProcess, UserTask,
 };
 pub use variables::{Variable, Variables};
 pub use worker::{Handler, TaskFailure, Worker, WorkerConfig, worker_id};
+
+/// The process variable that carries a deployment's namespace: every process a deployment
+/// starts has it, and its workers take only tasks of processes with their own value, so that
+/// stacks and tests sharing one engine never take each other's tasks.
+pub const NAMESPACE_VARIABLE: &str = "shop";
+
+/// The namespace of a deployment: its Kafka topic prefix (each test and system run has its
+/// own), else `ferroshop`.
+pub fn default_namespace(topic_prefix: &str) -> String {
+    if topic_prefix.is_empty() {
+        "ferroshop".into()
+    } else {
+        topic_prefix.to_owned()
+    }
+}
+
+/// A worker configuration for `service` that takes only the tasks of `namespace`.
+pub fn namespaced_config(service: &str, namespace: &str) -> WorkerConfig {
+    let mut config = WorkerConfig::new(worker_id(service));
+    config.process_variables.insert(
+        NAMESPACE_VARIABLE.into(),
+        serde_json::Value::String(namespace.to_owned()),
+    );
+    config
+}

@@ -58,6 +58,9 @@ pub struct WorkerConfig {
     /// `backoff_max`.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Takes only tasks of processes with these variable values (see
+    /// [`FetchTopic::process_variables`]); empty takes every task of the topics.
+    pub process_variables: serde_json::Map<String, serde_json::Value>,
 }
 
 impl WorkerConfig {
@@ -70,6 +73,7 @@ impl WorkerConfig {
             retries: 5,
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
+            process_variables: serde_json::Map::new(),
         }
     }
 }
@@ -142,6 +146,7 @@ impl Worker {
             .map(|name| FetchTopic {
                 topic_name: name.clone(),
                 lock_duration: millis(this.config.lock_duration),
+                process_variables: this.config.process_variables.clone(),
             })
             .collect();
         let permits = Arc::new(Semaphore::new(this.config.max_concurrent.max(1)));

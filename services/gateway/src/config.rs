@@ -215,6 +215,12 @@ impl Default for Config {
                     AuthPolicy::RequiredForWrites,
                 ),
                 route("/api/orders", "order-service", AuthPolicy::Required),
+                // Refund approvals (order-service checks the admin role itself).
+                route(
+                    "/api/admin/approvals",
+                    "order-service",
+                    AuthPolicy::Required,
+                ),
                 route("/api/payments", "payment-service", AuthPolicy::Required),
                 route(
                     "/api/notifications",

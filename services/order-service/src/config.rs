@@ -29,6 +29,14 @@ pub struct Config {
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
     pub request_timeout: Duration,
+    /// The workflow engine (`WORKFLOW_ENGINE_URL`, without `/engine-rest`).
+    pub workflow_engine_url: String,
+    /// Isolates this deployment's processes on a shared engine (`WORKFLOW_NAMESPACE`, default:
+    /// the topic prefix, or `ferroshop` without one).
+    pub workflow_namespace: String,
+    /// How many days after the payment a refund may be requested (`ORDER_REFUND_WINDOW_DAYS`,
+    /// default 14).
+    pub refund_window_days: u32,
 }
 
 impl Config {
@@ -61,7 +69,15 @@ impl Config {
             !expiry_interval.is_zero(),
             "ORDER_EXPIRY_INTERVAL_MS must be at least 1"
         );
+        let topic_prefix = var("KAFKA_TOPIC_PREFIX").unwrap_or_default();
+        let refund_window_days = u32::try_from(number("ORDER_REFUND_WINDOW_DAYS", 14)?)
+            .context("ORDER_REFUND_WINDOW_DAYS is too large")?;
         Ok(Self {
+            workflow_engine_url: var("WORKFLOW_ENGINE_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8086".into()),
+            workflow_namespace: var("WORKFLOW_NAMESPACE")
+                .unwrap_or_else(|| workflow::default_namespace(&topic_prefix)),
+            refund_window_days,
             host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
             port: match var("PORT") {
                 Some(port) => port.parse().context("PORT must be a port number")?,
@@ -72,7 +88,7 @@ impl Config {
                     .unwrap_or_else(|| "postgres://shop:shop@127.0.0.1:5432/orders".into()),
             ),
             kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-            topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_default(),
+            topic_prefix,
             zipkin_endpoint: Some(
                 var("ZIPKIN_ENDPOINT")
                     .unwrap_or_else(|| "http://127.0.0.1:9411/api/v2/spans".into()),

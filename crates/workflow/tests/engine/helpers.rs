@@ -5,9 +5,7 @@ use std::time::Duration;
 use workflow::{EngineClient, WorkerConfig};
 
 pub fn engine() -> anyhow::Result<EngineClient> {
-    let url =
-        std::env::var("WORKFLOW_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into());
-    Ok(EngineClient::new(&url)?)
+    Ok(EngineClient::new(&testkit::stack::workflow_engine_url())?)
 }
 
 pub fn unique(prefix: &str) -> String {

@@ -308,3 +308,35 @@ async fn an_unknown_process_key_is_not_found_and_a_dead_engine_is_unavailable() 
     assert!(matches!(down, Err(EngineError::Unavailable(_))), "{down:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_worker_takes_only_the_tasks_of_its_namespace() -> anyhow::Result<()> {
+    let engine = engine()?;
+    let model = deploy_task_model(&engine).await?;
+    let (ours, theirs) = (unique("ns"), unique("ns"));
+    let mut pids = Vec::new();
+    for namespace in [&ours, &theirs] {
+        let instance = engine
+            .start_process(StartProcess {
+                key: &model.key,
+                business_key: &unique("order"),
+                variables: Variables::new().string("shop", namespace.as_str()),
+            })
+            .await?;
+        pids.push(instance.id);
+    }
+    let mut config = fast_config("namespaced");
+    config
+        .process_variables
+        .insert("shop".into(), serde_json::json!(ours));
+    let worker = Worker::new(engine.clone(), config)
+        .topic(&model.topic, |_task| async { Ok(Variables::new()) });
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    wait_for_state(&engine, &pids[0], "COMPLETED").await?;
+    // The other namespace's task was offered alongside; it is still waiting.
+    shutdown.cancel();
+    running.await?;
+    assert_eq!(engine.process_state(&pids[1]).await?, "ACTIVE");
+    Ok(())
+}
