@@ -39,6 +39,8 @@ const HISTORY_DAYS: i32 = 90;
 pub struct RefundSettings {
     /// How long after the payment a refund may be requested.
     pub window: chrono::Duration,
+    /// How long an approval may wait before the process rejects it (ISO 8601 duration).
+    pub approval_timeout: String,
     /// Written into every process this deployment starts, and the only processes whose tasks
     /// its workers take (see [`workflow::NAMESPACE_VARIABLE`]).
     pub namespace: String,
@@ -95,7 +97,8 @@ pub async fn request(
         .long("amount", order.total_amount)
         .string("currency", order.currency.as_str())
         .string("reason", reason)
-        .integer("recentRefunds", i32::try_from(recent).unwrap_or(i32::MAX));
+        .integer("recentRefunds", i32::try_from(recent).unwrap_or(i32::MAX))
+        .string("approvalTimeout", settings.approval_timeout.as_str());
     let started = engine
         .start_process(StartProcess {
             key: PROCESS_KEY,

@@ -109,6 +109,7 @@ impl Application {
         let refund_settings = RefundSettings {
             window: chrono::Duration::days(i64::from(config.refund_window_days)),
             namespace: config.workflow_namespace.clone(),
+            approval_timeout: config.refund_approval_timeout.clone(),
         };
         let workflow_worker =
             crate::refunds::worker(engine.clone(), pool.clone(), saga.clone(), &refund_settings);

@@ -47,6 +47,7 @@ impl Locale {
             (Locale::En, "not_received") => "the goods did not arrive",
             (Locale::En, "changed_mind") => "you changed your mind",
             (Locale::En, "other") => "another reason",
+            (Locale::En, "approval_timeout") => "we could not decide on it in time",
             (Locale::ZhCn, "card_declined") => "银行卡被拒绝",
             (Locale::ZhCn, "insufficient_funds") => "银行卡余额不足",
             (Locale::ZhCn, "provider_unavailable") => "支付服务暂时不可用",
@@ -59,6 +60,7 @@ impl Locale {
             (Locale::ZhCn, "not_received") => "未收到商品",
             (Locale::ZhCn, "changed_mind") => "您改变了主意",
             (Locale::ZhCn, "other") => "其他原因",
+            (Locale::ZhCn, "approval_timeout") => "我们未能在规定时间内完成审核",
             _ => return code.replace('_', " "),
         };
         known.to_owned()

@@ -207,7 +207,12 @@ impl Notice {
                 "order_id": rejected.order_id,
                 "order_ref": order_ref(&rejected.order_id),
                 "reason": locale.reason(&rejected.reason),
-                "comment": rejected.comment,
+                // The process's own comment when nobody decided in time is a code; an admin's
+                // words are shown as written.
+                "comment": rejected.comment.as_deref().map(|comment| match comment {
+                    "approval_timeout" => locale.reason(comment),
+                    words => words.to_owned(),
+                }),
             }),
         };
         context["name"] = Value::String(contact.name.clone());

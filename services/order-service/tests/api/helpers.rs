@@ -64,6 +64,7 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         workflow_engine_url: testkit::stack::workflow_engine_url(),
         workflow_namespace: workflow::default_namespace(topic_prefix),
         refund_window_days: 14,
+        refund_approval_timeout: "P3D".into(),
     }
 }
 

@@ -376,3 +376,30 @@ async fn an_admin_approves_a_reviewed_request_and_the_refund_goes_ahead() -> Tes
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_approval_nobody_decides_is_rejected_when_its_timer_fires() -> TestResult {
+    let stack = crate::helpers::spawn_stack_with(|config| {
+        config.refund_approval_timeout = "PT1S".into();
+    })
+    .await;
+    let (owner, paid, _) = stack.paid_order().await?;
+    let reply = stack
+        .request_refund(&owner, paid, json!({"reason": "not_received"}))
+        .await?;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    eventually(DEADLINE, || async {
+        let list = stack.refund_requests(&owner, paid).await?;
+        anyhow::ensure!(list.body["items"][0]["status"] == "REJECTED", "{list:?}");
+        Ok(())
+    })
+    .await?;
+    let events = stack.order_events().await?;
+    let rejected = events
+        .iter()
+        .find(|record| record.event.event_type == "order.refund_rejected.v1")
+        .ok_or_else(|| anyhow::anyhow!("no rejection event"))?;
+    assert_eq!(rejected.event.data["comment"], "approval_timeout");
+    assert_eq!(stack.order(&owner, paid).await?.body["status"], "PAID");
+    Ok(())
+}
