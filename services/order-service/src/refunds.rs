@@ -4,9 +4,10 @@
 //! The request row and the process are written in two systems, so the order matters: the row
 //! is committed first (the unique index on open requests decides a concurrent second request,
 //! 409), then the process is started with the row's id; if the engine cannot be reached the row
-//! is deleted again and the customer gets a 503 to retry. The window that remains: a crash
-//! between the two writes leaves an open row without a process, which blocks a new request for
-//! that order until support closes it (the row shows no `process_instance_id`).
+//! is deleted again and the customer gets a 503 to retry. A crash between the two writes leaves
+//! an open row without a process; the next request for the order removes it once it is older
+//! than [`ABANDONED_AFTER_SECS`] (far longer than a start takes), so the customer is blocked
+//! for two minutes at most.
 //!
 //! The steps are idempotent: `mark-refunded` moves the order `PAID -> REFUNDED` (with its
 //! `order.refunded` event, in the same transaction) and closes the request only while it is
@@ -31,6 +32,9 @@ pub const PROCESS_KEY: &str = "refund";
 /// The topics of the process this service works.
 pub const TOPIC_MARK_REFUNDED: &str = "mark-refunded";
 pub const TOPIC_REFUND_REJECTED: &str = "refund-rejected";
+/// An open request without a process is abandoned after this long (a start call gives up
+/// after 13 seconds: 3 to connect, 10 to answer).
+pub const ABANDONED_AFTER_SECS: i32 = 120;
 /// The approval table counts the customer's refunds over this many days.
 const HISTORY_DAYS: i32 = 90;
 
@@ -72,19 +76,20 @@ pub async fn request(
 ) -> Result<RefundRow, RequestError> {
     let id = Uuid::now_v7();
     let mut conn = pool.acquire().await?;
-    let inserted = refunds::insert(
-        &mut conn,
-        &NewRefund {
-            id,
-            order_id: order.id,
-            user_id: order.user_id,
-            reason,
-            items,
-            amount: order.total_amount,
-            currency: &order.currency,
-        },
-    )
-    .await?;
+    let new = NewRefund {
+        id,
+        order_id: order.id,
+        user_id: order.user_id,
+        reason,
+        items,
+        amount: order.total_amount,
+        currency: &order.currency,
+    };
+    let mut inserted = refunds::insert(&mut conn, &new).await?;
+    if !inserted && refunds::delete_abandoned(&mut conn, order.id, ABANDONED_AFTER_SECS).await? {
+        tracing::warn!(order_id = %order.id, "removed an open refund request whose process was never started");
+        inserted = refunds::insert(&mut conn, &new).await?;
+    }
     if !inserted {
         return Err(RequestError::AlreadyOpen);
     }

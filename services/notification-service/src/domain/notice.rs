@@ -281,6 +281,26 @@ mod tests {
     }
 
     #[test]
+    fn a_rejection_shows_the_admins_words_and_words_the_timeout_in_the_language() {
+        let rejection = |comment: Option<&str>| {
+            Notice::RefundRejected(OrderRefundRejected {
+                order_id: Uuid::nil(),
+                user_id: Uuid::nil(),
+                refund_request_id: Uuid::nil(),
+                reason: "not_received".into(),
+                comment: comment.map(str::to_owned),
+            })
+        };
+        let zh = rejection(Some("approval_timeout")).context(&contact(None), Locale::ZhCn);
+        assert_eq!(zh["comment"], "我们未能在规定时间内完成审核");
+        assert_eq!(zh["reason"], "未收到商品");
+        let en = rejection(Some("Signed for on 3 May")).context(&contact(None), Locale::En);
+        assert_eq!(en["comment"], "Signed for on 3 May");
+        assert!(rejection(None).context(&contact(None), Locale::En)["comment"].is_null());
+        assert_eq!(rejection(None).template(), "refund_rejected");
+    }
+
+    #[test]
     fn notices_other_than_the_receipt_are_mail_only() {
         let rejected = Notice::OrderRejected(OrderRejected {
             order_id: Uuid::nil(),

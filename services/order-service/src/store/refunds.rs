@@ -77,6 +77,24 @@ pub async fn delete_unstarted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result
         .map(drop)
 }
 
+/// Removes the order's open request that never got its process (the service died between
+/// storing it and starting the process) once it is older than `seconds`; `true` if one was.
+pub async fn delete_abandoned(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    seconds: i32,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "DELETE FROM refund_requests WHERE order_id = $1 AND status = 'OPEN' \
+         AND process_instance_id IS NULL AND created_at < now() - make_interval(secs => $2)",
+    )
+    .bind(order_id)
+    .bind(f64::from(seconds))
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() > 0)
+}
+
 pub async fn of_order(conn: &mut PgConnection, order_id: Uuid) -> sqlx::Result<Vec<RefundRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM refund_requests WHERE order_id = $1 ORDER BY created_at DESC"

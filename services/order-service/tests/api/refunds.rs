@@ -403,3 +403,40 @@ async fn an_approval_nobody_decides_is_rejected_when_its_timer_fires() -> TestRe
     assert_eq!(stack.order(&owner, paid).await?.body["status"], "PAID");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_request_abandoned_before_its_process_started_does_not_block_the_order() -> TestResult {
+    let stack = spawn_stack().await;
+    let (owner, paid, _) = stack.paid_order().await?;
+    // As a crash between storing the request and starting its process leaves it.
+    let insert = |age: &'static str| {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO refund_requests (id, order_id, user_id, reason, amount, currency, status, created_at) \
+             VALUES ($1, $2, $3, 'damaged', 2999, 'EUR', 'OPEN', now() - interval '{age}')"
+        )))
+        .bind(Uuid::now_v7())
+        .bind(paid)
+        .bind(owner.id)
+    };
+    insert("10 seconds").execute(&stack.pool).await?;
+    // Recent: it may still be starting, so it counts as open.
+    let reply = stack
+        .request_refund(&owner, paid, json!({"reason": "damaged"}))
+        .await?;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{reply:?}");
+    sqlx::query("DELETE FROM refund_requests")
+        .execute(&stack.pool)
+        .await?;
+    insert("10 minutes").execute(&stack.pool).await?;
+    let reply = stack
+        .request_refund(&owner, paid, json!({"reason": "damaged"}))
+        .await?;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    let list = stack.refund_requests(&owner, paid).await?;
+    assert_eq!(
+        list.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{list:?}"
+    );
+    Ok(())
+}
