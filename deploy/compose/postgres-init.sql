@@ -4,3 +4,5 @@
 CREATE DATABASE users;
 CREATE DATABASE orders;
 CREATE DATABASE notifications;
+-- The workflow engine's own database (Operaton creates its tables on start).
+CREATE DATABASE workflow;

@@ -96,11 +96,13 @@ pub struct Settings {
     pub mailpit_port: u16,
     /// The OIDC stand-in for Google.
     pub oidc_port: u16,
+    /// The workflow engine's REST API and web apps (Cockpit, Tasklist).
+    pub workflow_port: u16,
 }
 
 pub const PG_USER: &str = "shop";
 pub const PG_PASSWORD: &str = "shop";
-pub const DATABASES: &[&str] = &["users", "orders", "notifications"];
+pub const DATABASES: &[&str] = &["users", "orders", "notifications", "workflow"];
 
 impl Settings {
     pub fn from_env() -> Result<Self> {
@@ -114,6 +116,7 @@ impl Settings {
             smtp_port: port_env("SMTP_PORT", 1025)?,
             mailpit_port: port_env("MAILPIT_PORT", 8025)?,
             oidc_port: port_env("OIDC_PORT", 8092)?,
+            workflow_port: port_env("WORKFLOW_ENGINE_PORT", 8086)?,
         })
     }
 
@@ -147,6 +150,43 @@ impl Settings {
     pub fn oidc_google_issuer(&self) -> String {
         format!("{}/google", self.oidc_url())
     }
+    /// The workflow engine's base URL (REST API under `/engine-rest`).
+    pub fn workflow_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.workflow_port)
+    }
+}
+
+/// A JDBC connection of a `postgres://user:password@host:port/db?query` URL: the JDBC URL and
+/// the credentials apart (the PostgreSQL JDBC driver takes no user info in the URL). Percent
+/// escapes in the credentials are left as they are; ours have none.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Jdbc {
+    pub url: String,
+    pub user: String,
+    pub password: String,
+}
+
+pub fn jdbc_of(url: &str) -> Result<Jdbc> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .with_context(|| format!("{url:?} is not a postgres:// URL"))?;
+    let (userinfo, location) = match rest.rsplit_once('@') {
+        Some((info, location)) => (Some(info), location),
+        None => (None, rest),
+    };
+    let (user, password) = match userinfo {
+        Some(info) => match info.split_once(':') {
+            Some((u, p)) => (u.to_owned(), p.to_owned()),
+            None => (info.to_owned(), String::new()),
+        },
+        None => (String::new(), String::new()),
+    };
+    Ok(Jdbc {
+        url: format!("jdbc:postgresql://{location}"),
+        user,
+        password,
+    })
 }
 
 /// Reads a port from `var`, falling back to `default`; a malformed value is an error rather
@@ -189,7 +229,25 @@ pub fn rel<'a>(layout: &Layout, path: &'a Path) -> std::borrow::Cow<'a, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::replace_database;
+    use super::{Jdbc, jdbc_of, replace_database};
+
+    #[test]
+    fn turns_postgres_urls_into_jdbc() -> anyhow::Result<()> {
+        assert_eq!(
+            jdbc_of("postgres://shop:shop@127.0.0.1:5432/workflow")?,
+            Jdbc {
+                url: "jdbc:postgresql://127.0.0.1:5432/workflow".into(),
+                user: "shop".into(),
+                password: "shop".into(),
+            }
+        );
+        assert_eq!(
+            jdbc_of("postgresql://db.internal/workflow?sslmode=require")?.url,
+            "jdbc:postgresql://db.internal/workflow?sslmode=require"
+        );
+        assert!(jdbc_of("mysql://x/y").is_err());
+        Ok(())
+    }
 
     #[test]
     fn replaces_database_name() {

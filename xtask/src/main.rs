@@ -3,7 +3,8 @@
 //! `up` provisions and starts the local stack natively, without Docker: PostgreSQL (Debian's
 //! server), Apache Kafka in KRaft mode, Zipkin and the MongoDB-wire server (mongo-java-server,
 //! all from Maven Central), the OIDC stand-in for Google (mock-oauth2-server, Maven Central),
-//! Mailpit (built from the Go module proxy), then builds and starts
+//! Mailpit (built from the Go module proxy), the workflow engine (Operaton, built with Maven
+//! from `workflow/engine`), then builds and starts
 //! the Rust services.
 //! Tools are cached under `$FERROSHOP_CACHE` (default `~/.cache/ferroshop`); data, pid files
 //! and logs live in the clone's git-ignored `.local/`. `down` stops exactly the process groups
@@ -62,7 +63,8 @@ enum Cmd {
     Status,
     /// Show the last 200 lines of a component's log.
     Logs {
-        /// Component: postgres, kafka, mongo-wire, zipkin, mailpit, oidc-standin or a service name.
+        /// Component: postgres, kafka, mongo-wire, zipkin, mailpit, oidc-standin, workflow-engine
+        /// or a service name.
         name: String,
         /// Keep following the log.
         #[arg(short, long)]
@@ -142,6 +144,14 @@ fn up(layout: &Layout, s: &Settings, infra_only: bool, replicas: usize) -> Resul
         "  {:<14} {}   (Google stand-in: any e-mail address as user name)",
         "OIDC issuer",
         s.oidc_google_issuer()
+    );
+    println!(
+        "  {:<14} {}/operaton/app/   REST {}/engine-rest   login {} / {}",
+        "Workflows",
+        s.workflow_url(),
+        s.workflow_url(),
+        services::workflow_admin().0,
+        services::workflow_admin().1
     );
     println!("  {:<14} {}", "PostgreSQL", s.database_url("postgres"));
     println!("  {:<14} {}", "Kafka", s.kafka_brokers());
@@ -350,6 +360,7 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
             "OIDC_STANDIN_CONFIG",
             provision::oidc_standin_config(layout),
         )
+        .env("WORKFLOW_ENGINE_URL", s.workflow_url())
         .env("SMTP_HOST", "127.0.0.1")
         .env("SMTP_PORT", s.smtp_port.to_string())
         .env("SYSTEM_TEST_BIN_DIR", layout.target_dir().join("debug"))

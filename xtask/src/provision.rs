@@ -1,10 +1,12 @@
 //! Prerequisites (Debian packages) and the tool cache (Kafka, Zipkin, the MongoDB-wire server,
-//! the OIDC stand-in for Google, Mailpit).
+//! the OIDC stand-in for Google, Mailpit, the workflow engine).
 //!
 //! Everything comes from package registries only: Kafka, Zipkin and mongo-java-server (the
 //! local MongoDB-wire server, see [`provision_mongo_wire`]) are artifacts on Maven Central,
 //! Mailpit is built from the Go module proxy, and PostgreSQL, Java, Maven and Go come from
-//! Debian (Go then upgraded through the module proxy when Debian's is too old). Each tool is installed into a versioned
+//! Debian (Go then upgraded through the module proxy when Debian's is too old). The workflow
+//! engine (Operaton) is the repository's own Maven module `workflow/engine`, built against
+//! Maven Central into the tool cache, and rebuilt when its sources or the models change. Each tool is installed into a versioned
 //! directory that appears atomically (built under a temporary name, then renamed), so a
 //! half-finished provisioning is redone rather than trusted.
 
@@ -84,6 +86,18 @@ pub fn oidc_standin_classpath(layout: &Layout) -> String {
 /// Its configuration in the repository: the issuer `google` and the claims its ID tokens carry.
 pub fn oidc_standin_config(layout: &Layout) -> PathBuf {
     layout.repo.join("deploy/local/oidc-standin/config.json")
+}
+/// Where the workflow engine's jar is built, outside the clone.
+pub fn workflow_engine_dir(layout: &Layout) -> PathBuf {
+    layout.tools().join("workflow-engine")
+}
+pub fn workflow_engine_jar(layout: &Layout) -> PathBuf {
+    workflow_engine_dir(layout).join("workflow-engine.jar")
+}
+/// The launcher module and the models it packages, in the repository.
+fn workflow_sources(layout: &Layout) -> [PathBuf; 2] {
+    let workflow = layout.repo.join("workflow");
+    [workflow.join("engine"), workflow.join("models")]
 }
 pub fn mailpit_bin(layout: &Layout) -> PathBuf {
     layout
@@ -454,6 +468,70 @@ pub fn oidc_standin_ready(layout: &Layout) -> bool {
 pub fn mailpit_ready(layout: &Layout) -> bool {
     mailpit_bin(layout).is_file()
 }
+/// The jar is in place and was built from the repository's current launcher and models.
+pub fn workflow_engine_ready(layout: &Layout) -> bool {
+    let stamp = workflow_engine_dir(layout).join("sources.hash");
+    workflow_engine_jar(layout).is_file()
+        && fs::read_to_string(stamp).ok() == workflow_sources_hash(layout).ok()
+}
+
+/// A fingerprint of the launcher's and the models' files (names and contents; Maven's own
+/// `target/` excluded), so that a change to either rebuilds the jar and nothing else does.
+fn workflow_sources_hash(layout: &Layout) -> Result<String> {
+    let mut files = Vec::new();
+    for root in workflow_sources(layout) {
+        collect_files(&root, &mut files)?;
+    }
+    files.sort();
+    let mut hash = Fnv1a::default();
+    for file in files {
+        let name = file.strip_prefix(&layout.repo).unwrap_or(&file);
+        hash.write(name.to_string_lossy().as_bytes());
+        hash.write(&[0]);
+        hash.write(&fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
+        hash.write(&[0]);
+    }
+    Ok(format!("{:016x}\n", hash.0))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", dir.display()))),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            if entry.file_name() != "target" {
+                collect_files(&path, out)?;
+            }
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// 64-bit FNV-1a: stable across Rust versions (std's hasher is not), and a fingerprint of a
+/// few dozen kilobytes needs nothing stronger.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
 
 fn maven_repo(layout: &Layout) -> String {
     format!("-Dmaven.repo.local={}", layout.cache.join("m2").display())
@@ -604,6 +682,35 @@ pub fn provision_zipkin(layout: &Layout, mvn: &Path) -> Result<()> {
     fs::rename(&downloaded, &jar)
         .with_context(|| format!("moving {} to {}", downloaded.display(), jar.display()))?;
     let _ = fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// The workflow engine: `mvn package` of the repository's `workflow/engine` module (Operaton's
+/// Spring Boot starters from Maven Central, the models of `workflow/models` packaged inside),
+/// built outside the clone; the jar and the fingerprint of its sources appear together.
+pub fn provision_workflow_engine(layout: &Layout, mvn: &Path) -> Result<()> {
+    let dir = workflow_engine_dir(layout);
+    let build = dir.join("build");
+    let _ = fs::remove_dir_all(&build);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Taken before the build: an edit during it then makes the next `up` build again.
+    let hash = workflow_sources_hash(layout)?;
+    let pom = layout.repo.join("workflow").join("engine").join("pom.xml");
+    run_logged(
+        Command::new(mvn)
+            .args(["-B", "-q", &maven_repo(layout), "-f"])
+            .arg(&pom)
+            .arg(format!("-Dworkflow.build.directory={}", build.display()))
+            .args(["-DskipTests", "package"]),
+        &layout.provision_log("workflow-engine"),
+        "mvn package (workflow engine)",
+    )?;
+    let built = build.join("workflow-engine.jar");
+    let jar = workflow_engine_jar(layout);
+    fs::rename(&built, &jar)
+        .with_context(|| format!("moving {} to {}", built.display(), jar.display()))?;
+    fs::write(dir.join("sources.hash"), hash).context("recording the workflow sources' hash")?;
+    let _ = fs::remove_dir_all(&build);
     Ok(())
 }
 
@@ -779,7 +886,17 @@ fn copy_writable(from: &Path, to: &Path, log: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_go_version;
+    use super::{Fnv1a, parse_go_version};
+
+    #[test]
+    fn fnv1a_matches_the_reference_values() {
+        let mut empty = Fnv1a::default();
+        empty.write(b"");
+        assert_eq!(empty.0, 0xcbf2_9ce4_8422_2325);
+        let mut a = Fnv1a::default();
+        a.write(b"a");
+        assert_eq!(a.0, 0xaf63_dc4c_8601_ec8c);
+    }
 
     #[test]
     fn reads_go_versions() {

@@ -239,6 +239,15 @@ pub fn admin_credentials() -> (String, String) {
     (email, password)
 }
 
+/// The workflow engine's admin (Cockpit, Tasklist, Admin): an Operaton user id has no '@', so
+/// it is its own setting; the password defaults to the shop admin's local one.
+pub fn workflow_admin() -> (String, String) {
+    let user = env::var("WORKFLOW_ADMIN_USER").unwrap_or_else(|_| "admin".into());
+    let password =
+        env::var("WORKFLOW_ADMIN_PASSWORD").unwrap_or_else(|_| "admin-dev-password".into());
+    (user, password)
+}
+
 /// Builds (release) and starts every present service that is not running, `replicas`
 /// instances of each service that scales out, then waits for each readiness URL. The gateway
 /// is given every instance's URL (`<NAME>_URL` as a comma-separated list).
@@ -349,6 +358,7 @@ pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
                 "JWKS_URL",
                 format!("{}/.well-known/jwks.json", user_service_url()?),
             )
+            .env("WORKFLOW_ENGINE_URL", s.workflow_url())
             .env("SMTP_HOST", "127.0.0.1")
             .env("SMTP_PORT", s.smtp_port.to_string())
             .env(

@@ -98,3 +98,42 @@ impl EventData for OrderRejected {
     const TYPE: &'static str = "order.rejected.v1";
     const TOPIC: &'static str = ORDER_EVENTS;
 }
+
+/// A paid order's money went back to the customer through an approved refund request (the
+/// `refund` process on the workflow engine); the order is `REFUNDED`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRefunded {
+    pub order_id: Uuid,
+    /// The order's owner (so consumers such as notification-service need no lookup).
+    pub user_id: Uuid,
+    /// The refund request that was approved.
+    pub refund_request_id: Uuid,
+    /// What went back: the whole charge.
+    pub amount: Money,
+    /// The customer's reason, e.g. `damaged` or `changed_mind`.
+    pub reason: String,
+}
+
+impl EventData for OrderRefunded {
+    const TYPE: &'static str = "order.refunded.v1";
+    const TOPIC: &'static str = ORDER_EVENTS;
+}
+
+/// A refund request was rejected by an admin; the order stays `PAID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRefundRejected {
+    pub order_id: Uuid,
+    /// The order's owner (so consumers such as notification-service need no lookup).
+    pub user_id: Uuid,
+    pub refund_request_id: Uuid,
+    /// The customer's reason of the request.
+    pub reason: String,
+    /// The admin's words to the customer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl EventData for OrderRefundRejected {
+    const TYPE: &'static str = "order.refund_rejected.v1";
+    const TOPIC: &'static str = ORDER_EVENTS;
+}

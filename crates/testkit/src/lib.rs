@@ -174,6 +174,11 @@ pub mod stack {
         env_or("MONGODB_URL", "mongodb://127.0.0.1:27017")
     }
 
+    /// The workflow engine's base URL (its REST API is under `/engine-rest`).
+    pub fn workflow_engine_url() -> String {
+        env_or("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086")
+    }
+
     /// A PostgreSQL URL with rights to create databases.
     pub fn admin_database_url() -> String {
         env_or(

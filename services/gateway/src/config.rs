@@ -220,6 +220,12 @@ impl Default for Config {
                 ),
                 route("/api/orders", "order-service", AuthPolicy::Required),
                 route("/api/admin/orders", "order-service", AuthPolicy::Required),
+                // Refund approvals (order-service checks the admin role itself).
+                route(
+                    "/api/admin/approvals",
+                    "order-service",
+                    AuthPolicy::Required,
+                ),
                 route("/api/payments", "payment-service", AuthPolicy::Required),
                 route(
                     "/api/notifications",

@@ -1,7 +1,7 @@
 //! gateway: the single entry point of the ferroshop platform.
 //!
 //! It routes `/api/users/**`, `/.well-known/jwks.json`, `/api/products/**`, `/api/orders/**`,
-//! `/api/payments/**` and `/api/notifications/**` to their services, spreading requests over
+//! `/api/payments/**`, `/api/notifications/**` and `/api/admin/approvals/**` to their services, spreading requests over
 //! every healthy instance (round robin, active health checks, connect failures ejecting an
 //! instance at once), over pooled keep-alive connections with streamed bodies. At the edge it
 //! verifies access tokens against user-service's JWKS where a route needs one (the token is

@@ -29,6 +29,18 @@ pub struct Config {
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
     pub request_timeout: Duration,
+    /// The workflow engine (`WORKFLOW_ENGINE_URL`, without `/engine-rest`).
+    pub workflow_engine_url: String,
+    /// Isolates this deployment's processes on a shared engine (`WORKFLOW_NAMESPACE`, default:
+    /// the topic prefix, or `ferroshop` without one).
+    pub workflow_namespace: String,
+    /// How many days after the payment a refund may be requested (`ORDER_REFUND_WINDOW_DAYS`,
+    /// default 14).
+    pub refund_window_days: u32,
+    /// How long a refund request may wait for an admin before it is rejected
+    /// (`ORDER_REFUND_APPROVAL_TIMEOUT`, an ISO 8601 duration such as `P3D` or `PT1S`; default
+    /// `P3D`). The engine's timer reads it; it is checked here so that a typo fails the start.
+    pub refund_approval_timeout: String,
 }
 
 impl Config {
@@ -61,7 +73,22 @@ impl Config {
             !expiry_interval.is_zero(),
             "ORDER_EXPIRY_INTERVAL_MS must be at least 1"
         );
+        let topic_prefix = var("KAFKA_TOPIC_PREFIX").unwrap_or_default();
+        let refund_window_days = u32::try_from(number("ORDER_REFUND_WINDOW_DAYS", 14)?)
+            .context("ORDER_REFUND_WINDOW_DAYS is too large")?;
+        let refund_approval_timeout =
+            var("ORDER_REFUND_APPROVAL_TIMEOUT").unwrap_or_else(|| "P3D".into());
+        anyhow::ensure!(
+            is_iso_duration(&refund_approval_timeout),
+            "ORDER_REFUND_APPROVAL_TIMEOUT must be an ISO 8601 duration such as P3D or PT12H"
+        );
         Ok(Self {
+            refund_approval_timeout,
+            workflow_engine_url: var("WORKFLOW_ENGINE_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8086".into()),
+            workflow_namespace: var("WORKFLOW_NAMESPACE")
+                .unwrap_or_else(|| workflow::default_namespace(&topic_prefix)),
+            refund_window_days,
             host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
             port: match var("PORT") {
                 Some(port) => port.parse().context("PORT must be a port number")?,
@@ -72,7 +99,7 @@ impl Config {
                     .unwrap_or_else(|| "postgres://shop:shop@127.0.0.1:5432/orders".into()),
             ),
             kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-            topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_default(),
+            topic_prefix,
             zipkin_endpoint: Some(
                 var("ZIPKIN_ENDPOINT")
                     .unwrap_or_else(|| "http://127.0.0.1:9411/api/v2/spans".into()),
@@ -88,5 +115,48 @@ impl Config {
             run_outbox_relay: true,
             request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?),
         })
+    }
+}
+
+/// A plain ISO 8601 duration: `P`, then number-unit pairs (`Y M W D`, and after `T`: `H M S`).
+fn is_iso_duration(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('P') else {
+        return false;
+    };
+    let (date, time) = match rest.split_once('T') {
+        Some((date, time)) => (date, Some(time)),
+        None => (rest, None),
+    };
+    let pairs = |part: &str, units: &str| -> bool {
+        let mut digits = 0;
+        for c in part.chars() {
+            if c.is_ascii_digit() {
+                digits += 1;
+            } else if units.contains(c) && digits > 0 {
+                digits = 0;
+            } else {
+                return false;
+            }
+        }
+        digits == 0
+    };
+    let has_amount = |part: &str| part.chars().any(|c| c.is_ascii_digit());
+    pairs(date, "YMWD")
+        && time.is_none_or(|t| pairs(t, "HMS") && has_amount(t))
+        && (has_amount(date) || time.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_iso_duration;
+
+    #[test]
+    fn approval_timeouts_are_iso_durations() {
+        for good in ["P3D", "PT1S", "P1DT12H", "PT90M", "P2W"] {
+            assert!(is_iso_duration(good), "{good}");
+        }
+        for bad in ["", "P", "PT", "3D", "P3", "PT1X", "P1H", "PDT1S"] {
+            assert!(!is_iso_duration(bad), "{bad}");
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! from product-service and `payment.*` events from payment-service, each applied exactly once
 //! (processed-event table) through the pure state machine in [`domain::status`]; every change
 //! is announced to the clients that wait on it ([`status_feed`], Server-Sent Events). An expiry job,
-//! safe with any number of replicas, cancels orders that wait too long. `main.rs` is a thin
+//! safe with any number of replicas, cancels orders that wait too long. Refund requests run
+//! as processes on the workflow engine ([`refunds`]), whose order steps this service works. `main.rs` is a thin
 //! shell over [`Application`], which tests start on port 0 against their own database and
 //! topics.
 
@@ -14,6 +15,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod refunds;
 pub mod saga;
 pub mod startup;
 pub mod status_feed;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::Utc;
 use contracts::CloudEvent;
-use contracts::order::{OrderAwaitingPayment, OrderCancelled, OrderPaid, OrderRejected};
+use contracts::order::{
+    OrderAwaitingPayment, OrderCancelled, OrderPaid, OrderRefunded, OrderRejected,
+};
 use contracts::product::Money;
 use contracts::topics::Topic;
 use sqlx::PgConnection;
@@ -43,6 +45,13 @@ pub struct SagaSettings {
     pub reservation_timeout: Duration,
 }
 
+/// The approved refund request behind a move to `REFUNDED` (its event names them).
+#[derive(Debug, Clone)]
+pub struct RefundFacts {
+    pub request_id: Uuid,
+    pub reason: String,
+}
+
 /// Applies `trigger` to order `order_id` inside the caller's transaction.
 pub async fn advance(
     tx: &mut PgConnection,
@@ -51,6 +60,19 @@ pub async fn advance(
     trigger: Trigger,
     payment_id: Option<Uuid>,
     cause: &str,
+) -> anyhow::Result<Advanced> {
+    advance_with(tx, settings, order_id, trigger, payment_id, cause, None).await
+}
+
+/// [`advance`], with the refund request a move to `REFUNDED` needs for its event.
+pub async fn advance_with(
+    tx: &mut PgConnection,
+    settings: &SagaSettings,
+    order_id: Uuid,
+    trigger: Trigger,
+    payment_id: Option<Uuid>,
+    cause: &str,
+    refund: Option<&RefundFacts>,
 ) -> anyhow::Result<Advanced> {
     let Some(mut order) = orders::lock(tx, order_id).await? else {
         return Ok(Advanced::NotFound);
@@ -77,7 +99,7 @@ pub async fn advance(
         order.expires_at = expires_at;
     }
     order.updated_at = Utc::now();
-    enqueue_status_event(tx, &settings.topics, &order, to, reason).await?;
+    enqueue_status_event(tx, &settings.topics, &order, to, reason, refund).await?;
     status_feed::notify(
         tx,
         &StatusChange {
@@ -99,6 +121,7 @@ async fn enqueue_status_event(
     order: &OrderRow,
     to: OrderStatus,
     reason: Option<&str>,
+    refund: Option<&RefundFacts>,
 ) -> anyhow::Result<()> {
     let subject = order.id.to_string();
     let reason = reason.unwrap_or_default().to_owned();
@@ -135,6 +158,20 @@ async fn enqueue_status_event(
                 order_id: order.id,
                 user_id: order.user_id,
                 reason,
+            };
+            messaging::enqueue(tx, topics, CloudEvent::new(EVENT_SOURCE, subject, data)).await?;
+        }
+        OrderStatus::Refunded => {
+            let refund = refund.context("a move to REFUNDED needs its refund request")?;
+            let data = OrderRefunded {
+                order_id: order.id,
+                user_id: order.user_id,
+                refund_request_id: refund.request_id,
+                amount: Money {
+                    amount: order.total_amount,
+                    currency: order.currency.clone(),
+                },
+                reason: refund.reason.clone(),
             };
             messaging::enqueue(tx, topics, CloudEvent::new(EVENT_SOURCE, subject, data)).await?;
         }

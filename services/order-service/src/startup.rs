@@ -1,5 +1,6 @@
 //! Wiring: database and migrations, token keys, Kafka topics, the outbox relay, the two
-//! consumers (product replica, saga), the expiry job and the HTTP server.
+//! consumers (product replica, saga), the expiry job, the workflow worker (refund steps) and
+//! the HTTP server.
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::events::expiry::ExpiryJob;
 use crate::events::replica::{self, ProductReplica};
 use crate::events::saga::{self as saga_events, SagaEvents};
+use crate::refunds::RefundSettings;
 use crate::saga::SagaSettings;
 use crate::status_feed::StatusFeed;
 
@@ -32,6 +34,7 @@ pub struct Application {
     replica: (EventConsumer, ProductReplica),
     saga: (EventConsumer, SagaEvents),
     expiry: ExpiryJob,
+    workflow_worker: workflow::Worker,
     feed: StatusFeed,
     /// Cancelled as shutdown begins, so open status streams end and the HTTP server can drain.
     closing: CancellationToken,
@@ -101,6 +104,15 @@ impl Application {
             payment_timeout: config.payment_timeout,
             reservation_timeout: config.reservation_timeout,
         };
+        let engine = workflow::EngineClient::new(&config.workflow_engine_url)
+            .context("building the workflow engine client (WORKFLOW_ENGINE_URL)")?;
+        let refund_settings = RefundSettings {
+            window: chrono::Duration::days(i64::from(config.refund_window_days)),
+            namespace: config.workflow_namespace.clone(),
+            approval_timeout: config.refund_approval_timeout.clone(),
+        };
+        let workflow_worker =
+            crate::refunds::worker(engine.clone(), pool.clone(), saga.clone(), &refund_settings);
         let closing = CancellationToken::new();
         let feed = StatusFeed::new(closing.clone());
         let state = AppState {
@@ -108,6 +120,8 @@ impl Application {
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
             saga: saga.clone(),
             feed: feed.clone(),
+            engine,
+            refunds: refund_settings,
         };
         let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
             .to_json()
@@ -149,6 +163,7 @@ impl Application {
                 settings: saga,
                 interval: config.expiry_interval,
             },
+            workflow_worker,
             feed,
             closing,
             pool,
@@ -182,6 +197,7 @@ impl Application {
             tokio::spawn(consumer.run(handler, stop_workers.clone())),
             tokio::spawn(saga_consumer.run(saga_handler, stop_workers.clone())),
             tokio::spawn(self.expiry.run(stop_workers.clone())),
+            tokio::spawn(self.workflow_worker.run(stop_workers.clone())),
             tokio::spawn(self.feed.run(self.pool.clone(), stop_workers.clone())),
         ];
         let closing = self.closing;

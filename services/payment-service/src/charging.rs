@@ -124,6 +124,8 @@ impl Charging {
             provider_reference: None,
             failure_reason: None,
             refund_reference: None,
+            refund_key: None,
+            refund_reason: None,
             refund_check: false,
             created_at: now,
             updated_at: now,

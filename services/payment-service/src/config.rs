@@ -53,6 +53,13 @@ pub struct Config {
     pub run_reconciler: bool,
     pub relay_poll_interval: Duration,
     pub request_timeout: Duration,
+    /// The workflow engine whose `refund-payment` tasks this service works
+    /// (`WORKFLOW_ENGINE_URL`); `WORKFLOW_WORKER=off` disables the worker.
+    pub workflow_engine_url: String,
+    /// Isolates this deployment's processes on a shared engine (`WORKFLOW_NAMESPACE`, default:
+    /// the topic prefix, or `ferroshop` without one).
+    pub workflow_namespace: String,
+    pub run_workflow_worker: bool,
 }
 
 /// The provider's API key of the local profile (psp-sim's default).
@@ -130,6 +137,12 @@ impl Config {
             run_outbox_relay: true,
             run_order_consumer: switch("ORDER_CONSUMER")?,
             run_reconciler: switch("RECONCILER")?,
+            workflow_engine_url: var("WORKFLOW_ENGINE_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8086".into()),
+            workflow_namespace: var("WORKFLOW_NAMESPACE").unwrap_or_else(|| {
+                workflow::default_namespace(&var("KAFKA_TOPIC_PREFIX").unwrap_or_default())
+            }),
+            run_workflow_worker: switch("WORKFLOW_WORKER")?,
             relay_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
             // Room for every provider attempt plus the wait for the replica.
             request_timeout: Duration::from_secs(match var("REQUEST_TIMEOUT_SECS") {

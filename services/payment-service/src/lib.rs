@@ -9,7 +9,9 @@
 //! breaker, and records the outcome with its event in one document update (the single-document
 //! outbox of `messaging::mongo`). A provider timeout leaves the payment `pending`; the
 //! [`reconciler`] asks the provider until it knows the outcome. Charges that succeed for a
-//! cancelled order are refunded ([`refunds`]). Card numbers and CVCs are never stored or
+//! cancelled order are refunded ([`refunds`]), and so are paid orders whose refund request was
+//! approved: the `refund-payment` step of the workflow engine's `refund` process
+//! ([`refund_requests`]). Card numbers and CVCs are never stored or
 //! logged: only brand and last four digits.
 
 pub mod api;
@@ -19,6 +21,7 @@ pub mod domain;
 pub mod events;
 pub mod psp;
 pub mod reconciler;
+pub mod refund_requests;
 pub mod refunds;
 pub mod startup;
 pub mod store;

@@ -1,4 +1,5 @@
-//! Refunds of charges whose order was cancelled.
+//! Refunds: of charges whose order was cancelled, and of paid orders whose refund request
+//! was approved (the `refund-payment` step of the `refund` process, see [`RefundCause`]).
 //!
 //! Two things must both have happened: the charge succeeded, and the order was cancelled.
 //! They arrive in either order, on different paths (the payment request or the reconciler
@@ -29,6 +30,45 @@ use crate::store::payments::{LogEntry, PaymentDoc, Payments, with_event};
 
 /// Why the refunds this module makes happen.
 pub const REASON_ORDER_CANCELLED: &str = "order_cancelled";
+pub const REASON_REFUND_REQUESTED: &str = "refund_requested";
+
+/// Why a payment is refunded, and the provider idempotency key its refund uses. The key is
+/// derived from what asked for the refund (the payment for a cancelled order, the request for
+/// a refund request), is stored with the move to `refunding`, and is reused by every retry, so
+/// the provider refunds once however often the refund is attempted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundCause {
+    pub key: String,
+    pub reason: String,
+}
+
+impl RefundCause {
+    pub fn order_cancelled(payment_id: &str) -> Self {
+        Self {
+            key: refund_key(payment_id),
+            reason: REASON_ORDER_CANCELLED.into(),
+        }
+    }
+
+    pub fn requested(request_id: Uuid) -> Self {
+        Self {
+            key: format!("refund-request-{request_id}"),
+            reason: REASON_REFUND_REQUESTED.into(),
+        }
+    }
+
+    /// The cause stored with a `refunding` payment (the cancelled-order one for documents
+    /// from before causes were stored).
+    fn of(payment: &PaymentDoc) -> Self {
+        match (&payment.refund_key, &payment.refund_reason) {
+            (Some(key), Some(reason)) => Self {
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            _ => Self::order_cancelled(&payment.id),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Refunds {
@@ -84,17 +124,31 @@ impl Refunds {
         Ok(())
     }
 
-    /// Refunds payment `id` if it succeeded (or finishes its refund); a no-op otherwise.
+    /// Refunds payment `id` of a cancelled order if it succeeded (or finishes its refund,
+    /// whatever its cause); a no-op otherwise.
     pub async fn refund(&self, id: Uuid) -> anyhow::Result<()> {
+        self.refund_because(id, None).await
+    }
+
+    /// Refunds payment `id` if it succeeded, for `cause` (`None`: the order was cancelled), or
+    /// finishes a refund under way with the cause it started with; a no-op otherwise.
+    pub async fn refund_because(&self, id: Uuid, cause: Option<RefundCause>) -> anyhow::Result<()> {
         let now = bson::DateTime::now();
         let Some(started) = self
             .payments
             .update_guarded(id, |payment| {
                 Ok(match payment.status() {
-                    Some(PaymentStatus::Succeeded) => Some(doc! {"$set": {
-                        "status": PaymentStatus::Refunding.as_str(),
-                        "updated_at": now,
-                    }}),
+                    Some(PaymentStatus::Succeeded) => {
+                        let cause = cause
+                            .clone()
+                            .unwrap_or_else(|| RefundCause::order_cancelled(&payment.id));
+                        Some(doc! {"$set": {
+                            "status": PaymentStatus::Refunding.as_str(),
+                            "refund_key": cause.key,
+                            "refund_reason": cause.reason,
+                            "updated_at": now,
+                        }})
+                    }
                     _ => None,
                 })
             })
@@ -112,7 +166,8 @@ impl Refunds {
         let charge = payment.provider_reference.clone().ok_or_else(|| {
             anyhow::anyhow!("payment {id} succeeded without a provider reference")
         })?;
-        let refund = match self.psp.refund(&refund_key(&payment.id), &charge).await {
+        let cause = RefundCause::of(&payment);
+        let refund = match self.psp.refund(&cause.key, &charge).await {
             Ok(refund) => refund,
             Err(error) => {
                 let mut entry = LogEntry::about(&payment, "attempt");
@@ -142,7 +197,7 @@ impl Refunds {
                             currency: payment.currency.clone(),
                         },
                         provider_reference: charge.clone(),
-                        reason: REASON_ORDER_CANCELLED.into(),
+                        reason: cause.reason.clone(),
                     },
                 )?;
                 Ok(Some(with_event(
@@ -163,5 +218,29 @@ impl Refunds {
             metrics::counter!("payments_refunded_total").increment(1);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_has_its_own_provider_key_and_reason() {
+        let request = Uuid::nil();
+        assert_eq!(
+            RefundCause::requested(request),
+            RefundCause {
+                key: format!("refund-request-{request}"),
+                reason: REASON_REFUND_REQUESTED.into(),
+            }
+        );
+        assert_eq!(
+            RefundCause::order_cancelled("p-1"),
+            RefundCause {
+                key: "refund-p-1".into(),
+                reason: REASON_ORDER_CANCELLED.into(),
+            }
+        );
     }
 }

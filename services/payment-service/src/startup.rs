@@ -30,6 +30,7 @@ pub struct Application {
     relay: Option<OutboxRelay>,
     consumer: Option<(EventConsumer, OrderEvents)>,
     reconciler: Option<Reconciler>,
+    workflow_worker: Option<workflow::Worker>,
     db: Database,
 }
 
@@ -93,6 +94,15 @@ impl Application {
             topics: topics.clone(),
             relay_wake: wake.clone(),
         };
+        let workflow_worker = match config.run_workflow_worker {
+            true => Some(crate::refund_requests::worker(
+                workflow::EngineClient::new(&config.workflow_engine_url)
+                    .context("building the workflow engine client (WORKFLOW_ENGINE_URL)")?,
+                refunds.clone(),
+                &config.workflow_namespace,
+            )),
+            false => None,
+        };
         let charging = Charging {
             payments,
             orders: orders.clone(),
@@ -148,6 +158,7 @@ impl Application {
             relay,
             consumer,
             reconciler,
+            workflow_worker,
             db,
         })
     }
@@ -179,6 +190,9 @@ impl Application {
         }
         if let Some(reconciler) = self.reconciler {
             workers.push(tokio::spawn(reconciler.run(stop_workers.clone())));
+        }
+        if let Some(worker) = self.workflow_worker {
+            workers.push(tokio::spawn(worker.run(stop_workers.clone())));
         }
         let result = web::serve(self.listener, self.router, shutdown)
             .await

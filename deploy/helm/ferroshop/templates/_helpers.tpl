@@ -131,6 +131,9 @@ PSP_SIM_URL: {{ include "ferroshop.paymentProviderUrl" $root | quote }}
 {{- if has "smsGateway" $uses }}
 SMS_API_URL: {{ include "ferroshop.smsGatewayUrl" $root | quote }}
 {{- end }}
+{{- if and (has "workflow" $uses) $root.Values.workflowEngine.enabled }}
+WORKFLOW_ENGINE_URL: {{ printf "http://%s:%v" (include "ferroshop.component" (list $root "workflow-engine")) $root.Values.workflowEngine.port | quote }}
+{{- end }}
 {{- range $upstream := $svc.upstreams }}
 {{- with include "ferroshop.serviceUrl" (list $root $upstream) }}
 {{ printf "%s_URL" ($upstream | upper | replace "-" "_") }}: {{ . | quote }}

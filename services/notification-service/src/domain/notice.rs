@@ -3,9 +3,13 @@
 //! The triggers (DESIGN.md, checkout saga step 8): `user.registered` -> welcome,
 //! `order.created` -> order received, `order.paid` -> receipt (e-mail, and SMS for users with
 //! a phone number who opted in), `payment.failed`, `order.rejected`, `order.cancelled` ->
-//! notices. Every other event type is not a notification.
+//! notices; `order.refunded` (an approved refund request, paid back) -> refund notice;
+//! `order.refund_rejected` -> the rejection with the admin's comment. Every
+//! other event type is not a notification.
 
-use contracts::order::{OrderCancelled, OrderCreated, OrderPaid, OrderRejected};
+use contracts::order::{
+    OrderCancelled, OrderCreated, OrderPaid, OrderRefundRejected, OrderRefunded, OrderRejected,
+};
 use contracts::payment::PaymentFailed;
 use contracts::user::UserRegistered;
 use contracts::{CloudEvent, EnvelopeError, EventData};
@@ -50,6 +54,8 @@ pub enum Notice {
     PaymentFailed(PaymentFailed),
     OrderRejected(OrderRejected),
     OrderCancelled(OrderCancelled),
+    OrderRefunded(OrderRefunded),
+    RefundRejected(OrderRefundRejected),
 }
 
 /// The contact fields a message is addressed and written with.
@@ -93,6 +99,8 @@ impl Notice {
             PaymentFailed::TYPE => Notice::PaymentFailed(decode(event)?),
             OrderRejected::TYPE => Notice::OrderRejected(decode(event)?),
             OrderCancelled::TYPE => Notice::OrderCancelled(decode(event)?),
+            OrderRefunded::TYPE => Notice::OrderRefunded(decode(event)?),
+            OrderRefundRejected::TYPE => Notice::RefundRejected(decode(event)?),
             _ => return Ok(None),
         }))
     }
@@ -105,6 +113,8 @@ impl Notice {
             Notice::PaymentFailed(e) => e.user_id,
             Notice::OrderRejected(e) => e.user_id,
             Notice::OrderCancelled(e) => e.user_id,
+            Notice::OrderRefunded(e) => e.user_id,
+            Notice::RefundRejected(e) => e.user_id,
         }
     }
 
@@ -117,6 +127,8 @@ impl Notice {
             Notice::PaymentFailed(_) => "payment_failed",
             Notice::OrderRejected(_) => "order_rejected",
             Notice::OrderCancelled(_) => "order_cancelled",
+            Notice::OrderRefunded(_) => "order_refunded",
+            Notice::RefundRejected(_) => "refund_rejected",
         }
     }
 
@@ -185,6 +197,23 @@ impl Notice {
                 "order_ref": order_ref(&cancelled.order_id),
                 "reason": locale.reason(&cancelled.reason),
             }),
+            Notice::OrderRefunded(refunded) => json!({
+                "order_id": refunded.order_id,
+                "order_ref": order_ref(&refunded.order_id),
+                "amount": money::format(&refunded.amount),
+                "reason": locale.reason(&refunded.reason),
+            }),
+            Notice::RefundRejected(rejected) => json!({
+                "order_id": rejected.order_id,
+                "order_ref": order_ref(&rejected.order_id),
+                "reason": locale.reason(&rejected.reason),
+                // The process's own comment when nobody decided in time is a code; an admin's
+                // words are shown as written.
+                "comment": rejected.comment.as_deref().map(|comment| match comment {
+                    "approval_timeout" => locale.reason(comment),
+                    words => words.to_owned(),
+                }),
+            }),
         };
         context["name"] = Value::String(contact.name.clone());
         context
@@ -249,6 +278,26 @@ mod tests {
             sms: true,
         };
         assert_eq!(channels(receipt().plan(&phone, sms_only)), [Channel::Sms]);
+    }
+
+    #[test]
+    fn a_rejection_shows_the_admins_words_and_words_the_timeout_in_the_language() {
+        let rejection = |comment: Option<&str>| {
+            Notice::RefundRejected(OrderRefundRejected {
+                order_id: Uuid::nil(),
+                user_id: Uuid::nil(),
+                refund_request_id: Uuid::nil(),
+                reason: "not_received".into(),
+                comment: comment.map(str::to_owned),
+            })
+        };
+        let zh = rejection(Some("approval_timeout")).context(&contact(None), Locale::ZhCn);
+        assert_eq!(zh["comment"], "我们未能在规定时间内完成审核");
+        assert_eq!(zh["reason"], "未收到商品");
+        let en = rejection(Some("Signed for on 3 May")).context(&contact(None), Locale::En);
+        assert_eq!(en["comment"], "Signed for on 3 May");
+        assert!(rejection(None).context(&contact(None), Locale::En)["comment"].is_null());
+        assert_eq!(rejection(None).template(), "refund_rejected");
     }
 
     #[test]

@@ -111,6 +111,38 @@ const FILES: &[(&str, &str)] = &[
         "zh-CN/order_cancelled.html",
         include_str!("../../templates/zh-CN/order_cancelled.html"),
     ),
+    (
+        "en/order_refunded.txt",
+        include_str!("../../templates/en/order_refunded.txt"),
+    ),
+    (
+        "en/order_refunded.html",
+        include_str!("../../templates/en/order_refunded.html"),
+    ),
+    (
+        "zh-CN/order_refunded.txt",
+        include_str!("../../templates/zh-CN/order_refunded.txt"),
+    ),
+    (
+        "zh-CN/order_refunded.html",
+        include_str!("../../templates/zh-CN/order_refunded.html"),
+    ),
+    (
+        "en/refund_rejected.txt",
+        include_str!("../../templates/en/refund_rejected.txt"),
+    ),
+    (
+        "en/refund_rejected.html",
+        include_str!("../../templates/en/refund_rejected.html"),
+    ),
+    (
+        "zh-CN/refund_rejected.txt",
+        include_str!("../../templates/zh-CN/refund_rejected.txt"),
+    ),
+    (
+        "zh-CN/refund_rejected.html",
+        include_str!("../../templates/zh-CN/refund_rejected.html"),
+    ),
 ];
 
 /// The words of one e-mail.
@@ -227,6 +259,8 @@ mod tests {
             "payment_failed",
             "order_rejected",
             "order_cancelled",
+            "order_refunded",
+            "refund_rejected",
         ] {
             for locale in [Locale::En, Locale::ZhCn] {
                 let email = templates.email(template, locale, &order_context())?;

@@ -1,7 +1,9 @@
 //! HTTP API of order-service: routes, shared state and the OpenAPI document.
 
+pub mod approvals;
 pub mod error;
 pub mod orders;
+pub mod refunds;
 
 use auth::TokenVerifier;
 use axum::Router;
@@ -11,6 +13,7 @@ use sqlx::PgPool;
 use utoipa::OpenApi;
 use web::openapi::BearerAuth;
 
+use crate::refunds::RefundSettings;
 use crate::saga::SagaSettings;
 use crate::status_feed::StatusFeed;
 
@@ -21,6 +24,8 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     pub saga: SagaSettings,
     pub feed: StatusFeed,
+    pub engine: workflow::EngineClient,
+    pub refunds: RefundSettings,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -36,6 +41,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/orders/{id}/events", get(orders::events))
         .route("/api/orders/{id}/cancel", post(orders::cancel))
         .route("/api/admin/orders", get(orders::admin_list))
+        .route(
+            "/api/orders/{id}/refund-requests",
+            get(refunds::list).post(refunds::create),
+        )
+        .route("/api/admin/approvals", get(approvals::list))
+        .route("/api/admin/approvals/{task}", post(approvals::decide))
         .with_state(state)
 }
 
@@ -43,9 +54,20 @@ pub fn router(state: AppState) -> Router {
 #[openapi(
     info(
         title = "order-service",
-        description = "Orders and the checkout saga: an order is priced from the product replica, reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED. Every change is published on order.events."
+        description = "Orders and the checkout saga: an order is priced from the product replica, reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED; a paid order may be refunded through a refund request (the `refund` process on the workflow engine) and end REFUNDED. Every change is published on order.events."
     ),
-    paths(orders::create, orders::get, orders::events, orders::list, orders::cancel, orders::admin_list),
+    paths(
+        orders::create,
+        orders::get,
+        orders::events,
+        orders::list,
+        orders::cancel,
+        refunds::create,
+        refunds::list,
+        approvals::list,
+        approvals::decide,
+        orders::admin_list
+    ),
     components(schemas(web::Problem, web::FieldError, crate::status_feed::StatusChange)),
     modifiers(&BearerAuth)
 )]

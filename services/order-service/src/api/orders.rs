@@ -358,7 +358,11 @@ pub async fn create(
 
 /// Reads an order the caller may see: their own, or any for an admin. Others' orders are
 /// "not found", so ids cannot be probed.
-async fn visible_order(state: &AppState, user: &AuthUser, id: Uuid) -> ApiResult<OrderRow> {
+pub(crate) async fn visible_order(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+) -> ApiResult<OrderRow> {
     let mut conn = state.pool.acquire().await?;
     match orders::by_id(&mut conn, id).await? {
         Some(order) if order.user_id == user.id || user.role == Role::Admin => Ok(order),

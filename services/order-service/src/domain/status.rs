@@ -1,12 +1,14 @@
 //! The order state machine.
 //!
 //! ```text
-//! PENDING ──inventory.reserved──▶ AWAITING_PAYMENT ──payment.succeeded──▶ PAID
+//! PENDING ──inventory.reserved──▶ AWAITING_PAYMENT ──payment.succeeded──▶ PAID ──refund──▶ REFUNDED
 //!    │  └─inventory.reservation_failed──▶ REJECTED          │
 //!    └──cancel / expiry──▶ CANCELLED ◀──cancel / expiry─────┘
 //! ```
 //!
-//! `PAID`, `REJECTED` and `CANCELLED` are terminal. Every saga message can arrive late, twice
+//! `PAID`, `REJECTED`, `CANCELLED` and `REFUNDED` end the checkout saga. A paid order moves
+//! once more, to `REFUNDED`, when the `refund` process on the workflow engine has paid the
+//! money back (the `mark-refunded` task). Every saga message can arrive late, twice
 //! or after the order moved on, so [`OrderStatus::apply`] distinguishes three outcomes: a move
 //! (write it and emit its event), nothing to do (a message that no longer matters, e.g. a
 //! reservation answer for an order the customer already cancelled), and an illegal request
@@ -26,6 +28,7 @@ pub enum OrderStatus {
     Paid,
     Rejected,
     Cancelled,
+    Refunded,
 }
 
 /// Why an order was cancelled.
@@ -62,6 +65,8 @@ pub enum Trigger {
     CustomerCancel,
     /// The expiry job found the order past its deadline.
     Expired,
+    /// The refund process paid the money of an approved refund request back.
+    RefundCompleted,
 }
 
 /// What applying a trigger to an order in some status means.
@@ -86,13 +91,18 @@ impl OrderStatus {
             OrderStatus::Paid => "PAID",
             OrderStatus::Rejected => "REJECTED",
             OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::Refunded => "REFUNDED",
         }
     }
 
+    /// Whether the checkout saga is over for the order (only a refund moves a `PAID` one).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            OrderStatus::Paid | OrderStatus::Rejected | OrderStatus::Cancelled
+            OrderStatus::Paid
+                | OrderStatus::Rejected
+                | OrderStatus::Cancelled
+                | OrderStatus::Refunded
         )
     }
 
@@ -124,11 +134,20 @@ impl OrderStatus {
             // Redelivered reservation answers.
             (AwaitingPayment, StockReserved | StockShort) => Transition::Ignore,
 
+            (Paid, RefundCompleted) => move_to(Refunded, Some("refund_approved")),
+            // The mark-refunded task again (a retry after its first run committed).
+            (Refunded, RefundCompleted) => Transition::Ignore,
+            // Refunds are requested for paid orders only (the API checks); the process never
+            // reaches this step for another status.
+            (Pending | AwaitingPayment | Rejected | Cancelled, RefundCompleted) => {
+                Transition::Illegal
+            }
+
             // Only the owner's request is refused: the saga's own late messages are not errors.
-            (Paid | Rejected | Cancelled, CustomerCancel) => Transition::Illegal,
+            (Paid | Rejected | Cancelled | Refunded, CustomerCancel) => Transition::Illegal,
             // A payment for a cancelled order is refunded by payment-service, which learns of
             // the cancellation from order.events; the order stays cancelled.
-            (Paid | Rejected | Cancelled, _) => Transition::Ignore,
+            (Paid | Rejected | Cancelled | Refunded, _) => Transition::Ignore,
         }
     }
 }
@@ -152,6 +171,7 @@ impl FromStr for OrderStatus {
             "PAID" => OrderStatus::Paid,
             "REJECTED" => OrderStatus::Rejected,
             "CANCELLED" => OrderStatus::Cancelled,
+            "REFUNDED" => OrderStatus::Refunded,
             other => return Err(UnknownStatus(other.to_owned())),
         })
     }
@@ -163,13 +183,21 @@ mod tests {
     use super::Trigger::*;
     use super::*;
 
-    const ALL: [OrderStatus; 5] = [Pending, AwaitingPayment, Paid, Rejected, Cancelled];
-    const TRIGGERS: [Trigger; 5] = [
+    const ALL: [OrderStatus; 6] = [
+        Pending,
+        AwaitingPayment,
+        Paid,
+        Rejected,
+        Cancelled,
+        Refunded,
+    ];
+    const TRIGGERS: [Trigger; 6] = [
         StockReserved,
         StockShort,
         PaymentSucceeded,
         CustomerCancel,
         Expired,
+        RefundCompleted,
     ];
 
     fn moves(to: OrderStatus, reason: Option<&'static str>) -> Transition {
@@ -195,7 +223,7 @@ mod tests {
         let cancelled = moves(Cancelled, Some("customer_request"));
         assert_eq!(Pending.apply(CustomerCancel), cancelled);
         assert_eq!(AwaitingPayment.apply(CustomerCancel), cancelled);
-        for terminal in [Paid, Rejected, Cancelled] {
+        for terminal in [Paid, Rejected, Cancelled, Refunded] {
             assert_eq!(
                 terminal.apply(CustomerCancel),
                 Transition::Illegal,
@@ -218,9 +246,12 @@ mod tests {
 
     #[test]
     fn terminal_states_never_move_and_late_saga_messages_are_ignored() {
-        for terminal in [Paid, Rejected, Cancelled] {
+        for terminal in [Paid, Rejected, Cancelled, Refunded] {
             assert!(terminal.is_terminal());
             for trigger in TRIGGERS {
+                if (terminal, trigger) == (Paid, RefundCompleted) {
+                    continue;
+                }
                 assert!(
                     !matches!(terminal.apply(trigger), Transition::Move { .. }),
                     "{terminal} moved on {trigger:?}"
@@ -230,6 +261,27 @@ mod tests {
         // A payment that lands on a cancelled order is not an error here: payment-service
         // refunds it.
         assert_eq!(Cancelled.apply(PaymentSucceeded), Transition::Ignore);
+    }
+
+    #[test]
+    fn only_a_paid_order_is_refunded_and_a_repeat_changes_nothing() {
+        assert_eq!(
+            Paid.apply(RefundCompleted),
+            moves(Refunded, Some("refund_approved"))
+        );
+        assert_eq!(Refunded.apply(RefundCompleted), Transition::Ignore);
+        for status in [Pending, AwaitingPayment, Rejected, Cancelled] {
+            assert_eq!(
+                status.apply(RefundCompleted),
+                Transition::Illegal,
+                "{status}"
+            );
+        }
+        for trigger in TRIGGERS {
+            if let Transition::Move { to, .. } = Refunded.apply(trigger) {
+                panic!("REFUNDED moved to {to} on {trigger:?}");
+            }
+        }
     }
 
     #[test]
@@ -245,7 +297,7 @@ mod tests {
             for trigger in TRIGGERS {
                 if let Transition::Move { to, .. } = status.apply(trigger) {
                     assert_ne!(to, status, "{status} on {trigger:?} is a self-loop");
-                    assert!(!status.is_terminal());
+                    assert!(!status.is_terminal() || (status, to) == (Paid, Refunded));
                     if to == Paid {
                         assert_eq!(trigger, PaymentSucceeded);
                     }

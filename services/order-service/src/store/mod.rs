@@ -1,4 +1,5 @@
-//! PostgreSQL access: orders with their history, and the product replica.
+//! PostgreSQL access: orders with their history, refund requests, and the product replica.
 
 pub mod orders;
 pub mod products;
+pub mod refunds;

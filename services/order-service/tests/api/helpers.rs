@@ -61,6 +61,10 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         expiry_interval: Duration::from_millis(200),
         run_outbox_relay: true,
         request_timeout: Duration::from_secs(30),
+        workflow_engine_url: testkit::stack::workflow_engine_url(),
+        workflow_namespace: workflow::default_namespace(topic_prefix),
+        refund_window_days: 14,
+        refund_approval_timeout: "P3D".into(),
     }
 }
 

@@ -4,4 +4,5 @@
 mod helpers;
 mod live_status;
 mod orders;
+mod refunds;
 mod saga;

@@ -52,6 +52,13 @@ pub struct PaymentDoc {
     pub provider_reference: Option<String>,
     pub failure_reason: Option<String>,
     pub refund_reference: Option<String>,
+    /// The provider's idempotency key of this payment's refund and why it is refunded, written
+    /// with `refunding`; a retried refund reuses them (see `refunds::RefundCause`). Absent in
+    /// documents written before refund requests existed (the cancelled-order defaults apply).
+    #[serde(default)]
+    pub refund_key: Option<String>,
+    #[serde(default)]
+    pub refund_reason: Option<String>,
     /// Set with `succeeded`, cleared once the order's status was checked for a refund; a
     /// crash or error in between leaves it for the reconciler (see `refunds`).
     #[serde(default)]

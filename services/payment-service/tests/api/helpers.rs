@@ -115,6 +115,9 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
         run_reconciler: true,
         relay_poll_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(30),
+        workflow_engine_url: testkit::stack::workflow_engine_url(),
+        workflow_namespace: workflow::default_namespace(topic_prefix),
+        run_workflow_worker: true,
     }
 }
 

@@ -8,5 +8,6 @@ mod input;
 mod measure;
 mod orders;
 mod payments;
+mod refund_requests;
 mod refunds;
 mod tracing;

@@ -122,6 +122,9 @@ impl Platform {
             ("KAFKA_TOPIC_PREFIX", topic_prefix.clone()),
             ("ZIPKIN_ENDPOINT", format!("{zipkin}/api/v2/spans")),
             ("MONGODB_URL", testkit::stack::mongodb_url()),
+            // The services' workflow namespace follows the topic prefix, so this platform's
+            // processes and workers stay apart from any other on the shared engine.
+            ("WORKFLOW_ENGINE_URL", testkit::stack::workflow_engine_url()),
             ("RUST_LOG", "warn".into()),
         ];
 

@@ -108,6 +108,10 @@ pub async fn run_all(platform: &Platform) -> anyhow::Result<()> {
             "sign in with Google, new and existing e-mail",
             Box::pin(google_sign_in(ctx.clone())),
         ),
+        (
+            "a refund request approved automatically",
+            Box::pin(refund_approved_automatically(ctx.clone())),
+        ),
     ];
     let names: Vec<&str> = scenarios.iter().map(|(name, _)| *name).collect();
     let outcomes = join_all(scenarios.into_iter().map(|(_, scenario)| scenario)).await;
@@ -500,6 +504,82 @@ async fn rate_limited_logins(ctx: &Ctx) -> anyhow::Result<()> {
     anyhow::ensure!(
         limited > 0,
         "{attempts} logins in a burst were never limited"
+    );
+    Ok(())
+}
+
+/// A paid order's refund request, approved by the decision table (small amount, first refund,
+/// damaged goods): the `refund` process on the workflow engine refunds the charge at the
+/// provider once, the order ends REFUNDED, the customer gets the refund mail, and the request
+/// shows every step it went through.
+async fn refund_approved_automatically(ctx: Ctx) -> anyhow::Result<()> {
+    let api = &ctx.api;
+    let inbox = Inbox::new();
+    let mug = ctx.product(5, 1_250).await?;
+    let user = api.customer().await?;
+    let order = ctx.awaiting(&user, &[(mug, 2)]).await?;
+    let reply = api
+        .pay(&user, order, GOOD_CARD, &Uuid::new_v4().to_string(), None)
+        .await?;
+    anyhow::ensure!(reply.status.is_success(), "pay: {reply:?}");
+    api.wait_for_status(&user, order, "PAID").await?;
+
+    let requests = api.url(&format!("/api/orders/{order}/refund-requests"));
+    let reply = api
+        .send(
+            api.client
+                .post(&requests)
+                .bearer_auth(&user.token)
+                .json(&serde_json::json!({"reason": "damaged", "items": [{"product_id": mug, "quantity": 1}]})),
+        )
+        .await?;
+    anyhow::ensure!(
+        reply.status == StatusCode::CREATED,
+        "refund request: {reply:?}"
+    );
+    api.wait_for_status(&user, order, "REFUNDED").await?;
+
+    // Money back exactly once: one charge, refunded in full.
+    let charges = api.provider_charges(order).await?;
+    anyhow::ensure!(charges.len() == 1, "charges: {charges:?}");
+    anyhow::ensure!(
+        charges[0]["refunded"] == true && charges[0]["amount_refunded"] == 2 * 1_250,
+        "charge: {charges:?}"
+    );
+    let order_ref = order.simple().to_string()[..8].to_uppercase();
+    let mails = inbox
+        .wait_for(&user.email, &["refund", &order_ref, "25.00"])
+        .await?;
+    anyhow::ensure!(mails == 1, "{mails} refund mails");
+
+    let reply = api
+        .send(api.client.get(&requests).bearer_auth(&user.token))
+        .await?;
+    anyhow::ensure!(reply.status == StatusCode::OK, "refund requests: {reply:?}");
+    let request = &reply.body["items"][0];
+    anyhow::ensure!(request["status"] == "REFUNDED", "request: {request}");
+    let steps: Vec<&str> = request["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|step| step["activity"].as_str())
+        .collect();
+    for step in ["decide", "pay-back", "mark-refunded", "refunded"] {
+        anyhow::ensure!(steps.contains(&step), "step {step} missing: {steps:?}");
+    }
+    anyhow::ensure!(!steps.contains(&"approve"), "went to an admin: {steps:?}");
+    // A refunded order is not refunded again.
+    let reply = api
+        .send(
+            api.client
+                .post(&requests)
+                .bearer_auth(&user.token)
+                .json(&serde_json::json!({"reason": "damaged"})),
+        )
+        .await?;
+    anyhow::ensure!(
+        reply.status == StatusCode::CONFLICT,
+        "second request: {reply:?}"
     );
     Ok(())
 }

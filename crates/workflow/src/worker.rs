@@ -1,0 +1,322 @@
+//! The external-task worker: takes the tasks of its topics from the engine and runs their
+//! handlers, at most `max_concurrent` at a time.
+//!
+//! Locks: each task is locked for `lock_duration` and the lock is extended every half of it
+//! while the handler runs, so slow work keeps its task and a dead worker's task returns to
+//! the pool within one lock duration. Retries: a handler's [`TaskFailure::Retry`] is reported
+//! to the engine with the task's own retry count lowered by one and a growing retry timeout;
+//! the engine holds the task back until then, and at zero retries it raises an incident
+//! instead (visible in Cockpit, retried by an operator). A panicking handler counts as a
+//! failure. Shutdown: fetching stops at once (an open long poll is dropped; anything the engine
+//! locked for it returns after the lock expires) and the handlers in flight finish and report.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::client::{EngineClient, EngineError, FetchTopic, LockedTask};
+use crate::variables::Variables;
+
+/// Why a handler did not finish its task.
+#[derive(Debug)]
+pub enum TaskFailure {
+    /// Something that may work later (a provider or a database down): retried through the
+    /// task's retry count, then an incident.
+    Retry(anyhow::Error),
+    /// A business outcome the model handles with an error boundary event.
+    Bpmn { code: String, message: String },
+}
+
+impl From<anyhow::Error> for TaskFailure {
+    fn from(error: anyhow::Error) -> Self {
+        TaskFailure::Retry(error)
+    }
+}
+
+/// A topic's handler: the task in, the variables to complete it with out.
+pub type Handler =
+    Arc<dyn Fn(LockedTask) -> BoxFuture<'static, Result<Variables, TaskFailure>> + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique per process ([`worker_id`]): the engine lets only the lock's holder report.
+    pub worker_id: String,
+    pub max_concurrent: usize,
+    pub lock_duration: Duration,
+    /// How long one `fetchAndLock` waits for a task to appear.
+    pub long_poll: Duration,
+    /// Attempts in all before the incident (the first failure leaves `retries - 1`).
+    pub retries: i32,
+    /// Retry timeout after the first failure; doubled after each further one, up to
+    /// `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Takes only tasks of processes with these variable values (see
+    /// [`FetchTopic::process_variables`]); empty takes every task of the topics.
+    pub process_variables: serde_json::Map<String, serde_json::Value>,
+}
+
+impl WorkerConfig {
+    pub fn new(worker_id: String) -> Self {
+        Self {
+            worker_id,
+            max_concurrent: 8,
+            lock_duration: Duration::from_secs(30),
+            long_poll: Duration::from_secs(20),
+            retries: 5,
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(300),
+            process_variables: serde_json::Map::new(),
+        }
+    }
+}
+
+/// A worker id that is unique per process: `<service>-<host>-<pid>-<random>`.
+pub fn worker_id(service: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{service}-{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+/// The retry timeout after failed attempt number `attempt` (1 = the first failure).
+pub(crate) fn retry_timeout(attempt: i32, base: Duration, max: Duration) -> Duration {
+    let doublings = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
+    base.saturating_mul(1 << doublings).min(max)
+}
+
+pub struct Worker {
+    client: EngineClient,
+    config: WorkerConfig,
+    handlers: HashMap<String, Handler>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .field("topics", &self.handlers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Worker {
+    pub fn new(client: EngineClient, config: WorkerConfig) -> Self {
+        Self {
+            client,
+            config,
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// Works topic `name` with `handler`.
+    pub fn topic<F, Fut>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(LockedTask) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Variables, TaskFailure>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |task| Box::pin(handler(task)));
+        self.handlers.insert(name.to_owned(), handler);
+        self
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.config.worker_id
+    }
+
+    /// Works tasks until `shutdown` is cancelled, then lets the handlers in flight finish.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let topics: Vec<FetchTopic> = this
+            .handlers
+            .keys()
+            .map(|name| FetchTopic {
+                topic_name: name.clone(),
+                lock_duration: millis(this.config.lock_duration),
+                process_variables: this.config.process_variables.clone(),
+            })
+            .collect();
+        let permits = Arc::new(Semaphore::new(this.config.max_concurrent.max(1)));
+        let mut running = JoinSet::new();
+        let mut pause = Duration::from_millis(200);
+        loop {
+            while running.try_join_next().is_some() {}
+            let first = tokio::select! {
+                () = shutdown.cancelled() => break,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let mut free = vec![first];
+            while let Ok(permit) = permits.clone().try_acquire_owned() {
+                free.push(permit);
+            }
+            let fetched = tokio::select! {
+                () = shutdown.cancelled() => break,
+                fetched = this.client.fetch_and_lock(
+                    &this.config.worker_id, free.len(), this.config.long_poll, &topics,
+                ) => fetched,
+            };
+            match fetched {
+                Ok(tasks) => {
+                    pause = Duration::from_millis(200);
+                    for task in tasks {
+                        let Some(permit) = free.pop() else {
+                            // The engine never returns more than maxTasks; if it did, the
+                            // extra task's lock expires and it comes back.
+                            break;
+                        };
+                        let worker = this.clone();
+                        running.spawn(async move { worker.work(task, permit).await });
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, worker_id = %this.config.worker_id, "fetching external tasks failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Runs one task's handler under an extended lock and reports the outcome.
+    async fn work(self: Arc<Self>, task: LockedTask, _permit: OwnedSemaphorePermit) {
+        let span = tracing::info_span!(
+            "external_task",
+            topic = %task.topic_name,
+            task_id = %task.id,
+            business_key = task.business_key.as_deref().unwrap_or(""),
+        );
+        async move {
+            let Some(handler) = self.handlers.get(&task.topic_name).cloned() else {
+                return;
+            };
+            let outcome = {
+                let job = tokio::spawn(handler(task.clone()));
+                let keep_locked = self.keep_locked(&task.id);
+                tokio::pin!(keep_locked);
+                tokio::select! {
+                    joined = job => match joined {
+                        Ok(outcome) => outcome,
+                        Err(panic) => Err(TaskFailure::Retry(anyhow::anyhow!("the handler panicked: {panic}"))),
+                    },
+                    () = &mut keep_locked => Err(TaskFailure::Retry(anyhow::anyhow!("lost the lock"))),
+                }
+            };
+            let topic = task.topic_name.clone();
+            let reported = match outcome {
+                Ok(variables) => {
+                    metrics::counter!("workflow_tasks_total", "topic" => topic, "outcome" => "completed").increment(1);
+                    self.client.complete(&task.id, &self.config.worker_id, variables).await
+                }
+                Err(TaskFailure::Bpmn { code, message }) => {
+                    metrics::counter!("workflow_tasks_total", "topic" => topic, "outcome" => "bpmn_error").increment(1);
+                    tracing::info!(code = %code, "task ended with a BPMN error");
+                    self.client
+                        .handle_bpmn_error(&task.id, &self.config.worker_id, &code, &message, Variables::new())
+                        .await
+                }
+                Err(TaskFailure::Retry(error)) => {
+                    metrics::counter!("workflow_tasks_total", "topic" => topic, "outcome" => "failed").increment(1);
+                    let left = task.retries.unwrap_or(self.config.retries).saturating_sub(1).max(0);
+                    let attempt = self.config.retries.saturating_sub(left).max(1);
+                    let timeout = retry_timeout(attempt, self.config.backoff_base, self.config.backoff_max);
+                    if left == 0 {
+                        tracing::error!(error = format!("{error:#}"), "task failed with no retries left; the engine raises an incident");
+                    } else {
+                        tracing::warn!(error = format!("{error:#}"), retries_left = left, retry_in_ms = millis(timeout), "task failed; retrying");
+                    }
+                    let message: String = error.to_string().chars().take(500).collect();
+                    self.client
+                        .handle_failure(&task.id, &self.config.worker_id, &message, &format!("{error:?}"), left, timeout)
+                        .await
+                }
+            };
+            match reported {
+                Ok(()) => {}
+                // Completed meanwhile by a worker that took it after our lock expired, or its
+                // process was cancelled: nothing left to report.
+                Err(EngineError::NotFound(message)) => tracing::warn!(%message, "task gone before we reported"),
+                // The lock expires and the task comes again; the handler is idempotent.
+                Err(error) => tracing::error!(error = %error, "could not report the task's outcome"),
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Extends the lock every half lock duration; returns only when the lock is lost (the
+    /// task is gone or held by another worker), never while extending works or the engine is
+    /// briefly unreachable.
+    async fn keep_locked(&self, task_id: &str) {
+        let every = self.config.lock_duration / 2;
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .client
+                .extend_lock(task_id, &self.config.worker_id, self.config.lock_duration)
+                .await
+            {
+                Ok(()) => {}
+                Err(error @ (EngineError::NotFound(_) | EngineError::Refused { .. })) => {
+                    tracing::warn!(error = %error, "could not extend the lock");
+                    // The handler still runs to its end: its effect is idempotent, and the
+                    // worker now holding the task will find it done.
+                    std::future::pending::<()>().await;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "extending the lock failed; trying again")
+                }
+            }
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{retry_timeout, worker_id};
+
+    #[test]
+    fn retry_timeouts_double_up_to_the_cap() {
+        let base = Duration::from_secs(2);
+        let max = Duration::from_secs(60);
+        let timeouts: Vec<u64> = (1..=7)
+            .map(|attempt| retry_timeout(attempt, base, max).as_secs())
+            .collect();
+        assert_eq!(timeouts, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(retry_timeout(0, base, max), base);
+        assert_eq!(retry_timeout(i32::MAX, base, max), max);
+    }
+
+    #[test]
+    fn worker_ids_are_unique_per_call_and_name_the_service() {
+        let a = worker_id("payment-service");
+        let b = worker_id("payment-service");
+        assert!(a.starts_with("payment-service-"));
+        assert_ne!(a, b);
+    }
+}
