@@ -279,42 +279,12 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         0,
         Some((by_id_sat.ok_per_sec * 0.5).max(1.0)),
     )?;
-    let listing_sat = runner.http_file(
-        &mut memory,
-        "listing",
-        &gateway_url,
-        &listings_file,
-        0,
-        None,
-    )?;
-    let listing_half = runner.http_file(
-        &mut memory,
-        "listing 50%",
-        &gateway_url,
-        &listings_file,
-        0,
-        Some((listing_sat.ok_per_sec * 0.5).max(0.1)),
-    )?;
-    let search_sat =
-        runner.http_file(&mut memory, "search", &gateway_url, &search_file, 0, None)?;
-    let search_half = runner.http_file(
-        &mut memory,
-        "search 50%",
-        &gateway_url,
-        &search_file,
-        0,
-        Some((search_sat.ok_per_sec * 0.5).max(0.1)),
-    )?;
-    let suggest_sat =
-        runner.http_file(&mut memory, "suggest", &gateway_url, &suggest_file, 0, None)?;
-    let suggest_half = runner.http_file(
-        &mut memory,
-        "suggest 50%",
-        &gateway_url,
-        &suggest_file,
-        0,
-        Some((suggest_sat.ok_per_sec * 0.5).max(0.1)),
-    )?;
+    let (listing_sat, listing_half) =
+        runner.saturation_and_half(&mut memory, "listing", &gateway_url, &listings_file)?;
+    let (search_sat, search_half) =
+        runner.saturation_and_half(&mut memory, "search", &gateway_url, &search_file)?;
+    let (suggest_sat, suggest_half) =
+        runner.saturation_and_half(&mut memory, "suggest", &gateway_url, &suggest_file)?;
     let catalog = Catalog {
         by_id_sat,
         by_id_half,
@@ -594,6 +564,26 @@ impl Runner<'_> {
         }
         self.http_args(&mut cmd, label, self.args.connections, rate);
         parse(&run_json(cmd, memory, label)?, label)
+    }
+
+    /// A saturation run over `paths_file`, then an open-loop run at half its rate.
+    fn saturation_and_half(
+        &self,
+        memory: &mut MemoryLog,
+        label: &str,
+        base_url: &str,
+        paths_file: &Path,
+    ) -> Result<(RunReport, RunReport)> {
+        let saturation = self.http_file(memory, label, base_url, paths_file, 0, None)?;
+        let half = self.http_file(
+            memory,
+            &format!("{label} 50%"),
+            base_url,
+            paths_file,
+            0,
+            Some((saturation.ok_per_sec * 0.5).max(0.1)),
+        )?;
+        Ok((saturation, half))
     }
 
     fn http_file(
@@ -1149,34 +1139,19 @@ fn large_catalog(
     services::up(layout, s, 1)?;
     let ready_seconds = stopped_at.elapsed().as_secs_f64();
     let rss_loaded_kib = product_service_rss_kib(layout);
-    let label = |what: &str| format!("{what} ({products})");
-    let listing_sat =
-        runner.http_file(memory, &label("listing"), gateway_url, listings, 0, None)?;
-    let listing_half = runner.http_file(
+    let (listing_sat, listing_half) = runner.saturation_and_half(
         memory,
-        &label("listing 50%"),
+        &format!("listing ({products})"),
         gateway_url,
         listings,
-        0,
-        Some((listing_sat.ok_per_sec * 0.5).max(0.1)),
     )?;
-    let search_sat = runner.http_file(memory, &label("search"), gateway_url, search, 0, None)?;
-    let search_half = runner.http_file(
+    let (search_sat, search_half) =
+        runner.saturation_and_half(memory, &format!("search ({products})"), gateway_url, search)?;
+    let (suggest_sat, suggest_half) = runner.saturation_and_half(
         memory,
-        &label("search 50%"),
-        gateway_url,
-        search,
-        0,
-        Some((search_sat.ok_per_sec * 0.5).max(0.1)),
-    )?;
-    let suggest_sat = runner.http_file(memory, &label("suggest"), gateway_url, suggest, 0, None)?;
-    let suggest_half = runner.http_file(
-        memory,
-        &label("suggest 50%"),
+        &format!("suggest ({products})"),
         gateway_url,
         suggest,
-        0,
-        Some((suggest_sat.ok_per_sec * 0.5).max(0.1)),
     )?;
     Ok(LargeCatalog {
         products,
