@@ -154,6 +154,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     let machine = Machine::describe(layout);
 
     infra::up(layout, s)?;
+    crate::storefront::build(layout)?;
     services::up(layout, s, 1)?;
     warn_about_gateway_env(layout);
     seed::seed(args.products)?;
@@ -285,6 +286,8 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         runner.saturation_and_half(&mut memory, "search", &gateway_url, &search_file)?;
     let (suggest_sat, suggest_half) =
         runner.saturation_and_half(&mut memory, "suggest", &gateway_url, &suggest_file)?;
+    say("measuring the storefront in Chromium (web/bench/storefront.mjs)");
+    let storefront = storefront_budgets(layout, &gateway_url, &mut memory);
     let catalog = Catalog {
         by_id_sat,
         by_id_half,
@@ -337,6 +340,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         args,
         overhead,
         catalog,
+        storefront,
         large,
         checkout_rate,
         checkout_sustained,
@@ -1088,6 +1092,36 @@ struct Catalog {
     suggest_half: RunReport,
 }
 
+/// The storefront's budgets, from `web/bench/storefront.mjs` (Chromium through the gateway).
+#[derive(Debug, serde::Deserialize)]
+struct StorefrontFigures {
+    first_page_js_bytes: f64,
+    home_ms: f64,
+    search_ms: f64,
+    live_update_p50_ms: f64,
+    live_update_max_ms: f64,
+    live_updates: usize,
+}
+
+/// Runs the storefront's browser measurement; an error (no Chromium, say) is reported in
+/// the report rather than ending the bench.
+fn storefront_budgets(
+    layout: &Layout,
+    gateway_url: &str,
+    memory: &mut MemoryLog,
+) -> Result<StorefrontFigures, String> {
+    let mut node = Command::new("node");
+    node.arg(crate::storefront::web_dir(layout).join("bench/storefront.mjs"))
+        .env("STOREFRONT_URL", gateway_url)
+        .env(
+            "BROWSER_TEST_OUTPUT",
+            layout.local.join("bench").join("storefront"),
+        );
+    run_json(node, memory, "storefront")
+        .and_then(|line| parse(&line, "storefront"))
+        .map_err(|error| format!("{error:#}"))
+}
+
 /// The catalog at `--large-products`: how long a new replica takes to load it, what it holds,
 /// and the read runs again.
 struct LargeCatalog {
@@ -1219,6 +1253,8 @@ struct Report<'a> {
     args: &'a BenchArgs,
     overhead: Overhead,
     catalog: Catalog,
+    /// The storefront's budgets, or why they could not be measured.
+    storefront: Result<StorefrontFigures, String>,
     large: Option<LargeCatalog>,
     checkout_rate: CheckoutReport,
     checkout_sustained: CheckoutReport,
@@ -1637,6 +1673,7 @@ impl Report<'_> {
         if let Some(large) = &self.large {
             Self::large_catalog_markdown(&mut out, large);
         }
+        self.storefront_markdown(&mut out);
 
         // 3) checkout
         self.checkout_markdown(&mut out);
@@ -1698,6 +1735,53 @@ impl Report<'_> {
         );
         self.cpu_markdown(&mut out);
         out
+    }
+
+    fn storefront_markdown(&self, out: &mut String) {
+        let _ = writeln!(out, "\n### The storefront in a browser\n");
+        let _ = writeln!(
+            out,
+            "`web/bench/storefront.mjs`: Debian's Chromium (playwright-core) through the gateway. \
+             Cold loads in a fresh profile (empty cache) after one warm-up load; rendered = \
+             `performance.now()` when the first product of the grid shows (the API call \
+             included). Live update = from the moment order-service changed the order to PAID \
+             (the change's own timestamp) to the open order page receiving it over the stream, \
+             after checking out and paying through the page.\n"
+        );
+        match &self.storefront {
+            Ok(f) => {
+                let _ = writeln!(out, "| budget | measured | |\n|---|---|---|");
+                let _ = writeln!(
+                    out,
+                    "| JavaScript on the first page <= 150 KB gzipped | {:.1} KB | {} |",
+                    f.first_page_js_bytes / 1024.0,
+                    verdict(f.first_page_js_bytes <= 150.0 * 1024.0)
+                );
+                let _ = writeln!(
+                    out,
+                    "| home page rendered <= 1 s from a cold load | {} | {} |",
+                    format_ms(f.home_ms),
+                    verdict(f.home_ms <= 1000.0)
+                );
+                let _ = writeln!(
+                    out,
+                    "| search results (`q=蓝牙耳机`) rendered <= 1 s from a cold load | {} | {} |",
+                    format_ms(f.search_ms),
+                    verdict(f.search_ms <= 1000.0)
+                );
+                let _ = writeln!(
+                    out,
+                    "| live status update <= 300 ms after the change | p50 {}, max {} over {} orders | {} |",
+                    format_ms(f.live_update_p50_ms),
+                    format_ms(f.live_update_max_ms),
+                    f.live_updates,
+                    verdict(f.live_update_max_ms <= 300.0)
+                );
+            }
+            Err(error) => {
+                let _ = writeln!(out, "Not measured: {error}");
+            }
+        }
     }
 
     fn large_catalog_markdown(out: &mut String, l: &LargeCatalog) {
@@ -2321,6 +2405,14 @@ mod tests {
                 suggest_sat: run("suggest", 6_000.0, 4.0, None),
                 suggest_half: run("suggest 50%", 3_000.0, 2.0, Some(3_000.0)),
             },
+            storefront: Ok(StorefrontFigures {
+                first_page_js_bytes: 99_000.0,
+                home_ms: 480.0,
+                search_ms: 520.0,
+                live_update_p50_ms: 20.0,
+                live_update_max_ms: 40.0,
+                live_updates: 10,
+            }),
             large: Some(LargeCatalog {
                 products: 100_000,
                 seeded: seed::Seeded {
@@ -2390,6 +2482,8 @@ mod tests {
             "## 1. Gateway overhead",
             "## 2. Catalog reads through the gateway",
             "### The same reads over 100000 products",
+            "### The storefront in a browser",
+            "| JavaScript on the first page <= 150 KB gzipped | 96.7 KB | met |",
             "| time to a ready replica (stop, start, load 100000 products, ready) | 12.5 s |",
             "| listings of 20 (100000 products) >= 3,000 req/s",
             "## 3. Checkout saga",
