@@ -7,6 +7,7 @@ import { Link, useParams } from 'react-router-dom';
 import { api, followOrder, newIdempotencyKey, type Order, type OrderStatus, type Payment, type StatusChange } from '../lib/api';
 import { ErrorMessage, Field, Loading, useLoad } from '../components';
 import { useI18n } from '../state';
+import { withLatestChange } from '../lib/orderStatus';
 
 export function OrdersPage() {
   const { t, money, lang } = useI18n();
@@ -44,7 +45,7 @@ export function OrderPage() {
   const { id = '' } = useParams();
   const { t, money, lang } = useI18n();
   const loaded = useLoad(() => api.order(id), [id]);
-  const [order, setOrder] = useState<Order | null>(null);
+  const [fetched, setOrder] = useState<Order | null>(null);
   // Each change with the moment it reached this page (the browser tests report the delay).
   const [history, setHistory] = useState<(StatusChange & { receivedAt: number })[]>([]);
   const [streamError, setStreamError] = useState<unknown>(null);
@@ -70,7 +71,8 @@ export function OrderPage() {
   }, [id]);
 
   if (loaded.error) return <ErrorMessage error={loaded.error} onRetry={loaded.reload} />;
-  if (!order) return <Loading />;
+  if (!fetched) return <Loading />;
+  const order = withLatestChange(fetched, history);
   const cancellable = order.status === 'PENDING' || order.status === 'AWAITING_PAYMENT';
   const cancel = async () => {
     if (!window.confirm(t('order.cancelConfirm'))) return;
