@@ -5,7 +5,7 @@
 //
 // STOREFRONT_URL: the gateway (default http://127.0.0.1:8080); BENCH_ROUNDS: live updates
 // measured (default 10). Needs a seeded catalog (`cargo xtask seed`).
-import { BASE, GOOD_CARD, api, checkOut, eventually, launch, newPage, pay, registerInBrowser, uniqueEmail } from '../tests/browser/helpers.mjs';
+import { BASE, GOOD_CARD, api, checkOut, eventually, launch, newPage, pay, registerInBrowser, screenshot, uniqueEmail } from '../tests/browser/helpers.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 
@@ -51,7 +51,15 @@ try {
   await registerInBrowser(page, { name: 'Bench Buyer', email: uniqueEmail('bench'), password: 'bench-password-123' });
   const liveMs = [];
   for (let round = 0; round < ROUNDS; round += 1) {
-    await page.goto(`${BASE}/products/${products[round % products.length].id}`);
+    try {
+      await liveRound(page, products[round % products.length], round);
+    } catch (error) {
+      await screenshot(page, `bench-live-update-${round + 1}-failed`);
+      throw error;
+    }
+  }
+  async function liveRound(page, product, round) {
+    await page.goto(`${BASE}/products/${product.id}`);
     await page.getByRole('button', { name: 'Add to cart' }).click();
     await page.getByRole('status').waitFor();
     await checkOut(page);

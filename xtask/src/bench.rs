@@ -317,6 +317,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     let hot = runner.hot_product(&mut memory, &gateway_url)?;
     memory.phase = Phase::Idle;
     let large = if args.large_products > args.products {
+        memory.phase = Phase::LargeCatalog;
         Some(large_catalog(
             layout,
             s,
@@ -758,6 +759,8 @@ enum Phase {
     Idle,
     Reads,
     Checkout,
+    /// The large-catalog run: its own section reports product-service's memory.
+    LargeCatalog,
 }
 
 /// One component of the stack and the process (group) that is it.
