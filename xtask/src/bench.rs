@@ -454,7 +454,7 @@ struct Tools {
 
 fn build_loadgen(layout: &Layout) -> Result<Tools> {
     let task = Task::start("cargo build", "building the load generator (release)");
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut build = crate::proc::cargo();
     build
         .current_dir(&layout.repo)
         .args(["build", "--release", "--package", "loadgen"])

@@ -14,6 +14,39 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// A `cargo` command for building and testing the workspace from inside `cargo xtask`.
+///
+/// `cargo run` hands xtask the variables that describe xtask's own package
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...). Passed on to a nested build they change the
+/// fingerprint of build scripts that declare them (ring's does, for `CARGO_MANIFEST_DIR`), and
+/// ring's rebuild cascades through rustls, sqlx and every service: a build from xtask, from a
+/// shell or from another worktree of the repository then undid the previous one's work
+/// (90-120 s of release rebuild after switching between `cargo xtask bench` and
+/// `cargo xtask up`). Removing them makes every build of the same packages agree.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if is_cargo_run_package_variable(name) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// Whether `name` is one of the variables `cargo run` sets to describe the package it runs.
+fn is_cargo_run_package_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+        )
+}
+
 /// Starts `cmd` detached from this process: its own process group (so Ctrl-C in the terminal
 /// and the end of `cargo xtask` do not reach it), stdin closed, stdout and stderr appended to
 /// `log`. Records the pid in `pid_file` and returns it.
@@ -264,6 +297,30 @@ pub fn print_tail(log: &Path, n: usize) {
         eprintln!("--- last lines of {} ---", log.display());
         for line in lines {
             eprintln!("    {line}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variables_describing_xtask_s_own_package_are_not_passed_to_nested_builds() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            assert!(is_cargo_run_package_variable(name), "{name}");
+        }
+        // These configure cargo itself and must reach the nested build.
+        for name in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_TERM_COLOR"] {
+            assert!(!is_cargo_run_package_variable(name), "{name}");
         }
     }
 }

@@ -248,15 +248,12 @@ pub fn workflow_admin() -> (String, String) {
     (user, password)
 }
 
-/// Builds (release) and starts every present service that is not running, `replicas`
-/// instances of each service that scales out, then waits for each readiness URL. The gateway
-/// is given every instance's URL (`<NAME>_URL` as a comma-separated list).
 /// Builds the release binaries of `services`.
 fn build(layout: &Layout, services: &[Service]) -> Result<()> {
     crate::provision::native_build_tools(layout)?;
     let task = Task::start("cargo build", "building services (release)");
     let log = layout.log_file("build");
-    let mut build = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut build = crate::proc::cargo();
     build.current_dir(&layout.repo).args(["build", "--release"]);
     let mut packages: Vec<&str> = services.iter().map(|svc| svc.package).collect();
     packages.dedup();
@@ -278,6 +275,9 @@ fn rebuilt_since_start(layout: &Layout, svc: &Service, pid_file: &std::path::Pat
     matches!((modified(&exe), modified(pid_file)), (Some(built), Some(started)) if built > started)
 }
 
+/// Builds (release) and starts every present service that is not running, `replicas`
+/// instances of each service that scales out, then waits for each readiness URL. The gateway
+/// is given every instance's URL (`<NAME>_URL` as a comma-separated list).
 pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
     let present = present(layout);
     // Build first, always (a no-op when nothing changed): an instance running from a binary
