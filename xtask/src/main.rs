@@ -11,6 +11,8 @@
 //! that `up` recorded, `status` and `logs` inspect them, and `test` runs the checks and the
 //! test suite against the real stack, ending with one `N passed, N failed` line.
 
+#![allow(clippy::disallowed_methods, reason = "xtask is a synchronous command-line tool: blocking sleeps are right here, and its configuration is the developer's environment")]
+
 mod bench;
 mod capacity;
 mod deploy_check;
@@ -21,6 +23,8 @@ mod provision;
 mod seed;
 mod services;
 mod storefront;
+#[cfg(test)]
+mod tidy;
 mod ui;
 
 use std::io::{BufRead, BufReader};
@@ -277,7 +281,7 @@ fn logs(layout: &Layout, name: &str, follow: bool) -> Result<ExitCode> {
 }
 
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    proc::cargo()
 }
 
 fn run_step(layout: &Layout, title: &str, cmd: &mut Command) -> Result<()> {
@@ -310,6 +314,19 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
             "--",
             "-D",
             "warnings",
+        ]),
+    )?;
+    let cargo_deny = provision::cargo_deny(layout)?;
+    run_step(
+        layout,
+        "cargo deny check licenses bans sources (deny.toml, offline)",
+        Command::new(cargo_deny).args([
+            "deny",
+            "--offline",
+            "check",
+            "licenses",
+            "bans",
+            "sources",
         ]),
     )?;
     eprintln!("==> deploy files (Dockerfile, docker-compose.yml, Helm chart), offline");

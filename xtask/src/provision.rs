@@ -33,6 +33,9 @@ pub const OIDC_STANDIN_VERSION: &str = "6.0.2";
 pub const OIDC_STANDIN_MAIN: &str = "no.nav.security.mock.oauth2.StandaloneMockOAuth2ServerKt";
 /// slf4j 2 and a log4j2 binding: Kafka logs through slf4j, and without a 2.x API plus a binding
 /// the broker would log nothing at all (and readiness is read from its log).
+/// cargo-deny checks the dependency graph's licences, bans and sources in `cargo xtask test`
+/// (deny.toml); built once from crates.io into the tool cache.
+pub const CARGO_DENY_VERSION: &str = "0.20.2";
 const SLF4J_VERSION: &str = "2.0.17";
 const LOG4J_VERSION: &str = "2.24.3";
 
@@ -104,6 +107,55 @@ pub fn mailpit_bin(layout: &Layout) -> PathBuf {
         .tools()
         .join(format!("mailpit-{MAILPIT_VERSION}"))
         .join("mailpit")
+}
+
+/// cargo-deny, built with `cargo install --locked` from crates.io the first time (a few
+/// minutes) into its own directory of the tool cache, so every later run finds it at once.
+pub fn cargo_deny(layout: &Layout) -> Result<PathBuf> {
+    let dir = layout.tools().join(format!("cargo-deny-{CARGO_DENY_VERSION}"));
+    let bin = dir.join("bin").join("cargo-deny");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    let partial = layout
+        .tools()
+        .join(format!("cargo-deny-{CARGO_DENY_VERSION}.partial"));
+    // A half-finished earlier attempt is redone, not trusted.
+    if partial.exists() {
+        fs::remove_dir_all(&partial)
+            .with_context(|| format!("removing {}", partial.display()))?;
+    }
+    let task = Task::start(
+        "cargo-deny",
+        &format!("building cargo-deny {CARGO_DENY_VERSION} from crates.io (once)"),
+    );
+    let result = run_logged(
+        crate::proc::cargo()
+            .args(["install", "--locked", "--quiet", "cargo-deny", "--version"])
+            .arg(CARGO_DENY_VERSION)
+            .arg("--root")
+            .arg(&partial)
+            // Its own build directory, removed afterwards: not the workspace's target dir.
+            .arg("--target-dir")
+            .arg(layout.tools().join("cargo-deny-build"))
+            .env_remove("CARGO_TARGET_DIR"),
+        &layout.log_file("cargo-deny-install"),
+        "cargo install cargo-deny",
+    )
+    .and_then(|()| {
+        fs::rename(&partial, &dir).with_context(|| format!("moving {}", dir.display()))
+    });
+    let _ = fs::remove_dir_all(layout.tools().join("cargo-deny-build"));
+    match result {
+        Ok(()) => {
+            task.done(&format!("cargo-deny {CARGO_DENY_VERSION} built"));
+            Ok(bin)
+        }
+        Err(error) => {
+            task.fail();
+            Err(error)
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+#[cfg(feature = "postgres")]
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -394,6 +395,7 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 ///     PRIMARY KEY (consumer, event_id)
 /// );
 /// ```
+#[cfg(feature = "postgres")]
 pub async fn mark_processed(
     conn: &mut PgConnection,
     consumer: &str,

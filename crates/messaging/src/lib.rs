@@ -7,21 +7,26 @@
 //! committed rows with an idempotent, acks=all producer and deletes them only after the broker
 //! acknowledged them. A crash between the broker's acknowledgement and the delete can publish a
 //! row twice, never zero times; consumers deduplicate on the CloudEvent id. MongoDB services
-//! get the same guarantee from the single-document outbox in [`mongo`] (feature `mongo`).
+//! get the same guarantee from the single-document outbox in [`mongo`] (feature `mongo`). The
+//! PostgreSQL outbox and consumer deduplication are behind feature `postgres`, so a
+//! MongoDB-only service does not build sqlx.
 
 pub mod consumer;
 pub mod headers;
 pub mod kafka;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+#[cfg(feature = "postgres")]
 pub mod outbox;
 pub mod publish;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+#[cfg(feature = "postgres")]
+pub use consumer::mark_processed;
 pub use consumer::{
     ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, LagProbe, PartitionLag,
-    mark_processed,
 };
 pub use kafka::{KafkaConfig, TopicSpec};
+#[cfg(feature = "postgres")]
 pub use outbox::{OutboxRelay, enqueue};

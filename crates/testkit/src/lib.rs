@@ -151,12 +151,19 @@ mod tests {
 
 /// Addresses of the local stack, from the variables `cargo xtask test` sets, with the local
 /// defaults of `cargo xtask up` when a test is run directly.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the tests' configuration: the variables cargo xtask test sets"
+)]
 pub mod stack {
-    fn env_or(name: &str, default: &str) -> String {
-        std::env::var(name)
-            .ok()
-            .filter(|value| !value.is_empty())
-            .unwrap_or_else(|| default.to_owned())
+    /// The variable `name`, or `default` when it is unset or empty.
+    pub fn env_or(name: &str, default: &str) -> String {
+        optional(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// The variable `name`, unless it is unset or empty.
+    pub fn optional(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|value| !value.is_empty())
     }
 
     /// Kafka bootstrap servers.

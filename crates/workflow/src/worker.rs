@@ -79,6 +79,10 @@ impl WorkerConfig {
 }
 
 /// A worker id that is unique per process: `<service>-<host>-<pid>-<random>`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the host name identifies this process in the engine; it is not configuration"
+)]
 pub fn worker_id(service: &str) -> String {
     let host = std::env::var("HOSTNAME")
         .ok()

@@ -2,6 +2,8 @@
 //! environment variables, which win. Loaded once and validated at start, so a typo in a route
 //! or an unparsable upstream URL stops the gateway instead of surfacing as 502s later.
 
+#![allow(clippy::disallowed_methods, reason = "the one module of this service that reads its environment")]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -388,6 +390,11 @@ pub fn worker_threads(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<us
             }
         },
     }
+}
+
+/// [`worker_threads`] from the process environment.
+pub fn worker_threads_from_environment() -> anyhow::Result<usize> {
+    worker_threads(|name| std::env::var(name).ok())
 }
 
 /// Checks an instance base URL: plain `http://host:port` with no path (the gateway appends the

@@ -9,8 +9,7 @@ use gateway::config::Config;
 use telemetry::TelemetryConfig;
 
 fn main() -> ExitCode {
-    let env = |name: &str| std::env::var(name).ok();
-    let runtime = gateway::config::worker_threads(env).and_then(|workers| {
+    let runtime = gateway::config::worker_threads_from_environment().and_then(|workers| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .enable_all()

@@ -1,5 +1,7 @@
 //! Configuration from the environment: `HOST`, `PORT` (8091), `SMS_SIM_TOKEN`.
 
+#![allow(clippy::disallowed_methods, reason = "the one module of this service that reads its environment")]
+
 use anyhow::Context as _;
 
 /// The token the simulator accepts when none is configured; notification-service uses the

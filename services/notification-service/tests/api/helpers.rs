@@ -31,12 +31,7 @@ pub const ISSUER: &str = "ferroshop-users";
 pub const AUDIENCE: &str = "ferroshop";
 const SMS_TOKEN: &str = "test-sms-token";
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
+use testkit::stack::env_or;
 
 pub fn mailpit_url() -> String {
     env_or("MAILPIT_URL", "http://127.0.0.1:8025")

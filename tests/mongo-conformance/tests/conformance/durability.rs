@@ -42,7 +42,7 @@ async fn ready(port: u16) -> anyhow::Result<Database> {
 
 #[tokio::test]
 async fn acknowledged_writes_survive_a_sigkill_and_a_restart() -> anyhow::Result<()> {
-    let Ok(classpath) = std::env::var("MONGO_WIRE_CLASSPATH") else {
+    let Some(classpath) = testkit::stack::optional("MONGO_WIRE_CLASSPATH") else {
         // Against real MongoDB (no local server to restart) this test does not apply.
         eprintln!("MONGO_WIRE_CLASSPATH is not set: not the local server, nothing to restart");
         return Ok(());
