@@ -21,6 +21,23 @@ pub enum KeySource {
     },
 }
 
+/// How long a fetch of the issuer's JWKS may take; a request waiting on keys is answered 503
+/// after it rather than hanging.
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl KeySource {
+    /// The issuer's JWKS at `url` (user-service's `/.well-known/jwks.json`), fetched on demand
+    /// with a bounded wait.
+    pub fn remote(url: &str) -> Result<Self, reqwest::Error> {
+        Ok(Self::Remote {
+            url: url.to_owned(),
+            client: reqwest::Client::builder()
+                .timeout(JWKS_FETCH_TIMEOUT)
+                .build()?,
+        })
+    }
+}
+
 /// Why a token was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

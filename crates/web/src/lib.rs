@@ -6,12 +6,14 @@
 //! A service builds its own API router and hands it to [`service_router`], which adds the
 //! platform endpoints and the middleware stack (request ids, trace spans joined to the caller's
 //! `traceparent`, body limit, timeout, panic catching, metrics) in one place, so every service
-//! answers the same way at its edges.
+//! answers the same way at its edges. [`Lifecycle`] runs that router with the service's
+//! background work and stops both in the order that loses nothing.
 
 pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod lifecycle;
 pub mod main_shell;
 pub mod metrics;
 pub mod openapi;
@@ -21,6 +23,9 @@ pub mod server;
 pub use error::{ApiError, ApiResult};
 pub use extract::{Json, Path};
 pub use health::{Readiness, ReadinessCheck};
+pub use lifecycle::{Lifecycle, StopStage};
 pub use main_shell::{Binary, run_binary};
 pub use problem::{FieldError, Problem};
-pub use server::{ServiceInfo, serve, service_router, shutdown_signal};
+pub use server::{
+    ServiceInfo, documented_service_router, serve, service_router, shutdown_signal,
+};

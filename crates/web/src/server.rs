@@ -10,6 +10,7 @@ use axum::http::{HeaderName, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -31,6 +32,28 @@ pub struct ServiceInfo {
     pub openapi_json: String,
     /// The longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+}
+
+/// [`service_router`] for the service `name` whose OpenAPI document is `Doc`: renders the
+/// document once, at start, and serves it at `/openapi.json`.
+pub fn documented_service_router<Doc: utoipa::OpenApi>(
+    name: &'static str,
+    request_timeout: Duration,
+    api: Router,
+    readiness: Readiness,
+) -> anyhow::Result<Router> {
+    let openapi_json = Doc::openapi()
+        .to_json()
+        .map_err(|error| anyhow::anyhow!("rendering the OpenAPI document: {error}"))?;
+    Ok(service_router(
+        ServiceInfo {
+            name,
+            openapi_json,
+            request_timeout,
+        },
+        api,
+        readiness,
+    ))
 }
 
 /// Wraps a service's API routes with the platform endpoints and the edge middleware.
@@ -132,6 +155,15 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // TCP_NODELAY on every connection: a response written as headers and then body chunks
+    // (event streams, the gateway's proxied bodies) would otherwise wait for the client's
+    // delayed ACK (up to 40 ms) before its second write; in the gateway that showed as a 4-8x
+    // throughput loss under load.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

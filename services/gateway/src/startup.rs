@@ -11,8 +11,6 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -20,9 +18,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use web::Problem;
+use web::{Lifecycle, Problem};
 
-use crate::config::{Config, CorsConfig, HealthConfig};
+use crate::config::{Config, CorsConfig};
 use crate::health;
 use crate::proxy::{self, Proxy};
 
@@ -31,24 +29,14 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A built, not yet running, gateway.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: Router,
-    proxy: Arc<Proxy>,
-    health: HealthConfig,
+    lifecycle: Lifecycle,
 }
 
 impl Application {
     /// Verifies tokens with user-service's JWKS (`jwks_url`), cached and refetched when a
     /// token names an unknown key.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::Remote {
-            url: config.jwks_url.clone(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .context("building the JWKS client")?,
-        };
+        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 
@@ -58,22 +46,18 @@ impl Application {
         let verifier = TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience);
         let proxy = Arc::new(Proxy::new(&config, verifier)?);
         let router = router(proxy.clone(), &config.cors)?;
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            port,
-            router,
-            proxy,
-            health: config.health,
-        })
+        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        let (checked, swept) = (proxy.clone(), proxy);
+        let health = config.health;
+        lifecycle
+            .worker("health checker", |stop| health::run(checked, health, stop))
+            .worker("rate-limit sweeper", |stop| sweep_limits(swept, stop));
+        Ok(Self { lifecycle })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.lifecycle.port()
     }
 
     /// Serves until `shutdown` resolves: in-flight requests (and their streamed bodies)
@@ -82,36 +66,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let checker = tokio::spawn(health::run(
-            self.proxy.clone(),
-            self.health.clone(),
-            stop.clone(),
-        ));
-        let sweeper = tokio::spawn(sweep_limits(self.proxy.clone(), stop.clone()));
-        // TCP_NODELAY on client connections: a proxied response is written as headers, then
-        // streamed body chunks; with Nagle's algorithm the second small write waits for the
-        // client's delayed ACK (up to 40 ms), which showed as a 4-8x throughput loss under load.
-        let listener = self.listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        let result = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed");
-        stop.cancel();
-        for task in [checker, sweeper] {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "background task failed");
-            }
-        }
-        result
+        self.lifecycle.run_until_stopped(shutdown).await
     }
 }
 

@@ -11,9 +11,7 @@ use messaging::kafka::Producer;
 use messaging::{EventConsumer, KafkaConfig, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use web::{Readiness, ServiceInfo};
+use web::{Lifecycle, Readiness, StopStage};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
@@ -32,26 +30,14 @@ const HANDLER_ATTEMPTS: u32 = 8;
 
 /// A built, not yet running, notification-service.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: axum::Router,
-    consumers: Vec<(EventConsumer, NotificationEvents)>,
-    dispatcher: Option<Dispatcher<HttpSmsGateway>>,
-    queue: Arc<Queue>,
-    stop_consumers: CancellationToken,
+    lifecycle: Lifecycle,
     pool: PgPool,
 }
 
 impl Application {
     /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::Remote {
-            url: config.jwks_url.clone(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .context("building the JWKS client")?,
-        };
+        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 
@@ -90,25 +76,44 @@ impl Application {
             .context("creating Kafka topics (KAFKA_BROKERS)")?;
         let producer: Producer = kafka.producer()?;
 
+        let state = AppState {
+            pool: pool.clone(),
+            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+        };
+        let router = web::documented_service_router::<api::ApiDoc>(
+            "notification-service",
+            config.request_timeout,
+            api::router(state),
+            readiness(pool.clone(), producer.clone()),
+        )?;
+        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+
         let queue = Arc::new(Queue::new(pool.clone(), delivery.max_queue));
-        let stop_consumers = CancellationToken::new();
         let handler = NotificationEvents {
             pool: pool.clone(),
             templates,
             queue: queue.clone(),
-            shutdown: stop_consumers.clone(),
+            // A handler waiting for room in the queue gives up when the consumers stop.
+            shutdown: lifecycle.stop_token(StopStage::Workers),
         };
-        let mut consumers = Vec::new();
         if config.run_consumers {
             for _ in 0..config.consumers_per_group {
-                let contacts = events::contacts_settings(&topics, HANDLER_ATTEMPTS);
-                let notices = events::notices_settings(&topics, HANDLER_ATTEMPTS);
-                consumers.push((EventConsumer::new(&kafka, contacts)?, handler.clone()));
-                consumers.push((EventConsumer::new(&kafka, notices)?, handler.clone()));
+                let contacts = EventConsumer::new(
+                    &kafka,
+                    events::contacts_settings(&topics, HANDLER_ATTEMPTS),
+                )?;
+                let notices = EventConsumer::new(
+                    &kafka,
+                    events::notices_settings(&topics, HANDLER_ATTEMPTS),
+                )?;
+                let (for_contacts, for_notices) = (handler.clone(), handler.clone());
+                lifecycle
+                    .worker("contact events", |stop| contacts.run(for_contacts, stop))
+                    .worker("notice events", |stop| notices.run(for_notices, stop));
             }
         }
-        let dispatcher = match config.run_senders {
-            true => Some(Dispatcher {
+        if config.run_senders {
+            let dispatcher = Dispatcher {
                 pool: store::senders_pool(
                     config.database_url.expose_secret(),
                     delivery.concurrency,
@@ -116,49 +121,27 @@ impl Application {
                 .await?,
                 mailer: Mailer::new(&config.smtp, delivery.concurrency)?,
                 sms: Arc::new(HttpSmsGateway::new(&config.sms)?),
-                dead_letters: DeadLetters::new(producer.clone()),
+                dead_letters: DeadLetters::new(producer),
                 queue: queue.clone(),
                 send_timeout: config.smtp.timeout.max(config.sms.timeout) + Duration::from_secs(1),
                 settings: delivery,
-            }),
-            false => None,
-        };
-
-        let state = AppState {
-            pool: pool.clone(),
-            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
-        };
-        let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
-            .to_json()
-            .context("rendering the OpenAPI document")?;
-        let router = web::service_router(
-            ServiceInfo {
-                name: "notification-service",
-                openapi_json: openapi,
-                request_timeout: config.request_timeout,
-            },
-            api::router(state),
-            readiness(pool.clone(), producer),
-        );
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            port,
-            router,
-            consumers,
-            dispatcher,
-            queue,
-            stop_consumers,
-            pool,
-        })
+            };
+            // Senders finish the message in hand after the consumers stopped feeding them;
+            // whatever is still queued stays in PostgreSQL for the next start.
+            lifecycle.spawn(StopStage::Deliveries, "senders", |stop| dispatcher.run(stop));
+        }
+        let reported = queue.clone();
+        lifecycle.spawn(StopStage::Deliveries, "queue metrics", |stop| async move {
+            reported.report(stop).await
+        });
+        let closing = pool.clone();
+        lifecycle.close_at_end(async move { closing.close().await });
+        Ok(Self { lifecycle, pool })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.lifecycle.port()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -167,46 +150,12 @@ impl Application {
 
     /// Serves until `shutdown` resolves. Then, in order: in-flight requests finish; the
     /// consumers finish the record in hand and commit their offsets; the senders finish the
-    /// message in hand (whatever is still queued stays in PostgreSQL for the next start).
+    /// message in hand; the pool closes.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop_senders = CancellationToken::new();
-        let consumers: Vec<_> = self
-            .consumers
-            .into_iter()
-            .map(|(consumer, handler)| {
-                tokio::spawn(consumer.run(handler, self.stop_consumers.clone()))
-            })
-            .collect();
-        let senders = self
-            .dispatcher
-            .map(|dispatcher| tokio::spawn(dispatcher.run(stop_senders.clone())));
-        let queue = self.queue.clone();
-        let reporter = tokio::spawn({
-            let stop = stop_senders.clone();
-            async move { queue.report(stop).await }
-        });
-
-        let result = web::serve(self.listener, self.router, shutdown)
-            .await
-            .context("HTTP server failed");
-        self.stop_consumers.cancel();
-        for consumer in consumers {
-            if let Err(error) = consumer.await {
-                tracing::error!(%error, "consumer task failed");
-            }
-        }
-        stop_senders.cancel();
-        if let Some(senders) = senders
-            && let Err(error) = senders.await
-        {
-            tracing::error!(%error, "sender pool failed");
-        }
-        let _ = reporter.await;
-        self.pool.close().await;
-        result
+        self.lifecycle.run_until_stopped(shutdown).await
     }
 }
 

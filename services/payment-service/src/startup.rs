@@ -9,9 +9,7 @@ use messaging::mongo::{OutboxRelay, RelayWake};
 use messaging::{EventConsumer, KafkaConfig, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use web::{Readiness, ServiceInfo};
+use web::{Lifecycle, Readiness};
 
 use crate::api::{self, AppState};
 use crate::charging::Charging;
@@ -24,26 +22,14 @@ use crate::store::{self, orders::Orders, payments::Payments};
 
 /// A built, not yet running, payment-service.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: axum::Router,
-    relay: Option<OutboxRelay>,
-    consumer: Option<(EventConsumer, OrderEvents)>,
-    reconciler: Option<Reconciler>,
-    workflow_worker: Option<workflow::Worker>,
+    lifecycle: Lifecycle,
     db: Database,
 }
 
 impl Application {
     /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::Remote {
-            url: config.jwks_url.clone(),
-            client: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .context("building the JWKS client")?,
-        };
+        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 
@@ -129,43 +115,35 @@ impl Application {
             charging,
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
         };
-        let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
-            .to_json()
-            .context("rendering the OpenAPI document")?;
-        let router = web::service_router(
-            ServiceInfo {
-                name: "payment-service",
-                openapi_json: openapi,
-                request_timeout: config.request_timeout,
-            },
+        let router = web::documented_service_router::<api::ApiDoc>(
+            "payment-service",
+            config.request_timeout,
             api::router(state),
             readiness(db.clone(), producer.clone()),
-        );
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        let port = listener.local_addr()?.port();
-        let relay = config.run_outbox_relay.then(|| {
+        )?;
+        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        if let Some((consumer, handler)) = consumer {
+            lifecycle.worker("order events", |stop| consumer.run(handler, stop));
+        }
+        if let Some(reconciler) = reconciler {
+            lifecycle.worker("reconciler", |stop| reconciler.run(stop));
+        }
+        if let Some(worker) = workflow_worker {
+            lifecycle.worker("refund-payment worker", |stop| worker.run(stop));
+        }
+        if config.run_outbox_relay {
             // Several payments of one order share its key: keep their events in write order.
-            OutboxRelay::new(&db, events::PAYMENTS, producer.clone(), wake)
+            let relay = OutboxRelay::new(&db, events::PAYMENTS, producer.clone(), wake)
                 .with_poll_interval(config.relay_poll_interval)
-                .ordered_by("updated_at")
-        });
-        Ok(Self {
-            listener,
-            port,
-            router,
-            relay,
-            consumer,
-            reconciler,
-            workflow_worker,
-            db,
-        })
+                .ordered_by("updated_at");
+            lifecycle.relay("outbox relay", |stop| relay.run(stop));
+        }
+        Ok(Self { lifecycle, db })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.lifecycle.port()
     }
 
     pub fn database(&self) -> &Database {
@@ -173,43 +151,13 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves: in-flight requests finish, then the consumer
-    /// finishes the record in hand and commits, the reconciler its pass, and then the relay
-    /// publishes what all of that committed (bounded), then this returns.
+    /// finishes the record in hand and commits, the reconciler its pass and the refund worker
+    /// its task, and then the relay publishes what all of that committed (bounded).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop_workers = CancellationToken::new();
-        let stop_relay = CancellationToken::new();
-        let relay = self
-            .relay
-            .map(|relay| tokio::spawn(relay.run(stop_relay.clone())));
-        let mut workers = Vec::new();
-        if let Some((consumer, handler)) = self.consumer {
-            workers.push(tokio::spawn(consumer.run(handler, stop_workers.clone())));
-        }
-        if let Some(reconciler) = self.reconciler {
-            workers.push(tokio::spawn(reconciler.run(stop_workers.clone())));
-        }
-        if let Some(worker) = self.workflow_worker {
-            workers.push(tokio::spawn(worker.run(stop_workers.clone())));
-        }
-        let result = web::serve(self.listener, self.router, shutdown)
-            .await
-            .context("HTTP server failed");
-        stop_workers.cancel();
-        for worker in workers {
-            if let Err(error) = worker.await {
-                tracing::error!(%error, "background task failed");
-            }
-        }
-        stop_relay.cancel();
-        if let Some(relay) = relay
-            && let Err(error) = relay.await
-        {
-            tracing::error!(%error, "outbox relay task failed");
-        }
-        result
+        self.lifecycle.run_until_stopped(shutdown).await
     }
 }
 

@@ -37,13 +37,7 @@ pub struct Application {
 impl Application {
     /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::Remote {
-            url: config.jwks_url.clone(),
-            client: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .context("building the JWKS client")?,
-        };
+        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use tokio::net::TcpListener;
-use web::{Readiness, ServiceInfo};
+use web::{Lifecycle, Readiness};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
@@ -12,9 +10,7 @@ use crate::ledger::Ledger;
 
 /// A built, not yet running, psp-sim.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: axum::Router,
+    lifecycle: Lifecycle,
     ledger: Arc<Ledger>,
 }
 
@@ -29,34 +25,20 @@ impl Application {
             failure_rate: config.failure_rate,
             slow_delay: config.slow_delay,
         };
-        let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
-            .to_json()
-            .context("rendering the OpenAPI document")?;
-        let router = web::service_router(
-            ServiceInfo {
-                name: "psp-sim",
-                openapi_json: openapi,
-                request_timeout: config.request_timeout,
-            },
+        let router = web::documented_service_router::<api::ApiDoc>(
+            "psp-sim",
+            config.request_timeout,
             api::router(state),
             // Its only dependency is its own memory.
             Readiness::new(),
-        );
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            port,
-            router,
-            ledger,
-        })
+        )?;
+        let lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        Ok(Self { lifecycle, ledger })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.lifecycle.port()
     }
 
     /// The books, for tests that inspect them in process.
@@ -69,8 +51,6 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        web::serve(self.listener, self.router, shutdown)
-            .await
-            .context("HTTP server failed")
+        self.lifecycle.run_until_stopped(shutdown).await
     }
 }

@@ -12,10 +12,8 @@ use messaging::{KafkaConfig, OutboxRelay, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use web::{Readiness, ServiceInfo};
+use web::{Lifecycle, Readiness};
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Profile};
@@ -25,10 +23,7 @@ use crate::store::users::NewUser;
 
 /// A built, not yet running, user-service.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: axum::Router,
-    relay: Option<OutboxRelay>,
+    lifecycle: Lifecycle,
     pool: PgPool,
 }
 
@@ -95,67 +90,38 @@ impl Application {
         };
         seed_admin(&state).await?;
 
-        let readiness = readiness(pool.clone(), producer.clone());
-        let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
-            .to_json()
-            .context("rendering the OpenAPI document")?;
-        let router = web::service_router(
-            ServiceInfo {
-                name: "user-service",
-                openapi_json: openapi,
-                request_timeout: config.request_timeout,
-            },
+        let router = web::documented_service_router::<api::ApiDoc>(
+            "user-service",
+            config.request_timeout,
             api::router(state),
-            readiness,
-        );
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        let port = listener.local_addr()?.port();
-        let relay = config
-            .run_outbox_relay
-            .then(|| OutboxRelay::new(pool.clone(), producer));
-        Ok(Self {
-            listener,
-            port,
-            router,
-            relay,
-            pool,
-        })
+            readiness(pool.clone(), producer.clone()),
+        )?;
+        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        if config.run_outbox_relay {
+            let relay = OutboxRelay::new(pool.clone(), producer);
+            lifecycle.relay("outbox relay", |stop| relay.run(stop));
+        }
+        let closing = pool.clone();
+        lifecycle.close_at_end(async move { closing.close().await });
+        Ok(Self { lifecycle, pool })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.lifecycle.port()
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Serves until `shutdown` resolves: in-flight requests finish, the relay publishes the
-    /// batch it holds, then this returns.
+    /// Serves until `shutdown` resolves: in-flight requests finish, then the relay publishes
+    /// the events they committed, then the pool closes.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let relay = self
-            .relay
-            .map(|relay| tokio::spawn(relay.run(stop.clone())));
-        // Order matters: the server stops accepting and finishes in-flight requests first;
-        // only then does the relay stop, after draining the events those requests committed.
-        let result = web::serve(self.listener, self.router, shutdown)
-            .await
-            .context("HTTP server failed");
-        stop.cancel();
-        if let Some(relay) = relay
-            && let Err(error) = relay.await
-        {
-            tracing::error!(%error, "outbox relay task failed");
-        }
-        self.pool.close().await;
-        result
+        self.lifecycle.run_until_stopped(shutdown).await
     }
 }
 
