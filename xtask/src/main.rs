@@ -13,6 +13,7 @@
 
 mod bench;
 mod capacity;
+mod chaos;
 mod deploy_check;
 mod infra;
 mod layout;
@@ -78,6 +79,10 @@ enum Cmd {
     },
     /// Measure throughput, latency and memory of the stack; writes docs/BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// The checkout under load while processes are killed and restarted, then an audit of
+    /// every order; on a private stack (ports + offset, `.local/chaos`). Writes
+    /// docs/RELIABILITY.md; fails when an invariant does not hold.
+    Chaos(chaos::ChaosArgs),
     /// fmt check, clippy, deploy-file validation, infrastructure up, then the workspace tests.
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
@@ -111,6 +116,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Logs { name, follow } => logs(&layout, &name, follow),
         Cmd::Seed { count } => seed::seed(count).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(args) => bench::bench(&layout, &settings, &args),
+        Cmd::Chaos(args) => chaos::chaos(&layout, &args),
         Cmd::Test { args } => test(&layout, &settings, &args),
     }
 }
