@@ -54,7 +54,7 @@ pub struct ChaosArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=5))]
     replicas: u16,
     /// Added to every default port (PostgreSQL 5432 + offset, gateway 8080 + offset, ...).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = DEFAULT_OFFSET)]
     port_offset: u16,
     /// The build the services run from: `release` (built first) or `debug` (as `cargo xtask
     /// test` leaves it, built first as well; a no-op then).
@@ -227,7 +227,7 @@ fn again_on_private_stack(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode>
     again
         .args(std::env::args_os().skip(1))
         .env(MARKER, "1")
-        .env("FERROSHOP_LOCAL", layout.local.join("chaos"))
+        .env("FERROSHOP_LOCAL", layout.local.join(state_dir(offset)))
         // The private stack has its own PostgreSQL, whatever the shell points at.
         .env_remove("DATABASE_URL")
         // No span is exported (no Zipkin on the private stack).
@@ -249,6 +249,18 @@ fn again_on_private_stack(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode>
         ExitCode::FAILURE
     })
 }
+
+/// The private stack's state directory under `.local`: `chaos`, or `chaos-<offset>` for
+/// another port offset, so two chaos stacks never share files.
+fn state_dir(offset: u16) -> String {
+    if offset == DEFAULT_OFFSET {
+        "chaos".to_owned()
+    } else {
+        format!("chaos-{offset}")
+    }
+}
+
+const DEFAULT_OFFSET: u16 = 20_000;
 
 /// Builds the services' binaries of `profile` (a no-op when they are current).
 fn build(layout: &Layout, present: &[services::Service], profile: &str) -> Result<()> {
@@ -604,7 +616,7 @@ impl Summary<'_> {
             out,
             "- {:.1} minutes of checkout load through the gateway ({} buyers at once, 16 \
              customers, {} products), {} instance(s) of each service that scales out, on a \
-             private stack (ports +{}, data under `.local/chaos`), `{}` builds; {:.0} s in all \
+             private stack (ports +{}, data under `.local/chaos*`), `{}` builds; {:.0} s in all \
              with the stack's start and the audit.",
             self.args.minutes,
             self.args.concurrency,
