@@ -370,6 +370,13 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
         .env("SMTP_HOST", "127.0.0.1")
         .env("SMTP_PORT", s.smtp_port.to_string())
         .env("SYSTEM_TEST_BIN_DIR", layout.target_dir().join("debug"))
+        // The dependency outage tests start private instances of the infrastructure.
+        .env("KAFKA_LIBS", provision::kafka_libs(layout))
+        .env("MAILPIT_BIN", provision::mailpit_bin(layout))
+        .envs(
+            provision::postgres_bin_if_present()
+                .map(|bin| ("POSTGRES_BIN_DIR", bin.into_os_string())),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .context("running cargo test")?;
@@ -384,6 +391,40 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
     let status = child.wait().context("waiting for cargo test")?;
     if !status.success() && totals.failed == 0 {
         eprintln!("error: cargo test failed ({status})");
+    }
+    // A short chaos run on a private stack of its own (ports + 30000, so it never meets the
+    // development stack nor a long `cargo xtask chaos` on the default offset), from the debug
+    // binaries built above: about two minutes of load and a few dozen kills.
+    let chaos_ok = run_step(
+        layout,
+        "cargo xtask chaos (short run)",
+        Command::new(std::env::current_exe().context("locating the xtask binary")?).args([
+            "chaos",
+            "--minutes",
+            "2",
+            "--replicas",
+            "1",
+            "--profile",
+            "debug",
+            "--port-offset",
+            "30000",
+            "--min-interval",
+            "1",
+            "--max-interval",
+            "3",
+            "--output",
+            ".local/chaos-test-report.md",
+        ]),
+    );
+    match &chaos_ok {
+        Ok(()) => {
+            println!("test chaos_short_run ... ok");
+            totals.passed += 1;
+        }
+        Err(e) => {
+            println!("test chaos_short_run ... FAILED ({e:#})");
+            totals.failed += 1;
+        }
     }
     println!("{} passed, {} failed", totals.passed, totals.failed);
     Ok(if status.success() && totals.failed == 0 {
