@@ -443,6 +443,10 @@ impl Supervisor {
         let Some(pid) = live_pid(&pid_file) else {
             bail!("{} is not running", target.name());
         };
+        // PostgreSQL's backends, checkpointer and other children start sessions of their own
+        // (setsid), so they are outside the postmaster's group: they are killed by pid too,
+        // or a checkpointer finishing its work keeps the shared memory the new server needs.
+        let children = children_of(pid);
         let group = format!("-{pid}");
         let status = Command::new("kill")
             .args(["-s", "KILL", "--", &group])
@@ -452,13 +456,24 @@ impl Supervisor {
         if !status.success() && is_ours_alive(pid) {
             bail!("could not kill process group {pid}");
         }
+        for child in &children {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &child.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while group_has_live_members(pid) || {
-            // The leader is our child (started detached by this process): reap it, or its pid
-            // stays taken and PostgreSQL's lock file check sees "another postmaster".
-            crate::proc::reap_exited();
-            Path::new(&format!("/proc/{pid}")).exists()
-        } {
+        while group_has_live_members(pid)
+            || children
+                .iter()
+                .any(|child| Path::new(&format!("/proc/{child}")).exists())
+            || {
+                // The leader is our child (started detached by this process): reap it, or its pid
+                // stays taken and PostgreSQL's lock file check sees "another postmaster".
+                crate::proc::reap_exited();
+                Path::new(&format!("/proc/{pid}")).exists()
+            }
+        {
             if Instant::now() > deadline {
                 bail!("process group {pid} still has members 10 s after SIGKILL");
             }
@@ -466,6 +481,23 @@ impl Supervisor {
         }
         Ok(())
     }
+}
+
+/// The pids whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid = rest.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
 }
 
 /// Whether a process of group `pgid` is still running. Zombies do not count: the killed
