@@ -2316,6 +2316,7 @@ mod tests {
                 receipts_expected: 299,
                 receipts_found: 299,
                 violations: Vec::new(),
+                ..loadgen::audit::AuditReport::default()
             }),
         }
     }

@@ -137,6 +137,12 @@ struct Pending {
 
 /// Brings up every infrastructure component that is not already running.
 pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
+    up_only(layout, s, &ALL)
+}
+
+/// Brings up the components of `wanted` that are not already running (PostgreSQL first when
+/// it is one of them).
+pub fn up_only(layout: &Layout, s: &Settings, wanted: &[Infra]) -> Result<()> {
     for dir in ["data", "run", "logs"] {
         let path = layout.local.join(dir);
         fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -146,7 +152,7 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
     // Classify first so a port conflict is reported before minutes of provisioning.
     let mut to_start = Vec::new();
     let mut booting = Vec::new();
-    for c in ALL {
+    for c in wanted.iter().copied() {
         match state(layout, s, c) {
             // A jar built from older sources: stopped here, rebuilt and started below.
             State::Running(pid)
@@ -201,7 +207,9 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
         };
         wait_ready(layout, s, p)?;
     }
-    ensure_databases(s)?;
+    if wanted.contains(&Infra::Postgres) || s.external_database_url.is_some() {
+        ensure_databases(s)?;
+    }
 
     for c in to_start.iter().copied().filter(|c| *c != Infra::Postgres) {
         pending.push(start(layout, s, c)?);
@@ -211,6 +219,13 @@ pub fn up(layout: &Layout, s: &Settings) -> Result<()> {
         wait_ready(layout, s, p)?;
     }
     Ok(())
+}
+
+/// Starts `c` again after it died (the supervisor's restart of `cargo xtask chaos`): the same
+/// command line as `up`, nothing provisioned or rebuilt; returns once it is ready.
+pub fn restart(layout: &Layout, s: &Settings, c: Infra) -> Result<()> {
+    let pending = start(layout, s, c)?;
+    wait_ready(layout, s, pending)
 }
 
 /// Downloads/builds whatever the components about to start still lack, in parallel.
@@ -624,7 +639,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 /// Where the cluster's files go. Normally `.local/data/postgres`; but when xtask runs as root
 /// in a clone the postgres OS user cannot reach (a parent such as /root is 0700), the files go
-/// to `/var/lib/ferroshop/<clone hash>/postgres` instead and `.local/data/postgres` becomes a
+/// to `/var/lib/ferroshop/<hash of .local>/postgres` instead and `.local/data/postgres` becomes a
 /// link to it, so `down --wipe` still finds and deletes them.
 fn postgres_data_dir(layout: &Layout, data: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf> {
     let Some((uid, gid)) = ids else {
@@ -641,7 +656,9 @@ fn postgres_data_dir(layout: &Layout, data: &Path, ids: Option<(u32, u32)>) -> R
     let hash = {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        layout.repo.hash(&mut hasher);
+        // The state directory, not the clone: `cargo xtask chaos` runs a second stack from
+        // the same clone (`.local/chaos`), which must never share the first one's cluster.
+        layout.local.hash(&mut hasher);
         hasher.finish()
     };
     let alt = PathBuf::from("/var/lib/ferroshop")

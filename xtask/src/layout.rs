@@ -39,7 +39,12 @@ impl Layout {
                 }
             },
         };
-        let local = repo.join(".local");
+        // `cargo xtask chaos` runs a private stack beside the development one: its own data,
+        // pid files and logs under `.local/chaos` (it sets this variable for itself).
+        let local = match env::var_os("FERROSHOP_LOCAL").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => repo.join(".local"),
+        };
         Ok(Self { repo, cache, local })
     }
 

@@ -15,6 +15,7 @@
 
 mod bench;
 mod capacity;
+mod chaos;
 mod deploy_check;
 mod infra;
 mod layout;
@@ -82,6 +83,10 @@ enum Cmd {
     },
     /// Measure throughput, latency and memory of the stack; writes docs/BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// The checkout under load while processes are killed and restarted, then an audit of
+    /// every order; on a private stack (ports + offset, `.local/chaos`). Writes
+    /// docs/RELIABILITY.md; fails when an invariant does not hold.
+    Chaos(chaos::ChaosArgs),
     /// fmt check, clippy, deploy-file validation, infrastructure up, then the workspace tests.
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
@@ -115,6 +120,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Logs { name, follow } => logs(&layout, &name, follow),
         Cmd::Seed { count } => seed::seed(count).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(args) => bench::bench(&layout, &settings, &args),
+        Cmd::Chaos(args) => chaos::chaos(&layout, &args),
         Cmd::Test { args } => test(&layout, &settings, &args),
     }
 }
@@ -382,6 +388,13 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
         .env("SMTP_HOST", "127.0.0.1")
         .env("SMTP_PORT", s.smtp_port.to_string())
         .env("SYSTEM_TEST_BIN_DIR", layout.target_dir().join("debug"))
+        // The dependency outage tests start private instances of the infrastructure.
+        .env("KAFKA_LIBS", provision::kafka_libs(layout))
+        .env("MAILPIT_BIN", provision::mailpit_bin(layout))
+        .envs(
+            provision::postgres_bin_if_present()
+                .map(|bin| ("POSTGRES_BIN_DIR", bin.into_os_string())),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .context("running cargo test")?;
@@ -396,6 +409,40 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
     let status = child.wait().context("waiting for cargo test")?;
     if !status.success() && totals.failed == 0 {
         eprintln!("error: cargo test failed ({status})");
+    }
+    // A short chaos run on a private stack of its own (ports + 30000, so it never meets the
+    // development stack nor a long `cargo xtask chaos` on the default offset), from the debug
+    // binaries built above: about two minutes of load and a few dozen kills.
+    let chaos_ok = run_step(
+        layout,
+        "cargo xtask chaos (short run)",
+        Command::new(std::env::current_exe().context("locating the xtask binary")?).args([
+            "chaos",
+            "--minutes",
+            "2",
+            "--replicas",
+            "1",
+            "--profile",
+            "debug",
+            "--port-offset",
+            "30000",
+            "--min-interval",
+            "1",
+            "--max-interval",
+            "3",
+            "--output",
+            ".local/chaos-test-report.md",
+        ]),
+    );
+    match &chaos_ok {
+        Ok(()) => {
+            println!("test chaos_short_run ... ok");
+            totals.passed += 1;
+        }
+        Err(e) => {
+            println!("test chaos_short_run ... FAILED ({e:#})");
+            totals.failed += 1;
+        }
     }
     println!("{} passed, {} failed", totals.passed, totals.failed);
     Ok(if status.success() && totals.failed == 0 {

@@ -80,11 +80,28 @@ pub fn spawn_detached(cmd: &mut Command, log: &Path, pid_file: &Path) -> Result<
         .spawn()
         .with_context(|| format!("starting {:?}", cmd.get_program()))?;
     let pid = child.id();
-    // The child is deliberately not waited for: it must outlive us. Once we exit, init reaps it.
-    drop(child);
+    // The child is deliberately not waited for: it must outlive us. Once we exit, init reaps
+    // it. Until then it is kept, so a long-running xtask (chaos) can reap the ones it killed:
+    // an unreaped zombie keeps its pid, and PostgreSQL refuses to start while the pid in its
+    // lock file exists.
+    SPAWNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(child);
     fs::write(pid_file, format!("{pid}\n"))
         .with_context(|| format!("writing {}", pid_file.display()))?;
     Ok(pid)
+}
+
+/// Every child [`spawn_detached`] started in this process.
+static SPAWNED: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+
+/// Reaps the children of [`spawn_detached`] that have exited (no zombie keeps their pids).
+pub fn reap_exited() {
+    SPAWNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_))));
 }
 
 /// The pid recorded in `pid_file`, if the file exists and parses.

@@ -320,89 +320,13 @@ pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
         return Ok(());
     }
 
-    // What the gateway is told: every instance of each present service.
-    let mut upstreams = Vec::new();
-    for other in SERVICES {
-        let var = format!("{}_URL", other.name.to_uppercase().replace('-', "_"));
-        let urls = if present.iter().any(|p| p.name == other.name) {
-            let urls: Vec<String> = other
-                .instances(replicas)?
-                .iter()
-                .map(Instance::base_url)
-                .collect();
-            urls.join(",")
-        } else {
-            other.base_url()?
-        };
-        upstreams.push((var, other.base_url()?, urls));
-    }
-
+    let upstreams = upstreams(&present, replicas)?;
     fs::create_dir_all(layout.secrets()).context("creating .local/secrets")?;
-    let (admin_email, admin_password) = admin_credentials();
     let mut pending = Vec::new();
     for instance in to_start {
         let svc = instance.service;
         let task = Task::start(&instance.name, "starting");
-        let exe = layout.target_dir().join("release").join(svc.binary);
-        let mut cmd = Command::new(&exe);
-        cmd.current_dir(&layout.repo)
-            .env("APP_PROFILE", "local")
-            .env("PORT", instance.port.to_string())
-            .env("KAFKA_BROKERS", s.kafka_brokers())
-            .env(
-                "ZIPKIN_ENDPOINT",
-                format!("{}/api/v2/spans", s.zipkin_url()),
-            )
-            .env("MONGODB_URL", s.mongodb_url())
-            .env(
-                "JWKS_URL",
-                format!("{}/.well-known/jwks.json", user_service_url()?),
-            )
-            .env("WORKFLOW_ENGINE_URL", s.workflow_url())
-            .env("SMTP_HOST", "127.0.0.1")
-            .env("SMTP_PORT", s.smtp_port.to_string())
-            .env(
-                "JWT_PRIVATE_KEY_PATH",
-                layout.secrets().join("jwt-ed25519.pem"),
-            )
-            // "Sign in with Google" against the local stand-in; the provider redirects the
-            // browser back through the gateway.
-            .env("OIDC_GOOGLE_ISSUER", s.oidc_google_issuer())
-            .env(
-                "OIDC_GOOGLE_REDIRECT_URI",
-                format!("{}/api/users/oidc/google/callback", gateway_url()?),
-            )
-            .env("ADMIN_EMAIL", &admin_email)
-            .env("ADMIN_PASSWORD", &admin_password)
-            .env(
-                "RUST_LOG",
-                env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            );
-        // Every service's address, for the callers that need one (the gateway's upstreams,
-        // payment-service -> psp-sim, notification-service -> sms-sim). Only the gateway gets
-        // lists; a service calling another goes through its first instance.
-        for (var, first, all) in &upstreams {
-            cmd.env(var, if svc.name == "gateway" { all } else { first });
-        }
-        if svc.name == "gateway" {
-            // The storefront `up` built; when none was ever built (services started by
-            // `bench` on a fresh clone) the gateway serves the API alone rather than refusing
-            // to start.
-            let dist = crate::storefront::dist_dir(layout);
-            if dist.join("index.html").is_file() {
-                cmd.env("GATEWAY_WEB_ROOT", dist);
-            }
-        }
-        if svc.name == "product-service" {
-            // The catalog read model commits its index from several threads; with glibc's
-            // default of 8 arenas per core its RSS grew 135 MB over 200 commits, with 2 by 7 MB
-            // (product-service README, "Memory").
-            cmd.env("MALLOC_ARENA_MAX", "2");
-        }
-        match svc.database {
-            Some(db) => cmd.env("DATABASE_URL", s.database_url(db)),
-            None => cmd.env_remove("DATABASE_URL"),
-        };
+        let mut cmd = command(layout, s, &instance, &upstreams, "release")?;
         let log = layout.log_file(&instance.name);
         let pid = match spawn_detached(&mut cmd, &log, &layout.pid_file(&instance.name)) {
             Ok(pid) => pid,
@@ -418,36 +342,199 @@ pub fn up(layout: &Layout, s: &Settings, replicas: usize) -> Result<()> {
         pending.push((instance, pid, task));
     }
     for (instance, pid, task) in pending {
-        let url = format!("{}{}", instance.base_url(), instance.service.ready_path);
-        let log = layout.log_file(&instance.name);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if http_status(&url) == Some(200) {
-                task.done(&format!("ready at {}", instance.base_url()));
-                break;
-            }
-            if !is_ours_alive(pid) {
-                task.fail();
-                print_tail(&log, 25);
-                bail!(
-                    "{} exited during startup; see {}",
-                    instance.name,
-                    rel(layout, &log)
-                );
-            }
-            if Instant::now() > deadline {
-                task.fail();
-                print_tail(&log, 25);
-                bail!(
-                    "{} did not answer 200 on {url} within 120s; see {}",
-                    instance.name,
-                    rel(layout, &log)
-                );
-            }
-            thread::sleep(Duration::from_millis(250));
-        }
+        wait_ready(layout, &instance, pid, task)?;
     }
     Ok(())
+}
+
+/// Waits until `instance` (started as `pid`) answers 200 on its readiness path.
+fn wait_ready(layout: &Layout, instance: &Instance, pid: u32, task: Task) -> Result<()> {
+    let url = format!("{}{}", instance.base_url(), instance.service.ready_path);
+    let log = layout.log_file(&instance.name);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if http_status(&url) == Some(200) {
+            task.done(&format!("ready at {}", instance.base_url()));
+            return Ok(());
+        }
+        if !is_ours_alive(pid) {
+            task.fail();
+            print_tail(&log, 25);
+            bail!(
+                "{} exited during startup; see {}",
+                instance.name,
+                rel(layout, &log)
+            );
+        }
+        if Instant::now() > deadline {
+            task.fail();
+            print_tail(&log, 25);
+            bail!(
+                "{} did not answer 200 on {url} within 120s; see {}",
+                instance.name,
+                rel(layout, &log)
+            );
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Starts `instance` again from its built binary (`profile`: `release` or `debug`) with the
+/// same environment as at first start, and waits until it is ready: the supervisor's restart
+/// of `cargo xtask chaos`, never a rebuild.
+pub fn restart(
+    layout: &Layout,
+    s: &Settings,
+    instance: &Instance,
+    upstreams: &[Upstream],
+    profile: &str,
+) -> Result<()> {
+    let task = Task::start(&instance.name, "restarting");
+    let mut cmd = command(layout, s, instance, upstreams, profile)?;
+    let pid = spawn_detached(
+        &mut cmd,
+        &layout.log_file(&instance.name),
+        &layout.pid_file(&instance.name),
+    )
+    .with_context(|| format!("restarting {}", instance.name))?;
+    wait_ready(layout, instance, pid, task)
+}
+
+/// Starts every instance of `services` (`replicas` of each that scales out) from the binaries
+/// of `profile` without building them, and waits until each is ready. Used by `cargo xtask
+/// chaos` on its private stack; anything already answering on an instance's port is an error
+/// (the private stack's ports must be free).
+pub fn start_all(
+    layout: &Layout,
+    s: &Settings,
+    services: &[Service],
+    replicas: usize,
+    profile: &str,
+) -> Result<Vec<Upstream>> {
+    let upstreams = upstreams(services, replicas)?;
+    fs::create_dir_all(layout.secrets()).context("creating the secrets directory")?;
+    let mut pending = Vec::new();
+    for svc in services {
+        for instance in svc.instances(replicas)? {
+            if port_open(instance.port) {
+                bail!(
+                    "port {} ({}) is already in use; the chaos stack needs it free",
+                    instance.port,
+                    instance.name
+                );
+            }
+            let task = Task::start(&instance.name, "starting");
+            let mut cmd = command(layout, s, &instance, &upstreams, profile)?;
+            let pid = spawn_detached(
+                &mut cmd,
+                &layout.log_file(&instance.name),
+                &layout.pid_file(&instance.name),
+            )
+            .with_context(|| format!("starting {}", instance.name))?;
+            pending.push((instance, pid, task));
+        }
+    }
+    for (instance, pid, task) in pending {
+        wait_ready(layout, &instance, pid, task)?;
+    }
+    Ok(upstreams)
+}
+
+/// One service's addresses as the others are told them: `(variable, first instance, every
+/// instance comma-separated)`.
+pub type Upstream = (String, String, String);
+
+/// What the gateway and the callers are told: every instance of each present service.
+fn upstreams(present: &[Service], replicas: usize) -> Result<Vec<Upstream>> {
+    let mut upstreams = Vec::new();
+    for other in SERVICES {
+        let var = format!("{}_URL", other.name.to_uppercase().replace('-', "_"));
+        let urls = if present.iter().any(|p| p.name == other.name) {
+            let urls: Vec<String> = other
+                .instances(replicas)?
+                .iter()
+                .map(Instance::base_url)
+                .collect();
+            urls.join(",")
+        } else {
+            other.base_url()?
+        };
+        upstreams.push((var, other.base_url()?, urls));
+    }
+    Ok(upstreams)
+}
+
+/// The command line and environment `instance` runs with, from the binaries of `profile`.
+fn command(
+    layout: &Layout,
+    s: &Settings,
+    instance: &Instance,
+    upstreams: &[Upstream],
+    profile: &str,
+) -> Result<Command> {
+    let svc = instance.service;
+    let (admin_email, admin_password) = admin_credentials();
+    let exe = layout.target_dir().join(profile).join(svc.binary);
+    let mut cmd = Command::new(&exe);
+    cmd.current_dir(&layout.repo)
+        .env("APP_PROFILE", "local")
+        .env("PORT", instance.port.to_string())
+        .env("KAFKA_BROKERS", s.kafka_brokers())
+        .env(
+            "ZIPKIN_ENDPOINT",
+            format!("{}/api/v2/spans", s.zipkin_url()),
+        )
+        .env("MONGODB_URL", s.mongodb_url())
+        .env(
+            "JWKS_URL",
+            format!("{}/.well-known/jwks.json", user_service_url()?),
+        )
+        .env("WORKFLOW_ENGINE_URL", s.workflow_url())
+        .env("SMTP_HOST", "127.0.0.1")
+        .env("SMTP_PORT", s.smtp_port.to_string())
+        .env(
+            "JWT_PRIVATE_KEY_PATH",
+            layout.secrets().join("jwt-ed25519.pem"),
+        )
+        // "Sign in with Google" against the local stand-in; the provider redirects the
+        // browser back through the gateway.
+        .env("OIDC_GOOGLE_ISSUER", s.oidc_google_issuer())
+        .env(
+            "OIDC_GOOGLE_REDIRECT_URI",
+            format!("{}/api/users/oidc/google/callback", gateway_url()?),
+        )
+        .env("ADMIN_EMAIL", &admin_email)
+        .env("ADMIN_PASSWORD", &admin_password)
+        .env(
+            "RUST_LOG",
+            env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+    // Every service's address, for the callers that need one (the gateway's upstreams,
+    // payment-service -> psp-sim, notification-service -> sms-sim). Only the gateway gets
+    // lists; a service calling another goes through its first instance.
+    for (var, first, all) in upstreams {
+        cmd.env(var, if svc.name == "gateway" { all } else { first });
+    }
+    if svc.name == "gateway" {
+        // The storefront `up` built; when none was ever built (services started by
+        // `bench` on a fresh clone) the gateway serves the API alone rather than refusing
+        // to start.
+        let dist = crate::storefront::dist_dir(layout);
+        if dist.join("index.html").is_file() {
+            cmd.env("GATEWAY_WEB_ROOT", dist);
+        }
+    }
+    if svc.name == "product-service" {
+        // The catalog read model commits its index from several threads; with glibc's
+        // default of 8 arenas per core its RSS grew 135 MB over 200 commits, with 2 by 7 MB
+        // (product-service README, "Memory").
+        cmd.env("MALLOC_ARENA_MAX", "2");
+    }
+    match svc.database {
+        Some(db) => cmd.env("DATABASE_URL", s.database_url(db)),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
+    Ok(cmd)
 }
 
 #[cfg(test)]

@@ -7,7 +7,16 @@
 //! - per order, charges kept at the provider (succeeded and not refunded) = 1 if `PAID`,
 //!   else 0; summed, succeeded charges = `PAID` orders + refunds;
 //! - one receipt e-mail per `PAID` order: each customer (fresh per run) has as many `receipt`
-//!   e-mails in their notification history as `PAID` orders, after the deadline.
+//!   e-mails in their notification history as `PAID` orders, after the deadline;
+//! - every order whose payment the client saw succeed is `PAID`, or `CANCELLED` with its
+//!   charge refunded (the expiry raced the payment);
+//! - when the SMTP server's inbox is given: as many distinct receipt mails arrived per customer
+//!   as they have `PAID` orders. Copies of one mail (same `Message-ID`: a sender that died
+//!   between the SMTP server's acceptance and recording it, notification-service's documented
+//!   window) are counted and reported, not failed.
+//!
+//! A round that cannot read something (a service still restarting after `cargo xtask chaos`)
+//! counts as "not settled yet" and is tried again until the deadline.
 //!
 //! A run's products must not be sold by anyone else meanwhile (true in `cargo xtask bench`).
 
@@ -21,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::checkout::{Api, PAID};
+use crate::checkout::{Api, Customer, PAID};
 
 /// Where the provider simulator is, and how long the platform may take to settle.
 #[derive(Debug, Clone)]
@@ -31,6 +40,8 @@ pub struct AuditConfig {
     /// How long the audit waits for the checks to hold (orders leaving `PENDING`, payments
     /// settling, receipts arriving) before it reports what it sees.
     pub settle_timeout: Duration,
+    /// Mailpit's HTTP API: count the receipt mails that actually arrived.
+    pub mailpit_url: Option<String>,
 }
 
 /// One order the run created.
@@ -41,6 +52,8 @@ pub struct OrderRecord {
     pub customer: usize,
     pub product: String,
     pub quantity: i64,
+    /// The payment call answered `succeeded` to the client.
+    pub payment_succeeded: bool,
 }
 
 /// One product the run used, with its units before the run.
@@ -81,8 +94,57 @@ pub struct AuditReport {
     pub refunds: u64,
     pub receipts_expected: u64,
     pub receipts_found: u64,
+    /// Orders whose payment the client saw succeed.
+    #[serde(default)]
+    pub payments_seen_succeeded: u64,
+    /// Receipt mails in the SMTP server's inbox, when it was read.
+    #[serde(default)]
+    pub receipt_mails: Option<ReceiptMails>,
+    /// Every check of the last round by name, with its number of violations (0 = held).
+    #[serde(default)]
+    pub checks: BTreeMap<String, u64>,
+    /// Why the last round could not complete, if it could not.
+    #[serde(default)]
+    pub last_error: Option<String>,
     /// The first few violations, in words.
     pub violations: Vec<String>,
+}
+
+/// Receipt mails as the SMTP server received them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptMails {
+    /// Every copy received.
+    pub received: u64,
+    /// Distinct mails (by `Message-ID`).
+    pub distinct: u64,
+    /// Copies beyond the first of a mail: notification-service's documented e-mail window.
+    pub duplicates: u64,
+}
+
+/// The checks, by the names reports show.
+pub const CHECK_NOT_PENDING: &str = "no order left PENDING";
+pub const CHECK_SEEN_PAID: &str = "payment seen succeeded => PAID (or CANCELLED and refunded)";
+pub const CHECK_STOCK: &str = "per product: start = available + reserved + sold";
+pub const CHECK_SOLD: &str = "per product: sold = units of PAID orders";
+pub const CHECK_CHARGES: &str = "per order: succeeded - refunded charges = 1 if PAID else 0";
+pub const CHECK_RECEIPTS: &str = "one receipt per PAID order (notification history)";
+pub const CHECK_RECEIPT_MAILS: &str = "one receipt mail per PAID order arrived (SMTP inbox)";
+
+/// Violations found in one round, by check.
+#[derive(Default)]
+struct Findings {
+    checks: BTreeMap<String, u64>,
+    violations: Vec<String>,
+}
+
+impl Findings {
+    fn checked(&mut self, check: &str) {
+        self.checks.entry(check.to_owned()).or_default();
+    }
+    fn violated(&mut self, check: &str, what: String) {
+        *self.checks.entry(check.to_owned()).or_default() += 1;
+        self.violations.push(what);
+    }
 }
 
 const SHOWN_VIOLATIONS: usize = 10;
@@ -120,24 +182,45 @@ pub(crate) async fn run(
     config: &AuditConfig,
     gateway_url: &str,
     products_url: &str,
-    tokens: &[String],
+    customers: &[Customer],
     products: &[ProductRecord],
     orders: &[OrderRecord],
 ) -> Result<AuditReport> {
     let started = Instant::now();
     let deadline = started + config.settle_timeout;
+    let tokens: Vec<String> = customers.iter().map(|c| c.token.clone()).collect();
+    let emails: Vec<String> = customers.iter().map(|c| c.email.clone()).collect();
     let shop = Shop {
         api,
         config,
         gateway_url,
         products_url,
-        tokens,
+        tokens: &tokens,
+        emails: &emails,
     };
+    let mut last: Option<AuditReport> = None;
     loop {
-        let mut report = shop.check(products, orders).await?;
+        let mut report = match shop.check(products, orders).await {
+            Ok(report) => report,
+            // Something could not be read this round; the previous round's findings stand,
+            // with the reason, until a round completes.
+            Err(e) => {
+                let mut report = last.clone().unwrap_or_else(|| AuditReport {
+                    orders: orders.len() as u64,
+                    products: products.len() as u64,
+                    ..AuditReport::default()
+                });
+                report.passed = false;
+                report.last_error = Some(format!("{e:#}"));
+                report
+            }
+        };
         report.settle_secs = started.elapsed().as_secs_f64();
         if report.passed || Instant::now() >= deadline {
             return Ok(report);
+        }
+        if report.last_error.is_none() {
+            last = Some(report);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -150,6 +233,7 @@ struct Shop<'a> {
     gateway_url: &'a str,
     products_url: &'a str,
     tokens: &'a [String],
+    emails: &'a [String],
 }
 
 impl Shop<'_> {
@@ -165,16 +249,17 @@ impl Shop<'_> {
             products: products.len() as u64,
             ..AuditReport::default()
         };
-        let mut violations: Vec<String> = Vec::new();
+        let mut findings = Findings::default();
 
         // 1. Final statuses.
         let statuses = statuses(api, self.gateway_url, self.tokens, orders).await?;
         for status in statuses.values() {
             *report.statuses.entry(status.clone()).or_default() += 1;
         }
+        findings.checked(CHECK_NOT_PENDING);
         for (id, status) in &statuses {
             if status == "PENDING" {
-                violations.push(format!("order {id} is still PENDING"));
+                findings.violated(CHECK_NOT_PENDING, format!("order {id} is still PENDING"));
             }
         }
 
@@ -185,6 +270,8 @@ impl Shop<'_> {
                 *paid_units.entry(order.product.as_str()).or_default() += order.quantity;
             }
         }
+        findings.checked(CHECK_STOCK);
+        findings.checked(CHECK_SOLD);
         for product in products {
             let after = units(api, self.products_url, &product.id).await?;
             let paid = paid_units
@@ -195,40 +282,66 @@ impl Shop<'_> {
             report.paid_units += paid;
             report.sold_units += sold;
             if after.total() != product.units_before.total() {
-                violations.push(format!(
-                    "product {}: {} + {} + {} = {} units after the run, {} before",
-                    product.id,
-                    after.available,
-                    after.reserved,
-                    after.sold,
-                    after.total(),
-                    product.units_before.total()
-                ));
+                findings.violated(
+                    CHECK_STOCK,
+                    format!(
+                        "product {}: {} + {} + {} = {} units after the run, {} before",
+                        product.id,
+                        after.available,
+                        after.reserved,
+                        after.sold,
+                        after.total(),
+                        product.units_before.total()
+                    ),
+                );
             }
             if sold != paid {
-                violations.push(format!(
-                    "product {}: sold grew by {sold}, PAID orders hold {paid} units",
-                    product.id
-                ));
+                findings.violated(
+                    CHECK_SOLD,
+                    format!(
+                        "product {}: sold grew by {sold}, PAID orders hold {paid} units",
+                        product.id
+                    ),
+                );
             }
         }
 
         // 3. Charges kept at the provider, per order.
         let kept = charges_kept(api, self.config, orders).await?;
+        findings.checked(CHECK_CHARGES);
+        findings.checked(CHECK_SEEN_PAID);
         for order in orders {
             let (kept, refunds) = kept.get(&order.id).copied().unwrap_or_default();
             report.charges_kept += kept;
             report.refunds += refunds;
-            let paid = statuses.get(&order.id).map(String::as_str) == Some(PAID);
+            let status = statuses.get(&order.id).map(String::as_str);
+            let paid = status == Some(PAID);
+            if order.payment_succeeded {
+                report.payments_seen_succeeded += 1;
+                let refunded_cancel = status == Some("CANCELLED") && kept == 0 && refunds > 0;
+                if !paid && !refunded_cancel {
+                    findings.violated(
+                        CHECK_SEEN_PAID,
+                        format!(
+                            "order {}: the client saw its payment succeed, it is {} ({kept} charge(s) kept, {refunds} refunded)",
+                            order.id,
+                            status.unwrap_or("unknown")
+                        ),
+                    );
+                }
+            }
             if kept != u64::from(paid) {
-                violations.push(format!(
-                    "order {} is {} with {kept} charge(s) kept",
-                    order.id,
-                    statuses
-                        .get(&order.id)
-                        .map(String::as_str)
-                        .unwrap_or("unknown")
-                ));
+                findings.violated(
+                    CHECK_CHARGES,
+                    format!(
+                        "order {} is {} with {kept} charge(s) kept",
+                        order.id,
+                        statuses
+                            .get(&order.id)
+                            .map(String::as_str)
+                            .unwrap_or("unknown")
+                    ),
+                );
             }
         }
 
@@ -242,17 +355,47 @@ impl Shop<'_> {
             }
         }
         report.receipts_expected = expected.iter().sum();
+        findings.checked(CHECK_RECEIPTS);
         for (customer, (token, want)) in self.tokens.iter().zip(&expected).enumerate() {
             let got = count_receipts(api, self.gateway_url, token).await?;
             report.receipts_found += got;
             if got != *want {
-                violations.push(format!(
-                    "customer {customer}: {got} receipt(s) for {want} PAID order(s)"
-                ));
+                findings.violated(
+                    CHECK_RECEIPTS,
+                    format!("customer {customer}: {got} receipt(s) for {want} PAID order(s)"),
+                );
             }
         }
 
+        // 5. The receipt mails that arrived.
+        if let Some(mailpit) = &self.config.mailpit_url {
+            findings.checked(CHECK_RECEIPT_MAILS);
+            let mut mails = ReceiptMails::default();
+            for (customer, (email, want)) in self.emails.iter().zip(&expected).enumerate() {
+                let copies = receipt_mails(api, mailpit, email).await?;
+                let received: u64 = copies.values().sum();
+                let distinct = copies.len() as u64;
+                mails.received += received;
+                mails.distinct += distinct;
+                mails.duplicates += received - distinct;
+                if distinct != *want {
+                    findings.violated(
+                        CHECK_RECEIPT_MAILS,
+                        format!(
+                            "customer {customer}: {distinct} distinct receipt mail(s) arrived for {want} PAID order(s)"
+                        ),
+                    );
+                }
+            }
+            report.receipt_mails = Some(mails);
+        }
+
+        let Findings {
+            checks,
+            mut violations,
+        } = findings;
         report.passed = violations.is_empty();
+        report.checks = checks;
         violations.truncate(SHOWN_VIOLATIONS);
         report.violations = violations;
         Ok(report)
@@ -347,6 +490,46 @@ async fn count_receipts(api: &Api, gateway_url: &str, token: &str) -> Result<u64
         match body["next_before"].as_i64() {
             Some(next) if !items.is_empty() => before = Some(next),
             _ => return Ok(count),
+        }
+    }
+}
+
+/// Receipt mails the SMTP server (Mailpit's API) received for `email`: copies per
+/// `Message-ID`.
+async fn receipt_mails(api: &Api, mailpit_url: &str, email: &str) -> Result<HashMap<String, u64>> {
+    let query: String = format!("to:\"{email}\"")
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let mut copies: HashMap<String, u64> = HashMap::new();
+    let mut start = 0usize;
+    loop {
+        let url = format!("{mailpit_url}/api/v1/search?query={query}&limit=500&start={start}");
+        let (status, body) = api.call(Method::GET, &url, None, None, None).await?;
+        if status != StatusCode::OK {
+            bail!("GET {url}: {status} {body}");
+        }
+        let messages = body["messages"]
+            .as_array()
+            .context("a Mailpit search answer without messages")?;
+        for message in messages {
+            let subject = message["Subject"].as_str().unwrap_or_default();
+            if subject.starts_with("Receipt for your order") {
+                let id = message["MessageID"]
+                    .as_str()
+                    .or_else(|| message["ID"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                *copies.entry(id).or_default() += 1;
+            }
+        }
+        start += messages.len();
+        let total = body["messages_count"].as_u64().unwrap_or_default() as usize;
+        if messages.is_empty() || start >= total {
+            return Ok(copies);
         }
     }
 }

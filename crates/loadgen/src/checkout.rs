@@ -121,6 +121,13 @@ pub struct CheckoutConfig {
     /// An order not `PAID` within this counts as failed.
     pub order_timeout: Duration,
     pub show_progress: bool,
+    /// Told once setup (customers, stock) is done and the first orders start: `cargo xtask
+    /// chaos` starts killing processes only then, so setup itself never fails on a kill.
+    pub flows_started: Option<std::sync::mpsc::Sender<()>>,
+    /// Retry what a crash or restart on the platform's side makes fail transiently (no answer,
+    /// 502/503/504 on the payment or a status read), as a real client would: the payment with
+    /// the same `Idempotency-Key`, so a retry can never charge twice. Off for measurements.
+    pub retry_transient: bool,
 }
 
 /// What a checkout run measured.
@@ -171,6 +178,8 @@ pub struct CheckoutReport {
 #[derive(Debug, Clone)]
 pub(crate) struct Customer {
     pub(crate) token: String,
+    /// Where their mail goes (the audit counts receipts in the SMTP server's inbox).
+    pub(crate) email: String,
 }
 
 /// The clients and fixtures every order flow shares.
@@ -186,6 +195,15 @@ struct Shop {
 }
 
 impl Shop {
+    /// Records that the client saw order `id`'s payment succeed (the audit then expects it
+    /// `PAID`, or `CANCELLED` and refunded).
+    fn note_payment_succeeded(&self, id: &str) {
+        let mut created = self.created.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(order) = created.iter_mut().rev().find(|order| order.id == id) {
+            order.payment_succeeded = true;
+        }
+    }
+
     /// The product order `n` buys.
     fn product_of(&self, n: usize) -> usize {
         let u = unit_interval(n);
@@ -402,8 +420,12 @@ async fn follow(
     deadline: Instant,
 ) -> Result<String> {
     if let Some(live) = stream.as_mut() {
-        if let Some(status) = live.until(wanted, deadline).await? {
-            return Ok(status);
+        match live.until(wanted, deadline).await {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) => {}
+            // The stream broke (a gateway or order-service restart): poll instead.
+            Err(_) if shop.config.retry_transient => {}
+            Err(e) => return Err(e),
         }
         *stream = None;
     }
@@ -452,7 +474,7 @@ async fn register_customer(
     run: &str,
 ) -> Result<Customer> {
     let email = format!("bench-{run}-{index}@example.com");
-    let password = "bench-password-correct-horse";
+    let password = CUSTOMER_PASSWORD;
     for _attempt in 0..30 {
         let (status, body) = api
             .call(
@@ -466,7 +488,10 @@ async fn register_customer(
         match status {
             StatusCode::CREATED | StatusCode::OK | StatusCode::CONFLICT => {
                 let token = sign_in(api, users_url, &email, password).await?;
-                return Ok(Customer { token });
+                return Ok(Customer {
+                    token,
+                    email: email.clone(),
+                });
             }
             StatusCode::TOO_MANY_REQUESTS => pause_after_429().await,
             other => bail!("registering {email}: {other} {body}"),
@@ -563,6 +588,7 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
     // machine.
     let setup = Api::new(Duration::from_secs(60));
     let api = setup.clone();
+    let setup_api = setup.clone();
     let admin_token = sign_in(
         &api,
         &config.user_service_url,
@@ -607,6 +633,10 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
         .then(|| Progress::start(&label, "orders", config.duration, counters.clone()));
     let start = Instant::now();
     let end = start + config.duration;
+    if let Some(started) = &config.flows_started {
+        // Nobody listening any more is not our problem: the run goes on.
+        let _ = started.send(());
+    }
     let mut flows = JoinSet::new();
     match config.pace {
         CheckoutPace::Concurrent(concurrency) => {
@@ -619,6 +649,11 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
                     while Instant::now() < end {
                         let outcome = order_flow(&shop, n, Instant::now()).await;
                         count(&counters, &outcome);
+                        if shop.config.retry_transient && matches!(outcome, Outcome::Failed(..)) {
+                            // A platform restarting answers at once with 503: pause rather
+                            // than turn the failure into a storm of new orders.
+                            tokio::time::sleep(TRANSIENT_PAUSE * 5).await;
+                        }
                         outcomes.push(outcome);
                         n += concurrency;
                     }
@@ -660,14 +695,29 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
     if let Some(audit_config) = &config.audit {
         let created =
             std::mem::take(&mut *shop.created.lock().unwrap_or_else(PoisonError::into_inner));
-        let tokens: Vec<String> = shop.customers.iter().map(|c| c.token.clone()).collect();
+        // Access tokens live 15 minutes; a long chaos run and its settling outlast them.
+        let mut customers = Vec::with_capacity(shop.customers.len());
+        for customer in &shop.customers {
+            let token = sign_in(
+                &setup_api,
+                &config.user_service_url,
+                &customer.email,
+                CUSTOMER_PASSWORD,
+            )
+            .await
+            .unwrap_or_else(|_| customer.token.clone());
+            customers.push(Customer {
+                token,
+                email: customer.email.clone(),
+            });
+        }
         report.audit = Some(
             audit::run(
                 &shop.api,
                 audit_config,
                 &config.gateway_url,
                 &config.product_service_url,
-                &tokens,
+                &customers,
                 &stocked,
                 &created,
             )
@@ -769,6 +819,13 @@ fn summarise(
     })
 }
 
+/// Every benchmark customer's password.
+const CUSTOMER_PASSWORD: &str = "bench-password-correct-horse";
+
+/// The least pause before retrying a transient failure, whatever the polling interval: a
+/// restarting process needs about a second.
+const TRANSIENT_PAUSE: Duration = Duration::from_millis(200);
+
 /// The status strings of order-service (see DESIGN.md).
 pub(crate) const AWAITING_PAYMENT: &str = "AWAITING_PAYMENT";
 pub(crate) const PAID: &str = "PAID";
@@ -829,6 +886,7 @@ async fn try_order_flow(shop: &Shop, n: usize, due: Instant) -> Result<Outcome> 
             customer: customer_index,
             product: product_id.clone(),
             quantity: 1,
+            payment_succeeded: false,
         });
     let order_url = format!("{gateway}/api/orders/{order_id}");
     let mut live = shop.api.status_stream(&order_url, token).await;
@@ -867,9 +925,9 @@ async fn try_order_flow(shop: &Shop, n: usize, due: Instant) -> Result<Outcome> 
         "order_id": order_id,
         "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
     });
+    let mut key = Uuid::new_v4().to_string();
     loop {
-        let key = Uuid::new_v4().to_string();
-        let (status, body) = shop
+        let answer = shop
             .api
             .call(
                 Method::POST,
@@ -878,18 +936,41 @@ async fn try_order_flow(shop: &Shop, n: usize, due: Instant) -> Result<Outcome> 
                 Some(&key),
                 Some(&payment),
             )
-            .await?;
+            .await;
+        let (status, body) = match answer {
+            Ok(answer) => answer,
+            // No answer: the payment may or may not have been taken; the same key asks again
+            // and gets the one result.
+            Err(_) if config.retry_transient && Instant::now() < deadline => {
+                tokio::time::sleep(config.poll_interval.max(TRANSIENT_PAUSE)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         match status {
             StatusCode::OK | StatusCode::CREATED | StatusCode::ACCEPTED => {
                 let outcome = body["status"].as_str().unwrap_or_default();
                 if matches!(outcome, "failed" | "declined") {
                     return Ok(failed("payment declined", &body));
                 }
+                if outcome == "succeeded" {
+                    shop.note_payment_succeeded(&order_id);
+                }
                 break;
+            }
+            StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+            | StatusCode::TOO_MANY_REQUESTS
+                if config.retry_transient && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(config.poll_interval.max(TRANSIENT_PAUSE)).await;
             }
             // 404/409: the order is not in payment-service's replica yet, or another payment
             // of it is in flight; unless the order got paid meanwhile, ask again.
             StatusCode::CONFLICT | StatusCode::NOT_FOUND if Instant::now() < deadline => {
+                // A fresh key: the refused attempt took nothing.
+                key = Uuid::new_v4().to_string();
                 tokio::time::sleep(config.poll_interval).await;
                 let (status, body) = shop
                     .api
@@ -937,13 +1018,28 @@ async fn wait_for_status(
     deadline: Instant,
 ) -> Result<String> {
     loop {
-        let (status, body) = shop
+        let answer = shop
             .api
             .call(Method::GET, order_url, token, None, None)
-            .await?;
+            .await;
+        let (status, body) = match answer {
+            Ok(answer) => answer,
+            Err(_) if shop.config.retry_transient && Instant::now() < deadline => {
+                tokio::time::sleep(shop.config.poll_interval.max(TRANSIENT_PAUSE)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let transient = shop.config.retry_transient
+            && matches!(
+                status,
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            );
         let current = if status == StatusCode::OK {
             body["status"].as_str().unwrap_or_default().to_owned()
-        } else if status == StatusCode::TOO_MANY_REQUESTS {
+        } else if status == StatusCode::TOO_MANY_REQUESTS || transient {
             String::new()
         } else {
             bail!("GET {order_url} answered {status}: {body}");

@@ -23,6 +23,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
+#[cfg(feature = "postgres")]
 use uuid::Uuid;
 
 use crate::headers::{from_record_headers, to_record_headers};

@@ -1,8 +1,10 @@
 //! Helpers for the services' integration tests: waiting for asynchronous outcomes with a
-//! deadline (never a fixed sleep), running a service's real binary to signal it, and the OIDC
-//! stand-in for Google with a browser's part of a sign-in ([`oidc_standin`]).
+//! deadline (never a fixed sleep), running a service's real binary to signal it, the OIDC
+//! stand-in for Google with a browser's part of a sign-in ([`oidc_standin`]), and private
+//! instances of the infrastructure for tests that stop it ([`deps`]).
 //! Used only as a dev-dependency.
 
+pub mod deps;
 pub mod oidc_standin;
 
 use std::process::{Child, Command, ExitStatus};
@@ -205,7 +207,13 @@ pub mod postgres {
     /// returns its URL. The creation time in the name lets each call drop the `test_<tag>_`
     /// databases that earlier runs left behind more than an hour ago.
     pub async fn fresh_database(tag: &str) -> anyhow::Result<String> {
-        let admin_url = super::stack::admin_database_url();
+        fresh_database_on(&super::stack::admin_database_url(), tag).await
+    }
+
+    /// As [`fresh_database`], on the server of `admin_url` (a private one, see
+    /// [`crate::deps::postgres`]).
+    pub async fn fresh_database_on(admin_url: &str, tag: &str) -> anyhow::Result<String> {
+        let admin_url = admin_url.to_owned();
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let random = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("test_{tag}_{now}_{random}");

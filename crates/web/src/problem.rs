@@ -153,14 +153,17 @@ impl Problem {
         problem
     }
 
-    /// 503: a dependency is unavailable; the client may retry.
+    /// 503: a dependency is unavailable; the client may retry, after `Retry-After` (1 s
+    /// unless the caller knows better: a dependency restarting takes about that).
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(
+        let mut problem = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
             detail,
-        )
+        );
+        problem.retry_after_secs = Some(1);
+        problem
     }
 
     /// 500 with a generic message and the trace id. The cause belongs in the log, never here.

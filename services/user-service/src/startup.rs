@@ -33,7 +33,8 @@ impl Application {
         let config = Arc::new(config);
         let pool = PgPoolOptions::new()
             .max_connections(20)
-            .acquire_timeout(Duration::from_secs(5))
+            // Within the 2 s a client may wait: PostgreSQL away answers 503 in time.
+            .acquire_timeout(Duration::from_millis(1_500))
             .connect(config.database_url.expose_secret())
             .await
             .context("cannot connect to PostgreSQL (DATABASE_URL)")?;

@@ -323,6 +323,7 @@ fn main() -> Result<()> {
                         psp_url: psp_url.trim_end_matches('/').to_owned(),
                         psp_api_key,
                         settle_timeout: seconds(settle_timeout, "--settle-timeout")?,
+                        mailpit_url: None,
                     })
                 } else {
                     None
@@ -332,6 +333,8 @@ fn main() -> Result<()> {
                 poll_interval: Duration::from_millis(poll_ms.max(1)),
                 order_timeout: seconds(order_timeout, "--order-timeout")?,
                 show_progress,
+                flows_started: None,
+                retry_transient: false,
             };
             let report = runtime.block_on(loadgen::checkout::run(config))?;
             if cli.json {

@@ -37,7 +37,8 @@ pub async fn senders_pool(url: &str, senders: usize) -> anyhow::Result<PgPool> {
 async fn pool(url: &str, size: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(size)
-        .acquire_timeout(Duration::from_secs(10))
+        // Within the 2 s a client may wait: PostgreSQL away answers 503 in time.
+        .acquire_timeout(Duration::from_millis(1_500))
         .connect(url)
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")

@@ -29,7 +29,8 @@ pub async fn connect(url: &str, database: &str) -> anyhow::Result<Database> {
         .await
         .context("MONGODB_URL is not a MongoDB connection string")?;
     options.app_name = Some("payment-service".into());
-    options.server_selection_timeout = Some(std::time::Duration::from_secs(5));
+    // Within the 2 s a client may wait: a server that is away answers 503 in time.
+    options.server_selection_timeout = Some(std::time::Duration::from_millis(1_500));
     let client = Client::with_options(options).context("creating the MongoDB client")?;
     let db = client.database(database);
     ping(&db)

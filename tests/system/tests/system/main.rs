@@ -8,6 +8,7 @@
 
 mod api;
 mod browser;
+mod outage;
 mod platform;
 mod scenarios;
 
@@ -51,4 +52,21 @@ async fn storefront_in_a_real_browser() -> anyhow::Result<()> {
         eprintln!("{error:#}\n{}", platform.logs(40));
     }
     outcome
+}
+
+/// PostgreSQL, Kafka, the MongoDB-wire server, the payment provider and the SMTP server each
+/// away for 30 s under requests (see `outage.rs`), on private instances of each.
+///
+/// Ignored until what it found is fixed (first run, debug builds): `POST /api/payments` takes
+/// longer than 2 s during every outage (payment-service waits for its order replica and
+/// retries the provider within one request); orders accepted while the MongoDB-wire server
+/// was away stayed `PENDING` 90 s after it returned (not diagnosed yet; the suspect is a
+/// consumer giving a transient failure its bounded retries, then dead-lettering). Run it with
+/// `cargo test -p system-tests --test system dependency_outages -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "open findings: payments answer after 2 s during outages; orders left PENDING after the MongoDB-wire outage"]
+async fn dependency_outages_answer_503_and_lose_nothing() -> anyhow::Result<()> {
+    // Alone: the 2 s answer bound would otherwise measure the other platforms' load.
+    let _turn = ONE_AT_A_TIME.lock().await;
+    outage::run().await
 }

@@ -21,11 +21,24 @@ pub const STRICT_BURST: u32 = 40;
 
 const READY: Duration = Duration::from_secs(90);
 
-/// One running instance.
+/// One running instance, with what it was started with (to start it again).
 struct Instance {
     name: String,
     log: PathBuf,
-    process: ServiceProcess,
+    process: Option<ServiceProcess>,
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+/// The infrastructure a platform runs on: the shared stack by default; the outage tests give
+/// private instances they can stop (`testkit::deps`).
+#[derive(Debug, Clone, Default)]
+pub struct Deps {
+    pub kafka_brokers: Option<String>,
+    pub mongodb_url: Option<String>,
+    /// A PostgreSQL URL with rights to create databases.
+    pub postgres_admin_url: Option<String>,
+    pub smtp_port: Option<u16>,
 }
 
 pub struct Platform {
@@ -34,6 +47,8 @@ pub struct Platform {
     pub sms: String,
     pub replicas: usize,
     pub work_dir: PathBuf,
+    /// Base URLs of every instance by service name.
+    pub urls: HashMap<String, Vec<String>>,
     instances: Vec<Instance>,
 }
 
@@ -60,10 +75,13 @@ fn now_secs() -> u64 {
 }
 
 /// Creates fresh PostgreSQL databases; returns their URLs by role.
-async fn fresh_databases(roles: &[&str]) -> anyhow::Result<HashMap<String, String>> {
+async fn fresh_databases(
+    admin_url: &str,
+    roles: &[&str],
+) -> anyhow::Result<HashMap<String, String>> {
     let mut urls = HashMap::new();
     for role in roles {
-        let url = testkit::postgres::fresh_database(&format!("sys_{role}")).await?;
+        let url = testkit::postgres::fresh_database_on(admin_url, &format!("sys_{role}")).await?;
         urls.insert((*role).to_owned(), url);
     }
     Ok(urls)
@@ -79,6 +97,15 @@ impl Platform {
     pub async fn start_with_storefront(
         replicas: usize,
         web_root: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        Self::start_on(replicas, web_root, &Deps::default()).await
+    }
+
+    /// As [`Platform::start_with_storefront`], on the infrastructure of `deps`.
+    pub async fn start_on(
+        replicas: usize,
+        web_root: Option<&Path>,
+        deps: &Deps,
     ) -> anyhow::Result<Self> {
         let bins = bin_dir()?;
         for name in [
@@ -102,7 +129,11 @@ impl Platform {
         let tag = &tag[..12];
         let work_dir = std::env::temp_dir().join(format!("ferroshop-system-{tag}"));
         std::fs::create_dir_all(&work_dir)?;
-        let databases = fresh_databases(&["users", "orders", "notifications"]).await?;
+        let admin_url = deps
+            .postgres_admin_url
+            .clone()
+            .unwrap_or_else(testkit::stack::admin_database_url);
+        let databases = fresh_databases(&admin_url, &["users", "orders", "notifications"]).await?;
         let now = now_secs();
         let topic_prefix = format!("sys-{tag}.");
         let zipkin = testkit::stack::zipkin_url();
@@ -112,16 +143,27 @@ impl Platform {
             sms: String::new(),
             replicas,
             work_dir: work_dir.clone(),
+            urls: HashMap::new(),
             instances: Vec::new(),
         };
 
         let common: Vec<(&str, String)> = vec![
             ("APP_PROFILE", "local".into()),
             ("HOST", "127.0.0.1".into()),
-            ("KAFKA_BROKERS", testkit::stack::kafka_brokers()),
+            (
+                "KAFKA_BROKERS",
+                deps.kafka_brokers
+                    .clone()
+                    .unwrap_or_else(testkit::stack::kafka_brokers),
+            ),
             ("KAFKA_TOPIC_PREFIX", topic_prefix.clone()),
             ("ZIPKIN_ENDPOINT", format!("{zipkin}/api/v2/spans")),
-            ("MONGODB_URL", testkit::stack::mongodb_url()),
+            (
+                "MONGODB_URL",
+                deps.mongodb_url
+                    .clone()
+                    .unwrap_or_else(testkit::stack::mongodb_url),
+            ),
             // The services' workflow namespace follows the topic prefix, so this platform's
             // processes and workers stay apart from any other on the shared engine.
             ("WORKFLOW_ENGINE_URL", testkit::stack::workflow_engine_url()),
@@ -243,7 +285,10 @@ impl Platform {
                     ),
                     (
                         "SMTP_PORT",
-                        std::env::var("SMTP_PORT").unwrap_or_else(|_| "1025".into()),
+                        deps.smtp_port.map_or_else(
+                            || std::env::var("SMTP_PORT").unwrap_or_else(|_| "1025".into()),
+                            |port| port.to_string(),
+                        ),
                     ),
                     ("SMS_SIM_URL", sms_url.clone()),
                     ("SMS_API_URL", sms_url.clone()),
@@ -287,6 +332,14 @@ impl Platform {
             .spawn(&bins, "gateway", gateway_port, &common, &gateway_env)
             .await?;
         platform.gateway = format!("http://127.0.0.1:{gateway_port}");
+        let mut all: HashMap<String, Vec<String>> = urls
+            .into_iter()
+            .map(|(name, list)| (name.to_owned(), list))
+            .collect();
+        all.insert("psp-sim".into(), vec![platform.psp.clone()]);
+        all.insert("sms-sim".into(), vec![platform.sms.clone()]);
+        all.insert("gateway".into(), vec![platform.gateway.clone()]);
+        platform.urls = all;
         Ok(platform)
     }
 
@@ -301,31 +354,58 @@ impl Platform {
     ) -> anyhow::Result<(usize, String)> {
         let count = self.instances.iter().filter(|i| i.name == name).count();
         let log = self.work_dir.join(format!("{name}-{count}.log"));
-        let out = std::fs::File::create(&log)?;
-        let err = out.try_clone()?;
-        let mut command = Command::new(bins.join(name));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(common.iter().map(|(k, v)| (*k, v.as_str())))
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let process =
-            ServiceProcess::spawn(&mut command).with_context(|| format!("starting {name}"))?;
+        let env: Vec<(String, String)> = common
+            .iter()
+            .chain(env)
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let process = spawn_instance(bins, name, port, &env, &log)?;
         self.instances.push(Instance {
             name: name.to_owned(),
             log,
-            process,
+            process: Some(process),
+            port,
+            env,
         });
         Ok((self.instances.len() - 1, format!("http://127.0.0.1:{port}")))
     }
 
+    /// Kills every instance of `name` (SIGKILL), as a crash would.
+    pub fn kill(&mut self, name: &str) {
+        for instance in self.instances.iter_mut().filter(|i| i.name == name) {
+            // Dropping the process kills and reaps it.
+            instance.process = None;
+        }
+    }
+
+    /// Starts every stopped instance of `name` again on its port, with its environment, and
+    /// waits until each is ready.
+    pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let bins = bin_dir()?;
+        for index in 0..self.instances.len() {
+            let instance = &mut self.instances[index];
+            if instance.name != name || instance.process.is_some() {
+                continue;
+            }
+            instance.process = Some(spawn_instance(
+                &bins,
+                name,
+                instance.port,
+                &instance.env,
+                &instance.log,
+            )?);
+            let url = format!("http://127.0.0.1:{}/health/ready", instance.port);
+            self.ready(index, &url).await?;
+        }
+        Ok(())
+    }
+
     async fn ready(&mut self, index: usize, url: &str) -> anyhow::Result<()> {
         let instance = &mut self.instances[index];
-        if let Err(error) = instance.process.wait_ready(url, READY).await {
+        let Some(process) = instance.process.as_mut() else {
+            anyhow::bail!("{} is not running", instance.name);
+        };
+        if let Err(error) = process.wait_ready(url, READY).await {
             let tail = tail(&instance.log, 30);
             anyhow::bail!("{} did not become ready: {error:#}\n{tail}", instance.name);
         }
@@ -359,6 +439,32 @@ impl Platform {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// Starts one instance of `name` with exactly `env` (plus `PATH` and its port), its output
+/// appended to `log`.
+fn spawn_instance(
+    bins: &Path,
+    name: &str,
+    port: u16,
+    env: &[(String, String)],
+    log: &Path,
+) -> anyhow::Result<ServiceProcess> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let err = out.try_clone()?;
+    let mut command = Command::new(bins.join(name));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    ServiceProcess::spawn(&mut command).with_context(|| format!("starting {name}"))
 }
 
 fn tail(path: &Path, lines: usize) -> String {
