@@ -323,6 +323,8 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
         "cargo build --workspace --bins",
         cargo().args(["build", "--workspace", "--bins"]),
     )?;
+    // The contract tests (a system test) run schemathesis against every service.
+    provision::provision_schemathesis(layout)?;
     // The browser tests (a system test) need the built storefront and playwright-core.
     eprintln!("==> storefront: npm ci and vite build when changed, then its unit tests");
     storefront::build(layout)?;
@@ -364,6 +366,7 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
         .env("SMTP_HOST", "127.0.0.1")
         .env("SMTP_PORT", s.smtp_port.to_string())
         .env("SYSTEM_TEST_BIN_DIR", layout.target_dir().join("debug"))
+        .env("SCHEMATHESIS", provision::schemathesis_bin(layout))
         .stdout(Stdio::piped())
         .spawn()
         .context("running cargo test")?;

@@ -6,6 +6,7 @@
 
 mod api;
 mod browser;
+mod contract;
 mod platform;
 mod scenarios;
 
@@ -45,6 +46,19 @@ async fn storefront_in_a_real_browser() -> anyhow::Result<()> {
     let _turn = ONE_AT_A_TIME.lock().await;
     let platform = Platform::start_with_storefront(1, Some(&dist)).await?;
     let outcome = browser::run_storefront_suite(&platform).await;
+    if let Err(error) = &outcome {
+        eprintln!("{error:#}\n{}", platform.logs(40));
+    }
+    outcome
+}
+
+/// Every service's OpenAPI document as a contract: schemathesis against each service and
+/// through the gateway, 0 failures (see `contract.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_service_keeps_its_openapi_contract_under_fuzzing() -> anyhow::Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let platform = Platform::start(1).await?;
+    let outcome = contract::fuzz_every_service(&platform).await;
     if let Err(error) = &outcome {
         eprintln!("{error:#}\n{}", platform.logs(40));
     }

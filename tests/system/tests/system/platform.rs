@@ -34,6 +34,9 @@ pub struct Platform {
     pub sms: String,
     pub replicas: usize,
     pub work_dir: PathBuf,
+    /// Each service's instances by name, for tests that talk to a service directly (the
+    /// contract tests read each one's own OpenAPI document).
+    pub services: HashMap<String, Vec<String>>,
     instances: Vec<Instance>,
 }
 
@@ -112,6 +115,7 @@ impl Platform {
             sms: String::new(),
             replicas,
             work_dir: work_dir.clone(),
+            services: HashMap::new(),
             instances: Vec::new(),
         };
 
@@ -287,6 +291,10 @@ impl Platform {
             .spawn(&bins, "gateway", gateway_port, &common, &gateway_env)
             .await?;
         platform.gateway = format!("http://127.0.0.1:{gateway_port}");
+        platform.services = urls
+            .into_iter()
+            .map(|(name, list)| (name.to_owned(), list))
+            .collect();
         Ok(platform)
     }
 
