@@ -125,7 +125,9 @@ fn integral_floats_as_integers(value: &mut serde_json::Value) {
         serde_json::Value::Number(number) if number.is_f64() => {
             if let Some(float) = number.as_f64()
                 && float.fract() == 0.0
-                && float >= i64::MIN as f64
+                // Exclusive at both ends: `-9223372036854775809` also reads as the float
+                // -2^63 and must stay out of range.
+                && float > i64::MIN as f64
                 && float < i64::MAX as f64
             {
                 *value = serde_json::Value::from(float as i64);

@@ -372,6 +372,7 @@ fn specs_schema_json() -> Value {
 fn spec_value_schema_json() -> Value {
     serde_json::json!({
         "anyOf": [
+            {"type": "null"},
             {"type": "string"},
             {"type": "boolean"},
             {"type": "number", "minimum": i64::MIN, "maximum": i64::MAX},
