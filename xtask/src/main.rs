@@ -347,6 +347,8 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
         "cargo build --workspace --bins",
         cargo().args(["build", "--workspace", "--bins"]),
     )?;
+    // The contract tests (a system test) run schemathesis against every service.
+    provision::provision_schemathesis(layout)?;
     // The browser tests (a system test) need the built storefront and playwright-core.
     eprintln!("==> storefront: npm ci and vite build when changed, then its unit tests");
     storefront::build(layout)?;
@@ -395,6 +397,7 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
             provision::postgres_bin_if_present()
                 .map(|bin| ("POSTGRES_BIN_DIR", bin.into_os_string())),
         )
+        .env("SCHEMATHESIS", provision::schemathesis_bin(layout))
         .stdout(Stdio::piped())
         .spawn()
         .context("running cargo test")?;

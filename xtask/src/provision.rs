@@ -1,9 +1,10 @@
 //! Prerequisites (Debian packages) and the tool cache (Kafka, Zipkin, the MongoDB-wire server,
-//! the OIDC stand-in for Google, Mailpit, the workflow engine).
+//! the OIDC stand-in for Google, Mailpit, the workflow engine, schemathesis).
 //!
 //! Everything comes from package registries only: Kafka, Zipkin and mongo-java-server (the
 //! local MongoDB-wire server, see [`provision_mongo_wire`]) are artifacts on Maven Central,
-//! Mailpit is built from the Go module proxy, and PostgreSQL, Java, Maven and Go come from
+//! Mailpit is built from the Go module proxy, schemathesis (the contract fuzzer) is a virtualenv
+//! from PyPI, and PostgreSQL, Java, Maven and Go come from
 //! Debian (Go then upgraded through the module proxy when Debian's is too old). The workflow
 //! engine (Operaton) is the repository's own Maven module `workflow/engine`, built against
 //! Maven Central into the tool cache, and rebuilt when its sources or the models change. Each tool is installed into a versioned
@@ -38,6 +39,41 @@ pub const OIDC_STANDIN_MAIN: &str = "no.nav.security.mock.oauth2.StandaloneMockO
 pub const CARGO_DENY_VERSION: &str = "0.20.2";
 const SLF4J_VERSION: &str = "2.0.17";
 const LOG4J_VERSION: &str = "2.24.3";
+
+/// Schemathesis, the OpenAPI contract fuzzer the contract tests run (`tests/system`,
+/// `contract_fuzzing`), from PyPI into a virtualenv of the tool cache.
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
+/// Schemathesis and every package it pulls in, pinned (what `pip freeze` reported for it), so a
+/// fresh machine fuzzes with exactly the code CI did; installed with `--no-deps`.
+const SCHEMATHESIS_PACKAGES: &[&str] = &[
+    "schemathesis==4.32.5",
+    "anyio==4.16.0",
+    "certifi==2026.10.19.post1",
+    "charset-normalizer==3.5.3",
+    "click==8.5.1",
+    "graphql-core==3.3.2",
+    "harfile==0.6.0",
+    "hypothesis==6.170.17",
+    "hypothesis-graphql==0.13.5",
+    "idna==3.20",
+    "iniconfig==2.3.1",
+    "jsonschema_rs==0.60.3",
+    "markdown-it-py==4.3.0",
+    "MarkupSafe==3.0.4",
+    "mdurl==0.1.2",
+    "packaging==26.4",
+    "pluggy==1.7.0",
+    "Pygments==2.21.0",
+    "pyrate-limiter==4.5.1",
+    "pytest==9.2.0",
+    "PyYAML==6.0.4",
+    "requests==2.34.2",
+    "rich==15.0.0",
+    "sortedcontainers==2.4.0",
+    "typing_extensions==4.16.0",
+    "urllib3==2.8.0",
+    "Werkzeug==3.1.9",
+];
 
 /// Go is not taken from Debian (too old for these modules); these are the usual install spots.
 const GO_FALLBACK_DIRS: &[&str] = &["/usr/local/go/bin", "/usr/lib/go/bin"];
@@ -101,6 +137,16 @@ pub fn workflow_engine_jar(layout: &Layout) -> PathBuf {
 fn workflow_sources(layout: &Layout) -> [PathBuf; 2] {
     let workflow = layout.repo.join("workflow");
     [workflow.join("engine"), workflow.join("models")]
+}
+/// The virtualenv holding schemathesis; `.complete` inside marks it usable.
+pub fn schemathesis_dir(layout: &Layout) -> PathBuf {
+    layout
+        .tools()
+        .join(format!("schemathesis-{SCHEMATHESIS_VERSION}"))
+}
+/// Its command line entry point (what `cargo xtask test` hands the contract tests).
+pub fn schemathesis_bin(layout: &Layout) -> PathBuf {
+    schemathesis_dir(layout).join("bin").join("st")
 }
 pub fn mailpit_bin(layout: &Layout) -> PathBuf {
     layout
@@ -627,6 +673,74 @@ fn maven_libs(
     let _ = fs::remove_dir_all(&libs);
     fs::rename(&tmp, &libs).with_context(|| format!("moving {} into place", libs.display()))?;
     Ok(())
+}
+
+/// Schemathesis into a virtualenv of the tool cache, unless one is complete already. A
+/// virtualenv cannot be moved (its scripts name their interpreter by absolute path), so it is
+/// built in place and marked complete last; an unmarked one is rebuilt from scratch.
+pub fn provision_schemathesis(layout: &Layout) -> Result<()> {
+    let dir = schemathesis_dir(layout);
+    let marker = dir.join(".complete");
+    if marker.is_file() && schemathesis_bin(layout).is_file() {
+        return Ok(());
+    }
+    let task = Task::start(
+        "pypi",
+        &format!("installing schemathesis {SCHEMATHESIS_VERSION}"),
+    );
+    let log = layout.provision_log("schemathesis");
+    let result = (|| {
+        let python = match which("python3", &[]) {
+            Some(python) => python,
+            None => {
+                apt_install(
+                    layout,
+                    &["python3", "python3-venv"],
+                    "Python 3 (schemathesis)",
+                )?;
+                which("python3", &[]).context("python3 is still not on PATH")?
+            }
+        };
+        let _ = fs::remove_dir_all(&dir);
+        let venv = || {
+            run_logged(
+                Command::new(&python).args(["-m", "venv"]).arg(&dir),
+                &log,
+                "python3 -m venv (schemathesis)",
+            )
+        };
+        if venv().is_err() {
+            // Debian's python3 ships without ensurepip; python3-venv adds it.
+            let _ = fs::remove_dir_all(&dir);
+            apt_install(layout, &["python3-venv"], "Python's venv module")?;
+            venv()?;
+        }
+        run_logged(
+            Command::new(dir.join("bin").join("pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                ])
+                .args(SCHEMATHESIS_PACKAGES)
+                .env("PIP_CACHE_DIR", layout.cache.join("pip")),
+            &log,
+            "pip install schemathesis",
+        )?;
+        fs::write(&marker, SCHEMATHESIS_PACKAGES.join("\n"))
+            .context("marking the schemathesis virtualenv complete")
+    })();
+    match result {
+        Ok(()) => {
+            task.done(&format!("schemathesis {SCHEMATHESIS_VERSION} installed"));
+            Ok(())
+        }
+        Err(e) => {
+            task.fail();
+            Err(e)
+        }
+    }
 }
 
 /// Kafka's broker, storage formatter and CLI tools with their runtime dependencies.

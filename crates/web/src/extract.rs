@@ -75,10 +75,33 @@ fn body_rejection(rejection: BytesRejection) -> Problem {
     }
 }
 
+/// For an `Option` field of a partial update, with `#[serde(default, deserialize_with =
+/// "web::extract::non_null")]`: absent is `None`, a value is `Some`, and `null` is refused (422
+/// naming the field). A `null` would otherwise read as "absent" and change nothing, while the
+/// API document (`nullable = false`) says it is not a value.
+pub fn non_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    match <Option<T> as serde::Deserialize>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom(
+            "must not be null; leave the field out to keep its value",
+        )),
+    }
+}
+
 /// Deserialises `bytes`, turning serde's error into a problem that names the field.
+///
+/// A number with a zero fraction (`2.0`) is read as the integer it is: JSON Schema's `integer`
+/// (what the API documents say) includes it, and several JSON encoders write integers so,
+/// while serde refuses a float for an integer field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|error| Problem::bad_request(format!("the body is not valid JSON: {error}")))?;
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
@@ -94,6 +117,26 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             serde_json::error::Category::Io => Problem::bad_request("the body could not be read"),
         }
     })
+}
+
+/// Rewrites every float with a zero fraction that fits an `i64` as that integer.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                // Exclusive at both ends: `-9223372036854775809` also reads as the float
+                // -2^63 and must stay out of range.
+                && float > i64::MIN as f64
+                && float < i64::MAX as f64
+            {
+                *value = serde_json::Value::from(float as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// serde reports a missing field at the parent's path; name the field itself.
@@ -177,6 +220,46 @@ mod tests {
             panic!("expected a rejection");
         };
         assert_eq!(field_of(&problem), "age");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Patch {
+        #[serde(default, deserialize_with = "non_null")]
+        name: Option<String>,
+        #[serde(default, deserialize_with = "non_null")]
+        specs: Option<serde_json::Value>,
+    }
+
+    #[test]
+    fn null_in_a_partial_update_is_refused_and_absent_is_not() {
+        let Err(problem) = parse_json::<Patch>(br#"{"name": null}"#) else {
+            panic!("expected a rejection");
+        };
+        assert_eq!((problem.status, field_of(&problem)), (422, "name"));
+        let Err(problem) = parse_json::<Patch>(br#"{"specs": null}"#) else {
+            panic!("expected a rejection");
+        };
+        assert_eq!(field_of(&problem), "specs");
+        let Ok(patch) = parse_json::<Patch>(br#"{"specs": {"a": 1}}"#) else {
+            panic!("expected a patch");
+        };
+        assert!(patch.name.is_none() && patch.specs.is_some());
+    }
+
+    #[test]
+    fn an_integral_float_is_an_integer_and_a_fraction_is_not() {
+        let body = br#"{"email":"a@b.c","age":30.0,"address":{"city":"x"}}"#;
+        let Ok(register) = parse_json::<Register>(body) else {
+            panic!("30.0 is an integer");
+        };
+        assert_eq!(register.age, 30);
+        let Err(problem) =
+            parse_json::<Register>(br#"{"email":"a@b.c","age":30.5,"address":{"city":"x"}}"#)
+        else {
+            panic!("expected a rejection");
+        };
+        assert_eq!((problem.status, field_of(&problem)), (422, "age"));
     }
 
     #[test]

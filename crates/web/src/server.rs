@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
+use futures::StreamExt as _;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -59,7 +61,7 @@ pub fn documented_service_router<Doc: utoipa::OpenApi>(
 /// Wraps a service's API routes with the platform endpoints and the edge middleware.
 pub fn service_router(info: ServiceInfo, api: Router, readiness: Readiness) -> Router {
     let _ = metrics::handle();
-    let openapi = info.openapi_json.clone();
+    let openapi = crate::openapi::with_openapi_link_names(&info.openapi_json);
     let timeout = info.request_timeout;
     let platform = Router::new()
         .merge(health::router(readiness))
@@ -80,6 +82,9 @@ pub fn service_router(info: ServiceInfo, api: Router, readiness: Readiness) -> R
     .fallback(|| async { Problem::not_found("no such resource") })
     .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .layer(middleware::from_fn(move |req, next| {
+        read_whole_body(timeout, req, next)
+    }))
     .layer(middleware::from_fn(trace_request))
     .layer(
         ServiceBuilder::new()
@@ -89,6 +94,58 @@ pub fn service_router(info: ServiceInfo, api: Router, readiness: Readiness) -> R
                 Problem::internal().into_response()
             })),
     )
+}
+
+/// The most of an oversized body read (and thrown away) before answering 413, so that the
+/// caller, typically the gateway with its own larger limit, can finish sending and read the
+/// answer. A declared length above it is refused at once.
+const DRAIN_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// Reads the whole request body before any routing or extraction. A handler (or an extractor,
+/// or the 404 fallback) that answers without reading the body made hyper close the connection
+/// while the client was still sending it; the gateway, writing the body to a pooled
+/// connection, then saw a broken pipe and answered 502 instead of the service's 404 or 422
+/// (found by the contract fuzzing through the gateway). Bodies are at most 64 KiB and every
+/// handler buffers them anyway, so buffering here costs nothing; a body slower than the
+/// request timeout is refused.
+async fn read_whole_body(timeout: Duration, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > DRAIN_MAX_BYTES) {
+        return Problem::payload_too_large(MAX_BODY_BYTES).into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let read = async move {
+        let mut stream = body.into_data_stream();
+        let mut buffer = bytes::BytesMut::new();
+        let mut seen = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|_| Problem::bad_request("the request body could not be read"))?;
+            seen = seen.saturating_add(chunk.len());
+            if seen > DRAIN_MAX_BYTES {
+                return Err(Problem::payload_too_large(MAX_BODY_BYTES));
+            }
+            if seen <= MAX_BODY_BYTES {
+                buffer.extend_from_slice(&chunk);
+            }
+        }
+        if seen > MAX_BODY_BYTES {
+            return Err(Problem::payload_too_large(MAX_BODY_BYTES));
+        }
+        Ok(buffer.freeze())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(problem)) => problem.into_response(),
+        Err(_) => Problem::bad_request("the request body did not arrive in time").into_response(),
+    }
 }
 
 async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {
@@ -195,4 +252,87 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; draining");
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::post;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// Reads one HTTP/1.1 response (headers and a `Content-Length` body); `None` at EOF.
+    async fn read_response(stream: &mut TcpStream) -> Option<String> {
+        let mut received = Vec::new();
+        let mut byte = [0u8; 1];
+        while !received.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte).await {
+                Ok(1) => received.push(byte[0]),
+                _ => return None,
+            }
+        }
+        let head = String::from_utf8_lossy(&received).to_string();
+        let length = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(format!("{head}{}", String::from_utf8_lossy(&body)))
+    }
+
+    /// A handler that refuses a request by its path alone must still let the client finish
+    /// sending the body and keep the connection: the gateway writes bodies to pooled
+    /// connections, and a connection closed under it turned the service's 404 into a 502.
+    #[tokio::test]
+    async fn an_early_refusal_waits_for_the_body_and_keeps_the_connection() {
+        let router = Router::new()
+            .route(
+                "/things/{id}",
+                post(|crate::Path(id): crate::Path<uuid::Uuid>| async move { id.to_string() }),
+            )
+            .layer(middleware::from_fn(|req, next| {
+                read_whole_body(Duration::from_secs(10), req, next)
+            }));
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+            panic!("cannot bind a port");
+        };
+        let Ok(address) = listener.local_addr() else {
+            panic!("no local address");
+        };
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let Ok(mut stream) = TcpStream::connect(address).await else {
+            panic!("cannot connect");
+        };
+        let body = br#"{"delta": 1, "reason": "x"}"#;
+        let head = format!(
+            "POST /things/not-a-uuid HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        assert!(stream.write_all(head.as_bytes()).await.is_ok());
+        // Before the fix the 404 came at once, before the body; now nothing is answered until
+        // the body is in. Wait a little for an early answer, then send the body either way.
+        let mut early = [0u8; 1];
+        let answered_early =
+            tokio::time::timeout(Duration::from_millis(300), stream.peek(&mut early))
+                .await
+                .is_ok();
+        assert!(!answered_early, "answered before the body was sent");
+        assert!(stream.write_all(body).await.is_ok());
+        let first = read_response(&mut stream).await.unwrap_or_default();
+        assert!(first.starts_with("HTTP/1.1 404"), "{first}");
+        // The same connection serves the next request.
+        let again = format!(
+            "POST /things/{} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+            uuid::Uuid::nil()
+        );
+        assert!(stream.write_all(again.as_bytes()).await.is_ok());
+        let second = read_response(&mut stream).await.unwrap_or_default();
+        assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    }
 }

@@ -10,7 +10,7 @@ use axum::extract::FromRef;
 use axum::routing::get;
 use sqlx::PgPool;
 use utoipa::OpenApi;
-use web::openapi::BearerAuth;
+use web::openapi::{BearerAuth, Links, OperationLink, PlatformResponses};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,6 +34,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The links the stateful use of the API follows: from a create to the reads and actions on
+/// what it created.
+const LINKS: Links = Links(&[OperationLink {
+    from: ("put", "/api/notifications/preferences", "200"),
+    name: "GetPreferences",
+    to: ("get", "/api/notifications/preferences"),
+    parameters: &[],
+    request_body: None,
+}]);
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -42,6 +52,23 @@ pub fn router(state: AppState) -> Router {
     ),
     paths(notifications::list, preferences::get, preferences::put),
     components(schemas(web::Problem, web::FieldError)),
-    modifiers(&BearerAuth)
+    modifiers(
+        &BearerAuth,
+        &LINKS,
+        &PlatformResponses
+    )
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod openapi_tests {
+    use utoipa::OpenApi as _;
+
+    use super::{ApiDoc, LINKS};
+
+    #[test]
+    fn every_link_joins_documented_operations() {
+        let missing = web::openapi::missing_links(&ApiDoc::openapi(), &LINKS);
+        assert!(missing.is_empty(), "links to or from nowhere: {missing:?}");
+    }
+}

@@ -14,9 +14,11 @@ use super::error::ApiResult;
 use crate::store::messages::{self, HistoryEntry};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// `next_before` of the previous page.
     pub before: Option<i64>,

@@ -40,11 +40,14 @@ pub struct ApprovalList {
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     /// `approve` or `reject`.
-    #[schema(example = "reject")]
+    #[schema(example = "reject", pattern = "^(approve|reject)$")]
     pub decision: String,
     /// Shown to the customer in the rejection mail.
     #[serde(default)]
-    #[schema(example = "The parcel was delivered and signed for.")]
+    #[schema(
+        example = "The parcel was delivered and signed for.",
+        max_length = 1000
+    )]
     pub comment: Option<String>,
 }
 

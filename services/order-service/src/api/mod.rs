@@ -11,7 +11,7 @@ use axum::extract::FromRef;
 use axum::routing::{get, post};
 use sqlx::PgPool;
 use utoipa::OpenApi;
-use web::openapi::BearerAuth;
+use web::openapi::{BearerAuth, Links, OperationLink, PlatformResponses};
 
 use crate::refunds::RefundSettings;
 use crate::saga::SagaSettings;
@@ -50,6 +50,46 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The links the stateful use of the API follows: from a create to the reads and actions on
+/// what it created.
+const LINKS: Links = Links(&[
+    OperationLink {
+        from: ("post", "/api/orders", "201"),
+        name: "GetOrder",
+        to: ("get", "/api/orders/{id}"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: None,
+    },
+    OperationLink {
+        from: ("post", "/api/orders", "201"),
+        name: "CancelOrder",
+        to: ("post", "/api/orders/{id}/cancel"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: None,
+    },
+    OperationLink {
+        from: ("post", "/api/orders", "201"),
+        name: "ListRefundRequests",
+        to: ("get", "/api/orders/{id}/refund-requests"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: None,
+    },
+    OperationLink {
+        from: ("post", "/api/orders", "201"),
+        name: "RequestRefund",
+        to: ("post", "/api/orders/{id}/refund-requests"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: Some(r#"{"reason": "changed_mind"}"#),
+    },
+    OperationLink {
+        from: ("post", "/api/orders/{id}/cancel", "200"),
+        name: "GetCancelledOrder",
+        to: ("get", "/api/orders/{id}"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: None,
+    },
+]);
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -69,6 +109,23 @@ pub fn router(state: AppState) -> Router {
         orders::admin_list
     ),
     components(schemas(web::Problem, web::FieldError, crate::status_feed::StatusChange)),
-    modifiers(&BearerAuth)
+    modifiers(
+        &BearerAuth,
+        &LINKS,
+        &PlatformResponses
+    )
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod openapi_tests {
+    use utoipa::OpenApi as _;
+
+    use super::{ApiDoc, LINKS};
+
+    #[test]
+    fn every_link_joins_documented_operations() {
+        let missing = web::openapi::missing_links(&ApiDoc::openapi(), &LINKS);
+        assert!(missing.is_empty(), "links to or from nowhere: {missing:?}");
+    }
+}

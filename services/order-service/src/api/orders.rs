@@ -37,6 +37,8 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
+    /// 1 to 50 lines; at most 100 units of one product in all.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<ItemRequest>,
     pub shipping_address: ShippingAddress,
 }
@@ -45,25 +47,42 @@ pub struct CreateOrder {
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
     pub product_id: Uuid,
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1, maximum = 100)]
     pub quantity: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingAddress {
-    #[schema(example = "Ada Lovelace")]
+    #[schema(
+        example = "Ada Lovelace",
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
+    )]
     pub name: String,
-    #[schema(example = "12 St James's Square")]
+    #[schema(
+        example = "12 St James's Square",
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
+    )]
     pub line1: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f]*$")]
     pub line2: Option<String>,
-    #[schema(example = "London")]
+    #[schema(
+        example = "London",
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
+    )]
     pub city: String,
-    #[schema(example = "SW1Y 4JH")]
+    #[schema(
+        example = "SW1Y 4JH",
+        max_length = 20,
+        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
+    )]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2.
-    #[schema(example = "GB")]
+    #[schema(example = "GB", pattern = "^[A-Z]{2}$")]
     pub country: String,
 }
 
@@ -71,7 +90,14 @@ impl ShippingAddress {
     fn validate(&self, errors: &mut Vec<FieldError>) {
         let mut text = |field: &str, value: &str, max: usize| {
             let length = value.trim().chars().count();
-            if length == 0 {
+            // The address is stored as JSONB, which refuses NUL (a 500 before); no control
+            // character belongs on a parcel label anyway.
+            if value.chars().any(is_control) {
+                errors.push(FieldError::new(
+                    format!("shipping_address.{field}"),
+                    "must not contain control characters",
+                ));
+            } else if length == 0 {
                 errors.push(FieldError::new(
                     format!("shipping_address.{field}"),
                     "must not be empty",
@@ -88,11 +114,11 @@ impl ShippingAddress {
         text("city", &self.city, 100);
         text("postal_code", &self.postal_code, 20);
         if let Some(line2) = &self.line2
-            && line2.chars().count() > 200
+            && (line2.chars().count() > 200 || line2.chars().any(is_control))
         {
             errors.push(FieldError::new(
                 "shipping_address.line2",
-                "must be at most 200 characters",
+                "must be at most 200 characters, without control characters",
             ));
         }
         if !(self.country.len() == 2 && self.country.chars().all(|c| c.is_ascii_uppercase())) {
@@ -102,6 +128,11 @@ impl ShippingAddress {
             ));
         }
     }
+}
+
+/// C0 controls and DEL, which the address schema's patterns exclude too.
+fn is_control(c: char) -> bool {
+    c <= '\u{1f}' || c == '\u{7f}'
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -184,10 +215,16 @@ pub struct OrderPage {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub cursor: Option<String>,
 }
 
@@ -447,13 +484,20 @@ pub async fn list(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AdminListParams {
     /// Only orders in this status (`PENDING`, `AWAITING_PAYMENT`, `PAID`, `REJECTED`,
-    /// `CANCELLED`); absent: all.
+    /// `CANCELLED`, `REFUNDED`); absent or empty: all.
+    #[param(pattern = r"^\s*(PENDING|AWAITING_PAYMENT|PAID|REJECTED|CANCELLED|REFUNDED)?\s*$")]
     pub status: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub cursor: Option<String>,
 }
 
@@ -566,5 +610,33 @@ pub async fn cancel(
         .into()),
         Advanced::Unchanged(order) => Ok(Json(OrderView::from(*order))),
         Advanced::NotFound => Err(Problem::not_found(format!("no order {id}")).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(line1: &str) -> ShippingAddress {
+        ShippingAddress {
+            name: "Ada Lovelace".into(),
+            line1: line1.into(),
+            line2: None,
+            city: "London".into(),
+            postal_code: "SW1Y 4JH".into(),
+            country: "GB".into(),
+        }
+    }
+
+    /// A NUL in the address reached PostgreSQL's JSONB and answered 500 (contract fuzzing).
+    #[test]
+    fn control_characters_in_the_address_are_refused_by_field() {
+        let mut errors = Vec::new();
+        address("12 St James\u{0}s Square").validate(&mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "shipping_address.line1");
+        let mut errors = Vec::new();
+        address("12 St James's Square").validate(&mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
     }
 }

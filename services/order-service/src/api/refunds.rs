@@ -24,11 +24,15 @@ use crate::store::refunds::{self, RefundRow};
 pub struct CreateRefundRequest {
     /// One of `damaged`, `not_as_described`, `wrong_item`, `not_received`, `changed_mind`,
     /// `other`.
-    #[schema(example = "damaged")]
+    #[schema(
+        example = "damaged",
+        pattern = "^(damaged|not_as_described|wrong_item|not_received|changed_mind|other)$"
+    )]
     pub reason: String,
     /// The lines concerned (all when absent). The provider refunds whole charges, so the
     /// amount is the order's total either way; the lines tell operations what comes back.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub items: Option<Vec<RefundItem>>,
 }
 
@@ -36,7 +40,7 @@ pub struct CreateRefundRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefundItem {
     pub product_id: Uuid,
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1, maximum = 100)]
     pub quantity: i64,
 }
 

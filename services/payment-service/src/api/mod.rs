@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use utoipa::OpenApi;
-use web::openapi::BearerAuth;
+use web::openapi::{BearerAuth, Links, OperationLink, PlatformResponses};
 
 use crate::charging::Charging;
 
@@ -32,6 +32,32 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The links the stateful use of the API follows: from a create to the reads and actions on
+/// what it created.
+const LINKS: Links = Links(&[
+    OperationLink {
+        from: ("post", "/api/payments", "201"),
+        name: "GetPayment",
+        to: ("get", "/api/payments/{id}"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: None,
+    },
+    OperationLink {
+        from: ("post", "/api/payments", "201"),
+        name: "ListOrderPayments",
+        to: ("get", "/api/payments"),
+        parameters: &[("order_id", "$response.body#/order_id")],
+        request_body: None,
+    },
+    OperationLink {
+        from: ("post", "/api/payments", "202"),
+        name: "GetPendingPayment",
+        to: ("get", "/api/payments/{id}"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: None,
+    },
+]);
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -40,6 +66,23 @@ pub fn router(state: AppState) -> Router {
     ),
     paths(payments::create, payments::get, payments::list),
     components(schemas(web::Problem, web::FieldError)),
-    modifiers(&BearerAuth)
+    modifiers(
+        &BearerAuth,
+        &LINKS,
+        &PlatformResponses
+    )
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod openapi_tests {
+    use utoipa::OpenApi as _;
+
+    use super::{ApiDoc, LINKS};
+
+    #[test]
+    fn every_link_joins_documented_operations() {
+        let missing = web::openapi::missing_links(&ApiDoc::openapi(), &LINKS);
+        assert!(missing.is_empty(), "links to or from nowhere: {missing:?}");
+    }
+}

@@ -93,7 +93,7 @@ fn to_chrono(at: mongodb::bson::DateTime) -> chrono::DateTime<chrono::Utc> {
 
 #[utoipa::path(post, path = "/api/payments", tag = "payments", security(("bearer" = [])),
     request_body = NewPayment,
-    params(("Idempotency-Key" = String, Header, description = "Required; the same key and body return the same payment")),
+    params(("Idempotency-Key" = String, Header, pattern = r"^\s*[!-~]{1,255}\s*$", description = "Required, 1 to 255 visible ASCII characters; the same key and body return the same payment")),
     responses(
         (status = 201, body = PaymentView, description = "The provider answered: `succeeded` or `failed`"),
         (status = 202, body = PaymentView, description = "`pending`: the provider did not answer in time; poll GET /api/payments/{id}"),
@@ -161,7 +161,10 @@ pub async fn get(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only the payments of this order.
+    /// Only the payments of this order (empty: all).
+    #[param(
+        pattern = "^([0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})?$"
+    )]
     pub order_id: Option<String>,
 }
 

@@ -16,12 +16,16 @@ use web::FieldError;
 #[serde(deny_unknown_fields)]
 pub struct CardInput {
     /// 12 to 19 digits (spaces allowed), Luhn-valid.
+    #[schema(example = "4242 4242 4242 4242", pattern = "^ *([0-9] *){12,19}$")]
     pub number: String,
     /// 1 to 12.
+    #[schema(example = 12, minimum = 1, maximum = 12)]
     pub exp_month: u32,
     /// Four digits, e.g. 2030; the card must not have expired.
+    #[schema(example = 2030, minimum = 2000, maximum = 2100)]
     pub exp_year: i32,
     /// 3 or 4 digits.
+    #[schema(example = "123", pattern = "^[0-9]{3,4}$")]
     pub cvc: String,
 }
 

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use contracts::topics::Topic;
 use messaging::mongo::RelayWake;
 use utoipa::OpenApi;
-use web::openapi::BearerAuth;
+use web::openapi::{BearerAuth, Links, MinProperties, OperationLink, PlatformResponses};
 
 use crate::catalog::Catalog;
 use crate::store::products::Products;
@@ -50,6 +50,51 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Partial-update bodies the handlers refuse when they change nothing.
+const PARTIAL_UPDATES: MinProperties = MinProperties(&[("ProductPatch", 2)]);
+
+/// The links the stateful use of the API follows: from a create to the reads and actions on
+/// what it created.
+const LINKS: Links = Links(&[
+    OperationLink {
+        from: ("post", "/api/products", "201"),
+        name: "GetProduct",
+        to: ("get", "/api/products/{id}"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: None,
+    },
+    OperationLink {
+        from: ("post", "/api/products", "201"),
+        name: "UpdateProduct",
+        to: ("patch", "/api/products/{id}"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: Some(
+            r#"{"version": "$response.body#/version", "name": "Renamed through a link"}"#,
+        ),
+    },
+    OperationLink {
+        from: ("post", "/api/products", "201"),
+        name: "AdjustStock",
+        to: ("post", "/api/products/{id}/stock"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: Some(r#"{"delta": 5, "reason": "restocked through a link"}"#),
+    },
+    OperationLink {
+        from: ("post", "/api/products", "201"),
+        name: "DeleteProduct",
+        to: ("delete", "/api/products/{id}"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: None,
+    },
+    OperationLink {
+        from: ("patch", "/api/products/{id}", "200"),
+        name: "GetUpdatedProduct",
+        to: ("get", "/api/products/{id}"),
+        parameters: &[("id", "$response.body#/id")],
+        request_body: None,
+    },
+]);
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -65,7 +110,25 @@ pub fn router(state: AppState) -> Router {
         products::delete,
         products::adjust_stock
     ),
-    components(schemas(web::Problem, web::FieldError)),
-    modifiers(&BearerAuth)
+    components(schemas(web::Problem, web::FieldError, products::Specs, products::SpecValue)),
+    modifiers(
+        &BearerAuth,
+        &PARTIAL_UPDATES,
+        &LINKS,
+        &PlatformResponses
+    )
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod openapi_tests {
+    use utoipa::OpenApi as _;
+
+    use super::{ApiDoc, LINKS};
+
+    #[test]
+    fn every_link_joins_documented_operations() {
+        let missing = web::openapi::missing_links(&ApiDoc::openapi(), &LINKS);
+        assert!(missing.is_empty(), "links to or from nowhere: {missing:?}");
+    }
+}

@@ -47,18 +47,23 @@ use crate::store::products::{self, Adjustment, Naming, ProductDoc, StockDoc};
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
-    #[schema(example = 2999)]
+    #[schema(example = 2999, minimum = 1, maximum = 100_000_000)]
     pub amount: i64,
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = "^(EUR|USD|GBP|CNY|JPY)$")]
     pub currency: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
-    #[schema(example = "https://img.example.com/kettle.jpg")]
+    #[schema(
+        example = "https://img.example.com/kettle.jpg",
+        max_length = 2048,
+        pattern = r"^\s*https?://\S*\s*$"
+    )]
     pub url: String,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub alt: String,
 }
 
@@ -74,10 +79,15 @@ pub struct Stock {
 #[serde(deny_unknown_fields)]
 pub struct TranslationBody {
     /// 1 to 200 characters.
-    #[schema(example = "不锈钢水壶")]
+    #[schema(
+        example = "不锈钢水壶",
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*\S[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// Up to 5,000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub description: String,
 }
 
@@ -193,26 +203,36 @@ pub struct ListParams {
     /// Ranked full-text search (name, description, tags, spec values; Chinese and English,
     /// typos in Latin words tolerated), at most 200 characters. Text with no letters or
     /// digits (punctuation, emoji) matches nothing.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// A category slug (`a-z 0-9 -`, at most 50).
+    #[param(pattern = r"^\s*[A-Za-z0-9-]{0,50}\s*$")]
     pub category: Option<String>,
     /// `specs.brand`, any case, at most 100 characters.
+    #[param(max_length = 100)]
     pub brand: Option<String>,
     /// Lowest price in minor units (integer >= 0).
+    #[param(pattern = r"^\s*[0-9]{0,18}\s*$")]
     pub min_price: Option<String>,
     /// Highest price in minor units (integer >= 0, not below `min_price`).
+    #[param(pattern = r"^\s*[0-9]{0,18}\s*$")]
     pub max_price: Option<String>,
     /// `true`: only products with available stock.
+    #[param(pattern = r"^\s*(true|false|1|0)?\s*$")]
     pub in_stock: Option<String>,
     /// `relevance` (default with `q`), `newest` (default without), `price_asc`, `price_desc`,
     /// `name` (`price` and `-price` are accepted too).
+    #[param(pattern = r"^\s*(relevance|newest|price_asc|price_desc|name|price|-price)?\s*$")]
     pub sort: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(pattern = r"^\s*([1-9]|[1-9][0-9]|100)?\s*$")]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page (at most 512 characters).
+    #[param(max_length = 512)]
     pub cursor: Option<String>,
     /// `en` or `zh-CN` (also `zh`, `zh-Hans`, `en-GB`...): the language of names and
     /// descriptions; overrides `Accept-Language`.
+    #[param(pattern = r"^\s*(([eE][nN]|[zZ][hH])([-_][A-Za-z0-9_-]{0,32})?)?\s*$")]
     pub lang: Option<String>,
 }
 
@@ -221,10 +241,13 @@ pub struct ListParams {
 #[into_params(parameter_in = Query)]
 pub struct SuggestParams {
     /// What the shopper typed so far, at most 50 characters; the last word may be unfinished.
+    #[param(max_length = 50)]
     pub q: Option<String>,
     /// Suggestions wanted, 1 to 20 (default 8).
+    #[param(pattern = r"^\s*([1-9]|1[0-9]|20)?\s*$")]
     pub limit: Option<String>,
     /// As for the listing.
+    #[param(pattern = r"^\s*(([eE][nN]|[zZ][hH])([-_][A-Za-z0-9_-]{0,32})?)?\s*$")]
     pub lang: Option<String>,
 }
 
@@ -249,30 +272,143 @@ pub const BRAND_MAX_CHARS: usize = 100;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
-    #[schema(example = "KT-100")]
+    /// 3 to 64 of `A-Z a-z 0-9 - _ .`, starting with a letter or digit; stored in upper case.
+    #[schema(
+        example = "KT-100",
+        pattern = r"^\s*[A-Za-z0-9][A-Za-z0-9._-]{2,63}\s*$"
+    )]
     pub sku: String,
     /// The base name, in English or Chinese.
-    #[schema(example = "Steel kettle")]
+    #[schema(
+        example = "Steel kettle",
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*\S[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 5000, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub description: String,
     /// Name and description in the other language(s): keys `en` or `zh-CN`.
     #[serde(default)]
+    #[schema(schema_with = translations_schema)]
     pub translations: BTreeMap<String, TranslationBody>,
-    #[schema(example = "kitchen")]
+    /// A slug: 1 to 50 of `a-z 0-9 -` (stored in lower case).
+    #[schema(example = "kitchen", pattern = r"^\s*[A-Za-z0-9-]{1,50}\s*$")]
     pub category: String,
+    /// At most 20 tags of at most 40 characters.
     #[serde(default)]
+    #[schema(schema_with = tags_schema)]
     pub tags: Vec<String>,
     pub price: Price,
+    /// Nested attributes of any shape (see `Specs`).
     #[serde(default = "empty_object")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Specs)]
     pub specs: Value,
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub images: Vec<Image>,
     /// Units available at creation (default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub initial_stock: i64,
 }
+
+/// `translations`: at most one entry per language, keyed `en` or `zh-CN`.
+fn translations_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .property_names(Some(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .enum_values(Some(["en", "zh-CN"])),
+        ))
+        .additional_properties(Some(utoipa::openapi::Ref::from_schema_name(
+            "TranslationBody",
+        )))
+        .build()
+}
+
+/// `tags`: at most 20 of 1 to 40 printable characters (kept once, ignoring case).
+fn tags_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .max_length(Some(40))
+                .pattern(Some(
+                    r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*\S[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$",
+                )),
+        )
+        .max_items(Some(20))
+        .build()
+}
+
+/// The schema of `specs`, as `validation::specs` checks it: an object whose keys are safe
+/// MongoDB field names (1 to 64 characters, no `.`, no NUL, no leading `$`) and whose values are
+/// any JSON, objects among them checked the same way.
+pub struct Specs;
+
+/// A value inside `specs` (recursive through `Specs`).
+pub struct SpecValue;
+
+fn schema_from(value: Value) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    // The JSON below is fixed and tested (`specs_schemas_parse`); a plain object is the safe
+    // fallback all the same.
+    serde_json::from_value(value).unwrap_or_else(|_| {
+        utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(
+            utoipa::openapi::Object::new(),
+        ))
+    })
+}
+
+fn specs_schema_json() -> Value {
+    serde_json::json!({
+        "type": "object",
+        "description": "Nested attributes of any shape, at most 8 levels deep and 16 KiB as JSON.",
+        "propertyNames": {"type": "string", "pattern": "^[^$.\\x00][^.\\x00]{0,63}$"},
+        "additionalProperties": {"$ref": "#/components/schemas/SpecValue"}
+    })
+}
+
+fn spec_value_schema_json() -> Value {
+    serde_json::json!({
+        "anyOf": [
+            {"type": "null"},
+            {"type": "string"},
+            {"type": "boolean"},
+            {"type": "number", "minimum": i64::MIN, "maximum": i64::MAX},
+            {"type": "array", "items": {"$ref": "#/components/schemas/SpecValue"}},
+            {"$ref": "#/components/schemas/Specs"}
+        ]
+    })
+}
+
+impl utoipa::PartialSchema for Specs {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schema_from(specs_schema_json())
+    }
+}
+
+impl utoipa::ToSchema for Specs {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "SpecValue".to_owned(),
+            <SpecValue as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
+impl utoipa::PartialSchema for SpecValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schema_from(spec_value_schema_json())
+    }
+}
+
+impl utoipa::ToSchema for SpecValue {}
 
 fn empty_object() -> Value {
     Value::Object(serde_json::Map::new())
@@ -284,25 +420,53 @@ fn empty_object() -> Value {
 pub struct ProductPatch {
     /// The version last read; a stale one is refused with 409.
     pub version: i64,
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(
+        nullable = false,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*\S[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(
+        nullable = false,
+        max_length = 5000,
+        pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub description: Option<String>,
     /// Replaces every translation (send `{}` to remove them).
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(schema_with = translations_schema)]
     pub translations: Option<BTreeMap<String, TranslationBody>>,
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(nullable = false, pattern = r"^\s*[A-Za-z0-9-]{1,50}\s*$")]
     pub category: Option<String>,
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(schema_with = tags_schema)]
     pub tags: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(nullable = false)]
     pub price: Option<Price>,
-    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(value_type = Option<Specs>, nullable = false)]
     pub specs: Option<Value>,
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(nullable = false, max_items = 10)]
     pub images: Option<Vec<Image>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockAdjustment {
-    /// Units to add (positive) or remove (negative); available stock never goes below zero.
-    #[schema(example = -2)]
+    /// Units to add (positive) or remove (negative), not zero; available stock never goes
+    /// below zero.
+    #[schema(example = -2, minimum = -1_000_000, maximum = 1_000_000)]
     pub delta: i64,
-    #[schema(example = "damaged in the warehouse")]
+    #[schema(
+        example = "damaged in the warehouse",
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub reason: String,
 }
 
@@ -529,6 +693,7 @@ pub async fn suggest(
 #[into_params(parameter_in = Query)]
 pub struct ProductParams {
     /// `en` or `zh-CN`; overrides `Accept-Language`.
+    #[param(pattern = r"^\s*(([eE][nN]|[zZ][hH])([-_][A-Za-z0-9_-]{0,32})?)?\s*$")]
     pub lang: Option<String>,
 }
 
@@ -979,4 +1144,18 @@ pub async fn adjust_stock(
     })
     .await?;
     Ok(Json(view(&committed)?))
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    #[test]
+    fn specs_schemas_parse() {
+        for value in [specs_schema_json(), spec_value_schema_json()] {
+            let parsed: Result<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>, _> =
+                serde_json::from_value(value.clone());
+            assert!(parsed.is_ok(), "{value}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use contracts::topics::Topic;
 use sqlx::PgPool;
 use utoipa::OpenApi;
-use web::openapi::BearerAuth;
+use web::openapi::{BearerAuth, Links, MinProperties, OperationLink, PlatformResponses};
 
 use crate::config::Config;
 
@@ -55,6 +55,44 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Partial-update bodies the handlers refuse when they change nothing.
+const PARTIAL_UPDATES: MinProperties = MinProperties(&[("ProfilePatch", 1)]);
+
+/// The links the stateful use of the API follows: from a create to the reads and actions on
+/// what it created.
+const LINKS: Links = Links(&[
+    OperationLink {
+        from: ("post", "/api/users/register", "201"),
+        name: "Login",
+        to: ("post", "/api/users/login"),
+        parameters: &[],
+        request_body: Some(
+            r#"{"email": "$request.body#/email", "password": "$request.body#/password"}"#,
+        ),
+    },
+    OperationLink {
+        from: ("post", "/api/users/login", "200"),
+        name: "Refresh",
+        to: ("post", "/api/users/refresh"),
+        parameters: &[],
+        request_body: Some(r#"{"refresh_token": "$response.body#/refresh_token"}"#),
+    },
+    OperationLink {
+        from: ("post", "/api/users/login", "200"),
+        name: "Logout",
+        to: ("post", "/api/users/logout"),
+        parameters: &[],
+        request_body: Some(r#"{"refresh_token": "$response.body#/refresh_token"}"#),
+    },
+    OperationLink {
+        from: ("post", "/api/users/refresh", "200"),
+        name: "RefreshAgain",
+        to: ("post", "/api/users/refresh"),
+        parameters: &[],
+        request_body: Some(r#"{"refresh_token": "$response.body#/refresh_token"}"#),
+    },
+]);
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -74,6 +112,24 @@ pub fn router(state: AppState) -> Router {
         jwks::jwks
     ),
     components(schemas(web::Problem, web::FieldError)),
-    modifiers(&BearerAuth)
+    modifiers(
+        &BearerAuth,
+        &PARTIAL_UPDATES,
+        &LINKS,
+        &PlatformResponses
+    )
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod openapi_tests {
+    use utoipa::OpenApi as _;
+
+    use super::{ApiDoc, LINKS};
+
+    #[test]
+    fn every_link_joins_documented_operations() {
+        let missing = web::openapi::missing_links(&ApiDoc::openapi(), &LINKS);
+        assert!(missing.is_empty(), "links to or from nowhere: {missing:?}");
+    }
+}

@@ -22,22 +22,36 @@ use crate::store::{self, refresh_tokens};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(
+        example = "ada@example.com",
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1f\x7f-\x9f]{1,64}@[^\s@.\x00-\x1f\x7f-\x9f]+(\.[^\s@.\x00-\x1f\x7f-\x9f]+)+\s*$"
+    )]
     pub email: String,
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 12, max_length = 128)]
     pub password: String,
-    #[schema(example = "Ada Lovelace")]
+    #[schema(
+        example = "Ada Lovelace",
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
-    #[schema(example = "+4915112345678")]
+    #[schema(
+        example = "+4915112345678",
+        pattern = r"^[ -]*\+[ -]*[1-9]([ -]*[0-9]){7,14}[ -]*$"
+    )]
     pub phone: Option<String>,
-    /// `en` (default) or `zh-CN`.
+    /// `en` (default) or `zh-CN`, in any case.
+    #[schema(pattern = "^([eE][nN]|[zZ][hH]-[cC][nN])$")]
     pub locale: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(pattern = r"\S")]
     pub email: String,
+    #[schema(min_length = 1)]
     pub password: String,
 }
 
@@ -50,11 +64,20 @@ pub struct RefreshRequest {
 /// Profile changes; omitted fields stay as they are, `"phone": null` removes the number.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+/// At least one field (`minProperties`, set in the API document).
 pub struct ProfilePatch {
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(
+        nullable = false,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[ -]*\+[ -]*[1-9]([ -]*[0-9]){7,14}[ -]*$")]
     pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "web::extract::non_null")]
+    #[schema(nullable = false, pattern = "^([eE][nN]|[zZ][hH]-[cC][nN])$")]
     pub locale: Option<String>,
 }
 
@@ -213,6 +236,15 @@ pub async fn login(
     }
     if !errors.is_empty() {
         return Err(Problem::validation(errors).into());
+    }
+    // No account has control characters in its e-mail (registration refuses them), and
+    // PostgreSQL refuses NUL in text: answer as for any unknown e-mail, without a query.
+    if body
+        .email
+        .chars()
+        .any(|c| c.is_control() && !c.is_whitespace())
+    {
+        return Err(Problem::unauthorized("invalid e-mail or password").into());
     }
     let throttle_key = body.email.trim().to_lowercase();
     let mut conn = state.pool.acquire().await?;

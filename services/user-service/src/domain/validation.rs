@@ -14,7 +14,9 @@ pub const LOCALES: &[&str] = &["en", "zh-CN"];
 pub fn email(value: &str) -> Result<String, FieldError> {
     let value = value.trim();
     let invalid = || FieldError::new("email", "must be an e-mail address like name@example.com");
-    if value.len() > 254 || value.chars().any(char::is_whitespace) {
+    // Control characters (NUL among them, which PostgreSQL refuses in text: a 500 before) are
+    // never part of an address.
+    if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid());
     }
     let (local, domain) = value.split_once('@').ok_or_else(invalid)?;
@@ -105,6 +107,8 @@ mod tests {
             "a@.x.io",
             "a@x..io",
             "a@b@c.io",
+            "a\u{0}b@x.io",
+            "ada@exam\u{0}ple.com",
         ] {
             assert!(email(bad).is_err(), "{bad:?} should be refused");
         }

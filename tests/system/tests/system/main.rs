@@ -8,6 +8,7 @@
 
 mod api;
 mod browser;
+mod contract;
 mod outage;
 mod platform;
 mod scenarios;
@@ -69,4 +70,17 @@ async fn dependency_outages_answer_503_and_lose_nothing() -> anyhow::Result<()> 
     // Alone: the 2 s answer bound would otherwise measure the other platforms' load.
     let _turn = ONE_AT_A_TIME.lock().await;
     outage::run().await
+}
+
+/// Every service's OpenAPI document as a contract: schemathesis against each service and
+/// through the gateway, 0 failures (see `contract.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_service_keeps_its_openapi_contract_under_fuzzing() -> anyhow::Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let platform = Platform::start(1).await?;
+    let outcome = contract::fuzz_every_service(&platform).await;
+    if let Err(error) = &outcome {
+        eprintln!("{error:#}\n{}", platform.logs(40));
+    }
+    outcome
 }

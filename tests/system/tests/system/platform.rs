@@ -47,7 +47,9 @@ pub struct Platform {
     pub sms: String,
     pub replicas: usize,
     pub work_dir: PathBuf,
-    /// Base URLs of every instance by service name.
+    /// Base URLs of every instance by service name (simulators and the gateway included), for
+    /// tests that talk to a service directly: the contract tests read each one's own OpenAPI
+    /// document, the outage test probes each one's readiness.
     pub urls: HashMap<String, Vec<String>>,
     instances: Vec<Instance>,
 }
