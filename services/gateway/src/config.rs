@@ -44,6 +44,15 @@ pub struct Config {
     /// The built web storefront (`web/dist`), served at `/` for every path outside the
     /// platform's; `None` serves no storefront (unknown paths answer 404).
     pub web_root: Option<String>,
+    /// How long a client may take to send a request's headers before the connection is
+    /// closed: a client that trickles its headers (slowloris) holds a connection and its
+    /// buffers only this long.
+    pub header_read_timeout_ms: u64,
+    /// `Strict-Transport-Security: max-age=<this>` on every answer; `None` (the default)
+    /// sends none. Set it only when clients reach the gateway over TLS (a TLS-terminating load
+    /// balancer in front): browsers ignore the header over plain HTTP, and a wrong max-age
+    /// pins browsers to HTTPS for that long.
+    pub hsts_max_age_secs: Option<u64>,
 }
 
 /// Active health checks of every upstream instance.
@@ -92,7 +101,10 @@ pub struct LimitsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CorsConfig {
     /// Origins allowed to call the API from a browser; `["*"]` allows any (tokens travel in
-    /// the `Authorization` header, never in cookies, so no credentials mode is needed).
+    /// the `Authorization` header, never in cookies, so no credentials mode is needed). Empty
+    /// by default: the storefront is served by the gateway itself (same origin), so no other
+    /// origin needs access, and a preflight from an unlisted origin gets no `Access-Control-*`
+    /// header (the browser then refuses the call).
     pub allowed_origins: Vec<String>,
     pub max_age_secs: u64,
 }
@@ -161,7 +173,7 @@ impl Default for LimitsConfig {
 impl Default for CorsConfig {
     fn default() -> Self {
         Self {
-            allowed_origins: vec!["*".into()],
+            allowed_origins: Vec::new(),
             max_age_secs: 600,
         }
     }
@@ -207,6 +219,8 @@ impl Default for Config {
                 ("notification-service".into(), service(8085, 10_000)),
             ]),
             web_root: None,
+            header_read_timeout_ms: 10_000,
+            hsts_max_age_secs: None,
             routes: vec![
                 route("/api/users/me", "user-service", AuthPolicy::Required),
                 strict("/api/users/login"),
@@ -311,6 +325,20 @@ impl Config {
         if let Some(root) = env("GATEWAY_WEB_ROOT") {
             self.web_root = (root != "off").then_some(root);
         }
+        if let Some(ms) = env("GATEWAY_HEADER_READ_TIMEOUT_MS") {
+            self.header_read_timeout_ms = ms
+                .parse()
+                .context("GATEWAY_HEADER_READ_TIMEOUT_MS must be milliseconds")?;
+        }
+        if let Some(secs) = env("GATEWAY_HSTS_MAX_AGE_SECS") {
+            self.hsts_max_age_secs = match secs.as_str() {
+                "off" => None,
+                secs => Some(
+                    secs.parse()
+                        .context("GATEWAY_HSTS_MAX_AGE_SECS must be seconds or `off`")?,
+                ),
+            };
+        }
         if let Some(origins) = env("GATEWAY_CORS_ORIGINS") {
             self.cors.allowed_origins = split_list(&origins);
         }
@@ -326,6 +354,10 @@ impl Config {
     /// Refuses a table the gateway could not serve.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(self.max_body_bytes > 0, "max_body_bytes must be positive");
+        ensure!(
+            self.header_read_timeout_ms > 0,
+            "header_read_timeout_ms must be positive"
+        );
         ensure!(
             self.health.interval_ms > 0 && self.health.timeout_ms > 0,
             "health.interval_ms and health.timeout_ms must be positive"
