@@ -18,7 +18,11 @@ use crate::routes::{AuthPolicy, LimitClass};
 pub struct Config {
     pub host: String,
     pub port: u16,
-    /// Largest request body forwarded; larger ones are answered 413 at the edge.
+    /// Largest request body forwarded; larger ones are answered 413 at the edge. The default
+    /// is the services' own limit (`web::extract::MAX_BODY_BYTES`, 64 KiB): a larger body the
+    /// gateway let through would be refused by the service before it read the body, and the
+    /// service closing the connection mid-upload raced the 413 into a 502 (the OWASP tests
+    /// caught it).
     pub max_body_bytes: usize,
     /// Take the client address from the first `X-Forwarded-For` entry (only behind a trusted
     /// load balancer; otherwise any client could pick its own rate-limit key).
@@ -48,6 +52,10 @@ pub struct Config {
     /// closed: a client that trickles its headers (slowloris) holds a connection and its
     /// buffers only this long.
     pub header_read_timeout_ms: u64,
+    /// The largest request head (request line and headers) read; a larger one is answered
+    /// 431 before it is buffered further (hyper's own default is about 400 KiB). At least
+    /// 8192, hyper's minimum.
+    pub max_header_bytes: usize,
     /// `Strict-Transport-Security: max-age=<this>` on every answer; `None` (the default)
     /// sends none. Set it only when clients reach the gateway over TLS (a TLS-terminating load
     /// balancer in front): browsers ignore the header over plain HTTP, and a wrong max-age
@@ -199,7 +207,7 @@ impl Default for Config {
         Self {
             host: "127.0.0.1".into(),
             port: 8080,
-            max_body_bytes: 1024 * 1024,
+            max_body_bytes: web::extract::MAX_BODY_BYTES,
             trust_forwarded_for: false,
             jwks_url: "http://127.0.0.1:8081/.well-known/jwks.json".into(),
             jwt_issuer: "ferroshop-users".into(),
@@ -220,6 +228,7 @@ impl Default for Config {
             ]),
             web_root: None,
             header_read_timeout_ms: 10_000,
+            max_header_bytes: 32 * 1024,
             hsts_max_age_secs: None,
             routes: vec![
                 route("/api/users/me", "user-service", AuthPolicy::Required),
@@ -330,6 +339,11 @@ impl Config {
                 .parse()
                 .context("GATEWAY_HEADER_READ_TIMEOUT_MS must be milliseconds")?;
         }
+        if let Some(bytes) = env("GATEWAY_MAX_HEADER_BYTES") {
+            self.max_header_bytes = bytes
+                .parse()
+                .context("GATEWAY_MAX_HEADER_BYTES must be a number of bytes")?;
+        }
         if let Some(secs) = env("GATEWAY_HSTS_MAX_AGE_SECS") {
             self.hsts_max_age_secs = match secs.as_str() {
                 "off" => None,
@@ -357,6 +371,10 @@ impl Config {
         ensure!(
             self.header_read_timeout_ms > 0,
             "header_read_timeout_ms must be positive"
+        );
+        ensure!(
+            self.max_header_bytes >= 8192,
+            "max_header_bytes must be at least 8192"
         );
         ensure!(
             self.health.interval_ms > 0 && self.health.timeout_ms > 0,

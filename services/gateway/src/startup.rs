@@ -41,6 +41,7 @@ pub struct Application {
     proxy: Arc<Proxy>,
     health: HealthConfig,
     header_read_timeout: Duration,
+    max_header_bytes: usize,
 }
 
 impl Application {
@@ -74,6 +75,7 @@ impl Application {
             proxy,
             health: config.health,
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            max_header_bytes: config.max_header_bytes,
         })
     }
 
@@ -95,13 +97,11 @@ impl Application {
             stop.clone(),
         ));
         let sweeper = tokio::spawn(sweep_limits(self.proxy.clone(), stop.clone()));
-        let result = serve(
-            self.listener,
-            self.router,
-            self.header_read_timeout,
-            shutdown,
-        )
-        .await;
+        let limits = ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+        };
+        let result = serve(self.listener, self.router, limits, shutdown).await;
         stop.cancel();
         for task in [checker, sweeper] {
             if let Err(error) = task.await {
@@ -112,6 +112,13 @@ impl Application {
     }
 }
 
+/// What one client connection may cost before its request is even read.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+}
+
 /// Accepts connections until `shutdown`, then waits for the open ones to finish their
 /// requests. Hand-written rather than `axum::serve` because that one sets no timer on hyper's
 /// connections, so hyper's header read timeout never applies: a client that sends its headers
@@ -119,14 +126,15 @@ impl Application {
 async fn serve(
     listener: TcpListener,
     router: Router,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -149,15 +157,16 @@ async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let router = router.clone();
-        let service = tower::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-            request
-                .extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            let mut router = router.clone();
-            async move {
-                tower::Service::call(&mut router, request.map(axum::body::Body::new)).await
-            }
-        });
+        let service =
+            tower::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut router = router.clone();
+                async move {
+                    tower::Service::call(&mut router, request.map(axum::body::Body::new)).await
+                }
+            });
         let connection = builder
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
@@ -203,7 +212,8 @@ fn router(proxy: Arc<Proxy>, config: &Config) -> anyhow::Result<Router> {
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
         .fallback(proxy::handle)
         .with_state(proxy)
-        .layer(cors_layer(&config.cors)?);
+        .layer(cors_layer(&config.cors)?)
+        .layer(axum::middleware::map_response(no_grant_without_origin));
     Ok(
         with_security_headers(router, config.hsts_max_age_secs)?.layer(
             ServiceBuilder::new()
@@ -275,6 +285,28 @@ fn with_security_headers(router: Router, hsts_max_age_secs: Option<u64>) -> anyh
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         )))
+}
+
+/// tower-http's CORS layer answers every preflight with the allowed methods and headers and
+/// leaves out only `Access-Control-Allow-Origin` for an origin it does not allow. Browsers
+/// refuse on that alone, but the rest tells any origin what the API accepts; an answer that
+/// grants no origin grants nothing here.
+async fn no_grant_without_origin(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        for name in [
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            header::ACCESS_CONTROL_MAX_AGE,
+        ] {
+            headers.remove(name);
+        }
+    }
+    response
 }
 
 fn cors_layer(config: &CorsConfig) -> anyhow::Result<CorsLayer> {

@@ -77,7 +77,11 @@ fn check_charge(charge: ProviderCharge) -> Result<ProviderCharge, String> {
     if !plausible(&charge.id) {
         return Err("implausible charge id".into());
     }
-    if charge.decline_code.as_deref().is_some_and(|code| !plausible(code)) {
+    if charge
+        .decline_code
+        .as_deref()
+        .is_some_and(|code| !plausible(code))
+    {
         return Err("implausible decline code".into());
     }
     Ok(charge)

@@ -169,24 +169,30 @@ async fn request_ids_trace_context_and_forwarded_headers_reach_the_upstream() ->
 }
 
 #[tokio::test]
-async fn cors_preflights_are_answered_at_the_edge() -> TestResult {
+async fn cors_preflights_are_answered_at_the_edge_for_listed_origins_only() -> TestResult {
     let issuer = Issuer::new()?;
-    let gateway = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
-    let reply = gateway
-        .send(
+    let mut config = base_config()?;
+    config.cors.allowed_origins = vec!["http://shop.example".into()];
+    let gateway = TestGateway::start(config, issuer.keys.clone()).await?;
+    let preflight = |origin: &'static str| {
+        gateway.send(
             gateway
                 .client
                 .request(reqwest::Method::OPTIONS, gateway.url("/api/orders"))
-                .header("origin", "http://shop.example")
+                .header("origin", origin)
                 .header("access-control-request-method", "POST")
                 .header(
                     "access-control-request-headers",
                     "authorization, content-type",
                 ),
         )
-        .await?;
+    };
+    let reply = preflight("http://shop.example").await?;
     assert!(reply.status.is_success(), "{}", reply.status);
-    assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("http://shop.example")
+    );
     let methods = reply
         .header("access-control-allow-methods")
         .unwrap_or_default();
@@ -196,6 +202,67 @@ async fn cors_preflights_are_answered_at_the_edge() -> TestResult {
         .unwrap_or_default();
     assert!(headers.contains("authorization"), "{headers}");
     assert!(reply.header("x-request-id").is_some());
+
+    // Any other origin is granted nothing, not even the list of methods and headers.
+    let refused = preflight("http://evil.example").await?;
+    let granted: Vec<_> = refused
+        .headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .collect();
+    assert!(granted.is_empty(), "{granted:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_origin_is_allowed_by_default_the_storefront_being_same_origin() -> TestResult {
+    let issuer = Issuer::new()?;
+    let gateway = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
+    let reply = gateway
+        .send(
+            gateway
+                .client
+                .request(reqwest::Method::OPTIONS, gateway.url("/api/products"))
+                .header("origin", "http://anywhere.example")
+                .header("access-control-request-method", "GET"),
+        )
+        .await?;
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+    assert_eq!(reply.header("access-control-allow-methods"), None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers_and_hsts_when_configured() -> TestResult {
+    let issuer = Issuer::new()?;
+    let plain = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
+    // The gateway's own problem, a proxied failure and its health: each has the headers.
+    for path in ["/api/nothing", "/api/products", "/health/live"] {
+        let reply = plain.get(path).await?;
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(
+            reply.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+        let csp = reply.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert_eq!(reply.header("strict-transport-security"), None, "{path}");
+    }
+    let mut config = base_config()?;
+    config.hsts_max_age_secs = Some(31_536_000);
+    let behind_tls = TestGateway::start(config, issuer.keys.clone()).await?;
+    let reply = behind_tls.get("/health/live").await?;
+    assert_eq!(
+        reply.header("strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains")
+    );
     Ok(())
 }
 

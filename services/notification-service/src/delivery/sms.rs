@@ -167,10 +167,17 @@ mod tests {
             br#"{}"#,
             b"<html></html>",
         ] {
-            assert!(message_id(body).is_err(), "{}", String::from_utf8_lossy(body));
+            assert!(
+                message_id(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         let long = format!(r#"{{"id":"{}"}}"#, "m".repeat(129));
         assert!(message_id(long.as_bytes()).is_err());
-        assert_eq!(message_id(br#"{"id":"msg_1","status":"queued"}"#), Ok("msg_1".into()));
+        assert_eq!(
+            message_id(br#"{"id":"msg_1","status":"queued"}"#),
+            Ok("msg_1".into())
+        );
     }
 }

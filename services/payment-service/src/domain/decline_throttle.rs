@@ -51,7 +51,10 @@ impl DeclineThrottle {
         if self.max == 0 {
             return None;
         }
-        let mut table = self.declines.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut table = self
+            .declines
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let recent = table.get_mut(&user)?;
         forget_old(recent, now, self.window);
         let count = u32::try_from(recent.len()).unwrap_or(u32::MAX);
@@ -70,7 +73,10 @@ impl DeclineThrottle {
         if self.max == 0 {
             return;
         }
-        let mut table = self.declines.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut table = self
+            .declines
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if table.len() > PRUNE_ABOVE {
             let window = self.window;
             table.retain(|_, recent| {
@@ -153,7 +159,11 @@ mod tests {
             throttle.declined(Uuid::new_v4(), "p", start);
         }
         throttle.declined(Uuid::new_v4(), "p", start + WINDOW);
-        let size = throttle.declines.lock().map(|table| table.len()).unwrap_or(0);
+        let size = throttle
+            .declines
+            .lock()
+            .map(|table| table.len())
+            .unwrap_or(0);
         assert_eq!(size, 1);
     }
 }

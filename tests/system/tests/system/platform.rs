@@ -28,12 +28,32 @@ struct Instance {
     process: ServiceProcess,
 }
 
+/// How to start a platform beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Instances of each stateless service (at least 1).
+    pub replicas: usize,
+    /// The built storefront the gateway serves.
+    pub web_root: Option<PathBuf>,
+    /// `RUST_LOG` of every process (default `warn`).
+    pub rust_log: Option<String>,
+    /// The payment provider payment-service calls, instead of the platform's psp-sim (a
+    /// test's hostile stand-in in front of it).
+    pub psp_for_payments: Option<String>,
+    /// The SMS gateway notification-service calls, instead of the platform's sms-sim.
+    pub sms_for_notifications: Option<String>,
+    /// Extra variables by process name (`gateway`, `payment-service`, ...).
+    pub env: Vec<(&'static str, &'static str, String)>,
+}
+
 pub struct Platform {
     pub gateway: String,
     pub psp: String,
     pub sms: String,
     pub replicas: usize,
     pub work_dir: PathBuf,
+    /// Base URLs of every service's instances, by service name (not the gateway).
+    pub upstreams: HashMap<String, Vec<String>>,
     instances: Vec<Instance>,
 }
 
@@ -80,6 +100,18 @@ impl Platform {
         replicas: usize,
         web_root: Option<&Path>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(Options {
+            replicas,
+            web_root: web_root.map(Path::to_path_buf),
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// Starts everything as `options` say.
+    pub async fn start_with(options: Options) -> anyhow::Result<Self> {
+        let replicas = options.replicas.max(1);
+        let web_root = options.web_root.as_deref();
         let bins = bin_dir()?;
         for name in [
             "user-service",
@@ -112,6 +144,7 @@ impl Platform {
             sms: String::new(),
             replicas,
             work_dir: work_dir.clone(),
+            upstreams: HashMap::new(),
             instances: Vec::new(),
         };
 
@@ -125,8 +158,19 @@ impl Platform {
             // The services' workflow namespace follows the topic prefix, so this platform's
             // processes and workers stay apart from any other on the shared engine.
             ("WORKFLOW_ENGINE_URL", testkit::stack::workflow_engine_url()),
-            ("RUST_LOG", "warn".into()),
+            (
+                "RUST_LOG",
+                options.rust_log.clone().unwrap_or_else(|| "warn".into()),
+            ),
         ];
+        let extra = |name: &str| -> Vec<(&'static str, String)> {
+            options
+                .env
+                .iter()
+                .filter(|(process, _, _)| *process == name)
+                .map(|(_, key, value)| (*key, value.clone()))
+                .collect()
+        };
 
         // The simulators first: they depend on nothing.
         let psp_port = free_port()?;
@@ -187,7 +231,7 @@ impl Platform {
                 "user-service",
                 first_user,
                 &common,
-                &user_env(&users_db),
+                &[user_env(&users_db), extra("user-service")].concat(),
             )
             .await?;
         urls.entry("user-service")
@@ -200,8 +244,14 @@ impl Platform {
             .get("notifications")
             .cloned()
             .context("no notifications db")?;
-        let psp_url = platform.psp.clone();
-        let sms_url = platform.sms.clone();
+        let psp_url = options
+            .psp_for_payments
+            .clone()
+            .unwrap_or_else(|| platform.psp.clone());
+        let sms_url = options
+            .sms_for_notifications
+            .clone()
+            .unwrap_or_else(|| platform.sms.clone());
         let catalog_db = format!("test_catalog_{now}_{tag}");
         let payments_db = format!("test_payments_{now}_{tag}");
         let mut pending: Vec<(&'static str, Vec<(&'static str, String)>)> = Vec::new();
@@ -252,7 +302,8 @@ impl Platform {
             ));
         }
         let mut starting = Vec::new();
-        for (name, env) in pending {
+        for (name, mut env) in pending {
+            env.extend(extra(name));
             let port = free_port()?;
             urls.entry(name)
                 .or_default()
@@ -270,7 +321,7 @@ impl Platform {
                 .map(|list| list.join(","))
                 .unwrap_or_default()
         };
-        let gateway_env = vec![
+        let mut gateway_env = vec![
             ("JWKS_URL", jwks.clone()),
             ("USER_SERVICE_URL", upstream("user-service")),
             ("PRODUCT_SERVICE_URL", upstream("product-service")),
@@ -283,10 +334,15 @@ impl Platform {
                 web_root.map_or_else(|| "off".into(), |root| root.display().to_string()),
             ),
         ];
+        gateway_env.extend(extra("gateway"));
         platform
             .spawn(&bins, "gateway", gateway_port, &common, &gateway_env)
             .await?;
         platform.gateway = format!("http://127.0.0.1:{gateway_port}");
+        platform.upstreams = urls
+            .into_iter()
+            .map(|(name, list)| (name.to_owned(), list))
+            .collect();
         Ok(platform)
     }
 
@@ -342,6 +398,19 @@ impl Platform {
     ) -> anyhow::Result<()> {
         let (index, url) = self.launch(bins, name, port, common, env)?;
         self.ready(index, &format!("{url}/health/ready")).await
+    }
+
+    /// Every instance's whole log so far, by instance name (for the log scan).
+    pub fn full_logs(&self) -> Vec<(String, String)> {
+        self.instances
+            .iter()
+            .map(|instance| {
+                (
+                    instance.name.clone(),
+                    std::fs::read_to_string(&instance.log).unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     /// The last lines of every instance's log, for a failure report.
