@@ -244,6 +244,11 @@ pub async fn run_all(ctx: &Owasp<'_>) -> anyhow::Result<()> {
             Err(error) => failures.push(format!("{name}: {error:#}")),
         }
     }
+    // Alone, because it overloads user-service on purpose.
+    match api4_resource_consumption::login_burst(ctx).await {
+        Ok(()) => eprintln!("owasp ✔ API4 login burst"),
+        Err(error) => failures.push(format!("API4 login burst: {error:#}")),
+    }
     // Last: it scans what every module above made the services log.
     match logs::run(ctx).await {
         Ok(()) => eprintln!("owasp ✔ no secret or personal data in logs"),
