@@ -320,3 +320,44 @@ async fn oversized_bodies_are_refused_with_413_declared_or_streamed() -> TestRes
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_head_is_disconnected() -> TestResult {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let issuer = Issuer::new()?;
+    let mut config = base_config()?;
+    config.header_read_timeout_ms = 200;
+    let gateway = TestGateway::start(config, issuer.keys.clone()).await?;
+    let authority = gateway.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(authority).await?;
+    stream
+        .write_all(b"GET /api/products HTTP/1.1\r\nhost: shop\r\nx-slow: 1")
+        .await?;
+    let mut answer = Vec::new();
+    // Far longer than the timeout: the assertion is the close, not its time.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answer),
+    )
+    .await??;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "a slow client got {text}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_with_431() -> TestResult {
+    let issuer = Issuer::new()?;
+    let gateway = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
+    let reply = gateway
+        .client
+        .get(gateway.url("/api/products"))
+        .header("x-padding", "p".repeat(40 * 1024))
+        .send()
+        .await?;
+    assert_eq!(reply.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    Ok(())
+}
