@@ -235,7 +235,10 @@ fn again_on_private_stack(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode>
         .env("OTEL_TRACES_SAMPLER_ARG", "0")
         // One machine, a few buyers: the gateway's per-client limits would test the limiter.
         .env("GATEWAY_RATE_LIMIT_PER_IP", "1000000:1000000")
-        .env("GATEWAY_RATE_LIMIT_PER_USER", "1000000:1000000");
+        .env("GATEWAY_RATE_LIMIT_PER_USER", "1000000:1000000")
+        // The buyers hold many unpaid orders each (see bench's GATEWAY_LIMITS); the limit
+        // against stock hoarding would refuse them.
+        .env("ORDER_MAX_OPEN_PER_USER", "0");
     for (var, default) in INFRA_PORTS {
         again.env(var, port(default)?);
     }

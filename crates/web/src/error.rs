@@ -38,13 +38,17 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// A pool with no free connection within its timeout means "busy, retry", not a server fault.
+/// A pool with no free connection within its timeout means "busy, retry", not a server fault;
+/// like every 503 it says when to retry (a burst of logins for one e-mail, all queueing on its
+/// throttle row, answered 503 without `Retry-After` in the OWASP tests).
 #[cfg(feature = "sqlx")]
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::PoolTimedOut => {
-                ApiError::Problem(Problem::unavailable("the database is busy; try again"))
+                let mut problem = Problem::unavailable("the database is busy; try again");
+                problem.retry_after_secs = Some(1);
+                ApiError::Problem(problem)
             }
             _ if sqlx_unavailable(&error) => {
                 tracing::warn!(error = %error, "the database is unavailable");

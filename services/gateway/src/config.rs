@@ -20,7 +20,11 @@ use crate::routes::{AuthPolicy, LimitClass};
 pub struct Config {
     pub host: String,
     pub port: u16,
-    /// Largest request body forwarded; larger ones are answered 413 at the edge.
+    /// Largest request body forwarded; larger ones are answered 413 at the edge. The default
+    /// is the services' own limit (`web::extract::MAX_BODY_BYTES`, 64 KiB): a larger body the
+    /// gateway let through would be refused by the service before it read the body, and the
+    /// service closing the connection mid-upload raced the 413 into a 502 (the OWASP tests
+    /// caught it).
     pub max_body_bytes: usize,
     /// Take the client address from the first `X-Forwarded-For` entry (only behind a trusted
     /// load balancer; otherwise any client could pick its own rate-limit key).
@@ -46,6 +50,19 @@ pub struct Config {
     /// The built web storefront (`web/dist`), served at `/` for every path outside the
     /// platform's; `None` serves no storefront (unknown paths answer 404).
     pub web_root: Option<String>,
+    /// How long a client may take to send a request's headers before the connection is
+    /// closed: a client that trickles its headers (slowloris) holds a connection and its
+    /// buffers only this long.
+    pub header_read_timeout_ms: u64,
+    /// The largest request head (request line and headers) read; a larger one is answered
+    /// 431 before it is buffered further (hyper's own default is about 400 KiB). At least
+    /// 8192, hyper's minimum.
+    pub max_header_bytes: usize,
+    /// `Strict-Transport-Security: max-age=<this>` on every answer; `None` (the default)
+    /// sends none. Set it only when clients reach the gateway over TLS (a TLS-terminating load
+    /// balancer in front): browsers ignore the header over plain HTTP, and a wrong max-age
+    /// pins browsers to HTTPS for that long.
+    pub hsts_max_age_secs: Option<u64>,
 }
 
 /// Active health checks of every upstream instance.
@@ -94,7 +111,10 @@ pub struct LimitsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CorsConfig {
     /// Origins allowed to call the API from a browser; `["*"]` allows any (tokens travel in
-    /// the `Authorization` header, never in cookies, so no credentials mode is needed).
+    /// the `Authorization` header, never in cookies, so no credentials mode is needed). Empty
+    /// by default: the storefront is served by the gateway itself (same origin), so no other
+    /// origin needs access, and a preflight from an unlisted origin gets no `Access-Control-*`
+    /// header (the browser then refuses the call).
     pub allowed_origins: Vec<String>,
     pub max_age_secs: u64,
 }
@@ -163,7 +183,7 @@ impl Default for LimitsConfig {
 impl Default for CorsConfig {
     fn default() -> Self {
         Self {
-            allowed_origins: vec!["*".into()],
+            allowed_origins: Vec::new(),
             max_age_secs: 600,
         }
     }
@@ -189,7 +209,7 @@ impl Default for Config {
         Self {
             host: "127.0.0.1".into(),
             port: 8080,
-            max_body_bytes: 1024 * 1024,
+            max_body_bytes: web::extract::MAX_BODY_BYTES,
             trust_forwarded_for: false,
             jwks_url: "http://127.0.0.1:8081/.well-known/jwks.json".into(),
             jwt_issuer: "ferroshop-users".into(),
@@ -209,6 +229,9 @@ impl Default for Config {
                 ("notification-service".into(), service(8085, 10_000)),
             ]),
             web_root: None,
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 32 * 1024,
+            hsts_max_age_secs: None,
             routes: vec![
                 route("/api/users/me", "user-service", AuthPolicy::Required),
                 strict("/api/users/login"),
@@ -313,6 +336,25 @@ impl Config {
         if let Some(root) = env("GATEWAY_WEB_ROOT") {
             self.web_root = (root != "off").then_some(root);
         }
+        if let Some(ms) = env("GATEWAY_HEADER_READ_TIMEOUT_MS") {
+            self.header_read_timeout_ms = ms
+                .parse()
+                .context("GATEWAY_HEADER_READ_TIMEOUT_MS must be milliseconds")?;
+        }
+        if let Some(bytes) = env("GATEWAY_MAX_HEADER_BYTES") {
+            self.max_header_bytes = bytes
+                .parse()
+                .context("GATEWAY_MAX_HEADER_BYTES must be a number of bytes")?;
+        }
+        if let Some(secs) = env("GATEWAY_HSTS_MAX_AGE_SECS") {
+            self.hsts_max_age_secs = match secs.as_str() {
+                "off" => None,
+                secs => Some(
+                    secs.parse()
+                        .context("GATEWAY_HSTS_MAX_AGE_SECS must be seconds or `off`")?,
+                ),
+            };
+        }
         if let Some(origins) = env("GATEWAY_CORS_ORIGINS") {
             self.cors.allowed_origins = split_list(&origins);
         }
@@ -328,6 +370,14 @@ impl Config {
     /// Refuses a table the gateway could not serve.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(self.max_body_bytes > 0, "max_body_bytes must be positive");
+        ensure!(
+            self.header_read_timeout_ms > 0,
+            "header_read_timeout_ms must be positive"
+        );
+        ensure!(
+            self.max_header_bytes >= 8192,
+            "max_header_bytes must be at least 8192"
+        );
         ensure!(
             self.health.interval_ms > 0 && self.health.timeout_ms > 0,
             "health.interval_ms and health.timeout_ms must be positive"

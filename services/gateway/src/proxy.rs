@@ -17,6 +17,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::StreamExt as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Uri};
@@ -157,6 +158,7 @@ impl Proxy {
             ));
         }
         if content_length(&parts.headers).is_some_and(|length| length > self.max_body_bytes) {
+            linger(body).await;
             return Err(Problem::payload_too_large(self.max_body_bytes));
         }
         let client_ip = self.client_ip(&parts.headers, peer);
@@ -603,6 +605,30 @@ fn gateway_problem(status: http::StatusCode, slug: &str, title: &str, detail: St
 
 fn ceil_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// At most this much of a refused body is read and discarded (see [`linger`]).
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+/// And for at most this long.
+const LINGER_TIME: Duration = Duration::from_secs(10);
+
+/// Reads and discards the body of a request refused for its size, up to [`LINGER_BYTES`] and
+/// [`LINGER_TIME`], before the 413 goes out. Answering at once and closing the connection
+/// with the upload unread makes the kernel reset it, and a client still sending sees
+/// "connection closed" instead of the 413 (the OWASP test caught this). Nothing is kept, so
+/// the cost is bandwidth, bounded per request; a larger upload is cut off as before.
+async fn linger(body: Body) {
+    let drain = async {
+        let mut stream = body.into_data_stream();
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen = seen.saturating_add(chunk.len());
+            if seen > LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ pub struct Config {
     /// (`ORDER_REFUND_APPROVAL_TIMEOUT`, an ISO 8601 duration such as `P3D` or `PT1S`; default
     /// `P3D`). The engine's timer reads it; it is checked here so that a typo fails the start.
     pub refund_approval_timeout: String,
+    /// How many unpaid orders (`PENDING`, `AWAITING_PAYMENT`) one customer may hold
+    /// (`ORDER_MAX_OPEN_PER_USER`, default 5; 0 switches the limit off).
+    pub max_open_orders_per_user: u32,
 }
 
 impl Config {
@@ -84,7 +87,13 @@ impl Config {
             is_iso_duration(&refund_approval_timeout),
             "ORDER_REFUND_APPROVAL_TIMEOUT must be an ISO 8601 duration such as P3D or PT12H"
         );
+        let max_open_orders_per_user = u32::try_from(number(
+            "ORDER_MAX_OPEN_PER_USER",
+            u64::from(crate::domain::open_orders::DEFAULT_MAX_OPEN),
+        )?)
+        .context("ORDER_MAX_OPEN_PER_USER is too large")?;
         Ok(Self {
+            max_open_orders_per_user,
             refund_approval_timeout,
             workflow_engine_url: var("WORKFLOW_ENGINE_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:8086".into()),

@@ -43,6 +43,8 @@ pub struct SagaSettings {
     pub payment_timeout: Duration,
     /// How long a new order may wait for product-service's reservation answer.
     pub reservation_timeout: Duration,
+    /// How many unpaid orders one customer may hold.
+    pub open_orders: crate::domain::open_orders::OpenOrderLimit,
 }
 
 /// The approved refund request behind a move to `REFUNDED` (its event names them).

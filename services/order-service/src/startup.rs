@@ -98,6 +98,9 @@ impl Application {
             topics: topics.clone(),
             payment_timeout: config.payment_timeout,
             reservation_timeout: config.reservation_timeout,
+            open_orders: crate::domain::open_orders::OpenOrderLimit {
+                max: config.max_open_orders_per_user,
+            },
         };
         let engine = workflow::EngineClient::new(&config.workflow_engine_url)
             .context("building the workflow engine client (WORKFLOW_ENGINE_URL)")?;

@@ -62,6 +62,11 @@ pub struct Config {
     /// the topic prefix, or `ferroshop` without one).
     pub workflow_namespace: String,
     pub run_workflow_worker: bool,
+    /// Declined payments per account within `decline_window` before the account must wait
+    /// (`PAYMENT_MAX_DECLINES`, default 5; 0 switches the throttle off).
+    pub max_declines: u32,
+    /// `PAYMENT_DECLINE_WINDOW_SECS`, default 900.
+    pub decline_window: Duration,
 }
 
 /// The provider's API key of the local profile (psp-sim's default).
@@ -103,7 +108,18 @@ impl Config {
         };
         let psp_timeout = millis("PSP_TIMEOUT_MS", 2_000)?;
         let psp_max_attempts = number("PSP_MAX_ATTEMPTS", 3)?.max(1);
+        let max_declines = number(
+            "PAYMENT_MAX_DECLINES",
+            crate::domain::decline_throttle::DEFAULT_MAX_DECLINES,
+        )?;
+        let decline_window = Duration::from_secs(u64::from(number(
+            "PAYMENT_DECLINE_WINDOW_SECS",
+            u32::try_from(crate::domain::decline_throttle::DEFAULT_WINDOW.as_secs())
+                .unwrap_or(u32::MAX),
+        )?));
         Ok(Self {
+            max_declines,
+            decline_window,
             host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
             port: match var("PORT") {
                 Some(port) => port.parse().context("PORT must be a port number")?,

@@ -15,6 +15,14 @@
 //!
 //! Every call is a client span whose context travels in a `traceparent` header, so the
 //! provider's spans join the payment's trace.
+//!
+//! The provider is a third party, so its answers are checked before anything is believed
+//! (OWASP API10): redirects are not followed (a redirected charge would carry the card to
+//! another host), an answer is read up to [`MAX_ANSWER_BYTES`] within the call's timeout, and
+//! a charge must name a known status and a plausible id. An answer that fails these checks on
+//! a charge is treated like a lost answer: the charge may have happened, so the payment stays
+//! pending and the reconciler asks the provider by key. It is never retried blindly as
+//! "not charged", which could charge twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +35,57 @@ use tracing::Instrument as _;
 
 use crate::domain::breaker::Breaker;
 use crate::domain::card::Card;
+
+/// The largest provider answer read; a charge or a list of them is a few hundred bytes.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Reads an answer's body up to [`MAX_ANSWER_BYTES`]; larger answers and broken streams are
+/// errors (as is text that is not UTF-8).
+async fn read_bounded(mut response: reqwest::Response) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| format!("reading the answer: {error}"))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "answer is not UTF-8".to_owned())
+}
+
+/// A provider charge that passed the checks: status `succeeded` or `declined`, an id and a
+/// decline code of at most 128 visible ASCII characters.
+fn parse_charge(text: &str) -> Result<ProviderCharge, String> {
+    let charge: ProviderCharge =
+        serde_json::from_str(text).map_err(|error| format!("unreadable answer: {error}"))?;
+    check_charge(charge)
+}
+
+fn check_charge(charge: ProviderCharge) -> Result<ProviderCharge, String> {
+    let plausible = |text: &str| {
+        !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic())
+    };
+    if !matches!(charge.status.as_str(), "succeeded" | "declined") {
+        return Err(format!(
+            "unknown charge status {:?}",
+            truncate(&charge.status)
+        ));
+    }
+    if !plausible(&charge.id) {
+        return Err("implausible charge id".into());
+    }
+    if charge
+        .decline_code
+        .as_deref()
+        .is_some_and(|code| !plausible(code))
+    {
+        return Err("implausible decline code".into());
+    }
+    Ok(charge)
+}
 
 /// A charge as the provider answers it (only what this service keeps; no card number).
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +216,7 @@ impl PspClient {
         Ok(Self {
             http: reqwest::Client::builder()
                 .connect_timeout(settings.timeout.min(Duration::from_secs(2)))
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .context("building the provider client")?,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
@@ -222,9 +282,9 @@ impl PspClient {
             match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    match response.text().await {
+                    match read_bounded(response).await {
                         Ok(text) => Call::Answered(status, text),
-                        Err(error) => Call::Lost(format!("reading the answer: {error}")),
+                        Err(error) => Call::Lost(error),
                     }
                 }
                 Err(error) if error.is_connect() => Call::Unreachable(error.to_string()),
@@ -314,7 +374,7 @@ impl PspClient {
                 {
                     self.record(true);
                     attempt.http_status = Some(status.as_u16());
-                    match serde_json::from_str::<ProviderCharge>(&text) {
+                    match parse_charge(&text) {
                         Ok(provider) => {
                             let outcome = ChargeOutcome::from_charge(provider);
                             attempt.outcome = match &outcome {
@@ -327,7 +387,7 @@ impl PspClient {
                         Err(error) => {
                             // An answer we cannot read may still be a charge.
                             maybe_charged = true;
-                            last_error = format!("unreadable answer: {error}");
+                            last_error = error;
                             attempt.outcome = "unreadable".into();
                             attempt.error = Some(last_error.clone());
                             attempts.push(attempt);
@@ -341,6 +401,19 @@ impl PspClient {
                     attempt.outcome = "provider_error".into();
                     attempt.error = Some(truncate(&text));
                     attempts.push(attempt);
+                }
+                Call::Answered(status, text) if !status.is_client_error() => {
+                    // A redirect, or a success other than the documented ones: the provider
+                    // did something we do not understand, which may include charging. Like a
+                    // lost answer, the reconciler settles it by key.
+                    self.record(true);
+                    maybe_charged = true;
+                    last_error = format!("unexpected provider answer {status}");
+                    attempt.http_status = Some(status.as_u16());
+                    attempt.outcome = "unexpected".into();
+                    attempt.error = Some(truncate(&text));
+                    attempts.push(attempt);
+                    break;
                 }
                 Call::Answered(status, text) => {
                     // 4xx: our request is wrong (key reuse, bad field); repeating won't help.
@@ -393,7 +466,12 @@ impl PspClient {
                 self.record(true);
                 let list: ChargeList =
                     serde_json::from_str(&text).context("decoding the provider's charges")?;
-                Ok(list.data.into_iter().next())
+                match list.data.into_iter().next() {
+                    Some(charge) => check_charge(charge)
+                        .map(Some)
+                        .map_err(|error| anyhow::anyhow!("the provider's charge: {error}")),
+                    None => Ok(None),
+                }
             }
             Call::Answered(status, text) => {
                 self.record(!status.is_server_error());
@@ -442,6 +520,29 @@ fn truncate(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_charges_are_refused() {
+        let cases = [
+            r#"{"id":"ch_1","status":"refunded"}"#,
+            r#"{"id":"","status":"succeeded"}"#,
+            r#"{"id":"ch 1\n","status":"succeeded"}"#,
+            r#"{"id":"ch_1","status":"declined","decline_code":""}"#,
+            r#"{"status":"succeeded"}"#,
+            r#"["succeeded"]"#,
+            "<html>oops</html>",
+        ];
+        for text in cases {
+            assert!(parse_charge(text).is_err(), "{text}");
+        }
+        let long_id = format!(r#"{{"id":"{}","status":"succeeded"}}"#, "x".repeat(129));
+        assert!(parse_charge(&long_id).is_err());
+        assert!(parse_charge(r#"{"id":"ch_1","status":"succeeded","extra":1}"#).is_ok());
+        assert!(
+            parse_charge(r#"{"id":"ch_1","status":"declined","decline_code":"card_declined"}"#)
+                .is_ok()
+        );
+    }
 
     #[test]
     fn provider_charges_map_to_outcomes() {

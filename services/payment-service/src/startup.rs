@@ -114,6 +114,10 @@ impl Application {
         let state = AppState {
             charging,
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+            declines: std::sync::Arc::new(crate::domain::decline_throttle::DeclineThrottle::new(
+                config.max_declines,
+                config.decline_window,
+            )),
         };
         let router = web::documented_service_router::<api::ApiDoc>(
             "payment-service",

@@ -169,24 +169,30 @@ async fn request_ids_trace_context_and_forwarded_headers_reach_the_upstream() ->
 }
 
 #[tokio::test]
-async fn cors_preflights_are_answered_at_the_edge() -> TestResult {
+async fn cors_preflights_are_answered_at_the_edge_for_listed_origins_only() -> TestResult {
     let issuer = Issuer::new()?;
-    let gateway = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
-    let reply = gateway
-        .send(
+    let mut config = base_config()?;
+    config.cors.allowed_origins = vec!["http://shop.example".into()];
+    let gateway = TestGateway::start(config, issuer.keys.clone()).await?;
+    let preflight = |origin: &'static str| {
+        gateway.send(
             gateway
                 .client
                 .request(reqwest::Method::OPTIONS, gateway.url("/api/orders"))
-                .header("origin", "http://shop.example")
+                .header("origin", origin)
                 .header("access-control-request-method", "POST")
                 .header(
                     "access-control-request-headers",
                     "authorization, content-type",
                 ),
         )
-        .await?;
+    };
+    let reply = preflight("http://shop.example").await?;
     assert!(reply.status.is_success(), "{}", reply.status);
-    assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("http://shop.example")
+    );
     let methods = reply
         .header("access-control-allow-methods")
         .unwrap_or_default();
@@ -196,6 +202,67 @@ async fn cors_preflights_are_answered_at_the_edge() -> TestResult {
         .unwrap_or_default();
     assert!(headers.contains("authorization"), "{headers}");
     assert!(reply.header("x-request-id").is_some());
+
+    // Any other origin is granted nothing, not even the list of methods and headers.
+    let refused = preflight("http://evil.example").await?;
+    let granted: Vec<_> = refused
+        .headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .collect();
+    assert!(granted.is_empty(), "{granted:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_origin_is_allowed_by_default_the_storefront_being_same_origin() -> TestResult {
+    let issuer = Issuer::new()?;
+    let gateway = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
+    let reply = gateway
+        .send(
+            gateway
+                .client
+                .request(reqwest::Method::OPTIONS, gateway.url("/api/products"))
+                .header("origin", "http://anywhere.example")
+                .header("access-control-request-method", "GET"),
+        )
+        .await?;
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+    assert_eq!(reply.header("access-control-allow-methods"), None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers_and_hsts_when_configured() -> TestResult {
+    let issuer = Issuer::new()?;
+    let plain = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
+    // The gateway's own problem, a proxied failure and its health: each has the headers.
+    for path in ["/api/nothing", "/api/products", "/health/live"] {
+        let reply = plain.get(path).await?;
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(
+            reply.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+        let csp = reply.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert_eq!(reply.header("strict-transport-security"), None, "{path}");
+    }
+    let mut config = base_config()?;
+    config.hsts_max_age_secs = Some(31_536_000);
+    let behind_tls = TestGateway::start(config, issuer.keys.clone()).await?;
+    let reply = behind_tls.get("/health/live").await?;
+    assert_eq!(
+        reply.header("strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains")
+    );
     Ok(())
 }
 
@@ -251,5 +318,46 @@ async fn oversized_bodies_are_refused_with_413_declared_or_streamed() -> TestRes
     );
     let status = raw_request(&gateway.address, put.as_bytes()).await?;
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_head_is_disconnected() -> TestResult {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let issuer = Issuer::new()?;
+    let mut config = base_config()?;
+    config.header_read_timeout_ms = 200;
+    let gateway = TestGateway::start(config, issuer.keys.clone()).await?;
+    let authority = gateway.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(authority).await?;
+    stream
+        .write_all(b"GET /api/products HTTP/1.1\r\nhost: shop\r\nx-slow: 1")
+        .await?;
+    let mut answer = Vec::new();
+    // Far longer than the timeout: the assertion is the close, not its time.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answer),
+    )
+    .await??;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "a slow client got {text}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_with_431() -> TestResult {
+    let issuer = Issuer::new()?;
+    let gateway = TestGateway::start(base_config()?, issuer.keys.clone()).await?;
+    let reply = gateway
+        .client
+        .get(gateway.url("/api/products"))
+        .header("x-padding", "p".repeat(40 * 1024))
+        .send()
+        .await?;
+    assert_eq!(reply.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     Ok(())
 }

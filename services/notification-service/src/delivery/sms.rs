@@ -1,6 +1,12 @@
 //! SMS through a provider interface, with one implementation for the JSON-over-HTTP API most
 //! SMS gateways offer (bearer token, `POST /v1/messages`, a client reference the gateway
 //! deduplicates on). Locally the gateway is sms-sim.
+//!
+//! The gateway is a third party, so its answers are checked (OWASP API10): redirects are not
+//! followed (the message and the phone number would go to another host), an answer is read
+//! up to [`MAX_ANSWER_BYTES`] within the timeout, and the message id must be plausible. A
+//! success whose body fails the checks is a transient failure: the retry carries the same
+//! client reference, which the gateway deduplicates, so the SMS is not sent twice.
 
 use std::time::Duration;
 
@@ -16,6 +22,38 @@ use crate::config::SmsConfig;
 /// recognised by the gateway and not delivered twice.
 pub fn client_reference(event_id: Uuid) -> String {
     format!("{event_id}:sms")
+}
+
+/// The largest gateway answer read; a message receipt is a few dozen bytes.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
+/// Reads an answer's body up to [`MAX_ANSWER_BYTES`].
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| format!("reading the answer: {error}"))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The message id of a success answer: 1 to 128 visible ASCII characters.
+fn message_id(body: &[u8]) -> Result<String, String> {
+    let answer: SendResponse = serde_json::from_slice(body)
+        .map_err(|error| format!("unreadable SMS gateway answer: {error}"))?;
+    if answer.id.is_empty()
+        || answer.id.len() > 128
+        || !answer.id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err("implausible SMS gateway message id".into());
+    }
+    Ok(answer.id)
 }
 
 /// One SMS ready to go.
@@ -64,6 +102,7 @@ impl HttpSmsGateway {
     pub fn new(config: &SmsConfig) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(2).min(config.timeout))
             .build()?;
         Ok(Self {
@@ -95,14 +134,11 @@ impl SmsGateway for HttpSmsGateway {
             .await
             .map_err(|error| SendError::Transient(format!("SMS gateway unreachable: {error}")))?;
         let status = response.status();
+        let body = read_bounded(response).await.map_err(SendError::Transient)?;
         if status.is_success() {
-            let body: SendResponse = response.json().await.map_err(|error| {
-                SendError::Transient(format!("unreadable SMS gateway answer: {error}"))
-            })?;
-            return Ok(body.id);
+            return message_id(&body).map_err(SendError::Transient);
         }
-        let detail = response.text().await.unwrap_or_default();
-        let detail: String = detail.chars().take(300).collect();
+        let detail: String = String::from_utf8_lossy(&body).chars().take(300).collect();
         if status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT
@@ -115,5 +151,33 @@ impl SmsGateway for HttpSmsGateway {
                 "SMS gateway refused ({status}): {detail}"
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_answers_are_refused() {
+        for body in [
+            &br#"{"id":""}"#[..],
+            br#"{"id":"a b"}"#,
+            br#"{"id":42}"#,
+            br#"{}"#,
+            b"<html></html>",
+        ] {
+            assert!(
+                message_id(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let long = format!(r#"{{"id":"{}"}}"#, "m".repeat(129));
+        assert!(message_id(long.as_bytes()).is_err());
+        assert_eq!(
+            message_id(br#"{"id":"msg_1","status":"queued"}"#),
+            Ok("msg_1".into())
+        );
     }
 }

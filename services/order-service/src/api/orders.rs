@@ -25,6 +25,7 @@ use web::{FieldError, Json, Path, Problem};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use crate::domain::open_orders::TooManyOpen;
 use crate::domain::pricing::{self, Requested};
 use crate::domain::status::{OrderStatus, Trigger};
 use crate::saga::{self, Advanced, EVENT_SOURCE};
@@ -246,6 +247,21 @@ fn request_hash(body: &CreateOrder) -> anyhow::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(canonical)))
 }
 
+/// The problem type of the open-order limit, for clients to switch on.
+pub const TOO_MANY_OPEN_ORDERS: &str = "https://ferroshop.dev/problems/too-many-open-orders";
+
+/// 409: the customer holds as many unpaid orders as allowed. A conflict with the customer's
+/// own state rather than a 429: waiting does not help, paying or cancelling an order does.
+fn too_many_open_orders(refused: TooManyOpen) -> Problem {
+    let mut problem = Problem::conflict(format!(
+        "you have {} unpaid orders, the most allowed is {}: pay or cancel one first",
+        refused.open, refused.max
+    ));
+    problem.problem_type = TOO_MANY_OPEN_ORDERS.into();
+    problem.title = "Too many open orders".into();
+    problem
+}
+
 /// The answer to a repeated `Idempotency-Key`.
 fn replay(existing: OrderRow, hash: &str) -> ApiResult<Response> {
     if existing.request_hash.as_deref() != Some(hash) {
@@ -272,6 +288,7 @@ fn replay(existing: OrderRow, hash: &str) -> ApiResult<Response> {
         (status = 201, description = "Placed", body = OrderView),
         (status = 200, description = "The same Idempotency-Key and body placed this order before", body = OrderView),
         (status = 401, body = web::Problem),
+        (status = 409, description = "The customer already holds the most unpaid orders allowed (`ORDER_MAX_OPEN_PER_USER`, default 5); type `https://ferroshop.dev/problems/too-many-open-orders`", body = web::Problem),
         (status = 422, description = "Unknown or withdrawn product, mixed currencies, bad quantity or address", body = web::Problem)
     ),
     security(("bearer" = []))
@@ -328,6 +345,10 @@ pub async fn create(
     let expires_at = Utc::now()
         + Duration::from_std(state.saga.reservation_timeout).map_err(anyhow::Error::from)?;
     let mut tx = state.pool.begin().await?;
+    let open = orders::count_open(&mut tx, user.id).await?;
+    if let Err(refused) = state.saga.open_orders.admit(open) {
+        return Err(too_many_open_orders(refused).into());
+    }
     let inserted = orders::insert(
         &mut tx,
         &NewOrder {

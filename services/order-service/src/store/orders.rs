@@ -82,6 +82,25 @@ pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Resu
     Ok(result.rows_affected() == 1)
 }
 
+/// The customer's open orders (`domain::open_orders::OPEN`), counted under a transaction-scoped
+/// advisory lock on the customer: two requests of one customer (on any replica) serialise
+/// from here to their commit, so both cannot see room for one more order and insert.
+pub async fn count_open(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7301))")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    let statuses: Vec<&str> = crate::domain::open_orders::OPEN
+        .iter()
+        .map(|status| status.as_str())
+        .collect();
+    sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1 AND status = ANY($2)")
+        .bind(user_id)
+        .bind(statuses)
+        .fetch_one(conn)
+        .await
+}
+
 pub async fn by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM orders WHERE id = $1"

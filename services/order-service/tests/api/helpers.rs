@@ -65,6 +65,7 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         workflow_namespace: workflow::default_namespace(topic_prefix),
         refund_window_days: 14,
         refund_approval_timeout: "P3D".into(),
+        max_open_orders_per_user: order_service::domain::open_orders::DEFAULT_MAX_OPEN,
     }
 }
 

@@ -116,6 +116,8 @@ async fn unpaid_orders_expire_once_even_with_three_replicas_and_release_their_st
         // expire the order before it awaits payment.
         config.reservation_timeout = Duration::from_secs(120);
         config.expiry_interval = Duration::from_millis(100);
+        // Ten unpaid orders of one customer: above the default limit of open orders.
+        config.max_open_orders_per_user = 10;
     };
     let stack = spawn_stack_with(short).await;
     stack.replica(short).await;

@@ -17,6 +17,8 @@ use crate::charging::Charging;
 pub struct AppState {
     pub charging: Charging,
     pub verifier: TokenVerifier,
+    /// Declines per account (card testing), see `domain::decline_throttle`.
+    pub declines: std::sync::Arc<crate::domain::decline_throttle::DeclineThrottle>,
 }
 
 impl FromRef<AppState> for TokenVerifier {

@@ -91,6 +91,21 @@ fn to_chrono(at: mongodb::bson::DateTime) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or_default()
 }
 
+/// The failure reason of a payment the provider could not take (not the card's fault).
+const PROVIDER_UNAVAILABLE: &str = "provider_unavailable";
+
+/// 429 for an account with too many recent declines: a clear type, so a client can tell it
+/// from the gateway's request-rate limits.
+fn too_many_declines(wait: std::time::Duration) -> Problem {
+    let mut problem = Problem::too_many_requests(
+        wait.as_secs().saturating_add(1),
+        "too many declined payments from this account recently; try again later",
+    );
+    problem.problem_type = "https://ferroshop.dev/problems/too-many-declines".into();
+    problem.title = "Too many declined payments".into();
+    problem
+}
+
 #[utoipa::path(post, path = "/api/payments", tag = "payments", security(("bearer" = [])),
     request_body = NewPayment,
     params(("Idempotency-Key" = String, Header, pattern = r"^\s*[!-~]{1,255}\s*$", description = "Required, 1 to 255 visible ASCII characters; the same key and body return the same payment")),
@@ -102,6 +117,8 @@ fn to_chrono(at: mongodb::bson::DateTime) -> chrono::DateTime<chrono::Utc> {
         (status = 404, body = Problem, description = "No such order (or not yours)"),
         (status = 409, body = Problem, description = "The order is not awaiting payment, or another payment of it is in progress or succeeded"),
         (status = 422, body = Problem, description = "Invalid fields (named in `errors`), or the key was used with another body"),
+        (status = 429, body = Problem, description = "Too many declined payments from this account recently (card testing); retry after `Retry-After` seconds. Type `https://ferroshop.dev/problems/too-many-declines`",
+            headers(("Retry-After" = u64, description = "Seconds until another payment may be tried"))),
         (status = 503, body = Problem, description = "The provider is unavailable (circuit open)"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id, payment_id))]
@@ -119,6 +136,9 @@ pub async fn create(
     .map_err(Problem::bad_request)?
     .to_owned();
     tracing::Span::current().record("order_id", tracing::field::display(body.order_id));
+    if let Some(wait) = state.declines.wait(user.id, std::time::Instant::now()) {
+        return Err(too_many_declines(wait).into());
+    }
     let card =
         card::validate(&body.card, chrono::Utc::now().date_naive()).map_err(Problem::validation)?;
     let payment = state
@@ -132,6 +152,13 @@ pub async fn create(
             },
         )
         .await?;
+    if payment.status() == Some(PaymentStatus::Failed)
+        && payment.failure_reason.as_deref() != Some(PROVIDER_UNAVAILABLE)
+    {
+        state
+            .declines
+            .declined(user.id, &payment.id, std::time::Instant::now());
+    }
     let status = match payment.status().is_some_and(PaymentStatus::awaits_outcome) {
         true => StatusCode::ACCEPTED,
         false => StatusCode::CREATED,

@@ -1,8 +1,10 @@
 //! The rules of payments, free of I/O: card checks, the idempotency key, the order and payment
-//! states, and the circuit breaker. Each is unit-tested beside its code.
+//! states, the circuit breaker and the throttle of declined cards. Each is unit-tested beside
+//! its code.
 
 pub mod breaker;
 pub mod card;
+pub mod decline_throttle;
 pub mod idempotency;
 pub mod order_status;
 pub mod payment_status;

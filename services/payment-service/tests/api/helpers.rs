@@ -118,6 +118,8 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
         workflow_engine_url: testkit::stack::workflow_engine_url(),
         workflow_namespace: workflow::default_namespace(topic_prefix),
         run_workflow_worker: true,
+        max_declines: payment_service::domain::decline_throttle::DEFAULT_MAX_DECLINES,
+        decline_window: payment_service::domain::decline_throttle::DEFAULT_WINDOW,
     }
 }
 

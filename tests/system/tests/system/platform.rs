@@ -41,6 +41,24 @@ pub struct Deps {
     pub smtp_port: Option<u16>,
 }
 
+/// How to start a platform beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Instances of each stateless service (at least 1).
+    pub replicas: usize,
+    /// The built storefront the gateway serves.
+    pub web_root: Option<PathBuf>,
+    /// `RUST_LOG` of every process (default `warn`).
+    pub rust_log: Option<String>,
+    /// The payment provider payment-service calls, instead of the platform's psp-sim (a
+    /// test's hostile stand-in in front of it).
+    pub psp_for_payments: Option<String>,
+    /// The SMS gateway notification-service calls, instead of the platform's sms-sim.
+    pub sms_for_notifications: Option<String>,
+    /// Extra variables by process name (`gateway`, `payment-service`, ...).
+    pub env: Vec<(&'static str, &'static str, String)>,
+}
+
 pub struct Platform {
     pub gateway: String,
     pub psp: String,
@@ -48,8 +66,8 @@ pub struct Platform {
     pub replicas: usize,
     pub work_dir: PathBuf,
     /// Base URLs of every instance by service name (simulators and the gateway included), for
-    /// tests that talk to a service directly: the contract tests read each one's own OpenAPI
-    /// document, the outage test probes each one's readiness.
+    /// tests that talk to a service directly: the contract and OWASP tests read each one's own
+    /// OpenAPI document, the outage test probes each one's readiness.
     pub urls: HashMap<String, Vec<String>>,
     instances: Vec<Instance>,
 }
@@ -100,7 +118,12 @@ impl Platform {
         replicas: usize,
         web_root: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        Self::start_on(replicas, web_root, &Deps::default()).await
+        Self::start_with(Options {
+            replicas,
+            web_root: web_root.map(Path::to_path_buf),
+            ..Options::default()
+        })
+        .await
     }
 
     /// As [`Platform::start_with_storefront`], on the infrastructure of `deps`.
@@ -109,6 +132,23 @@ impl Platform {
         web_root: Option<&Path>,
         deps: &Deps,
     ) -> anyhow::Result<Self> {
+        let options = Options {
+            replicas,
+            web_root: web_root.map(Path::to_path_buf),
+            ..Options::default()
+        };
+        Self::start_with_on(options, deps).await
+    }
+
+    /// Starts everything as `options` say, on the shared infrastructure.
+    pub async fn start_with(options: Options) -> anyhow::Result<Self> {
+        Self::start_with_on(options, &Deps::default()).await
+    }
+
+    /// Starts everything as `options` say, on the infrastructure of `deps`.
+    async fn start_with_on(options: Options, deps: &Deps) -> anyhow::Result<Self> {
+        let replicas = options.replicas.max(1);
+        let web_root = options.web_root.as_deref();
         let bins = bin_dir()?;
         for name in [
             "user-service",
@@ -169,8 +209,19 @@ impl Platform {
             // The services' workflow namespace follows the topic prefix, so this platform's
             // processes and workers stay apart from any other on the shared engine.
             ("WORKFLOW_ENGINE_URL", testkit::stack::workflow_engine_url()),
-            ("RUST_LOG", "warn".into()),
+            (
+                "RUST_LOG",
+                options.rust_log.clone().unwrap_or_else(|| "warn".into()),
+            ),
         ];
+        let extra = |name: &str| -> Vec<(&'static str, String)> {
+            options
+                .env
+                .iter()
+                .filter(|(process, _, _)| *process == name)
+                .map(|(_, key, value)| (*key, value.clone()))
+                .collect()
+        };
 
         // The simulators first: they depend on nothing.
         let psp_port = free_port()?;
@@ -231,7 +282,7 @@ impl Platform {
                 "user-service",
                 first_user,
                 &common,
-                &user_env(&users_db),
+                &[user_env(&users_db), extra("user-service")].concat(),
             )
             .await?;
         urls.entry("user-service")
@@ -244,8 +295,14 @@ impl Platform {
             .get("notifications")
             .cloned()
             .context("no notifications db")?;
-        let psp_url = platform.psp.clone();
-        let sms_url = platform.sms.clone();
+        let psp_url = options
+            .psp_for_payments
+            .clone()
+            .unwrap_or_else(|| platform.psp.clone());
+        let sms_url = options
+            .sms_for_notifications
+            .clone()
+            .unwrap_or_else(|| platform.sms.clone());
         let catalog_db = format!("test_catalog_{now}_{tag}");
         let payments_db = format!("test_payments_{now}_{tag}");
         let mut pending: Vec<(&'static str, Vec<(&'static str, String)>)> = Vec::new();
@@ -299,7 +356,8 @@ impl Platform {
             ));
         }
         let mut starting = Vec::new();
-        for (name, env) in pending {
+        for (name, mut env) in pending {
+            env.extend(extra(name));
             let port = free_port()?;
             urls.entry(name)
                 .or_default()
@@ -317,7 +375,7 @@ impl Platform {
                 .map(|list| list.join(","))
                 .unwrap_or_default()
         };
-        let gateway_env = vec![
+        let mut gateway_env = vec![
             ("JWKS_URL", jwks.clone()),
             ("USER_SERVICE_URL", upstream("user-service")),
             ("PRODUCT_SERVICE_URL", upstream("product-service")),
@@ -330,6 +388,7 @@ impl Platform {
                 web_root.map_or_else(|| "off".into(), |root| root.display().to_string()),
             ),
         ];
+        gateway_env.extend(extra("gateway"));
         platform
             .spawn(&bins, "gateway", gateway_port, &common, &gateway_env)
             .await?;
@@ -424,6 +483,19 @@ impl Platform {
     ) -> anyhow::Result<()> {
         let (index, url) = self.launch(bins, name, port, common, env)?;
         self.ready(index, &format!("{url}/health/ready")).await
+    }
+
+    /// Every instance's whole log so far, by instance name (for the log scan).
+    pub fn full_logs(&self) -> Vec<(String, String)> {
+        self.instances
+            .iter()
+            .map(|instance| {
+                (
+                    instance.name.clone(),
+                    std::fs::read_to_string(&instance.log).unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     /// The last lines of every instance's log, for a failure report.
