@@ -14,6 +14,7 @@ use utoipa::OpenApi;
 use web::openapi::BearerAuth;
 
 use crate::refunds::RefundSettings;
+use crate::risk::RiskSettings;
 use crate::saga::SagaSettings;
 use crate::status_feed::StatusFeed;
 
@@ -26,6 +27,7 @@ pub struct AppState {
     pub feed: StatusFeed,
     pub engine: workflow::EngineClient,
     pub refunds: RefundSettings,
+    pub risk: RiskSettings,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -54,7 +56,7 @@ pub fn router(state: AppState) -> Router {
 #[openapi(
     info(
         title = "order-service",
-        description = "Orders and the checkout saga: an order is priced from the product replica, reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED; a paid order may be refunded through a refund request (the `refund` process on the workflow engine) and end REFUNDED. Every change is published on order.events."
+        description = "Orders and the checkout saga: an order is priced from the product replica, classified by the risk table (order-risk on the workflow engine), reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED. A risky order waits IN_REVIEW, its stock held, until an admin approves it (AWAITING_PAYMENT) or rejects it (REJECTED, reason review_rejected), or its review times out (REJECTED, reason review_timeout); admins decide it with the approvals routes like refund requests. A paid order may be refunded through a refund request (the `refund` process on the workflow engine) and end REFUNDED. Every change is published on order.events."
     ),
     paths(
         orders::create,

@@ -65,7 +65,43 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         workflow_namespace: workflow::default_namespace(topic_prefix),
         refund_window_days: 14,
         refund_approval_timeout: "P3D".into(),
+        review_amount: 1_000_000,
+        risk_check_timeout: Duration::from_secs(2),
+        review_timeout: "P2D".into(),
+        review_start_interval: Duration::from_millis(100),
     }
+}
+
+/// Deploys `workflow/models/order-risk.dmn` and `order-review.bpmn` to the shared engine,
+/// once per test binary (deploy-changed-only: identical files make no new version). The
+/// engine deploys the repository's models when it starts; this makes the tests independent
+/// of when the running engine was last built.
+pub async fn deploy_review_models() -> anyhow::Result<()> {
+    static DEPLOYED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DEPLOYED
+        .get_or_try_init(|| async {
+            let engine = workflow::EngineClient::new(&testkit::stack::workflow_engine_url())?;
+            engine
+                .deploy(
+                    "ferroshop-order-review",
+                    vec![
+                        (
+                            "order-risk.dmn".into(),
+                            include_bytes!("../../../../workflow/models/order-risk.dmn").to_vec(),
+                        ),
+                        (
+                            "order-review.bpmn".into(),
+                            include_bytes!("../../../../workflow/models/order-review.bpmn")
+                                .to_vec(),
+                        ),
+                    ],
+                    true,
+                )
+                .await?;
+            anyhow::Ok(())
+        })
+        .await
+        .map(drop)
 }
 
 pub struct Stack {
@@ -90,6 +126,9 @@ pub async fn spawn_stack() -> Stack {
 }
 
 pub async fn spawn_stack_with(adjust: impl FnOnce(&mut Config)) -> Stack {
+    deploy_review_models()
+        .await
+        .unwrap_or_else(|error| panic!("deploying the review models: {error:#}"));
     let mut stack = spawn_catalog().await;
     stack.start_orders(adjust).await;
     stack

@@ -232,7 +232,7 @@ async fn without_the_engine_a_request_is_a_503_and_nothing_is_kept() -> TestResu
 }
 
 impl Stack {
-    async fn approvals(&self) -> anyhow::Result<Reply> {
+    pub(crate) async fn approvals(&self) -> anyhow::Result<Reply> {
         self.send(
             self.client
                 .get(format!("{}/api/admin/approvals", self.orders))
@@ -241,7 +241,7 @@ impl Stack {
         .await
     }
 
-    async fn decide(&self, task: &str, body: Value) -> anyhow::Result<Reply> {
+    pub(crate) async fn decide(&self, task: &str, body: Value) -> anyhow::Result<Reply> {
         self.send(
             self.client
                 .post(format!("{}/api/admin/approvals/{task}", self.orders))
