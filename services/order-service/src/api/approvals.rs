@@ -110,7 +110,7 @@ pub struct Decision {
 
 fn engine_error(error: workflow::EngineError) -> ApiError {
     if error.is_unavailable() {
-        Problem::unavailable("the workflow engine is unavailable; retry").into()
+        super::engine_unavailable("the workflow engine is unavailable; retry").into()
     } else {
         anyhow::Error::new(error).into()
     }

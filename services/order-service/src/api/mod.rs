@@ -30,6 +30,18 @@ pub struct AppState {
     pub risk: RiskSettings,
 }
 
+/// How long a client is told to wait before retrying when the workflow engine is unreachable
+/// (a restarted engine answers within seconds; a longer outage gets more 503s, each cheap).
+pub const ENGINE_RETRY_AFTER_SECS: u64 = 5;
+
+/// The 503 of a request that needs the workflow engine while it is unreachable, with
+/// `Retry-After`.
+pub(crate) fn engine_unavailable(detail: &str) -> web::Problem {
+    let mut problem = web::Problem::unavailable(detail);
+    problem.retry_after_secs = Some(ENGINE_RETRY_AFTER_SECS);
+    problem
+}
+
 impl FromRef<AppState> for TokenVerifier {
     fn from_ref(state: &AppState) -> Self {
         state.verifier.clone()

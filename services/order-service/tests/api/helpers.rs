@@ -203,6 +203,8 @@ async fn start_order_service(config: Config, jwks: &auth::JwkSet) -> (String, Pg
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -257,13 +259,22 @@ impl Stack {
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
         let response = request.send().await?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let bytes = response.bytes().await?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)?
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     /// A product with `stock` units at `amount` in `currency`, known to order-service's replica
