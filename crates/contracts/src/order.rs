@@ -53,7 +53,7 @@ impl EventData for OrderAwaitingPayment {
 }
 
 /// The order's stock is reserved, but the risk check (`order-risk.dmn`) sent it to an admin:
-/// it waits in `IN_REVIEW` (the `order-review` process on the workflow engine) until it is
+/// it waits in `REVIEW` (the `order-review` process on the workflow engine) until it is
 /// approved (then `order.awaiting_payment`) or rejected (`order.rejected`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderInReview {

@@ -9,7 +9,7 @@
 //! safe with any number of replicas, cancels orders that wait too long. Refund requests run
 //! as processes on the workflow engine ([`refunds`]), whose order steps this service works.
 //! Every new order is classified by the decision table `order-risk` ([`risk`]); a risky one
-//! waits `IN_REVIEW` for an admin in the `order-review` process ([`review`]). `main.rs` is a thin
+//! waits `REVIEW` for an admin in the `order-review` process ([`review`]). `main.rs` is a thin
 //! shell over [`Application`], which tests start on port 0 against their own database and
 //! topics.
 

@@ -1,9 +1,9 @@
 //! Review of risky orders: the `order-review` process on the workflow engine holds an order
-//! the risk check sent to review (`IN_REVIEW`, its stock reserved) until an admin decides or
+//! the risk check sent to review (`REVIEW`, its stock reserved) until an admin decides or
 //! its timer runs out, and this service works the outcome (`order-review-approved`,
 //! `order-review-rejected`).
 //!
-//! The move to `IN_REVIEW` commits in the saga consumer's transaction (with `order.in_review`)
+//! The move to `REVIEW` commits in the saga consumer's transaction (with `order.in_review`)
 //! and never waits for the engine; the process is started afterwards by [`ReviewStarter`],
 //! which takes held orders without a process (`FOR UPDATE SKIP LOCKED`, so replicas share the
 //! work), starts the process with the order id as business key and records its id. The engine

@@ -150,7 +150,7 @@ async fn enqueue_status_event(
             };
             messaging::enqueue(tx, topics, CloudEvent::new(EVENT_SOURCE, subject, data)).await?;
         }
-        OrderStatus::InReview => {
+        OrderStatus::Review => {
             let data = OrderInReview {
                 order_id: order.id,
                 user_id: order.user_id,

@@ -48,7 +48,7 @@ impl Locale {
             (Locale::En, "changed_mind") => "you changed your mind",
             (Locale::En, "other") => "another reason",
             (Locale::En, "approval_timeout") => "we could not decide on it in time",
-            // Risk review outcomes of order-service (order.rejected after IN_REVIEW).
+            // Risk review outcomes of order-service (order.rejected after REVIEW).
             (Locale::En, "review_rejected") => "we could not accept it after reviewing it",
             (Locale::En, "review_timeout") => "we could not review it in time",
             (Locale::ZhCn, "card_declined") => "银行卡被拒绝",

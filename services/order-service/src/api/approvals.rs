@@ -1,7 +1,7 @@
 //! `/api/admin/approvals`: what the decision tables sent to a person. Each item is a user
 //! task on the workflow engine (the same task Tasklist shows): "Approve refund" of a `refund`
 //! process (a refund request above the automatic limits), or "Review order" of an
-//! `order-review` process (a new order the risk table held `IN_REVIEW`). An admin's decision
+//! `order-review` process (a new order the risk table held `REVIEW`). An admin's decision
 //! completes the task and the process goes on: the refund or its rejection mail; the order's
 //! payment step, or its rejection (stock released, customer told).
 
@@ -50,8 +50,8 @@ pub struct ApprovalView {
 pub struct OrderReviewView {
     pub order_id: Uuid,
     pub user_id: Uuid,
-    /// `IN_REVIEW` while undecided; after the decision the status it moved to.
-    #[schema(example = "IN_REVIEW")]
+    /// `REVIEW` while undecided; after the decision the status it moved to.
+    #[schema(example = "REVIEW")]
     pub status: String,
     pub total: Price,
     /// The risk table's rule: `large_amount`, `new_account`, `order_velocity`,
@@ -281,7 +281,7 @@ pub async fn decide(
             let Some(order) = orders::by_review_process(&mut conn, process).await? else {
                 return Err(not_found());
             };
-            if order.status != OrderStatus::InReview.as_str() {
+            if order.status != OrderStatus::Review.as_str() {
                 return Err(Problem::conflict(format!(
                     "order {} is {}, no longer in review",
                     order.id, order.status

@@ -68,7 +68,7 @@ pub fn router(state: AppState) -> Router {
 #[openapi(
     info(
         title = "order-service",
-        description = "Orders and the checkout saga: an order is priced from the product replica, classified by the risk table (order-risk on the workflow engine), reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED. A risky order waits IN_REVIEW, its stock held, until an admin approves it (AWAITING_PAYMENT) or rejects it (REJECTED, reason review_rejected), or its review times out (REJECTED, reason review_timeout); admins decide it with the approvals routes like refund requests. A paid order may be refunded through a refund request (the `refund` process on the workflow engine) and end REFUNDED. Every change is published on order.events."
+        description = "Orders and the checkout saga: an order is priced from the product replica, classified by the risk table (order-risk on the workflow engine), reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED. A risky order waits REVIEW, its stock held, until an admin approves it (AWAITING_PAYMENT) or rejects it (REJECTED, reason review_rejected), or its review times out (REJECTED, reason review_timeout); admins decide it with the approvals routes like refund requests. A paid order may be refunded through a refund request (the `refund` process on the workflow engine) and end REFUNDED. Every change is published on order.events."
     ),
     paths(
         orders::create,

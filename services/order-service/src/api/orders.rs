@@ -125,7 +125,7 @@ pub struct OrderView {
     pub id: Uuid,
     pub user_id: Uuid,
     pub status: OrderStatus,
-    /// Why it is held, rejected or cancelled: `risk_review` (IN_REVIEW), `out_of_stock`,
+    /// Why it is held, rejected or cancelled: `risk_review` (REVIEW), `out_of_stock`,
     /// `review_rejected`, `review_timeout` (REJECTED), `customer_request`, `payment_timeout`,
     /// `reservation_timeout` (CANCELLED), `refund_approved` (REFUNDED).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,7 +172,7 @@ impl From<OrderRow> for OrderView {
             shipping_address: row.shipping_address.0,
             payment_id: row.payment_id,
             // A held order waits for its review's timer, not for this deadline.
-            expires_at: (!status.is_terminal() && status != OrderStatus::InReview)
+            expires_at: (!status.is_terminal() && status != OrderStatus::Review)
                 .then_some(row.expires_at),
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -237,7 +237,7 @@ fn replay(existing: OrderRow, hash: &str) -> ApiResult<Response> {
     request_body = CreateOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe placement")),
     responses(
-        (status = 201, description = "Placed (PENDING). Classified once by the risk table; an order it sends to review moves to IN_REVIEW instead of AWAITING_PAYMENT when its stock is reserved. With the workflow engine unreachable, an order at or above ORDER_REVIEW_AMOUNT is reviewed and any other accepted unchecked; placing never fails on the engine's account", body = OrderView),
+        (status = 201, description = "Placed (PENDING). Classified once by the risk table; an order it sends to review moves to REVIEW instead of AWAITING_PAYMENT when its stock is reserved. With the workflow engine unreachable, an order at or above ORDER_REVIEW_AMOUNT is reviewed and any other accepted unchecked; placing never fails on the engine's account", body = OrderView),
         (status = 200, description = "The same Idempotency-Key and body placed this order before", body = OrderView),
         (status = 401, body = web::Problem),
         (status = 422, description = "Unknown or withdrawn product, mixed currencies, bad quantity or address", body = web::Problem)
@@ -293,7 +293,7 @@ pub async fn create(
         })
         .collect();
     let address = serde_json::to_value(&body.shipping_address).map_err(anyhow::Error::from)?;
-    // One evaluation of the risk table; an order it sends to review is held IN_REVIEW once
+    // One evaluation of the risk table; an order it sends to review is held REVIEW once
     // its stock is reserved (crate::review).
     let verdict = {
         let mut conn = state.pool.acquire().await?;

@@ -2,14 +2,15 @@
 //!
 //! ```text
 //! PENDING ──inventory.reserved──▶ AWAITING_PAYMENT ──payment.succeeded──▶ PAID ──refund──▶ REFUNDED
-//!    │  │ │                          ▲       │
-//!    │  │ └─reserved, risk review──▶ IN_REVIEW ──rejected / review timeout──▶ REJECTED
-//!    │  └─inventory.reservation_failed──────────────────────────────────────▶ REJECTED
-//!    └──cancel / expiry──▶ CANCELLED ◀──cancel / expiry (IN_REVIEW: cancel only)
+//!    │  │ │                              ▲
+//!    │  │ │                              └──────approved──────┐
+//!    │  │ └─inventory.reserved, risk verdict review──▶ REVIEW ─┴─rejected / review timeout──▶ REJECTED
+//!    │  └─inventory.reservation_failed──▶ REJECTED
+//!    └──cancel / expiry──▶ CANCELLED ◀──cancel / expiry (from REVIEW: cancel only)
 //! ```
 //!
 //! An order the risk check (`order-risk.dmn`) classified `review` goes from `PENDING` to
-//! `IN_REVIEW` instead of `AWAITING_PAYMENT` once its stock is reserved; the `order-review`
+//! `REVIEW` instead of `AWAITING_PAYMENT` once its stock is reserved; the `order-review`
 //! process decides it (approved: `AWAITING_PAYMENT`; rejected or not decided in time:
 //! `REJECTED`, which releases the stock). Its timeout is the process's timer, not the expiry
 //! job's. `PAID`, `REJECTED`, `CANCELLED` and `REFUNDED` end the checkout saga. A paid order moves
@@ -31,7 +32,7 @@ use utoipa::ToSchema;
 pub enum OrderStatus {
     Pending,
     /// Stock reserved; waits for an admin's risk review.
-    InReview,
+    Review,
     AwaitingPayment,
     Paid,
     Rejected,
@@ -103,7 +104,7 @@ impl OrderStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "PENDING",
-            OrderStatus::InReview => "IN_REVIEW",
+            OrderStatus::Review => "REVIEW",
             OrderStatus::AwaitingPayment => "AWAITING_PAYMENT",
             OrderStatus::Paid => "PAID",
             OrderStatus::Rejected => "REJECTED",
@@ -130,7 +131,7 @@ impl OrderStatus {
         let move_to = |to, reason| Transition::Move { to, reason };
         match (self, trigger) {
             (Pending, StockReserved) => move_to(AwaitingPayment, None),
-            (Pending, StockReservedForReview) => move_to(InReview, Some("risk_review")),
+            (Pending, StockReservedForReview) => move_to(Review, Some("risk_review")),
             (Pending, StockShort) => move_to(Rejected, Some("out_of_stock")),
             (Pending, CustomerCancel) => {
                 move_to(Cancelled, Some(CancelReason::CustomerRequest.as_str()))
@@ -141,23 +142,23 @@ impl OrderStatus {
             // A payment cannot precede the reservation (payment-service only charges orders
             // awaiting payment); if one ever does, it is left for the refund rule below.
             (Pending, PaymentSucceeded) => Transition::Ignore,
-            // The review process starts only once the order is IN_REVIEW; a decision for a
+            // The review process starts only once the order is in REVIEW; a decision for a
             // pending order is a bug, retried by the engine until someone looks.
             (Pending, ReviewApproved | ReviewRejected | ReviewTimedOut) => Transition::Illegal,
 
-            (InReview, ReviewApproved) => move_to(AwaitingPayment, None),
-            (InReview, ReviewRejected) => move_to(Rejected, Some("review_rejected")),
-            (InReview, ReviewTimedOut) => move_to(Rejected, Some("review_timeout")),
-            (InReview, CustomerCancel) => {
+            (Review, ReviewApproved) => move_to(AwaitingPayment, None),
+            (Review, ReviewRejected) => move_to(Rejected, Some("review_rejected")),
+            (Review, ReviewTimedOut) => move_to(Rejected, Some("review_timeout")),
+            (Review, CustomerCancel) => {
                 move_to(Cancelled, Some(CancelReason::CustomerRequest.as_str()))
             }
             // The review's own timer bounds the wait; redelivered reservation answers and a
             // payment (payment-service charges only orders awaiting payment) change nothing.
-            (InReview, Expired | StockReserved | StockReservedForReview | StockShort) => {
+            (Review, Expired | StockReserved | StockReservedForReview | StockShort) => {
                 Transition::Ignore
             }
-            (InReview, PaymentSucceeded) => Transition::Ignore,
-            (InReview, RefundCompleted) => Transition::Illegal,
+            (Review, PaymentSucceeded) => Transition::Ignore,
+            (Review, RefundCompleted) => Transition::Illegal,
             // The approval's task again, after its first run committed.
             (AwaitingPayment, ReviewApproved) => Transition::Ignore,
             (AwaitingPayment, ReviewRejected | ReviewTimedOut) => Transition::Illegal,
@@ -208,7 +209,7 @@ impl FromStr for OrderStatus {
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         Ok(match value {
             "PENDING" => OrderStatus::Pending,
-            "IN_REVIEW" => OrderStatus::InReview,
+            "REVIEW" => OrderStatus::Review,
             "AWAITING_PAYMENT" => OrderStatus::AwaitingPayment,
             "PAID" => OrderStatus::Paid,
             "REJECTED" => OrderStatus::Rejected,
@@ -227,7 +228,7 @@ mod tests {
 
     const ALL: [OrderStatus; 7] = [
         Pending,
-        InReview,
+        Review,
         AwaitingPayment,
         Paid,
         Rejected,
@@ -357,20 +358,20 @@ mod tests {
     fn a_risky_order_waits_in_review_with_its_stock_held_until_decided() {
         assert_eq!(
             Pending.apply(StockReservedForReview),
-            moves(InReview, Some("risk_review"))
+            moves(Review, Some("risk_review"))
         );
-        assert!(!InReview.is_terminal());
-        assert_eq!(InReview.apply(ReviewApproved), moves(AwaitingPayment, None));
+        assert!(!Review.is_terminal());
+        assert_eq!(Review.apply(ReviewApproved), moves(AwaitingPayment, None));
         assert_eq!(
-            InReview.apply(ReviewRejected),
+            Review.apply(ReviewRejected),
             moves(Rejected, Some("review_rejected"))
         );
         assert_eq!(
-            InReview.apply(ReviewTimedOut),
+            Review.apply(ReviewTimedOut),
             moves(Rejected, Some("review_timeout"))
         );
         assert_eq!(
-            InReview.apply(CustomerCancel),
+            Review.apply(CustomerCancel),
             moves(Cancelled, Some("customer_request"))
         );
     }
@@ -394,9 +395,9 @@ mod tests {
             PaymentSucceeded,
             Expired,
         ] {
-            assert_eq!(InReview.apply(trigger), Transition::Ignore, "{trigger:?}");
+            assert_eq!(Review.apply(trigger), Transition::Ignore, "{trigger:?}");
         }
-        assert_eq!(InReview.apply(RefundCompleted), Transition::Illegal);
+        assert_eq!(Review.apply(RefundCompleted), Transition::Illegal);
         assert_eq!(
             AwaitingPayment.apply(StockReservedForReview),
             Transition::Ignore

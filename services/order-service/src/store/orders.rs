@@ -257,7 +257,7 @@ pub async fn lock_unstarted_reviews(
     limit: i64,
 ) -> sqlx::Result<Vec<OrderRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM orders WHERE status = 'IN_REVIEW' AND review_process_id IS NULL \
+        "SELECT {COLUMNS} FROM orders WHERE status = 'REVIEW' AND review_process_id IS NULL \
          ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED"
     )))
     .bind(limit)

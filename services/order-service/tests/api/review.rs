@@ -1,5 +1,5 @@
 //! Review of risky orders: the risk table classifies each new order once; a `review` order
-//! waits `IN_REVIEW` with its stock held until an admin approves it (AWAITING_PAYMENT) or
+//! waits `REVIEW` with its stock held until an admin approves it (AWAITING_PAYMENT) or
 //! rejects it (REJECTED, stock released), or its review times out. The review amount is
 //! lowered per test, so only these tests' orders are risky.
 
@@ -65,7 +65,7 @@ impl Stack {
         let product = self.product(10, 3_000, "EUR").await?;
         let customer = self.customer();
         let order = self.placed(&customer, &[(product, 2)]).await?;
-        let held = self.wait_for_status(&customer, order, "IN_REVIEW").await?;
+        let held = self.wait_for_status(&customer, order, "REVIEW").await?;
         assert_eq!(held["status_reason"], "risk_review");
         assert!(held.get("expires_at").is_none(), "{held}");
         // The reservation is held while the order waits.
@@ -254,7 +254,7 @@ async fn without_the_engine_small_orders_pass_unchecked_and_large_ones_wait() ->
     );
 
     let held = stack.placed(&customer, &[(large, 1)]).await?;
-    stack.wait_for_status(&customer, held, "IN_REVIEW").await?;
+    stack.wait_for_status(&customer, held, "REVIEW").await?;
     assert_eq!(
         stack.risk_of(held).await?,
         (Some("review".into()), Some("risk_check_unavailable".into()))
