@@ -11,7 +11,10 @@
 //! that `up` recorded, `status` and `logs` inspect them, and `test` runs the checks and the
 //! test suite against the real stack, ending with one `N passed, N failed` line.
 
-#![allow(clippy::disallowed_methods, reason = "xtask is a synchronous command-line tool: blocking sleeps are right here, and its configuration is the developer's environment")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "xtask is a synchronous command-line tool: blocking sleeps are right here, and its configuration is the developer's environment"
+)]
 
 mod bench;
 mod capacity;
@@ -328,13 +331,7 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
         "cargo deny check licenses bans sources (deny.toml)",
         // Not `--offline`: cargo metadata must see every platform's crates, which cargo may
         // need to download from crates.io once. These checks never fetch the advisory database.
-        Command::new(cargo_deny).args([
-            "deny",
-            "check",
-            "licenses",
-            "bans",
-            "sources",
-        ]),
+        Command::new(cargo_deny).args(["deny", "check", "licenses", "bans", "sources"]),
     )?;
     eprintln!("==> deploy files (Dockerfile, docker-compose.yml, Helm chart), offline");
     deploy_check::check(layout)?;

@@ -336,7 +336,12 @@ mod tests {
             assert!(is_cargo_run_package_variable(name), "{name}");
         }
         // These configure cargo itself and must reach the nested build.
-        for name in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_TERM_COLOR"] {
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_TERM_COLOR",
+        ] {
             assert!(!is_cargo_run_package_variable(name), "{name}");
         }
     }

@@ -158,7 +158,9 @@ pub fn mailpit_bin(layout: &Layout) -> PathBuf {
 /// cargo-deny, built with `cargo install --locked` from crates.io the first time (a few
 /// minutes) into its own directory of the tool cache, so every later run finds it at once.
 pub fn cargo_deny(layout: &Layout) -> Result<PathBuf> {
-    let dir = layout.tools().join(format!("cargo-deny-{CARGO_DENY_VERSION}"));
+    let dir = layout
+        .tools()
+        .join(format!("cargo-deny-{CARGO_DENY_VERSION}"));
     let bin = dir.join("bin").join("cargo-deny");
     if bin.is_file() {
         return Ok(bin);
@@ -168,8 +170,7 @@ pub fn cargo_deny(layout: &Layout) -> Result<PathBuf> {
         .join(format!("cargo-deny-{CARGO_DENY_VERSION}.partial"));
     // A half-finished earlier attempt is redone, not trusted.
     if partial.exists() {
-        fs::remove_dir_all(&partial)
-            .with_context(|| format!("removing {}", partial.display()))?;
+        fs::remove_dir_all(&partial).with_context(|| format!("removing {}", partial.display()))?;
     }
     let task = Task::start(
         "cargo-deny",
@@ -188,9 +189,7 @@ pub fn cargo_deny(layout: &Layout) -> Result<PathBuf> {
         &layout.log_file("cargo-deny-install"),
         "cargo install cargo-deny",
     )
-    .and_then(|()| {
-        fs::rename(&partial, &dir).with_context(|| format!("moving {}", dir.display()))
-    });
+    .and_then(|()| fs::rename(&partial, &dir).with_context(|| format!("moving {}", dir.display())));
     let _ = fs::remove_dir_all(layout.tools().join("cargo-deny-build"));
     match result {
         Ok(()) => {

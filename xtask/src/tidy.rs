@@ -25,7 +25,10 @@ pub fn rust_sources(repo: &Path) -> Result<Vec<PathBuf>> {
     while let Some(dir) = pending.pop() {
         for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if path.is_dir() {
                 if !matches!(name, "target" | "node_modules") && !name.starts_with('.') {
                     pending.push(path);
@@ -53,7 +56,10 @@ pub fn is_test_code(relative: &Path) -> bool {
 
 /// Whether `path` is a module named like [`VAGUE_MODULE_NAMES`] (`utils.rs` or `utils/mod.rs`).
 pub fn has_vague_module_name(relative: &Path) -> bool {
-    let stem = relative.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let stem = relative
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     let folder = relative
         .parent()
         .and_then(|p| p.file_name())
@@ -98,7 +104,10 @@ pub fn manifest_problems(manifest: &str) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     let package = table.get("package").and_then(toml::Value::as_table);
     for field in INHERITED_PACKAGE_FIELDS {
-        if !package.and_then(|p| p.get(*field)).is_some_and(is_inherited) {
+        if !package
+            .and_then(|p| p.get(*field))
+            .is_some_and(is_inherited)
+        {
             problems.push(format!("package.{field} is not `{field}.workspace = true`"));
         }
     }
@@ -229,8 +238,12 @@ mod tests {
         assert!(!opens_with_inner_doc("/// Outer doc.\nfn f() {}"));
         assert!(!opens_with_inner_doc("use x;\n//! late"));
         assert!(has_vague_module_name(Path::new("services/a/src/utils.rs")));
-        assert!(has_vague_module_name(Path::new("crates/b/src/common/mod.rs")));
-        assert!(!has_vague_module_name(Path::new("crates/b/src/common/money.rs")));
+        assert!(has_vague_module_name(Path::new(
+            "crates/b/src/common/mod.rs"
+        )));
+        assert!(!has_vague_module_name(Path::new(
+            "crates/b/src/common/money.rs"
+        )));
         assert!(!has_vague_module_name(Path::new("crates/b/src/pricing.rs")));
         assert!(is_test_code(Path::new("services/a/tests/api/helpers.rs")));
         assert!(is_test_code(Path::new("tests/system/src/lib.rs")));

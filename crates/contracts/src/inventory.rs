@@ -71,3 +71,19 @@ impl EventData for InventoryCommitted {
     const TYPE: &'static str = "inventory.committed.v1";
     const TOPIC: &'static str = INVENTORY_EVENTS;
 }
+
+/// Units of a refunded order came back and are sellable again (`sold` -> `available`): the
+/// `restock` step of the `refund` process, for a refund whose reason says the goods were
+/// returned. Once per order (and so per refund request: an order is refunded once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryRestocked {
+    pub order_id: Uuid,
+    /// The approved refund request whose goods came back.
+    pub refund_request_id: Uuid,
+    pub lines: Vec<StockLine>,
+}
+
+impl EventData for InventoryRestocked {
+    const TYPE: &'static str = "inventory.restocked.v1";
+    const TOPIC: &'static str = INVENTORY_EVENTS;
+}

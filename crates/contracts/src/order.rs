@@ -52,6 +52,24 @@ impl EventData for OrderAwaitingPayment {
     const TOPIC: &'static str = ORDER_EVENTS;
 }
 
+/// The order's stock is reserved, but the risk check (`order-risk.dmn`) sent it to an admin:
+/// it waits in `REVIEW` (the `order-review` process on the workflow engine) until it is
+/// approved (then `order.awaiting_payment`) or rejected (`order.rejected`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderInReview {
+    pub order_id: Uuid,
+    /// The order's owner.
+    pub user_id: Uuid,
+    /// The rule that fired, e.g. `large_amount`, `new_account`, `order_velocity`,
+    /// `shipping_country`, or `risk_check_unavailable`.
+    pub reason: String,
+}
+
+impl EventData for OrderInReview {
+    const TYPE: &'static str = "order.in_review.v1";
+    const TOPIC: &'static str = ORDER_EVENTS;
+}
+
 /// The order is paid; its reserved stock is sold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPaid {
@@ -85,7 +103,9 @@ impl EventData for OrderCancelled {
     const TOPIC: &'static str = ORDER_EVENTS;
 }
 
-/// The order was refused (e.g. `out_of_stock` after `inventory.reservation_failed`).
+/// The order was refused: `out_of_stock` after `inventory.reservation_failed`, or after a
+/// risk review `review_rejected` (an admin said no) or `review_timeout` (nobody decided in
+/// time). Its reserved stock returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRejected {
     pub order_id: Uuid,

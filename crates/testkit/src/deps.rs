@@ -12,7 +12,10 @@
 //! `MONGO_WIRE_CLASSPATH` and `MAILPIT_BIN` from its tool cache; run directly, the Debian
 //! PostgreSQL and the tool cache (`~/.cache/ferroshop/tools`) are looked up.
 
-#![allow(clippy::disallowed_methods, reason = "the tests' configuration: where cargo xtask test provisioned the dependencies' binaries")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests' configuration: where cargo xtask test provisioned the dependencies' binaries"
+)]
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};

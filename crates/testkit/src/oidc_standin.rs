@@ -10,7 +10,10 @@
 //! command xtask uses. It runs under a small shell that kills it when this process's end of
 //! its stdin closes, so it never outlives the tests, however they end.
 
-#![allow(clippy::disallowed_methods, reason = "starts the stand-in from the classpath and configuration cargo xtask test names")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "starts the stand-in from the classpath and configuration cargo xtask test names"
+)]
 
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;

@@ -26,6 +26,4 @@ pub use health::{Readiness, ReadinessCheck};
 pub use lifecycle::{Lifecycle, StopStage};
 pub use main_shell::{Binary, run_binary};
 pub use problem::{FieldError, Problem};
-pub use server::{
-    ServiceInfo, documented_service_router, serve, service_router, shutdown_signal,
-};
+pub use server::{ServiceInfo, documented_service_router, serve, service_router, shutdown_signal};

@@ -194,8 +194,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stages_stop_in_order_after_the_server_and_before_the_pools_close()
-    -> anyhow::Result<()> {
+    async fn stages_stop_in_order_after_the_server_and_before_the_pools_close() -> anyhow::Result<()>
+    {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut lifecycle = Lifecycle::bind("127.0.0.1", 0, Router::new()).await?;
         // Registered out of order on purpose.
@@ -226,7 +226,10 @@ mod tests {
         for worker in ["consumer stopped", "job stopped"] {
             assert!(position(worker) < position("senders stopped"), "{log:?}");
         }
-        assert!(position("senders stopped") < position("relay stopped"), "{log:?}");
+        assert!(
+            position("senders stopped") < position("relay stopped"),
+            "{log:?}"
+        );
         assert_eq!(log.last().map(String::as_str), Some("pool closed"));
         Ok(())
     }

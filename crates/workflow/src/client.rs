@@ -420,6 +420,33 @@ impl EngineClient {
         .await
     }
 
+    /// The ids of the instances of process `process_key` with `business_key`, running or
+    /// ended (history), oldest first: how a caller that starts a process for a business key
+    /// finds the one a previous attempt started before it could record it.
+    pub async fn process_instances_by_business_key(
+        &self,
+        process_key: &str,
+        business_key: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let found: Vec<Value> = self
+            .get(
+                "/history/process-instance",
+                &[
+                    ("processDefinitionKey", process_key),
+                    ("processInstanceBusinessKey", business_key),
+                    ("sortBy", "startTime"),
+                    ("sortOrder", "asc"),
+                ],
+                "finding process instances by business key",
+            )
+            .await?;
+        Ok(found
+            .iter()
+            .filter_map(|instance| instance.get("id").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// The historic state of a process instance: ACTIVE, COMPLETED, EXTERNALLY_TERMINATED, ...
     pub async fn process_state(&self, process_instance_id: &str) -> Result<String, EngineError> {
         let v: Value = self

@@ -2,7 +2,10 @@
 //! environment variables, which win. Loaded once and validated at start, so a typo in a route
 //! or an unparsable upstream URL stops the gateway instead of surfacing as 502s later.
 
-#![allow(clippy::disallowed_methods, reason = "the one module of this service that reads its environment")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the one module of this service that reads its environment"
+)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -128,7 +128,9 @@ impl Application {
             };
             // Senders finish the message in hand after the consumers stopped feeding them;
             // whatever is still queued stays in PostgreSQL for the next start.
-            lifecycle.spawn(StopStage::Deliveries, "senders", |stop| dispatcher.run(stop));
+            lifecycle.spawn(StopStage::Deliveries, "senders", |stop| {
+                dispatcher.run(stop)
+            });
         }
         let reported = queue.clone();
         lifecycle.spawn(StopStage::Deliveries, "queue metrics", |stop| async move {

@@ -1,6 +1,9 @@
 //! Typed configuration, read once from the environment and validated at start.
 
-#![allow(clippy::disallowed_methods, reason = "the one module of this service that reads its environment")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the one module of this service that reads its environment"
+)]
 
 use std::time::Duration;
 
@@ -46,6 +49,19 @@ pub struct Config {
     /// How many unpaid orders (`PENDING`, `AWAITING_PAYMENT`) one customer may hold
     /// (`ORDER_MAX_OPEN_PER_USER`, default 5; 0 switches the limit off).
     pub max_open_orders_per_user: u32,
+    /// From this order total (minor units) every order is reviewed; the risk table's other
+    /// rules apply from shares of it (`ORDER_REVIEW_AMOUNT`, default 1,000,000: 10,000.00 in a
+    /// two-decimal currency, high enough that ordinary orders, tests and the bench never wait).
+    pub review_amount: i64,
+    /// How long the risk check waits for the engine (`ORDER_RISK_CHECK_TIMEOUT_MS`, default
+    /// 1000).
+    pub risk_check_timeout: Duration,
+    /// How long a held order waits for an admin before it is rejected (`ORDER_REVIEW_TIMEOUT`,
+    /// ISO 8601, default `P2D`).
+    pub review_timeout: String,
+    /// How often held orders without a review process are looked for
+    /// (`ORDER_REVIEW_START_INTERVAL_MS`, default 500).
+    pub review_start_interval: Duration,
 }
 
 impl Config {
@@ -92,8 +108,32 @@ impl Config {
             u64::from(crate::domain::open_orders::DEFAULT_MAX_OPEN),
         )?)
         .context("ORDER_MAX_OPEN_PER_USER is too large")?;
+        let review_amount = i64::try_from(number("ORDER_REVIEW_AMOUNT", 1_000_000)?)
+            .context("ORDER_REVIEW_AMOUNT is too large")?;
+        anyhow::ensure!(review_amount > 0, "ORDER_REVIEW_AMOUNT must be at least 1");
+        let risk_check_timeout =
+            Duration::from_millis(number("ORDER_RISK_CHECK_TIMEOUT_MS", 1_000)?);
+        anyhow::ensure!(
+            !risk_check_timeout.is_zero(),
+            "ORDER_RISK_CHECK_TIMEOUT_MS must be at least 1"
+        );
+        let review_timeout = var("ORDER_REVIEW_TIMEOUT").unwrap_or_else(|| "P2D".into());
+        anyhow::ensure!(
+            is_iso_duration(&review_timeout),
+            "ORDER_REVIEW_TIMEOUT must be an ISO 8601 duration such as P2D or PT12H"
+        );
+        let review_start_interval =
+            Duration::from_millis(number("ORDER_REVIEW_START_INTERVAL_MS", 500)?);
+        anyhow::ensure!(
+            !review_start_interval.is_zero(),
+            "ORDER_REVIEW_START_INTERVAL_MS must be at least 1"
+        );
         Ok(Self {
             max_open_orders_per_user,
+            review_amount,
+            risk_check_timeout,
+            review_timeout,
+            review_start_interval,
             refund_approval_timeout,
             workflow_engine_url: var("WORKFLOW_ENGINE_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:8086".into()),

@@ -7,7 +7,9 @@
 //! (processed-event table) through the pure state machine in [`domain::status`]; every change
 //! is announced to the clients that wait on it ([`status_feed`], Server-Sent Events). An expiry job,
 //! safe with any number of replicas, cancels orders that wait too long. Refund requests run
-//! as processes on the workflow engine ([`refunds`]), whose order steps this service works. `main.rs` is a thin
+//! as processes on the workflow engine ([`refunds`]), whose order steps this service works.
+//! Every new order is classified by the decision table `order-risk` ([`risk`]); a risky one
+//! waits `REVIEW` for an admin in the `order-review` process ([`review`]). `main.rs` is a thin
 //! shell over [`Application`], which tests start on port 0 against their own database and
 //! topics.
 
@@ -16,6 +18,8 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod refunds;
+pub mod review;
+pub mod risk;
 pub mod saga;
 pub mod startup;
 pub mod status_feed;

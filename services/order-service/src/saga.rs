@@ -1,5 +1,5 @@
 //! Moving an order through its state machine: one function used by every writer (the saga
-//! consumer, the owner's cancel and the expiry job), so each change locks the row, follows the
+//! consumer, the owner's cancel, the expiry job and the workflow steps), so each change locks the row, follows the
 //! rules of [`OrderStatus::apply`], records the history and enqueues its event in the caller's
 //! transaction.
 
@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use contracts::CloudEvent;
 use contracts::order::{
-    OrderAwaitingPayment, OrderCancelled, OrderPaid, OrderRefunded, OrderRejected,
+    OrderAwaitingPayment, OrderCancelled, OrderInReview, OrderPaid, OrderRefunded, OrderRejected,
 };
 use contracts::product::Money;
 use contracts::topics::Topic;
@@ -80,6 +80,11 @@ pub async fn advance_with(
         return Ok(Advanced::NotFound);
     };
     let status = order.status()?;
+    // The reservation answer does not know the risk check's verdict; the order does.
+    let trigger = match trigger {
+        Trigger::StockReserved if order.needs_review() => Trigger::StockReservedForReview,
+        other => other,
+    };
     let (to, reason) = match status.apply(trigger) {
         Transition::Move { to, reason } => (to, reason),
         Transition::Ignore => return Ok(Advanced::Unchanged(Box::new(order))),
@@ -144,6 +149,14 @@ async fn enqueue_status_event(
                     currency: order.currency.clone(),
                 },
                 payment_id: order.payment_id.unwrap_or_default(),
+            };
+            messaging::enqueue(tx, topics, CloudEvent::new(EVENT_SOURCE, subject, data)).await?;
+        }
+        OrderStatus::Review => {
+            let data = OrderInReview {
+                order_id: order.id,
+                user_id: order.user_id,
+                reason: order.risk_reason.clone().unwrap_or_else(|| reason.clone()),
             };
             messaging::enqueue(tx, topics, CloudEvent::new(EVENT_SOURCE, subject, data)).await?;
         }

@@ -1,6 +1,6 @@
-//! Wiring: database and migrations, token keys, Kafka topics, the outbox relay, the two
-//! consumers (product replica, saga), the expiry job, the workflow worker (refund steps) and
-//! the HTTP server.
+//! Wiring: database and migrations, token keys, Kafka topics, the outbox relay, the three
+//! consumers (product and customer replicas, saga), the expiry job, the workflow worker
+//! (refund and review steps), the review starter and the HTTP server.
 
 use std::time::Duration;
 
@@ -18,10 +18,13 @@ use web::{Readiness, ServiceInfo};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::events::customers::{self, CustomerReplica};
 use crate::events::expiry::ExpiryJob;
 use crate::events::replica::{self, ProductReplica};
 use crate::events::saga::{self as saga_events, SagaEvents};
 use crate::refunds::RefundSettings;
+use crate::review::ReviewStarter;
+use crate::risk::RiskSettings;
 use crate::saga::SagaSettings;
 use crate::status_feed::StatusFeed;
 
@@ -32,6 +35,8 @@ pub struct Application {
     router: axum::Router,
     relay: Option<OutboxRelay>,
     replica: (EventConsumer, ProductReplica),
+    customers: (EventConsumer, CustomerReplica),
+    review_starter: ReviewStarter,
     saga: (EventConsumer, SagaEvents),
     expiry: ExpiryJob,
     workflow_worker: workflow::Worker,
@@ -86,7 +91,9 @@ impl Application {
                 spec(topics.qualified(topics::PRODUCT_EVENTS), true),
                 spec(topics.qualified(topics::INVENTORY_EVENTS), false),
                 spec(topics.qualified(topics::PAYMENT_EVENTS), false),
+                spec(topics.qualified(topics::USER_EVENTS), false),
                 dlt(topics::PRODUCT_EVENTS),
+                dlt(topics::USER_EVENTS),
                 dlt(topics::INVENTORY_EVENTS),
                 dlt(topics::PAYMENT_EVENTS),
             ])
@@ -109,8 +116,23 @@ impl Application {
             namespace: config.workflow_namespace.clone(),
             approval_timeout: config.refund_approval_timeout.clone(),
         };
-        let workflow_worker =
-            crate::refunds::worker(engine.clone(), pool.clone(), saga.clone(), &refund_settings);
+        let risk = RiskSettings {
+            review_amount: config.review_amount,
+            check_timeout: config.risk_check_timeout,
+            review_timeout: config.review_timeout.clone(),
+            start_interval: config.review_start_interval,
+        };
+        let workflow_worker = crate::review::with_steps(
+            crate::refunds::worker(engine.clone(), pool.clone(), saga.clone(), &refund_settings),
+            pool.clone(),
+            saga.clone(),
+        );
+        let review_starter = ReviewStarter {
+            pool: pool.clone(),
+            engine: engine.clone(),
+            risk: risk.clone(),
+            namespace: config.workflow_namespace.clone(),
+        };
         let closing = CancellationToken::new();
         let feed = StatusFeed::new(closing.clone());
         let state = AppState {
@@ -120,6 +142,7 @@ impl Application {
             feed: feed.clone(),
             engine,
             refunds: refund_settings,
+            risk,
         };
         let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
             .to_json()
@@ -149,6 +172,11 @@ impl Application {
                 EventConsumer::new(&kafka, replica::settings(&topics))?,
                 ProductReplica(pool.clone()),
             ),
+            customers: (
+                EventConsumer::new(&kafka, customers::settings(&topics))?,
+                CustomerReplica(pool.clone()),
+            ),
+            review_starter,
             saga: (
                 EventConsumer::new(&kafka, saga_events::settings(&topics))?,
                 SagaEvents {
@@ -191,9 +219,12 @@ impl Application {
             .map(|relay| tokio::spawn(relay.run(stop_relay.clone())));
         let (consumer, handler) = self.replica;
         let (saga_consumer, saga_handler) = self.saga;
+        let (customer_consumer, customer_handler) = self.customers;
         let workers = [
             tokio::spawn(consumer.run(handler, stop_workers.clone())),
             tokio::spawn(saga_consumer.run(saga_handler, stop_workers.clone())),
+            tokio::spawn(customer_consumer.run(customer_handler, stop_workers.clone())),
+            tokio::spawn(self.review_starter.run(stop_workers.clone())),
             tokio::spawn(self.expiry.run(stop_workers.clone())),
             tokio::spawn(self.workflow_worker.run(stop_workers.clone())),
             tokio::spawn(self.feed.run(self.pool.clone(), stop_workers.clone())),

@@ -1,6 +1,9 @@
 //! Typed configuration, read once from the environment and validated at start.
 
-#![allow(clippy::disallowed_methods, reason = "the one module of this service that reads its environment")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the one module of this service that reads its environment"
+)]
 
 use std::time::Duration;
 
@@ -37,6 +40,12 @@ pub struct Config {
     /// crash (local writes wake it at once).
     pub relay_poll_interval: Duration,
     pub request_timeout: Duration,
+    /// The workflow engine whose `restock` tasks this service works (`WORKFLOW_ENGINE_URL`,
+    /// without `/engine-rest`; default `http://127.0.0.1:8086`; `off` runs no worker).
+    pub workflow_engine_url: Option<String>,
+    /// Isolates this deployment's processes on a shared engine (`WORKFLOW_NAMESPACE`; `None`:
+    /// derived from the topic prefix at start, as the other services do).
+    pub workflow_namespace: Option<String>,
 }
 
 impl Config {
@@ -89,6 +98,11 @@ impl Config {
                 None => 3,
             },
             relay_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
+            workflow_engine_url: Some(
+                var("WORKFLOW_ENGINE_URL").unwrap_or_else(|| "http://127.0.0.1:8086".into()),
+            )
+            .filter(|url| url != "off"),
+            workflow_namespace: var("WORKFLOW_NAMESPACE"),
             request_timeout: Duration::from_secs(match var("REQUEST_TIMEOUT_SECS") {
                 Some(value) => value
                     .parse()

@@ -6,7 +6,8 @@
 //! stores the change's event (a single-document outbox); a relay publishes those events on the
 //! compacted `product.events` topic, each carrying the full product snapshot. An
 //! `order.events` consumer reserves, commits and releases stock for orders and publishes
-//! `inventory.*` events ([`inventory`]). Every read (product pages, listings, full-text search
+//! `inventory.*` events ([`inventory`]); the `restock` step of the workflow engine's `refund`
+//! process returns a refunded order's goods to stock ([`restock`]). Every read (product pages, listings, full-text search
 //! in Chinese and English with facets, suggest) is served from an in-memory read model fed by
 //! `product.events` ([`catalog`]). `main.rs` is a thin shell over [`Application`], which
 //! tests start on port 0 against their own database and topics.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod inventory;
+pub mod restock;
 pub mod startup;
 pub mod store;
 

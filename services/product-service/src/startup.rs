@@ -1,5 +1,5 @@
 //! Wiring: MongoDB and its indexes, token keys, Kafka, the outbox relays, the consumers
-//! (inventory, the read model's feed) and the HTTP server.
+//! (inventory, the read model's feed), the workflow worker (`restock`) and the HTTP server.
 
 use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
@@ -29,6 +29,8 @@ pub struct Application {
     router: axum::Router,
     relays: Vec<OutboxRelay>,
     inventory: Vec<(EventConsumer, OrderEvents)>,
+    /// Works the `restock` step of refunds (absent with `WORKFLOW_ENGINE_URL=off`).
+    restock_worker: Option<workflow::Worker>,
     catalog_feed: CatalogFeed,
     catalog: Catalog,
     db: Database,
@@ -95,6 +97,22 @@ impl Application {
                 ))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let restock_worker = match &config.workflow_engine_url {
+            Some(url) => {
+                let engine = workflow::EngineClient::new(url)
+                    .context("building the workflow engine client (WORKFLOW_ENGINE_URL)")?;
+                let namespace = config
+                    .workflow_namespace
+                    .clone()
+                    .unwrap_or_else(|| workflow::default_namespace(&config.topic_prefix));
+                Some(crate::restock::worker(
+                    engine,
+                    Inventory::new(&db, topics.clone(), catalog.clone(), wake.clone()),
+                    &namespace,
+                ))
+            }
+            None => None,
+        };
         let state = AppState {
             products,
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
@@ -137,6 +155,7 @@ impl Application {
             router,
             relays,
             inventory,
+            restock_worker,
             catalog_feed,
             catalog,
             db,
@@ -176,6 +195,9 @@ impl Application {
             consumers.push(tokio::spawn(consumer.run(handler, stop_consumers.clone())));
         }
         consumers.push(tokio::spawn(self.catalog_feed.run(stop_consumers.clone())));
+        if let Some(worker) = self.restock_worker {
+            consumers.push(tokio::spawn(worker.run(stop_consumers.clone())));
+        }
         // Order matters: the server stops accepting and finishes in-flight requests first,
         // then the consumers stop; only then do the relays stop, after draining the events
         // both committed.

@@ -1,6 +1,9 @@
 //! Configuration from the environment: `HOST`, `PORT` (8091), `SMS_SIM_TOKEN`.
 
-#![allow(clippy::disallowed_methods, reason = "the one module of this service that reads its environment")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the one module of this service that reads its environment"
+)]
 
 use anyhow::Context as _;
 

@@ -1,6 +1,9 @@
 //! Typed configuration, read once from the environment and validated at start.
 
-#![allow(clippy::disallowed_methods, reason = "the one module of this service that reads its environment")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the one module of this service that reads its environment"
+)]
 
 use std::path::PathBuf;
 use std::time::Duration;

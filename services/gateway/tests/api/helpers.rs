@@ -357,6 +357,9 @@ impl Products {
             inventory_consumers: 1,
             relay_poll_interval: Duration::from_millis(200),
             request_timeout: Duration::from_secs(10),
+            // No restock worker: the gateway's tests run no refund process.
+            workflow_engine_url: None,
+            workflow_namespace: None,
         };
         let app = product_service::Application::build(config).await?;
         self.port = app.port();

@@ -48,6 +48,9 @@ impl Locale {
             (Locale::En, "changed_mind") => "you changed your mind",
             (Locale::En, "other") => "another reason",
             (Locale::En, "approval_timeout") => "we could not decide on it in time",
+            // Risk review outcomes of order-service (order.rejected after REVIEW).
+            (Locale::En, "review_rejected") => "we could not accept it after reviewing it",
+            (Locale::En, "review_timeout") => "we could not review it in time",
             (Locale::ZhCn, "card_declined") => "银行卡被拒绝",
             (Locale::ZhCn, "insufficient_funds") => "银行卡余额不足",
             (Locale::ZhCn, "provider_unavailable") => "支付服务暂时不可用",
@@ -61,6 +64,8 @@ impl Locale {
             (Locale::ZhCn, "changed_mind") => "您改变了主意",
             (Locale::ZhCn, "other") => "其他原因",
             (Locale::ZhCn, "approval_timeout") => "我们未能在规定时间内完成审核",
+            (Locale::ZhCn, "review_rejected") => "经审核，我们无法接受该订单",
+            (Locale::ZhCn, "review_timeout") => "我们未能在规定时间内完成订单审核",
             _ => return code.replace('_', " "),
         };
         known.to_owned()
@@ -86,5 +91,13 @@ mod tests {
         assert_eq!(Locale::En.reason("card_declined"), "your card was declined");
         assert_eq!(Locale::ZhCn.reason("out_of_stock"), "部分商品库存不足");
         assert_eq!(Locale::En.reason("fraud_suspected"), "fraud suspected");
+        assert_eq!(
+            Locale::En.reason("review_timeout"),
+            "we could not review it in time"
+        );
+        assert_eq!(
+            Locale::ZhCn.reason("review_rejected"),
+            "经审核，我们无法接受该订单"
+        );
     }
 }

@@ -132,10 +132,11 @@ impl Notice {
         }
     }
 
-    /// Channels this notice may use. Only the receipt is worth an SMS.
+    /// Channels this notice may use. Only money moving is worth an SMS: the receipt and the
+    /// refund.
     pub fn channels(&self) -> &'static [Channel] {
         match self {
-            Notice::Receipt(_) => &[Channel::Email, Channel::Sms],
+            Notice::Receipt(_) | Notice::OrderRefunded(_) => &[Channel::Email, Channel::Sms],
             _ => &[Channel::Email],
         }
     }
@@ -301,7 +302,39 @@ mod tests {
     }
 
     #[test]
-    fn notices_other_than_the_receipt_are_mail_only() {
+    fn the_refund_goes_by_sms_too_where_the_customer_opted_in() {
+        let refunded = Notice::OrderRefunded(contracts::order::OrderRefunded {
+            order_id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            refund_request_id: Uuid::nil(),
+            amount: contracts::product::Money {
+                amount: 1_999,
+                currency: "EUR".into(),
+            },
+            reason: "damaged".into(),
+        });
+        let phone = contact(Some("+4915112345678"));
+        let everything = Preferences {
+            email: true,
+            sms: true,
+        };
+        assert_eq!(
+            channels(refunded.plan(&phone, everything)),
+            [Channel::Email, Channel::Sms]
+        );
+        let mail_only = Preferences {
+            email: true,
+            sms: false,
+        };
+        assert_eq!(channels(refunded.plan(&phone, mail_only)), [Channel::Email]);
+        assert_eq!(
+            channels(refunded.plan(&contact(None), everything)),
+            [Channel::Email]
+        );
+    }
+
+    #[test]
+    fn notices_other_than_the_receipt_and_the_refund_are_mail_only() {
         let rejected = Notice::OrderRejected(OrderRejected {
             order_id: Uuid::nil(),
             user_id: Uuid::nil(),

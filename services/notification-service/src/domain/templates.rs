@@ -269,12 +269,14 @@ mod tests {
                 assert!(email.html.contains("<html"), "{template} {locale:?}");
             }
         }
-        for locale in [Locale::En, Locale::ZhCn] {
-            let sms = templates.sms("receipt", locale, &order_context())?;
-            assert!(
-                sms.contains("0190C0DE") && sms.contains("59.97 EUR"),
-                "{sms}"
-            );
+        for template in ["receipt", "order_refunded"] {
+            for locale in [Locale::En, Locale::ZhCn] {
+                let sms = templates.sms(template, locale, &order_context())?;
+                assert!(
+                    sms.contains("0190C0DE") && sms.contains("59.97 EUR"),
+                    "{template}: {sms}"
+                );
+            }
         }
         Ok(())
     }

@@ -1,21 +1,29 @@
-//! `/api/admin/approvals`: refund requests the decision table sent to a person. Each is the
-//! user task "Approve refund" of a `refund` process on the workflow engine (the same task
-//! Tasklist shows); an admin's decision completes it and the process goes on (refund, or the
-//! rejection mail).
+//! `/api/admin/approvals`: what the decision tables sent to a person. Each item is a user
+//! task on the workflow engine (the same task Tasklist shows): "Approve refund" of a `refund`
+//! process (a refund request above the automatic limits), or "Review order" of an
+//! `order-review` process (a new order the risk table held `REVIEW`). An admin's decision
+//! completes the task and the process goes on: the refund or its rejection mail; the order's
+//! payment step, or its rejection (stock released, customer told).
 
 use auth::AdminUser;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use uuid::Uuid;
 use web::{FieldError, Json, Path, Problem};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use super::orders::Price;
 use super::refunds::{RefundRequestView, view};
+use crate::domain::status::OrderStatus;
 use crate::refunds::PROCESS_KEY;
-use crate::store::refunds;
+use crate::review;
+use crate::store::{orders, refunds};
 
-/// The candidate group of the approval task in `refund.bpmn`.
+/// The candidate group of the approval task in `refund.bpmn` and the review task in
+/// `order-review.bpmn`.
 const APPROVERS: &str = "admin";
 const MAX_COMMENT: usize = 1_000;
 
@@ -28,7 +36,59 @@ pub struct ApprovalView {
     /// When the task was created (the engine's timestamp).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
-    pub refund_request: RefundRequestView,
+    /// `refund` (see `refund_request`) or `order_review` (see `order_review`).
+    #[schema(example = "order_review")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_request: Option<RefundRequestView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_review: Option<OrderReviewView>,
+}
+
+/// An order held for review, as the admin decides it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderReviewView {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    /// `REVIEW` while undecided; after the decision the status it moved to.
+    #[schema(example = "REVIEW")]
+    pub status: String,
+    pub total: Price,
+    /// The risk table's rule: `large_amount`, `new_account`, `order_velocity`,
+    /// `shipping_country`, or `risk_check_unavailable`.
+    #[schema(example = "large_amount")]
+    pub risk_reason: String,
+    #[schema(example = "DE")]
+    pub shipping_country: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_comment: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<orders::OrderRow> for OrderReviewView {
+    fn from(row: orders::OrderRow) -> Self {
+        OrderReviewView {
+            order_id: row.id,
+            user_id: row.user_id,
+            shipping_country: row.shipping_country().to_owned(),
+            status: row.status,
+            total: Price {
+                amount: row.total_amount,
+                currency: row.currency,
+            },
+            risk_reason: row.risk_reason.unwrap_or_default(),
+            review_comment: row.review_comment,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// What a decision answers: the refund request, or the reviewed order.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Decided {
+    Refund(RefundRequestView),
+    OrderReview(OrderReviewView),
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,13 +113,14 @@ pub struct Decision {
 
 fn engine_error(error: workflow::EngineError) -> ApiError {
     if error.is_unavailable() {
-        Problem::unavailable("the workflow engine is unavailable; retry").into()
+        super::engine_unavailable("the workflow engine is unavailable; retry").into()
     } else {
         anyhow::Error::new(error).into()
     }
 }
 
-/// Refund requests waiting for an admin, oldest first.
+/// Refund requests and held orders waiting for an admin, each kind oldest first (refunds
+/// first).
 #[utoipa::path(
     get,
     path = "/api/admin/approvals",
@@ -75,48 +136,78 @@ pub async fn list(
     State(state): State<AppState>,
     _admin: AdminUser,
 ) -> ApiResult<Json<ApprovalList>> {
-    let tasks = state
+    let namespace = &state.refunds.namespace;
+    let refund_tasks = state
         .engine
         .user_tasks(
             PROCESS_KEY,
             APPROVERS,
             workflow::NAMESPACE_VARIABLE,
-            &state.refunds.namespace,
+            namespace,
+        )
+        .await
+        .map_err(engine_error)?;
+    let review_tasks = state
+        .engine
+        .user_tasks(
+            review::PROCESS_KEY,
+            APPROVERS,
+            workflow::NAMESPACE_VARIABLE,
+            namespace,
         )
         .await
         .map_err(engine_error)?;
     let mut conn = state.pool.acquire().await?;
-    let mut items = Vec::with_capacity(tasks.len());
-    for task in tasks {
+    let mut items = Vec::with_capacity(refund_tasks.len() + review_tasks.len());
+    // A task whose request or order is not ours (another deployment on the same engine) is
+    // skipped.
+    for task in refund_tasks {
         let Some(process) = &task.process_instance_id else {
             continue;
         };
-        // A task whose request is not ours (another deployment on the same engine) is skipped.
         if let Some(row) = refunds::by_process(&mut conn, process).await? {
             items.push(ApprovalView {
                 task_id: task.id,
                 name: task.name,
                 created: task.created,
-                refund_request: view(row, Vec::new()),
+                kind: "refund".into(),
+                refund_request: Some(view(row, Vec::new())),
+                order_review: None,
+            });
+        }
+    }
+    for task in review_tasks {
+        let Some(process) = &task.process_instance_id else {
+            continue;
+        };
+        if let Some(row) = orders::by_review_process(&mut conn, process).await? {
+            items.push(ApprovalView {
+                task_id: task.id,
+                name: task.name,
+                created: task.created,
+                kind: "order_review".into(),
+                refund_request: None,
+                order_review: Some(row.into()),
             });
         }
     }
     Ok(Json(ApprovalList { items }))
 }
 
-/// Approve or reject a refund request that waits for an admin.
+/// Approve or reject a refund request or a held order that waits for an admin.
 #[utoipa::path(
     post,
     path = "/api/admin/approvals/{task}",
     params(("task" = String, Path, description = "The task id from the list")),
     request_body = Decision,
     responses(
-        (status = 200, description = "Decided; the process goes on", body = RefundRequestView),
+        (status = 200, description = "Decided; the process goes on. A refund answers with the refund request, an order review with the order (its status moves once the process's next step ran)", body = Decided),
         (status = 400, description = "Malformed JSON", body = web::Problem),
         (status = 401, description = "No or invalid access token", body = web::Problem),
         (status = 403, description = "Not an admin", body = web::Problem),
         (status = 404, description = "No such open approval (decided already, or unknown)", body = web::Problem),
         (status = 422, description = "The decision is neither approve nor reject, or the comment is too long", body = web::Problem),
+        (status = 409, description = "The held order is no longer in review (the customer cancelled it)", body = web::Problem),
         (status = 503, description = "The workflow engine is unavailable", body = web::Problem)
     ),
     security(("bearer" = []))
@@ -126,7 +217,7 @@ pub async fn decide(
     _admin: AdminUser,
     Path(task_id): Path<String>,
     Json(body): Json<Decision>,
-) -> ApiResult<Json<RefundRequestView>> {
+) -> ApiResult<Json<Decided>> {
     let mut errors = Vec::new();
     let approved = match body.decision.as_str() {
         "approve" => true,
@@ -169,21 +260,44 @@ pub async fn decide(
     let Some(process) = task.process_instance_id.as_deref() else {
         return Err(not_found());
     };
-    let Some(request) = refunds::by_process(&mut conn, process).await? else {
-        return Err(not_found());
-    };
-    if task.task_definition_key.as_deref() != Some("approve") {
-        return Err(not_found());
-    }
-    refunds::set_comment(&mut conn, request.id, comment).await?;
     let variables = workflow::Variables::new()
         .boolean("approved", approved)
         .string("decisionComment", comment.unwrap_or_default());
-    match state.engine.complete_user_task(&task_id, variables).await {
-        Ok(()) => {}
-        Err(workflow::EngineError::NotFound(_)) => return Err(not_found()),
-        Err(error) => return Err(engine_error(error)),
+    let complete = |variables| async {
+        match state.engine.complete_user_task(&task_id, variables).await {
+            Ok(()) => Ok(()),
+            Err(workflow::EngineError::NotFound(_)) => Err(not_found()),
+            Err(error) => Err(engine_error(error)),
+        }
+    };
+    match task.task_definition_key.as_deref() {
+        Some("approve") => {
+            let Some(request) = refunds::by_process(&mut conn, process).await? else {
+                return Err(not_found());
+            };
+            refunds::set_comment(&mut conn, request.id, comment).await?;
+            complete(variables).await?;
+            tracing::info!(refund_request_id = %request.id, approved, "refund request decided by an admin");
+            Ok(Json(Decided::Refund(view(request, Vec::new()))))
+        }
+        Some(review::TASK_KEY) => {
+            let Some(order) = orders::by_review_process(&mut conn, process).await? else {
+                return Err(not_found());
+            };
+            if order.status != OrderStatus::Review.as_str() {
+                return Err(Problem::conflict(format!(
+                    "order {} is {}, no longer in review",
+                    order.id, order.status
+                ))
+                .into());
+            }
+            orders::set_review_comment(&mut conn, order.id, comment).await?;
+            complete(variables).await?;
+            tracing::info!(order_id = %order.id, approved, "held order decided by an admin");
+            let mut view = OrderReviewView::from(order);
+            view.review_comment = comment.map(str::to_owned);
+            Ok(Json(Decided::OrderReview(view)))
+        }
+        _ => Err(not_found()),
     }
-    tracing::info!(refund_request_id = %request.id, approved, "refund request decided by an admin");
-    Ok(Json(view(request, Vec::new())))
 }

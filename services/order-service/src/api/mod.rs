@@ -14,6 +14,7 @@ use utoipa::OpenApi;
 use web::openapi::{BearerAuth, Links, OperationLink, PlatformResponses};
 
 use crate::refunds::RefundSettings;
+use crate::risk::RiskSettings;
 use crate::saga::SagaSettings;
 use crate::status_feed::StatusFeed;
 
@@ -26,6 +27,19 @@ pub struct AppState {
     pub feed: StatusFeed,
     pub engine: workflow::EngineClient,
     pub refunds: RefundSettings,
+    pub risk: RiskSettings,
+}
+
+/// How long a client is told to wait before retrying when the workflow engine is unreachable
+/// (a restarted engine answers within seconds; a longer outage gets more 503s, each cheap).
+pub const ENGINE_RETRY_AFTER_SECS: u64 = 5;
+
+/// The 503 of a request that needs the workflow engine while it is unreachable, with
+/// `Retry-After`.
+pub(crate) fn engine_unavailable(detail: &str) -> web::Problem {
+    let mut problem = web::Problem::unavailable(detail);
+    problem.retry_after_secs = Some(ENGINE_RETRY_AFTER_SECS);
+    problem
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -94,7 +108,7 @@ const LINKS: Links = Links(&[
 #[openapi(
     info(
         title = "order-service",
-        description = "Orders and the checkout saga: an order is priced from the product replica, reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED; a paid order may be refunded through a refund request (the `refund` process on the workflow engine) and end REFUNDED. Every change is published on order.events."
+        description = "Orders and the checkout saga: an order is priced from the product replica, classified by the risk table (order-risk on the workflow engine), reserved by product-service, paid through payment-service, and ends PAID, REJECTED or CANCELLED. A risky order waits REVIEW, its stock held, until an admin approves it (AWAITING_PAYMENT) or rejects it (REJECTED, reason review_rejected), or its review times out (REJECTED, reason review_timeout); admins decide it with the approvals routes like refund requests. A paid order may be refunded through a refund request (the `refund` process on the workflow engine) and end REFUNDED. Every change is published on order.events."
     ),
     paths(
         orders::create,

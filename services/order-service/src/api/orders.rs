@@ -28,6 +28,7 @@ use super::error::{ApiError, ApiResult};
 use crate::domain::open_orders::TooManyOpen;
 use crate::domain::pricing::{self, Requested};
 use crate::domain::status::{OrderStatus, Trigger};
+use crate::risk;
 use crate::saga::{self, Advanced, EVENT_SOURCE};
 use crate::status_feed::{self, StatusChange};
 use crate::store::orders::{self, NewOrder, OrderRow, StoredLine};
@@ -156,7 +157,9 @@ pub struct OrderView {
     pub id: Uuid,
     pub user_id: Uuid,
     pub status: OrderStatus,
-    /// Why it was rejected or cancelled (`out_of_stock`, `customer_request`, `payment_timeout`, ...).
+    /// Why it is held, rejected or cancelled: `risk_review` (REVIEW), `out_of_stock`,
+    /// `review_rejected`, `review_timeout` (REJECTED), `customer_request`, `payment_timeout`,
+    /// `reservation_timeout` (CANCELLED), `refund_approved` (REFUNDED).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     pub items: Vec<OrderLineView>,
@@ -200,7 +203,9 @@ impl From<OrderRow> for OrderView {
             total: price(row.total_amount),
             shipping_address: row.shipping_address.0,
             payment_id: row.payment_id,
-            expires_at: (!status.is_terminal()).then_some(row.expires_at),
+            // A held order waits for its review's timer, not for this deadline.
+            expires_at: (!status.is_terminal() && status != OrderStatus::Review)
+                .then_some(row.expires_at),
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -285,7 +290,7 @@ fn replay(existing: OrderRow, hash: &str) -> ApiResult<Response> {
     request_body = CreateOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe placement")),
     responses(
-        (status = 201, description = "Placed", body = OrderView),
+        (status = 201, description = "Placed (PENDING). Classified once by the risk table; an order it sends to review moves to REVIEW instead of AWAITING_PAYMENT when its stock is reserved. With the workflow engine unreachable, an order at or above ORDER_REVIEW_AMOUNT is reviewed and any other accepted unchecked; placing never fails on the engine's account", body = OrderView),
         (status = 200, description = "The same Idempotency-Key and body placed this order before", body = OrderView),
         (status = 401, body = web::Problem),
         (status = 409, description = "The customer already holds the most unpaid orders allowed (`ORDER_MAX_OPEN_PER_USER`, default 5); type `https://ferroshop.dev/problems/too-many-open-orders`", body = web::Problem),
@@ -342,6 +347,20 @@ pub async fn create(
         })
         .collect();
     let address = serde_json::to_value(&body.shipping_address).map_err(anyhow::Error::from)?;
+    // One evaluation of the risk table; an order it sends to review is held REVIEW once
+    // its stock is reserved (crate::review).
+    let verdict = {
+        let mut conn = state.pool.acquire().await?;
+        risk::classify(
+            &mut conn,
+            &state.engine,
+            &state.risk,
+            user.id,
+            basket.total.amount,
+            &body.shipping_address.country,
+        )
+        .await?
+    };
     let expires_at = Utc::now()
         + Duration::from_std(state.saga.reservation_timeout).map_err(anyhow::Error::from)?;
     let mut tx = state.pool.begin().await?;
@@ -361,6 +380,8 @@ pub async fn create(
             idempotency_key: key.as_deref(),
             request_hash: &hash,
             expires_at,
+            risk: verdict.risk.as_str(),
+            risk_reason: &verdict.reason,
         },
     )
     .await?;

@@ -172,7 +172,7 @@ fn validate(body: &CreateRefundRequest, order: &OrderRow) -> Result<(), Problem>
         (status = 404, description = "No such order, or another customer's", body = web::Problem),
         (status = 409, description = "The order is not PAID (unpaid, cancelled, already refunded), or a request for it is open", body = web::Problem),
         (status = 422, description = "Invalid reason or lines, or the return window has closed", body = web::Problem),
-        (status = 503, description = "The workflow engine is unavailable; nothing was kept, retry", body = web::Problem)
+        (status = 503, description = "The workflow engine is unavailable; nothing was kept, retry after the Retry-After header's seconds", body = web::Problem)
     ),
     security(("bearer" = []))
 )]
@@ -232,7 +232,7 @@ pub async fn create(
         }
         Err(RequestError::EngineUnavailable(detail)) => {
             tracing::warn!(%detail, "workflow engine unavailable");
-            return Err(Problem::unavailable(
+            return Err(super::engine_unavailable(
                 "the workflow engine is unavailable; nothing was kept, please retry",
             )
             .into());
@@ -280,7 +280,7 @@ pub async fn list(
                     })
                     .collect(),
                 Err(error) if error.is_unavailable() => {
-                    return Err(Problem::unavailable(
+                    return Err(super::engine_unavailable(
                         "the workflow engine is unavailable; retry to see the progress",
                     )
                     .into());

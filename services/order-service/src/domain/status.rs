@@ -2,11 +2,18 @@
 //!
 //! ```text
 //! PENDING ──inventory.reserved──▶ AWAITING_PAYMENT ──payment.succeeded──▶ PAID ──refund──▶ REFUNDED
-//!    │  └─inventory.reservation_failed──▶ REJECTED          │
-//!    └──cancel / expiry──▶ CANCELLED ◀──cancel / expiry─────┘
+//!    │  │ │                              ▲
+//!    │  │ │                              └──────approved──────┐
+//!    │  │ └─inventory.reserved, risk verdict review──▶ REVIEW ─┴─rejected / review timeout──▶ REJECTED
+//!    │  └─inventory.reservation_failed──▶ REJECTED
+//!    └──cancel / expiry──▶ CANCELLED ◀──cancel / expiry (from REVIEW: cancel only)
 //! ```
 //!
-//! `PAID`, `REJECTED`, `CANCELLED` and `REFUNDED` end the checkout saga. A paid order moves
+//! An order the risk check (`order-risk.dmn`) classified `review` goes from `PENDING` to
+//! `REVIEW` instead of `AWAITING_PAYMENT` once its stock is reserved; the `order-review`
+//! process decides it (approved: `AWAITING_PAYMENT`; rejected or not decided in time:
+//! `REJECTED`, which releases the stock). Its timeout is the process's timer, not the expiry
+//! job's. `PAID`, `REJECTED`, `CANCELLED` and `REFUNDED` end the checkout saga. A paid order moves
 //! once more, to `REFUNDED`, when the `refund` process on the workflow engine has paid the
 //! money back (the `mark-refunded` task). Every saga message can arrive late, twice
 //! or after the order moved on, so [`OrderStatus::apply`] distinguishes three outcomes: a move
@@ -24,6 +31,8 @@ use utoipa::ToSchema;
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Pending,
+    /// Stock reserved; waits for an admin's risk review.
+    Review,
     AwaitingPayment,
     Paid,
     Rejected,
@@ -57,6 +66,14 @@ impl CancelReason {
 pub enum Trigger {
     /// `inventory.reserved`
     StockReserved,
+    /// `inventory.reserved` for an order the risk check sent to review.
+    StockReservedForReview,
+    /// An admin approved the order in its review.
+    ReviewApproved,
+    /// An admin rejected the order in its review.
+    ReviewRejected,
+    /// Nobody reviewed the order in time (the review process's timer).
+    ReviewTimedOut,
     /// `inventory.reservation_failed`
     StockShort,
     /// `payment.succeeded`
@@ -87,6 +104,7 @@ impl OrderStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "PENDING",
+            OrderStatus::Review => "REVIEW",
             OrderStatus::AwaitingPayment => "AWAITING_PAYMENT",
             OrderStatus::Paid => "PAID",
             OrderStatus::Rejected => "REJECTED",
@@ -113,6 +131,7 @@ impl OrderStatus {
         let move_to = |to, reason| Transition::Move { to, reason };
         match (self, trigger) {
             (Pending, StockReserved) => move_to(AwaitingPayment, None),
+            (Pending, StockReservedForReview) => move_to(Review, Some("risk_review")),
             (Pending, StockShort) => move_to(Rejected, Some("out_of_stock")),
             (Pending, CustomerCancel) => {
                 move_to(Cancelled, Some(CancelReason::CustomerRequest.as_str()))
@@ -123,6 +142,26 @@ impl OrderStatus {
             // A payment cannot precede the reservation (payment-service only charges orders
             // awaiting payment); if one ever does, it is left for the refund rule below.
             (Pending, PaymentSucceeded) => Transition::Ignore,
+            // The review process starts only once the order is in REVIEW; a decision for a
+            // pending order is a bug, retried by the engine until someone looks.
+            (Pending, ReviewApproved | ReviewRejected | ReviewTimedOut) => Transition::Illegal,
+
+            (Review, ReviewApproved) => move_to(AwaitingPayment, None),
+            (Review, ReviewRejected) => move_to(Rejected, Some("review_rejected")),
+            (Review, ReviewTimedOut) => move_to(Rejected, Some("review_timeout")),
+            (Review, CustomerCancel) => {
+                move_to(Cancelled, Some(CancelReason::CustomerRequest.as_str()))
+            }
+            // The review's own timer bounds the wait; redelivered reservation answers and a
+            // payment (payment-service charges only orders awaiting payment) change nothing.
+            (Review, Expired | StockReserved | StockReservedForReview | StockShort) => {
+                Transition::Ignore
+            }
+            (Review, PaymentSucceeded) => Transition::Ignore,
+            (Review, RefundCompleted) => Transition::Illegal,
+            // The approval's task again, after its first run committed.
+            (AwaitingPayment, ReviewApproved) => Transition::Ignore,
+            (AwaitingPayment, ReviewRejected | ReviewTimedOut) => Transition::Illegal,
 
             (AwaitingPayment, PaymentSucceeded) => move_to(Paid, None),
             (AwaitingPayment, CustomerCancel) => {
@@ -132,7 +171,9 @@ impl OrderStatus {
                 move_to(Cancelled, Some(CancelReason::PaymentTimeout.as_str()))
             }
             // Redelivered reservation answers.
-            (AwaitingPayment, StockReserved | StockShort) => Transition::Ignore,
+            (AwaitingPayment, StockReserved | StockReservedForReview | StockShort) => {
+                Transition::Ignore
+            }
 
             (Paid, RefundCompleted) => move_to(Refunded, Some("refund_approved")),
             // The mark-refunded task again (a retry after its first run committed).
@@ -146,7 +187,8 @@ impl OrderStatus {
             // Only the owner's request is refused: the saga's own late messages are not errors.
             (Paid | Rejected | Cancelled | Refunded, CustomerCancel) => Transition::Illegal,
             // A payment for a cancelled order is refunded by payment-service, which learns of
-            // the cancellation from order.events; the order stays cancelled.
+            // the cancellation from order.events; the order stays cancelled. A review decided
+            // after the customer cancelled changes nothing either.
             (Paid | Rejected | Cancelled | Refunded, _) => Transition::Ignore,
         }
     }
@@ -167,6 +209,7 @@ impl FromStr for OrderStatus {
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         Ok(match value {
             "PENDING" => OrderStatus::Pending,
+            "REVIEW" => OrderStatus::Review,
             "AWAITING_PAYMENT" => OrderStatus::AwaitingPayment,
             "PAID" => OrderStatus::Paid,
             "REJECTED" => OrderStatus::Rejected,
@@ -183,16 +226,21 @@ mod tests {
     use super::Trigger::*;
     use super::*;
 
-    const ALL: [OrderStatus; 6] = [
+    const ALL: [OrderStatus; 7] = [
         Pending,
+        Review,
         AwaitingPayment,
         Paid,
         Rejected,
         Cancelled,
         Refunded,
     ];
-    const TRIGGERS: [Trigger; 6] = [
+    const TRIGGERS: [Trigger; 10] = [
         StockReserved,
+        StockReservedForReview,
+        ReviewApproved,
+        ReviewRejected,
+        ReviewTimedOut,
         StockShort,
         PaymentSucceeded,
         CustomerCancel,
@@ -304,6 +352,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_risky_order_waits_in_review_with_its_stock_held_until_decided() {
+        assert_eq!(
+            Pending.apply(StockReservedForReview),
+            moves(Review, Some("risk_review"))
+        );
+        assert!(!Review.is_terminal());
+        assert_eq!(Review.apply(ReviewApproved), moves(AwaitingPayment, None));
+        assert_eq!(
+            Review.apply(ReviewRejected),
+            moves(Rejected, Some("review_rejected"))
+        );
+        assert_eq!(
+            Review.apply(ReviewTimedOut),
+            moves(Rejected, Some("review_timeout"))
+        );
+        assert_eq!(
+            Review.apply(CustomerCancel),
+            moves(Cancelled, Some("customer_request"))
+        );
+    }
+
+    #[test]
+    fn review_decisions_repeated_or_late_change_nothing_and_nothing_else_leaves_review() {
+        // The approval's step again after it committed.
+        assert_eq!(AwaitingPayment.apply(ReviewApproved), Transition::Ignore);
+        // A decision that arrives after the customer cancelled, or after the timer rejected.
+        for late in [ReviewApproved, ReviewRejected, ReviewTimedOut] {
+            assert_eq!(Cancelled.apply(late), Transition::Ignore);
+            assert_eq!(Rejected.apply(late), Transition::Ignore);
+            assert_eq!(Pending.apply(late), Transition::Illegal);
+        }
+        // Only the review's outcomes and the owner move a held order; the expiry job does not
+        // (the review's timer bounds the wait), and a payment cannot be taken.
+        for trigger in [
+            StockReserved,
+            StockReservedForReview,
+            StockShort,
+            PaymentSucceeded,
+            Expired,
+        ] {
+            assert_eq!(Review.apply(trigger), Transition::Ignore, "{trigger:?}");
+        }
+        assert_eq!(Review.apply(RefundCompleted), Transition::Illegal);
+        assert_eq!(
+            AwaitingPayment.apply(StockReservedForReview),
+            Transition::Ignore
+        );
     }
 
     #[test]

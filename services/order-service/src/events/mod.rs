@@ -1,6 +1,7 @@
-//! What order-service does in the background: the product replica, the saga's reactions to
-//! inventory and payment events, and the expiry job.
+//! What order-service does in the background: the product and customer replicas, the saga's
+//! reactions to inventory and payment events, and the expiry job.
 
+pub mod customers;
 pub mod expiry;
 pub mod replica;
 pub mod saga;

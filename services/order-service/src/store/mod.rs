@@ -1,5 +1,7 @@
-//! PostgreSQL access: orders with their history, refund requests, and the product replica.
+//! PostgreSQL access: orders with their history, refund requests, and the product and
+//! customer replicas.
 
+pub mod customers;
 pub mod orders;
 pub mod products;
 pub mod refunds;

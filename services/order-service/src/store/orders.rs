@@ -33,16 +33,38 @@ pub struct OrderRow {
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The risk check's verdict (`accept`, `review`, `unchecked`; none on older orders).
+    pub risk: Option<String>,
+    pub risk_reason: Option<String>,
+    /// The `order-review` process of a reviewed order, once started.
+    pub review_process_id: Option<String>,
+    /// The reviewing admin's comment.
+    pub review_comment: Option<String>,
 }
 
 impl OrderRow {
     pub fn status(&self) -> anyhow::Result<OrderStatus> {
         Ok(self.status.parse()?)
     }
+
+    /// Whether the risk check sent the order to an admin.
+    pub fn needs_review(&self) -> bool {
+        self.risk.as_deref() == Some("review")
+    }
+
+    /// The shipping address's country code, as validated when the order was placed.
+    pub fn shipping_country(&self) -> &str {
+        self.shipping_address
+            .0
+            .get("country")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
 }
 
 const COLUMNS: &str = "id, user_id, status, status_reason, items, total_amount, currency, \
-    shipping_address, payment_id, request_hash, expires_at, created_at, updated_at";
+    shipping_address, payment_id, request_hash, expires_at, created_at, updated_at, risk, \
+    risk_reason, review_process_id, review_comment";
 
 pub struct NewOrder<'a> {
     pub id: Uuid,
@@ -54,6 +76,9 @@ pub struct NewOrder<'a> {
     pub idempotency_key: Option<&'a str>,
     pub request_hash: &'a str,
     pub expires_at: DateTime<Utc>,
+    /// The risk check's verdict and the rule behind it.
+    pub risk: &'a str,
+    pub risk_reason: &'a str,
 }
 
 /// Inserts a `PENDING` order. `Ok(false)`: the caller already placed an order with this
@@ -61,8 +86,8 @@ pub struct NewOrder<'a> {
 pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "INSERT INTO orders (id, user_id, status, items, total_amount, currency, shipping_address, \
-         idempotency_key, request_hash, expires_at) \
-         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9) \
+         idempotency_key, request_hash, expires_at, risk, risk_reason) \
+         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
     )
     .bind(order.id)
@@ -74,6 +99,8 @@ pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Resu
     .bind(order.idempotency_key)
     .bind(order.request_hash)
     .bind(order.expires_at)
+    .bind(order.risk)
+    .bind(order.risk_reason)
     .execute(&mut *conn)
     .await?;
     if result.rows_affected() == 1 {
@@ -227,4 +254,70 @@ pub async fn lock_expired(conn: &mut PgConnection, limit: i64) -> sqlx::Result<V
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// The customer's orders placed since `since` (the risk check's "orders in the last hour").
+pub async fn placed_since(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    since: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1 AND created_at > $2")
+        .bind(user_id)
+        .bind(since)
+        .fetch_one(conn)
+        .await
+}
+
+/// Orders in review whose process is not started yet, oldest first, locked for this
+/// transaction (rows another replica is starting are skipped).
+pub async fn lock_unstarted_reviews(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> sqlx::Result<Vec<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE status = 'REVIEW' AND review_process_id IS NULL \
+         ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+    )))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn set_review_process(
+    conn: &mut PgConnection,
+    id: Uuid,
+    process_instance_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE orders SET review_process_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(process_instance_id)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+pub async fn by_review_process(
+    conn: &mut PgConnection,
+    process_instance_id: &str,
+) -> sqlx::Result<Option<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE review_process_id = $1"
+    )))
+    .bind(process_instance_id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn set_review_comment(
+    conn: &mut PgConnection,
+    id: Uuid,
+    comment: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE orders SET review_comment = $2 WHERE id = $1")
+        .bind(id)
+        .bind(comment)
+        .execute(conn)
+        .await
+        .map(drop)
 }

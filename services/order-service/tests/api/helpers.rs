@@ -66,7 +66,43 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         refund_window_days: 14,
         refund_approval_timeout: "P3D".into(),
         max_open_orders_per_user: order_service::domain::open_orders::DEFAULT_MAX_OPEN,
+        review_amount: 1_000_000,
+        risk_check_timeout: Duration::from_secs(2),
+        review_timeout: "P2D".into(),
+        review_start_interval: Duration::from_millis(100),
     }
+}
+
+/// Deploys `workflow/models/order-risk.dmn` and `order-review.bpmn` to the shared engine,
+/// once per test binary (deploy-changed-only: identical files make no new version). The
+/// engine deploys the repository's models when it starts; this makes the tests independent
+/// of when the running engine was last built.
+pub async fn deploy_review_models() -> anyhow::Result<()> {
+    static DEPLOYED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DEPLOYED
+        .get_or_try_init(|| async {
+            let engine = workflow::EngineClient::new(&testkit::stack::workflow_engine_url())?;
+            engine
+                .deploy(
+                    "ferroshop-order-review",
+                    vec![
+                        (
+                            "order-risk.dmn".into(),
+                            include_bytes!("../../../../workflow/models/order-risk.dmn").to_vec(),
+                        ),
+                        (
+                            "order-review.bpmn".into(),
+                            include_bytes!("../../../../workflow/models/order-review.bpmn")
+                                .to_vec(),
+                        ),
+                    ],
+                    true,
+                )
+                .await?;
+            anyhow::Ok(())
+        })
+        .await
+        .map(drop)
 }
 
 pub struct Stack {
@@ -91,6 +127,9 @@ pub async fn spawn_stack() -> Stack {
 }
 
 pub async fn spawn_stack_with(adjust: impl FnOnce(&mut Config)) -> Stack {
+    deploy_review_models()
+        .await
+        .unwrap_or_else(|error| panic!("deploying the review models: {error:#}"));
     let mut stack = spawn_catalog().await;
     stack.start_orders(adjust).await;
     stack
@@ -165,6 +204,8 @@ async fn start_order_service(config: Config, jwks: &auth::JwkSet) -> (String, Pg
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -219,13 +260,22 @@ impl Stack {
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
         let response = request.send().await?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let bytes = response.bytes().await?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)?
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     /// A product with `stock` units at `amount` in `currency`, known to order-service's replica

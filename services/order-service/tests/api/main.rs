@@ -5,4 +5,5 @@ mod helpers;
 mod live_status;
 mod orders;
 mod refunds;
+mod review;
 mod saga;

@@ -223,6 +223,7 @@ async fn without_the_engine_a_request_is_a_503_and_nothing_is_kept() -> TestResu
         .await?;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
     assert_eq!(reply.body["status"], 503);
+    assert_eq!(reply.retry_after.as_deref(), Some("5"), "{reply:?}");
     // No open request was left behind: the healthy instance accepts the retry.
     let reply = stack
         .request_refund(&owner, paid, json!({"reason": "changed_mind"}))
@@ -232,7 +233,7 @@ async fn without_the_engine_a_request_is_a_503_and_nothing_is_kept() -> TestResu
 }
 
 impl Stack {
-    async fn approvals(&self) -> anyhow::Result<Reply> {
+    pub(crate) async fn approvals(&self) -> anyhow::Result<Reply> {
         self.send(
             self.client
                 .get(format!("{}/api/admin/approvals", self.orders))
@@ -241,7 +242,7 @@ impl Stack {
         .await
     }
 
-    async fn decide(&self, task: &str, body: Value) -> anyhow::Result<Reply> {
+    pub(crate) async fn decide(&self, task: &str, body: Value) -> anyhow::Result<Reply> {
         self.send(
             self.client
                 .post(format!("{}/api/admin/approvals/{task}", self.orders))

@@ -811,6 +811,7 @@ pub async fn create(
         adjusted_total: 0,
         adjustments: Vec::new(),
         reservations: Default::default(),
+        restocked: Default::default(),
         active: true,
         version: 1,
         created_at: now,

@@ -2,7 +2,10 @@
 //!
 //! `order.created` reserves every line (`available` -> `reserved`), `order.paid` commits the
 //! reservation (`reserved` -> `sold`), `order.cancelled` / `order.rejected` release it
-//! (`reserved` -> `available`); each outcome is one `inventory.*` event.
+//! (`reserved` -> `available`); each outcome is one `inventory.*` event. The `restock` step of
+//! a refund whose goods came back returns a committed order's units (`sold` -> `available`,
+//! `inventory.restocked`), idempotent per (order, product) through `restocked.<order id>` on
+//! the product, as reserving is through `reservations.<order id>`.
 //!
 //! Two kinds of documents carry the state, each changed only by guarded single-document
 //! updates (there are no multi-document transactions):
@@ -31,7 +34,7 @@ pub mod consumer;
 
 use contracts::inventory::{
     InventoryCommitted, InventoryReleased, InventoryReservationFailed, InventoryReserved,
-    ShortLine, StockLine,
+    InventoryRestocked, ShortLine, StockLine,
 };
 use contracts::product::ProductUpdated;
 use contracts::topics::Topic;
@@ -186,6 +189,47 @@ impl Inventory {
             InventoryReleased { order_id, lines }
         })
         .await
+    }
+
+    /// The `restock` step: a paid (committed) order was refunded and its goods came back; its
+    /// sold units become available again, and `inventory.restocked` is published once. Returns
+    /// whether the order's units are (now or already) back; `false` when the order has no
+    /// committed reservation here (nothing was sold through this service), which is not an
+    /// error: there is nothing to return.
+    pub async fn restock(&self, order_id: Uuid, refund_request_id: Uuid) -> anyhow::Result<bool> {
+        let Some(reservation) = self.reservations.get(&order_id).await? else {
+            tracing::info!(%order_id, "restock: no reservation for this order; nothing to return");
+            return Ok(false);
+        };
+        match reservation.status {
+            Status::Committed => {}
+            Status::Restocked => return Ok(true),
+            status => {
+                tracing::info!(%order_id, status = status.as_str(), "restock: the order sold nothing; nothing to return");
+                return Ok(false);
+            }
+        }
+        let lines = reservation.stock_lines()?;
+        let order = order_id.to_string();
+        for line in &lines {
+            let quantity = line.quantity;
+            self.change_product(&line.product_id, |product| {
+                restock_plan(product, &order, quantity)
+            })
+            .await?;
+        }
+        self.finish(
+            order_id,
+            Status::Committed,
+            Status::Restocked,
+            InventoryRestocked {
+                order_id,
+                refund_request_id,
+                lines,
+            },
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Ends a `reserved` order's hold on each of its products with `plan`, then moves it to
@@ -392,6 +436,32 @@ fn commit_plan(product: Option<&ProductDoc>, order: &str) -> Plan {
     })
 }
 
+/// Returns `quantity` sold units of `order` to `available`, once: the record
+/// `restocked.<order>` is written with the change, and the write is guarded by `sold` (a
+/// product whose sales were corrected below the order's units is not driven negative; the
+/// step fails and an operator sees the incident).
+fn restock_plan(product: Option<&ProductDoc>, order: &str, quantity: i64) -> Plan {
+    let Some(product) = product else {
+        return Plan::Skip(LineOutcome::Nothing);
+    };
+    if product.restocked.contains_key(order) {
+        return Plan::Skip(LineOutcome::Held);
+    }
+    let mut after = products::next_version(product);
+    after.sold -= quantity;
+    after.stock.available += quantity;
+    after.restocked.insert(order.to_owned(), quantity);
+    Plan::Write {
+        after: Box::new(after),
+        filter: doc! {"sold": {"$gte": quantity}},
+        update: doc! {
+            "$inc": {"sold": -quantity, "stock.available": quantity},
+            "$set": {format!("restocked.{order}"): quantity},
+        },
+        outcome: LineOutcome::Held,
+    }
+}
+
 /// Ends `order`'s hold on the product: `reserved` drops by the recorded quantity, the record
 /// goes, and `apply` says where the units go (returning its `$inc`).
 fn held_plan(
@@ -448,6 +518,7 @@ mod tests {
             adjusted_total: 0,
             adjustments: vec![],
             reservations: Default::default(),
+            restocked: Default::default(),
             active: true,
             version: 1,
             created_at: now,
@@ -531,5 +602,35 @@ mod tests {
         );
         assert!(back.reservations.is_empty() && balanced(&back));
         assert!(written(release_plan(Some(&back), "o1")).is_none(), "once");
+    }
+
+    #[test]
+    fn a_restock_returns_sold_units_once_and_keeps_the_books_balanced() {
+        let Some(reserved) = written(reserve_plan(Some(&product(5)), "o1", 2)) else {
+            panic!("expected a write");
+        };
+        let Some(sold) = written(commit_plan(Some(&reserved), "o1")) else {
+            panic!("expected a write");
+        };
+        let Some(back) = written(restock_plan(Some(&sold), "o1", 2)) else {
+            panic!("expected a write");
+        };
+        assert_eq!(
+            (back.stock.available, back.stock.reserved, back.sold),
+            (5, 0, 0)
+        );
+        assert_eq!(back.restocked.get("o1"), Some(&2));
+        assert!(balanced(&back));
+        // The step again (a retry, a second worker): nothing more comes back.
+        assert!(matches!(
+            restock_plan(Some(&back), "o1", 2),
+            Plan::Skip(LineOutcome::Held)
+        ));
+        // Another order's return is its own.
+        assert!(written(restock_plan(Some(&back), "o2", 1)).is_some());
+        assert!(matches!(
+            restock_plan(None, "o1", 1),
+            Plan::Skip(LineOutcome::Nothing)
+        ));
     }
 }

@@ -49,6 +49,13 @@ pub struct ProductDoc {
     /// (order, product): it exists exactly while the order holds units of this product.
     #[serde(default)]
     pub reservations: BTreeMap<String, i64>,
+    /// Units returned to stock by refunded orders, by order id (`restocked.<order id>:
+    /// quantity`), written with the stock change: the `restock` step is idempotent per
+    /// (order, product) however often it runs. Kept for good (one small entry per returned
+    /// line; refunds are rare next to orders), because removing it would reopen the window in
+    /// which a slow duplicate of the step restocks again.
+    #[serde(default)]
+    pub restocked: BTreeMap<String, i64>,
     /// Events of committed changes the relay has not published yet.
     #[serde(default)]
     pub pending_events: Vec<PendingEvent>,
@@ -267,6 +274,7 @@ mod tests {
             adjusted_total: 0,
             adjustments: vec![],
             reservations: Default::default(),
+            restocked: Default::default(),
             active: true,
             version: 1,
             created_at: now,

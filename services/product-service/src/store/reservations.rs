@@ -34,6 +34,8 @@ pub enum Status {
     Committed,
     /// Cancelled or rejected after the reservation: the units are back.
     Released,
+    /// Paid, then refunded with the goods returned: the sold units are available again.
+    Restocked,
 }
 
 impl Status {
@@ -44,6 +46,7 @@ impl Status {
             Self::Failed => "failed",
             Self::Committed => "committed",
             Self::Released => "released",
+            Self::Restocked => "restocked",
         }
     }
 }

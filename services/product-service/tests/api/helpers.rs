@@ -90,6 +90,9 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
         inventory_consumers: 3,
         relay_poll_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(30),
+        // The restock tests switch the worker on (restock.rs).
+        workflow_engine_url: None,
+        workflow_namespace: None,
     }
 }
 

@@ -480,3 +480,124 @@ async fn a_reservation_interrupted_half_way_converges_on_redelivery() -> TestRes
     );
     Ok(())
 }
+
+/// Deploys a process of one `restock` task (the step of `refund.bpmn`) under a unique key.
+async fn deploy_restock_step(engine: &workflow::EngineClient) -> anyhow::Result<String> {
+    let key = format!("test-restock-{}", Uuid::new_v4().simple());
+    let bpmn = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"
+             xmlns:operaton="http://operaton.org/schema/1.0/bpmn"
+             id="d-{key}" targetNamespace="https://ferroshop.dev/test">
+  <process id="{key}" isExecutable="true" operaton:historyTimeToLive="1">
+    <startEvent id="start"/>
+    <sequenceFlow id="f1" sourceRef="start" targetRef="restock"/>
+    <serviceTask id="restock" operaton:type="external" operaton:topic="{topic}"/>
+    <sequenceFlow id="f2" sourceRef="restock" targetRef="done"/>
+    <endEvent id="done"/>
+  </process>
+</definitions>"#,
+        topic = product_service::restock::TOPIC,
+    );
+    engine
+        .deploy(
+            &key,
+            vec![(format!("{key}.bpmn"), bpmn.into_bytes())],
+            false,
+        )
+        .await?;
+    Ok(key)
+}
+
+/// Runs the restock step for `order` as refund request `request`; returns the step's
+/// `restocked` output once the process completed.
+async fn run_restock(
+    app: &TestApp,
+    engine: &workflow::EngineClient,
+    key: &str,
+    order: Uuid,
+    request: Uuid,
+) -> anyhow::Result<serde_json::Value> {
+    let instance = engine
+        .start_process(workflow::StartProcess {
+            key,
+            business_key: &order.to_string(),
+            variables: workflow::Variables::new()
+                .string(
+                    workflow::NAMESPACE_VARIABLE,
+                    workflow::default_namespace(&app.topic_prefix),
+                )
+                .string("orderId", order.to_string())
+                .string("requestId", request.to_string()),
+        })
+        .await?;
+    eventually(DEADLINE, || async {
+        let state = engine.process_state(&instance.id).await?;
+        anyhow::ensure!(state == "COMPLETED", "process is {state}");
+        Ok(())
+    })
+    .await?;
+    Ok(engine
+        .historic_variable(&instance.id, "restocked")
+        .await?
+        .unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_refund_whose_goods_came_back_restocks_the_sold_units_once() -> TestResult {
+    let app = spawn_app_with(|config| {
+        config.workflow_engine_url = Some(testkit::stack::workflow_engine_url());
+    })
+    .await;
+    let engine = workflow::EngineClient::new(&testkit::stack::workflow_engine_url())?;
+    let key = deploy_restock_step(&engine).await?;
+    let mug = product(&app, "RESTOCK-1", 10).await?;
+    let lamp = product(&app, "RESTOCK-2", 4).await?;
+    let order = place(&app, &[(&mug, 3), (&lamp, 1)]).await?;
+    status(&app, order, "reserved").await?;
+    app.produce(ORDER_EVENTS, &[order_event(order, paid_event(order))?])
+        .await?;
+    status(&app, order, "committed").await?;
+    assert_eq!(app.books(&mug).await?, (7, 0, 3));
+
+    // The step twice for the same request (a retry after a lost completion, or a second
+    // worker after a lock expired): the goods come back once.
+    let request = Uuid::now_v7();
+    for _ in 0..2 {
+        assert_eq!(
+            run_restock(&app, &engine, &key, order, request).await?,
+            json!(true)
+        );
+    }
+    status(&app, order, "restocked").await?;
+    assert_eq!(app.books(&mug).await?, (10, 0, 0));
+    assert_eq!(app.books(&lamp).await?, (4, 0, 0));
+    let events = inventory_events(&app).await?;
+    assert_eq!(
+        types_of(&events, order),
+        [
+            "inventory.reserved.v1",
+            "inventory.committed.v1",
+            "inventory.restocked.v1"
+        ]
+    );
+    let restocked = events
+        .iter()
+        .find(|r| r.event.event_type == "inventory.restocked.v1")
+        .ok_or_else(|| anyhow::anyhow!("no inventory.restocked"))?;
+    assert_eq!(restocked.event.data["refund_request_id"], json!(request));
+    assert_eq!(
+        restocked.event.data["lines"].as_array().map(Vec::len),
+        Some(2)
+    );
+
+    // An order that sold nothing here has nothing to return; the step still completes.
+    let unpaid = place(&app, &[(&mug, 1)]).await?;
+    status(&app, unpaid, "reserved").await?;
+    assert_eq!(
+        run_restock(&app, &engine, &key, unpaid, Uuid::now_v7()).await?,
+        json!(false)
+    );
+    assert_eq!(app.books(&mug).await?, (9, 1, 0));
+    Ok(())
+}

@@ -4,7 +4,10 @@
 //! ports), runs the scenarios concurrently, then checks the invariants over everything the
 //! scenarios did.
 
-#![allow(clippy::disallowed_methods, reason = "the system tests are configured by the variables cargo xtask test sets")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the system tests are configured by the variables cargo xtask test sets"
+)]
 
 mod api;
 mod browser;

@@ -1,0 +1,284 @@
+//! Review of risky orders: the risk table classifies each new order once; a `review` order
+//! waits `REVIEW` with its stock held until an admin approves it (AWAITING_PAYMENT) or
+//! rejects it (REJECTED, stock released), or its review times out. The review amount is
+//! lowered per test, so only these tests' orders are risky.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{
+    Customer, DEADLINE, Stack, TestResult, eventually, spawn_stack, spawn_stack_with,
+};
+
+/// Every order at or above 50.00 is reviewed in these tests (default: 10,000.00).
+const REVIEW_AMOUNT: i64 = 5_000;
+
+async fn risky_stack(review_timeout: &str) -> Stack {
+    let review_timeout = review_timeout.to_owned();
+    spawn_stack_with(move |config| {
+        config.review_amount = REVIEW_AMOUNT;
+        config.review_timeout = review_timeout;
+    })
+    .await
+}
+
+impl Stack {
+    async fn risk_of(&self, order: Uuid) -> anyhow::Result<(Option<String>, Option<String>)> {
+        Ok(
+            sqlx::query_as("SELECT risk, risk_reason FROM orders WHERE id = $1")
+                .bind(order)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Waits until the held `order` appears among the approvals; returns the item.
+    async fn review_of(&self, order: Uuid) -> anyhow::Result<Value> {
+        let found = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+        let slot = found.clone();
+        eventually(DEADLINE, move || {
+            let slot = slot.clone();
+            async move {
+                let list = self.approvals().await?;
+                anyhow::ensure!(list.status == StatusCode::OK, "{list:?}");
+                let item = list.body["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|item| item["order_review"]["order_id"] == json!(order))
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("no review of {order} yet"))?;
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = item;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let item = found.lock().map(|item| item.clone()).unwrap_or(Value::Null);
+        Ok(item)
+    }
+
+    /// A risky order of 2 units at 30.00, held in review; returns (customer, order, product).
+    async fn held_order(&self) -> anyhow::Result<(Customer, Uuid, Uuid)> {
+        let product = self.product(10, 3_000, "EUR").await?;
+        let customer = self.customer();
+        let order = self.placed(&customer, &[(product, 2)]).await?;
+        let held = self.wait_for_status(&customer, order, "REVIEW").await?;
+        assert_eq!(held["status_reason"], "risk_review");
+        assert!(held.get("expires_at").is_none(), "{held}");
+        // The reservation is held while the order waits.
+        assert_eq!(self.stock(product).await?, (8, 2, 0));
+        Ok((customer, order, product))
+    }
+}
+
+#[tokio::test]
+async fn an_ordinary_order_is_accepted_by_the_table_and_goes_straight_to_payment() -> TestResult {
+    let stack = risky_stack("P2D").await;
+    let product = stack.product(10, 1_000, "EUR").await?;
+    let customer = stack.customer();
+    let order = stack.placed(&customer, &[(product, 1)]).await?;
+    stack
+        .wait_for_status(&customer, order, "AWAITING_PAYMENT")
+        .await?;
+    assert_eq!(
+        stack.risk_of(order).await?,
+        (Some("accept".into()), Some("low_risk".into()))
+    );
+    let types = stack.order_event_types(order, 2).await?;
+    assert_eq!(types, ["order.created.v1", "order.awaiting_payment.v1"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_admin_approves_a_held_order_and_the_checkout_goes_on() -> TestResult {
+    let stack = risky_stack("P2D").await;
+    let (customer, order, product) = stack.held_order().await?;
+    assert_eq!(
+        stack.risk_of(order).await?,
+        (Some("review".into()), Some("large_amount".into()))
+    );
+    let item = stack.review_of(order).await?;
+    assert_eq!(item["kind"], "order_review");
+    assert_eq!(item["order_review"]["risk_reason"], "large_amount");
+    assert_eq!(item["order_review"]["total"]["amount"], 6_000);
+    assert_eq!(item["order_review"]["shipping_country"], "GB");
+    assert!(item.get("refund_request").is_none(), "{item}");
+    let task = item["task_id"].as_str().unwrap_or_default().to_owned();
+
+    // The customer cannot pay while the order is held, nor decide it.
+    let as_customer = stack
+        .send(
+            stack
+                .client
+                .post(format!("{}/api/admin/approvals/{task}", stack.orders))
+                .bearer_auth(&customer.token)
+                .json(&json!({"decision": "approve"})),
+        )
+        .await?;
+    assert_eq!(as_customer.status, StatusCode::FORBIDDEN, "{as_customer:?}");
+
+    let decided = stack
+        .decide(
+            &task,
+            json!({"decision": "approve", "comment": "known customer"}),
+        )
+        .await?;
+    assert_eq!(decided.status, StatusCode::OK, "{decided:?}");
+    assert_eq!(decided.body["order_id"], json!(order));
+    assert_eq!(decided.body["review_comment"], "known customer");
+    let approved = stack
+        .wait_for_status(&customer, order, "AWAITING_PAYMENT")
+        .await?;
+    assert!(approved.get("expires_at").is_some(), "{approved}");
+    assert_eq!(stack.stock(product).await?, (8, 2, 0));
+    assert_eq!(
+        stack.order_event_types(order, 3).await?,
+        [
+            "order.created.v1",
+            "order.in_review.v1",
+            "order.awaiting_payment.v1"
+        ]
+    );
+    // Decided tasks are gone: a second decision is a 404.
+    let again = stack.decide(&task, json!({"decision": "reject"})).await?;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{again:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_admin_rejects_a_held_order_its_stock_returns_and_the_customer_is_told() -> TestResult {
+    let stack = risky_stack("P2D").await;
+    let (customer, order, product) = stack.held_order().await?;
+    let task = stack.review_of(order).await?["task_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let bad = stack.decide(&task, json!({"decision": "maybe"})).await?;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+    let decided = stack
+        .decide(
+            &task,
+            json!({"decision": "reject", "comment": "card testing pattern"}),
+        )
+        .await?;
+    assert_eq!(decided.status, StatusCode::OK, "{decided:?}");
+    let rejected = stack.wait_for_status(&customer, order, "REJECTED").await?;
+    assert_eq!(rejected["status_reason"], "review_rejected");
+    eventually(DEADLINE, || async {
+        anyhow::ensure!(
+            stack.stock(product).await? == (10, 0, 0),
+            "not released yet"
+        );
+        Ok(())
+    })
+    .await?;
+    // order.rejected carries the reason notification-service words in the customer's mail.
+    let events = stack.order_events().await?;
+    let event = events
+        .iter()
+        .find(|r| r.event.event_type == "order.rejected.v1" && r.event.subject == order.to_string())
+        .ok_or_else(|| anyhow::anyhow!("no order.rejected"))?;
+    assert_eq!(event.event.data["reason"], "review_rejected");
+    assert_eq!(event.event.data["user_id"], json!(customer.id));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_held_order_nobody_reviews_is_rejected_when_its_timer_fires() -> TestResult {
+    let stack = risky_stack("PT1S").await;
+    let (customer, order, product) = stack.held_order().await?;
+    let rejected = stack.wait_for_status(&customer, order, "REJECTED").await?;
+    assert_eq!(rejected["status_reason"], "review_timeout");
+    eventually(DEADLINE, || async {
+        anyhow::ensure!(
+            stack.stock(product).await? == (10, 0, 0),
+            "not released yet"
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_customer_may_cancel_a_held_order_and_a_late_decision_is_refused() -> TestResult {
+    let stack = risky_stack("P2D").await;
+    let (customer, order, product) = stack.held_order().await?;
+    let task = stack.review_of(order).await?["task_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let cancelled = stack.cancel(&customer, order).await?;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+    assert_eq!(cancelled.body["status"], "CANCELLED");
+    let late = stack.decide(&task, json!({"decision": "approve"})).await?;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{late:?}");
+    eventually(DEADLINE, || async {
+        anyhow::ensure!(
+            stack.stock(product).await? == (10, 0, 0),
+            "not released yet"
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_the_engine_small_orders_pass_unchecked_and_large_ones_wait() -> TestResult {
+    let mut stack = crate::helpers::spawn_catalog().await;
+    let dead = format!("http://127.0.0.1:{}", testkit::free_port()?);
+    stack
+        .start_orders(|config| {
+            config.review_amount = REVIEW_AMOUNT;
+            config.workflow_engine_url = dead;
+        })
+        .await;
+    let small = stack.product(10, 1_000, "EUR").await?;
+    let large = stack.product(10, 6_000, "EUR").await?;
+    let customer = stack.customer();
+
+    let passed = stack.placed(&customer, &[(small, 1)]).await?;
+    stack
+        .wait_for_status(&customer, passed, "AWAITING_PAYMENT")
+        .await?;
+    assert_eq!(
+        stack.risk_of(passed).await?,
+        (
+            Some("unchecked".into()),
+            Some("risk_check_unavailable".into())
+        )
+    );
+
+    let held = stack.placed(&customer, &[(large, 1)]).await?;
+    stack.wait_for_status(&customer, held, "REVIEW").await?;
+    assert_eq!(
+        stack.risk_of(held).await?,
+        (Some("review".into()), Some("risk_check_unavailable".into()))
+    );
+    // Its process waits for the engine; the order keeps its stock meanwhile.
+    let process: Option<String> =
+        sqlx::query_scalar("SELECT review_process_id FROM orders WHERE id = $1")
+            .bind(held)
+            .fetch_one(&stack.pool)
+            .await?;
+    assert_eq!(process, None);
+    assert_eq!(stack.stock(large).await?, (9, 1, 0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_default_review_amount_leaves_ordinary_orders_alone() -> TestResult {
+    let stack = spawn_stack().await;
+    let product = stack.product(10, 99_999, "EUR").await?;
+    let customer = stack.customer();
+    let order = stack.placed(&customer, &[(product, 1)]).await?;
+    stack
+        .wait_for_status(&customer, order, "AWAITING_PAYMENT")
+        .await?;
+    assert_eq!(stack.risk_of(order).await?.0.as_deref(), Some("accept"));
+    Ok(())
+}
