@@ -416,7 +416,10 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
     let chaos_ok = run_step(
         layout,
         "cargo xtask chaos (short run)",
-        Command::new(std::env::current_exe().context("locating the xtask binary")?).args([
+        // The xtask built by `cargo build --workspace --bins` above, not this process's own
+        // executable: that build (features unified across the workspace) replaced the file
+        // `cargo xtask` started, so `current_exe` now names a deleted file.
+        Command::new(layout.target_dir().join("debug").join("xtask")).args([
             "chaos",
             "--minutes",
             "2",
