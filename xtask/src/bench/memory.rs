@@ -1,0 +1,282 @@
+//! Memory and CPU of every process of the stack, sampled while the load runs: process trees
+//! from `/proc`, RSS per component and phase, and each process's share of the CPU.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Phase {
+    Idle,
+    Reads,
+    Checkout,
+    /// The large-catalog run: its own section reports product-service's memory.
+    LargeCatalog,
+}
+
+/// One component of the stack and the process (group) that is it.
+pub(super) struct Component {
+    pub(super) name: String,
+    pub(super) pid: u32,
+    /// Ours (a Rust service), held to the 50 MB target.
+    pub(super) ours: bool,
+}
+
+/// Memory of one component: VmRSS when it is one process; the sum of PSS (shared pages
+/// divided among the sharers) when it is several (PostgreSQL's backends share its buffers, so
+/// adding up their RSS would count the same pages many times).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Memory {
+    pub(super) kib: u64,
+    pub(super) processes: usize,
+}
+
+pub(super) struct MemoryLog {
+    pub(super) components: Vec<Component>,
+    pub(super) phase: Phase,
+    /// Per component: idle figure and the peak seen in each load phase.
+    pub(super) figures: BTreeMap<(usize, Phase), Memory>,
+    /// Per load run: its label and where the CPU went.
+    pub(super) cpu: Vec<(String, CpuShare)>,
+}
+
+/// CPU of one load run: cores used on average by each component (in `components`' order),
+/// by the whole machine, and the run's length.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CpuShare {
+    pub(super) cores: Vec<f64>,
+    pub(super) machine_cores: f64,
+    pub(super) secs: f64,
+}
+
+/// CPU counters at the start of a run.
+pub(super) struct CpuSnapshot {
+    pub(super) at: std::time::Instant,
+    pub(super) ticks: Vec<u64>,
+    pub(super) machine: (u64, u64),
+}
+
+impl MemoryLog {
+    /// Every live process xtask recorded in `.local/run` (infrastructure, services and any
+    /// replicas), plus the hello server.
+    pub(super) fn new(layout: &Layout, hello: &HelloServer) -> Self {
+        let mut recorded: Vec<(bool, String, u32)> = Vec::new();
+        if let Ok(entries) = fs::read_dir(layout.local.join("run")) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_none_or(|e| e != "pid") {
+                    continue;
+                }
+                let Some(name) = path.file_stem().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if let Some(pid) = live_pid(&path) {
+                    let ours = Infra::from_name(name).is_none();
+                    recorded.push((ours, name.to_owned(), pid));
+                }
+            }
+        }
+        // Infrastructure first, in start order, then the services by name.
+        recorded.sort_by_key(|(ours, name, _)| {
+            let rank = ALL
+                .iter()
+                .position(|c| c.name() == name)
+                .unwrap_or(ALL.len());
+            (*ours, rank, name.clone())
+        });
+        let mut components: Vec<Component> = recorded
+            .into_iter()
+            .map(|(ours, name, pid)| Component { name, pid, ours })
+            .collect();
+        components.push(Component {
+            name: "hello-server (ceiling)".to_owned(),
+            pid: hello.pid(),
+            ours: false,
+        });
+        Self {
+            components,
+            phase: Phase::Idle,
+            figures: BTreeMap::new(),
+            cpu: Vec::new(),
+        }
+    }
+
+    pub(super) fn component_ticks(&self) -> Vec<u64> {
+        let groups = process_trees();
+        self.components
+            .iter()
+            .map(|component| {
+                let members = groups
+                    .get(&component.pid)
+                    .cloned()
+                    .unwrap_or_else(|| vec![component.pid]);
+                capacity::ticks(&members)
+            })
+            .collect()
+    }
+
+    pub(super) fn cpu_snapshot(&self) -> CpuSnapshot {
+        CpuSnapshot {
+            at: std::time::Instant::now(),
+            ticks: self.component_ticks(),
+            machine: capacity::machine_ticks(),
+        }
+    }
+
+    pub(super) fn record_cpu(&mut self, label: &str, before: CpuSnapshot) {
+        let secs = before.at.elapsed().as_secs_f64().max(0.001);
+        let hz = capacity::clock_ticks_per_sec();
+        let cores = self
+            .component_ticks()
+            .iter()
+            .zip(&before.ticks)
+            .map(|(after, before)| after.saturating_sub(*before) as f64 / hz / secs)
+            .collect();
+        let (busy, total) = capacity::machine_ticks();
+        let (busy0, total0) = before.machine;
+        let machine_share = if total > total0 {
+            busy.saturating_sub(busy0) as f64 / (total - total0) as f64
+        } else {
+            0.0
+        };
+        let machine_cores =
+            machine_share * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        self.cpu.push((
+            label.to_owned(),
+            CpuShare {
+                cores,
+                machine_cores,
+                secs,
+            },
+        ));
+    }
+
+    pub(super) fn cpu_of(&self, label: &str) -> Option<&CpuShare> {
+        self.cpu
+            .iter()
+            .find(|(run, _)| run == label)
+            .map(|(_, share)| share)
+    }
+
+    pub(super) fn sample_idle(&mut self) {
+        let phase = self.phase;
+        self.phase = Phase::Idle;
+        self.sample_load();
+        self.phase = phase;
+    }
+
+    pub(super) fn sample_load(&mut self) {
+        let groups = process_trees();
+        for (index, component) in self.components.iter().enumerate() {
+            let members = groups
+                .get(&component.pid)
+                .cloned()
+                .unwrap_or_else(|| vec![component.pid]);
+            let Some(now) = measure(&members) else {
+                continue;
+            };
+            let entry = self.figures.entry((index, self.phase)).or_default();
+            if now.kib > entry.kib {
+                *entry = now;
+            }
+        }
+    }
+
+    pub(super) fn get(&self, index: usize, phase: Phase) -> Option<Memory> {
+        self.figures.get(&(index, phase)).copied()
+    }
+}
+
+/// Every process with its descendants: pid -> [pid, children, grandchildren, ...]. A
+/// component is its process tree: PostgreSQL's backends are children of the postmaster but
+/// each runs in a session (and process group) of its own.
+pub(super) fn process_trees() -> BTreeMap<u32, Vec<u32>> {
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    let mut pids = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return BTreeMap::new();
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces): state, ppid, ...
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+        pids.push(pid);
+    }
+    pids.into_iter()
+        .map(|pid| {
+            let mut members = vec![pid];
+            let mut next = 0;
+            while let Some(member) = members.get(next).copied() {
+                if let Some(kids) = children.get(&member) {
+                    members.extend(kids);
+                }
+                next += 1;
+            }
+            (pid, members)
+        })
+        .collect()
+}
+
+/// `field:` of a /proc file in kB.
+pub(super) fn proc_kib(path: &str, field: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+pub(super) fn measure(pids: &[u32]) -> Option<Memory> {
+    match pids {
+        [pid] => Some(Memory {
+            kib: proc_kib(&format!("/proc/{pid}/status"), "VmRSS:")?,
+            processes: 1,
+        }),
+        _ => {
+            let sizes: Vec<u64> = pids
+                .iter()
+                .filter_map(|pid| proc_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:"))
+                .collect();
+            (!sizes.is_empty()).then(|| Memory {
+                kib: sizes.iter().sum(),
+                processes: sizes.len(),
+            })
+        }
+    }
+}
+
+pub(super) fn product_service_rss_kib(layout: &Layout) -> Option<u64> {
+    let pid = crate::proc::live_pid(&layout.pid_file("product-service"))?;
+    proc_kib(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_found_in_its_tree_and_measured() {
+        let me = std::process::id();
+        let groups = process_trees();
+        assert!(groups.get(&me).is_some_and(|members| members.contains(&me)));
+        let memory = measure(&[me]).unwrap_or_default();
+        assert_eq!(memory.processes, 1);
+        assert!(memory.kib > 0);
+    }
+}

@@ -1,0 +1,410 @@
+//! The bench's runs: the release-built load generator and the bare hello server it is compared
+//! with, one run at saturation and at half of it, the checkout and hot-product runs, and the
+//! browser and large-catalog steps. Each run's `--json` report is read back here.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use loadgen::{CheckoutReport, HotReport, RunReport};
+use serde::de::DeserializeOwned;
+
+use super::*;
+
+pub(super) struct Tools {
+    pub(super) loadgen: PathBuf,
+    pub(super) hello_server: PathBuf,
+    pub(super) mongo_bench: PathBuf,
+}
+
+pub(super) fn build_loadgen(layout: &Layout) -> Result<Tools> {
+    let task = Task::start("cargo build", "building the load generator (release)");
+    let mut build = crate::proc::cargo();
+    build
+        .current_dir(&layout.repo)
+        .args(["build", "--release", "--package", "loadgen"])
+        // `--bins`: every binary of both (`--bin` would leave out loadgen's).
+        .args(["--package", "mongo-conformance", "--bins"]);
+    if let Err(e) = run_logged(
+        &mut build,
+        &layout.log_file("build"),
+        "cargo build --release",
+    ) {
+        task.fail();
+        return Err(e);
+    }
+    task.done("load generator built");
+    let release = layout.target_dir().join("release");
+    Ok(Tools {
+        loadgen: release.join("loadgen"),
+        hello_server: release.join("hello-server"),
+        mongo_bench: release.join("mongo-bench"),
+    })
+}
+
+/// The ceiling server, stopped when dropped.
+pub(super) struct HelloServer {
+    pub(super) child: Child,
+    pub(super) url: String,
+}
+
+impl HelloServer {
+    pub(super) fn start(exe: &Path) -> Result<Self> {
+        let mut child = Command::new(exe)
+            .args(["--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out)
+                .read_line(&mut line)
+                .context("reading hello-server's address")?;
+        }
+        let Some(url) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("hello-server did not start: {line:?}");
+        };
+        let url = url.to_owned();
+        Ok(Self { child, url })
+    }
+
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for HelloServer {
+    fn drop(&mut self) {
+        // Our own child: stopping it is safe and nothing else depends on it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(super) struct Runner<'a> {
+    pub(super) tools: &'a Tools,
+    pub(super) plan: &'a Plan,
+    pub(super) args: &'a BenchArgs,
+}
+
+impl Runner<'_> {
+    pub(super) fn base(&self) -> Command {
+        let mut cmd = Command::new(&self.tools.loadgen);
+        cmd.args([
+            "--json",
+            "--threads",
+            &self.args.loadgen_threads.max(1).to_string(),
+        ]);
+        cmd
+    }
+
+    pub(super) fn http_args(
+        &self,
+        cmd: &mut Command,
+        label: &str,
+        connections: usize,
+        rate: Option<f64>,
+    ) {
+        cmd.args([
+            "--label",
+            label,
+            "--connections",
+            &connections.to_string(),
+            "--duration",
+            &self.plan.seconds.to_string(),
+            "--warmup",
+            &self.plan.warmup.to_string(),
+        ]);
+        if let Some(rate) = rate {
+            cmd.args(["--rate", &format!("{rate:.1}")]);
+        }
+    }
+
+    /// `connections` 0 means the default (`--connections`).
+    pub(super) fn http(
+        &self,
+        memory: &mut MemoryLog,
+        label: &str,
+        base_url: &str,
+        paths: &[String],
+        rate: Option<f64>,
+    ) -> Result<RunReport> {
+        let mut cmd = self.base();
+        cmd.args(["http", base_url]);
+        for path in paths {
+            cmd.args(["--path", path]);
+        }
+        self.http_args(&mut cmd, label, self.args.connections, rate);
+        parse(&run_json(cmd, memory, label)?, label)
+    }
+
+    /// A saturation run over `paths_file`, then an open-loop run at half its rate.
+    pub(super) fn saturation_and_half(
+        &self,
+        memory: &mut MemoryLog,
+        label: &str,
+        base_url: &str,
+        paths_file: &Path,
+    ) -> Result<(RunReport, RunReport)> {
+        let saturation = self.http_file(memory, label, base_url, paths_file, 0, None)?;
+        let half = self.http_file(
+            memory,
+            &format!("{label} 50%"),
+            base_url,
+            paths_file,
+            0,
+            Some((saturation.ok_per_sec * 0.5).max(0.1)),
+        )?;
+        Ok((saturation, half))
+    }
+
+    pub(super) fn http_file(
+        &self,
+        memory: &mut MemoryLog,
+        label: &str,
+        base_url: &str,
+        paths_file: &Path,
+        connections: usize,
+        rate: Option<f64>,
+    ) -> Result<RunReport> {
+        let connections = if connections == 0 {
+            self.args.connections
+        } else {
+            connections
+        };
+        let mut cmd = self.base();
+        cmd.args(["http", base_url, "--paths-file"]).arg(paths_file);
+        self.http_args(&mut cmd, label, connections, rate);
+        parse(&run_json(cmd, memory, label)?, label)
+    }
+
+    pub(super) fn checkout(
+        &self,
+        memory: &mut MemoryLog,
+        gateway_url: &str,
+        rate: Option<f64>,
+    ) -> Result<CheckoutReport> {
+        let (admin_email, admin_password) = services::admin_credentials();
+        let mut cmd = self.base();
+        cmd.args([
+            "checkout",
+            "--gateway-url",
+            gateway_url,
+            "--user-service-url",
+            &service_url("user-service")?,
+            "--product-service-url",
+            &service_url("product-service")?,
+            "--admin-email",
+            &admin_email,
+            "--admin-password",
+            &admin_password,
+            "--duration",
+            &self.plan.checkout_seconds.to_string(),
+            "--products",
+            &self.args.order_products.to_string(),
+            "--popularity",
+            "zipf:1.0",
+            "--audit",
+            "--psp-url",
+            &service_url("psp-sim")?,
+        ]);
+        let label = match rate {
+            Some(rate) => {
+                cmd.args(["--rate", &rate.to_string(), "--poll-ms", "10"]);
+                format!("checkout at {rate}/s")
+            }
+            None => {
+                // Polling costs the system what it measures; throughput needs less precision.
+                cmd.args([
+                    "--concurrency",
+                    &self.args.order_concurrency.to_string(),
+                    "--poll-ms",
+                    "50",
+                ]);
+                "checkout sustained".to_owned()
+            }
+        };
+        parse(&run_json(cmd, memory, &label)?, &label)
+    }
+
+    pub(super) fn hot_product(
+        &self,
+        memory: &mut MemoryLog,
+        gateway_url: &str,
+    ) -> Result<HotReport> {
+        let (admin_email, admin_password) = services::admin_credentials();
+        // A smoke run sends a fifth of the burst.
+        let quick_divisor: usize = if self.args.quick { 5 } else { 1 };
+        let mut cmd = self.base();
+        cmd.args([
+            "hot-product",
+            "--gateway-url",
+            gateway_url,
+            "--user-service-url",
+            &service_url("user-service")?,
+            "--product-service-url",
+            &service_url("product-service")?,
+            "--admin-email",
+            &admin_email,
+            "--admin-password",
+            &admin_password,
+            "--orders",
+            &(self.args.hot_orders / quick_divisor).max(1).to_string(),
+            "--stock",
+            &(self.args.hot_stock / quick_divisor as i64).to_string(),
+        ]);
+        parse(&run_json(cmd, memory, "hot product")?, "hot product")
+    }
+}
+
+/// What one paid order of the sustained run cost the infrastructure (everything the platform
+/// did during the run, divided by the orders paid).
+pub(super) struct OrderCosts {
+    pub(super) orders: u64,
+    pub(super) kafka_records: f64,
+    pub(super) pg_commits: f64,
+    pub(super) mongo_writes: f64,
+    pub(super) mongo_commits: f64,
+}
+
+impl OrderCosts {
+    pub(super) fn between(
+        before: &capacity::Counters,
+        after: &capacity::Counters,
+        orders: u64,
+    ) -> Self {
+        let per = |a: i64, b: i64| {
+            if orders == 0 || a < 0 || b < 0 {
+                f64::NAN
+            } else {
+                (b - a) as f64 / orders as f64
+            }
+        };
+        Self {
+            orders,
+            kafka_records: per(before.kafka_records, after.kafka_records),
+            pg_commits: per(before.pg_commits, after.pg_commits),
+            mongo_writes: per(before.mongo_writes, after.mongo_writes),
+            mongo_commits: per(before.mongo_commits, after.mongo_commits),
+        }
+    }
+}
+
+/// Runs one loadgen process (progress on the inherited stderr), sampling the stack's memory
+/// while it runs, and returns its JSON report line.
+pub(super) fn run_json(mut cmd: Command, memory: &mut MemoryLog, label: &str) -> Result<String> {
+    let cpu_before = memory.cpu_snapshot();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting the load generator for {label}"))?;
+    // The report is one line printed at the end, well below a pipe's buffer, so reading it
+    // after the process exits cannot dead-lock.
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for the load generator")? {
+            break status;
+        }
+        memory.sample_load();
+        thread::sleep(Duration::from_millis(250));
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout
+            .read_to_string(&mut out)
+            .context("reading the load generator's report")?;
+    }
+    if !status.success() {
+        bail!("the load generator failed for {label} ({status})");
+    }
+    memory.record_cpu(label, cpu_before);
+    Ok(out.lines().last().unwrap_or_default().to_owned())
+}
+
+pub(super) fn parse<T: DeserializeOwned>(line: &str, label: &str) -> Result<T> {
+    serde_json::from_str(line).with_context(|| format!("parsing the report of {label}: {line:?}"))
+}
+
+/// Runs the storefront's browser measurement; an error (no Chromium, say) is reported in
+/// the report rather than ending the bench.
+pub(super) fn storefront_budgets(
+    layout: &Layout,
+    gateway_url: &str,
+    memory: &mut MemoryLog,
+) -> Result<StorefrontFigures, String> {
+    let mut node = Command::new("node");
+    node.arg(crate::storefront::web_dir(layout).join("bench/storefront.mjs"))
+        .env("STOREFRONT_URL", gateway_url)
+        .env(
+            "BROWSER_TEST_OUTPUT",
+            layout.local.join("bench").join("storefront"),
+        );
+    run_json(node, memory, "storefront")
+        .and_then(|line| parse(&line, "storefront"))
+        .map_err(|error| format!("{error:#}"))
+}
+
+/// Seeds up to `--large-products`, restarts product-service and times it to ready, then
+/// measures listings, search and suggestions through the gateway again.
+pub(super) fn large_catalog(
+    layout: &Layout,
+    s: &Settings,
+    runner: &Runner<'_>,
+    memory: &mut MemoryLog,
+    gateway_url: &str,
+    [listings, search, suggest]: [&Path; 3],
+) -> Result<LargeCatalog> {
+    let products = runner.args.large_products;
+    say(&format!("seeding the catalog up to {products} products"));
+    let started = Instant::now();
+    let seeded = seed::seed(products)?;
+    let seed_seconds = started.elapsed().as_secs_f64();
+    say("restarting product-service to time a replica's load of the whole catalog");
+    let pid_file = layout.pid_file("product-service");
+    let stopped_at = Instant::now();
+    if let Some(pid) = crate::proc::live_pid(&pid_file) {
+        crate::proc::stop_group(pid, "TERM", Duration::from_secs(30))
+            .context("stopping product-service")?;
+        let _ = fs::remove_file(&pid_file);
+    }
+    services::up(layout, s, 1)?;
+    let ready_seconds = stopped_at.elapsed().as_secs_f64();
+    let rss_loaded_kib = product_service_rss_kib(layout);
+    let (listing_sat, listing_half) = runner.saturation_and_half(
+        memory,
+        &format!("listing ({products})"),
+        gateway_url,
+        listings,
+    )?;
+    let (search_sat, search_half) =
+        runner.saturation_and_half(memory, &format!("search ({products})"), gateway_url, search)?;
+    let (suggest_sat, suggest_half) = runner.saturation_and_half(
+        memory,
+        &format!("suggest ({products})"),
+        gateway_url,
+        suggest,
+    )?;
+    Ok(LargeCatalog {
+        products,
+        seeded,
+        seed_seconds,
+        ready_seconds,
+        rss_loaded_kib,
+        rss_after_kib: product_service_rss_kib(layout),
+        listing_sat,
+        listing_half,
+        search_sat,
+        search_half,
+        suggest_sat,
+        suggest_half,
+    })
+}
