@@ -1,0 +1,33 @@
+//! The MongoDB-wire server (mongo-java-server on an H2 MVStore file): its command line.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::layout::Layout;
+use crate::provision;
+
+/// The MongoDB-wire server on `port` keeping its data in `data_file` (an H2 MVStore file).
+/// A small heap is plenty (the store keeps its own 16 MB page cache), and the serial collector
+/// keeps the footprint small on two cores. Netty's pooled allocator reserves arenas of direct
+/// memory per core; unpooled buffers and a cap on direct memory cut the RSS after
+/// `mongo-bench` from 198 to 140 MB with the same throughput (measured).
+pub fn mongo_wire_command(layout: &Layout, port: u16, data_file: &Path) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.args([
+        "-Xms32m",
+        "-Xmx384m",
+        "-XX:+UseSerialGC",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-XX:MaxDirectMemorySize=64m",
+        "-XX:ReservedCodeCacheSize=48m",
+        "-Xss512k",
+        "-Dio.netty.allocator.type=unpooled",
+        "-cp",
+    ])
+    .arg(provision::mongo_wire_classpath(layout))
+    .arg("MongoWireServer")
+    .arg("127.0.0.1")
+    .arg(port.to_string())
+    .arg(data_file);
+    cmd
+}
