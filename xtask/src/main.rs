@@ -203,7 +203,7 @@ fn down(layout: &Layout, wipe: bool) -> Result<()> {
     infra::stop_retired(layout)?;
     if wipe {
         let data = layout.data_root();
-        // PostgreSQL's files may sit outside the clone behind a link (see infra.rs).
+        // PostgreSQL's files may sit outside the clone behind a link (see infra/postgres.rs).
         if let Ok(target) = std::fs::read_link(layout.data_dir("postgres")) {
             std::fs::remove_dir_all(&target)
                 .with_context(|| format!("deleting {}", target.display()))?;

@@ -678,39 +678,44 @@ fn maven_libs(
 /// virtualenv cannot be moved (its scripts name their interpreter by absolute path), so it is
 /// built in place and marked complete last; an unmarked one is rebuilt from scratch.
 pub fn provision_schemathesis(layout: &Layout) -> Result<()> {
-    let dir = schemathesis_dir(layout);
-    let marker = dir.join(".complete");
-    if marker.is_file() && schemathesis_bin(layout).is_file() {
+    if schemathesis_dir(layout).join(".complete").is_file() && schemathesis_bin(layout).is_file() {
         return Ok(());
     }
-    let task = Task::start(
-        "pypi",
-        &format!("installing schemathesis {SCHEMATHESIS_VERSION}"),
-    );
-    let log = layout.provision_log("schemathesis");
+    python_tool(
+        layout,
+        &schemathesis_dir(layout),
+        SCHEMATHESIS_PACKAGES,
+        &format!("schemathesis {SCHEMATHESIS_VERSION}"),
+    )
+}
+
+/// A virtualenv in `dir` with `packages` from PyPI (pinned, `--no-deps`: every dependency is
+/// listed, so nothing floats), for Python tools the build runs; `what` names them in the
+/// progress line and the log. `.complete` in `dir` marks it usable, so a run interrupted
+/// half-way is redone rather than trusted. Python 3 and its venv module come from Debian's
+/// packages when missing.
+pub fn python_tool(layout: &Layout, dir: &Path, packages: &[&str], what: &str) -> Result<()> {
+    let task = Task::start("pypi", &format!("installing {what}"));
+    let log = layout.provision_log(&format!("pypi-{}", file_stem(dir)));
     let result = (|| {
         let python = match which("python3", &[]) {
             Some(python) => python,
             None => {
-                apt_install(
-                    layout,
-                    &["python3", "python3-venv"],
-                    "Python 3 (schemathesis)",
-                )?;
+                apt_install(layout, &["python3", "python3-venv"], "Python 3")?;
                 which("python3", &[]).context("python3 is still not on PATH")?
             }
         };
-        let _ = fs::remove_dir_all(&dir);
+        let _ = fs::remove_dir_all(dir);
         let venv = || {
             run_logged(
-                Command::new(&python).args(["-m", "venv"]).arg(&dir),
+                Command::new(&python).args(["-m", "venv"]).arg(dir),
                 &log,
-                "python3 -m venv (schemathesis)",
+                &format!("python3 -m venv ({what})"),
             )
         };
         if venv().is_err() {
             // Debian's python3 ships without ensurepip; python3-venv adds it.
-            let _ = fs::remove_dir_all(&dir);
+            let _ = fs::remove_dir_all(dir);
             apt_install(layout, &["python3-venv"], "Python's venv module")?;
             venv()?;
         }
@@ -722,17 +727,17 @@ pub fn provision_schemathesis(layout: &Layout) -> Result<()> {
                     "--no-deps",
                     "--disable-pip-version-check",
                 ])
-                .args(SCHEMATHESIS_PACKAGES)
+                .args(packages)
                 .env("PIP_CACHE_DIR", layout.cache.join("pip")),
             &log,
-            "pip install schemathesis",
+            &format!("pip install ({what})"),
         )?;
-        fs::write(&marker, SCHEMATHESIS_PACKAGES.join("\n"))
-            .context("marking the schemathesis virtualenv complete")
+        fs::write(dir.join(".complete"), packages.join("\n"))
+            .with_context(|| format!("marking the {what} virtualenv complete"))
     })();
     match result {
         Ok(()) => {
-            task.done(&format!("schemathesis {SCHEMATHESIS_VERSION} installed"));
+            task.done(&format!("{what} installed"));
             Ok(())
         }
         Err(e) => {
@@ -740,6 +745,13 @@ pub fn provision_schemathesis(layout: &Layout) -> Result<()> {
             Err(e)
         }
     }
+}
+
+/// The last component of `dir`, for a log file's name.
+fn file_stem(dir: &Path) -> String {
+    dir.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tool".to_owned())
 }
 
 /// Kafka's broker, storage formatter and CLI tools with their runtime dependencies.
