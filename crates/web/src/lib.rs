@@ -26,4 +26,7 @@ pub use health::{Readiness, ReadinessCheck};
 pub use lifecycle::{Lifecycle, StopStage};
 pub use main_shell::{Binary, run_binary};
 pub use problem::{FieldError, Problem};
-pub use server::{ServiceInfo, documented_service_router, serve, service_router, shutdown_signal};
+pub use server::{
+    ConnectionLimits, ServiceInfo, documented_service_router, serve, serve_with_limits,
+    service_router, shutdown_signal,
+};

@@ -40,6 +40,7 @@ pub struct Lifecycle {
     listener: TcpListener,
     port: u16,
     router: Router,
+    limits: crate::ConnectionLimits,
     tasks: Vec<(StopStage, &'static str, Run)>,
     /// One token per stage, in [`STAGES`] order.
     stage_tokens: [CancellationToken; 3],
@@ -68,6 +69,7 @@ impl Lifecycle {
             listener,
             port,
             router,
+            limits: crate::ConnectionLimits::default(),
             tasks: Vec::new(),
             stage_tokens: Default::default(),
             stopping: Vec::new(),
@@ -78,6 +80,13 @@ impl Lifecycle {
     /// The port actually bound.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Limits on what a client connection may cost before its request is read, instead of
+    /// the defaults.
+    pub fn connection_limits(&mut self, limits: crate::ConnectionLimits) -> &mut Self {
+        self.limits = limits;
+        self
     }
 
     /// The token cancelled when `stage` is told to stop, for code built before the lifecycle
@@ -147,7 +156,7 @@ impl Lifecycle {
                 token.cancel();
             }
         };
-        let result = crate::serve(self.listener, self.router, shutdown)
+        let result = crate::serve_with_limits(self.listener, self.router, self.limits, shutdown)
             .await
             .context("HTTP server failed");
         for stage in STAGES {

@@ -1,18 +1,20 @@
 //! The router every service shares at its edge, and the server loop that takes a listener and
 //! a shutdown signal (port 0 in tests, SIGTERM draining in production).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use futures::StreamExt as _;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -206,27 +208,95 @@ async fn trace_request(req: Request, next: Next) -> Response {
     response
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// What one client connection may cost before its request is even read: a client that
+/// trickles its headers a byte at a time (slowloris) holds its connection and buffers only for
+/// `header_read_timeout`, and a request head larger than `max_header_bytes` is answered 431
+/// before it is buffered further (hyper's own default is about 400 KiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    /// At least 8192, hyper's minimum.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    /// 10 s for the headers and 32 KiB of them: a browser's request with its cookies and a
+    /// bearer token is a few KiB.
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// Serves `router` on `listener` with the default [`ConnectionLimits`] until `shutdown`
+/// resolves, then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // TCP_NODELAY on every connection: a response written as headers and then body chunks
-    // (event streams, the gateway's proxied bodies) would otherwise wait for the client's
-    // delayed ACK (up to 40 ms) before its second write; in the gateway that showed as a 4-8x
-    // throughput loss under load.
-    let listener = listener.tap_io(|stream| {
+    serve_with_limits(listener, router, ConnectionLimits::default(), shutdown).await
+}
+
+/// Accepts connections until `shutdown`, then waits for the open ones to finish their
+/// requests. Hand-written rather than `axum::serve` because that one sets no timer on hyper's
+/// connections, so hyper's header read timeout never applies. Every request carries the
+/// client's address as `ConnectInfo<SocketAddr>`, as `axum::serve` would add it.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // TCP_NODELAY on every connection: a response written as headers and then body chunks
+        // (event streams, the gateway's proxied bodies) would otherwise wait for the client's
+        // delayed ACK (up to 40 ms) before its second write; in the gateway that showed as a
+        // 4-8x throughput loss under load.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+        let router = router.clone();
+        let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move { tower::Service::call(&mut router, request.map(Body::new)).await }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -334,5 +404,85 @@ mod tests {
         assert!(stream.write_all(again.as_bytes()).await.is_ok());
         let second = read_response(&mut stream).await.unwrap_or_default();
         assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    }
+
+    /// Serves a router answering `GET /` with "ok" under `limits`; returns its address.
+    async fn serve_limited(limits: ConnectionLimits) -> std::net::SocketAddr {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+            panic!("cannot bind a port");
+        };
+        let Ok(address) = listener.local_addr() else {
+            panic!("no local address");
+        };
+        tokio::spawn(serve_with_limits(
+            listener,
+            router,
+            limits,
+            std::future::pending(),
+        ));
+        address
+    }
+
+    /// A client that trickles its headers (slowloris) loses its connection once the header
+    /// read timeout passes, instead of holding it for as long as it likes.
+    #[tokio::test]
+    async fn a_client_slow_to_send_its_headers_is_disconnected() {
+        let address = serve_limited(ConnectionLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ConnectionLimits::default()
+        })
+        .await;
+        let Ok(mut stream) = TcpStream::connect(address).await else {
+            panic!("cannot connect");
+        };
+        assert!(
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: te")
+                .await
+                .is_ok()
+        );
+        // The server closes the connection (EOF, or a 408 before it); a server without the
+        // timer would keep it open and this read would run into the outer deadline.
+        let mut received = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received)).await;
+        assert!(closed.is_ok(), "the connection stayed open");
+        let text = String::from_utf8_lossy(&received);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+
+    /// A request head over the limit is answered 431 and goes no further; one under it is
+    /// served.
+    #[tokio::test]
+    async fn a_request_head_over_the_limit_is_answered_431() {
+        let address = serve_limited(ConnectionLimits {
+            max_header_bytes: 16 * 1024,
+            ..ConnectionLimits::default()
+        })
+        .await;
+        for (size, expected) in [(1024, "HTTP/1.1 200"), (64 * 1024, "HTTP/1.1 431")] {
+            let Ok(mut stream) = TcpStream::connect(address).await else {
+                panic!("cannot connect");
+            };
+            let head = format!(
+                "GET / HTTP/1.1\r\nHost: test\r\nX-Padding: {}\r\n\r\n",
+                "a".repeat(size)
+            );
+            // The server may answer and close before it has read everything sent.
+            let _ = stream.write_all(head.as_bytes()).await;
+            let mut received = vec![0u8; 12];
+            let read =
+                tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut received))
+                    .await;
+            assert!(
+                matches!(read, Ok(Ok(_))),
+                "no answer for a {size}-byte header"
+            );
+            assert_eq!(String::from_utf8_lossy(&received), expected, "{size}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Wiring: configuration into the proxy state, the health checker, the rate-limit sweeper and
-//! the HTTP server with its edge layers (request id, CORS, security headers, panic catching).
+//! the HTTP server with its edge layers (request id, CORS, security headers, panic catching),
+//! run by the services' shared `web::Lifecycle` with the gateway's own connection limits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +12,6 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -24,9 +20,9 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::set_header::SetResponseHeaderLayer;
-use web::Problem;
+use web::{ConnectionLimits, Lifecycle, Problem};
 
-use crate::config::{Config, CorsConfig, HealthConfig};
+use crate::config::{Config, CorsConfig};
 use crate::health;
 use crate::proxy::{self, Proxy};
 
@@ -35,13 +31,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A built, not yet running, gateway.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: Router,
-    proxy: Arc<Proxy>,
-    health: HealthConfig,
-    header_read_timeout: Duration,
-    max_header_bytes: usize,
+    lifecycle: Lifecycle,
 }
 
 impl Application {
@@ -52,30 +42,31 @@ impl Application {
         Self::build_with_keys(config, keys).await
     }
 
-    /// Builds the state and binds the listener; `keys` verify access tokens.
+    /// Builds the state and binds the listener; `keys` verify access tokens. The health
+    /// checker and the rate-limit sweeper run beside the server and stop after it drains.
     pub async fn build_with_keys(config: Config, keys: KeySource) -> anyhow::Result<Self> {
         config.validate()?;
         let verifier = TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience);
         let proxy = Arc::new(Proxy::new(&config, verifier)?);
         let router = router(proxy.clone(), &config)?;
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            port,
-            router,
-            proxy,
-            health: config.health,
+        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        lifecycle.connection_limits(ConnectionLimits {
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
             max_header_bytes: config.max_header_bytes,
-        })
+        });
+        let checked = proxy.clone();
+        let health = config.health.clone();
+        lifecycle
+            .worker("health checker", move |stop| {
+                health::run(checked, health, stop)
+            })
+            .worker("rate-limit sweeper", move |stop| sweep_limits(proxy, stop));
+        Ok(Self { lifecycle })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.lifecycle.port()
     }
 
     /// Serves until `shutdown` resolves: in-flight requests (and their streamed bodies)
@@ -84,96 +75,8 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let checker = tokio::spawn(health::run(
-            self.proxy.clone(),
-            self.health.clone(),
-            stop.clone(),
-        ));
-        let sweeper = tokio::spawn(sweep_limits(self.proxy.clone(), stop.clone()));
-        let limits = ConnectionLimits {
-            header_read_timeout: self.header_read_timeout,
-            max_header_bytes: self.max_header_bytes,
-        };
-        let result = serve(self.listener, self.router, limits, shutdown).await;
-        stop.cancel();
-        for task in [checker, sweeper] {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "background task failed");
-            }
-        }
-        result
+        self.lifecycle.run_until_stopped(shutdown).await
     }
-}
-
-/// What one client connection may cost before its request is even read.
-#[derive(Debug, Clone, Copy)]
-struct ConnectionLimits {
-    header_read_timeout: Duration,
-    max_header_bytes: usize,
-}
-
-/// Accepts connections until `shutdown`, then waits for the open ones to finish their
-/// requests. Hand-written rather than `axum::serve` because that one sets no timer on hyper's
-/// connections, so hyper's header read timeout never applies: a client that sends its headers
-/// a byte at a time (slowloris) would hold its connection forever.
-async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: ConnectionLimits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: pause instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        // TCP_NODELAY on client connections: a proxied response is written as headers, then
-        // streamed body chunks; with Nagle's algorithm the second small write waits for the
-        // client's delayed ACK (up to 40 ms), which showed as a 4-8x throughput loss under load.
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-        let router = router.clone();
-        let service =
-            tower::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                let mut router = router.clone();
-                async move {
-                    tower::Service::call(&mut router, request.map(axum::body::Body::new)).await
-                }
-            });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "client connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
 }
 
 async fn sweep_limits(proxy: Arc<Proxy>, stop: CancellationToken) {
