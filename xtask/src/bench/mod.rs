@@ -288,23 +288,18 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         0,
         Some((by_id_sat.ok_per_sec * 0.5).max(1.0)),
     )?;
-    let (listing_sat, listing_half) =
-        runner.saturation_and_half(&mut memory, "listing", &gateway_url, &listings_file)?;
-    let (search_sat, search_half) =
-        runner.saturation_and_half(&mut memory, "search", &gateway_url, &search_file)?;
-    let (suggest_sat, suggest_half) =
-        runner.saturation_and_half(&mut memory, "suggest", &gateway_url, &suggest_file)?;
+    let reads = runner.catalog_reads(
+        &mut memory,
+        "",
+        &gateway_url,
+        [&listings_file, &search_file, &suggest_file],
+    )?;
     say("measuring the storefront in Chromium (web/bench/storefront.mjs)");
     let storefront = storefront_budgets(layout, &gateway_url, &mut memory);
     let catalog = Catalog {
         by_id_sat,
         by_id_half,
-        listing_sat,
-        listing_half,
-        search_sat,
-        search_half,
-        suggest_sat,
-        suggest_half,
+        reads,
     };
 
     // 5) the MongoDB-wire server itself, on a database of its own

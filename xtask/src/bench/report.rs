@@ -19,12 +19,31 @@ pub(super) struct Overhead {
 pub(super) struct Catalog {
     pub(super) by_id_sat: RunReport,
     pub(super) by_id_half: RunReport,
+    pub(super) reads: CatalogReads,
+}
+
+/// Listings, search and suggestions through the gateway, each at saturation and at half of it.
+pub(super) struct CatalogReads {
     pub(super) listing_sat: RunReport,
     pub(super) listing_half: RunReport,
     pub(super) search_sat: RunReport,
     pub(super) search_half: RunReport,
     pub(super) suggest_sat: RunReport,
     pub(super) suggest_half: RunReport,
+}
+
+impl CatalogReads {
+    /// The runs with their labels, in the order the report's tables list them.
+    pub(super) fn labelled(&self) -> [(&'static str, &RunReport); 6] {
+        [
+            ("listing, saturation", &self.listing_sat),
+            ("listing, 50%", &self.listing_half),
+            ("search, saturation", &self.search_sat),
+            ("search, 50%", &self.search_half),
+            ("suggest, saturation", &self.suggest_sat),
+            ("suggest, 50%", &self.suggest_half),
+        ]
+    }
 }
 
 /// The storefront's budgets, from `web/bench/storefront.mjs` (Chromium through the gateway).
@@ -50,12 +69,7 @@ pub(super) struct LargeCatalog {
     pub(super) ready_seconds: f64,
     pub(super) rss_loaded_kib: Option<u64>,
     pub(super) rss_after_kib: Option<u64>,
-    pub(super) listing_sat: RunReport,
-    pub(super) listing_half: RunReport,
-    pub(super) search_sat: RunReport,
-    pub(super) search_half: RunReport,
-    pub(super) suggest_sat: RunReport,
-    pub(super) suggest_half: RunReport,
+    pub(super) reads: CatalogReads,
 }
 
 /// What `mongo-bench` prints (tests/mongo-conformance/src/bin/mongo-bench.rs).
@@ -323,24 +337,29 @@ impl Report<'_> {
             (
                 self.args.products,
                 "listings of 20",
-                &c.listing_sat,
-                &c.listing_half,
+                &c.reads.listing_sat,
+                &c.reads.listing_half,
             ),
             (
                 self.args.products,
                 "search of 20",
-                &c.search_sat,
-                &c.search_half,
+                &c.reads.search_sat,
+                &c.reads.search_half,
             ),
         ];
         if let Some(l) = &self.large {
             reads.push((
                 l.products,
                 "listings of 20",
-                &l.listing_sat,
-                &l.listing_half,
+                &l.reads.listing_sat,
+                &l.reads.listing_half,
             ));
-            reads.push((l.products, "search of 20", &l.search_sat, &l.search_half));
+            reads.push((
+                l.products,
+                "search of 20",
+                &l.reads.search_sat,
+                &l.reads.search_half,
+            ));
         }
         for (products, what, sat, half) in reads {
             let _ = writeln!(
@@ -354,9 +373,9 @@ impl Report<'_> {
         let _ = writeln!(
             out,
             "| suggestions p99 <= 5 ms (at 50%) | p99 {} at {:.0} req/s | {} |",
-            format_ms(c.suggest_half.latency.p99_ms),
-            c.suggest_half.ok_per_sec,
-            verdict(c.suggest_half.latency.p99_ms <= 5.0)
+            format_ms(c.reads.suggest_half.latency.p99_ms),
+            c.reads.suggest_half.ok_per_sec,
+            verdict(c.reads.suggest_half.latency.p99_ms <= 5.0)
         );
         let (r, sus, hot) = (&self.checkout_rate, &self.checkout_sustained, &self.hot);
         let _ = writeln!(
@@ -492,15 +511,14 @@ impl Report<'_> {
         Self::run_table(
             &mut out,
             &[
-                ("product by id, saturation", &c.by_id_sat),
-                ("product by id, 50%", &c.by_id_half),
-                ("listing, saturation", &c.listing_sat),
-                ("listing, 50%", &c.listing_half),
-                ("search, saturation", &c.search_sat),
-                ("search, 50%", &c.search_half),
-                ("suggest, saturation", &c.suggest_sat),
-                ("suggest, 50%", &c.suggest_half),
-            ],
+                [
+                    ("product by id, saturation", &c.by_id_sat),
+                    ("product by id, 50%", &c.by_id_half),
+                ]
+                .as_slice(),
+                c.reads.labelled().as_slice(),
+            ]
+            .concat(),
         );
 
         if let Some(large) = &self.large {
@@ -648,17 +666,7 @@ impl Report<'_> {
             "| product-service RSS after the runs below | {} |\n",
             kib(l.rss_after_kib)
         );
-        Self::run_table(
-            out,
-            &[
-                ("listing, saturation", &l.listing_sat),
-                ("listing, 50%", &l.listing_half),
-                ("search, saturation", &l.search_sat),
-                ("search, 50%", &l.search_half),
-                ("suggest, saturation", &l.suggest_sat),
-                ("suggest, 50%", &l.suggest_half),
-            ],
-        );
+        Self::run_table(out, &l.reads.labelled());
     }
 
     pub(super) fn hot_and_costs_markdown(&self, out: &mut String) {
@@ -1234,12 +1242,14 @@ mod tests {
             catalog: Catalog {
                 by_id_sat: run("by id", 7_000.0, 8.0, None),
                 by_id_half: run("by id 50%", 3_500.0, 2.0, Some(3_500.0)),
-                listing_sat: run("listing", 5.0, 900.0, None),
-                listing_half: run("listing 50%", 2.5, 500.0, Some(2.5)),
-                search_sat: run("search", 4_000.0, 8.0, None),
-                search_half: run("search 50%", 2_000.0, 3.0, Some(2_000.0)),
-                suggest_sat: run("suggest", 6_000.0, 4.0, None),
-                suggest_half: run("suggest 50%", 3_000.0, 2.0, Some(3_000.0)),
+                reads: CatalogReads {
+                    listing_sat: run("listing", 5.0, 900.0, None),
+                    listing_half: run("listing 50%", 2.5, 500.0, Some(2.5)),
+                    search_sat: run("search", 4_000.0, 8.0, None),
+                    search_half: run("search 50%", 2_000.0, 3.0, Some(2_000.0)),
+                    suggest_sat: run("suggest", 6_000.0, 4.0, None),
+                    suggest_half: run("suggest 50%", 3_000.0, 2.0, Some(3_000.0)),
+                },
             },
             storefront: Ok(StorefrontFigures {
                 first_page_js_bytes: 99_000.0,
@@ -1259,12 +1269,14 @@ mod tests {
                 ready_seconds: 12.5,
                 rss_loaded_kib: Some(200 * 1024),
                 rss_after_kib: Some(210 * 1024),
-                listing_sat: run("listing (100000)", 900.0, 30.0, None),
-                listing_half: run("listing 50% (100000)", 450.0, 12.0, Some(450.0)),
-                search_sat: run("search (100000)", 800.0, 30.0, None),
-                search_half: run("search 50% (100000)", 400.0, 14.0, Some(400.0)),
-                suggest_sat: run("suggest (100000)", 3_000.0, 8.0, None),
-                suggest_half: run("suggest 50% (100000)", 1_500.0, 4.0, Some(1_500.0)),
+                reads: CatalogReads {
+                    listing_sat: run("listing (100000)", 900.0, 30.0, None),
+                    listing_half: run("listing 50% (100000)", 450.0, 12.0, Some(450.0)),
+                    search_sat: run("search (100000)", 800.0, 30.0, None),
+                    search_half: run("search 50% (100000)", 400.0, 14.0, Some(400.0)),
+                    suggest_sat: run("suggest (100000)", 3_000.0, 8.0, None),
+                    suggest_half: run("suggest 50% (100000)", 1_500.0, 4.0, Some(1_500.0)),
+                },
             }),
             checkout_rate: checkout("fixed-rate", Some(5.0), 120.0),
             checkout_sustained: checkout("sustained", None, 400.0),

@@ -166,6 +166,31 @@ impl Runner<'_> {
         Ok((saturation, half))
     }
 
+    /// Listings, search and suggestions from their paths files, each at saturation and at
+    /// half; `suffix` follows each run's label.
+    pub(super) fn catalog_reads(
+        &self,
+        memory: &mut MemoryLog,
+        suffix: &str,
+        base_url: &str,
+        [listings, search, suggest]: [&Path; 3],
+    ) -> Result<CatalogReads> {
+        let (listing_sat, listing_half) =
+            self.saturation_and_half(memory, &format!("listing{suffix}"), base_url, listings)?;
+        let (search_sat, search_half) =
+            self.saturation_and_half(memory, &format!("search{suffix}"), base_url, search)?;
+        let (suggest_sat, suggest_half) =
+            self.saturation_and_half(memory, &format!("suggest{suffix}"), base_url, suggest)?;
+        Ok(CatalogReads {
+            listing_sat,
+            listing_half,
+            search_sat,
+            search_half,
+            suggest_sat,
+            suggest_half,
+        })
+    }
+
     pub(super) fn http_file(
         &self,
         memory: &mut MemoryLog,
@@ -379,19 +404,11 @@ pub(super) fn large_catalog(
     services::up(layout, s, 1)?;
     let ready_seconds = stopped_at.elapsed().as_secs_f64();
     let rss_loaded_kib = product_service_rss_kib(layout);
-    let (listing_sat, listing_half) = runner.saturation_and_half(
+    let reads = runner.catalog_reads(
         memory,
-        &format!("listing ({products})"),
+        &format!(" ({products})"),
         gateway_url,
-        listings,
-    )?;
-    let (search_sat, search_half) =
-        runner.saturation_and_half(memory, &format!("search ({products})"), gateway_url, search)?;
-    let (suggest_sat, suggest_half) = runner.saturation_and_half(
-        memory,
-        &format!("suggest ({products})"),
-        gateway_url,
-        suggest,
+        [listings, search, suggest],
     )?;
     Ok(LargeCatalog {
         products,
@@ -400,11 +417,6 @@ pub(super) fn large_catalog(
         ready_seconds,
         rss_loaded_kib,
         rss_after_kib: product_service_rss_kib(layout),
-        listing_sat,
-        listing_half,
-        search_sat,
-        search_half,
-        suggest_sat,
-        suggest_half,
+        reads,
     })
 }
