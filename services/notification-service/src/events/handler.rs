@@ -70,32 +70,33 @@ struct ContactSnapshot {
 
 /// The contact snapshot a user event carries, if it is one.
 fn contact_of(event: &CloudEvent) -> Result<Option<ContactSnapshot>, contracts::EnvelopeError> {
+    let snapshot = |user_id, email, name, phone, locale, role| ContactSnapshot {
+        contact: Contact {
+            user_id,
+            email,
+            name,
+            phone,
+            locale,
+        },
+        role,
+    };
     Ok(match event.event_type.as_str() {
         UserRegistered::TYPE => {
-            let data = event.decode::<UserRegistered>()?.data;
-            Some(ContactSnapshot {
-                contact: Contact {
-                    user_id: data.user_id,
-                    email: data.email,
-                    name: data.name,
-                    phone: data.phone,
-                    locale: data.locale,
-                },
-                role: Some(data.role),
-            })
+            let d = event.decode::<UserRegistered>()?.data;
+            Some(snapshot(
+                d.user_id,
+                d.email,
+                d.name,
+                d.phone,
+                d.locale,
+                Some(d.role),
+            ))
         }
         UserUpdated::TYPE => {
-            let data = event.decode::<UserUpdated>()?.data;
-            Some(ContactSnapshot {
-                contact: Contact {
-                    user_id: data.user_id,
-                    email: data.email,
-                    name: data.name,
-                    phone: data.phone,
-                    locale: data.locale,
-                },
-                role: None,
-            })
+            let d = event.decode::<UserUpdated>()?.data;
+            Some(snapshot(
+                d.user_id, d.email, d.name, d.phone, d.locale, None,
+            ))
         }
         _ => None,
     })

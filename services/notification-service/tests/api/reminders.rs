@@ -14,33 +14,13 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A process of its own (unique key) whose only step is the reminder.
 async fn deploy_reminder_step(engine: &EngineClient) -> anyhow::Result<String> {
-    let key = format!(
-        "test-reminder-{}",
-        &Uuid::new_v4().simple().to_string()[..12]
-    );
-    let bpmn = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"
-             xmlns:operaton="http://operaton.org/schema/1.0/bpmn"
-             id="d-{key}" targetNamespace="https://ferroshop.dev/test">
-  <process id="{key}" isExecutable="true" operaton:historyTimeToLive="1">
-    <startEvent id="start"/>
-    <sequenceFlow id="f1" sourceRef="start" targetRef="remind-admins"/>
-    <serviceTask id="remind-admins" operaton:type="external" operaton:topic="{topic}"/>
-    <sequenceFlow id="f2" sourceRef="remind-admins" targetRef="done"/>
-    <endEvent id="done"/>
-  </process>
-</definitions>"#,
-        topic = notification_service::approval_reminders::TOPIC,
-    );
-    engine
-        .deploy(
-            &key,
-            vec![(format!("{key}.bpmn"), bpmn.into_bytes())],
-            false,
-        )
-        .await?;
-    Ok(key)
+    Ok(workflow::test_support::deploy_one_task_process(
+        engine,
+        "test-reminder",
+        "remind-admins",
+        notification_service::approval_reminders::TOPIC,
+    )
+    .await?)
 }
 
 /// Starts the reminder step for refund request `request` of `order`.

@@ -15,6 +15,7 @@ mod contract;
 mod outage;
 mod owasp;
 mod platform;
+mod provider_relay;
 mod refund_process;
 mod scenarios;
 

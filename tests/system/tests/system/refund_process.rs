@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::api::{Api, GOOD_CARD, Reply, User, eventually};
 use crate::platform::{ADMIN_EMAIL, Deps, Options, Platform};
+use crate::provider_relay::relay;
 
 /// Reminder and rejection of an undecided approval on this platform (ISO 8601).
 const APPROVAL_REMINDER: &str = "PT3S";
@@ -113,33 +114,16 @@ async fn forward(
     let Some(upstream) = state.upstream.get() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let is_refund = method == Method::POST && uri.path() == "/v1/refunds";
     let charge = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|body| body["charge"].as_str().map(str::to_owned))
         .unwrap_or_default();
-    let mut request = state
-        .client
-        .request(method, format!("{upstream}{path}"))
-        .body(body);
-    for name in [
-        header::AUTHORIZATION.as_str(),
-        header::CONTENT_TYPE.as_str(),
-        "idempotency-key",
-        "traceparent",
-    ] {
-        if let Some(value) = headers.get(name) {
-            request = request.header(name, value.as_bytes());
-        }
-    }
-    let Ok(answer) = request.send().await else {
+    let Some(answer) = relay(&state.client, upstream, method, &uri, &headers, body).await else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
-    let status = answer.status().as_u16();
-    let bytes = answer.bytes().await.unwrap_or_default();
     if is_refund {
-        let refund_id = serde_json::from_slice::<Value>(&bytes)
+        let refund_id = serde_json::from_slice::<Value>(&answer.body)
             .ok()
             .and_then(|body| body["id"].as_str().map(str::to_owned));
         let key = headers
@@ -151,7 +135,7 @@ async fn forward(
             calls.push(RefundCall {
                 key,
                 charge,
-                status,
+                status: answer.status.as_u16(),
                 refund_id,
             });
         }
@@ -162,12 +146,7 @@ async fn forward(
             let _ = held.wait_for(|on| !*on).await;
         }
     }
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-        [(header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response()
+    answer.into_response()
 }
 
 /// Deploys the repository's models to `engine` (deploy-changed-only).
