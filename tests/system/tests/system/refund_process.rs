@@ -1,7 +1,7 @@
 //! The `refund` process under escalation and failure, on a platform of its own with a private
 //! workflow engine (so the engine can be stopped, and the repository's current models run
-//! whatever the shared engine was built from) and a payment provider stand-in that can hold
-//! refund answers:
+//! whatever the shared engine was built from), a private MongoDB-wire server, and a payment
+//! provider stand-in that can hold refund answers:
 //!
 //! 1. escalation with short timers: a request nobody decides brings the admins a reminder
 //!    mail, then is rejected with the reason `approval_timeout`;
@@ -493,6 +493,9 @@ async fn engine_away(
 pub async fn run() -> anyhow::Result<()> {
     let (mut engine, engine_url) =
         testkit::deps::workflow_engine(&testkit::stack::admin_database_url()).await?;
+    // A MongoDB-wire server of its own too: the shared one, busy with every other test on the
+    // machine, has let services miss their 1.5 s server-selection bound at start.
+    let (_mongo, mongodb_url) = testkit::deps::mongo_wire().await?;
     deploy_models(&engine_url).await?;
     let provider = Provider::start().await?;
     let mut platform = Platform::start_with_on(
@@ -517,6 +520,7 @@ pub async fn run() -> anyhow::Result<()> {
         },
         &Deps {
             workflow_engine_url: Some(engine_url),
+            mongodb_url: Some(mongodb_url),
             ..Deps::default()
         },
     )
