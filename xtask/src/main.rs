@@ -86,6 +86,9 @@ enum Cmd {
     },
     /// Measure throughput, latency and memory of the stack; writes docs/BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Only the workflow figures of `bench` (refunds per second, request-to-refund latency,
+    /// the engine's memory, the risk check), against a running stack; starts nothing.
+    BenchWorkflow(bench::workflow::WorkflowBenchArgs),
     /// The checkout under load while processes are killed and restarted, then an audit of
     /// every order; on a private stack (ports + offset, `.local/chaos`). Writes
     /// docs/RELIABILITY.md; fails when an invariant does not hold.
@@ -123,6 +126,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Logs { name, follow } => logs(&layout, &name, follow),
         Cmd::Seed { count } => seed::seed(count).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(args) => bench::bench(&layout, &settings, &args),
+        Cmd::BenchWorkflow(args) => bench::workflow::run_alone(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Chaos(args) => chaos::chaos(&layout, &args),
         Cmd::Test { args } => test(&layout, &settings, &args),
     }

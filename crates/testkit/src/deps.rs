@@ -1,5 +1,6 @@
 //! Private instances of the platform's dependencies, for tests that stop them: PostgreSQL,
-//! Kafka (KRaft, one node), the local MongoDB-wire server and Mailpit (SMTP), each on free
+//! Kafka (KRaft, one node), the local MongoDB-wire server, Mailpit (SMTP) and the workflow
+//! engine (Operaton, on a fresh database of a PostgreSQL the caller names), each on free
 //! ports with data in a directory of its own, so a test can take one away for half a minute
 //! without touching the shared stack other tests run against.
 //!
@@ -9,7 +10,8 @@
 //! killed when the value is dropped.
 //!
 //! Where the programs are: `cargo xtask test` sets `POSTGRES_BIN_DIR`, `KAFKA_LIBS`,
-//! `MONGO_WIRE_CLASSPATH` and `MAILPIT_BIN` from its tool cache; run directly, the Debian
+//! `MONGO_WIRE_CLASSPATH`, `MAILPIT_BIN` (and may set `WORKFLOW_ENGINE_JAR`) from its tool
+//! cache; run directly, the Debian
 //! PostgreSQL and the tool cache (`~/.cache/ferroshop/tools`) are looked up.
 
 #![allow(
@@ -421,6 +423,73 @@ pub async fn mailpit() -> anyhow::Result<(Dependency, String)> {
     };
     server.start(Duration::from_secs(60)).await?;
     Ok((server, format!("http://127.0.0.1:{http}")))
+}
+
+/// A private workflow engine: the launcher jar `cargo xtask up` builds
+/// (`WORKFLOW_ENGINE_JAR`, else the tool cache's `workflow-engine/workflow-engine.jar`), with
+/// the JVM settings of the shared one, on a fresh database of the PostgreSQL server behind
+/// `postgres_admin_url`. Ready when Spring Boot says it started (its REST API answers then).
+/// The first start creates the engine's schema: about 38 s on a busy two-core box; a restart
+/// on the same database about 11 s. Returns the engine and its base URL (without
+/// `/engine-rest`).
+///
+/// The jar deploys the models it was built with; a test that needs the repository's current
+/// models deploys them itself (the running engine may have been built from older ones).
+pub async fn workflow_engine(postgres_admin_url: &str) -> anyhow::Result<(Dependency, String)> {
+    let jar = env_path("WORKFLOW_ENGINE_JAR")
+        .or_else(|| {
+            Some(
+                tools_dir()
+                    .join("workflow-engine")
+                    .join("workflow-engine.jar"),
+            )
+        })
+        .filter(|jar| jar.is_file())
+        .context(
+            "no workflow engine jar (run `cargo xtask up` once, or set WORKFLOW_ENGINE_JAR)",
+        )?;
+    let database = crate::postgres::fresh_database_on(postgres_admin_url, "workflow").await?;
+    let parsed = url::Url::parse(&database).context("the PostgreSQL URL does not parse")?;
+    let jdbc = format!(
+        "jdbc:postgresql://{}:{}{}",
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port().unwrap_or(5432),
+        parsed.path()
+    );
+    let user = parsed.username().to_owned();
+    let password = parsed.password().unwrap_or_default().to_owned();
+    let dir = scratch("workflow-engine")?;
+    let port = crate::free_port()?;
+    let mut engine = Dependency {
+        name: "workflow-engine",
+        port,
+        dir,
+        command: Box::new(move || {
+            let mut command = Command::new("java");
+            command
+                .args([
+                    "-Xms64m",
+                    "-Xmx512m",
+                    "-XX:+UseSerialGC",
+                    "-XX:+ExitOnOutOfMemoryError",
+                    "-XX:ReservedCodeCacheSize=64m",
+                    "-Xss512k",
+                    "-jar",
+                ])
+                .arg(&jar)
+                .env("WORKFLOW_ENGINE_PORT", port.to_string())
+                .env("WORKFLOW_DATABASE_URL", &jdbc)
+                .env("WORKFLOW_DATABASE_USER", &user)
+                .env("WORKFLOW_DATABASE_PASSWORD", &password)
+                // Few connections: the shared PostgreSQL serves everyone else too.
+                .env("WORKFLOW_DATABASE_POOL", "4");
+            command
+        }),
+        probe: Probe::PortAndLog("Started EngineApplication"),
+        child: None,
+    };
+    engine.start(Duration::from_secs(240)).await?;
+    Ok((engine, format!("http://127.0.0.1:{port}")))
 }
 
 fn tail(path: &Path, lines: usize) -> String {

@@ -12,6 +12,8 @@
 //! idempotent: the effect happens once however often the task runs.
 
 mod client;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 mod variables;
 mod worker;
 

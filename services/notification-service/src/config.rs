@@ -36,6 +36,17 @@ pub struct Config {
     pub run_consumers: bool,
     /// Whether this process sends (tests switch it off to inspect the queue).
     pub run_senders: bool,
+    /// The workflow engine whose `notify-approval-reminder` tasks this service works
+    /// (`WORKFLOW_ENGINE_URL`); `WORKFLOW_WORKER=off` disables the worker.
+    pub workflow_engine_url: String,
+    /// Isolates this deployment's processes on a shared engine (`WORKFLOW_NAMESPACE`, default:
+    /// the topic prefix, or `ferroshop`).
+    pub workflow_namespace: String,
+    pub run_workflow_worker: bool,
+    /// Addresses that receive the admins' reminders beside every admin account's contact
+    /// (`NOTIFICATION_ADMIN_EMAILS`, comma-separated, optional): a team mailbox, or the
+    /// fallback while the contacts predate roles (see `domain::reminder`).
+    pub admin_emails: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +99,14 @@ impl Config {
                 None => Ok(default),
             }
         };
+        let switch = |name: &str| -> anyhow::Result<bool> {
+            match var(name).as_deref() {
+                None | Some("on") => Ok(true),
+                Some("off") => Ok(false),
+                Some(_) => bail!("{name} must be on or off"),
+            }
+        };
+        let topic_prefix = var("KAFKA_TOPIC_PREFIX").unwrap_or_default();
         let config = Self {
             host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
             port: number("PORT", 8085)?
@@ -98,7 +117,21 @@ impl Config {
                     .unwrap_or_else(|| "postgres://shop:shop@127.0.0.1:5432/notifications".into()),
             ),
             kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-            topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_default(),
+            workflow_engine_url: var("WORKFLOW_ENGINE_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8086".into()),
+            workflow_namespace: var("WORKFLOW_NAMESPACE")
+                .unwrap_or_else(|| workflow::default_namespace(&topic_prefix)),
+            run_workflow_worker: switch("WORKFLOW_WORKER")?,
+            admin_emails: var("NOTIFICATION_ADMIN_EMAILS")
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|address| !address.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            topic_prefix,
             zipkin_endpoint: Some(
                 var("ZIPKIN_ENDPOINT")
                     .unwrap_or_else(|| "http://127.0.0.1:9411/api/v2/spans".into()),
@@ -168,6 +201,13 @@ impl Config {
         }
         if delivery.max_queue < 1 {
             bail!("NOTIFICATION_MAX_QUEUE must be at least 1");
+        }
+        if let Some(address) = self
+            .admin_emails
+            .iter()
+            .find(|address| !address.contains('@') || address.contains(char::is_whitespace))
+        {
+            bail!("NOTIFICATION_ADMIN_EMAILS holds {address:?}, which is not an e-mail address");
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! Wiring: database, templates, Kafka topics, the two consumers, the sender pool and the HTTP
-//! server, started and stopped in an order that loses nothing.
+//! Wiring: database, templates, Kafka topics, the two consumers, the workflow engine's
+//! reminder step, the sender pool and the HTTP server, started and stopped in an order that
+//! loses nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use sqlx::PgPool;
 use web::{Lifecycle, Readiness, StopStage};
 
 use crate::api::{self, AppState};
+use crate::approval_reminders::Reminders;
 use crate::config::Config;
 use crate::delivery::dead_letter::DeadLetters;
 use crate::delivery::dispatcher::Dispatcher;
@@ -70,6 +72,13 @@ impl Application {
                 compacted: false,
             });
         }
+        // A reminder from the engine whose mail keeps failing is dead-lettered here.
+        let reminder_topic = topics.qualified(crate::approval_reminders::SOURCE_TOPIC);
+        specs.push(TopicSpec {
+            name: topics::dead_letter(&reminder_topic),
+            partitions: 1,
+            compacted: false,
+        });
         kafka
             .ensure_topics(&specs)
             .await
@@ -89,6 +98,20 @@ impl Application {
         let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
 
         let queue = Arc::new(Queue::new(pool.clone(), delivery.max_queue));
+        if config.run_workflow_worker {
+            let engine = workflow::EngineClient::new(&config.workflow_engine_url)
+                .context("building the workflow engine client (WORKFLOW_ENGINE_URL)")?;
+            let reminders = Reminders {
+                pool: pool.clone(),
+                templates: templates.clone(),
+                queue: queue.clone(),
+                admin_emails: config.admin_emails.clone().into(),
+                source_topic: reminder_topic,
+            };
+            let worker =
+                crate::approval_reminders::worker(engine, reminders, &config.workflow_namespace);
+            lifecycle.worker("approval reminder worker", |stop| worker.run(stop));
+        }
         let handler = NotificationEvents {
             pool: pool.clone(),
             templates,

@@ -46,6 +46,12 @@ pub struct Config {
     /// (`ORDER_REFUND_APPROVAL_TIMEOUT`, an ISO 8601 duration such as `P3D` or `PT1S`; default
     /// `P3D`). The engine's timer reads it; it is checked here so that a typo fails the start.
     pub refund_approval_timeout: String,
+    /// How long a refund request waits for an admin before the admins get a reminder mail
+    /// (`ORDER_REFUND_APPROVAL_REMINDER`, ISO 8601, default `P2D`). Counted, like the timeout,
+    /// from the moment the request reached the admins, so the rejection follows the reminder
+    /// after the difference of the two; a reminder that would not come first is refused at
+    /// start.
+    pub refund_approval_reminder: String,
     /// How many unpaid orders (`PENDING`, `AWAITING_PAYMENT`) one customer may hold
     /// (`ORDER_MAX_OPEN_PER_USER`, default 5; 0 switches the limit off).
     pub max_open_orders_per_user: u32,
@@ -103,6 +109,18 @@ impl Config {
             is_iso_duration(&refund_approval_timeout),
             "ORDER_REFUND_APPROVAL_TIMEOUT must be an ISO 8601 duration such as P3D or PT12H"
         );
+        let refund_approval_reminder =
+            var("ORDER_REFUND_APPROVAL_REMINDER").unwrap_or_else(|| "P2D".into());
+        anyhow::ensure!(
+            is_iso_duration(&refund_approval_reminder),
+            "ORDER_REFUND_APPROVAL_REMINDER must be an ISO 8601 duration such as P2D or PT12H"
+        );
+        anyhow::ensure!(
+            reminder_comes_first(&refund_approval_reminder, &refund_approval_timeout),
+            "ORDER_REFUND_APPROVAL_REMINDER ({refund_approval_reminder}) must be shorter than \
+             ORDER_REFUND_APPROVAL_TIMEOUT ({refund_approval_timeout}): the admins are reminded \
+             before the request is rejected"
+        );
         let max_open_orders_per_user = u32::try_from(number(
             "ORDER_MAX_OPEN_PER_USER",
             u64::from(crate::domain::open_orders::DEFAULT_MAX_OPEN),
@@ -135,6 +153,7 @@ impl Config {
             review_timeout,
             review_start_interval,
             refund_approval_timeout,
+            refund_approval_reminder,
             workflow_engine_url: var("WORKFLOW_ENGINE_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:8086".into()),
             workflow_namespace: var("WORKFLOW_NAMESPACE")
@@ -197,9 +216,68 @@ fn is_iso_duration(text: &str) -> bool {
         && (has_amount(date) || time.is_some())
 }
 
+/// The length of a duration made of weeks, days, hours, minutes and seconds; `None` for one
+/// with years or months, whose length depends on the date it starts from.
+fn fixed_seconds(duration: &str) -> Option<u64> {
+    let rest = duration.strip_prefix('P')?;
+    let (date, time) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut total: u64 = 0;
+    for (part, units) in [
+        (date, [('W', 604_800), ('D', 86_400), ('Y', 0), ('M', 0)]),
+        (time, [('H', 3_600), ('M', 60), ('S', 1), ('\0', 0)]),
+    ] {
+        let mut amount: u64 = 0;
+        for c in part.chars() {
+            if let Some(digit) = c.to_digit(10) {
+                amount = amount.checked_mul(10)?.checked_add(u64::from(digit))?;
+                continue;
+            }
+            let (_, seconds) = units.iter().find(|(unit, _)| *unit == c)?;
+            if *seconds == 0 {
+                return None;
+            }
+            total = total.checked_add(amount.checked_mul(*seconds)?)?;
+            amount = 0;
+        }
+    }
+    Some(total)
+}
+
+/// Whether the reminder fires before the timeout. Durations with years or months cannot be
+/// compared without a start date; they are taken as given.
+fn reminder_comes_first(reminder: &str, timeout: &str) -> bool {
+    match (fixed_seconds(reminder), fixed_seconds(timeout)) {
+        (Some(reminder), Some(timeout)) => reminder < timeout,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_iso_duration;
+    use super::{fixed_seconds, is_iso_duration, reminder_comes_first};
+
+    #[test]
+    fn fixed_durations_have_a_length_and_calendar_ones_none() {
+        assert_eq!(fixed_seconds("PT1S"), Some(1));
+        assert_eq!(fixed_seconds("P2D"), Some(172_800));
+        assert_eq!(
+            fixed_seconds("P1W2DT3H4M5S"),
+            Some(604_800 + 172_800 + 10_800 + 245)
+        );
+        assert_eq!(fixed_seconds("PT90M"), Some(5_400));
+        assert_eq!(fixed_seconds("P1M"), None);
+        assert_eq!(fixed_seconds("P1Y"), None);
+    }
+
+    #[test]
+    fn the_reminder_must_come_before_the_rejection() {
+        assert!(reminder_comes_first("P2D", "P3D"));
+        assert!(reminder_comes_first("PT2S", "PT6S"));
+        assert!(!reminder_comes_first("P3D", "P3D"));
+        assert!(!reminder_comes_first("PT1H", "PT30M"));
+        // A month's length depends on when it starts: not compared.
+        assert!(reminder_comes_first("P20D", "P1M"));
+    }
 
     #[test]
     fn approval_timeouts_are_iso_durations() {

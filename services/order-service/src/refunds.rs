@@ -45,6 +45,9 @@ pub struct RefundSettings {
     pub window: chrono::Duration,
     /// How long an approval may wait before the process rejects it (ISO 8601 duration).
     pub approval_timeout: String,
+    /// How long an approval may wait before the admins are reminded (ISO 8601 duration,
+    /// shorter than `approval_timeout`).
+    pub approval_reminder: String,
     /// Written into every process this deployment starts, and the only processes whose tasks
     /// its workers take (see [`workflow::NAMESPACE_VARIABLE`]).
     pub namespace: String,
@@ -103,7 +106,8 @@ pub async fn request(
         .string("currency", order.currency.as_str())
         .string("reason", reason)
         .integer("recentRefunds", i32::try_from(recent).unwrap_or(i32::MAX))
-        .string("approvalTimeout", settings.approval_timeout.as_str());
+        .string("approvalTimeout", settings.approval_timeout.as_str())
+        .string("approvalReminder", settings.approval_reminder.as_str());
     let started = engine
         .start_process(StartProcess {
             key: PROCESS_KEY,

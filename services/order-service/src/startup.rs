@@ -115,6 +115,7 @@ impl Application {
             window: chrono::Duration::days(i64::from(config.refund_window_days)),
             namespace: config.workflow_namespace.clone(),
             approval_timeout: config.refund_approval_timeout.clone(),
+            approval_reminder: config.refund_approval_reminder.clone(),
         };
         let risk = RiskSettings {
             review_amount: config.review_amount,

@@ -4,8 +4,9 @@
 
 import { useEffect, useState, type FormEvent } from 'react';
 import { Link, NavLink, Route, Routes, useLocation, useNavigate, useParams, useSearchParams } from 'react-router-dom';
-import { api, type OrderStatus, type Product } from '../lib/api';
+import { api, type Product } from '../lib/api';
 import { minorDigits, parseMajor } from '../lib/money';
+import { ORDER_STATUSES } from '../lib/orderStatus';
 import { ErrorMessage, Field, Loading, useLoad } from '../components';
 import { useI18n } from '../state';
 import { StatusBadge } from '../pages/orders';
@@ -246,8 +247,6 @@ function StockForm({ product, onChange }: { product: Product; onChange: (product
   );
 }
 
-const STATUSES: OrderStatus[] = ['PENDING', 'AWAITING_PAYMENT', 'PAID', 'REJECTED', 'CANCELLED'];
-
 function OrderList() {
   const { t, money, lang } = useI18n();
   const [params, setParams] = useSearchParams();
@@ -259,7 +258,7 @@ function OrderList() {
         {t('admin.statusFilter')}{' '}
         <select value={status} onChange={(e) => setParams(e.target.value ? { status: e.target.value } : {})}>
           <option value="">{t('admin.allStatuses')}</option>
-          {STATUSES.map((s) => (
+          {ORDER_STATUSES.map((s) => (
             <option key={s} value={s}>
               {t(`status.${s}`)}
             </option>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Order, StatusChange } from './api';
-import { withLatestChange } from './orderStatus';
+import { ORDER_STATUSES, withLatestChange } from './orderStatus';
 
 const order = { id: 'o1', status: 'PENDING', updated_at: '2026-12-01T10:00:00.000Z' } as Order;
 const change = (status: StatusChange['status'], at: string): StatusChange => ({ order_id: 'o1', status, at });
@@ -23,5 +23,15 @@ describe('withLatestChange', () => {
 
   it('shows the loaded order when nothing came over the stream', () => {
     expect(withLatestChange(order, [])).toBe(order);
+  });
+});
+
+describe('the admin status filter', () => {
+  it('offers every status, held orders and refunds included, in the order of an order life', () => {
+    expect(ORDER_STATUSES).toEqual(['PENDING', 'REVIEW', 'AWAITING_PAYMENT', 'PAID', 'REJECTED', 'CANCELLED', 'REFUNDED']);
+  });
+
+  it('offers each status once', () => {
+    expect(new Set(ORDER_STATUSES).size).toBe(ORDER_STATUSES.length);
   });
 });

@@ -33,6 +33,7 @@ mod machine;
 mod memory;
 mod report;
 mod run;
+pub mod workflow;
 
 use machine::*;
 use memory::*;
@@ -318,6 +319,17 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     let checkout_sustained = runner.checkout(&mut memory, &gateway_url, None)?;
     let after = capacity::counters(layout, s, &tools.mongo_bench)?;
     let hot = runner.hot_product(&mut memory, &gateway_url)?;
+    // The workflow figures (their own module, `workflow`), on the same stack.
+    let workflow_args = workflow::WorkflowBenchArgs {
+        gateway: gateway_url.clone(),
+        users: service_url("user-service")?,
+        engine: s.workflow_url(),
+        refunds: if args.quick { 20 } else { 100 },
+        concurrency: 8,
+        risk_evaluations: if args.quick { 200 } else { 1_000 },
+        output: None,
+    };
+    let workflow = workflow::measure(&workflow_args)?;
     memory.phase = Phase::Idle;
     let large = if args.large_products > args.products {
         memory.phase = Phase::LargeCatalog;
@@ -339,7 +351,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
 
     let report = Report {
         machine,
-        command_line,
+        command_line: command_line.clone(),
         plan: &plan,
         args,
         overhead,
@@ -354,7 +366,11 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
         mongo,
         memory: &memory,
     };
-    let markdown = report.markdown();
+    let markdown = report.markdown()
+        + &workflow.markdown(&format!(
+            "{command_line} (refunds {}, 8 clients, {} risk evaluations)",
+            workflow_args.refunds, workflow_args.risk_evaluations
+        ));
     let output = layout.repo.join(&args.output);
     if let Some(dir) = output.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -364,6 +380,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     for line in report.summary() {
         println!("{line}");
     }
+    println!("{}", workflow.summary());
     println!("report written to {}", rel(layout, &output));
     Ok(ExitCode::SUCCESS)
 }

@@ -4,4 +4,5 @@
 pub mod locale;
 pub mod money;
 pub mod notice;
+pub mod reminder;
 pub mod templates;

@@ -143,6 +143,22 @@ const FILES: &[(&str, &str)] = &[
         "zh-CN/refund_rejected.html",
         include_str!("../../templates/zh-CN/refund_rejected.html"),
     ),
+    (
+        "en/approval_reminder.txt",
+        include_str!("../../templates/en/approval_reminder.txt"),
+    ),
+    (
+        "en/approval_reminder.html",
+        include_str!("../../templates/en/approval_reminder.html"),
+    ),
+    (
+        "zh-CN/approval_reminder.txt",
+        include_str!("../../templates/zh-CN/approval_reminder.txt"),
+    ),
+    (
+        "zh-CN/approval_reminder.html",
+        include_str!("../../templates/zh-CN/approval_reminder.html"),
+    ),
 ];
 
 /// The words of one e-mail.
@@ -245,6 +261,7 @@ mod tests {
             "amount": "59.97 EUR",
             "payment_ref": "0190BEEF",
             "reason": "some items are out of stock",
+            "request_id": "0190c0de-0000-7000-8000-000000000002",
             "items": [{"name": "Kettle", "quantity": 3, "unit_price": "19.99 EUR", "line_total": "59.97 EUR"}],
         })
     }
@@ -261,6 +278,7 @@ mod tests {
             "order_cancelled",
             "order_refunded",
             "refund_rejected",
+            "approval_reminder",
         ] {
             for locale in [Locale::En, Locale::ZhCn] {
                 let email = templates.email(template, locale, &order_context())?;

@@ -61,28 +61,42 @@ fn transient(error: impl Into<anyhow::Error>) -> HandlerError {
     HandlerError::Transient(error.into())
 }
 
+/// A user event's contact snapshot, with the role where the event carries it.
+struct ContactSnapshot {
+    contact: Contact,
+    /// Only the registration says; the role never changes afterwards.
+    role: Option<String>,
+}
+
 /// The contact snapshot a user event carries, if it is one.
-fn contact_of(event: &CloudEvent) -> Result<Option<Contact>, contracts::EnvelopeError> {
+fn contact_of(event: &CloudEvent) -> Result<Option<ContactSnapshot>, contracts::EnvelopeError> {
+    let snapshot = |user_id, email, name, phone, locale, role| ContactSnapshot {
+        contact: Contact {
+            user_id,
+            email,
+            name,
+            phone,
+            locale,
+        },
+        role,
+    };
     Ok(match event.event_type.as_str() {
         UserRegistered::TYPE => {
-            let data = event.decode::<UserRegistered>()?.data;
-            Some(Contact {
-                user_id: data.user_id,
-                email: data.email,
-                name: data.name,
-                phone: data.phone,
-                locale: data.locale,
-            })
+            let d = event.decode::<UserRegistered>()?.data;
+            Some(snapshot(
+                d.user_id,
+                d.email,
+                d.name,
+                d.phone,
+                d.locale,
+                Some(d.role),
+            ))
         }
         UserUpdated::TYPE => {
-            let data = event.decode::<UserUpdated>()?.data;
-            Some(Contact {
-                user_id: data.user_id,
-                email: data.email,
-                name: data.name,
-                phone: data.phone,
-                locale: data.locale,
-            })
+            let d = event.decode::<UserUpdated>()?.data;
+            Some(snapshot(
+                d.user_id, d.email, d.name, d.phone, d.locale, None,
+            ))
         }
         _ => None,
     })
@@ -94,7 +108,7 @@ impl Handler for NotificationEvents {
         let notice = Notice::from_event(event).map_err(permanent)?;
         let contact = contact_of(event).map_err(permanent)?;
         let user_id = match (&notice, &contact) {
-            (_, Some(contact)) => contact.user_id,
+            (_, Some(snapshot)) => snapshot.contact.user_id,
             (Some(notice), None) => notice.user_id(),
             (None, None) => {
                 tracing::debug!(event_type = %event.event_type, "not a notification concern");
@@ -126,10 +140,15 @@ impl Handler for NotificationEvents {
         store::lock_user(&mut tx, user_id)
             .await
             .map_err(transient)?;
-        if let Some(contact) = &contact {
-            contacts::upsert(&mut tx, contact, event.time)
-                .await
-                .map_err(transient)?;
+        if let Some(snapshot) = &contact {
+            contacts::upsert(
+                &mut tx,
+                &snapshot.contact,
+                snapshot.role.as_deref(),
+                event.time,
+            )
+            .await
+            .map_err(transient)?;
         }
         let mut queued = 0;
         if let Some(notice) = &notice {

@@ -1,4 +1,5 @@
-//! The contact replica, built from `user.events`.
+//! The contact replica, built from `user.events`, with each account's role (from
+//! `user.registered`), so that admins can be found by role.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -7,18 +8,21 @@ use uuid::Uuid;
 use crate::domain::notice::Contact;
 
 /// Stores the snapshot unless a newer one (by event time) is already there. Returns whether
-/// it was stored.
+/// it was stored. `role` is known from the registration only; a snapshot without one keeps
+/// the stored role.
 pub async fn upsert(
     conn: &mut PgConnection,
     contact: &Contact,
+    role: Option<&str>,
     as_of: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let result = sqlx::query(
-        "INSERT INTO contacts (user_id, email, name, phone, locale, as_of)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO contacts (user_id, email, name, phone, locale, as_of, role)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (user_id) DO UPDATE
             SET email = EXCLUDED.email, name = EXCLUDED.name, phone = EXCLUDED.phone,
-                locale = EXCLUDED.locale, as_of = EXCLUDED.as_of
+                locale = EXCLUDED.locale, as_of = EXCLUDED.as_of,
+                role = COALESCE(EXCLUDED.role, contacts.role)
           WHERE contacts.as_of <= EXCLUDED.as_of",
     )
     .bind(contact.user_id)
@@ -27,6 +31,7 @@ pub async fn upsert(
     .bind(&contact.phone)
     .bind(&contact.locale)
     .bind(as_of)
+    .bind(role)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -46,4 +51,25 @@ pub async fn get(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Option<
         phone,
         locale,
     }))
+}
+
+/// Every contact with `role`, in a stable order.
+pub async fn with_role(conn: &mut PgConnection, role: &str) -> sqlx::Result<Vec<Contact>> {
+    let rows: Vec<(Uuid, String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT user_id, email, name, phone, locale FROM contacts
+          WHERE role = $1 ORDER BY user_id",
+    )
+    .bind(role)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, email, name, phone, locale)| Contact {
+            user_id,
+            email,
+            name,
+            phone,
+            locale,
+        })
+        .collect())
 }

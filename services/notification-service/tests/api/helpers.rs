@@ -117,6 +117,11 @@ pub fn test_config(database_url: &str, topic_prefix: &str, sms_url: &str) -> Con
         consumers_per_group: 1,
         run_consumers: true,
         run_senders: true,
+        workflow_engine_url: testkit::stack::workflow_engine_url(),
+        workflow_namespace: workflow::default_namespace(topic_prefix),
+        // Only the reminder tests work the engine's tasks.
+        run_workflow_worker: false,
+        admin_emails: Vec::new(),
     }
 }
 

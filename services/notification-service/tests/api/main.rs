@@ -5,6 +5,7 @@ mod api;
 mod burst;
 mod delivery;
 mod helpers;
+mod reminders;
 mod shutdown;
 mod traces;
 mod triggers;

@@ -65,6 +65,7 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         workflow_namespace: workflow::default_namespace(topic_prefix),
         refund_window_days: 14,
         refund_approval_timeout: "P3D".into(),
+        refund_approval_reminder: "P2D".into(),
         max_open_orders_per_user: order_service::domain::open_orders::DEFAULT_MAX_OPEN,
         review_amount: 1_000_000,
         risk_check_timeout: Duration::from_secs(2),

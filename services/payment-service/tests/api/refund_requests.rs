@@ -12,30 +12,13 @@ use crate::helpers::{GOOD_CARD, TestResult, card, spawn_app};
 
 /// A process with the one step under test, under a key of its own.
 async fn deploy_refund_step(engine: &EngineClient) -> anyhow::Result<String> {
-    let key = format!("test-refund-payment-{}", Uuid::new_v4().simple());
-    let bpmn = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"
-             xmlns:operaton="http://operaton.org/schema/1.0/bpmn"
-             id="d-{key}" targetNamespace="https://ferroshop.dev/test">
-  <process id="{key}" isExecutable="true" operaton:historyTimeToLive="1">
-    <startEvent id="start"/>
-    <sequenceFlow id="f1" sourceRef="start" targetRef="pay-back"/>
-    <serviceTask id="pay-back" operaton:type="external" operaton:topic="{topic}"/>
-    <sequenceFlow id="f2" sourceRef="pay-back" targetRef="done"/>
-    <endEvent id="done"/>
-  </process>
-</definitions>"#,
-        topic = payment_service::refund_requests::TOPIC,
-    );
-    engine
-        .deploy(
-            &key,
-            vec![(format!("{key}.bpmn"), bpmn.into_bytes())],
-            false,
-        )
-        .await?;
-    Ok(key)
+    Ok(workflow::test_support::deploy_one_task_process(
+        engine,
+        "test-refund-payment",
+        "pay-back",
+        payment_service::refund_requests::TOPIC,
+    )
+    .await?)
 }
 
 #[tokio::test]

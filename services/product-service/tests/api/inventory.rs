@@ -483,30 +483,13 @@ async fn a_reservation_interrupted_half_way_converges_on_redelivery() -> TestRes
 
 /// Deploys a process of one `restock` task (the step of `refund.bpmn`) under a unique key.
 async fn deploy_restock_step(engine: &workflow::EngineClient) -> anyhow::Result<String> {
-    let key = format!("test-restock-{}", Uuid::new_v4().simple());
-    let bpmn = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"
-             xmlns:operaton="http://operaton.org/schema/1.0/bpmn"
-             id="d-{key}" targetNamespace="https://ferroshop.dev/test">
-  <process id="{key}" isExecutable="true" operaton:historyTimeToLive="1">
-    <startEvent id="start"/>
-    <sequenceFlow id="f1" sourceRef="start" targetRef="restock"/>
-    <serviceTask id="restock" operaton:type="external" operaton:topic="{topic}"/>
-    <sequenceFlow id="f2" sourceRef="restock" targetRef="done"/>
-    <endEvent id="done"/>
-  </process>
-</definitions>"#,
-        topic = product_service::restock::TOPIC,
-    );
-    engine
-        .deploy(
-            &key,
-            vec![(format!("{key}.bpmn"), bpmn.into_bytes())],
-            false,
-        )
-        .await?;
-    Ok(key)
+    Ok(workflow::test_support::deploy_one_task_process(
+        engine,
+        "test-restock",
+        "restock",
+        product_service::restock::TOPIC,
+    )
+    .await?)
 }
 
 /// Runs the restock step for `order` as refund request `request`; returns the step's

@@ -15,6 +15,8 @@ mod contract;
 mod outage;
 mod owasp;
 mod platform;
+mod provider_relay;
+mod refund_process;
 mod scenarios;
 
 use platform::{Options, Platform};
@@ -143,4 +145,15 @@ async fn owasp_api_security_top_10_through_the_gateway() -> anyhow::Result<()> {
         eprintln!("{error:#}\n{}", platform.logs(20));
     }
     outcome
+}
+
+/// The refund process escalating (reminder mail, then rejection), its refund worker killed
+/// with SIGKILL mid-task, and its engine away for 30 s, on a platform with a private engine
+/// and MongoDB-wire server (see `refund_process.rs`). 3 to 5 minutes with debug builds on the
+/// shared two-core box, most of it the private engine's first start and the outage itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refund_process_escalates_and_survives_a_killed_worker_and_an_engine_outage()
+-> anyhow::Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    refund_process::run().await
 }

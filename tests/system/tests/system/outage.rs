@@ -312,6 +312,7 @@ pub async fn run() -> anyhow::Result<()> {
         mongodb_url: Some(mongodb_url),
         postgres_admin_url: Some(postgres_admin),
         smtp_port: Some(infra.smtp.port),
+        workflow_engine_url: None,
     };
     let mut platform = Platform::start_on(1, None, &deps).await?;
     let outcome = outages(&mut platform, &mut infra).await;

@@ -39,6 +39,8 @@ pub struct Deps {
     /// A PostgreSQL URL with rights to create databases.
     pub postgres_admin_url: Option<String>,
     pub smtp_port: Option<u16>,
+    /// The workflow engine's base URL (a private engine the test can stop).
+    pub workflow_engine_url: Option<String>,
 }
 
 /// How to start a platform beyond the defaults.
@@ -146,7 +148,7 @@ impl Platform {
     }
 
     /// Starts everything as `options` say, on the infrastructure of `deps`.
-    async fn start_with_on(options: Options, deps: &Deps) -> anyhow::Result<Self> {
+    pub async fn start_with_on(options: Options, deps: &Deps) -> anyhow::Result<Self> {
         let replicas = options.replicas.max(1);
         let web_root = options.web_root.as_deref();
         let bins = bin_dir()?;
@@ -208,7 +210,12 @@ impl Platform {
             ),
             // The services' workflow namespace follows the topic prefix, so this platform's
             // processes and workers stay apart from any other on the shared engine.
-            ("WORKFLOW_ENGINE_URL", testkit::stack::workflow_engine_url()),
+            (
+                "WORKFLOW_ENGINE_URL",
+                deps.workflow_engine_url
+                    .clone()
+                    .unwrap_or_else(testkit::stack::workflow_engine_url),
+            ),
             (
                 "RUST_LOG",
                 options.rust_log.clone().unwrap_or_else(|| "warn".into()),

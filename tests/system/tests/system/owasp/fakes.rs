@@ -246,39 +246,9 @@ async fn forward(
     let Some(upstream) = state.upstream.get() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut request = state
-        .client
-        .request(method, format!("{upstream}{path}"))
-        .body(body);
-    for name in [
-        header::AUTHORIZATION.as_str(),
-        header::CONTENT_TYPE.as_str(),
-        "idempotency-key",
-        "traceparent",
-    ] {
-        if let Some(value) = headers.get(name) {
-            request = request.header(name, value.as_bytes());
-        }
-    }
-    match request.send().await {
-        Ok(answer) => {
-            let status = answer.status();
-            let content_type = answer
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or("application/json")
-                .to_owned();
-            let bytes = answer.bytes().await.unwrap_or_default();
-            (
-                StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-                [(header::CONTENT_TYPE, content_type)],
-                bytes,
-            )
-                .into_response()
-        }
-        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    match crate::provider_relay::relay(&state.client, upstream, method, uri, headers, body).await {
+        Some(answer) => answer.into_response(),
+        None => StatusCode::BAD_GATEWAY.into_response(),
     }
 }
 
