@@ -26,6 +26,7 @@
 pub mod feed;
 pub mod index;
 pub mod text;
+pub mod writes;
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
