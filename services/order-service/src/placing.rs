@@ -226,3 +226,76 @@ fn created(order_id: Uuid, user_id: Uuid, basket: &PricedBasket) -> OrderCreated
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use sqlx::types::Json;
+
+    use super::*;
+    use crate::domain::pricing::PricedLine;
+
+    fn placed_with(request_hash: Option<&str>) -> OrderRow {
+        let now = Utc::now();
+        OrderRow {
+            id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            status: "PENDING".into(),
+            status_reason: None,
+            items: Json(Vec::new()),
+            total_amount: 0,
+            currency: "EUR".into(),
+            shipping_address: Json(serde_json::json!({})),
+            payment_id: None,
+            request_hash: request_hash.map(str::to_owned),
+            expires_at: now,
+            created_at: now,
+            updated_at: now,
+            risk: None,
+            risk_reason: None,
+            review_process_id: None,
+            review_comment: None,
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_answers_its_order_only_for_the_same_body() {
+        assert!(matches!(
+            repeat(placed_with(Some("h1")), "h1"),
+            Ok(Placed::Repeat(_))
+        ));
+        assert!(matches!(
+            repeat(placed_with(Some("h1")), "h2"),
+            Err(PlaceError::KeyReused)
+        ));
+        // An order stored without a hash cannot prove the body was the same.
+        assert!(matches!(
+            repeat(placed_with(None), "h1"),
+            Err(PlaceError::KeyReused)
+        ));
+    }
+
+    #[test]
+    fn order_created_carries_the_priced_lines_and_total() {
+        let euros = |amount| Money {
+            amount,
+            currency: "EUR".into(),
+        };
+        let basket = PricedBasket {
+            lines: vec![PricedLine {
+                product_id: Uuid::nil(),
+                name: "Kettle".into(),
+                quantity: 2,
+                unit_price: euros(1500),
+                line_total: 3000,
+            }],
+            total: euros(3000),
+        };
+        let event = created(Uuid::nil(), Uuid::max(), &basket);
+        assert_eq!(event.user_id, Uuid::max());
+        assert_eq!(event.items.len(), 1);
+        assert_eq!(event.items[0].quantity, 2);
+        assert_eq!(event.items[0].unit_price, euros(1500));
+        assert_eq!(event.total, euros(3000));
+    }
+}

@@ -730,62 +730,40 @@ pub async fn create(
     Json(body): Json<NewProduct>,
 ) -> ApiResult<(StatusCode, Json<ProductView>)> {
     let mut errors = Vec::new();
-    let sku = collect(&mut errors, validation::sku(&body.sku));
-    let name = collect(&mut errors, validation::name(&body.name));
-    let description = collect(&mut errors, validation::description(&body.description));
-    let translations = collect(
-        &mut errors,
-        validation::translations(&translation_map(&body.translations)),
-    );
-    let category = collect(
-        &mut errors,
-        validation::category("category", &body.category),
-    );
-    let tags = collect(&mut errors, validation::tags(&body.tags));
-    let price = money(&mut errors, &body.price);
-    let specs = collect(&mut errors, validation::specs(&body.specs));
-    let images = images(&mut errors, &body.images);
-    let initial_stock = collect(&mut errors, stock::initial(body.initial_stock));
-    let (
-        Some(sku),
-        Some(name),
-        Some(description),
-        Some(category),
-        Some(tags),
-        Some(price),
-        Some(specs),
-        Some(images),
-        Some(initial_stock),
-        Some(translations),
-    ) = (
-        sku,
-        name,
-        description,
-        category,
-        tags,
-        price,
-        specs,
-        images,
-        initial_stock,
-        translations,
-    )
-    else {
+    let Some(draft) = draft(&body, &mut errors) else {
         return Err(Problem::validation(errors).into());
-    };
-    let draft = ProductDraft {
-        sku,
-        name,
-        description,
-        translations,
-        category,
-        tags,
-        price,
-        specs,
-        images,
-        initial_stock,
     };
     let product = state.writes.create(draft).await?;
     Ok((StatusCode::CREATED, Json(view(&product)?)))
+}
+
+/// The new product `body` describes, or `None` with every problem named in `errors`.
+fn draft(body: &NewProduct, errors: &mut Vec<FieldError>) -> Option<ProductDraft> {
+    let sku = collect(errors, validation::sku(&body.sku));
+    let name = collect(errors, validation::name(&body.name));
+    let description = collect(errors, validation::description(&body.description));
+    let translations = collect(
+        errors,
+        validation::translations(&translation_map(&body.translations)),
+    );
+    let category = collect(errors, validation::category("category", &body.category));
+    let tags = collect(errors, validation::tags(&body.tags));
+    let price = money(errors, &body.price);
+    let specs = collect(errors, validation::specs(&body.specs));
+    let images = images(errors, &body.images);
+    let initial_stock = collect(errors, stock::initial(body.initial_stock));
+    Some(ProductDraft {
+        sku: sku?,
+        name: name?,
+        description: description?,
+        translations: translations?,
+        category: category?,
+        tags: tags?,
+        price: price?,
+        specs: specs?,
+        images: images?,
+        initial_stock: initial_stock?,
+    })
 }
 
 fn translation_map(given: &BTreeMap<String, TranslationBody>) -> BTreeMap<String, Translation> {

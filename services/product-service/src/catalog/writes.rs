@@ -85,24 +85,14 @@ pub struct CatalogEdits {
 impl CatalogEdits {
     /// `product` with these edits made.
     fn apply_to(self, product: &mut ProductDoc) {
-        let Self {
-            name,
-            translations,
-            description,
-            category,
-            tags,
-            price,
-            specs,
-            images,
-        } = self;
-        replace(&mut product.name.text, name);
-        replace(&mut product.name.translations, translations);
-        replace(&mut product.description, description);
-        replace(&mut product.category, category);
-        replace(&mut product.tags, tags);
-        replace(&mut product.price, price);
-        replace(&mut product.specs, specs);
-        replace(&mut product.images, images);
+        replace(&mut product.name.text, self.name);
+        replace(&mut product.name.translations, self.translations);
+        replace(&mut product.description, self.description);
+        replace(&mut product.category, self.category);
+        replace(&mut product.tags, self.tags);
+        replace(&mut product.price, self.price);
+        replace(&mut product.specs, self.specs);
+        replace(&mut product.images, self.images);
     }
 }
 
