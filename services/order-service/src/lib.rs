@@ -2,7 +2,7 @@
 //!
 //! It owns the PostgreSQL database `orders`. An order is priced from a local replica of the
 //! catalog (built from `product.events`), stored `PENDING` with its `order.created` event in
-//! one transaction (transactional outbox), and then moved by the saga: `inventory.*` events
+//! one transaction (transactional outbox; [`placing`]), and then moved by the saga: `inventory.*` events
 //! from product-service and `payment.*` events from payment-service, each applied exactly once
 //! (processed-event table) through the pure state machine in [`domain::status`]; every change
 //! is announced to the clients that wait on it ([`status_feed`], Server-Sent Events). An expiry job,
@@ -17,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod placing;
 pub mod refunds;
 pub mod review;
 pub mod risk;

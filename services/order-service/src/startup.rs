@@ -1,6 +1,7 @@
 //! Wiring: database and migrations, token keys, Kafka topics, the outbox relay, the three
 //! consumers (product and customer replicas, saga), the expiry job, the workflow worker
-//! (refund and review steps), the review starter and the HTTP server.
+//! (refund and review steps), the review starter, the status feed and the HTTP server, run
+//! and stopped in order by `web::Lifecycle`.
 
 use std::time::Duration;
 
@@ -12,9 +13,8 @@ use messaging::{EventConsumer, KafkaConfig, OutboxRelay, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use web::{Readiness, ServiceInfo};
+use web::{Lifecycle, Readiness};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
@@ -22,6 +22,7 @@ use crate::events::customers::{self, CustomerReplica};
 use crate::events::expiry::ExpiryJob;
 use crate::events::replica::{self, ProductReplica};
 use crate::events::saga::{self as saga_events, SagaEvents};
+use crate::placing::Placing;
 use crate::refunds::RefundSettings;
 use crate::review::ReviewStarter;
 use crate::risk::RiskSettings;
@@ -30,19 +31,7 @@ use crate::status_feed::StatusFeed;
 
 /// A built, not yet running, order-service.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: axum::Router,
-    relay: Option<OutboxRelay>,
-    replica: (EventConsumer, ProductReplica),
-    customers: (EventConsumer, CustomerReplica),
-    review_starter: ReviewStarter,
-    saga: (EventConsumer, SagaEvents),
-    expiry: ExpiryJob,
-    workflow_worker: workflow::Worker,
-    feed: StatusFeed,
-    /// Cancelled as shutdown begins, so open status streams end and the HTTP server can drain.
-    closing: CancellationToken,
+    lifecycle: Lifecycle,
     pool: PgPool,
 }
 
@@ -134,6 +123,7 @@ impl Application {
             risk: risk.clone(),
             namespace: config.workflow_namespace.clone(),
         };
+        // Cancelled as shutdown begins, so open status streams end and the server can drain.
         let closing = CancellationToken::new();
         let feed = StatusFeed::new(closing.clone());
         let state = AppState {
@@ -141,117 +131,80 @@ impl Application {
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
             saga: saga.clone(),
             feed: feed.clone(),
-            engine,
+            engine: engine.clone(),
             refunds: refund_settings,
-            risk,
-        };
-        let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
-            .to_json()
-            .context("rendering the OpenAPI document")?;
-        let router = web::service_router(
-            ServiceInfo {
-                name: "order-service",
-                openapi_json: openapi,
-                request_timeout: config.request_timeout,
+            placing: Placing {
+                pool: pool.clone(),
+                saga: saga.clone(),
+                engine,
+                risk,
             },
+        };
+        let router = web::documented_service_router::<api::ApiDoc>(
+            "order-service",
+            config.request_timeout,
             api::router(state),
             readiness(pool.clone(), producer.clone()),
-        );
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        let port = listener.local_addr()?.port();
-        let relay = config
-            .run_outbox_relay
-            .then(|| OutboxRelay::new(pool.clone(), producer));
-        Ok(Self {
-            listener,
-            port,
-            router,
-            relay,
-            replica: (
-                EventConsumer::new(&kafka, replica::settings(&topics))?,
-                ProductReplica(pool.clone()),
-            ),
-            customers: (
-                EventConsumer::new(&kafka, customers::settings(&topics))?,
-                CustomerReplica(pool.clone()),
-            ),
-            review_starter,
-            saga: (
-                EventConsumer::new(&kafka, saga_events::settings(&topics))?,
-                SagaEvents {
-                    pool: pool.clone(),
-                    settings: saga.clone(),
-                },
-            ),
-            expiry: ExpiryJob {
-                pool: pool.clone(),
-                settings: saga,
-                interval: config.expiry_interval,
-            },
-            workflow_worker,
-            feed,
-            closing,
-            pool,
-        })
+        )?;
+        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        let replica = EventConsumer::new(&kafka, replica::settings(&topics))?;
+        let replica_handler = ProductReplica(pool.clone());
+        let saga_consumer = EventConsumer::new(&kafka, saga_events::settings(&topics))?;
+        let saga_handler = SagaEvents {
+            pool: pool.clone(),
+            settings: saga.clone(),
+        };
+        let customer_consumer = EventConsumer::new(&kafka, customers::settings(&topics))?;
+        let customer_handler = CustomerReplica(pool.clone());
+        let expiry = ExpiryJob {
+            pool: pool.clone(),
+            settings: saga,
+            interval: config.expiry_interval,
+        };
+        lifecycle
+            .worker("product replica consumer", |stop| {
+                replica.run(replica_handler, stop)
+            })
+            .worker("saga consumer", |stop| {
+                saga_consumer.run(saga_handler, stop)
+            })
+            .worker("customer replica consumer", |stop| {
+                customer_consumer.run(customer_handler, stop)
+            })
+            .worker("review starter", |stop| review_starter.run(stop))
+            .worker("expiry job", |stop| expiry.run(stop))
+            .worker("workflow worker", |stop| workflow_worker.run(stop));
+        let feed_pool = pool.clone();
+        lifecycle
+            .worker("status feed", |stop| feed.run(feed_pool, stop))
+            .cancel_on_shutdown(closing);
+        if config.run_outbox_relay {
+            let relay = OutboxRelay::new(pool.clone(), producer);
+            lifecycle.relay("outbox relay", |stop| relay.run(stop));
+        }
+        let closed = pool.clone();
+        lifecycle.close_at_end(async move { closed.close().await });
+        Ok(Self { lifecycle, pool })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.lifecycle.port()
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Serves until `shutdown` resolves: in-flight requests finish, then the consumers finish
-    /// the record in hand and commit their offsets and the expiry job stops, then the relay
-    /// publishes what all of that committed (bounded), then this returns.
+    /// Serves until `shutdown` resolves: open status streams end, in-flight requests finish,
+    /// then the consumers finish the record in hand and commit their offsets and the jobs and
+    /// the workflow worker their pass or task, then the relay publishes what all of that
+    /// committed (bounded), then the pool closes.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop_workers = CancellationToken::new();
-        let stop_relay = CancellationToken::new();
-        let relay = self
-            .relay
-            .map(|relay| tokio::spawn(relay.run(stop_relay.clone())));
-        let (consumer, handler) = self.replica;
-        let (saga_consumer, saga_handler) = self.saga;
-        let (customer_consumer, customer_handler) = self.customers;
-        let workers = [
-            tokio::spawn(consumer.run(handler, stop_workers.clone())),
-            tokio::spawn(saga_consumer.run(saga_handler, stop_workers.clone())),
-            tokio::spawn(customer_consumer.run(customer_handler, stop_workers.clone())),
-            tokio::spawn(self.review_starter.run(stop_workers.clone())),
-            tokio::spawn(self.expiry.run(stop_workers.clone())),
-            tokio::spawn(self.workflow_worker.run(stop_workers.clone())),
-            tokio::spawn(self.feed.run(self.pool.clone(), stop_workers.clone())),
-        ];
-        let closing = self.closing;
-        let shutdown = async move {
-            shutdown.await;
-            closing.cancel();
-        };
-        let result = web::serve(self.listener, self.router, shutdown)
-            .await
-            .context("HTTP server failed");
-        stop_workers.cancel();
-        for worker in workers {
-            if let Err(error) = worker.await {
-                tracing::error!(%error, "background task failed");
-            }
-        }
-        stop_relay.cancel();
-        if let Some(relay) = relay
-            && let Err(error) = relay.await
-        {
-            tracing::error!(%error, "outbox relay task failed");
-        }
-        self.pool.close().await;
-        result
+        self.lifecycle.run_until_stopped(shutdown).await
     }
 }
 

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use contracts::payment::{PaymentFailed, PaymentSucceeded};
 use contracts::product::Money;
 use contracts::topics::Topic;
-use contracts::{CloudEvent, EventData};
 use messaging::mongo::{PendingEvent, RelayWake};
 use mongodb::bson::{self, doc};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -35,10 +34,7 @@ use crate::domain::payment_status::PaymentStatus;
 use crate::psp::{ChargeCall, ChargeOutcome, PspClient};
 use crate::refunds::Refunds;
 use crate::store::orders::{OrderDoc, Orders};
-use crate::store::payments::{Claim, LogEntry, PaymentDoc, Payments, with_event};
-
-/// The CloudEvents `source` of everything this service emits.
-pub const EVENT_SOURCE: &str = "/payment-service";
+use crate::store::payments::{Claim, LogEntry, PaymentDoc, Payments, pending_event, with_event};
 
 /// Why a payment was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -355,18 +351,6 @@ impl Charging {
         // Re-read: a refund may have moved it on.
         Ok(self.payments.get(id).await?.unwrap_or(payment))
     }
-}
-
-/// A `payment.*` event about `order_id` (the key of `payment.events`), for the outbox.
-pub fn pending_event<T: EventData>(
-    topics: &Topic,
-    order_id: Uuid,
-    data: T,
-) -> anyhow::Result<PendingEvent> {
-    PendingEvent::new(
-        topics,
-        CloudEvent::new(EVENT_SOURCE, order_id.to_string(), data),
-    )
 }
 
 enum ClaimOutcome {

@@ -21,12 +21,11 @@ use messaging::mongo::RelayWake;
 use mongodb::bson::{self, doc};
 use uuid::Uuid;
 
-use crate::charging::pending_event;
 use crate::domain::order_status::OrderStatus;
 use crate::domain::payment_status::PaymentStatus;
 use crate::psp::PspClient;
 use crate::store::orders::Orders;
-use crate::store::payments::{LogEntry, PaymentDoc, Payments, with_event};
+use crate::store::payments::{LogEntry, PaymentDoc, Payments, pending_event, with_event};
 
 /// Why the refunds this module makes happen.
 pub const REASON_ORDER_CANCELLED: &str = "order_cancelled";

@@ -1,5 +1,6 @@
 //! Wiring: MongoDB and its indexes, token keys, Kafka, the outbox relays, the consumers
-//! (inventory, the read model's feed), the workflow worker (`restock`) and the HTTP server.
+//! (inventory, the read model's feed), the workflow worker (`restock`) and the HTTP server,
+//! run and stopped in order by `web::Lifecycle`.
 
 use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
@@ -8,13 +9,12 @@ use messaging::kafka::Producer;
 use messaging::{EventConsumer, KafkaConfig, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use web::{Readiness, ServiceInfo};
+use web::{Lifecycle, Readiness};
 
 use crate::api::{self, AppState};
 use crate::catalog::Catalog;
 use crate::catalog::feed::CatalogFeed;
+use crate::catalog::writes::CatalogWrites;
 use crate::config::Config;
 use crate::events::outbox::{self, OutboxRelay};
 use crate::inventory::consumer::{self as inventory_consumer, OrderEvents};
@@ -24,14 +24,7 @@ use crate::store::{self, products::Products};
 
 /// A built, not yet running, product-service.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: axum::Router,
-    relays: Vec<OutboxRelay>,
-    inventory: Vec<(EventConsumer, OrderEvents)>,
-    /// Works the `restock` step of refunds (absent with `WORKFLOW_ENGINE_URL=off`).
-    restock_worker: Option<workflow::Worker>,
-    catalog_feed: CatalogFeed,
+    lifecycle: Lifecycle,
     catalog: Catalog,
     db: Database,
 }
@@ -114,49 +107,45 @@ impl Application {
             None => None,
         };
         let state = AppState {
-            products,
             verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
-            topics,
             catalog: catalog.clone(),
-            relay_wake: wake.products.clone(),
-        };
-        let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
-            .to_json()
-            .context("rendering the OpenAPI document")?;
-        let router = web::service_router(
-            ServiceInfo {
-                name: "product-service",
-                openapi_json: openapi,
-                request_timeout: config.request_timeout,
+            writes: CatalogWrites {
+                products,
+                topics,
+                catalog: catalog.clone(),
+                relay_wake: wake.products.clone(),
             },
+        };
+        let router = web::documented_service_router::<api::ApiDoc>(
+            "product-service",
+            config.request_timeout,
             api::router(state),
             readiness(db.clone(), producer.clone(), catalog.clone()),
-        );
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        let port = listener.local_addr()?.port();
-        let relays = match config.run_outbox_relay {
-            true => [
-                (outbox::PRODUCTS, wake.products),
-                (outbox::RESERVATIONS, wake.reservations),
-            ]
-            .into_iter()
-            .map(|(outbox, wake)| {
-                OutboxRelay::new(&db, outbox, producer.clone(), wake)
-                    .with_poll_interval(config.relay_poll_interval)
-            })
-            .collect(),
-            false => Vec::new(),
-        };
+        )?;
+        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        for (consumer, handler) in inventory {
+            lifecycle.worker("inventory consumer", |stop| consumer.run(handler, stop));
+        }
+        lifecycle.worker("catalog feed", |stop| catalog_feed.run(stop));
+        if let Some(worker) = restock_worker {
+            lifecycle.worker("restock worker", |stop| worker.run(stop));
+        }
+        if config.run_outbox_relay {
+            for (name, outbox, wake) in [
+                ("products outbox relay", outbox::PRODUCTS, wake.products),
+                (
+                    "reservations outbox relay",
+                    outbox::RESERVATIONS,
+                    wake.reservations,
+                ),
+            ] {
+                let relay = OutboxRelay::new(&db, outbox, producer.clone(), wake)
+                    .with_poll_interval(config.relay_poll_interval);
+                lifecycle.relay(name, |stop| relay.run(stop));
+            }
+        }
         Ok(Self {
-            listener,
-            port,
-            router,
-            relays,
-            inventory,
-            restock_worker,
-            catalog_feed,
+            lifecycle,
             catalog,
             db,
         })
@@ -164,7 +153,7 @@ impl Application {
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.lifecycle.port()
     }
 
     pub fn database(&self) -> &Database {
@@ -176,47 +165,14 @@ impl Application {
         &self.catalog
     }
 
-    /// Serves until `shutdown` resolves: in-flight requests finish, then the consumers finish
-    /// the record in hand and commit their offsets, then the relays publish what all of that
-    /// committed (bounded), then this returns.
+    /// Serves until `shutdown` resolves: in-flight requests finish, then the consumers (the
+    /// inventory consumers, the catalog feed, the restock worker) finish the record or task in
+    /// hand and commit, then the relays publish what all of that committed (bounded).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop_consumers = CancellationToken::new();
-        let stop_relays = CancellationToken::new();
-        let relays: Vec<_> = self
-            .relays
-            .into_iter()
-            .map(|relay| tokio::spawn(relay.run(stop_relays.clone())))
-            .collect();
-        let mut consumers = Vec::new();
-        for (consumer, handler) in self.inventory {
-            consumers.push(tokio::spawn(consumer.run(handler, stop_consumers.clone())));
-        }
-        consumers.push(tokio::spawn(self.catalog_feed.run(stop_consumers.clone())));
-        if let Some(worker) = self.restock_worker {
-            consumers.push(tokio::spawn(worker.run(stop_consumers.clone())));
-        }
-        // Order matters: the server stops accepting and finishes in-flight requests first,
-        // then the consumers stop; only then do the relays stop, after draining the events
-        // both committed.
-        let result = web::serve(self.listener, self.router, shutdown)
-            .await
-            .context("HTTP server failed");
-        stop_consumers.cancel();
-        for consumer in consumers {
-            if let Err(error) = consumer.await {
-                tracing::error!(%error, "consumer task failed");
-            }
-        }
-        stop_relays.cancel();
-        for relay in relays {
-            if let Err(error) = relay.await {
-                tracing::error!(%error, "outbox relay task failed");
-            }
-        }
-        result
+        self.lifecycle.run_until_stopped(shutdown).await
     }
 }
 

@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use utoipa::OpenApi;
 use web::openapi::{BearerAuth, Links, OperationLink, PlatformResponses};
 
+use crate::placing::Placing;
 use crate::refunds::RefundSettings;
-use crate::risk::RiskSettings;
 use crate::saga::SagaSettings;
 use crate::status_feed::StatusFeed;
 
@@ -27,7 +27,8 @@ pub struct AppState {
     pub feed: StatusFeed,
     pub engine: workflow::EngineClient,
     pub refunds: RefundSettings,
-    pub risk: RiskSettings,
+    /// `POST /api/orders` goes through it.
+    pub placing: Placing,
 }
 
 /// How long a client is told to wait before retrying when the workflow engine is unreachable

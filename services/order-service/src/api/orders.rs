@@ -3,6 +3,9 @@
 //! `POST /api/orders` takes an optional `Idempotency-Key`: a repeated click with the same key
 //! and body answers with the first order (200) instead of placing a second; the same key with
 //! another body is a 422. A unique index decides, so concurrent duplicates also create one.
+//! Placing itself (idempotency, pricing, the risk check, the open-order limit, the order and
+//! its event in one transaction) is `crate::placing`; the handler reads the request and shapes
+//! the answer.
 
 use auth::{AuthUser, Role};
 use axum::extract::rejection::QueryRejection;
@@ -12,27 +15,24 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use chrono::{DateTime, Duration, Utc};
-use contracts::CloudEvent;
-use contracts::order::{OrderCreated, OrderItem};
-use contracts::product::Money;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use web::{FieldError, Json, Path, Problem};
+use web::{Json, Path, Problem};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use crate::domain::address::ShippingAddress;
 use crate::domain::open_orders::TooManyOpen;
-use crate::domain::pricing::{self, Requested};
+use crate::domain::pricing::Requested;
 use crate::domain::status::{OrderStatus, Trigger};
-use crate::risk;
-use crate::saga::{self, Advanced, EVENT_SOURCE};
+use crate::placing::{PlaceOrder, Placed};
+use crate::saga::{self, Advanced};
 use crate::status_feed::{self, StatusChange};
-use crate::store::orders::{self, NewOrder, OrderRow, StoredLine};
-use crate::store::products;
+use crate::store::orders::{self, OrderRow};
 
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
@@ -51,90 +51,6 @@ pub struct ItemRequest {
     pub product_id: Uuid,
     #[schema(example = 1, minimum = 1, maximum = 100)]
     pub quantity: i64,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ShippingAddress {
-    #[schema(
-        example = "Ada Lovelace",
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
-    )]
-    pub name: String,
-    #[schema(
-        example = "12 St James's Square",
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
-    )]
-    pub line1: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f]*$")]
-    pub line2: Option<String>,
-    #[schema(
-        example = "London",
-        max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
-    )]
-    pub city: String,
-    #[schema(
-        example = "SW1Y 4JH",
-        max_length = 20,
-        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
-    )]
-    pub postal_code: String,
-    /// ISO 3166-1 alpha-2.
-    #[schema(example = "GB", pattern = "^[A-Z]{2}$")]
-    pub country: String,
-}
-
-impl ShippingAddress {
-    fn validate(&self, errors: &mut Vec<FieldError>) {
-        let mut text = |field: &str, value: &str, max: usize| {
-            let length = value.trim().chars().count();
-            // The address is stored as JSONB, which refuses NUL (a 500 before); no control
-            // character belongs on a parcel label anyway.
-            if value.chars().any(is_control) {
-                errors.push(FieldError::new(
-                    format!("shipping_address.{field}"),
-                    "must not contain control characters",
-                ));
-            } else if length == 0 {
-                errors.push(FieldError::new(
-                    format!("shipping_address.{field}"),
-                    "must not be empty",
-                ));
-            } else if length > max {
-                errors.push(FieldError::new(
-                    format!("shipping_address.{field}"),
-                    format!("must be at most {max} characters"),
-                ));
-            }
-        };
-        text("name", &self.name, 200);
-        text("line1", &self.line1, 200);
-        text("city", &self.city, 100);
-        text("postal_code", &self.postal_code, 20);
-        if let Some(line2) = &self.line2
-            && (line2.chars().count() > 200 || line2.chars().any(is_control))
-        {
-            errors.push(FieldError::new(
-                "shipping_address.line2",
-                "must be at most 200 characters, without control characters",
-            ));
-        }
-        if !(self.country.len() == 2 && self.country.chars().all(|c| c.is_ascii_uppercase())) {
-            errors.push(FieldError::new(
-                "shipping_address.country",
-                "must be an ISO 3166-1 alpha-2 code such as GB",
-            ));
-        }
-    }
-}
-
-/// C0 controls and DEL, which the address schema's patterns exclude too.
-fn is_control(c: char) -> bool {
-    c <= '\u{1f}' || c == '\u{7f}'
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -257,7 +173,7 @@ pub const TOO_MANY_OPEN_ORDERS: &str = "https://ferroshop.dev/problems/too-many-
 
 /// 409: the customer holds as many unpaid orders as allowed. A conflict with the customer's
 /// own state rather than a 429: waiting does not help, paying or cancelling an order does.
-fn too_many_open_orders(refused: TooManyOpen) -> Problem {
+pub(super) fn too_many_open_orders(refused: TooManyOpen) -> Problem {
     let mut problem = Problem::conflict(format!(
         "you have {} unpaid orders, the most allowed is {}: pay or cancel one first",
         refused.open, refused.max
@@ -265,18 +181,6 @@ fn too_many_open_orders(refused: TooManyOpen) -> Problem {
     problem.problem_type = TOO_MANY_OPEN_ORDERS.into();
     problem.title = "Too many open orders".into();
     problem
-}
-
-/// The answer to a repeated `Idempotency-Key`.
-fn replay(existing: OrderRow, hash: &str) -> ApiResult<Response> {
-    if existing.request_hash.as_deref() != Some(hash) {
-        return Err(Problem::invalid_field(
-            "Idempotency-Key",
-            "was already used for an order with a different body",
-        )
-        .into());
-    }
-    Ok((StatusCode::OK, Json(OrderView::from(existing))).into_response())
 }
 
 /// Place an order.
@@ -304,18 +208,9 @@ pub async fn create(
     headers: HeaderMap,
     Json(body): Json<CreateOrder>,
 ) -> ApiResult<Response> {
-    let key = idempotency_key(&headers)?;
-    let hash = request_hash(&body)?;
-    let mut conn = state.pool.acquire().await?;
-    if let Some(key) = &key
-        && let Some(existing) = orders::by_idempotency_key(&mut conn, user.id, key).await?
-    {
-        return replay(existing, &hash);
-    }
-
-    let mut errors = Vec::new();
-    body.shipping_address.validate(&mut errors);
-    let requested: Vec<Requested> = body
+    let idempotency_key = idempotency_key(&headers)?;
+    let request_hash = request_hash(&body)?;
+    let lines = body
         .items
         .iter()
         .map(|item| Requested {
@@ -323,113 +218,25 @@ pub async fn create(
             quantity: item.quantity,
         })
         .collect();
-    let ids: Vec<Uuid> = requested.iter().map(|line| line.product_id).collect();
-    let catalog = products::catalog(&mut conn, &ids).await?;
-    drop(conn);
-    let basket = match pricing::price(&requested, &catalog) {
-        Ok(basket) if errors.is_empty() => basket,
-        Ok(_) => return Err(Problem::validation(errors).into()),
-        Err(price_errors) => {
-            errors.extend(price_errors);
-            return Err(Problem::validation(errors).into());
-        }
-    };
-
-    let order_id = Uuid::now_v7();
-    let lines: Vec<StoredLine> = basket
-        .lines
-        .iter()
-        .map(|line| StoredLine {
-            product_id: line.product_id,
-            name: line.name.clone(),
-            quantity: line.quantity,
-            unit_amount: line.unit_price.amount,
-        })
-        .collect();
-    let address = serde_json::to_value(&body.shipping_address).map_err(anyhow::Error::from)?;
-    // One evaluation of the risk table; an order it sends to review is held REVIEW once
-    // its stock is reserved (crate::review).
-    let verdict = {
-        let mut conn = state.pool.acquire().await?;
-        risk::classify(
-            &mut conn,
-            &state.engine,
-            &state.risk,
-            user.id,
-            basket.total.amount,
-            &body.shipping_address.country,
-        )
-        .await?
-    };
-    let expires_at = Utc::now()
-        + Duration::from_std(state.saga.reservation_timeout).map_err(anyhow::Error::from)?;
-    let mut tx = state.pool.begin().await?;
-    let open = orders::count_open(&mut tx, user.id).await?;
-    if let Err(refused) = state.saga.open_orders.admit(open) {
-        return Err(too_many_open_orders(refused).into());
-    }
-    let inserted = orders::insert(
-        &mut tx,
-        &NewOrder {
-            id: order_id,
+    let placed = state
+        .placing
+        .place(PlaceOrder {
             user_id: user.id,
-            items: &lines,
-            total_amount: basket.total.amount,
-            currency: &basket.total.currency,
-            shipping_address: &address,
-            idempotency_key: key.as_deref(),
-            request_hash: &hash,
-            expires_at,
-            risk: verdict.risk.as_str(),
-            risk_reason: &verdict.reason,
-        },
-    )
-    .await?;
-    if !inserted {
-        // A concurrent duplicate with the same key won the race.
-        drop(tx);
-        let mut conn = state.pool.acquire().await?;
-        let key = key.unwrap_or_default();
-        return match orders::by_idempotency_key(&mut conn, user.id, &key).await? {
-            Some(existing) => replay(existing, &hash),
-            None => Err(ApiError::Internal(anyhow::anyhow!(
-                "idempotent insert conflicted but no order holds the key"
-            ))),
-        };
-    }
-    let created = OrderCreated {
-        order_id,
-        user_id: user.id,
-        items: basket
-            .lines
-            .iter()
-            .map(|line| OrderItem {
-                product_id: line.product_id,
-                name: line.name.clone(),
-                quantity: line.quantity,
-                unit_price: line.unit_price.clone(),
-            })
-            .collect(),
-        total: Money {
-            amount: basket.total.amount,
-            currency: basket.total.currency.clone(),
-        },
+            idempotency_key,
+            request_hash,
+            lines,
+            shipping_address: body.shipping_address,
+        })
+        .await?;
+    let order = match placed {
+        Placed::Repeat(order) => {
+            return Ok((StatusCode::OK, Json(OrderView::from(order))).into_response());
+        }
+        Placed::New(order) => order,
     };
-    messaging::enqueue(
-        &mut tx,
-        &state.saga.topics,
-        CloudEvent::new(EVENT_SOURCE, order_id.to_string(), created),
-    )
-    .await?;
-    tx.commit().await?;
-    metrics::counter!("orders_placed_total").increment(1);
-
-    let mut conn = state.pool.acquire().await?;
-    let order = orders::by_id(&mut conn, order_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("order {order_id} vanished after commit"))?;
+    let location = HeaderValue::from_str(&format!("/api/orders/{}", order.id));
     let mut response = (StatusCode::CREATED, Json(OrderView::from(order))).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{order_id}")) {
+    if let Ok(location) = location {
         response.headers_mut().insert(LOCATION, location);
     }
     Ok(response)
@@ -652,33 +459,5 @@ pub async fn cancel(
         .into()),
         Advanced::Unchanged(order) => Ok(Json(OrderView::from(*order))),
         Advanced::NotFound => Err(Problem::not_found(format!("no order {id}")).into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn address(line1: &str) -> ShippingAddress {
-        ShippingAddress {
-            name: "Ada Lovelace".into(),
-            line1: line1.into(),
-            line2: None,
-            city: "London".into(),
-            postal_code: "SW1Y 4JH".into(),
-            country: "GB".into(),
-        }
-    }
-
-    /// A NUL in the address reached PostgreSQL's JSONB and answered 500 (contract fuzzing).
-    #[test]
-    fn control_characters_in_the_address_are_refused_by_field() {
-        let mut errors = Vec::new();
-        address("12 St James\u{0}s Square").validate(&mut errors);
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert_eq!(errors[0].field, "shipping_address.line1");
-        let mut errors = Vec::new();
-        address("12 St James's Square").validate(&mut errors);
-        assert!(errors.is_empty(), "{errors:?}");
     }
 }

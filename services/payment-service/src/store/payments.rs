@@ -20,6 +20,8 @@
 //!   last four, provider reference, timings, errors): an audit trail that is only appended to.
 
 use anyhow::Context as _;
+use contracts::topics::Topic;
+use contracts::{CloudEvent, EventData};
 use futures::TryStreamExt as _;
 use messaging::mongo::{ConflictRetry, PendingEvent};
 use mongodb::bson::{self, Bson, Document, doc};
@@ -30,6 +32,9 @@ use uuid::Uuid;
 
 use super::is_duplicate_key;
 use crate::domain::payment_status::PaymentStatus;
+
+/// The CloudEvents `source` of everything this service emits.
+pub const EVENT_SOURCE: &str = "/payment-service";
 
 pub const COLLECTION: &str = "payments";
 pub const CLAIMS: &str = "payment_claims";
@@ -448,6 +453,20 @@ fn next_revision(mut update: Document) -> Document {
         }
     }
     update
+}
+
+/// A `payment.*` event about `order_id` (the key of `payment.events`), for a payment's outbox.
+/// Here, beside the document that carries it, so that charging and refunds (which both
+/// publish) need nothing from each other to do so.
+pub fn pending_event<T: EventData>(
+    topics: &Topic,
+    order_id: Uuid,
+    data: T,
+) -> anyhow::Result<PendingEvent> {
+    PendingEvent::new(
+        topics,
+        CloudEvent::new(EVENT_SOURCE, order_id.to_string(), data),
+    )
 }
 
 /// The update that `$set`s `set` on a payment and adds `event` to its outbox (one update, so

@@ -7,24 +7,20 @@ use auth::TokenVerifier;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
-use contracts::topics::Topic;
-use messaging::mongo::RelayWake;
 use utoipa::OpenApi;
 use web::openapi::{BearerAuth, Links, MinProperties, OperationLink, PlatformResponses};
 
 use crate::catalog::Catalog;
-use crate::store::products::Products;
+use crate::catalog::writes::CatalogWrites;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub products: Products,
     pub verifier: TokenVerifier,
-    pub topics: Topic,
     /// The in-memory catalog every read is served from.
     pub catalog: Catalog,
-    /// Names each written product to the outbox relay, so its event leaves at once.
-    pub relay_wake: RelayWake,
+    /// Every admin write goes through it.
+    pub writes: CatalogWrites,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -32,9 +28,6 @@ impl FromRef<AppState> for TokenVerifier {
         state.verifier.clone()
     }
 }
-
-/// The CloudEvents `source` of everything this service emits.
-pub const EVENT_SOURCE: &str = "/product-service";
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -1,17 +1,11 @@
 //! `/api/products*`: public listing, search, suggest and product pages (all served from the
 //! in-memory read model, `crate::catalog`), admin writes and stock adjustments.
 //!
-//! A committed admin write is applied to this replica's read model before the answer goes out
-//! (`show_own_write`), so the admin sees it at once; other replicas get it from
-//! `product.events`.
-//!
-//! Every write to an existing product reads the product, computes the state after the change
-//! and its event, and commits both with one `findOneAndUpdate` guarded by the version it read.
-//! The event therefore carries exactly the committed snapshot. A PATCH carries the client's
-//! `version`: stale, or overtaken by another write before it commits, it is a 409. A delete or
-//! a stock adjustment has no version of its own, so one that loses a race to another writer of
-//! the product (an order's reservation, say) is decided again on the product as it is then,
-//! a bounded number of times (`messaging::mongo::ConflictRetry`), then 503.
+//! The handlers read and check the request and shape the answer; the writes themselves (the
+//! guarded update with its event, the retry on a lost race, showing the admin their own write
+//! at once) are `crate::catalog::writes`. A PATCH carries the client's `version`: stale, or
+//! overtaken by another write before it commits, it is a 409. A delete or a stock adjustment
+//! that keeps losing races to other writers of the product is a 503.
 
 use std::collections::BTreeMap;
 
@@ -21,27 +15,20 @@ use axum::extract::{Query, State};
 use axum::http::header::ACCEPT_LANGUAGE;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use contracts::product::{
-    Money, ProductCreated, ProductDeleted, ProductImage, ProductSnapshot, ProductUpdated,
-    Translation,
-};
-use contracts::{CloudEvent, EventData};
-use messaging::mongo::ConflictRetry;
-use mongodb::bson::{self, Document, doc};
+use contracts::product::{Money, ProductImage, ProductSnapshot, Translation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use web::{FieldError, Json, Path, Problem};
 
-use super::error::{ApiError, ApiResult};
-use super::{AppState, EVENT_SOURCE};
-use crate::catalog;
+use super::AppState;
+use super::error::ApiResult;
+use crate::catalog::{self, writes::CatalogEdits, writes::ProductDraft};
 use crate::domain::facets::Facets;
 use crate::domain::listing::{self, Cursor, Sort};
 use crate::domain::{language, search, stock, validation};
-use crate::events::outbox::PendingEvent;
-use crate::store::products::{self, Adjustment, Naming, ProductDoc, StockDoc};
+use crate::store::products::ProductDoc;
 
 /// An amount of money in minor units (cents) and its ISO 4217 currency.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -723,7 +710,7 @@ pub async fn get(
     Ok(Json(ProductView::of(&listed.product, lang)))
 }
 
-fn not_found() -> Problem {
+pub(super) fn not_found() -> Problem {
     Problem::not_found("no such product")
 }
 
@@ -743,106 +730,40 @@ pub async fn create(
     Json(body): Json<NewProduct>,
 ) -> ApiResult<(StatusCode, Json<ProductView>)> {
     let mut errors = Vec::new();
-    let sku = collect(&mut errors, validation::sku(&body.sku));
-    let name = collect(&mut errors, validation::name(&body.name));
-    let description = collect(&mut errors, validation::description(&body.description));
-    let translations = collect(
-        &mut errors,
-        validation::translations(&translation_map(&body.translations)),
-    );
-    let category = collect(
-        &mut errors,
-        validation::category("category", &body.category),
-    );
-    let tags = collect(&mut errors, validation::tags(&body.tags));
-    let price = money(&mut errors, &body.price);
-    let specs = collect(&mut errors, validation::specs(&body.specs));
-    let images = images(&mut errors, &body.images);
-    let initial_stock = collect(&mut errors, stock::initial(body.initial_stock));
-    let (
-        Some(sku),
-        Some(name),
-        Some(description),
-        Some(category),
-        Some(tags),
-        Some(price),
-        Some(specs),
-        Some(images),
-        Some(initial_stock),
-        Some(translations),
-    ) = (
-        sku,
-        name,
-        description,
-        category,
-        tags,
-        price,
-        specs,
-        images,
-        initial_stock,
-        translations,
-    )
-    else {
+    let Some(draft) = draft(&body, &mut errors) else {
         return Err(Problem::validation(errors).into());
     };
-
-    let id = Uuid::now_v7();
-    tracing::Span::current().record("product_id", tracing::field::display(id));
-    let now = bson::DateTime::now();
-    let mut product = ProductDoc {
-        id: id.to_string(),
-        sku,
-        name: Naming {
-            text: name,
-            translations,
-        },
-        description,
-        category,
-        tags,
-        price,
-        specs,
-        images,
-        stock: StockDoc {
-            available: initial_stock,
-            reserved: 0,
-        },
-        sold: 0,
-        initial_stock,
-        adjusted_total: 0,
-        adjustments: Vec::new(),
-        reservations: Default::default(),
-        restocked: Default::default(),
-        active: true,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        pending_events: Vec::new(),
-        outbox_pending: false,
-    };
-    let event = ProductCreated(product.snapshot()?);
-    product.pending_events = vec![pending(&state, id, event)?];
-    if !state.products.insert(&product).await? {
-        return Err(Problem::conflict("a product with this SKU exists already").into());
-    }
-    state.relay_wake.written(id.to_string());
-    show_own_write(&state, &product).await;
+    let product = state.writes.create(draft).await?;
     Ok((StatusCode::CREATED, Json(view(&product)?)))
 }
 
-/// Puts a committed write into this replica's read model before the answer goes out, so the
-/// admin's next read (and search) shows it. A failure here is logged, not answered: the write
-/// is committed, and its event brings it to the model anyway.
-async fn show_own_write(state: &AppState, product: &ProductDoc) {
-    let applied = match product.snapshot() {
-        Ok(snapshot) => state.catalog.apply_now(snapshot).await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = applied {
-        tracing::error!(
-            error = format!("{error:#}"),
-            "cannot apply an own write to the read model"
-        );
-    }
+/// The new product `body` describes, or `None` with every problem named in `errors`.
+fn draft(body: &NewProduct, errors: &mut Vec<FieldError>) -> Option<ProductDraft> {
+    let sku = collect(errors, validation::sku(&body.sku));
+    let name = collect(errors, validation::name(&body.name));
+    let description = collect(errors, validation::description(&body.description));
+    let translations = collect(
+        errors,
+        validation::translations(&translation_map(&body.translations)),
+    );
+    let category = collect(errors, validation::category("category", &body.category));
+    let tags = collect(errors, validation::tags(&body.tags));
+    let price = money(errors, &body.price);
+    let specs = collect(errors, validation::specs(&body.specs));
+    let images = images(errors, &body.images);
+    let initial_stock = collect(errors, stock::initial(body.initial_stock));
+    Some(ProductDraft {
+        sku: sku?,
+        name: name?,
+        description: description?,
+        translations: translations?,
+        category: category?,
+        tags: tags?,
+        price: price?,
+        specs: specs?,
+        images: images?,
+        initial_stock: initial_stock?,
+    })
 }
 
 fn translation_map(given: &BTreeMap<String, TranslationBody>) -> BTreeMap<String, Translation> {
@@ -858,90 +779,6 @@ fn translation_map(given: &BTreeMap<String, TranslationBody>) -> BTreeMap<String
             )
         })
         .collect()
-}
-
-fn pending<T: EventData>(state: &AppState, id: Uuid, data: T) -> ApiResult<PendingEvent> {
-    let event = CloudEvent::new(EVENT_SOURCE, id.to_string(), data);
-    Ok(PendingEvent::new(&state.topics, event)?)
-}
-
-/// A write to an existing product, decided from the product as read.
-struct Change<T> {
-    /// The product after the change (next version).
-    after: ProductDoc,
-    event: T,
-    /// What the write relies on beyond the version read (the invariant it must not break).
-    filter: Document,
-    /// The change's own operators; the version, timestamp and event are added by [`commit`].
-    update: Document,
-}
-
-/// Commits `change` (decided on a read at `before_version`) with its event, provided the
-/// product is still active and at that version; `None` if another write came first.
-async fn commit<T: EventData>(
-    state: &AppState,
-    before_version: i64,
-    change: Change<T>,
-) -> ApiResult<Option<ProductDoc>> {
-    let Change {
-        after,
-        event,
-        filter: extra_filter,
-        update,
-    } = change;
-    let id = after.uuid()?;
-    let event = pending(state, id, event)?.to_document()?;
-    let update = products::with_event(update, &after, event);
-    let mut filter = doc! {"active": true};
-    filter.extend(extra_filter);
-    let committed = state
-        .products
-        .update_at_version(&id, before_version, filter, update)
-        .await?;
-    if let Some(committed) = &committed {
-        state.relay_wake.written(id.to_string());
-        show_own_write(state, committed).await;
-    }
-    Ok(committed)
-}
-
-/// Reads active product `id`, lets `decide` compute the change (or refuse it), and commits
-/// it; a change that lost a race is decided again on a fresh read, a bounded number of times,
-/// then 503.
-async fn change_with_retry<T: EventData>(
-    state: &AppState,
-    id: &Uuid,
-    decide: impl Fn(&ProductDoc) -> ApiResult<Change<T>>,
-) -> ApiResult<ProductDoc> {
-    let mut retry = ConflictRetry::new();
-    loop {
-        let before = current(state, id).await?;
-        let change = decide(&before)?;
-        if let Some(committed) = commit(state, before.version, change).await? {
-            return Ok(committed);
-        }
-        if !retry.again().await {
-            tracing::warn!(
-                conflicts = retry.conflicts(),
-                "the product kept changing; giving up"
-            );
-            return Err(busy());
-        }
-    }
-}
-
-/// The active product, or 404.
-async fn current(state: &AppState, id: &Uuid) -> ApiResult<ProductDoc> {
-    Ok(state
-        .products
-        .get(id)
-        .await?
-        .filter(|product| product.active)
-        .ok_or_else(not_found)?)
-}
-
-fn bson_value<T: Serialize>(value: &T) -> ApiResult<bson::Bson> {
-    bson::to_bson(value).map_err(|error| ApiError::Internal(anyhow::Error::new(error)))
 }
 
 /// Change a product (admin), with the `version` last read. `product.updated.v1` is published.
@@ -1006,59 +843,18 @@ pub async fn update(
     if !errors.is_empty() {
         return Err(Problem::validation(errors).into());
     }
-
-    let before = current(&state, &id).await?;
-    if before.version != body.version {
-        return Err(stale(before.version).into());
-    }
-    let mut after = products::next_version(&before);
-    after.name.text = name.unwrap_or(after.name.text);
-    after.name.translations = translations.unwrap_or(after.name.translations);
-    after.description = description.unwrap_or(after.description);
-    after.category = category.unwrap_or(after.category);
-    after.tags = tags.unwrap_or(after.tags);
-    after.price = price.unwrap_or(after.price);
-    after.specs = specs.unwrap_or(after.specs);
-    after.images = new_images.unwrap_or(after.images);
-    let event = ProductUpdated(after.snapshot()?);
-    // Unchanged fields are set to what they are; the version guard makes that safe.
-    let update = doc! {"$set": catalog_fields(&after)?};
-    let change = Change {
-        after,
-        event,
-        filter: Document::new(),
-        update,
+    let edits = CatalogEdits {
+        name,
+        translations,
+        description,
+        category,
+        tags,
+        price,
+        specs,
+        images: new_images,
     };
-    match commit(&state, before.version, change).await? {
-        Some(committed) => Ok(Json(view(&committed)?)),
-        // Another write came between the read and the update: the client's version is stale
-        // now (or the product was withdrawn: 404).
-        None => Err(stale(current(&state, &id).await?.version).into()),
-    }
-}
-
-/// The fields a PATCH may change, as stored.
-fn catalog_fields(product: &ProductDoc) -> ApiResult<Document> {
-    Ok(doc! {
-        "name": &product.name.text,
-        "translations": bson_value(&product.name.translations)?,
-        "description": &product.description,
-        "category": &product.category,
-        "tags": &product.tags,
-        "price": bson_value(&product.price)?,
-        "specs": bson_value(&product.specs)?,
-        "images": bson_value(&product.images)?,
-    })
-}
-
-fn stale(current_version: i64) -> Problem {
-    Problem::conflict(format!(
-        "the product changed since it was read (it is at version {current_version}); read it again and retry"
-    ))
-}
-
-fn busy() -> ApiError {
-    Problem::unavailable("the product is changing too often right now; try again").into()
+    let committed = state.writes.update(&id, body.version, edits).await?;
+    Ok(Json(view(&committed)?))
 }
 
 /// Withdraw a product (admin): it disappears from listings and product pages, and
@@ -1077,17 +873,7 @@ pub async fn delete(
     _admin: AdminUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    change_with_retry(&state, &id, |before| {
-        let mut after = products::next_version(before);
-        after.active = false;
-        Ok(Change {
-            event: ProductDeleted(after.snapshot()?),
-            after,
-            filter: Document::new(),
-            update: doc! {"$set": {"active": false}},
-        })
-    })
-    .await?;
+    state.writes.withdraw(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1116,34 +902,10 @@ pub async fn adjust_stock(
     let (Some(reason), true) = (reason, errors.is_empty()) else {
         return Err(Problem::validation(errors).into());
     };
-    let committed = change_with_retry(&state, &id, |before| {
-        let available = stock::apply(before.stock.available, body.delta)
-            .map_err(|e| Problem::validation(vec![e]))?;
-        let mut after = products::next_version(before);
-        after.stock.available = available;
-        after.adjusted_total += body.delta;
-        let adjustment = Adjustment {
-            delta: body.delta,
-            reason: reason.clone(),
-            at: after.updated_at,
-            by: admin.id.to_string(),
-        };
-        Ok(Change {
-            event: ProductUpdated(after.snapshot()?),
-            after,
-            // The version makes the update exact; the stock condition states the invariant in
-            // the database too, whatever the code above computed.
-            filter: doc! {"stock.available": {"$gte": -body.delta}},
-            update: doc! {
-                "$inc": {"stock.available": body.delta, "adjusted_total": body.delta},
-                "$push": {"adjustments": {
-                    "$each": [bson_value(&adjustment)?],
-                    "$slice": -stock::ADJUSTMENT_LOG_LEN,
-                }},
-            },
-        })
-    })
-    .await?;
+    let committed = state
+        .writes
+        .adjust_stock(&id, body.delta, &reason, admin.id)
+        .await?;
     Ok(Json(view(&committed)?))
 }
 

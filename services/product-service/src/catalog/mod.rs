@@ -9,10 +9,10 @@
 //! products keep their version as a tombstone), so redelivered, reordered and coalesced
 //! snapshots are harmless whoever wrote them (admin writes, stock adjustments, reservations).
 //!
-//! Own writes: the admin write path applies the committed snapshot here (and commits the index)
-//! before it answers, so the admin sees their write at once, in search too; the same snapshot
-//! arriving later through the topic is then ignored by version. Other replicas see it within
-//! the feed's lag, exported as `catalog_read_model_lag_seconds`.
+//! Own writes: the admin write path ([`writes`]) applies the committed snapshot here (and
+//! commits the index) before it answers, so the admin sees their write at once, in search
+//! too; the same snapshot arriving later through the topic is then ignored by version. Other
+//! replicas see it within the feed's lag, exported as `catalog_read_model_lag_seconds`.
 //!
 //! Stock-only changes (reservations, adjustments) do not touch the index: only the indexed
 //! texts are compared, and the product view is swapped.
@@ -26,6 +26,7 @@
 pub mod feed;
 pub mod index;
 pub mod text;
+pub mod writes;
 
 use std::cmp::Ordering;
 use std::collections::HashMap;

@@ -44,8 +44,8 @@ use mongodb::Database;
 use mongodb::bson::{Document, doc};
 use uuid::Uuid;
 
-use crate::api::EVENT_SOURCE;
 use crate::catalog::Catalog;
+use crate::events::EVENT_SOURCE;
 use crate::events::outbox::PendingEvent;
 use crate::store::products::{self, ProductDoc, Products};
 use crate::store::reservations::{Reservations, Status};

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use contracts::product::{Money, ProductImage, ProductSnapshot, StockLevels, Translations};
+use messaging::mongo::PendingEvent;
 use mongodb::bson::{self, Document, doc};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::events::outbox::PendingEvent;
+use crate::domain::stock::ADJUSTMENT_LOG_LEN;
 
 pub const COLLECTION: &str = "products";
 
@@ -193,6 +194,24 @@ impl Products {
             .context("reading a product")
     }
 
+    /// Commits `change`, decided on the product as read at `before_version` and leaving it as
+    /// `after`, together with its `event`, provided the product is still active and at that
+    /// version; `None` if another write came first (or the product was withdrawn).
+    pub async fn commit_change(
+        &self,
+        before_version: i64,
+        after: &ProductDoc,
+        change: &ProductChange,
+        event: Document,
+    ) -> anyhow::Result<Option<ProductDoc>> {
+        let (extra_filter, update) = change.documents(after)?;
+        let mut filter = doc! {"active": true};
+        filter.extend(extra_filter);
+        let update = with_event(update, after, event);
+        self.update_at_version(&after.uuid()?, before_version, filter, update)
+            .await
+    }
+
     /// Applies `update` if the product is still at `version` (and matches `extra_filter`);
     /// returns the product after the update, or `None` if someone else changed it first (or it
     /// is gone). One `findOneAndUpdate`: the filter and the change apply atomically, so a
@@ -212,6 +231,61 @@ impl Products {
             .await
             .context("updating a product")
     }
+}
+
+/// A change to an existing product as it is written: the fields it touches and what the
+/// database must still hold for it to apply. [`Products::commit_change`] adds the version, the
+/// timestamp and the event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProductChange {
+    /// The catalog fields an admin edits (name, translations, description, category, tags,
+    /// price, specs, images), set to the product's after the change. Unchanged fields are set
+    /// to what they are; the version guard makes that safe.
+    CatalogFields,
+    /// Withdrawn from the catalog (`active: false`); the document stays, orders refer to it.
+    Withdrawal,
+    /// `delta` units of available stock, with the adjustment logged (the most recent
+    /// `ADJUSTMENT_LOG_LEN`).
+    StockAdjustment(Adjustment),
+}
+
+impl ProductChange {
+    /// The filter beyond id and version, and the update's own operators, of this change to a
+    /// product that becomes `after`.
+    pub fn documents(&self, after: &ProductDoc) -> anyhow::Result<(Document, Document)> {
+        Ok(match self {
+            Self::CatalogFields => (
+                Document::new(),
+                doc! {"$set": {
+                    "name": &after.name.text,
+                    "translations": bson_of("translations", &after.name.translations)?,
+                    "description": &after.description,
+                    "category": &after.category,
+                    "tags": &after.tags,
+                    "price": bson_of("price", &after.price)?,
+                    "specs": bson_of("specs", &after.specs)?,
+                    "images": bson_of("images", &after.images)?,
+                }},
+            ),
+            Self::Withdrawal => (Document::new(), doc! {"$set": {"active": false}}),
+            Self::StockAdjustment(adjustment) => (
+                // The version makes the update exact; the stock condition states the
+                // invariant in the database too, whatever the caller computed.
+                doc! {"stock.available": {"$gte": -adjustment.delta}},
+                doc! {
+                    "$inc": {"stock.available": adjustment.delta, "adjusted_total": adjustment.delta},
+                    "$push": {"adjustments": {
+                        "$each": [bson_of("adjustment", adjustment)?],
+                        "$slice": -ADJUSTMENT_LOG_LEN,
+                    }},
+                },
+            ),
+        })
+    }
+}
+
+fn bson_of<T: Serialize>(name: &str, value: &T) -> anyhow::Result<bson::Bson> {
+    bson::to_bson(value).with_context(|| format!("storing the product's {name}"))
 }
 
 /// Completes `update` (the change's own operators) with the new version and timestamp of
@@ -237,13 +311,13 @@ pub fn next_version(before: &ProductDoc) -> ProductDoc {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn the_name_and_its_translations_are_stored_as_two_top_level_fields() -> anyhow::Result<()> {
+    /// A product as stored, for tests of code that reads or changes one.
+    pub(crate) fn sample_product() -> ProductDoc {
         let now = bson::DateTime::now();
-        let product = ProductDoc {
+        ProductDoc {
             id: Uuid::nil().to_string(),
             sku: "S".into(),
             name: Naming {
@@ -281,7 +355,13 @@ mod tests {
             updated_at: now,
             pending_events: vec![],
             outbox_pending: false,
-        };
+        }
+    }
+
+    #[test]
+    fn the_name_and_its_translations_are_stored_as_two_top_level_fields() -> anyhow::Result<()> {
+        let product = sample_product();
+        let now = product.created_at;
         let stored = bson::to_document(&product)?;
         assert_eq!(stored.get_str("name")?, "Kettle");
         assert_eq!(
@@ -300,6 +380,65 @@ mod tests {
         old.remove("translations");
         let old: ProductDoc = bson::from_document(old)?;
         assert!(old.name.translations.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_stock_adjustment_keeps_available_stock_at_zero_or_above_in_its_filter()
+    -> anyhow::Result<()> {
+        let after = next_version(&sample_product());
+        let adjustment = Adjustment {
+            delta: -3,
+            reason: "damaged".into(),
+            at: after.updated_at,
+            by: Uuid::nil().to_string(),
+        };
+        let (filter, update) = ProductChange::StockAdjustment(adjustment).documents(&after)?;
+        assert_eq!(filter, doc! {"stock.available": {"$gte": 3_i64}});
+        let inc = update.get_document("$inc")?;
+        assert_eq!(inc.get_i64("stock.available")?, -3);
+        assert_eq!(inc.get_i64("adjusted_total")?, -3);
+        let pushed = update.get_document("$push")?.get_document("adjustments")?;
+        assert_eq!(pushed.get_i32("$slice")?, -ADJUSTMENT_LOG_LEN);
+        Ok(())
+    }
+
+    #[test]
+    fn a_catalog_change_sets_every_edited_field_and_nothing_of_the_stock() -> anyhow::Result<()> {
+        let mut after = next_version(&sample_product());
+        after.name.text = "Kettle 2".into();
+        let (filter, update) = ProductChange::CatalogFields.documents(&after)?;
+        assert!(filter.is_empty());
+        let set = update.get_document("$set")?;
+        let mut fields: Vec<&str> = set.keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "category",
+                "description",
+                "images",
+                "name",
+                "price",
+                "specs",
+                "tags",
+                "translations"
+            ]
+        );
+        assert_eq!(set.get_str("name")?, "Kettle 2");
+        assert_eq!(update.len(), 1, "{update}");
+        Ok(())
+    }
+
+    #[test]
+    fn every_change_commits_with_its_version_timestamp_and_event() -> anyhow::Result<()> {
+        let after = next_version(&sample_product());
+        let (_, update) = ProductChange::Withdrawal.documents(&after)?;
+        let update = with_event(update, &after, doc! {"id": "e-1"});
+        let set = update.get_document("$set")?;
+        assert!(!set.get_bool("active")?);
+        assert_eq!(set.get_i64("version")?, 2);
+        assert_eq!(set.get_datetime("updated_at")?, &after.updated_at);
         Ok(())
     }
 }

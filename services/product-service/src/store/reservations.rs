@@ -10,13 +10,12 @@
 
 use anyhow::Context as _;
 use contracts::inventory::StockLine;
+use messaging::mongo::PendingEvent;
 use mongodb::bson::{self, doc};
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-use crate::events::outbox::PendingEvent;
 
 pub const COLLECTION: &str = "reservations";
 
