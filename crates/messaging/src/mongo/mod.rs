@@ -1,6 +1,7 @@
 //! The MongoDB side of "an event is published if and only if its state change committed"
 //! (feature `mongo`): the single-document outbox and its relay ([`outbox`]), and the bounded
-//! retry of a guarded write that lost a race ([`conflict`]).
+//! retry of a guarded write that lost a race ([`conflict`]), and the connection itself
+//! ([`connect`]).
 //!
 //! A service keeps each change and its event in one document, so every write is one
 //! single-document update, which MongoDB applies atomically together with its filter. The
@@ -14,9 +15,11 @@
 //! every writer took a lease lock per document instead.)
 
 pub mod conflict;
+pub mod connect;
 pub mod outbox;
 
 pub use conflict::ConflictRetry;
+pub use connect::{connect, ping};
 pub use outbox::{Outbox, OutboxRelay, PENDING_FLAG, PendingEvent, RelayWake, with_pending_event};
 
 /// MongoDB's duplicate-key error code.

@@ -18,30 +18,16 @@ pub mod payments;
 
 use anyhow::Context as _;
 pub use messaging::mongo::is_duplicate_key;
+use mongodb::Database;
 use mongodb::bson::doc;
-use mongodb::options::ClientOptions;
-use mongodb::{Client, Database};
 
-/// Connects and checks the server answers, so a wrong URL fails at start, not on the first
-/// request.
+/// Connects and checks the server answers (waiting a bounded while at start), so a wrong
+/// URL fails at start, not on the first request.
 pub async fn connect(url: &str, database: &str) -> anyhow::Result<Database> {
-    let mut options = ClientOptions::parse(url)
-        .await
-        .context("MONGODB_URL is not a MongoDB connection string")?;
-    options.app_name = Some("payment-service".into());
-    // Within the 2 s a client may wait: a server that is away answers 503 in time.
-    options.server_selection_timeout = Some(std::time::Duration::from_millis(1_500));
-    let client = Client::with_options(options).context("creating the MongoDB client")?;
-    let db = client.database(database);
-    ping(&db)
-        .await
-        .context("cannot reach MongoDB (MONGODB_URL)")?;
-    Ok(db)
+    messaging::mongo::connect(url, database, "payment-service").await
 }
 
-pub async fn ping(db: &Database) -> mongodb::error::Result<()> {
-    db.run_command(doc! {"ping": 1}).await.map(|_| ())
-}
+pub use messaging::mongo::ping;
 
 /// Creates the indexes the queries need; creating an existing index is a no-op, so every
 /// replica runs this at start.

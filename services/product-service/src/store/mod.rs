@@ -14,28 +14,12 @@ pub mod reservations;
 
 pub use messaging::mongo::is_duplicate_key;
 
-use anyhow::Context as _;
-use mongodb::bson::doc;
-use mongodb::options::ClientOptions;
-use mongodb::{Client, Database};
+use mongodb::Database;
 
-/// Connects and checks the server answers, so a wrong URL fails at start, not on the first
-/// request.
+/// Connects and checks the server answers (waiting a bounded while at start), so a wrong
+/// URL fails at start, not on the first request.
 pub async fn connect(url: &str, database: &str) -> anyhow::Result<Database> {
-    let mut options = ClientOptions::parse(url)
-        .await
-        .context("MONGODB_URL is not a MongoDB connection string")?;
-    options.app_name = Some("product-service".into());
-    // Within the 2 s a client may wait: a server that is away answers 503 in time.
-    options.server_selection_timeout = Some(std::time::Duration::from_millis(1_500));
-    let client = Client::with_options(options).context("creating the MongoDB client")?;
-    let db = client.database(database);
-    ping(&db)
-        .await
-        .context("cannot reach MongoDB (MONGODB_URL)")?;
-    Ok(db)
+    messaging::mongo::connect(url, database, "product-service").await
 }
 
-pub async fn ping(db: &Database) -> mongodb::error::Result<()> {
-    db.run_command(doc! {"ping": 1}).await.map(|_| ())
-}
+pub use messaging::mongo::ping;
