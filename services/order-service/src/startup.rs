@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{EventConsumer, KafkaConfig, OutboxRelay, TopicSpec};
+use messaging::{EventConsumer, OutboxRelay, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -49,7 +49,8 @@ pub struct Application {
 impl Application {
     /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
+        let keys =
+            KeySource::remote(&config.tokens.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 
@@ -70,9 +71,7 @@ impl Application {
             .await
             .context("applying database migrations")?;
 
-        let kafka = KafkaConfig {
-            brokers: config.kafka_brokers.clone(),
-        };
+        let kafka = config.kafka.clone();
         let topics = Topic::with_prefix(config.topic_prefix.clone());
         let spec = |name: String, compacted| TopicSpec {
             name,
@@ -137,7 +136,11 @@ impl Application {
         let feed = StatusFeed::new(closing.clone());
         let state = AppState {
             pool: pool.clone(),
-            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+            verifier: TokenVerifier::new(
+                keys,
+                &config.tokens.jwt.issuer,
+                &config.tokens.jwt.audience,
+            ),
             saga: saga.clone(),
             feed: feed.clone(),
             engine,
@@ -151,14 +154,19 @@ impl Application {
             ServiceInfo {
                 name: "order-service",
                 openapi_json: openapi,
-                request_timeout: config.request_timeout,
+                request_timeout: config.server.request_timeout,
             },
             api::router(state),
             readiness(pool.clone(), producer.clone()),
         );
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
+        let listener = TcpListener::bind((config.server.host.as_str(), config.server.port))
             .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}:{}",
+                    config.server.host, config.server.port
+                )
+            })?;
         let port = listener.local_addr()?.port();
         let relay = config
             .run_outbox_relay

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{EventConsumer, KafkaConfig, TopicSpec};
+use messaging::{EventConsumer, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
@@ -39,7 +39,8 @@ pub struct Application {
 impl Application {
     /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
+        let keys =
+            KeySource::remote(&config.tokens.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 
@@ -51,9 +52,7 @@ impl Application {
         products.ensure_indexes().await?;
         Reservations::new(&db).ensure_indexes().await?;
 
-        let kafka = KafkaConfig {
-            brokers: config.kafka_brokers.clone(),
-        };
+        let kafka = config.kafka.clone();
         let topics = Topic::with_prefix(config.topic_prefix.clone());
         let topic = |name: String, partitions, compacted| TopicSpec {
             name,
@@ -115,7 +114,11 @@ impl Application {
         };
         let state = AppState {
             products,
-            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+            verifier: TokenVerifier::new(
+                keys,
+                &config.tokens.jwt.issuer,
+                &config.tokens.jwt.audience,
+            ),
             topics,
             catalog: catalog.clone(),
             relay_wake: wake.products.clone(),
@@ -127,14 +130,19 @@ impl Application {
             ServiceInfo {
                 name: "product-service",
                 openapi_json: openapi,
-                request_timeout: config.request_timeout,
+                request_timeout: config.server.request_timeout,
             },
             api::router(state),
             readiness(db.clone(), producer.clone(), catalog.clone()),
         );
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
+        let listener = TcpListener::bind((config.server.host.as_str(), config.server.port))
             .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}:{}",
+                    config.server.host, config.server.port
+                )
+            })?;
         let port = listener.local_addr()?.port();
         let relays = match config.run_outbox_relay {
             true => [

@@ -281,16 +281,18 @@ pub async fn spawn_users() -> anyhow::Result<Users> {
         .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
     let config = user_service::config::Config {
         profile: user_service::config::Profile::Local,
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: format!("{base}/{name}").into(),
-        kafka_brokers: testkit::stack::kafka_brokers(),
+        kafka: messaging::KafkaConfig {
+            brokers: testkit::stack::kafka_brokers(),
+        },
         topic_prefix: format!("test-gw-{}.", Uuid::new_v4().simple()),
-        zipkin_endpoint: None,
         jwt_private_key_path: std::env::temp_dir()
             .join(format!("ferroshop-gw-test-{}.pem", Uuid::new_v4())),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
+        jwt: auth::JwtConfig {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+        },
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(3600),
         admin_email: Some("admin@example.com".into()),
@@ -298,7 +300,6 @@ pub async fn spawn_users() -> anyhow::Result<Users> {
         login_max_failures: 5,
         login_lockout: Duration::from_secs(30),
         run_outbox_relay: true,
-        request_timeout: Duration::from_secs(10),
         password_workers: 2,
         oidc_providers: Vec::new(),
     };
@@ -342,21 +343,27 @@ impl Products {
     pub async fn start(&mut self) -> anyhow::Result<()> {
         telemetry_guard();
         let config = product_service::config::Config {
-            host: "127.0.0.1".into(),
-            port: self.port,
+            server: web::ServerConfig {
+                port: self.port,
+                ..web::ServerConfig::for_tests(Duration::from_secs(10))
+            },
             mongodb_url: testkit::stack::mongodb_url().into(),
             database: self.database.clone(),
-            kafka_brokers: testkit::stack::kafka_brokers(),
+            kafka: messaging::KafkaConfig {
+                brokers: testkit::stack::kafka_brokers(),
+            },
             topic_prefix: self.topic_prefix.clone(),
-            zipkin_endpoint: None,
-            jwks_url: self.jwks_url.clone(),
-            jwt_issuer: ISSUER.into(),
-            jwt_audience: AUDIENCE.into(),
+            tokens: auth::VerifierConfig {
+                jwks_url: self.jwks_url.clone(),
+                jwt: auth::JwtConfig {
+                    issuer: ISSUER.into(),
+                    audience: AUDIENCE.into(),
+                },
+            },
             run_outbox_relay: true,
             run_inventory_consumer: false,
             inventory_consumers: 1,
             relay_poll_interval: Duration::from_millis(200),
-            request_timeout: Duration::from_secs(10),
             // No restock worker: the gateway's tests run no refund process.
             workflow_engine_url: None,
             workflow_namespace: None,

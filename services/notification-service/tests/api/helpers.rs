@@ -83,16 +83,17 @@ pub async fn spawn_sms_sim() -> anyhow::Result<String> {
 
 pub fn test_config(database_url: &str, topic_prefix: &str, sms_url: &str) -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: database_url.to_owned().into(),
-        kafka_brokers: brokers(),
+        kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
-        request_timeout: Duration::from_secs(10),
+        tokens: auth::VerifierConfig {
+            jwks_url: "http://127.0.0.1:9/unused".into(),
+            jwt: auth::JwtConfig {
+                issuer: ISSUER.into(),
+                audience: AUDIENCE.into(),
+            },
+        },
         smtp: SmtpConfig {
             host: smtp_host(),
             port: smtp_port(),

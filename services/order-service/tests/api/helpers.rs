@@ -47,20 +47,21 @@ pub async fn fresh_database() -> anyhow::Result<String> {
 
 pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         database_url: database_url.to_owned().into(),
-        kafka_brokers: brokers(),
+        kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
+        tokens: auth::VerifierConfig {
+            jwks_url: "http://127.0.0.1:9/unused".into(),
+            jwt: auth::JwtConfig {
+                issuer: ISSUER.into(),
+                audience: AUDIENCE.into(),
+            },
+        },
         payment_timeout: Duration::from_secs(900),
         reservation_timeout: Duration::from_secs(900),
         expiry_interval: Duration::from_millis(200),
         run_outbox_relay: true,
-        request_timeout: Duration::from_secs(30),
         workflow_engine_url: testkit::stack::workflow_engine_url(),
         workflow_namespace: workflow::default_namespace(topic_prefix),
         refund_window_days: 14,
@@ -154,14 +155,14 @@ pub async fn spawn_catalog() -> Stack {
     let catalog_db = format!("test_catalog_{now}_{}", Uuid::new_v4().simple());
     let mut product_config = product_service::config::Config::from_env()
         .unwrap_or_else(|error| panic!("product config: {error:#}"));
-    product_config.port = 0;
+    product_config.server.port = 0;
     product_config.mongodb_url = mongodb_url().into();
     product_config.database = catalog_db;
-    product_config.kafka_brokers = brokers();
+    product_config.kafka.brokers = brokers();
     product_config.topic_prefix = topic_prefix.clone();
-    product_config.zipkin_endpoint = None;
-    product_config.jwt_issuer = ISSUER.into();
-    product_config.jwt_audience = AUDIENCE.into();
+    product_config.server.zipkin_endpoint = None;
+    product_config.tokens.jwt.issuer = ISSUER.into();
+    product_config.tokens.jwt.audience = AUDIENCE.into();
     product_config.relay_poll_interval = Duration::from_millis(200);
     let products = product_service::Application::build_with_keys(
         product_config,

@@ -90,16 +90,18 @@ pub async fn fresh_database() -> anyhow::Result<String> {
 
 pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         mongodb_url: mongodb_url().into(),
         database: database.to_owned(),
-        kafka_brokers: brokers(),
+        kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
+        tokens: auth::VerifierConfig {
+            jwks_url: "http://127.0.0.1:9/unused".into(),
+            jwt: auth::JwtConfig {
+                issuer: ISSUER.into(),
+                audience: AUDIENCE.into(),
+            },
+        },
         psp_url: psp_url.to_owned(),
         psp_api_key: payment_service::config::DEFAULT_PSP_API_KEY.into(),
         psp_timeout: Duration::from_millis(2_000),
@@ -114,7 +116,6 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
         run_order_consumer: true,
         run_reconciler: true,
         relay_poll_interval: Duration::from_millis(200),
-        request_timeout: Duration::from_secs(30),
         workflow_engine_url: testkit::stack::workflow_engine_url(),
         workflow_namespace: workflow::default_namespace(topic_prefix),
         run_workflow_worker: true,
@@ -125,17 +126,13 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
 
 /// Starts psp-sim in this process on its own port; returns its URL.
 pub async fn spawn_sim(settings: SimSettings) -> String {
-    let mut config = psp_sim::config::Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+    let config = psp_sim::config::Config {
+        server: web::ServerConfig::for_tests(Duration::from_secs(30) + settings.slow_delay),
         api_key: psp_sim::config::DEFAULT_API_KEY.into(),
         latency: Duration::ZERO,
         failure_rate: 0.0,
         slow_delay: settings.slow_delay,
-        zipkin_endpoint: None,
-        request_timeout: Duration::from_secs(30),
     };
-    config.request_timeout += settings.slow_delay;
     let sim = psp_sim::Application::build(config)
         .await
         .unwrap_or_else(|error| panic!("psp-sim failed to start: {error:#}"));

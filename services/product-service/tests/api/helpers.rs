@@ -75,21 +75,22 @@ async fn drop_stale_databases(now: u64) {
 
 pub fn test_config(database: &str, topic_prefix: &str) -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         mongodb_url: mongodb_url().into(),
         database: database.to_owned(),
-        kafka_brokers: brokers(),
+        kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
+        tokens: auth::VerifierConfig {
+            jwks_url: "http://127.0.0.1:9/unused".into(),
+            jwt: auth::JwtConfig {
+                issuer: ISSUER.into(),
+                audience: AUDIENCE.into(),
+            },
+        },
         run_outbox_relay: true,
         run_inventory_consumer: true,
         inventory_consumers: 3,
         relay_poll_interval: Duration::from_millis(200),
-        request_timeout: Duration::from_secs(30),
         // The restock tests switch the worker on (restock.rs).
         workflow_engine_url: None,
         workflow_namespace: None,

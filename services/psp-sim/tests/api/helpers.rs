@@ -27,14 +27,11 @@ impl std::fmt::Debug for Reply {
 
 pub fn config() -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         api_key: DEFAULT_API_KEY.into(),
         latency: Duration::ZERO,
         failure_rate: 0.0,
         slow_delay: Duration::from_millis(400),
-        zipkin_endpoint: None,
-        request_timeout: Duration::from_secs(30),
     }
 }
 

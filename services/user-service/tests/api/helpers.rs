@@ -52,15 +52,12 @@ pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {
     let key_path = std::env::temp_dir().join(format!("ferroshop-test-{}.pem", Uuid::new_v4()));
     Config {
         profile: Profile::Local,
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: database_url.to_owned().into(),
-        kafka_brokers: brokers(),
+        kafka: messaging::KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
         jwt_private_key_path: key_path,
-        jwt_issuer: "ferroshop-users".into(),
-        jwt_audience: "ferroshop".into(),
+        jwt: auth::JwtConfig::default(),
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(3600),
         admin_email: Some("admin@example.com".into()),
@@ -68,7 +65,6 @@ pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {
         login_max_failures: 5,
         login_lockout: Duration::from_secs(30),
         run_outbox_relay: true,
-        request_timeout: Duration::from_secs(10),
         password_workers: 2,
         oidc_providers: Vec::new(),
     }
