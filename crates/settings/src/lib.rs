@@ -25,8 +25,11 @@ use secrecy::SecretString;
 /// Variables by name. An unset variable and an empty one are the same: absent, so the default
 /// applies (compose files and Helm charts often set `NAME=` to mean "not set").
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
 }
+
+/// Where values come from: the process environment, or a test's pairs.
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl std::fmt::Debug for Env {
     /// Values may be secrets; never print them.

@@ -3,10 +3,9 @@
 //! one that never answers) for what our services cannot be made to do on demand.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use auth::{KeySource, Role};
 use axum::extract::Request;
 use gateway::Application;
 use gateway::config::{Config, Quota, RouteConfig, ServiceConfig};
@@ -14,7 +13,7 @@ use gateway::routes::{AuthPolicy, LimitClass};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
-use telemetry::{TelemetryConfig, TelemetryGuard};
+use testkit::tokens::TestIssuer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -22,23 +21,15 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
+pub use auth::config::{DEFAULT_AUDIENCE as AUDIENCE, DEFAULT_ISSUER as ISSUER};
 pub use testkit::eventually;
+pub use testkit::http::Reply;
 
 pub const PASSWORD: &str = "correct horse battery";
-pub const ISSUER: &str = "ferroshop-users";
-pub const AUDIENCE: &str = "ferroshop";
 
 /// Spans are exported like in production, so the gateway really injects its own trace context.
-fn telemetry_guard() -> &'static TelemetryGuard {
-    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        telemetry::init(&TelemetryConfig {
-            service_name: "gateway".into(),
-            zipkin_endpoint: Some(format!("{}/api/v2/spans", testkit::stack::zipkin_url())),
-            default_log_filter: "warn".into(),
-        })
-        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
-    })
+fn telemetry_guard() {
+    testkit::spans::install("gateway", true);
 }
 
 fn now_secs() -> anyhow::Result<u64> {
@@ -103,51 +94,28 @@ pub fn route(prefix: &str, service: &str, auth: AuthPolicy) -> RouteConfig {
     }
 }
 
-/// Access tokens signed with a key only this test knows, for gateways built with
-/// [`TestGateway::with_issuer`].
+/// Access tokens signed with a key only this test knows, for gateways started with its
+/// `keys`.
 pub struct Issuer {
-    issuer: TokenIssuer,
+    issuer: TestIssuer,
     pub keys: KeySource,
 }
 
 impl Issuer {
     pub fn new() -> anyhow::Result<Self> {
-        let key = SigningKey::generate()?;
-        let keys = KeySource::Static(key.jwks()?);
-        Ok(Self {
-            issuer: TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900)),
-            keys,
-        })
+        let issuer = TestIssuer::new()?;
+        let keys = issuer.keys();
+        Ok(Self { issuer, keys })
     }
 
     pub fn token(&self, role: Role) -> anyhow::Result<String> {
-        self.issuer
-            .issue(Uuid::now_v7(), role, "someone@example.com")
+        self.issuer.token_for(role)
     }
 }
 
 pub struct TestGateway {
     pub address: String,
     pub client: reqwest::Client,
-}
-
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-}
-
-impl Reply {
-    pub fn is_problem(&self) -> bool {
-        self.headers
-            .get(reqwest::header::CONTENT_TYPE)
-            .is_some_and(|value| value == "application/problem+json")
-            && self.body["status"] == self.status.as_u16()
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
 }
 
 impl TestGateway {
@@ -179,21 +147,7 @@ impl TestGateway {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
-        let response = request.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Reply::read_any(request.send().await?).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {

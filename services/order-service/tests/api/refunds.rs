@@ -223,7 +223,7 @@ async fn without_the_engine_a_request_is_a_503_and_nothing_is_kept() -> TestResu
         .await?;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
     assert_eq!(reply.body["status"], 503);
-    assert_eq!(reply.retry_after.as_deref(), Some("5"), "{reply:?}");
+    assert_eq!(reply.retry_after(), Some("5"), "{reply:?}");
     // No open request was left behind: the healthy instance accepts the retry.
     let reply = stack
         .request_refund(&owner, paid, json!({"reason": "changed_mind"}))
