@@ -253,6 +253,30 @@ impl Stack {
         Ok(id)
     }
 
+    /// A new customer's order of one unit of a new product (10 in stock at `amount` EUR
+    /// cents), once it awaits payment; returns (customer, order, product).
+    pub async fn awaiting_order(&self, amount: i64) -> anyhow::Result<(Customer, Uuid, Uuid)> {
+        let product = self.product(10, amount, "EUR").await?;
+        let customer = self.customer();
+        let order = self.placed(&customer, &[(product, 1)]).await?;
+        self.wait_for_status(&customer, order, "AWAITING_PAYMENT")
+            .await?;
+        Ok((customer, order, product))
+    }
+
+    /// Waits until product-service shows the product's stock as `(available, reserved, sold)`.
+    pub async fn wait_for_stock(&self, product: Uuid, expected: (i64, i64, i64)) -> TestResult {
+        eventually(DEADLINE, || async move {
+            let stock = self.stock(product).await?;
+            anyhow::ensure!(
+                stock == expected,
+                "stock {stock:?}, waiting for {expected:?}"
+            );
+            Ok(())
+        })
+        .await
+    }
+
     /// The product's stock `(available, reserved, sold)` from product-service.
     pub async fn stock(&self, id: Uuid) -> anyhow::Result<(i64, i64, i64)> {
         let reply = self
