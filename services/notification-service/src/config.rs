@@ -150,3 +150,43 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_set_follows_user_service_unless_given() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([(
+            "USER_SERVICE_URL",
+            "http://users:8081",
+        )]))?;
+        assert_eq!(config.server.port, 8085);
+        assert_eq!(config.smtp.port, 1025);
+        assert_eq!(
+            config.tokens.jwks_url,
+            "http://users:8081/.well-known/jwks.json"
+        );
+        let given = Config::read(&Env::from_pairs([
+            ("USER_SERVICE_URL", "http://users:8081"),
+            ("JWKS_URL", "http://keys/jwks.json"),
+        ]))?;
+        assert_eq!(given.tokens.jwks_url, "http://keys/jwks.json");
+        Ok(())
+    }
+
+    #[test]
+    fn a_refused_value_names_its_variable() {
+        for (name, value) in [
+            ("SMTP_PORT", "smtp"),
+            ("NOTIFICATION_CONCURRENCY", "0"),
+            ("NOTIFICATION_LEASE_SECS", "1"),
+        ] {
+            let message = Config::read(&Env::from_pairs([(name, value)]))
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(message.starts_with(name), "{name}={value}: {message}");
+        }
+    }
+}

@@ -156,4 +156,36 @@ mod tests {
             assert!(!is_iso_duration(bad), "{bad}");
         }
     }
+
+    #[test]
+    fn defaults_are_the_local_stack() -> anyhow::Result<()> {
+        let config = super::Config::read(&super::Env::from_pairs([]))?;
+        assert_eq!(config.server.port, 8083);
+        assert_eq!(config.payment_timeout, std::time::Duration::from_secs(900));
+        assert_eq!(config.reservation_timeout, config.payment_timeout);
+        assert_eq!(config.workflow_namespace, workflow::default_namespace(""));
+        assert_eq!(config.review_timeout, "P2D");
+        Ok(())
+    }
+
+    #[test]
+    fn a_refused_value_names_its_variable() {
+        let refusal = |name: &'static str, value: &'static str| {
+            super::Config::read(&super::Env::from_pairs([(name, value)]))
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        for (name, value) in [
+            ("ORDER_EXPIRY_INTERVAL_MS", "0"),
+            ("ORDER_EXPIRY_INTERVAL_MS", "5s"),
+            ("ORDER_REVIEW_TIMEOUT", "2 days"),
+            ("ORDER_REVIEW_AMOUNT", "0"),
+            ("ORDER_REFUND_WINDOW_DAYS", "-1"),
+        ] {
+            let message = refusal(name, value);
+            assert!(message.starts_with(name), "{name}={value}: {message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
 }

@@ -127,3 +127,43 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_local_stack() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([]))?;
+        assert_eq!(config.server.port, 8084);
+        assert_eq!(config.server.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.psp_timeout, Duration::from_secs(2));
+        assert!(config.run_order_consumer && config.run_reconciler);
+        Ok(())
+    }
+
+    #[test]
+    fn outside_the_local_profile_the_fingerprint_key_is_required() {
+        let env = Env::from_pairs([("APP_PROFILE", "production")]);
+        let refused = Config::read(&env)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(refused.starts_with("PAYMENT_FINGERPRINT_KEY"), "{refused}");
+    }
+
+    #[test]
+    fn attempts_are_at_least_one_and_switches_name_themselves() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([("PSP_MAX_ATTEMPTS", "0")]))?;
+        assert_eq!(config.psp_max_attempts, 1);
+        let refused = Config::read(&Env::from_pairs([("RECONCILER", "maybe")]))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            refused.starts_with("RECONCILER must be on or off"),
+            "{refused}"
+        );
+        Ok(())
+    }
+}

@@ -70,3 +70,44 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_local_stack() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([]))?;
+        assert_eq!(config.server.port, 8082);
+        assert_eq!(config.server.request_timeout, Duration::from_secs(10));
+        assert_eq!(config.database, "catalog");
+        assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(config.tokens.jwt.issuer, "ferroshop-users");
+        assert!(config.run_inventory_consumer);
+        assert_eq!(config.inventory_consumers, 3);
+        assert_eq!(
+            config.workflow_engine_url.as_deref(),
+            Some("http://127.0.0.1:8086")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn switches_and_bounds_are_checked_by_name() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([
+            ("INVENTORY_CONSUMER", "off"),
+            ("WORKFLOW_ENGINE_URL", "off"),
+        ]))?;
+        assert!(!config.run_inventory_consumer);
+        assert_eq!(config.workflow_engine_url, None);
+        let refused = Config::read(&Env::from_pairs([("INVENTORY_CONSUMERS", "17")]))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            refused.starts_with("INVENTORY_CONSUMERS must be"),
+            "{refused}"
+        );
+        Ok(())
+    }
+}

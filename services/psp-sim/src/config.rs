@@ -58,3 +58,30 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_timeout_leaves_room_for_the_slow_card() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([("PSP_SLOW_DELAY_MS", "400")]))?;
+        assert_eq!(config.server.port, 8090);
+        assert_eq!(config.server.request_timeout, Duration::from_millis(30_400));
+        Ok(())
+    }
+
+    #[test]
+    fn a_failure_rate_outside_zero_to_one_is_refused() {
+        for value in ["2", "half"] {
+            let message = Config::read(&Env::from_pairs([("PSP_FAILURE_RATE", value)]))
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(
+                message.starts_with("PSP_FAILURE_RATE"),
+                "{value}: {message}"
+            );
+        }
+    }
+}

@@ -32,3 +32,19 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_a_refused_port() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([]))?;
+        assert_eq!(
+            (config.port, config.api_token.as_str()),
+            (8091, DEFAULT_TOKEN)
+        );
+        assert!(Config::read(&Env::from_pairs([("PORT", "sms")])).is_err());
+        Ok(())
+    }
+}

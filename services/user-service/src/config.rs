@@ -218,6 +218,30 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_the_local_stack_and_refusals_name_the_variable() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([]))?;
+        assert_eq!(config.server.port, 8081);
+        assert_eq!(config.profile, Profile::Local);
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.admin_email.as_deref(), Some("admin@example.com"));
+        let refusal = |pairs: &[(&'static str, &'static str)]| {
+            Config::read(&Env::from_pairs(pairs.iter().copied()))
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        assert!(refusal(&[("LOGIN_MAX_FAILURES", "five")]).starts_with("LOGIN_MAX_FAILURES"));
+        assert!(refusal(&[("APP_PROFILE", "staging")]).starts_with("APP_PROFILE"));
+        // Outside the local profile the default admin password refuses to start.
+        let production = refusal(&[
+            ("APP_PROFILE", "production"),
+            ("ADMIN_EMAIL", "admin@shop.example"),
+        ]);
+        assert!(production.starts_with("ADMIN_PASSWORD"), "{production}");
+        Ok(())
+    }
+
+    #[test]
     fn locally_google_points_at_the_stand_in_by_default() -> anyhow::Result<()> {
         let google = providers(&[], Profile::Local)?;
         assert_eq!(google.len(), 1);
