@@ -3,7 +3,7 @@
 //! one that never answers) for what our services cannot be made to do on demand.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use auth::{KeySource, Role};
 use axum::extract::Request;
@@ -12,7 +12,6 @@ use gateway::config::{Config, Quota, RouteConfig, ServiceConfig};
 use gateway::routes::{AuthPolicy, LimitClass};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection};
 use testkit::tokens::TestIssuer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,10 +29,6 @@ pub const PASSWORD: &str = "correct horse battery";
 /// Spans are exported like in production, so the gateway really injects its own trace context.
 fn telemetry_guard() {
     testkit::spans::install("gateway", true);
-}
-
-fn now_secs() -> anyhow::Result<u64> {
-    Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())
 }
 
 /// A base URL nothing listens on (the port was free a moment ago).
@@ -223,20 +218,12 @@ pub struct Users {
 /// Starts user-service like its own tests do: a fresh database and topic prefix, port 0.
 pub async fn spawn_users() -> anyhow::Result<Users> {
     telemetry_guard();
-    let admin_url = testkit::stack::admin_database_url();
-    // Named like user-service's own test databases, so its clean-up drops stale ones too.
-    let name = format!("test_users_{}_gw{}", now_secs()?, Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
+    // Tagged like user-service's own test databases, so either's clean-up drops stale ones.
+    let database_url = testkit::postgres::fresh_database("users").await?;
     let config = user_service::config::Config {
         profile: user_service::config::Profile::Local,
         server: web::ServerConfig::for_tests(Duration::from_secs(10)),
-        database_url: format!("{base}/{name}").into(),
+        database_url: database_url.into(),
         kafka: messaging::KafkaConfig {
             brokers: testkit::stack::kafka_brokers(),
         },
@@ -278,8 +265,8 @@ pub struct Products {
 /// Starts product-service on a fresh catalog database, verifying tokens with `users`' JWKS.
 pub async fn spawn_products(users: &Users) -> anyhow::Result<Products> {
     let uuid = Uuid::new_v4().simple().to_string();
-    // Named like product-service's own test databases, so its clean-up drops stale ones too.
-    let database = format!("test_catalog_{}_gw{}", now_secs()?, &uuid[..8]);
+    // Tagged like product-service's own test databases, so either's clean-up drops stale ones.
+    let database = testkit::mongo::fresh_database("catalog").await?;
     let mut products = Products {
         address: String::new(),
         port: 0,
