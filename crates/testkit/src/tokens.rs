@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use auth::{JwkSet, KeySource, Role, SigningKey, TokenIssuer};
+use auth::{JwkSet, JwtConfig, KeySource, Role, SigningKey, TokenIssuer, VerifierConfig};
 use uuid::Uuid;
 
 /// A signing key and the tokens it issues (15 minutes, the platform's issuer and audience).
@@ -65,6 +65,16 @@ impl TestIssuer {
     /// A token for a new user in `role`.
     pub fn token_for(&self, role: Role) -> anyhow::Result<String> {
         self.token(Uuid::now_v7(), role, "someone@example.com")
+    }
+}
+
+/// The token settings of a service started with [`TestIssuer::keys`] (`build_with_keys`):
+/// the platform's issuer and audience, and a JWKS URL nothing listens on, since the static key
+/// set means it is never fetched.
+pub fn static_keys_verifier() -> VerifierConfig {
+    VerifierConfig {
+        jwks_url: "http://127.0.0.1:9/unused".into(),
+        jwt: JwtConfig::default(),
     }
 }
 

@@ -24,7 +24,6 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
-pub use auth::config::{DEFAULT_AUDIENCE as AUDIENCE, DEFAULT_ISSUER as ISSUER};
 pub use testkit::eventually;
 pub use testkit::http::Reply;
 pub use testkit::spans::flush as flush_spans;
@@ -69,13 +68,7 @@ pub fn test_config(database_url: &str, topic_prefix: &str, sms_url: &str) -> Con
         database_url: database_url.to_owned().into(),
         kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        tokens: auth::VerifierConfig {
-            jwks_url: "http://127.0.0.1:9/unused".into(),
-            jwt: auth::JwtConfig {
-                issuer: ISSUER.into(),
-                audience: AUDIENCE.into(),
-            },
-        },
+        tokens: testkit::tokens::static_keys_verifier(),
         smtp: SmtpConfig {
             host: smtp_host(),
             port: smtp_port(),

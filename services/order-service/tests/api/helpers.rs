@@ -36,13 +36,7 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         database_url: database_url.to_owned().into(),
         kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        tokens: auth::VerifierConfig {
-            jwks_url: "http://127.0.0.1:9/unused".into(),
-            jwt: auth::JwtConfig {
-                issuer: ISSUER.into(),
-                audience: AUDIENCE.into(),
-            },
-        },
+        tokens: testkit::tokens::static_keys_verifier(),
         payment_timeout: Duration::from_secs(900),
         reservation_timeout: Duration::from_secs(900),
         expiry_interval: Duration::from_millis(200),

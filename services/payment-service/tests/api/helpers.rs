@@ -18,7 +18,6 @@ use testkit::tokens::TestIssuer;
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
-pub use auth::config::{DEFAULT_AUDIENCE as AUDIENCE, DEFAULT_ISSUER as ISSUER};
 pub use messaging::testing::EventRecord as Record;
 pub use testkit::eventually;
 pub use testkit::http::Reply;
@@ -61,13 +60,7 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
         database: database.to_owned(),
         kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        tokens: auth::VerifierConfig {
-            jwks_url: "http://127.0.0.1:9/unused".into(),
-            jwt: auth::JwtConfig {
-                issuer: ISSUER.into(),
-                audience: AUDIENCE.into(),
-            },
-        },
+        tokens: testkit::tokens::static_keys_verifier(),
         psp_url: psp_url.to_owned(),
         psp_api_key: payment_service::config::DEFAULT_PSP_API_KEY.into(),
         psp_timeout: Duration::from_millis(2_000),

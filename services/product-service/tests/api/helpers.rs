@@ -43,13 +43,7 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
         database: database.to_owned(),
         kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        tokens: auth::VerifierConfig {
-            jwks_url: "http://127.0.0.1:9/unused".into(),
-            jwt: auth::JwtConfig {
-                issuer: ISSUER.into(),
-                audience: AUDIENCE.into(),
-            },
-        },
+        tokens: testkit::tokens::static_keys_verifier(),
         run_outbox_relay: true,
         run_inventory_consumer: true,
         inventory_consumers: 3,
