@@ -8,11 +8,13 @@
 //! signed for another audience or with a downgraded algorithm is refused.
 
 pub mod claims;
+pub mod config;
 pub mod extract;
 pub mod keys;
 pub mod verify;
 
 pub use claims::{Claims, Role};
+pub use config::{JwtConfig, VerifierConfig};
 pub use extract::{AdminUser, AuthUser};
 /// The public key set `KeySource::Static` takes (re-exported so callers need no jsonwebtoken).
 pub use jsonwebtoken::jwk::JwkSet;

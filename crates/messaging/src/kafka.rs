@@ -28,7 +28,17 @@ pub struct TopicSpec {
     pub compacted: bool,
 }
 
+/// The local broker of `cargo xtask up`.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
 impl KafkaConfig {
+    /// `KAFKA_BROKERS` (default: the local broker).
+    pub fn from_env(env: &settings::Env) -> Self {
+        Self {
+            brokers: env.string_or("KAFKA_BROKERS", DEFAULT_BROKERS),
+        }
+    }
+
     fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
@@ -93,4 +103,20 @@ pub async fn broker_reachable(producer: &FutureProducer) -> Result<(), String> {
     })
     .await
     .map_err(|error| format!("metadata check failed: {error}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brokers_come_from_kafka_brokers_or_the_local_default() {
+        let local = KafkaConfig::from_env(&settings::Env::from_pairs([]));
+        assert_eq!(local.brokers, DEFAULT_BROKERS);
+        let env = settings::Env::from_pairs([("KAFKA_BROKERS", "kafka-0:9092,kafka-1:9092")]);
+        assert_eq!(
+            KafkaConfig::from_env(&env).brokers,
+            "kafka-0:9092,kafka-1:9092"
+        );
+    }
 }

@@ -115,3 +115,40 @@ pub async fn read_events(brokers: &str, topic: &str) -> anyhow::Result<Vec<Event
         })
         .collect()
 }
+
+/// `data` as the service at `source` publishes it about `subject`: the record key (the
+/// subject) and the CloudEvent's bytes, ready for [`produce`].
+pub fn keyed_event<T: contracts::EventData>(
+    source: &str,
+    subject: Uuid,
+    data: T,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let event = CloudEvent::new(source, subject.to_string(), data).into_untyped()?;
+    Ok((subject.to_string(), serde_json::to_vec(&event)?))
+}
+
+/// Puts `records` (key, payload) on `topic` at once, as another service's producer would, and
+/// waits until the broker acknowledged every one. The producer is idempotent, so records with
+/// one key (one partition) keep their order.
+pub async fn produce(
+    brokers: &str,
+    topic: &str,
+    records: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    let producer = crate::KafkaConfig {
+        brokers: brokers.to_owned(),
+    }
+    .producer()?;
+    let sends = records.iter().map(|(key, payload)| {
+        producer.send(
+            rdkafka::producer::FutureRecord::to(topic)
+                .key(key)
+                .payload(payload),
+            Duration::from_secs(10),
+        )
+    });
+    for outcome in futures::future::join_all(sends).await {
+        outcome.map_err(|(error, _)| anyhow::anyhow!("producing to {topic}: {error}"))?;
+    }
+    Ok(())
+}

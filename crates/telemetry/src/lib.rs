@@ -32,6 +32,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+/// Where spans go unless `ZIPKIN_ENDPOINT` says otherwise: the local Zipkin of `cargo xtask up`.
+pub const DEFAULT_ZIPKIN_ENDPOINT: &str = "http://127.0.0.1:9411/api/v2/spans";
+
 /// What [`init`] needs to know.
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {

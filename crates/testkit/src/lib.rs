@@ -1,11 +1,20 @@
 //! Helpers for the services' integration tests: waiting for asynchronous outcomes with a
 //! deadline (never a fixed sleep), running a service's real binary to signal it, the OIDC
 //! stand-in for Google with a browser's part of a sign-in ([`oidc_standin`]), and private
-//! instances of the infrastructure for tests that stop it ([`deps`]).
+//! instances of the infrastructure for tests that stop it ([`deps`]). What every service's
+//! `tests/api/helpers.rs` needs is here once: the answer wrapper ([`http::Reply`]), access
+//! tokens signed like user-service's ([`tokens::TestIssuer`]), the telemetry of a test binary
+//! ([`spans`]), fresh PostgreSQL databases ([`postgres`]) and MongoDB names ([`mongo`], feature
+//! `mongo`). A new test file should reach for these first.
 //! Used only as a dev-dependency.
 
 pub mod deps;
+pub mod http;
+#[cfg(feature = "mongo")]
+pub mod mongo;
 pub mod oidc_standin;
+pub mod spans;
+pub mod tokens;
 
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};

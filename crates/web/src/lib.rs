@@ -9,6 +9,7 @@
 //! answers the same way at its edges. [`Lifecycle`] runs that router with the service's
 //! background work and stops both in the order that loses nothing.
 
+pub mod config;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -20,6 +21,7 @@ pub mod openapi;
 pub mod problem;
 pub mod server;
 
+pub use config::ServerConfig;
 pub use error::{ApiError, ApiResult};
 pub use extract::{Json, Path};
 pub use health::{Readiness, ReadinessCheck};

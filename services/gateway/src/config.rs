@@ -2,17 +2,13 @@
 //! environment variables, which win. Loaded once and validated at start, so a typo in a route
 //! or an unparsable upstream URL stops the gateway instead of surfacing as 502s later.
 
-#![allow(
-    clippy::disallowed_methods,
-    reason = "the one module of this service that reads its environment"
-)]
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use http::Uri;
 use serde::Deserialize;
+use settings::Env;
 
 use crate::routes::{AuthPolicy, LimitClass};
 
@@ -214,10 +210,10 @@ impl Default for Config {
             port: 8080,
             max_body_bytes: web::extract::MAX_BODY_BYTES,
             trust_forwarded_for: false,
-            jwks_url: "http://127.0.0.1:8081/.well-known/jwks.json".into(),
-            jwt_issuer: "ferroshop-users".into(),
-            jwt_audience: "ferroshop".into(),
-            zipkin_endpoint: Some("http://127.0.0.1:9411/api/v2/spans".into()),
+            jwks_url: auth::config::DEFAULT_JWKS_URL.into(),
+            jwt_issuer: auth::config::DEFAULT_ISSUER.into(),
+            jwt_audience: auth::config::DEFAULT_AUDIENCE.into(),
+            zipkin_endpoint: Some(telemetry::DEFAULT_ZIPKIN_ENDPOINT.into()),
             connect_timeout_ms: 1_000,
             pool_max_idle_per_host: 256,
             health: HealthConfig::default(),
@@ -267,104 +263,92 @@ impl Default for Config {
 
 impl Config {
     /// Reads `GATEWAY_CONFIG` (if set) and the process environment.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the one place the gateway reads its environment"
+    )]
     pub fn load() -> anyhow::Result<Self> {
-        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let file = match env("GATEWAY_CONFIG") {
+        let env = Env::process();
+        let file = match env.get("GATEWAY_CONFIG") {
             Some(path) => Some(
                 std::fs::read_to_string(&path)
                     .with_context(|| format!("reading GATEWAY_CONFIG {path}"))?,
             ),
             None => None,
         };
-        Self::from_sources(file.as_deref(), env)
+        Self::from_sources(file.as_deref(), &env)
     }
 
-    /// Defaults, then `file` (TOML), then the variables `env` returns. Pure, for tests.
-    pub fn from_sources(
-        file: Option<&str>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<Self> {
+    /// Defaults, then `file` (TOML), then the variables of `env`. Pure, for tests.
+    pub fn from_sources(file: Option<&str>, env: &Env) -> anyhow::Result<Self> {
         let mut config = match file {
             Some(text) => toml::from_str(text).context("parsing the gateway configuration")?,
             None => Self::default(),
         };
-        config.apply_env(&env)?;
+        config.apply_env(env)?;
         config.validate()?;
         Ok(config)
     }
 
-    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        if let Some(host) = env("HOST") {
-            self.host = host;
-        }
-        if let Some(port) = env("PORT") {
-            self.port = port.parse().context("PORT must be a port number")?;
-        }
-        if let Some(url) = env("JWKS_URL") {
-            self.jwks_url = url;
-        }
-        if let Some(issuer) = env("JWT_ISSUER") {
-            self.jwt_issuer = issuer;
-        }
-        if let Some(audience) = env("JWT_AUDIENCE") {
-            self.jwt_audience = audience;
-        }
-        if let Some(endpoint) = env("ZIPKIN_ENDPOINT") {
+    /// Each variable that is set replaces what the defaults and the file said.
+    fn apply_env(&mut self, env: &Env) -> anyhow::Result<()> {
+        self.host = env.string_or("HOST", &self.host);
+        self.port = env.port("PORT", self.port)?;
+        self.jwks_url = env.string_or("JWKS_URL", &self.jwks_url);
+        self.jwt_issuer = env.string_or("JWT_ISSUER", &self.jwt_issuer);
+        self.jwt_audience = env.string_or("JWT_AUDIENCE", &self.jwt_audience);
+        if let Some(endpoint) = env.get("ZIPKIN_ENDPOINT") {
             self.zipkin_endpoint = (endpoint != "off").then_some(endpoint);
         }
-        if let Some(bytes) = env("GATEWAY_MAX_BODY_BYTES") {
-            self.max_body_bytes = bytes
-                .parse()
-                .context("GATEWAY_MAX_BODY_BYTES must be a number of bytes")?;
-        }
-        if let Some(trust) = env("GATEWAY_TRUST_FORWARDED_FOR") {
-            self.trust_forwarded_for = parse_switch("GATEWAY_TRUST_FORWARDED_FOR", &trust)?;
-        }
-        if let Some(ms) = env("GATEWAY_HEALTH_INTERVAL_MS") {
-            self.health.interval_ms = ms
-                .parse()
-                .context("GATEWAY_HEALTH_INTERVAL_MS must be milliseconds")?;
-        }
+        self.max_body_bytes = env.parsed(
+            "GATEWAY_MAX_BODY_BYTES",
+            self.max_body_bytes,
+            "a number of bytes",
+        )?;
+        self.trust_forwarded_for =
+            env.switch("GATEWAY_TRUST_FORWARDED_FOR", self.trust_forwarded_for)?;
+        self.health.interval_ms = env.parsed(
+            "GATEWAY_HEALTH_INTERVAL_MS",
+            self.health.interval_ms,
+            "milliseconds",
+        )?;
         for (name, quota) in [
             ("GATEWAY_RATE_LIMIT_PER_IP", &mut self.limits.per_ip),
             ("GATEWAY_RATE_LIMIT_PER_USER", &mut self.limits.per_user),
             ("GATEWAY_RATE_LIMIT_STRICT", &mut self.limits.strict),
         ] {
-            if let Some(value) = env(name) {
+            if let Some(value) = env.get(name) {
                 *quota = parse_quota(&value).with_context(|| {
                     format!("{name} must be `<per second>:<burst>` or `off`, not {value:?}")
                 })?;
             }
         }
-        if let Some(root) = env("GATEWAY_WEB_ROOT") {
+        if let Some(root) = env.get("GATEWAY_WEB_ROOT") {
             self.web_root = (root != "off").then_some(root);
         }
-        if let Some(ms) = env("GATEWAY_HEADER_READ_TIMEOUT_MS") {
-            self.header_read_timeout_ms = ms
-                .parse()
-                .context("GATEWAY_HEADER_READ_TIMEOUT_MS must be milliseconds")?;
-        }
-        if let Some(bytes) = env("GATEWAY_MAX_HEADER_BYTES") {
-            self.max_header_bytes = bytes
-                .parse()
-                .context("GATEWAY_MAX_HEADER_BYTES must be a number of bytes")?;
-        }
-        if let Some(secs) = env("GATEWAY_HSTS_MAX_AGE_SECS") {
+        self.header_read_timeout_ms = env.parsed(
+            "GATEWAY_HEADER_READ_TIMEOUT_MS",
+            self.header_read_timeout_ms,
+            "milliseconds",
+        )?;
+        self.max_header_bytes = env.parsed(
+            "GATEWAY_MAX_HEADER_BYTES",
+            self.max_header_bytes,
+            "a number of bytes",
+        )?;
+        if let Some(secs) = env.get("GATEWAY_HSTS_MAX_AGE_SECS") {
             self.hsts_max_age_secs = match secs.as_str() {
                 "off" => None,
-                secs => Some(
-                    secs.parse()
-                        .context("GATEWAY_HSTS_MAX_AGE_SECS must be seconds or `off`")?,
-                ),
+                _ => Some(env.parsed("GATEWAY_HSTS_MAX_AGE_SECS", 0, "seconds or `off`")?),
             };
         }
-        if let Some(origins) = env("GATEWAY_CORS_ORIGINS") {
-            self.cors.allowed_origins = split_list(&origins);
+        if let Some(origins) = env.list("GATEWAY_CORS_ORIGINS") {
+            self.cors.allowed_origins = origins;
         }
         for (name, service) in &mut self.services {
             let var = format!("{}_URL", name.to_uppercase().replace('-', "_"));
-            if let Some(urls) = env(&var) {
-                service.urls = split_list(&urls);
+            if let Some(urls) = env.list(&var) {
+                service.urls = urls;
             }
         }
         Ok(())
@@ -432,8 +416,8 @@ impl Config {
 /// context switches, work stealing). One worker serves about 15,000 proxied requests per second
 /// here; give it more (`cores`) when the gateway has cores of its own and needs more than that.
 /// It is read before the runtime starts, so it lives outside [`Config`].
-pub fn worker_threads(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<usize> {
-    match env("GATEWAY_WORKER_THREADS").as_deref().map(str::trim) {
+pub fn worker_threads(env: &Env) -> anyhow::Result<usize> {
+    match env.get("GATEWAY_WORKER_THREADS").as_deref().map(str::trim) {
         None | Some("") => Ok(1),
         Some("cores") => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
         Some(value) => match value.parse::<usize>() {
@@ -446,8 +430,12 @@ pub fn worker_threads(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<us
 }
 
 /// [`worker_threads`] from the process environment.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "read before the runtime starts, so outside Config::load"
+)]
 pub fn worker_threads_from_environment() -> anyhow::Result<usize> {
-    worker_threads(|name| std::env::var(name).ok())
+    worker_threads(&Env::process())
 }
 
 /// Checks an instance base URL: plain `http://host:port` with no path (the gateway appends the
@@ -466,23 +454,6 @@ pub fn instance_uri(url: &str) -> anyhow::Result<Uri> {
         "{url:?} must not have a path"
     );
     Ok(uri)
-}
-
-fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn parse_switch(name: &str, value: &str) -> anyhow::Result<bool> {
-    match value {
-        "on" | "true" | "1" => Ok(true),
-        "off" | "false" | "0" => Ok(false),
-        _ => bail!("{name} must be on or off"),
-    }
 }
 
 fn parse_quota(value: &str) -> anyhow::Result<Quota> {
@@ -505,19 +476,18 @@ fn parse_quota(value: &str) -> anyhow::Result<Quota> {
 mod tests {
     use super::*;
 
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        }
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> Env {
+        Env::from_pairs(pairs.iter().copied())
+    }
+
+    fn no_env() -> Env {
+        Env::from_pairs([])
     }
 
     #[test]
     fn the_shipped_file_spells_out_the_defaults() -> anyhow::Result<()> {
         let file = include_str!("../../../deploy/gateway/gateway.toml");
-        let from_file = Config::from_sources(Some(file), |_| None)?;
+        let from_file = Config::from_sources(Some(file), &no_env())?;
         assert_eq!(from_file, Config::default());
         Ok(())
     }
@@ -535,7 +505,7 @@ mod tests {
         "#;
         let config = Config::from_sources(
             Some(file),
-            env_of(&[
+            &env_of(&[
                 ("PORT", "8088"),
                 (
                     "PRODUCT_SERVICE_URL",
@@ -566,14 +536,14 @@ mod tests {
 
     #[test]
     fn one_worker_unless_told_otherwise() -> anyhow::Result<()> {
-        assert_eq!(worker_threads(|_| None)?, 1);
+        assert_eq!(worker_threads(&no_env())?, 1);
         assert_eq!(
-            worker_threads(env_of(&[("GATEWAY_WORKER_THREADS", "3")]))?,
+            worker_threads(&env_of(&[("GATEWAY_WORKER_THREADS", "3")]))?,
             3
         );
-        assert!(worker_threads(env_of(&[("GATEWAY_WORKER_THREADS", "cores")]))? >= 1);
-        assert!(worker_threads(env_of(&[("GATEWAY_WORKER_THREADS", "0")])).is_err());
-        assert!(worker_threads(env_of(&[("GATEWAY_WORKER_THREADS", "many")])).is_err());
+        assert!(worker_threads(&env_of(&[("GATEWAY_WORKER_THREADS", "cores")]))? >= 1);
+        assert!(worker_threads(&env_of(&[("GATEWAY_WORKER_THREADS", "0")])).is_err());
+        assert!(worker_threads(&env_of(&[("GATEWAY_WORKER_THREADS", "many")])).is_err());
         Ok(())
     }
 
@@ -584,36 +554,36 @@ mod tests {
             prefix = "/api/x"
             service = "nowhere"
         "#;
-        let error = Config::from_sources(Some(unknown_service), |_| None)
+        let error = Config::from_sources(Some(unknown_service), &no_env())
             .err()
             .map(|e| format!("{e:#}"))
             .unwrap_or_default();
         assert!(error.contains("unknown service"), "{error}");
 
         let https = env_of(&[("USER_SERVICE_URL", "https://users.example")]);
-        assert!(Config::from_sources(None, https).is_err());
+        assert!(Config::from_sources(None, &https).is_err());
         let with_path = env_of(&[("USER_SERVICE_URL", "http://127.0.0.1:8081/api")]);
-        assert!(Config::from_sources(None, with_path).is_err());
+        assert!(Config::from_sources(None, &with_path).is_err());
         let typo = "prot = 1";
-        assert!(Config::from_sources(Some(typo), |_| None).is_err());
+        assert!(Config::from_sources(Some(typo), &no_env()).is_err());
         let bad_quota = env_of(&[("GATEWAY_RATE_LIMIT_PER_USER", "lots")]);
-        assert!(Config::from_sources(None, bad_quota).is_err());
+        assert!(Config::from_sources(None, &bad_quota).is_err());
     }
 
     #[test]
     fn the_storefront_directory_comes_from_the_file_or_the_environment() -> anyhow::Result<()> {
         assert_eq!(Config::default().web_root, None);
         let file = r#"web_root = "/srv/shop""#;
-        let from_file = Config::from_sources(Some(file), |_| None)?;
+        let from_file = Config::from_sources(Some(file), &no_env())?;
         assert_eq!(from_file.web_root.as_deref(), Some("/srv/shop"));
         let env = env_of(&[("GATEWAY_WEB_ROOT", "/usr/share/ferroshop/web")]);
-        let from_env = Config::from_sources(Some(file), env)?;
+        let from_env = Config::from_sources(Some(file), &env)?;
         assert_eq!(
             from_env.web_root.as_deref(),
             Some("/usr/share/ferroshop/web")
         );
         let off = env_of(&[("GATEWAY_WEB_ROOT", "off")]);
-        assert_eq!(Config::from_sources(Some(file), off)?.web_root, None);
+        assert_eq!(Config::from_sources(Some(file), &off)?.web_root, None);
         Ok(())
     }
 }

@@ -1,31 +1,28 @@
 //! Typed configuration, read once from the environment and validated at start.
 
-#![allow(
-    clippy::disallowed_methods,
-    reason = "the one module of this service that reads its environment"
-)]
-
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
+use auth::VerifierConfig;
+use messaging::KafkaConfig;
 use secrecy::SecretString;
+use settings::Env;
+use web::ServerConfig;
 
 /// The SMS gateway token of the local simulator (sms-sim's default).
 pub const LOCAL_SMS_TOKEN: &str = "sms-sim-local-token";
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub host: String,
-    pub port: u16,
+    /// `HOST`, `PORT` (8085), `REQUEST_TIMEOUT_SECS` (10), `ZIPKIN_ENDPOINT`.
+    pub server: ServerConfig,
     pub database_url: SecretString,
-    pub kafka_brokers: String,
+    pub kafka: KafkaConfig,
     /// Prepended to every topic and consumer group (isolates test runs sharing a broker).
     pub topic_prefix: String,
-    pub zipkin_endpoint: Option<String>,
-    pub jwks_url: String,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub request_timeout: Duration,
+    /// user-service's JWKS (`JWKS_URL`, default `$USER_SERVICE_URL/.well-known/jwks.json`) and
+    /// the claims required of access tokens.
+    pub tokens: VerifierConfig,
     pub smtp: SmtpConfig,
     pub sms: SmsConfig,
     pub delivery: DeliveryConfig,
@@ -89,95 +86,61 @@ pub struct DeliveryConfig {
 }
 
 impl Config {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the one place this service reads its environment"
+    )]
     pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match var(name) {
-                Some(value) => value
-                    .parse()
-                    .with_context(|| format!("{name} must be a whole number")),
-                None => Ok(default),
-            }
-        };
-        let switch = |name: &str| -> anyhow::Result<bool> {
-            match var(name).as_deref() {
-                None | Some("on") => Ok(true),
-                Some("off") => Ok(false),
-                Some(_) => bail!("{name} must be on or off"),
-            }
-        };
-        let topic_prefix = var("KAFKA_TOPIC_PREFIX").unwrap_or_default();
+        Self::read(&Env::process())
+    }
+
+    /// The configuration `env` describes, validated.
+    pub fn read(env: &Env) -> anyhow::Result<Self> {
+        let users = env.string_or("USER_SERVICE_URL", "http://127.0.0.1:8081");
+        let topic_prefix = env.string_or("KAFKA_TOPIC_PREFIX", "");
         let config = Self {
-            host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
-            port: number("PORT", 8085)?
-                .try_into()
-                .context("PORT must be a port number")?,
-            database_url: SecretString::from(
-                var("DATABASE_URL")
-                    .unwrap_or_else(|| "postgres://shop:shop@127.0.0.1:5432/notifications".into()),
+            server: ServerConfig::from_env(env, 8085, 10)?,
+            database_url: env.secret_or(
+                "DATABASE_URL",
+                "postgres://shop:shop@127.0.0.1:5432/notifications",
             ),
-            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-            workflow_engine_url: var("WORKFLOW_ENGINE_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:8086".into()),
-            workflow_namespace: var("WORKFLOW_NAMESPACE")
+            kafka: KafkaConfig::from_env(env),
+            workflow_engine_url: env.string_or("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),
+            workflow_namespace: env
+                .get("WORKFLOW_NAMESPACE")
                 .unwrap_or_else(|| workflow::default_namespace(&topic_prefix)),
-            run_workflow_worker: switch("WORKFLOW_WORKER")?,
-            admin_emails: var("NOTIFICATION_ADMIN_EMAILS")
-                .map(|list| {
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|address| !address.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            run_workflow_worker: env.switch("WORKFLOW_WORKER", true)?,
+            admin_emails: env.list("NOTIFICATION_ADMIN_EMAILS").unwrap_or_default(),
             topic_prefix,
-            zipkin_endpoint: Some(
-                var("ZIPKIN_ENDPOINT")
-                    .unwrap_or_else(|| "http://127.0.0.1:9411/api/v2/spans".into()),
-            )
-            .filter(|endpoint| endpoint != "off"),
-            jwks_url: var("JWKS_URL").unwrap_or_else(|| {
-                let users =
-                    var("USER_SERVICE_URL").unwrap_or_else(|| "http://127.0.0.1:8081".into());
-                format!("{users}/.well-known/jwks.json")
-            }),
-            jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "ferroshop-users".into()),
-            jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "ferroshop".into()),
-            request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?),
+            tokens: VerifierConfig::with_default_jwks(
+                env,
+                format!("{users}/.well-known/jwks.json"),
+            ),
             smtp: SmtpConfig {
-                host: var("SMTP_HOST").unwrap_or_else(|| "127.0.0.1".into()),
-                port: number("SMTP_PORT", 1025)?
-                    .try_into()
-                    .context("SMTP_PORT must be a port number")?,
-                username: var("SMTP_USERNAME"),
-                password: var("SMTP_PASSWORD").map(SecretString::from),
-                from: var("MAIL_FROM")
-                    .unwrap_or_else(|| "ferroshop <no-reply@ferroshop.local>".into()),
-                timeout: Duration::from_secs(number("SMTP_TIMEOUT_SECS", 10)?),
+                host: env.string_or("SMTP_HOST", "127.0.0.1"),
+                port: env.port("SMTP_PORT", 1025)?,
+                username: env.get("SMTP_USERNAME"),
+                password: env.secret("SMTP_PASSWORD"),
+                from: env.string_or("MAIL_FROM", "ferroshop <no-reply@ferroshop.local>"),
+                timeout: env.seconds("SMTP_TIMEOUT_SECS", 10)?,
             },
             sms: SmsConfig {
-                base_url: var("SMS_SIM_URL")
-                    .or_else(|| var("SMS_API_URL"))
+                base_url: env
+                    .get("SMS_SIM_URL")
+                    .or_else(|| env.get("SMS_API_URL"))
                     .unwrap_or_else(|| "http://127.0.0.1:8091".into()),
-                api_token: SecretString::from(
-                    var("SMS_API_TOKEN").unwrap_or_else(|| LOCAL_SMS_TOKEN.into()),
-                ),
-                timeout: Duration::from_secs(number("SMS_TIMEOUT_SECS", 5)?),
+                api_token: env.secret_or("SMS_API_TOKEN", LOCAL_SMS_TOKEN),
+                timeout: env.seconds("SMS_TIMEOUT_SECS", 5)?,
             },
             delivery: DeliveryConfig {
-                concurrency: number("NOTIFICATION_CONCURRENCY", 16)? as usize,
-                max_attempts: number("NOTIFICATION_MAX_ATTEMPTS", 8)?
-                    .try_into()
-                    .context("NOTIFICATION_MAX_ATTEMPTS is too large")?,
-                retry_base: Duration::from_millis(number("NOTIFICATION_RETRY_BASE_MS", 1000)?),
-                lease: Duration::from_secs(number("NOTIFICATION_LEASE_SECS", 60)?),
-                max_queue: number("NOTIFICATION_MAX_QUEUE", 10_000)?
-                    .try_into()
-                    .context("NOTIFICATION_MAX_QUEUE is too large")?,
+                concurrency: env.number("NOTIFICATION_CONCURRENCY", 16)?,
+                max_attempts: env.number("NOTIFICATION_MAX_ATTEMPTS", 8)?,
+                retry_base: env.millis("NOTIFICATION_RETRY_BASE_MS", 1000)?,
+                lease: env.seconds("NOTIFICATION_LEASE_SECS", 60)?,
+                max_queue: env.number("NOTIFICATION_MAX_QUEUE", 10_000)?,
                 poll_interval: Duration::from_secs(1),
             },
-            consumers_per_group: number("NOTIFICATION_CONSUMERS", 3)? as usize,
+            consumers_per_group: env.number("NOTIFICATION_CONSUMERS", 3)?,
             run_consumers: true,
             run_senders: true,
         };
@@ -186,6 +149,13 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(address) = self
+            .admin_emails
+            .iter()
+            .find(|address| !address.contains('@') || address.contains(char::is_whitespace))
+        {
+            bail!("NOTIFICATION_ADMIN_EMAILS holds {address:?}, which is not an e-mail address");
+        }
         let delivery = &self.delivery;
         if delivery.concurrency == 0 || delivery.concurrency > 1024 {
             bail!("NOTIFICATION_CONCURRENCY must be between 1 and 1024");
@@ -202,13 +172,46 @@ impl Config {
         if delivery.max_queue < 1 {
             bail!("NOTIFICATION_MAX_QUEUE must be at least 1");
         }
-        if let Some(address) = self
-            .admin_emails
-            .iter()
-            .find(|address| !address.contains('@') || address.contains(char::is_whitespace))
-        {
-            bail!("NOTIFICATION_ADMIN_EMAILS holds {address:?}, which is not an e-mail address");
-        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_set_follows_user_service_unless_given() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([(
+            "USER_SERVICE_URL",
+            "http://users:8081",
+        )]))?;
+        assert_eq!(config.server.port, 8085);
+        assert_eq!(config.smtp.port, 1025);
+        assert_eq!(
+            config.tokens.jwks_url,
+            "http://users:8081/.well-known/jwks.json"
+        );
+        let given = Config::read(&Env::from_pairs([
+            ("USER_SERVICE_URL", "http://users:8081"),
+            ("JWKS_URL", "http://keys/jwks.json"),
+        ]))?;
+        assert_eq!(given.tokens.jwks_url, "http://keys/jwks.json");
+        Ok(())
+    }
+
+    #[test]
+    fn a_refused_value_names_its_variable() {
+        for (name, value) in [
+            ("SMTP_PORT", "smtp"),
+            ("NOTIFICATION_CONCURRENCY", "0"),
+            ("NOTIFICATION_LEASE_SECS", "1"),
+        ] {
+            let message = Config::read(&Env::from_pairs([(name, value)]))
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(message.starts_with(name), "{name}={value}: {message}");
+        }
     }
 }

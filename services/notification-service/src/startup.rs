@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{EventConsumer, KafkaConfig, TopicSpec};
+use messaging::{EventConsumer, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use web::{Lifecycle, Readiness, StopStage};
@@ -39,7 +39,8 @@ pub struct Application {
 impl Application {
     /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
+        let keys =
+            KeySource::remote(&config.tokens.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 
@@ -50,9 +51,7 @@ impl Application {
         let pool = store::connect(config.database_url.expose_secret()).await?;
         let templates = Arc::new(Templates::load().context("loading the message templates")?);
 
-        let kafka = KafkaConfig {
-            brokers: config.kafka_brokers.clone(),
-        };
+        let kafka = config.kafka.clone();
         let topics = Topic::with_prefix(config.topic_prefix.clone());
         let mut specs = Vec::new();
         for logical in [
@@ -87,15 +86,20 @@ impl Application {
 
         let state = AppState {
             pool: pool.clone(),
-            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+            verifier: TokenVerifier::new(
+                keys,
+                &config.tokens.jwt.issuer,
+                &config.tokens.jwt.audience,
+            ),
         };
         let router = web::documented_service_router::<api::ApiDoc>(
             "notification-service",
-            config.request_timeout,
+            config.server.request_timeout,
             api::router(state),
             readiness(pool.clone(), producer.clone()),
         )?;
-        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        let mut lifecycle =
+            Lifecycle::bind(&config.server.host, config.server.port, router).await?;
 
         let queue = Arc::new(Queue::new(pool.clone(), delivery.max_queue));
         if config.run_workflow_worker {

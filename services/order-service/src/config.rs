@@ -1,28 +1,23 @@
 //! Typed configuration, read once from the environment and validated at start.
 
-#![allow(
-    clippy::disallowed_methods,
-    reason = "the one module of this service that reads its environment"
-)]
-
 use std::time::Duration;
 
-use anyhow::Context as _;
+use auth::VerifierConfig;
+use messaging::KafkaConfig;
 use secrecy::SecretString;
+use settings::Env;
+use web::ServerConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub host: String,
-    pub port: u16,
+    /// `HOST`, `PORT` (8083), `REQUEST_TIMEOUT_SECS` (10), `ZIPKIN_ENDPOINT`.
+    pub server: ServerConfig,
     pub database_url: SecretString,
-    pub kafka_brokers: String,
+    pub kafka: KafkaConfig,
     /// Prepended to every topic name (isolates test runs sharing a broker).
     pub topic_prefix: String,
-    pub zipkin_endpoint: Option<String>,
-    /// user-service's JWKS, for verifying access tokens.
-    pub jwks_url: String,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
+    /// user-service's JWKS and the claims required of access tokens.
+    pub tokens: VerifierConfig,
     /// How long an order may wait for its reservation, and then for its payment, before the
     /// expiry job cancels it (`ORDER_PAYMENT_TIMEOUT_SECS`, default 15 minutes).
     pub payment_timeout: Duration,
@@ -33,7 +28,6 @@ pub struct Config {
     pub expiry_interval: Duration,
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
-    pub request_timeout: Duration,
     /// The workflow engine (`WORKFLOW_ENGINE_URL`, without `/engine-rest`).
     pub workflow_engine_url: String,
     /// Isolates this deployment's processes on a shared engine (`WORKFLOW_NAMESPACE`, default:
@@ -72,120 +66,68 @@ pub struct Config {
 
 impl Config {
     /// Reads conventional variables (see the service README).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the one place this service reads its environment"
+    )]
     pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match var(name) {
-                Some(value) => value
-                    .parse()
-                    .with_context(|| format!("{name} must be a whole number")),
-                None => Ok(default),
-            }
-        };
-        let payment_timeout = Duration::from_secs(number("ORDER_PAYMENT_TIMEOUT_SECS", 15 * 60)?);
-        anyhow::ensure!(
-            !payment_timeout.is_zero(),
-            "ORDER_PAYMENT_TIMEOUT_SECS must be at least 1"
-        );
-        let reservation_timeout = Duration::from_secs(number(
-            "ORDER_RESERVATION_TIMEOUT_SECS",
-            payment_timeout.as_secs(),
-        )?);
-        anyhow::ensure!(
-            !reservation_timeout.is_zero(),
-            "ORDER_RESERVATION_TIMEOUT_SECS must be at least 1"
-        );
-        let expiry_interval = Duration::from_millis(number("ORDER_EXPIRY_INTERVAL_MS", 5_000)?);
-        anyhow::ensure!(
-            !expiry_interval.is_zero(),
-            "ORDER_EXPIRY_INTERVAL_MS must be at least 1"
-        );
-        let topic_prefix = var("KAFKA_TOPIC_PREFIX").unwrap_or_default();
-        let refund_window_days = u32::try_from(number("ORDER_REFUND_WINDOW_DAYS", 14)?)
-            .context("ORDER_REFUND_WINDOW_DAYS is too large")?;
-        let refund_approval_timeout =
-            var("ORDER_REFUND_APPROVAL_TIMEOUT").unwrap_or_else(|| "P3D".into());
-        anyhow::ensure!(
-            is_iso_duration(&refund_approval_timeout),
-            "ORDER_REFUND_APPROVAL_TIMEOUT must be an ISO 8601 duration such as P3D or PT12H"
-        );
-        let refund_approval_reminder =
-            var("ORDER_REFUND_APPROVAL_REMINDER").unwrap_or_else(|| "P2D".into());
-        anyhow::ensure!(
-            is_iso_duration(&refund_approval_reminder),
-            "ORDER_REFUND_APPROVAL_REMINDER must be an ISO 8601 duration such as P2D or PT12H"
-        );
+        Self::read(&Env::process())
+    }
+
+    /// The configuration `env` describes, validated.
+    pub fn read(env: &Env) -> anyhow::Result<Self> {
+        let payment_timeout = env.positive_seconds("ORDER_PAYMENT_TIMEOUT_SECS", 15 * 60)?;
+        let topic_prefix = env.string_or("KAFKA_TOPIC_PREFIX", "");
+        let review_amount: i64 = env.number("ORDER_REVIEW_AMOUNT", 1_000_000)?;
+        anyhow::ensure!(review_amount > 0, "ORDER_REVIEW_AMOUNT must be at least 1");
+        let refund_approval_timeout = iso_duration(env, "ORDER_REFUND_APPROVAL_TIMEOUT", "P3D")?;
+        let refund_approval_reminder = iso_duration(env, "ORDER_REFUND_APPROVAL_REMINDER", "P2D")?;
         anyhow::ensure!(
             reminder_comes_first(&refund_approval_reminder, &refund_approval_timeout),
             "ORDER_REFUND_APPROVAL_REMINDER ({refund_approval_reminder}) must be shorter than \
              ORDER_REFUND_APPROVAL_TIMEOUT ({refund_approval_timeout}): the admins are reminded \
              before the request is rejected"
         );
-        let max_open_orders_per_user = u32::try_from(number(
-            "ORDER_MAX_OPEN_PER_USER",
-            u64::from(crate::domain::open_orders::DEFAULT_MAX_OPEN),
-        )?)
-        .context("ORDER_MAX_OPEN_PER_USER is too large")?;
-        let review_amount = i64::try_from(number("ORDER_REVIEW_AMOUNT", 1_000_000)?)
-            .context("ORDER_REVIEW_AMOUNT is too large")?;
-        anyhow::ensure!(review_amount > 0, "ORDER_REVIEW_AMOUNT must be at least 1");
-        let risk_check_timeout =
-            Duration::from_millis(number("ORDER_RISK_CHECK_TIMEOUT_MS", 1_000)?);
-        anyhow::ensure!(
-            !risk_check_timeout.is_zero(),
-            "ORDER_RISK_CHECK_TIMEOUT_MS must be at least 1"
-        );
-        let review_timeout = var("ORDER_REVIEW_TIMEOUT").unwrap_or_else(|| "P2D".into());
-        anyhow::ensure!(
-            is_iso_duration(&review_timeout),
-            "ORDER_REVIEW_TIMEOUT must be an ISO 8601 duration such as P2D or PT12H"
-        );
-        let review_start_interval =
-            Duration::from_millis(number("ORDER_REVIEW_START_INTERVAL_MS", 500)?);
-        anyhow::ensure!(
-            !review_start_interval.is_zero(),
-            "ORDER_REVIEW_START_INTERVAL_MS must be at least 1"
-        );
         Ok(Self {
-            max_open_orders_per_user,
-            review_amount,
-            risk_check_timeout,
-            review_timeout,
-            review_start_interval,
+            server: ServerConfig::from_env(env, 8083, 10)?,
+            database_url: env
+                .secret_or("DATABASE_URL", "postgres://shop:shop@127.0.0.1:5432/orders"),
+            kafka: KafkaConfig::from_env(env),
+            tokens: VerifierConfig::from_env(env),
+            payment_timeout,
+            reservation_timeout: env
+                .positive_seconds("ORDER_RESERVATION_TIMEOUT_SECS", payment_timeout.as_secs())?,
+            expiry_interval: env.positive_millis("ORDER_EXPIRY_INTERVAL_MS", 5_000)?,
+            run_outbox_relay: true,
+            workflow_engine_url: env.string_or("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),
+            workflow_namespace: env
+                .get("WORKFLOW_NAMESPACE")
+                .unwrap_or_else(|| workflow::default_namespace(&topic_prefix)),
+            topic_prefix,
+            refund_window_days: env.number("ORDER_REFUND_WINDOW_DAYS", 14)?,
             refund_approval_timeout,
             refund_approval_reminder,
-            workflow_engine_url: var("WORKFLOW_ENGINE_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:8086".into()),
-            workflow_namespace: var("WORKFLOW_NAMESPACE")
-                .unwrap_or_else(|| workflow::default_namespace(&topic_prefix)),
-            refund_window_days,
-            host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
-            port: match var("PORT") {
-                Some(port) => port.parse().context("PORT must be a port number")?,
-                None => 8083,
-            },
-            database_url: SecretString::from(
-                var("DATABASE_URL")
-                    .unwrap_or_else(|| "postgres://shop:shop@127.0.0.1:5432/orders".into()),
-            ),
-            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-            topic_prefix,
-            zipkin_endpoint: Some(
-                var("ZIPKIN_ENDPOINT")
-                    .unwrap_or_else(|| "http://127.0.0.1:9411/api/v2/spans".into()),
-            )
-            .filter(|endpoint| endpoint != "off"),
-            jwks_url: var("JWKS_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:8081/.well-known/jwks.json".into()),
-            jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "ferroshop-users".into()),
-            jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "ferroshop".into()),
-            payment_timeout,
-            reservation_timeout,
-            expiry_interval,
-            run_outbox_relay: true,
-            request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?),
+            max_open_orders_per_user: env.number(
+                "ORDER_MAX_OPEN_PER_USER",
+                crate::domain::open_orders::DEFAULT_MAX_OPEN,
+            )?,
+            review_amount,
+            risk_check_timeout: env.positive_millis("ORDER_RISK_CHECK_TIMEOUT_MS", 1_000)?,
+            review_timeout: iso_duration(env, "ORDER_REVIEW_TIMEOUT", "P2D")?,
+            review_start_interval: env.positive_millis("ORDER_REVIEW_START_INTERVAL_MS", 500)?,
         })
     }
+}
+
+/// An ISO 8601 duration the engine's timers read (`P3D`, `PT12H`); checked here so that a
+/// typo fails the start rather than the first timer.
+fn iso_duration(env: &Env, name: &str, default: &str) -> anyhow::Result<String> {
+    let value = env.string_or(name, default);
+    anyhow::ensure!(
+        is_iso_duration(&value),
+        "{name} must be an ISO 8601 duration such as P3D or PT12H, not {value:?}"
+    );
+    Ok(value)
 }
 
 /// A plain ISO 8601 duration: `P`, then number-unit pairs (`Y M W D`, and after `T`: `H M S`).
@@ -286,6 +228,38 @@ mod tests {
         }
         for bad in ["", "P", "PT", "3D", "P3", "PT1X", "P1H", "PDT1S"] {
             assert!(!is_iso_duration(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_local_stack() -> anyhow::Result<()> {
+        let config = super::Config::read(&super::Env::from_pairs([]))?;
+        assert_eq!(config.server.port, 8083);
+        assert_eq!(config.payment_timeout, std::time::Duration::from_secs(900));
+        assert_eq!(config.reservation_timeout, config.payment_timeout);
+        assert_eq!(config.workflow_namespace, workflow::default_namespace(""));
+        assert_eq!(config.review_timeout, "P2D");
+        Ok(())
+    }
+
+    #[test]
+    fn a_refused_value_names_its_variable() {
+        let refusal = |name: &'static str, value: &'static str| {
+            super::Config::read(&super::Env::from_pairs([(name, value)]))
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        for (name, value) in [
+            ("ORDER_EXPIRY_INTERVAL_MS", "0"),
+            ("ORDER_EXPIRY_INTERVAL_MS", "5s"),
+            ("ORDER_REVIEW_TIMEOUT", "2 days"),
+            ("ORDER_REVIEW_AMOUNT", "0"),
+            ("ORDER_REFUND_WINDOW_DAYS", "-1"),
+        ] {
+            let message = refusal(name, value);
+            assert!(message.starts_with(name), "{name}={value}: {message}");
+            assert!(!message.contains('\n'), "{message}");
         }
     }
 }

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
             default_log_filter: "info,sqlx=warn,rdkafka=warn",
         },
         Config::from_env(),
-        |config| config.zipkin_endpoint.clone(),
+        |config| config.server.zipkin_endpoint.clone(),
         |config| async move {
             let app = Application::build(config).await?;
             tracing::info!(port = app.port(), "order-service listening");

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{EventConsumer, KafkaConfig, OutboxRelay, TopicSpec};
+use messaging::{EventConsumer, OutboxRelay, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -38,7 +38,8 @@ pub struct Application {
 impl Application {
     /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
+        let keys =
+            KeySource::remote(&config.tokens.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 
@@ -59,9 +60,7 @@ impl Application {
             .await
             .context("applying database migrations")?;
 
-        let kafka = KafkaConfig {
-            brokers: config.kafka_brokers.clone(),
-        };
+        let kafka = config.kafka.clone();
         let topics = Topic::with_prefix(config.topic_prefix.clone());
         let spec = |name: String, compacted| TopicSpec {
             name,
@@ -128,7 +127,11 @@ impl Application {
         let feed = StatusFeed::new(closing.clone());
         let state = AppState {
             pool: pool.clone(),
-            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+            verifier: TokenVerifier::new(
+                keys,
+                &config.tokens.jwt.issuer,
+                &config.tokens.jwt.audience,
+            ),
             saga: saga.clone(),
             feed: feed.clone(),
             engine: engine.clone(),
@@ -142,11 +145,12 @@ impl Application {
         };
         let router = web::documented_service_router::<api::ApiDoc>(
             "order-service",
-            config.request_timeout,
+            config.server.request_timeout,
             api::router(state),
             readiness(pool.clone(), producer.clone()),
         )?;
-        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        let mut lifecycle =
+            Lifecycle::bind(&config.server.host, config.server.port, router).await?;
         let replica = EventConsumer::new(&kafka, replica::settings(&topics))?;
         let replica_handler = ProductReplica(pool.clone());
         let saga_consumer = EventConsumer::new(&kafka, saga_events::settings(&topics))?;

@@ -1,31 +1,27 @@
 //! Typed configuration, read once from the environment and validated at start.
 
-#![allow(
-    clippy::disallowed_methods,
-    reason = "the one module of this service that reads its environment"
-)]
-
 use std::time::Duration;
 
-use anyhow::Context as _;
+use auth::VerifierConfig;
+use messaging::KafkaConfig;
 use secrecy::SecretString;
+use settings::Env;
+use web::ServerConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub host: String,
-    pub port: u16,
+    /// `HOST`, `PORT` (8084), `REQUEST_TIMEOUT_SECS` (30: room for every provider attempt
+    /// plus the wait for the replica), `ZIPKIN_ENDPOINT`.
+    pub server: ServerConfig,
     /// May carry credentials, hence secret.
     pub mongodb_url: SecretString,
     /// The MongoDB database this service owns (`payments`).
     pub database: String,
-    pub kafka_brokers: String,
+    pub kafka: KafkaConfig,
     /// Prepended to every topic name (isolates test runs sharing a broker).
     pub topic_prefix: String,
-    pub zipkin_endpoint: Option<String>,
-    /// user-service's JWKS, for verifying access tokens.
-    pub jwks_url: String,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
+    /// user-service's JWKS and the claims required of access tokens.
+    pub tokens: VerifierConfig,
     /// The provider's base URL (`PSP_SIM_URL`).
     pub psp_url: String,
     pub psp_api_key: SecretString,
@@ -57,7 +53,6 @@ pub struct Config {
     /// Whether this process runs the reconciler (`RECONCILER=off` disables it).
     pub run_reconciler: bool,
     pub relay_poll_interval: Duration,
-    pub request_timeout: Duration,
     /// The workflow engine whose `refund-payment` tasks this service works
     /// (`WORKFLOW_ENGINE_URL`); `WORKFLOW_WORKER=off` disables the worker.
     pub workflow_engine_url: String,
@@ -78,100 +73,97 @@ const LOCAL_FINGERPRINT_KEY: &str = "local-dev-fingerprint-key";
 
 impl Config {
     /// Reads conventional variables (see the service README).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the one place this service reads its environment"
+    )]
     pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let millis = |name: &str, default: u64| -> anyhow::Result<Duration> {
-            Ok(Duration::from_millis(match var(name) {
-                Some(value) => value
-                    .parse()
-                    .with_context(|| format!("{name} must be milliseconds"))?,
-                None => default,
-            }))
-        };
-        let number = |name: &str, default: u32| -> anyhow::Result<u32> {
-            match var(name) {
-                Some(value) => value
-                    .parse()
-                    .with_context(|| format!("{name} must be a whole number")),
-                None => Ok(default),
-            }
-        };
-        let switch = |name: &str| -> anyhow::Result<bool> {
-            match var(name).as_deref() {
-                None | Some("on") => Ok(true),
-                Some("off") => Ok(false),
-                Some(_) => anyhow::bail!("{name} must be on or off"),
-            }
-        };
-        let local = var("APP_PROFILE").as_deref().unwrap_or("local") == "local";
-        let fingerprint_key = match var("PAYMENT_FINGERPRINT_KEY") {
+        Self::read(&Env::process())
+    }
+
+    /// The configuration `env` describes.
+    pub fn read(env: &Env) -> anyhow::Result<Self> {
+        let local = env.string_or("APP_PROFILE", "local") == "local";
+        let fingerprint_key = match env.secret("PAYMENT_FINGERPRINT_KEY") {
             Some(key) => key,
-            None if local => LOCAL_FINGERPRINT_KEY.to_owned(),
+            None if local => SecretString::from(LOCAL_FINGERPRINT_KEY),
             None => anyhow::bail!("PAYMENT_FINGERPRINT_KEY must be set outside the local profile"),
         };
-        let psp_timeout = millis("PSP_TIMEOUT_MS", 2_000)?;
-        let psp_max_attempts = number("PSP_MAX_ATTEMPTS", 3)?.max(1);
-        let max_declines = number(
-            "PAYMENT_MAX_DECLINES",
-            crate::domain::decline_throttle::DEFAULT_MAX_DECLINES,
-        )?;
-        let decline_window = Duration::from_secs(u64::from(number(
-            "PAYMENT_DECLINE_WINDOW_SECS",
-            u32::try_from(crate::domain::decline_throttle::DEFAULT_WINDOW.as_secs())
-                .unwrap_or(u32::MAX),
-        )?));
+        let topic_prefix = env.string_or("KAFKA_TOPIC_PREFIX", "");
         Ok(Self {
-            max_declines,
-            decline_window,
-            host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
-            port: match var("PORT") {
-                Some(port) => port.parse().context("PORT must be a port number")?,
-                None => 8084,
-            },
-            mongodb_url: SecretString::from(
-                var("MONGODB_URL").unwrap_or_else(|| "mongodb://127.0.0.1:27017".into()),
-            ),
-            database: var("MONGODB_DATABASE").unwrap_or_else(|| "payments".into()),
-            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-            topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_default(),
-            zipkin_endpoint: Some(
-                var("ZIPKIN_ENDPOINT")
-                    .unwrap_or_else(|| "http://127.0.0.1:9411/api/v2/spans".into()),
-            )
-            .filter(|endpoint| endpoint != "off"),
-            jwks_url: var("JWKS_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:8081/.well-known/jwks.json".into()),
-            jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "ferroshop-users".into()),
-            jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "ferroshop".into()),
-            psp_url: var("PSP_SIM_URL").unwrap_or_else(|| "http://127.0.0.1:8090".into()),
-            psp_api_key: SecretString::from(
-                var("PSP_API_KEY").unwrap_or_else(|| DEFAULT_PSP_API_KEY.into()),
-            ),
-            psp_timeout,
-            psp_max_attempts,
-            breaker_threshold: number("BREAKER_THRESHOLD", 5)?.max(1),
-            breaker_open_for: millis("BREAKER_OPEN_MS", 10_000)?,
-            order_wait: millis("ORDER_WAIT_MS", 3_000)?,
-            reconcile_interval: millis("RECONCILE_INTERVAL_MS", 1_000)?,
-            reconcile_stale_after: millis("RECONCILE_STALE_MS", 60_000)?,
-            fingerprint_key: SecretString::from(fingerprint_key),
+            server: ServerConfig::from_env(env, 8084, 30)?,
+            mongodb_url: env.secret_or("MONGODB_URL", "mongodb://127.0.0.1:27017"),
+            database: env.string_or("MONGODB_DATABASE", "payments"),
+            kafka: KafkaConfig::from_env(env),
+            tokens: VerifierConfig::from_env(env),
+            psp_url: env.string_or("PSP_SIM_URL", "http://127.0.0.1:8090"),
+            psp_api_key: env.secret_or("PSP_API_KEY", DEFAULT_PSP_API_KEY),
+            psp_timeout: env.millis("PSP_TIMEOUT_MS", 2_000)?,
+            psp_max_attempts: env.number("PSP_MAX_ATTEMPTS", 3)?.max(1),
+            breaker_threshold: env.number("BREAKER_THRESHOLD", 5)?.max(1),
+            breaker_open_for: env.millis("BREAKER_OPEN_MS", 10_000)?,
+            order_wait: env.millis("ORDER_WAIT_MS", 3_000)?,
+            reconcile_interval: env.millis("RECONCILE_INTERVAL_MS", 1_000)?,
+            reconcile_stale_after: env.millis("RECONCILE_STALE_MS", 60_000)?,
+            fingerprint_key,
             run_outbox_relay: true,
-            run_order_consumer: switch("ORDER_CONSUMER")?,
-            run_reconciler: switch("RECONCILER")?,
-            workflow_engine_url: var("WORKFLOW_ENGINE_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:8086".into()),
-            workflow_namespace: var("WORKFLOW_NAMESPACE").unwrap_or_else(|| {
-                workflow::default_namespace(&var("KAFKA_TOPIC_PREFIX").unwrap_or_default())
-            }),
-            run_workflow_worker: switch("WORKFLOW_WORKER")?,
-            relay_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
-            // Room for every provider attempt plus the wait for the replica.
-            request_timeout: Duration::from_secs(match var("REQUEST_TIMEOUT_SECS") {
-                Some(value) => value
-                    .parse()
-                    .context("REQUEST_TIMEOUT_SECS must be seconds")?,
-                None => 30,
-            }),
+            run_order_consumer: env.switch("ORDER_CONSUMER", true)?,
+            run_reconciler: env.switch("RECONCILER", true)?,
+            workflow_engine_url: env.string_or("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),
+            workflow_namespace: env
+                .get("WORKFLOW_NAMESPACE")
+                .unwrap_or_else(|| workflow::default_namespace(&topic_prefix)),
+            topic_prefix,
+            run_workflow_worker: env.switch("WORKFLOW_WORKER", true)?,
+            relay_poll_interval: env.millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
+            max_declines: env.number(
+                "PAYMENT_MAX_DECLINES",
+                crate::domain::decline_throttle::DEFAULT_MAX_DECLINES,
+            )?,
+            decline_window: env.seconds(
+                "PAYMENT_DECLINE_WINDOW_SECS",
+                crate::domain::decline_throttle::DEFAULT_WINDOW.as_secs(),
+            )?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_local_stack() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([]))?;
+        assert_eq!(config.server.port, 8084);
+        assert_eq!(config.server.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.psp_timeout, Duration::from_secs(2));
+        assert!(config.run_order_consumer && config.run_reconciler);
+        Ok(())
+    }
+
+    #[test]
+    fn outside_the_local_profile_the_fingerprint_key_is_required() {
+        let env = Env::from_pairs([("APP_PROFILE", "production")]);
+        let refused = Config::read(&env)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(refused.starts_with("PAYMENT_FINGERPRINT_KEY"), "{refused}");
+    }
+
+    #[test]
+    fn attempts_are_at_least_one_and_switches_name_themselves() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([("PSP_MAX_ATTEMPTS", "0")]))?;
+        assert_eq!(config.psp_max_attempts, 1);
+        let refused = Config::read(&Env::from_pairs([("RECONCILER", "maybe")]))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            refused.starts_with("RECONCILER must be on or off"),
+            "{refused}"
+        );
+        Ok(())
     }
 }

@@ -6,7 +6,7 @@ use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
 use messaging::mongo::{OutboxRelay, RelayWake};
-use messaging::{EventConsumer, KafkaConfig, TopicSpec};
+use messaging::{EventConsumer, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
 use web::{Lifecycle, Readiness};
@@ -29,7 +29,8 @@ pub struct Application {
 impl Application {
     /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
+        let keys =
+            KeySource::remote(&config.tokens.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 
@@ -39,9 +40,7 @@ impl Application {
         let db = store::connect(config.mongodb_url.expose_secret(), &config.database).await?;
         store::ensure_indexes(&db).await?;
 
-        let kafka = KafkaConfig {
-            brokers: config.kafka_brokers.clone(),
-        };
+        let kafka = config.kafka.clone();
         let topics = Topic::with_prefix(config.topic_prefix.clone());
         let topic = |name: String, partitions| TopicSpec {
             name,
@@ -113,7 +112,11 @@ impl Application {
         });
         let state = AppState {
             charging,
-            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+            verifier: TokenVerifier::new(
+                keys,
+                &config.tokens.jwt.issuer,
+                &config.tokens.jwt.audience,
+            ),
             declines: std::sync::Arc::new(crate::domain::decline_throttle::DeclineThrottle::new(
                 config.max_declines,
                 config.decline_window,
@@ -121,11 +124,12 @@ impl Application {
         };
         let router = web::documented_service_router::<api::ApiDoc>(
             "payment-service",
-            config.request_timeout,
+            config.server.request_timeout,
             api::router(state),
             readiness(db.clone(), producer.clone()),
         )?;
-        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        let mut lifecycle =
+            Lifecycle::bind(&config.server.host, config.server.port, router).await?;
         if let Some((consumer, handler)) = consumer {
             lifecycle.worker("order events", |stop| consumer.run(handler, stop));
         }

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{EventConsumer, KafkaConfig, TopicSpec};
+use messaging::{EventConsumer, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
 use web::{Lifecycle, Readiness};
@@ -32,7 +32,8 @@ pub struct Application {
 impl Application {
     /// Verifies tokens with user-service's JWKS (`JWKS_URL`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeySource::remote(&config.jwks_url).context("building the JWKS client")?;
+        let keys =
+            KeySource::remote(&config.tokens.jwks_url).context("building the JWKS client")?;
         Self::build_with_keys(config, keys).await
     }
 
@@ -44,9 +45,7 @@ impl Application {
         products.ensure_indexes().await?;
         Reservations::new(&db).ensure_indexes().await?;
 
-        let kafka = KafkaConfig {
-            brokers: config.kafka_brokers.clone(),
-        };
+        let kafka = config.kafka.clone();
         let topics = Topic::with_prefix(config.topic_prefix.clone());
         let topic = |name: String, partitions, compacted| TopicSpec {
             name,
@@ -107,7 +106,11 @@ impl Application {
             None => None,
         };
         let state = AppState {
-            verifier: TokenVerifier::new(keys, &config.jwt_issuer, &config.jwt_audience),
+            verifier: TokenVerifier::new(
+                keys,
+                &config.tokens.jwt.issuer,
+                &config.tokens.jwt.audience,
+            ),
             catalog: catalog.clone(),
             writes: CatalogWrites {
                 products,
@@ -118,11 +121,12 @@ impl Application {
         };
         let router = web::documented_service_router::<api::ApiDoc>(
             "product-service",
-            config.request_timeout,
+            config.server.request_timeout,
             api::router(state),
             readiness(db.clone(), producer.clone(), catalog.clone()),
         )?;
-        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        let mut lifecycle =
+            Lifecycle::bind(&config.server.host, config.server.port, router).await?;
         for (consumer, handler) in inventory {
             lifecycle.worker("inventory consumer", |stop| consumer.run(handler, stop));
         }

@@ -27,12 +27,12 @@ impl Application {
         };
         let router = web::documented_service_router::<api::ApiDoc>(
             "psp-sim",
-            config.request_timeout,
+            config.server.request_timeout,
             api::router(state),
             // Its only dependency is its own memory.
             Readiness::new(),
         )?;
-        let lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        let lifecycle = Lifecycle::bind(&config.server.host, config.server.port, router).await?;
         Ok(Self { lifecycle, ledger })
     }
 

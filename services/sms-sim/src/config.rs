@@ -1,11 +1,6 @@
 //! Configuration from the environment: `HOST`, `PORT` (8091), `SMS_SIM_TOKEN`.
 
-#![allow(
-    clippy::disallowed_methods,
-    reason = "the one module of this service that reads its environment"
-)]
-
-use anyhow::Context as _;
+use settings::Env;
 
 /// The token the simulator accepts when none is configured; notification-service uses the
 /// same default (`SMS_API_TOKEN`), so the local stack works without set-up.
@@ -20,15 +15,36 @@ pub struct Config {
 }
 
 impl Config {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the one place this service reads its environment"
+    )]
     pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        Self::read(&Env::process())
+    }
+
+    /// The configuration `env` describes.
+    pub fn read(env: &Env) -> anyhow::Result<Self> {
         Ok(Self {
-            host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
-            port: match var("PORT") {
-                Some(port) => port.parse().context("PORT must be a port number")?,
-                None => 8091,
-            },
-            api_token: var("SMS_SIM_TOKEN").unwrap_or_else(|| DEFAULT_TOKEN.into()),
+            host: env.string_or("HOST", "127.0.0.1"),
+            port: env.port("PORT", 8091)?,
+            api_token: env.string_or("SMS_SIM_TOKEN", DEFAULT_TOKEN),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_a_refused_port() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([]))?;
+        assert_eq!(
+            (config.port, config.api_token.as_str()),
+            (8091, DEFAULT_TOKEN)
+        );
+        assert!(Config::read(&Env::from_pairs([("PORT", "sms")])).is_err());
+        Ok(())
     }
 }

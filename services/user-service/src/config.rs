@@ -1,15 +1,14 @@
 //! Typed configuration, read once from the environment and validated at start.
 
-#![allow(
-    clippy::disallowed_methods,
-    reason = "the one module of this service that reads its environment"
-)]
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use auth::JwtConfig;
+use messaging::KafkaConfig;
 use secrecy::{ExposeSecret as _, SecretString};
+use settings::Env;
+use web::ServerConfig;
 
 /// The admin password used by the local profile; any other profile refuses to start with it.
 pub const DEFAULT_ADMIN_PASSWORD: &str = "admin-dev-password";
@@ -25,16 +24,15 @@ pub enum Profile {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub profile: Profile,
-    pub host: String,
-    pub port: u16,
+    /// `HOST`, `PORT` (8081), `REQUEST_TIMEOUT_SECS` (10), `ZIPKIN_ENDPOINT`.
+    pub server: ServerConfig,
     pub database_url: SecretString,
-    pub kafka_brokers: String,
+    pub kafka: KafkaConfig,
     /// Prepended to every topic name (isolates test runs sharing a broker).
     pub topic_prefix: String,
-    pub zipkin_endpoint: Option<String>,
     pub jwt_private_key_path: PathBuf,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
+    /// The `iss` and `aud` of the tokens this service signs.
+    pub jwt: JwtConfig,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub admin_email: Option<String>,
@@ -45,7 +43,6 @@ pub struct Config {
     pub login_lockout: Duration,
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
-    pub request_timeout: Duration,
     /// Threads hashing passwords, each holding one 12 MiB Argon2 buffer.
     pub password_workers: usize,
     /// OpenID Connect providers people may sign in with ("Sign in with Google").
@@ -75,11 +72,9 @@ pub const LOCAL_GOOGLE_ISSUER: &str = "http://127.0.0.1:8092/google";
 /// Reads the providers named in `OIDC_PROVIDERS` (default `google`) from `OIDC_<NAME>_*`.
 /// Locally every value has a default that points at the stand-in; elsewhere a provider without
 /// a client id is switched off, and one with a client id must have a secret.
-fn oidc_providers(
-    var: &dyn Fn(&str) -> Option<String>,
-    profile: Profile,
-) -> anyhow::Result<Vec<OidcProviderConfig>> {
-    let names = var("OIDC_PROVIDERS").unwrap_or_else(|| "google".into());
+fn oidc_providers(env: &Env, profile: Profile) -> anyhow::Result<Vec<OidcProviderConfig>> {
+    let var = |name: &str| env.get(name);
+    let names = env.string_or("OIDC_PROVIDERS", "google");
     let mut providers = Vec::new();
     for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if !name
@@ -146,73 +141,51 @@ fn oidc_providers(
 }
 
 impl Config {
-    /// Reads `USER_SERVICE_*`-free, conventional variables (see README).
+    /// Reads conventional variables (see README).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the one place this service reads its environment"
+    )]
     pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let profile = match var("APP_PROFILE").as_deref() {
+        Self::read(&Env::process())
+    }
+
+    /// The configuration `env` describes, validated.
+    pub fn read(env: &Env) -> anyhow::Result<Self> {
+        let profile = match env.get("APP_PROFILE").as_deref() {
             None | Some("local") => Profile::Local,
             Some("production") => Profile::Production,
             Some(other) => bail!("APP_PROFILE must be local or production, not {other:?}"),
         };
-        let secs = |name: &str, default: u64| -> anyhow::Result<Duration> {
-            Ok(Duration::from_secs(match var(name) {
-                Some(value) => value
-                    .parse()
-                    .with_context(|| format!("{name} must be seconds"))?,
-                None => default,
-            }))
-        };
         let config = Self {
             profile,
-            host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
-            port: match var("PORT") {
-                Some(port) => port.parse().context("PORT must be a port number")?,
-                None => 8081,
-            },
-            database_url: SecretString::from(
-                var("DATABASE_URL")
-                    .unwrap_or_else(|| "postgres://shop:shop@127.0.0.1:5432/users".into()),
+            server: ServerConfig::from_env(env, 8081, 10)?,
+            database_url: env
+                .secret_or("DATABASE_URL", "postgres://shop:shop@127.0.0.1:5432/users"),
+            kafka: KafkaConfig::from_env(env),
+            topic_prefix: env.string_or("KAFKA_TOPIC_PREFIX", ""),
+            jwt_private_key_path: PathBuf::from(
+                env.string_or("JWT_PRIVATE_KEY_PATH", ".local/secrets/jwt-ed25519.pem"),
             ),
-            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-            topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_default(),
-            zipkin_endpoint: Some(
-                var("ZIPKIN_ENDPOINT")
-                    .unwrap_or_else(|| "http://127.0.0.1:9411/api/v2/spans".into()),
-            )
-            .filter(|endpoint| endpoint != "off"),
-            jwt_private_key_path: var("JWT_PRIVATE_KEY_PATH")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(".local/secrets/jwt-ed25519.pem")),
-            jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "ferroshop-users".into()),
-            jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "ferroshop".into()),
-            access_token_ttl: secs("ACCESS_TOKEN_TTL_SECS", 900)?,
-            refresh_token_ttl: secs("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
-            admin_email: match var("ADMIN_EMAIL") {
+            jwt: JwtConfig::from_env(env),
+            access_token_ttl: env.seconds("ACCESS_TOKEN_TTL_SECS", 900)?,
+            refresh_token_ttl: env.seconds("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+            admin_email: match env.get("ADMIN_EMAIL") {
                 Some(email) => Some(email),
                 None if profile == Profile::Local => Some("admin@example.com".into()),
                 None => None,
             },
-            admin_password: SecretString::from(
-                var("ADMIN_PASSWORD").unwrap_or_else(|| DEFAULT_ADMIN_PASSWORD.into()),
-            ),
-            login_max_failures: match var("LOGIN_MAX_FAILURES") {
-                Some(value) => value
-                    .parse()
-                    .context("LOGIN_MAX_FAILURES must be a number")?,
-                None => 5,
-            },
-            login_lockout: secs("LOGIN_LOCKOUT_SECS", 30)?,
+            admin_password: env.secret_or("ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD),
+            login_max_failures: env.number("LOGIN_MAX_FAILURES", 5)?,
+            login_lockout: env.seconds("LOGIN_LOCKOUT_SECS", 30)?,
             run_outbox_relay: true,
-            request_timeout: secs("REQUEST_TIMEOUT_SECS", 10)?,
-            password_workers: match var("PASSWORD_HASH_WORKERS") {
-                Some(value) => value
-                    .parse()
-                    .context("PASSWORD_HASH_WORKERS must be a number")?,
-                None => std::thread::available_parallelism()
+            password_workers: env.number(
+                "PASSWORD_HASH_WORKERS",
+                std::thread::available_parallelism()
                     .map(usize::from)
                     .unwrap_or(2),
-            },
-            oidc_providers: oidc_providers(&var, profile)?,
+            )?,
+            oidc_providers: oidc_providers(env, profile)?,
         };
         config.validate()?;
         Ok(config)
@@ -235,19 +208,37 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn providers(
         vars: &[(&str, &str)],
         profile: Profile,
     ) -> anyhow::Result<Vec<OidcProviderConfig>> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        oidc_providers(&|name: &str| vars.get(name).cloned(), profile)
+        oidc_providers(&Env::from_pairs(vars.iter().copied()), profile)
+    }
+
+    #[test]
+    fn defaults_are_the_local_stack_and_refusals_name_the_variable() -> anyhow::Result<()> {
+        let config = Config::read(&Env::from_pairs([]))?;
+        assert_eq!(config.server.port, 8081);
+        assert_eq!(config.profile, Profile::Local);
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.admin_email.as_deref(), Some("admin@example.com"));
+        let refusal = |pairs: &[(&'static str, &'static str)]| {
+            Config::read(&Env::from_pairs(pairs.iter().copied()))
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        assert!(refusal(&[("LOGIN_MAX_FAILURES", "five")]).starts_with("LOGIN_MAX_FAILURES"));
+        assert!(refusal(&[("APP_PROFILE", "staging")]).starts_with("APP_PROFILE"));
+        // Outside the local profile the default admin password refuses to start.
+        let production = refusal(&[
+            ("APP_PROFILE", "production"),
+            ("ADMIN_EMAIL", "admin@shop.example"),
+        ]);
+        assert!(production.starts_with("ADMIN_PASSWORD"), "{production}");
+        Ok(())
     }
 
     #[test]

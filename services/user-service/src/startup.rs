@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use auth::{KeySource, SigningKey, TokenIssuer, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer as FutureProducer;
-use messaging::{KafkaConfig, OutboxRelay, TopicSpec};
+use messaging::{OutboxRelay, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -52,19 +52,17 @@ impl Application {
         .context("loading the JWT signing key (JWT_PRIVATE_KEY_PATH)")?;
         let verifier = TokenVerifier::new(
             KeySource::Static(key.jwks()?),
-            &config.jwt_issuer,
-            &config.jwt_audience,
+            &config.jwt.issuer,
+            &config.jwt.audience,
         );
         let issuer = TokenIssuer::new(
             key,
-            &config.jwt_issuer,
-            &config.jwt_audience,
+            &config.jwt.issuer,
+            &config.jwt.audience,
             config.access_token_ttl,
         );
 
-        let kafka = KafkaConfig {
-            brokers: config.kafka_brokers.clone(),
-        };
+        let kafka = config.kafka.clone();
         let topics = Topic::with_prefix(config.topic_prefix.clone());
         kafka
             .ensure_topics(&[TopicSpec {
@@ -93,11 +91,12 @@ impl Application {
 
         let router = web::documented_service_router::<api::ApiDoc>(
             "user-service",
-            config.request_timeout,
+            config.server.request_timeout,
             api::router(state),
             readiness(pool.clone(), producer.clone()),
         )?;
-        let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
+        let mut lifecycle =
+            Lifecycle::bind(&config.server.host, config.server.port, router).await?;
         if config.run_outbox_relay {
             let relay = OutboxRelay::new(pool.clone(), producer);
             lifecycle.relay("outbox relay", |stop| relay.run(stop));

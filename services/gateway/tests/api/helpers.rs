@@ -3,18 +3,16 @@
 //! one that never answers) for what our services cannot be made to do on demand.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use auth::{KeySource, Role};
 use axum::extract::Request;
 use gateway::Application;
 use gateway::config::{Config, Quota, RouteConfig, ServiceConfig};
 use gateway::routes::{AuthPolicy, LimitClass};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection};
-use telemetry::{TelemetryConfig, TelemetryGuard};
+use testkit::tokens::TestIssuer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -22,27 +20,15 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
+pub use auth::config::{DEFAULT_AUDIENCE as AUDIENCE, DEFAULT_ISSUER as ISSUER};
 pub use testkit::eventually;
+pub use testkit::http::Reply;
 
 pub const PASSWORD: &str = "correct horse battery";
-pub const ISSUER: &str = "ferroshop-users";
-pub const AUDIENCE: &str = "ferroshop";
 
 /// Spans are exported like in production, so the gateway really injects its own trace context.
-fn telemetry_guard() -> &'static TelemetryGuard {
-    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        telemetry::init(&TelemetryConfig {
-            service_name: "gateway".into(),
-            zipkin_endpoint: Some(format!("{}/api/v2/spans", testkit::stack::zipkin_url())),
-            default_log_filter: "warn".into(),
-        })
-        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
-    })
-}
-
-fn now_secs() -> anyhow::Result<u64> {
-    Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())
+fn telemetry_guard() {
+    testkit::spans::install("gateway", true);
 }
 
 /// A base URL nothing listens on (the port was free a moment ago).
@@ -103,51 +89,28 @@ pub fn route(prefix: &str, service: &str, auth: AuthPolicy) -> RouteConfig {
     }
 }
 
-/// Access tokens signed with a key only this test knows, for gateways built with
-/// [`TestGateway::with_issuer`].
+/// Access tokens signed with a key only this test knows, for gateways started with its
+/// `keys`.
 pub struct Issuer {
-    issuer: TokenIssuer,
+    issuer: TestIssuer,
     pub keys: KeySource,
 }
 
 impl Issuer {
     pub fn new() -> anyhow::Result<Self> {
-        let key = SigningKey::generate()?;
-        let keys = KeySource::Static(key.jwks()?);
-        Ok(Self {
-            issuer: TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900)),
-            keys,
-        })
+        let issuer = TestIssuer::new()?;
+        let keys = issuer.keys();
+        Ok(Self { issuer, keys })
     }
 
     pub fn token(&self, role: Role) -> anyhow::Result<String> {
-        self.issuer
-            .issue(Uuid::now_v7(), role, "someone@example.com")
+        self.issuer.token_for(role)
     }
 }
 
 pub struct TestGateway {
     pub address: String,
     pub client: reqwest::Client,
-}
-
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-}
-
-impl Reply {
-    pub fn is_problem(&self) -> bool {
-        self.headers
-            .get(reqwest::header::CONTENT_TYPE)
-            .is_some_and(|value| value == "application/problem+json")
-            && self.body["status"] == self.status.as_u16()
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
 }
 
 impl TestGateway {
@@ -179,21 +142,7 @@ impl TestGateway {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
-        let response = request.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Reply::read_any(request.send().await?).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
@@ -269,28 +218,22 @@ pub struct Users {
 /// Starts user-service like its own tests do: a fresh database and topic prefix, port 0.
 pub async fn spawn_users() -> anyhow::Result<Users> {
     telemetry_guard();
-    let admin_url = testkit::stack::admin_database_url();
-    // Named like user-service's own test databases, so its clean-up drops stale ones too.
-    let name = format!("test_users_{}_gw{}", now_secs()?, Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE_URL has no database path"))?;
+    // Tagged like user-service's own test databases, so either's clean-up drops stale ones.
+    let database_url = testkit::postgres::fresh_database("users").await?;
     let config = user_service::config::Config {
         profile: user_service::config::Profile::Local,
-        host: "127.0.0.1".into(),
-        port: 0,
-        database_url: format!("{base}/{name}").into(),
-        kafka_brokers: testkit::stack::kafka_brokers(),
+        server: web::ServerConfig::for_tests(Duration::from_secs(10)),
+        database_url: database_url.into(),
+        kafka: messaging::KafkaConfig {
+            brokers: testkit::stack::kafka_brokers(),
+        },
         topic_prefix: format!("test-gw-{}.", Uuid::new_v4().simple()),
-        zipkin_endpoint: None,
         jwt_private_key_path: std::env::temp_dir()
             .join(format!("ferroshop-gw-test-{}.pem", Uuid::new_v4())),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
+        jwt: auth::JwtConfig {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+        },
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(3600),
         admin_email: Some("admin@example.com".into()),
@@ -298,7 +241,6 @@ pub async fn spawn_users() -> anyhow::Result<Users> {
         login_max_failures: 5,
         login_lockout: Duration::from_secs(30),
         run_outbox_relay: true,
-        request_timeout: Duration::from_secs(10),
         password_workers: 2,
         oidc_providers: Vec::new(),
     };
@@ -323,8 +265,8 @@ pub struct Products {
 /// Starts product-service on a fresh catalog database, verifying tokens with `users`' JWKS.
 pub async fn spawn_products(users: &Users) -> anyhow::Result<Products> {
     let uuid = Uuid::new_v4().simple().to_string();
-    // Named like product-service's own test databases, so its clean-up drops stale ones too.
-    let database = format!("test_catalog_{}_gw{}", now_secs()?, &uuid[..8]);
+    // Tagged like product-service's own test databases, so either's clean-up drops stale ones.
+    let database = testkit::mongo::fresh_database("catalog").await?;
     let mut products = Products {
         address: String::new(),
         port: 0,
@@ -342,21 +284,27 @@ impl Products {
     pub async fn start(&mut self) -> anyhow::Result<()> {
         telemetry_guard();
         let config = product_service::config::Config {
-            host: "127.0.0.1".into(),
-            port: self.port,
+            server: web::ServerConfig {
+                port: self.port,
+                ..web::ServerConfig::for_tests(Duration::from_secs(10))
+            },
             mongodb_url: testkit::stack::mongodb_url().into(),
             database: self.database.clone(),
-            kafka_brokers: testkit::stack::kafka_brokers(),
+            kafka: messaging::KafkaConfig {
+                brokers: testkit::stack::kafka_brokers(),
+            },
             topic_prefix: self.topic_prefix.clone(),
-            zipkin_endpoint: None,
-            jwks_url: self.jwks_url.clone(),
-            jwt_issuer: ISSUER.into(),
-            jwt_audience: AUDIENCE.into(),
+            tokens: auth::VerifierConfig {
+                jwks_url: self.jwks_url.clone(),
+                jwt: auth::JwtConfig {
+                    issuer: ISSUER.into(),
+                    audience: AUDIENCE.into(),
+                },
+            },
             run_outbox_relay: true,
             run_inventory_consumer: false,
             inventory_consumers: 1,
             relay_poll_interval: Duration::from_millis(200),
-            request_timeout: Duration::from_secs(10),
             // No restock worker: the gateway's tests run no refund process.
             workflow_engine_url: None,
             workflow_namespace: None,

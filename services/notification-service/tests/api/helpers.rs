@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use auth::Role;
 use contracts::product::Money;
 use contracts::user::UserRegistered;
 use contracts::{CloudEvent, EventData};
@@ -18,17 +18,16 @@ use rdkafka::producer::FutureRecord;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
-use telemetry::{TelemetryConfig, TelemetryGuard};
+use testkit::tokens::TestIssuer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
 pub use testkit::eventually;
+pub use testkit::http::Reply;
+pub use testkit::spans::flush as flush_spans;
 pub use testkit::stack::{kafka_brokers as brokers, zipkin_url};
-
-pub const ISSUER: &str = "ferroshop-users";
-pub const AUDIENCE: &str = "ferroshop";
 const SMS_TOKEN: &str = "test-sms-token";
 
 use testkit::stack::env_or;
@@ -43,24 +42,6 @@ pub fn smtp_host() -> String {
 
 pub fn smtp_port() -> u16 {
     env_or("SMTP_PORT", "1025").parse().unwrap_or(1025)
-}
-
-fn telemetry_guard() -> &'static TelemetryGuard {
-    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        telemetry::init(&TelemetryConfig {
-            service_name: "notification-service".into(),
-            zipkin_endpoint: Some(format!("{}/api/v2/spans", zipkin_url())),
-            default_log_filter: "warn".into(),
-        })
-        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
-    })
-}
-
-/// Exports buffered spans now (the exporter blocks, so off the async workers).
-pub async fn flush_spans() {
-    let guard = telemetry_guard().clone();
-    let _ = tokio::task::spawn_blocking(move || guard.flush()).await;
 }
 
 /// A fresh database for this test (see `testkit::postgres`).
@@ -83,16 +64,11 @@ pub async fn spawn_sms_sim() -> anyhow::Result<String> {
 
 pub fn test_config(database_url: &str, topic_prefix: &str, sms_url: &str) -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: database_url.to_owned().into(),
-        kafka_brokers: brokers(),
+        kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
-        request_timeout: Duration::from_secs(10),
+        tokens: testkit::tokens::static_keys_verifier(),
         smtp: SmtpConfig {
             host: smtp_host(),
             port: smtp_port(),
@@ -132,7 +108,7 @@ pub struct TestApp {
     pub pool: PgPool,
     pub topic_prefix: String,
     pub sms_url: String,
-    issuer: TokenIssuer,
+    issuer: TestIssuer,
     producer: Producer,
 }
 
@@ -150,7 +126,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    telemetry_guard();
+    testkit::spans::install("notification-service", true);
     let database_url = fresh_database()
         .await
         .unwrap_or_else(|error| panic!("cannot create a test database: {error:#}"));
@@ -175,10 +151,8 @@ async fn start(
     let mut config = test_config(database_url, topic_prefix, sms_url);
     adjust(&mut config);
 
-    let key = SigningKey::generate().unwrap_or_else(|error| panic!("key: {error:#}"));
-    let jwks = key.jwks().unwrap_or_else(|error| panic!("jwks: {error:#}"));
-    let issuer = TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900));
-    let app = Application::build_with_keys(config, KeySource::Static(jwks))
+    let issuer = TestIssuer::new().unwrap_or_else(|error| panic!("issuer: {error:#}"));
+    let app = Application::build_with_keys(config, issuer.keys())
         .await
         .unwrap_or_else(|error| panic!("notification-service failed to start: {error:#}"));
     let port = app.port();
@@ -196,17 +170,6 @@ async fn start(
         sms_url: sms_url.to_owned(),
         issuer,
         producer,
-    }
-}
-
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.body)
     }
 }
 
@@ -233,15 +196,7 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
-        let response = request.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
-        Ok(Reply { status, body })
+        testkit::http::send(request).await
     }
 
     pub async fn get_as(&self, user: &TestUser, path: &str) -> anyhow::Result<Reply> {
@@ -310,7 +265,7 @@ impl TestApp {
         let id = Uuid::now_v7();
         let email = format!("{}@test.local", Uuid::new_v4().simple());
         let name = format!("Ada {}", &id.simple().to_string()[24..]);
-        let token = self.issuer.issue(id, Role::Customer, &email)?;
+        let token = self.issuer.token(id, Role::Customer, &email)?;
         let registered = UserRegistered {
             user_id: id,
             email: email.clone(),

@@ -1,44 +1,29 @@
 //! `spawn_stack()`: an order-service and a product-service sharing fresh topics, each with its
 //! own fresh database, and a client that speaks both APIs.
 
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use auth::Role;
+use auth::config::{DEFAULT_AUDIENCE as AUDIENCE, DEFAULT_ISSUER as ISSUER};
 use contracts::topics::ORDER_EVENTS;
 use contracts::{CloudEvent, EventData};
-use futures::future::join_all;
 use messaging::KafkaConfig;
 use order_service::Application;
 use order_service::config::Config;
-use rdkafka::producer::FutureRecord;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use telemetry::{TelemetryConfig, TelemetryGuard};
+use testkit::tokens::TestIssuer;
 use uuid::Uuid;
 
 pub use messaging::testing::EventRecord;
 pub use testkit::eventually;
+pub use testkit::http::Reply;
 pub use testkit::stack::{kafka_brokers as brokers, mongodb_url};
 
 pub type TestResult = anyhow::Result<()>;
 
-const ISSUER: &str = "ferroshop-users";
-const AUDIENCE: &str = "ferroshop";
 pub const DEADLINE: Duration = Duration::from_secs(60);
-
-fn telemetry_guard() -> &'static TelemetryGuard {
-    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        telemetry::init(&TelemetryConfig {
-            service_name: "order-service".into(),
-            zipkin_endpoint: None,
-            default_log_filter: "warn".into(),
-        })
-        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
-    })
-}
 
 /// A fresh database for this test (see `testkit::postgres`).
 pub async fn fresh_database() -> anyhow::Result<String> {
@@ -47,20 +32,15 @@ pub async fn fresh_database() -> anyhow::Result<String> {
 
 pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         database_url: database_url.to_owned().into(),
-        kafka_brokers: brokers(),
+        kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
+        tokens: testkit::tokens::static_keys_verifier(),
         payment_timeout: Duration::from_secs(900),
         reservation_timeout: Duration::from_secs(900),
         expiry_interval: Duration::from_millis(200),
         run_outbox_relay: true,
-        request_timeout: Duration::from_secs(30),
         workflow_engine_url: testkit::stack::workflow_engine_url(),
         workflow_namespace: workflow::default_namespace(topic_prefix),
         refund_window_days: 14,
@@ -113,8 +93,7 @@ pub struct Stack {
     pub pool: PgPool,
     pub database_url: String,
     pub topic_prefix: String,
-    issuer: TokenIssuer,
-    jwks: auth::JwkSet,
+    issuer: TestIssuer,
     pub admin_token: String,
 }
 
@@ -138,45 +117,38 @@ pub async fn spawn_stack_with(adjust: impl FnOnce(&mut Config)) -> Stack {
 
 /// Only product-service, on fresh topics; `start_orders` adds order-service later.
 pub async fn spawn_catalog() -> Stack {
-    telemetry_guard();
+    testkit::spans::install("order-service", false);
     let database_url = fresh_database()
         .await
         .unwrap_or_else(|error| panic!("cannot create a test database: {error:#}"));
     let topic_prefix = format!("test-{}.", Uuid::new_v4().simple());
-    let key = SigningKey::generate().unwrap_or_else(|error| panic!("key: {error:#}"));
-    let jwks = key.jwks().unwrap_or_else(|error| panic!("jwks: {error:#}"));
-    let issuer = TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900));
+    let issuer = TestIssuer::new().unwrap_or_else(|error| panic!("issuer: {error:#}"));
 
     // The real product-service, on the same topics.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let catalog_db = format!("test_catalog_{now}_{}", Uuid::new_v4().simple());
+    let catalog_db = testkit::mongo::fresh_database("catalog")
+        .await
+        .unwrap_or_else(|error| panic!("cannot name a catalog database: {error:#}"));
     let mut product_config = product_service::config::Config::from_env()
         .unwrap_or_else(|error| panic!("product config: {error:#}"));
-    product_config.port = 0;
+    product_config.server.port = 0;
     product_config.mongodb_url = mongodb_url().into();
     product_config.database = catalog_db;
-    product_config.kafka_brokers = brokers();
+    product_config.kafka.brokers = brokers();
     product_config.topic_prefix = topic_prefix.clone();
-    product_config.zipkin_endpoint = None;
-    product_config.jwt_issuer = ISSUER.into();
-    product_config.jwt_audience = AUDIENCE.into();
+    product_config.server.zipkin_endpoint = None;
+    product_config.tokens.jwt.issuer = ISSUER.into();
+    product_config.tokens.jwt.audience = AUDIENCE.into();
     product_config.relay_poll_interval = Duration::from_millis(200);
-    let products = product_service::Application::build_with_keys(
-        product_config,
-        KeySource::Static(jwks.clone()),
-    )
-    .await
-    .unwrap_or_else(|error| panic!("product-service failed to start: {error:#}"));
+    let products = product_service::Application::build_with_keys(product_config, issuer.keys())
+        .await
+        .unwrap_or_else(|error| panic!("product-service failed to start: {error:#}"));
     let products_port = products.port();
     tokio::spawn(products.run_until_stopped(std::future::pending()));
 
     let pool =
         PgPool::connect_lazy(&database_url).unwrap_or_else(|error| panic!("pool: {error:#}"));
     let admin_token = issuer
-        .issue(Uuid::now_v7(), Role::Admin, "admin@example.com")
+        .token(Uuid::now_v7(), Role::Admin, "admin@example.com")
         .unwrap_or_else(|error| panic!("token: {error:#}"));
     Stack {
         orders: String::new(),
@@ -186,47 +158,19 @@ pub async fn spawn_catalog() -> Stack {
         database_url,
         topic_prefix,
         issuer,
-        jwks,
         admin_token,
     }
 }
 
 /// Starts an order-service; returns its address and pool.
-async fn start_order_service(config: Config, jwks: &auth::JwkSet) -> (String, PgPool) {
-    let app = Application::build_with_keys(config, KeySource::Static(jwks.clone()))
+async fn start_order_service(config: Config, issuer: &TestIssuer) -> (String, PgPool) {
+    let app = Application::build_with_keys(config, issuer.keys())
         .await
         .unwrap_or_else(|error| panic!("order-service failed to start: {error:#}"));
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     (address, pool)
-}
-
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Value,
-    /// The `Retry-After` header, if any.
-    pub retry_after: Option<String>,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.body)
-    }
-}
-
-impl Reply {
-    pub fn fields(&self) -> Vec<String> {
-        self.body["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
 }
 
 pub fn address() -> Value {
@@ -239,7 +183,7 @@ impl Stack {
         let id = Uuid::now_v7();
         let token = self
             .issuer
-            .issue(id, Role::Customer, &format!("{id}@example.com"))
+            .token(id, Role::Customer, &format!("{id}@example.com"))
             .unwrap_or_else(|error| panic!("token: {error:#}"));
         Customer { id, token }
     }
@@ -248,35 +192,18 @@ impl Stack {
     pub async fn start_orders(&mut self, adjust: impl FnOnce(&mut Config)) {
         let mut config = order_config(&self.database_url, &self.topic_prefix);
         adjust(&mut config);
-        self.orders = start_order_service(config, &self.jwks).await.0;
+        self.orders = start_order_service(config, &self.issuer).await.0;
     }
 
     /// Another order-service replica: same database and topics.
     pub async fn replica(&self, adjust: impl FnOnce(&mut Config)) -> String {
         let mut config = order_config(&self.database_url, &self.topic_prefix);
         adjust(&mut config);
-        start_order_service(config, &self.jwks).await.0
+        start_order_service(config, &self.issuer).await.0
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
-        let response = request.send().await?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let bytes = response.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
-        Ok(Reply {
-            status,
-            body,
-            retry_after,
-        })
+        testkit::http::send(request).await
     }
 
     /// A product with `stock` units at `amount` in `currency`, known to order-service's replica
@@ -319,6 +246,30 @@ impl Stack {
         })
         .await?;
         Ok(id)
+    }
+
+    /// A new customer's order of one unit of a new product (10 in stock at `amount` EUR
+    /// cents), once it awaits payment; returns (customer, order, product).
+    pub async fn awaiting_order(&self, amount: i64) -> anyhow::Result<(Customer, Uuid, Uuid)> {
+        let product = self.product(10, amount, "EUR").await?;
+        let customer = self.customer();
+        let order = self.placed(&customer, &[(product, 1)]).await?;
+        self.wait_for_status(&customer, order, "AWAITING_PAYMENT")
+            .await?;
+        Ok((customer, order, product))
+    }
+
+    /// Waits until product-service shows the product's stock as `(available, reserved, sold)`.
+    pub async fn wait_for_stock(&self, product: Uuid, expected: (i64, i64, i64)) -> TestResult {
+        eventually(DEADLINE, || async move {
+            let stock = self.stock(product).await?;
+            anyhow::ensure!(
+                stock == expected,
+                "stock {stock:?}, waiting for {expected:?}"
+            );
+            Ok(())
+        })
+        .await
     }
 
     /// The product's stock `(available, reserved, sold)` from product-service.
@@ -418,23 +369,16 @@ impl Stack {
         subject: Uuid,
         events: Vec<CloudEvent<T>>,
     ) -> TestResult {
-        let producer = KafkaConfig { brokers: brokers() }.producer()?;
-        let topic = self.topic(T::TOPIC);
-        let key = subject.to_string();
-        let payloads = events
+        let records = events
             .into_iter()
-            .map(|event| Ok(serde_json::to_vec(&event.into_untyped()?)?))
+            .map(|event| {
+                Ok((
+                    subject.to_string(),
+                    serde_json::to_vec(&event.into_untyped()?)?,
+                ))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let sends = payloads.iter().map(|payload| {
-            producer.send(
-                FutureRecord::to(&topic).key(&key).payload(payload),
-                Duration::from_secs(10),
-            )
-        });
-        for outcome in join_all(sends).await {
-            outcome.map_err(|(error, _)| error)?;
-        }
-        Ok(())
+        messaging::testing::produce(&brokers(), &self.topic(T::TOPIC), &records).await
     }
 
     /// Every event this stack's order-service published, in order.

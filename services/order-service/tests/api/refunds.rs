@@ -51,11 +51,7 @@ impl Stack {
 
     /// A PAID order of a new customer (the payment event as payment-service publishes it).
     async fn paid_order(&self) -> anyhow::Result<(Customer, Uuid, Uuid)> {
-        let kettle = self.product(10, 2_999, "EUR").await?;
-        let customer = self.customer();
-        let id = self.placed(&customer, &[(kettle, 1)]).await?;
-        self.wait_for_status(&customer, id, "AWAITING_PAYMENT")
-            .await?;
+        let (customer, id, kettle) = self.awaiting_order(2_999).await?;
         self.produce(id, vec![succeeded(id, customer.id, 2_999)])
             .await?;
         self.wait_for_status(&customer, id, "PAID").await?;
@@ -66,12 +62,7 @@ impl Stack {
 #[tokio::test]
 async fn only_the_owner_of_a_paid_order_within_the_window_may_ask() -> TestResult {
     let stack = spawn_stack().await;
-    let kettle = stack.product(10, 2_999, "EUR").await?;
-    let customer = stack.customer();
-    let unpaid = stack.placed(&customer, &[(kettle, 1)]).await?;
-    stack
-        .wait_for_status(&customer, unpaid, "AWAITING_PAYMENT")
-        .await?;
+    let (customer, unpaid, _) = stack.awaiting_order(2_999).await?;
     let reply = stack
         .request_refund(&customer, unpaid, json!({"reason": "damaged"}))
         .await?;
@@ -223,7 +214,7 @@ async fn without_the_engine_a_request_is_a_503_and_nothing_is_kept() -> TestResu
         .await?;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
     assert_eq!(reply.body["status"], 503);
-    assert_eq!(reply.retry_after.as_deref(), Some("5"), "{reply:?}");
+    assert_eq!(reply.retry_after(), Some("5"), "{reply:?}");
     // No open request was left behind: the healthy instance accepts the retry.
     let reply = stack
         .request_refund(&owner, paid, json!({"reason": "changed_mind"}))
@@ -252,43 +243,82 @@ impl Stack {
         .await
     }
 
-    /// Waits until the request of `order` appears among the approvals; returns its task id.
-    async fn approval_of(&self, order: Uuid) -> anyhow::Result<String> {
-        let found = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    /// Waits until an approval of `kind` (`refund_request`, `order_review`) for `order`
+    /// appears among the admin's approvals; returns the item.
+    pub(crate) async fn approval(&self, kind: &str, order: Uuid) -> anyhow::Result<Value> {
+        let found = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
         let slot = found.clone();
         eventually(DEADLINE, move || {
             let slot = slot.clone();
             async move {
                 let list = self.approvals().await?;
                 anyhow::ensure!(list.status == StatusCode::OK, "{list:?}");
-                let task = list.body["items"]
+                let item = list.body["items"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .find(|item| item["refund_request"]["order_id"] == json!(order))
-                    .and_then(|item| item["task_id"].as_str().map(str::to_owned));
-                let task = task.ok_or_else(|| anyhow::anyhow!("no approval for {order} yet"))?;
+                    .find(|item| item[kind]["order_id"] == json!(order))
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("no {kind} of {order} yet"))?;
                 if let Ok(mut slot) = slot.lock() {
-                    *slot = task;
+                    *slot = item;
                 }
                 Ok(())
             }
         })
         .await?;
-        let task = found.lock().map(|t| t.clone()).unwrap_or_default();
-        Ok(task)
+        let item = found.lock().map(|item| item.clone()).unwrap_or(Value::Null);
+        Ok(item)
+    }
+
+    /// Waits until the refund request of `order` appears among the approvals; returns its
+    /// task id.
+    async fn approval_of(&self, order: Uuid) -> anyhow::Result<String> {
+        let item = self.approval("refund_request", order).await?;
+        Ok(item["task_id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// A PAID order with a refund request waiting for an admin ("not received" always goes
+    /// to a person); returns (owner, order).
+    async fn refund_for_review(&self) -> anyhow::Result<(Customer, Uuid)> {
+        let (owner, paid, _) = self.paid_order().await?;
+        let reply = self
+            .request_refund(&owner, paid, json!({"reason": "not_received"}))
+            .await?;
+        anyhow::ensure!(reply.status == StatusCode::CREATED, "{reply:?}");
+        Ok((owner, paid))
+    }
+
+    /// Waits until the (first) refund request of `order` has `status`.
+    async fn wait_for_refund_status(
+        &self,
+        owner: &Customer,
+        order: Uuid,
+        status: &str,
+    ) -> TestResult {
+        eventually(DEADLINE, || async {
+            let list = self.refund_requests(owner, order).await?;
+            anyhow::ensure!(list.body["items"][0]["status"] == status, "{list:?}");
+            Ok(())
+        })
+        .await
+    }
+
+    /// The `order.refund_rejected` event this stack's order-service published.
+    async fn refund_rejected_event(&self) -> anyhow::Result<Value> {
+        self.order_events()
+            .await?
+            .into_iter()
+            .find(|record| record.event.event_type == "order.refund_rejected.v1")
+            .map(|record| record.event.data)
+            .ok_or_else(|| anyhow::anyhow!("no rejection event"))
     }
 }
 
 #[tokio::test]
 async fn an_admin_rejects_a_reviewed_request_and_the_customer_is_told_why() -> TestResult {
     let stack = spawn_stack().await;
-    let (owner, paid, _) = stack.paid_order().await?;
-    // "not received" always goes to a person.
-    let reply = stack
-        .request_refund(&owner, paid, json!({"reason": "not_received"}))
-        .await?;
-    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    let (owner, paid) = stack.refund_for_review().await?;
     let task = stack.approval_of(paid).await?;
 
     // Customers may not decide, and bad decisions name the field.
@@ -320,12 +350,9 @@ async fn an_admin_rejects_a_reviewed_request_and_the_customer_is_told_why() -> T
     let again = stack.decide(&task, json!({"decision": "approve"})).await?;
     assert_eq!(again.status, StatusCode::NOT_FOUND, "{again:?}");
 
-    eventually(DEADLINE, || async {
-        let list = stack.refund_requests(&owner, paid).await?;
-        anyhow::ensure!(list.body["items"][0]["status"] == "REJECTED", "{list:?}");
-        Ok(())
-    })
-    .await?;
+    stack
+        .wait_for_refund_status(&owner, paid, "REJECTED")
+        .await?;
     assert_eq!(stack.order(&owner, paid).await?.body["status"], "PAID");
     let types = stack.order_event_types(paid, 4).await?;
     assert_eq!(
@@ -333,13 +360,9 @@ async fn an_admin_rejects_a_reviewed_request_and_the_customer_is_told_why() -> T
         Some("order.refund_rejected.v1"),
         "{types:?}"
     );
-    let events = stack.order_events().await?;
-    let rejected = events
-        .iter()
-        .find(|record| record.event.event_type == "order.refund_rejected.v1")
-        .ok_or_else(|| anyhow::anyhow!("no rejection event"))?;
-    assert_eq!(rejected.event.data["comment"], "The parcel was signed for.");
-    assert_eq!(rejected.event.data["reason"], "not_received");
+    let rejected = stack.refund_rejected_event().await?;
+    assert_eq!(rejected["comment"], "The parcel was signed for.");
+    assert_eq!(rejected["reason"], "not_received");
     // Closed: a new request may be filed.
     let reply = stack
         .request_refund(&owner, paid, json!({"reason": "other"}))
@@ -351,11 +374,7 @@ async fn an_admin_rejects_a_reviewed_request_and_the_customer_is_told_why() -> T
 #[tokio::test]
 async fn an_admin_approves_a_reviewed_request_and_the_refund_goes_ahead() -> TestResult {
     let stack = spawn_stack().await;
-    let (owner, paid, _) = stack.paid_order().await?;
-    let reply = stack
-        .request_refund(&owner, paid, json!({"reason": "not_received"}))
-        .await?;
-    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    let (owner, paid) = stack.refund_for_review().await?;
     let task = stack.approval_of(paid).await?;
     let reply = stack.decide(&task, json!({"decision": "approve"})).await?;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
@@ -384,23 +403,12 @@ async fn an_approval_nobody_decides_is_rejected_when_its_timer_fires() -> TestRe
         config.refund_approval_timeout = "PT1S".into();
     })
     .await;
-    let (owner, paid, _) = stack.paid_order().await?;
-    let reply = stack
-        .request_refund(&owner, paid, json!({"reason": "not_received"}))
+    let (owner, paid) = stack.refund_for_review().await?;
+    stack
+        .wait_for_refund_status(&owner, paid, "REJECTED")
         .await?;
-    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
-    eventually(DEADLINE, || async {
-        let list = stack.refund_requests(&owner, paid).await?;
-        anyhow::ensure!(list.body["items"][0]["status"] == "REJECTED", "{list:?}");
-        Ok(())
-    })
-    .await?;
-    let events = stack.order_events().await?;
-    let rejected = events
-        .iter()
-        .find(|record| record.event.event_type == "order.refund_rejected.v1")
-        .ok_or_else(|| anyhow::anyhow!("no rejection event"))?;
-    assert_eq!(rejected.event.data["comment"], "approval_timeout");
+    let rejected = stack.refund_rejected_event().await?;
+    assert_eq!(rejected["comment"], "approval_timeout");
     assert_eq!(stack.order(&owner, paid).await?.body["status"], "PAID");
     Ok(())
 }

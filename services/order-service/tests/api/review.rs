@@ -7,9 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{
-    Customer, DEADLINE, Stack, TestResult, eventually, spawn_stack, spawn_stack_with,
-};
+use crate::helpers::{Customer, Stack, TestResult, spawn_stack, spawn_stack_with};
 
 /// Every order at or above 50.00 is reviewed in these tests (default: 10,000.00).
 const REVIEW_AMOUNT: i64 = 5_000;
@@ -35,29 +33,13 @@ impl Stack {
 
     /// Waits until the held `order` appears among the approvals; returns the item.
     async fn review_of(&self, order: Uuid) -> anyhow::Result<Value> {
-        let found = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
-        let slot = found.clone();
-        eventually(DEADLINE, move || {
-            let slot = slot.clone();
-            async move {
-                let list = self.approvals().await?;
-                anyhow::ensure!(list.status == StatusCode::OK, "{list:?}");
-                let item = list.body["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|item| item["order_review"]["order_id"] == json!(order))
-                    .cloned()
-                    .ok_or_else(|| anyhow::anyhow!("no review of {order} yet"))?;
-                if let Ok(mut slot) = slot.lock() {
-                    *slot = item;
-                }
-                Ok(())
-            }
-        })
-        .await?;
-        let item = found.lock().map(|item| item.clone()).unwrap_or(Value::Null);
-        Ok(item)
+        self.approval("order_review", order).await
+    }
+
+    /// The engine's task for deciding the held `order`.
+    async fn review_task(&self, order: Uuid) -> anyhow::Result<String> {
+        let item = self.review_of(order).await?;
+        Ok(item["task_id"].as_str().unwrap_or_default().to_owned())
     }
 
     /// A risky order of 2 units at 30.00, held in review; returns (customer, order, product).
@@ -77,12 +59,7 @@ impl Stack {
 #[tokio::test]
 async fn an_ordinary_order_is_accepted_by_the_table_and_goes_straight_to_payment() -> TestResult {
     let stack = risky_stack("P2D").await;
-    let product = stack.product(10, 1_000, "EUR").await?;
-    let customer = stack.customer();
-    let order = stack.placed(&customer, &[(product, 1)]).await?;
-    stack
-        .wait_for_status(&customer, order, "AWAITING_PAYMENT")
-        .await?;
+    let (_, order, _) = stack.awaiting_order(1_000).await?;
     assert_eq!(
         stack.risk_of(order).await?,
         (Some("accept".into()), Some("low_risk".into()))
@@ -152,10 +129,7 @@ async fn an_admin_approves_a_held_order_and_the_checkout_goes_on() -> TestResult
 async fn an_admin_rejects_a_held_order_its_stock_returns_and_the_customer_is_told() -> TestResult {
     let stack = risky_stack("P2D").await;
     let (customer, order, product) = stack.held_order().await?;
-    let task = stack.review_of(order).await?["task_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let task = stack.review_task(order).await?;
     let bad = stack.decide(&task, json!({"decision": "maybe"})).await?;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
     let decided = stack
@@ -167,14 +141,8 @@ async fn an_admin_rejects_a_held_order_its_stock_returns_and_the_customer_is_tol
     assert_eq!(decided.status, StatusCode::OK, "{decided:?}");
     let rejected = stack.wait_for_status(&customer, order, "REJECTED").await?;
     assert_eq!(rejected["status_reason"], "review_rejected");
-    eventually(DEADLINE, || async {
-        anyhow::ensure!(
-            stack.stock(product).await? == (10, 0, 0),
-            "not released yet"
-        );
-        Ok(())
-    })
-    .await?;
+    // Released.
+    stack.wait_for_stock(product, (10, 0, 0)).await?;
     // order.rejected carries the reason notification-service words in the customer's mail.
     let events = stack.order_events().await?;
     let event = events
@@ -192,14 +160,8 @@ async fn a_held_order_nobody_reviews_is_rejected_when_its_timer_fires() -> TestR
     let (customer, order, product) = stack.held_order().await?;
     let rejected = stack.wait_for_status(&customer, order, "REJECTED").await?;
     assert_eq!(rejected["status_reason"], "review_timeout");
-    eventually(DEADLINE, || async {
-        anyhow::ensure!(
-            stack.stock(product).await? == (10, 0, 0),
-            "not released yet"
-        );
-        Ok(())
-    })
-    .await?;
+    // Released.
+    stack.wait_for_stock(product, (10, 0, 0)).await?;
     Ok(())
 }
 
@@ -207,23 +169,14 @@ async fn a_held_order_nobody_reviews_is_rejected_when_its_timer_fires() -> TestR
 async fn a_customer_may_cancel_a_held_order_and_a_late_decision_is_refused() -> TestResult {
     let stack = risky_stack("P2D").await;
     let (customer, order, product) = stack.held_order().await?;
-    let task = stack.review_of(order).await?["task_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let task = stack.review_task(order).await?;
     let cancelled = stack.cancel(&customer, order).await?;
     assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
     assert_eq!(cancelled.body["status"], "CANCELLED");
     let late = stack.decide(&task, json!({"decision": "approve"})).await?;
     assert_eq!(late.status, StatusCode::CONFLICT, "{late:?}");
-    eventually(DEADLINE, || async {
-        anyhow::ensure!(
-            stack.stock(product).await? == (10, 0, 0),
-            "not released yet"
-        );
-        Ok(())
-    })
-    .await?;
+    // Released.
+    stack.wait_for_stock(product, (10, 0, 0)).await?;
     Ok(())
 }
 
@@ -273,12 +226,7 @@ async fn without_the_engine_small_orders_pass_unchecked_and_large_ones_wait() ->
 #[tokio::test]
 async fn the_default_review_amount_leaves_ordinary_orders_alone() -> TestResult {
     let stack = spawn_stack().await;
-    let product = stack.product(10, 99_999, "EUR").await?;
-    let customer = stack.customer();
-    let order = stack.placed(&customer, &[(product, 1)]).await?;
-    stack
-        .wait_for_status(&customer, order, "AWAITING_PAYMENT")
-        .await?;
+    let (_, order, _) = stack.awaiting_order(99_999).await?;
     assert_eq!(stack.risk_of(order).await?.0.as_deref(), Some("accept"));
     Ok(())
 }

@@ -1,31 +1,28 @@
 //! `spawn_app()` and the `TestApp` that speaks the API, produces order events and reads what
 //! psp-sim and Kafka saw.
 
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use auth::Role;
+use contracts::EventData;
 use contracts::order::{OrderAwaitingPayment, OrderCreated, OrderItem};
 use contracts::product::Money;
 use contracts::topics::{ORDER_EVENTS, PAYMENT_EVENTS};
-use contracts::{CloudEvent, EventData};
 use messaging::KafkaConfig;
 use mongodb::bson::{Document, doc};
 use payment_service::Application;
 use payment_service::config::Config;
-use rdkafka::producer::FutureRecord;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use telemetry::{TelemetryConfig, TelemetryGuard};
+use testkit::tokens::TestIssuer;
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
 pub use messaging::testing::EventRecord as Record;
 pub use testkit::eventually;
+pub use testkit::http::Reply;
+pub use testkit::spans::flush as flush_spans;
 pub use testkit::stack::{kafka_brokers as brokers, mongodb_url, zipkin_url};
-
-pub const ISSUER: &str = "ferroshop-users";
-pub const AUDIENCE: &str = "ferroshop";
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub const GOOD_CARD: &str = "4242424242424242";
@@ -33,24 +30,6 @@ pub const DECLINED_CARD: &str = "4000000000000002";
 pub const POOR_CARD: &str = "4000000000009995";
 pub const ERROR_CARD: &str = "4000000000000119";
 pub const SLOW_CARD: &str = "4000000000003220";
-
-fn telemetry_guard() -> &'static TelemetryGuard {
-    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        telemetry::init(&TelemetryConfig {
-            service_name: "payment-service".into(),
-            zipkin_endpoint: Some(format!("{}/api/v2/spans", zipkin_url())),
-            default_log_filter: "warn".into(),
-        })
-        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
-    })
-}
-
-/// Sends the spans ended so far to Zipkin.
-pub async fn flush_spans() {
-    let guard = telemetry_guard().clone();
-    let _ = tokio::task::spawn_blocking(move || guard.flush()).await;
-}
 
 /// Settings of the psp-sim a test runs against.
 #[derive(Debug, Clone)]
@@ -64,42 +43,24 @@ pub struct TestApp {
     pub db: mongodb::Database,
     pub topic_prefix: String,
     pub psp_url: String,
-    pub issuer: TokenIssuer,
+    pub issuer: TestIssuer,
     pub user_id: Uuid,
     pub token: String,
 }
 
-/// A fresh database named after the time, so stale ones from earlier runs can be dropped.
+/// A fresh database for this test (see `testkit::mongo`).
 pub async fn fresh_database() -> anyhow::Result<String> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let uuid = Uuid::new_v4().simple().to_string();
-    let name = format!("test_payments_{now}_{}", &uuid[..8]);
-    if let Ok(client) = mongodb::Client::with_uri_str(mongodb_url()).await {
-        for old in client.list_database_names().await.unwrap_or_default() {
-            let created = old
-                .strip_prefix("test_payments_")
-                .and_then(|rest| rest.split('_').next())
-                .and_then(|secs| secs.parse::<u64>().ok());
-            if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
-                let _ = client.database(&old).drop().await;
-            }
-        }
-    }
-    Ok(name)
+    testkit::mongo::fresh_database("payments").await
 }
 
 pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         mongodb_url: mongodb_url().into(),
         database: database.to_owned(),
-        kafka_brokers: brokers(),
+        kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
+        tokens: testkit::tokens::static_keys_verifier(),
         psp_url: psp_url.to_owned(),
         psp_api_key: payment_service::config::DEFAULT_PSP_API_KEY.into(),
         psp_timeout: Duration::from_millis(2_000),
@@ -114,7 +75,6 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
         run_order_consumer: true,
         run_reconciler: true,
         relay_poll_interval: Duration::from_millis(200),
-        request_timeout: Duration::from_secs(30),
         workflow_engine_url: testkit::stack::workflow_engine_url(),
         workflow_namespace: workflow::default_namespace(topic_prefix),
         run_workflow_worker: true,
@@ -125,17 +85,13 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
 
 /// Starts psp-sim in this process on its own port; returns its URL.
 pub async fn spawn_sim(settings: SimSettings) -> String {
-    let mut config = psp_sim::config::Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+    let config = psp_sim::config::Config {
+        server: web::ServerConfig::for_tests(Duration::from_secs(30) + settings.slow_delay),
         api_key: psp_sim::config::DEFAULT_API_KEY.into(),
         latency: Duration::ZERO,
         failure_rate: 0.0,
         slow_delay: settings.slow_delay,
-        zipkin_endpoint: None,
-        request_timeout: Duration::from_secs(30),
     };
-    config.request_timeout += settings.slow_delay;
     let sim = psp_sim::Application::build(config)
         .await
         .unwrap_or_else(|error| panic!("psp-sim failed to start: {error:#}"));
@@ -178,16 +134,12 @@ pub async fn start(
     psp_url: &str,
     adjust: impl FnOnce(&mut Config),
 ) -> TestApp {
-    telemetry_guard();
+    testkit::spans::install("payment-service", true);
     let mut config = test_config(database, topic_prefix, psp_url);
     adjust(&mut config);
     // One key per test process: every app (and replica) accepts the tokens of the others.
-    let issuer = test_issuer();
-    let jwks = issuer
-        .key()
-        .jwks()
-        .unwrap_or_else(|error| panic!("jwks: {error:#}"));
-    let app = Application::build_with_keys(config, KeySource::Static(jwks))
+    let issuer = TestIssuer::shared().unwrap_or_else(|error| panic!("issuer: {error:#}"));
+    let app = Application::build_with_keys(config, issuer.keys())
         .await
         .unwrap_or_else(|error| panic!("payment-service failed to start: {error:#}"));
     let port = app.port();
@@ -195,7 +147,7 @@ pub async fn start(
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let user_id = Uuid::now_v7();
     let token = issuer
-        .issue(user_id, Role::Customer, "payer@example.com")
+        .token(user_id, Role::Customer, "payer@example.com")
         .unwrap_or_else(|error| panic!("token: {error:#}"));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -209,55 +161,13 @@ pub async fn start(
     }
 }
 
-fn test_issuer() -> TokenIssuer {
-    static KEY: OnceLock<String> = OnceLock::new();
-    let pem = KEY.get_or_init(|| {
-        SigningKey::generate()
-            .and_then(|key| key.to_pem())
-            .unwrap_or_else(|error| panic!("key: {error:#}"))
-    });
-    let key = SigningKey::from_pem(pem).unwrap_or_else(|error| panic!("key: {error:#}"));
-    TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900))
-}
-
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.body)
-    }
-}
-
-impl Reply {
-    /// The `field`s of a validation problem.
-    pub fn fields(&self) -> Vec<String> {
-        self.body["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    pub fn id(&self) -> String {
-        self.body["id"].as_str().unwrap_or_default().to_owned()
-    }
-}
-
 pub fn card(number: &str) -> Value {
     json!({"number": number, "exp_month": 12, "exp_year": 2035, "cvc": "123"})
 }
 
 /// `data` as an order-service event about `order_id`: the key and the CloudEvent's bytes.
 pub fn order_event<T: EventData>(order_id: Uuid, data: T) -> anyhow::Result<(String, Vec<u8>)> {
-    let event = CloudEvent::new("/order-service", order_id.to_string(), data).into_untyped()?;
-    Ok((order_id.to_string(), serde_json::to_vec(&event)?))
+    messaging::testing::keyed_event("/order-service", order_id, data)
 }
 
 pub fn eur(amount: i64) -> Money {
@@ -288,20 +198,12 @@ impl TestApp {
 
     pub fn token_for(&self, user: Uuid) -> String {
         self.issuer
-            .issue(user, Role::Customer, "other@example.com")
+            .token(user, Role::Customer, "other@example.com")
             .unwrap_or_else(|error| panic!("token: {error:#}"))
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
-        let response = request.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
-        Ok(Reply { status, body })
+        testkit::http::send(request).await
     }
 
     /// `POST /api/payments` as the test's user.
@@ -456,17 +358,7 @@ impl TestApp {
     }
 }
 
+/// Puts `records` on `topic`; one order's events (one key) keep their order.
 pub async fn produce(topic: &str, records: &[(String, Vec<u8>)]) -> TestResult {
-    let producer = KafkaConfig { brokers: brokers() }.producer()?;
-    // One at a time: the order of one order's events matters.
-    for (key, payload) in records {
-        producer
-            .send(
-                FutureRecord::to(topic).key(key).payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(error, _)| error)?;
-    }
-    Ok(())
+    messaging::testing::produce(&brokers(), topic, records).await
 }

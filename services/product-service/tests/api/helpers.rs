@@ -1,42 +1,26 @@
 //! `spawn_app()` and the `TestApp` that speaks the API.
 
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use auth::{KeySource, Role, SigningKey, TokenIssuer};
+use auth::Role;
+use contracts::EventData;
 use contracts::topics::PRODUCT_EVENTS;
-use contracts::{CloudEvent, EventData};
-use futures::future::join_all;
 use messaging::KafkaConfig;
 use mongodb::bson::{Bson, Document, doc};
 use product_service::Application;
 use product_service::config::Config;
-use rdkafka::producer::FutureRecord;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use telemetry::{TelemetryConfig, TelemetryGuard};
+use testkit::tokens::TestIssuer;
 use uuid::Uuid;
 
 pub type TestResult = anyhow::Result<()>;
 pub use messaging::testing::EventRecord as Record;
 pub use testkit::eventually;
-pub use testkit::stack::mongodb_url;
-pub use testkit::stack::{kafka_brokers as brokers, zipkin_url};
+pub use testkit::http::{Reply, string};
+pub use testkit::stack::{kafka_brokers as brokers, mongodb_url};
 
-pub const ISSUER: &str = "ferroshop-users";
-pub const AUDIENCE: &str = "ferroshop";
-
-fn telemetry_guard() -> &'static TelemetryGuard {
-    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        telemetry::init(&TelemetryConfig {
-            service_name: "product-service".into(),
-            zipkin_endpoint: Some(format!("{}/api/v2/spans", zipkin_url())),
-            default_log_filter: "warn".into(),
-        })
-        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
-    })
-}
+pub use auth::config::{DEFAULT_AUDIENCE as AUDIENCE, DEFAULT_ISSUER as ISSUER};
 
 pub struct TestApp {
     pub address: String,
@@ -47,49 +31,23 @@ pub struct TestApp {
     pub customer_token: String,
 }
 
-/// A fresh database named after the time, so stale ones from earlier runs can be dropped.
+/// A fresh database for this test (see `testkit::mongo`).
 pub async fn fresh_database() -> anyhow::Result<String> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let uuid = Uuid::new_v4().simple().to_string();
-    let name = format!("test_catalog_{now}_{}", &uuid[..8]);
-    drop_stale_databases(now).await;
-    Ok(name)
-}
-
-/// Drops test databases older than an hour, left by earlier runs.
-async fn drop_stale_databases(now: u64) {
-    let Ok(client) = mongodb::Client::with_uri_str(mongodb_url()).await else {
-        return;
-    };
-    let names = client.list_database_names().await.unwrap_or_default();
-    for name in names {
-        let created = name
-            .strip_prefix("test_catalog_")
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|secs| secs.parse::<u64>().ok());
-        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
-            let _ = client.database(&name).drop().await;
-        }
-    }
+    testkit::mongo::fresh_database("catalog").await
 }
 
 pub fn test_config(database: &str, topic_prefix: &str) -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         mongodb_url: mongodb_url().into(),
         database: database.to_owned(),
-        kafka_brokers: brokers(),
+        kafka: KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        jwt_issuer: ISSUER.into(),
-        jwt_audience: AUDIENCE.into(),
+        tokens: testkit::tokens::static_keys_verifier(),
         run_outbox_relay: true,
         run_inventory_consumer: true,
         inventory_consumers: 3,
         relay_poll_interval: Duration::from_millis(200),
-        request_timeout: Duration::from_secs(30),
         // The restock tests switch the worker on (restock.rs).
         workflow_engine_url: None,
         workflow_namespace: None,
@@ -128,22 +86,20 @@ pub async fn spawn_replica(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> T
 }
 
 async fn start(database: &str, topic_prefix: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    telemetry_guard();
+    testkit::spans::install("product-service", true);
     let mut config = test_config(database, topic_prefix);
     adjust(&mut config);
 
     // Tokens as user-service would sign them, verified against this key's JWKS.
-    let key = SigningKey::generate().unwrap_or_else(|error| panic!("key: {error:#}"));
-    let jwks = key.jwks().unwrap_or_else(|error| panic!("jwks: {error:#}"));
-    let issuer = TokenIssuer::new(key, ISSUER, AUDIENCE, Duration::from_secs(900));
+    let issuer = TestIssuer::new().unwrap_or_else(|error| panic!("issuer: {error:#}"));
     let token = |role| {
         issuer
-            .issue(Uuid::now_v7(), role, "someone@example.com")
+            .token_for(role)
             .unwrap_or_else(|error| panic!("token: {error:#}"))
     };
     let (admin_token, customer_token) = (token(Role::Admin), token(Role::Customer));
 
-    let app = Application::build_with_keys(config, KeySource::Static(jwks))
+    let app = Application::build_with_keys(config, issuer.keys())
         .await
         .unwrap_or_else(|error| panic!("product-service failed to start: {error:#}"));
     let port = app.port();
@@ -161,32 +117,6 @@ async fn start(database: &str, topic_prefix: &str, adjust: impl FnOnce(&mut Conf
         topic_prefix: topic_prefix.to_owned(),
         admin_token,
         customer_token,
-    }
-}
-
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.body)
-    }
-}
-
-impl Reply {
-    /// The `field`s of a validation problem.
-    pub fn fields(&self) -> Vec<String> {
-        self.body["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 }
 
@@ -211,15 +141,7 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
-        let response = request.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
-        Ok(Reply { status, body })
+        testkit::http::send(request).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
@@ -319,18 +241,7 @@ impl TestApp {
     /// Puts `records` (key, payload) on this test's `topic` at once, as another service's
     /// producer would.
     pub async fn produce(&self, logical: &str, records: &[(String, Vec<u8>)]) -> TestResult {
-        let producer = KafkaConfig { brokers: brokers() }.producer()?;
-        let topic = self.topic(logical);
-        let sends = records.iter().map(|(key, payload)| {
-            producer.send(
-                FutureRecord::to(&topic).key(key).payload(payload),
-                Duration::from_secs(10),
-            )
-        });
-        for outcome in join_all(sends).await {
-            outcome.map_err(|(error, _)| error)?;
-        }
-        Ok(())
+        messaging::testing::produce(&brokers(), &self.topic(logical), records).await
     }
 
     /// The product's stock `(available, reserved, sold)`, after checking its books balance:
@@ -364,15 +275,7 @@ impl TestApp {
 
 /// `data` as an order-service event about `order_id`: the key and the CloudEvent's bytes.
 pub fn order_event<T: EventData>(order_id: Uuid, data: T) -> anyhow::Result<(String, Vec<u8>)> {
-    let event = CloudEvent::new("/order-service", order_id.to_string(), data).into_untyped()?;
-    Ok((order_id.to_string(), serde_json::to_vec(&event)?))
-}
-
-pub fn string(value: &Value) -> anyhow::Result<String> {
-    value
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("not a string: {value}"))
+    messaging::testing::keyed_event("/order-service", order_id, data)
 }
 
 /// Every event currently in `topic` (duplicates included).

@@ -8,33 +8,20 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 pub type TestResult = anyhow::Result<()>;
+pub use testkit::http::Reply;
 
 pub struct TestSim {
     pub address: String,
     pub client: reqwest::Client,
 }
 
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.body)
-    }
-}
-
 pub fn config() -> Config {
     Config {
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         api_key: DEFAULT_API_KEY.into(),
         latency: Duration::ZERO,
         failure_rate: 0.0,
         slow_delay: Duration::from_millis(400),
-        zipkin_endpoint: None,
-        request_timeout: Duration::from_secs(30),
     }
 }
 
@@ -71,15 +58,7 @@ impl TestSim {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
-        let response = request.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
-        Ok(Reply { status, body })
+        testkit::http::send(request).await
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> anyhow::Result<Reply> {

@@ -1,12 +1,10 @@
 //! `spawn_app()` and the `TestApp` that speaks the API.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use telemetry::{TelemetryConfig, TelemetryGuard};
 use user_service::Application;
 use user_service::config::{Config, OidcProviderConfig, Profile};
 use uuid::Uuid;
@@ -14,27 +12,11 @@ use uuid::Uuid;
 pub type TestResult = anyhow::Result<()>;
 pub use messaging::testing::EventRecord as Record;
 pub use testkit::eventually;
+pub use testkit::http::{Reply, string};
+pub use testkit::spans::flush as flush_spans;
 pub use testkit::stack::{kafka_brokers as brokers, zipkin_url};
 
 pub const PASSWORD: &str = "correct horse battery";
-
-fn telemetry_guard() -> &'static TelemetryGuard {
-    static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        telemetry::init(&TelemetryConfig {
-            service_name: "user-service".into(),
-            zipkin_endpoint: Some(format!("{}/api/v2/spans", zipkin_url())),
-            default_log_filter: "warn".into(),
-        })
-        .unwrap_or_else(|error| panic!("telemetry set-up failed: {error:#}"))
-    })
-}
-
-/// Exports buffered spans now (the exporter blocks, so off the async workers).
-pub async fn flush_spans() {
-    let guard = telemetry_guard().clone();
-    let _ = tokio::task::spawn_blocking(move || guard.flush()).await;
-}
 
 pub struct TestApp {
     pub address: String,
@@ -52,15 +34,12 @@ pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {
     let key_path = std::env::temp_dir().join(format!("ferroshop-test-{}.pem", Uuid::new_v4()));
     Config {
         profile: Profile::Local,
-        host: "127.0.0.1".into(),
-        port: 0,
+        server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: database_url.to_owned().into(),
-        kafka_brokers: brokers(),
+        kafka: messaging::KafkaConfig { brokers: brokers() },
         topic_prefix: topic_prefix.to_owned(),
-        zipkin_endpoint: None,
         jwt_private_key_path: key_path,
-        jwt_issuer: "ferroshop-users".into(),
-        jwt_audience: "ferroshop".into(),
+        jwt: auth::JwtConfig::default(),
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(3600),
         admin_email: Some("admin@example.com".into()),
@@ -68,7 +47,6 @@ pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {
         login_max_failures: 5,
         login_lockout: Duration::from_secs(30),
         run_outbox_relay: true,
-        request_timeout: Duration::from_secs(10),
         password_workers: 2,
         oidc_providers: Vec::new(),
     }
@@ -96,7 +74,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    telemetry_guard();
+    testkit::spans::install("user-service", true);
     let database_url = fresh_database()
         .await
         .unwrap_or_else(|error| panic!("cannot create a test database: {error:#}"));
@@ -117,32 +95,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-}
-
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
-        let response = request.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        testkit::http::send(request).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Reply> {
@@ -218,13 +177,6 @@ impl TestApp {
     pub fn topic(&self, logical: &str) -> String {
         format!("{}{logical}", self.topic_prefix)
     }
-}
-
-pub fn string(value: &Value) -> anyhow::Result<String> {
-    value
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("not a string: {value}"))
 }
 
 pub fn unique_email() -> String {

@@ -6,18 +6,6 @@ use serde_json::json;
 
 use crate::helpers::{PASSWORD, TestResult, spawn_app, unique_email};
 
-fn fields(body: &serde_json::Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn register_creates_a_customer_without_leaking_the_hash() -> TestResult {
     let app = spawn_app().await;
@@ -50,7 +38,7 @@ async fn invalid_fields_are_all_named_in_one_problem() -> TestResult {
         .await?;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reply.headers[CONTENT_TYPE], "application/problem+json");
-    let mut named = fields(&reply.body);
+    let mut named = reply.fields();
     named.sort();
     assert_eq!(named, ["email", "locale", "name", "password", "phone"]);
     assert_eq!(reply.body["status"], 422);
@@ -85,7 +73,7 @@ async fn malformed_bodies_get_a_4xx_problem_never_a_500() -> TestResult {
         )
         .await?;
     assert_eq!(wrong_type.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&wrong_type.body), ["email"]);
+    assert_eq!(wrong_type.fields(), ["email"]);
 
     let missing = app
         .post(
@@ -94,7 +82,7 @@ async fn malformed_bodies_get_a_4xx_problem_never_a_500() -> TestResult {
         )
         .await?;
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&missing.body), ["password"]);
+    assert_eq!(missing.fields(), ["password"]);
 
     let unknown = app
         .post(

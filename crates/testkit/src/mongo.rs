@@ -1,0 +1,33 @@
+//! Fresh MongoDB databases for tests (feature `mongo`). MongoDB creates a database on its first
+//! write, so a fresh one is a fresh name: `test_<tag>_<unix seconds>_<random>`. The creation
+//! time in the name lets each call drop the `test_<tag>_` databases that earlier runs left
+//! behind more than an hour ago, as [`crate::postgres::fresh_database`] does.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A database name no other test uses, on the stack's MongoDB-wire server.
+pub async fn fresh_database(tag: &str) -> anyhow::Result<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!("test_{tag}_{now}_{}", &random[..8]);
+    drop_stale(tag, now).await;
+    Ok(name)
+}
+
+/// Drops this tag's test databases older than an hour; a server that cannot be reached is
+/// left for the test itself to report.
+async fn drop_stale(tag: &str, now: u64) {
+    let Ok(client) = mongodb::Client::with_uri_str(crate::stack::mongodb_url()).await else {
+        return;
+    };
+    let prefix = format!("test_{tag}_");
+    for name in client.list_database_names().await.unwrap_or_default() {
+        let created = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
+            let _ = client.database(&name).drop().await;
+        }
+    }
+}
