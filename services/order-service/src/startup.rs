@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{EventConsumer, KafkaConfig, OutboxRelay, TopicSpec};
+use messaging::{ConsumerHealth, EventConsumer, KafkaConfig, OutboxRelay, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -147,6 +147,7 @@ impl Application {
         let openapi = <api::ApiDoc as utoipa::OpenApi>::openapi()
             .to_json()
             .context("rendering the OpenAPI document")?;
+        let consumers = ConsumerHealth::new();
         let router = web::service_router(
             ServiceInfo {
                 name: "order-service",
@@ -154,7 +155,7 @@ impl Application {
                 request_timeout: config.request_timeout,
             },
             api::router(state),
-            readiness(pool.clone(), producer.clone()),
+            readiness(pool.clone(), producer.clone(), consumers.clone()),
         );
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
@@ -169,16 +170,17 @@ impl Application {
             router,
             relay,
             replica: (
-                EventConsumer::new(&kafka, replica::settings(&topics))?,
+                EventConsumer::new(&kafka, replica::settings(&topics))?.reporting_to(&consumers),
                 ProductReplica(pool.clone()),
             ),
             customers: (
-                EventConsumer::new(&kafka, customers::settings(&topics))?,
+                EventConsumer::new(&kafka, customers::settings(&topics))?.reporting_to(&consumers),
                 CustomerReplica(pool.clone()),
             ),
             review_starter,
             saga: (
-                EventConsumer::new(&kafka, saga_events::settings(&topics))?,
+                EventConsumer::new(&kafka, saga_events::settings(&topics))?
+                    .reporting_to(&consumers),
                 SagaEvents {
                     pool: pool.clone(),
                     settings: saga.clone(),
@@ -254,8 +256,10 @@ impl Application {
     }
 }
 
-fn readiness(pool: PgPool, producer: Producer) -> Readiness {
+/// The dependencies, and the consumers (red while one holds an event it cannot process yet).
+fn readiness(pool: PgPool, producer: Producer, consumers: ConsumerHealth) -> Readiness {
     Readiness::new()
+        .with_check("consumers", move || std::future::ready(consumers.check()))
         .with_postgres(pool)
         .with_check("kafka", move || {
             let producer = producer.clone();

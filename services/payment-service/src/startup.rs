@@ -6,7 +6,7 @@ use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
 use messaging::mongo::{OutboxRelay, RelayWake};
-use messaging::{EventConsumer, KafkaConfig, TopicSpec};
+use messaging::{ConsumerHealth, EventConsumer, KafkaConfig, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
 use web::{Lifecycle, Readiness};
@@ -99,9 +99,11 @@ impl Application {
             fingerprint_key: config.fingerprint_key.clone(),
             order_wait: config.order_wait,
         };
+        let consumers = ConsumerHealth::new();
         let consumer = match config.run_order_consumer {
             true => Some((
-                EventConsumer::new(&kafka, events::orders::settings(&topics))?,
+                EventConsumer::new(&kafka, events::orders::settings(&topics))?
+                    .reporting_to(&consumers),
                 OrderEvents { orders, refunds },
             )),
             false => None,
@@ -123,7 +125,7 @@ impl Application {
             "payment-service",
             config.request_timeout,
             api::router(state),
-            readiness(db.clone(), producer.clone()),
+            readiness(db.clone(), producer.clone(), consumers),
         )?;
         let mut lifecycle = Lifecycle::bind(&config.host, config.port, router).await?;
         if let Some((consumer, handler)) = consumer {
@@ -165,10 +167,12 @@ impl Application {
     }
 }
 
-fn readiness(db: Database, producer: Producer) -> Readiness {
+fn readiness(db: Database, producer: Producer, consumers: ConsumerHealth) -> Readiness {
     // The provider is not a readiness dependency: while it is down, payments answer 503
-    // through the circuit breaker, and reads keep working.
+    // through the circuit breaker, and reads keep working. The order consumer is: while it
+    // holds an event it cannot apply, the replica falls behind.
     Readiness::new()
+        .with_check("consumers", move || std::future::ready(consumers.check()))
         .with_check("mongodb", move || {
             let db = db.clone();
             async move {
