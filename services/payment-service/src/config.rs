@@ -39,8 +39,13 @@ pub struct Config {
     /// How long an open breaker refuses calls before it lets a trial through (`BREAKER_OPEN_MS`).
     pub breaker_open_for: Duration,
     /// How long a payment request waits for the order replica to learn a fresh order
-    /// (`ORDER_WAIT_MS`).
+    /// (`ORDER_WAIT_MS`, default 1000; shorter than the request budget, so the wait ends in a
+    /// 404 or 409 rather than the budget's 503).
     pub order_wait: Duration,
+    /// The longest `POST /api/payments` takes to answer (`PAYMENT_REQUEST_BUDGET_MS`, default
+    /// 1500): then 503 with `Retry-After`, the charge under way going on in the background
+    /// (see `charging`). Well under the 2 s a client may wait during an outage.
+    pub request_budget: Duration,
     /// How often the reconciler looks for payments whose outcome is unknown
     /// (`RECONCILE_INTERVAL_MS`).
     pub reconcile_interval: Duration,
@@ -110,6 +115,15 @@ impl Config {
             None => anyhow::bail!("PAYMENT_FINGERPRINT_KEY must be set outside the local profile"),
         };
         let psp_timeout = millis("PSP_TIMEOUT_MS", 2_000)?;
+        let order_wait = millis("ORDER_WAIT_MS", 1_000)?;
+        let request_budget = millis("PAYMENT_REQUEST_BUDGET_MS", 1_500)?;
+        if order_wait >= request_budget {
+            anyhow::bail!(
+                "ORDER_WAIT_MS ({} ms) must be shorter than PAYMENT_REQUEST_BUDGET_MS ({} ms)",
+                order_wait.as_millis(),
+                request_budget.as_millis()
+            );
+        }
         let psp_max_attempts = number("PSP_MAX_ATTEMPTS", 3)?.max(1);
         let max_declines = number(
             "PAYMENT_MAX_DECLINES",
@@ -151,7 +165,8 @@ impl Config {
             psp_max_attempts,
             breaker_threshold: number("BREAKER_THRESHOLD", 5)?.max(1),
             breaker_open_for: millis("BREAKER_OPEN_MS", 10_000)?,
-            order_wait: millis("ORDER_WAIT_MS", 3_000)?,
+            order_wait,
+            request_budget,
             reconcile_interval: millis("RECONCILE_INTERVAL_MS", 1_000)?,
             reconcile_stale_after: millis("RECONCILE_STALE_MS", 60_000)?,
             fingerprint_key: SecretString::from(fingerprint_key),

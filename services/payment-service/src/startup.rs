@@ -98,6 +98,7 @@ impl Application {
             relay_wake: wake.clone(),
             fingerprint_key: config.fingerprint_key.clone(),
             order_wait: config.order_wait,
+            request_budget: config.request_budget,
         };
         let consumers = ConsumerHealth::new();
         let consumer = match config.run_order_consumer {
