@@ -127,6 +127,23 @@ async fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> TestR
     .await
 }
 
+/// Runs a consumer of `topic` in `group` with a fresh recorder until it has processed
+/// `count` records, stops it (committing its offsets), and returns what it processed.
+async fn consume_until(topic: &str, group: &str, count: usize) -> anyhow::Result<Vec<String>> {
+    let recorder = Recorder::default();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        EventConsumer::new(&kafka(), settings(topic, group))?.run(recorder.clone(), stop.clone()),
+    );
+    wait_until(Duration::from_secs(30), || {
+        recorder.processed().len() >= count
+    })
+    .await?;
+    stop.cancel();
+    task.await?;
+    Ok(recorder.processed())
+}
+
 #[tokio::test]
 async fn failures_are_retried_or_dead_lettered_and_the_consumer_keeps_going() -> TestResult {
     let topic = format!("test-{}.things", Uuid::new_v4().simple());
@@ -266,15 +283,7 @@ async fn a_record_retried_at_shutdown_is_delivered_again_not_dead_lettered() -> 
     stop.cancel();
     task.await?;
 
-    let recorder = Recorder::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(
-        EventConsumer::new(&kafka(), settings(&topic, &group))?.run(recorder.clone(), stop.clone()),
-    );
-    wait_until(Duration::from_secs(30), || !recorder.processed().is_empty()).await?;
-    stop.cancel();
-    task.await?;
-    assert_eq!(recorder.processed(), ["interrupted"]);
+    assert_eq!(consume_until(&topic, &group, 1).await?, ["interrupted"]);
     let dead = read_topic(&kafka().brokers, &format!("{topic}.dlt")).await?;
     assert!(dead.is_empty(), "dead-lettered: {dead:?}");
     Ok(())
@@ -286,26 +295,11 @@ async fn a_restarted_consumer_resumes_after_what_it_processed() -> TestResult {
     let group = format!("g-{}", Uuid::new_v4());
     produce(&topic, &[thing("one", "ok")?, thing("two", "ok")?]).await?;
 
-    let first = Recorder::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(
-        EventConsumer::new(&kafka(), settings(&topic, &group))?.run(first.clone(), stop.clone()),
-    );
-    wait_until(Duration::from_secs(30), || first.processed().len() == 2).await?;
-    stop.cancel();
-    task.await?;
+    consume_until(&topic, &group, 2).await?;
 
     produce(&topic, &[thing("three", "ok")?]).await?;
-    let second = Recorder::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(
-        EventConsumer::new(&kafka(), settings(&topic, &group))?.run(second.clone(), stop.clone()),
-    );
-    wait_until(Duration::from_secs(30), || !second.processed().is_empty()).await?;
-    stop.cancel();
-    task.await?;
     assert_eq!(
-        second.processed(),
+        consume_until(&topic, &group, 1).await?,
         ["three"],
         "committed records are not replayed"
     );
