@@ -96,6 +96,12 @@ const INFRA: [Infra; 4] = [
     Infra::Mailpit,
 ];
 
+/// `ORDER_REVIEW_AMOUNT` on the private stack: out of reach of any order. The stack runs no
+/// workflow engine, so an order held for review would wait in `REVIEW` for an admin who never
+/// comes and never reach `PAID`; chaos tests the saga under kills, not the engine. (Without
+/// the engine, order-service's risk check decides by this amount alone.)
+const REVIEW_AMOUNT_OUT_OF_REACH: i64 = i64::MAX;
+
 /// The infrastructure the supervisor kills.
 const KILLED_INFRA: [Infra; 3] = [Infra::Postgres, Infra::Kafka, Infra::MongoWire];
 
@@ -238,7 +244,11 @@ fn again_on_private_stack(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode>
         .env("GATEWAY_RATE_LIMIT_PER_USER", "1000000:1000000")
         // The buyers hold many unpaid orders each (see bench's GATEWAY_LIMITS); the limit
         // against stock hoarding would refuse them.
-        .env("ORDER_MAX_OPEN_PER_USER", "0");
+        .env("ORDER_MAX_OPEN_PER_USER", "0")
+        .env(
+            "ORDER_REVIEW_AMOUNT",
+            REVIEW_AMOUNT_OUT_OF_REACH.to_string(),
+        );
     for (var, default) in INFRA_PORTS {
         again.env(var, port(default)?);
     }
@@ -682,7 +692,15 @@ impl Summary<'_> {
             "- Buyers ride out failures as a real client would: the payment is retried with \
              the same `Idempotency-Key` after no answer or a 502/503/504; a broken status \
              stream falls back to polling; an order whose creation got no answer is given up \
-             (it may exist: the audit's stock check covers it, its order check does not).\n"
+             (it may exist: the audit's stock check covers it, its order check does not)."
+        );
+        let _ = writeln!(
+            out,
+            "- No workflow engine runs on the private stack, so the risk review is out of \
+             reach: `ORDER_REVIEW_AMOUNT` is {REVIEW_AMOUNT_OUT_OF_REACH} and no order is held \
+             in `REVIEW` (with the engine away, order-service's risk check decides by that \
+             amount alone). The run tests the checkout saga under kills, not the engine; the \
+             review and refund processes have their own tests.\n"
         );
 
         let _ = writeln!(out, "## Kills per component\n");

@@ -1,6 +1,19 @@
 //! The consuming side: a loop that hands each record to a handler, retries transient failures
 //! with backoff, sends poison records to `<topic>.dlt`, and only then lets the offset advance.
 //!
+//! A transient failure (a dependency away: the database, the MongoDB-wire server) is retried
+//! until the handler succeeds, never dead-lettered: the record is fine, only the moment is
+//! not, and a dependency can be away far longer than any fixed number of attempts (an outage
+//! of 30 s once dead-lettered the `order.created` of orders accepted meanwhile, and they stayed
+//! `PENDING` for good). The consumer holds its partition meanwhile, so later records of the
+//! same aggregate wait in order behind it. After [`ConsumerSettings::max_attempts`] failed
+//! attempts it reports itself stalled ([`ConsumerHealth`], for `/health/ready`) and keeps
+//! retrying at most every [`ConsumerSettings::max_backoff`]; the first success clears it. The
+//! price of that choice: a handler that calls a deterministic failure transient holds its
+//! partition until it is fixed, which shows as a red readiness and a growing `consumer_lag`,
+//! never as a record lost to the dead-letter topic. Only permanent failures (undecodable or
+//! impossible records) go there.
+//!
 //! Delivery is at-least-once: the offset of a record is stored after its handler succeeded (or
 //! it was dead-lettered), and stored offsets are committed by librdkafka in the background and
 //! synchronously on shutdown. A crash in between replays the record, so handlers must be
@@ -8,8 +21,9 @@
 //! Records are handled one at a time per consumer, in partition order, which keeps each
 //! aggregate's events in order.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -43,7 +57,7 @@ pub struct Delivery {
 /// How a handler failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Worth trying again (a dependency is briefly unavailable).
+    /// Worth trying again (a dependency is unavailable): retried until it succeeds.
     #[error("transient: {0:#}")]
     Transient(anyhow::Error),
     /// Will never succeed (invalid data); goes straight to the dead-letter topic.
@@ -61,10 +75,14 @@ pub trait Handler: Send + Sync + 'static {
 pub struct ConsumerSettings {
     pub group_id: String,
     pub topics: Vec<String>,
-    /// Attempts for a transiently failing record before it is dead-lettered.
+    /// Attempts for a transiently failing record before the consumer reports itself stalled
+    /// (it keeps retrying; see the module documentation).
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, with jitter.
     pub base_backoff: Duration,
+    /// The longest pause between two attempts, so a record is retried soon after its
+    /// dependency returns.
+    pub max_backoff: Duration,
 }
 
 impl ConsumerSettings {
@@ -74,15 +92,56 @@ impl ConsumerSettings {
             topics,
             max_attempts: 5,
             base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
         }
     }
 }
+
+/// Which consumers of a service are stuck on a record they cannot process yet, for
+/// `/health/ready`. One is shared by every consumer that reports to it
+/// ([`EventConsumer::reporting_to`]); clones share the state.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerHealth {
+    /// Why each stalled consumer's record has failed `max_attempts` times or more, by the
+    /// consumer's number.
+    stalled: Arc<Mutex<BTreeMap<u64, String>>>,
+}
+
+impl ConsumerHealth {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `Ok` unless a consumer holds a record that keeps failing; the error says which and why.
+    pub fn check(&self) -> Result<(), String> {
+        let stalled = self.stalled.lock().unwrap_or_else(PoisonError::into_inner);
+        match stalled.values().next() {
+            None => Ok(()),
+            Some(reason) if stalled.len() == 1 => Err(reason.clone()),
+            Some(reason) => Err(format!("{reason} (and {} more)", stalled.len() - 1)),
+        }
+    }
+
+    fn set(&self, consumer: u64, stalled: Option<String>) {
+        let mut map = self.stalled.lock().unwrap_or_else(PoisonError::into_inner);
+        match stalled {
+            Some(reason) => map.insert(consumer, reason),
+            None => map.remove(&consumer),
+        };
+    }
+}
+
+/// Numbers the consumers of a process, so each has its entry in a shared [`ConsumerHealth`].
+static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(0);
 
 /// A subscribed consumer plus the producer its dead letters go out with.
 pub struct EventConsumer {
     consumer: Arc<StreamConsumer>,
     dead_letters: FutureProducer,
     settings: ConsumerSettings,
+    health: ConsumerHealth,
+    /// This consumer's entry in `health`.
+    number: u64,
 }
 
 impl std::fmt::Debug for EventConsumer {
@@ -113,8 +172,22 @@ impl EventConsumer {
         Ok(Self {
             consumer: Arc::new(consumer),
             dead_letters: kafka.producer()?,
+            health: ConsumerHealth::new(),
+            number: NEXT_CONSUMER.fetch_add(1, Ordering::Relaxed),
             settings,
         })
+    }
+
+    /// Reports stalls to `health` (shared with the service's other consumers and read by its
+    /// readiness) instead of a health of its own.
+    pub fn reporting_to(mut self, health: &ConsumerHealth) -> Self {
+        self.health = health.clone();
+        self
+    }
+
+    /// Where this consumer reports whether it is stalled.
+    pub fn health(&self) -> ConsumerHealth {
+        self.health.clone()
     }
 
     /// Consumes until `shutdown` is cancelled; the record in hand is finished and offsets are
@@ -128,7 +201,11 @@ impl EventConsumer {
             };
             match message {
                 Ok(message) => {
-                    self.process(&handler, &message, &shutdown).await;
+                    if self.process(&handler, &message, &shutdown).await == Done::Unfinished {
+                        // Stopped while retrying: the offset stays where it is, so the record
+                        // is delivered again (to this group's next consumer), not lost.
+                        break;
+                    }
                     if let Err(error) = self.consumer.store_offset_from_message(&message) {
                         tracing::warn!(%error, "storing the offset failed; the record may be replayed");
                     }
@@ -143,6 +220,7 @@ impl EventConsumer {
             }
         }
         lag_reporter.abort();
+        self.health.set(self.number, None);
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored yet is the common case for an idle consumer.
             tracing::debug!(%error, "final offset commit");
@@ -155,7 +233,7 @@ impl EventConsumer {
         handler: &H,
         message: &BorrowedMessage<'_>,
         shutdown: &CancellationToken,
-    ) {
+    ) -> Done {
         let topic = message.topic().to_owned();
         let headers = message
             .headers()
@@ -178,7 +256,7 @@ impl EventConsumer {
         let outcome = async {
             let event = match CloudEvent::from_slice(message.payload().unwrap_or_default()) {
                 Ok(event) => event,
-                Err(error) => return Err(format!("not a CloudEvent: {error}")),
+                Err(error) => return Err(Stop::DeadLetter(format!("not a CloudEvent: {error}"))),
             };
             let span = tracing::Span::current();
             span.record("event_type", event.event_type.as_str());
@@ -200,52 +278,72 @@ impl EventConsumer {
         let labels = [("topic", topic.clone())];
         match outcome {
             Ok(()) => metrics::counter!("consumer_processed_total", &labels).increment(1),
-            Err(reason) => {
+            Err(Stop::DeadLetter(reason)) => {
                 span.record("otel.status_code", "ERROR");
                 span.in_scope(|| tracing::error!(%reason, "dead-lettering the record"));
                 self.dead_letter(message, &reason).instrument(span).await;
                 metrics::counter!("consumer_dead_lettered_total", &labels).increment(1);
             }
+            Err(Stop::ShuttingDown) => return Done::Unfinished,
         }
+        Done::Finished
     }
 
-    /// Runs the handler until it succeeds, fails permanently, or runs out of attempts; the
-    /// error is the reason to dead-letter.
+    /// Runs the handler until it succeeds or fails permanently (the error is then the reason
+    /// to dead-letter), or shutdown is asked for (the record stays unacknowledged and is
+    /// replayed later). Transient failures are retried with backoff for as long as they last.
     async fn handle_with_retries<H: Handler>(
         &self,
         handler: &H,
         delivery: &Delivery,
         shutdown: &CancellationToken,
-    ) -> Result<(), String> {
-        let mut attempt = 1;
+    ) -> Result<(), Stop> {
+        let mut attempt: u32 = 1;
         loop {
-            match handler.handle(delivery).await {
-                Ok(()) => return Ok(()),
-                Err(HandlerError::Permanent(error)) => return Err(format!("{error:#}")),
-                Err(HandlerError::Transient(error)) if attempt >= self.settings.max_attempts => {
-                    return Err(format!("gave up after {attempt} attempts: {error:#}"));
+            let error = match handler.handle(delivery).await {
+                Ok(()) => {
+                    self.health.set(self.number, None);
+                    return Ok(());
                 }
-                Err(HandlerError::Transient(error)) => {
-                    metrics::counter!(
-                        "consumer_retries_total",
-                        &[("topic", delivery.topic.clone())]
-                    )
-                    .increment(1);
-                    let delay = backoff(self.settings.base_backoff, attempt);
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        attempt,
-                        ?delay,
-                        "handler failed; retrying"
-                    );
-                    tokio::select! {
-                        // On shutdown the record stays unacknowledged and is replayed later.
-                        () = shutdown.cancelled() => return Err("shutting down".into()),
-                        () = tokio::time::sleep(delay) => {},
-                    }
-                    attempt += 1;
+                Err(HandlerError::Permanent(error)) => {
+                    self.health.set(self.number, None);
+                    return Err(Stop::DeadLetter(format!("{error:#}")));
                 }
+                Err(HandlerError::Transient(error)) => error,
+            };
+            metrics::counter!(
+                "consumer_retries_total",
+                &[("topic", delivery.topic.clone())]
+            )
+            .increment(1);
+            let delay = backoff(self.settings.base_backoff, attempt).min(self.settings.max_backoff);
+            if attempt >= self.settings.max_attempts {
+                self.health.set(
+                    self.number,
+                    Some(format!(
+                        "consumer {} holds a record of {} that failed {attempt} times: {error:#}",
+                        self.settings.group_id, delivery.topic
+                    )),
+                );
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    attempt,
+                    ?delay,
+                    "handler keeps failing; holding the record and retrying"
+                );
+            } else {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    attempt,
+                    ?delay,
+                    "handler failed; retrying"
+                );
             }
+            tokio::select! {
+                () = shutdown.cancelled() => return Err(Stop::ShuttingDown),
+                () = tokio::time::sleep(delay) => {},
+            }
+            attempt = attempt.saturating_add(1);
         }
     }
 
@@ -286,6 +384,23 @@ impl EventConsumer {
             }
         }
     }
+}
+
+/// Why a record's handling stopped short of success.
+enum Stop {
+    /// It can never succeed: to the dead-letter topic, with this reason.
+    DeadLetter(String),
+    /// Shutdown came while a transient failure was being retried.
+    ShuttingDown,
+}
+
+/// Whether the consumer is done with a record (its offset may advance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    /// Processed or dead-lettered.
+    Finished,
+    /// Left for a later delivery.
+    Unfinished,
 }
 
 /// How far behind the end of its partitions a running consumer is.

@@ -25,7 +25,8 @@ pub mod testing;
 #[cfg(feature = "postgres")]
 pub use consumer::mark_processed;
 pub use consumer::{
-    ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, LagProbe, PartitionLag,
+    ConsumerHealth, ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, LagProbe,
+    PartitionLag,
 };
 pub use kafka::{KafkaConfig, TopicSpec};
 #[cfg(feature = "postgres")]

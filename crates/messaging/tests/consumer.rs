@@ -127,6 +127,23 @@ async fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> TestR
     .await
 }
 
+/// Runs a consumer of `topic` in `group` with a fresh recorder until it has processed
+/// `count` records, stops it (committing its offsets), and returns what it processed.
+async fn consume_until(topic: &str, group: &str, count: usize) -> anyhow::Result<Vec<String>> {
+    let recorder = Recorder::default();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        EventConsumer::new(&kafka(), settings(topic, group))?.run(recorder.clone(), stop.clone()),
+    );
+    wait_until(Duration::from_secs(30), || {
+        recorder.processed().len() >= count
+    })
+    .await?;
+    stop.cancel();
+    task.await?;
+    Ok(recorder.processed())
+}
+
 #[tokio::test]
 async fn failures_are_retried_or_dead_lettered_and_the_consumer_keeps_going() -> TestResult {
     let topic = format!("test-{}.things", Uuid::new_v4().simple());
@@ -176,9 +193,77 @@ async fn failures_are_retried_or_dead_lettered_and_the_consumer_keeps_going() ->
     Ok(())
 }
 
+/// The regression of the MongoDB-wire outage: a dependency away for longer than the fast
+/// retries take once made the consumer dead-letter the record (orders stayed `PENDING`). Now
+/// the record is held, the consumer reports itself stalled, and once the dependency is back
+/// the record is processed, in order, and nothing reaches the dead-letter topic.
 #[tokio::test]
-async fn a_transient_failure_that_never_ends_is_dead_lettered_after_the_last_attempt() -> TestResult
-{
+async fn a_transient_failure_holds_the_record_until_the_dependency_returns() -> TestResult {
+    /// Fails transiently while `down` is set; records what it processed.
+    #[derive(Clone, Default)]
+    struct Dependent {
+        down: Arc<std::sync::atomic::AtomicBool>,
+        attempts: Arc<std::sync::atomic::AtomicU32>,
+        recorder: Recorder,
+    }
+    impl Handler for Dependent {
+        async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+            use std::sync::atomic::Ordering;
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(HandlerError::Transient(anyhow::anyhow!("dependency down")));
+            }
+            self.recorder.handle(delivery).await
+        }
+    }
+    let topic = format!("test-{}.things", Uuid::new_v4().simple());
+    produce(&topic, &[thing("held", "ok")?, thing("behind", "ok")?]).await?;
+    let mut settings = settings(&topic, &format!("g-{}", Uuid::new_v4()));
+    settings.max_attempts = 3;
+    settings.max_backoff = Duration::from_millis(100);
+    let handler = Dependent::default();
+    handler
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let consumer = EventConsumer::new(&kafka(), settings)?;
+    let health = consumer.health();
+    assert!(health.check().is_ok(), "not stalled before it starts");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(handler.clone(), stop.clone()));
+
+    // Well past the attempts that used to end in the dead-letter topic: stalled, still held.
+    wait_until(Duration::from_secs(30), || {
+        health.check().is_err()
+            && handler.attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3 * 3
+    })
+    .await?;
+    let stalled = health.check().err().unwrap_or_default();
+    assert!(stalled.contains("dependency down"), "{stalled}");
+    assert!(
+        handler.recorder.processed().is_empty(),
+        "nothing gets past the held record"
+    );
+
+    handler
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_until(Duration::from_secs(30), || {
+        handler.recorder.processed().len() == 2
+    })
+    .await?;
+    assert!(health.check().is_ok(), "recovered: {:?}", health.check());
+    stop.cancel();
+    task.await?;
+    assert_eq!(handler.recorder.processed(), ["held", "behind"], "in order");
+    let dead = read_topic(&kafka().brokers, &format!("{topic}.dlt")).await?;
+    assert!(dead.is_empty(), "dead-lettered: {dead:?}");
+    Ok(())
+}
+
+/// Shutdown while a record is being retried leaves it unacknowledged (it used to be
+/// dead-lettered with the reason "shutting down"): the group's next consumer gets it.
+#[tokio::test]
+async fn a_record_retried_at_shutdown_is_delivered_again_not_dead_lettered() -> TestResult {
     struct AlwaysDown;
     impl Handler for AlwaysDown {
         async fn handle(&self, _: &Delivery) -> Result<(), HandlerError> {
@@ -186,29 +271,21 @@ async fn a_transient_failure_that_never_ends_is_dead_lettered_after_the_last_att
         }
     }
     let topic = format!("test-{}.things", Uuid::new_v4().simple());
-    produce(&topic, &[thing("doomed", "ok")?]).await?;
-    let mut settings = settings(&topic, &format!("g-{}", Uuid::new_v4()));
-    settings.max_attempts = 3;
+    let group = format!("g-{}", Uuid::new_v4());
+    produce(&topic, &[thing("interrupted", "ok")?]).await?;
+    let mut down_settings = settings(&topic, &group);
+    down_settings.max_attempts = 2;
+    let consumer = EventConsumer::new(&kafka(), down_settings)?;
+    let health = consumer.health();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(EventConsumer::new(&kafka(), settings)?.run(AlwaysDown, stop.clone()));
-    let dlt = format!("{topic}.dlt");
-    testkit::eventually(Duration::from_secs(30), || async {
-        anyhow::ensure!(
-            !read_topic(&kafka().brokers, &dlt).await?.is_empty(),
-            "no dead letter yet"
-        );
-        Ok(())
-    })
-    .await?;
-    let dead = read_topic(&kafka().brokers, &dlt).await?;
+    let task = tokio::spawn(consumer.run(AlwaysDown, stop.clone()));
+    wait_until(Duration::from_secs(30), || health.check().is_err()).await?;
     stop.cancel();
     task.await?;
-    assert_eq!(dead.len(), 1);
-    assert!(
-        dead[0].headers["dlt.reason"].contains("gave up after 3 attempts"),
-        "{:?}",
-        dead[0].headers
-    );
+
+    assert_eq!(consume_until(&topic, &group, 1).await?, ["interrupted"]);
+    let dead = read_topic(&kafka().brokers, &format!("{topic}.dlt")).await?;
+    assert!(dead.is_empty(), "dead-lettered: {dead:?}");
     Ok(())
 }
 
@@ -218,26 +295,11 @@ async fn a_restarted_consumer_resumes_after_what_it_processed() -> TestResult {
     let group = format!("g-{}", Uuid::new_v4());
     produce(&topic, &[thing("one", "ok")?, thing("two", "ok")?]).await?;
 
-    let first = Recorder::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(
-        EventConsumer::new(&kafka(), settings(&topic, &group))?.run(first.clone(), stop.clone()),
-    );
-    wait_until(Duration::from_secs(30), || first.processed().len() == 2).await?;
-    stop.cancel();
-    task.await?;
+    consume_until(&topic, &group, 2).await?;
 
     produce(&topic, &[thing("three", "ok")?]).await?;
-    let second = Recorder::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(
-        EventConsumer::new(&kafka(), settings(&topic, &group))?.run(second.clone(), stop.clone()),
-    );
-    wait_until(Duration::from_secs(30), || !second.processed().is_empty()).await?;
-    stop.cancel();
-    task.await?;
     assert_eq!(
-        second.processed(),
+        consume_until(&topic, &group, 1).await?,
         ["three"],
         "committed records are not replayed"
     );

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{EventConsumer, TopicSpec};
+use messaging::{ConsumerHealth, EventConsumer, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use web::{Lifecycle, Readiness, StopStage};
@@ -26,8 +26,8 @@ use crate::domain::templates::Templates;
 use crate::events::{self, handler::NotificationEvents};
 use crate::store;
 
-/// Attempts for a record whose handler fails transiently (the database) before it is
-/// dead-lettered by the consumer.
+/// Attempts for a record whose handler fails transiently (the database) before the consumer
+/// reports itself stalled (readiness red); it keeps retrying until the database is back.
 const HANDLER_ATTEMPTS: u32 = 8;
 
 /// A built, not yet running, notification-service.
@@ -83,6 +83,7 @@ impl Application {
             .await
             .context("creating Kafka topics (KAFKA_BROKERS)")?;
         let producer: Producer = kafka.producer()?;
+        let consumers = ConsumerHealth::new();
 
         let state = AppState {
             pool: pool.clone(),
@@ -96,7 +97,7 @@ impl Application {
             "notification-service",
             config.server.request_timeout,
             api::router(state),
-            readiness(pool.clone(), producer.clone()),
+            readiness(pool.clone(), producer.clone(), consumers.clone()),
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
@@ -128,11 +129,13 @@ impl Application {
                 let contacts = EventConsumer::new(
                     &kafka,
                     events::contacts_settings(&topics, HANDLER_ATTEMPTS),
-                )?;
+                )?
+                .reporting_to(&consumers);
                 let notices = EventConsumer::new(
                     &kafka,
                     events::notices_settings(&topics, HANDLER_ATTEMPTS),
-                )?;
+                )?
+                .reporting_to(&consumers);
                 let (for_contacts, for_notices) = (handler.clone(), handler.clone());
                 lifecycle
                     .worker("contact events", |stop| contacts.run(for_contacts, stop))
@@ -188,8 +191,10 @@ impl Application {
     }
 }
 
-fn readiness(pool: PgPool, producer: Producer) -> Readiness {
+/// The dependencies, and the consumers (red while one holds an event it cannot process yet).
+fn readiness(pool: PgPool, producer: Producer, consumers: ConsumerHealth) -> Readiness {
     Readiness::new()
+        .with_check("consumers", move || std::future::ready(consumers.check()))
         .with_postgres(pool)
         .with_check("kafka", move || {
             let producer = producer.clone();

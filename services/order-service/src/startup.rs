@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{EventConsumer, OutboxRelay, TopicSpec};
+use messaging::{ConsumerHealth, EventConsumer, OutboxRelay, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -143,22 +143,26 @@ impl Application {
                 risk,
             },
         };
+        let consumers = ConsumerHealth::new();
         let router = web::documented_service_router::<api::ApiDoc>(
             "order-service",
             config.server.request_timeout,
             api::router(state),
-            readiness(pool.clone(), producer.clone()),
+            readiness(pool.clone(), producer.clone(), consumers.clone()),
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
-        let replica = EventConsumer::new(&kafka, replica::settings(&topics))?;
+        let replica =
+            EventConsumer::new(&kafka, replica::settings(&topics))?.reporting_to(&consumers);
         let replica_handler = ProductReplica(pool.clone());
-        let saga_consumer = EventConsumer::new(&kafka, saga_events::settings(&topics))?;
+        let saga_consumer =
+            EventConsumer::new(&kafka, saga_events::settings(&topics))?.reporting_to(&consumers);
         let saga_handler = SagaEvents {
             pool: pool.clone(),
             settings: saga.clone(),
         };
-        let customer_consumer = EventConsumer::new(&kafka, customers::settings(&topics))?;
+        let customer_consumer =
+            EventConsumer::new(&kafka, customers::settings(&topics))?.reporting_to(&consumers);
         let customer_handler = CustomerReplica(pool.clone());
         let expiry = ExpiryJob {
             pool: pool.clone(),
@@ -212,8 +216,10 @@ impl Application {
     }
 }
 
-fn readiness(pool: PgPool, producer: Producer) -> Readiness {
+/// The dependencies, and the consumers (red while one holds an event it cannot process yet).
+fn readiness(pool: PgPool, producer: Producer, consumers: ConsumerHealth) -> Readiness {
     Readiness::new()
+        .with_check("consumers", move || std::future::ready(consumers.check()))
         .with_postgres(pool)
         .with_check("kafka", move || {
             let producer = producer.clone();

@@ -1,12 +1,29 @@
 //! Taking a payment: `POST /api/payments` from the idempotency check to the recorded outcome.
 //!
+//! The whole request has a time budget (`PAYMENT_REQUEST_BUDGET_MS`, 1.5 s): a client gets an
+//! answer within it, never a hang, even while MongoDB or the provider is away. When the budget
+//! runs out the answer is 503 with `Retry-After`, and what was under way goes on or stops
+//! according to whether it can be cut safely:
+//!
+//! - Reads and waits (steps 1 and 2) are simply dropped: nothing was written.
+//! - From the circuit breaker's check on (steps 3 to 6), the work runs in a task of its own
+//!   that the budget does not cancel: the request stops waiting for it, the task goes on. So a
+//!   provider call in flight is never cut between "sent" and "recorded": its answer (or its
+//!   retries, or its timeout, then `pending`) is recorded as if the client had waited, and the
+//!   client's retry with the same Idempotency-Key finds that payment (step 1) and answers with
+//!   its outcome, or waits for it again within its own budget. The provider's idempotency key
+//!   is the payment id, so nothing a retry does can charge twice; and the charge is not lost,
+//!   because the same task records it. A process that stops before the task finishes leaves
+//!   the payment `processing`, exactly as a crash would, and the reconciler settles it by key
+//!   after `RECONCILE_STALE_MS`.
+//!
 //! 1. The payment id is derived from (user, Idempotency-Key). If that payment exists, this is
-//!    a repeat: the same request gets the same payment (waiting, within the charge's time
-//!    budget, while another request with the key is still at the provider); another request
-//!    under the key is refused (422).
+//!    a repeat: the same request gets the same payment (waiting, within the budget, while
+//!    another request with the key is still at the provider); another request under the key
+//!    is refused (422).
 //! 2. The order must be in the replica, the caller's, and awaiting payment. A fresh order may
 //!    not have reached the replica yet, so the request waits for it for up to `ORDER_WAIT_MS`
-//!    (then 404 if unknown, 409 if still reserving stock).
+//!    (shorter than the budget; then 404 if unknown, 409 if still reserving stock).
 //! 3. An open circuit breaker answers 503 before anything is written.
 //! 4. The order is claimed (insert under the order id). Held by another payment: 409, unless
 //!    that payment failed (its claim release was lost), in which case the claim is taken over.
@@ -25,6 +42,7 @@ use contracts::topics::Topic;
 use messaging::mongo::{PendingEvent, RelayWake};
 use mongodb::bson::{self, doc};
 use secrecy::{ExposeSecret as _, SecretString};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::domain::card::{self, Card};
@@ -69,7 +87,13 @@ pub struct Charging {
     pub relay_wake: RelayWake,
     pub fingerprint_key: SecretString,
     pub order_wait: Duration,
+    /// The longest `POST /api/payments` takes to answer (see the module documentation).
+    pub request_budget: Duration,
 }
+
+/// The detail of the 503 when the budget runs out.
+const OUT_OF_TIME: &str = "the payment is taking longer than a request may wait; \
+     retry with the same Idempotency-Key to get its outcome";
 
 impl std::fmt::Debug for Charging {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,8 +102,25 @@ impl std::fmt::Debug for Charging {
 }
 
 impl Charging {
-    /// Takes (or replays) a payment for `user`.
+    /// Takes (or replays) a payment for `user`, answering within the request budget.
     pub async fn pay(&self, user: Uuid, request: PayRequest) -> Result<PaymentDoc, PayError> {
+        let deadline = Instant::now() + self.request_budget;
+        match tokio::time::timeout_at(deadline.into(), self.pay_by(user, request, deadline)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                metrics::counter!("payment_requests_out_of_time_total").increment(1);
+                Err(PayError::Unavailable(OUT_OF_TIME.into()))
+            }
+        }
+    }
+
+    /// [`Self::pay`] without its time limit; waits end at `deadline`.
+    async fn pay_by(
+        &self,
+        user: Uuid,
+        request: PayRequest,
+        deadline: Instant,
+    ) -> Result<PaymentDoc, PayError> {
         let payment_id = idempotency::payment_id(user, &request.idempotency_key);
         tracing::Span::current().record("payment_id", tracing::field::display(payment_id));
         let fingerprint = card::fingerprint(
@@ -88,13 +129,38 @@ impl Charging {
             &request.card,
         );
         if let Some(existing) = self.payments.get(payment_id).await? {
-            return self.replay(existing, &fingerprint).await;
+            return self.replay(existing, &fingerprint, deadline).await;
         }
         let order = self.payable_order(request.order_id, user).await?;
         let total = order
             .total
             .clone()
             .ok_or_else(|| PayError::Conflict("order not yet ready for payment".into()))?;
+        // From here on a write may happen: in a task the budget does not cancel.
+        let charging = self.clone();
+        let charge = tokio::spawn(
+            async move {
+                charging
+                    .charge(user, request, payment_id, fingerprint, total, deadline)
+                    .await
+            }
+            .instrument(tracing::Span::current()),
+        );
+        charge.await.map_err(|error| {
+            PayError::Internal(anyhow::anyhow!("the charge task failed: {error}"))
+        })?
+    }
+
+    /// Steps 3 to 6: the breaker, the claim, the payment, the provider, the outcome.
+    async fn charge(
+        &self,
+        user: Uuid,
+        request: PayRequest,
+        payment_id: Uuid,
+        fingerprint: String,
+        total: Money,
+        deadline: Instant,
+    ) -> Result<PaymentDoc, PayError> {
         if !self.psp.available() {
             return Err(PayError::Unavailable(
                 "the payment provider is unavailable; try again shortly".into(),
@@ -102,7 +168,11 @@ impl Charging {
         }
         match self.claim(request.order_id, payment_id).await? {
             ClaimOutcome::Taken => {}
-            ClaimOutcome::Ours => return self.wait_for_replay(payment_id, &fingerprint).await,
+            ClaimOutcome::Ours => {
+                return self
+                    .wait_for_replay(payment_id, &fingerprint, deadline)
+                    .await;
+            }
         }
 
         let now = bson::DateTime::now();
@@ -131,7 +201,9 @@ impl Charging {
         };
         if !self.payments.insert(&payment).await? {
             // The same key won the insert an instant earlier.
-            return self.wait_for_replay(payment_id, &fingerprint).await;
+            return self
+                .wait_for_replay(payment_id, &fingerprint, deadline)
+                .await;
         }
         self.payments.log(LogEntry::status_of(&payment)).await;
 
@@ -160,31 +232,42 @@ impl Charging {
     }
 
     /// The same request again: the same payment, once it has an answer to give.
-    async fn replay(&self, payment: PaymentDoc, fingerprint: &str) -> Result<PaymentDoc, PayError> {
+    async fn replay(
+        &self,
+        payment: PaymentDoc,
+        fingerprint: &str,
+        deadline: Instant,
+    ) -> Result<PaymentDoc, PayError> {
         if payment.fingerprint != fingerprint {
             return Err(PayError::KeyReused);
         }
         if payment.status() == Some(PaymentStatus::Processing) {
             return self
-                .wait_for_replay(payment.payment_id()?, fingerprint)
+                .wait_for_replay(payment.payment_id()?, fingerprint, deadline)
                 .await;
         }
         Ok(payment)
     }
 
-    /// Waits while another request with the same key is at the provider (bounded by the
-    /// charge's time budget), then answers as it did.
-    async fn wait_for_replay(&self, id: Uuid, fingerprint: &str) -> Result<PaymentDoc, PayError> {
-        let deadline = Instant::now() + self.psp.charge_budget() + Duration::from_secs(2);
+    /// Waits while another request with the same key is at the provider, until `deadline`
+    /// (then 503: the client retries with the key), and answers as it did.
+    async fn wait_for_replay(
+        &self,
+        id: Uuid,
+        fingerprint: &str,
+        deadline: Instant,
+    ) -> Result<PaymentDoc, PayError> {
         loop {
             let current = self.payments.get(id).await?;
             if let Some(payment) = &current {
                 if payment.fingerprint != fingerprint {
                     return Err(PayError::KeyReused);
                 }
-                if payment.status() != Some(PaymentStatus::Processing) || Instant::now() >= deadline
-                {
+                if payment.status() != Some(PaymentStatus::Processing) {
                     return Ok(payment.clone());
+                }
+                if Instant::now() >= deadline {
+                    return Err(PayError::Unavailable(OUT_OF_TIME.into()));
                 }
             } else if Instant::now() >= deadline {
                 return Err(PayError::Conflict(

@@ -35,8 +35,13 @@ pub struct Config {
     /// How long an open breaker refuses calls before it lets a trial through (`BREAKER_OPEN_MS`).
     pub breaker_open_for: Duration,
     /// How long a payment request waits for the order replica to learn a fresh order
-    /// (`ORDER_WAIT_MS`).
+    /// (`ORDER_WAIT_MS`, default 1000; shorter than the request budget, so the wait ends in a
+    /// 404 or 409 rather than the budget's 503).
     pub order_wait: Duration,
+    /// The longest `POST /api/payments` takes to answer (`PAYMENT_REQUEST_BUDGET_MS`, default
+    /// 1500): then 503 with `Retry-After`, the charge under way going on in the background
+    /// (see `charging`). Well under the 2 s a client may wait during an outage.
+    pub request_budget: Duration,
     /// How often the reconciler looks for payments whose outcome is unknown
     /// (`RECONCILE_INTERVAL_MS`).
     pub reconcile_interval: Duration,
@@ -90,6 +95,14 @@ impl Config {
             None => anyhow::bail!("PAYMENT_FINGERPRINT_KEY must be set outside the local profile"),
         };
         let topic_prefix = env.string_or("KAFKA_TOPIC_PREFIX", "");
+        let order_wait = env.millis("ORDER_WAIT_MS", 1_000)?;
+        let request_budget = env.millis("PAYMENT_REQUEST_BUDGET_MS", 1_500)?;
+        anyhow::ensure!(
+            order_wait < request_budget,
+            "ORDER_WAIT_MS ({} ms) must be shorter than PAYMENT_REQUEST_BUDGET_MS ({} ms)",
+            order_wait.as_millis(),
+            request_budget.as_millis()
+        );
         Ok(Self {
             server: ServerConfig::from_env(env, 8084, 30)?,
             mongodb_url: env.secret_or("MONGODB_URL", "mongodb://127.0.0.1:27017"),
@@ -102,7 +115,8 @@ impl Config {
             psp_max_attempts: env.number("PSP_MAX_ATTEMPTS", 3)?.max(1),
             breaker_threshold: env.number("BREAKER_THRESHOLD", 5)?.max(1),
             breaker_open_for: env.millis("BREAKER_OPEN_MS", 10_000)?,
-            order_wait: env.millis("ORDER_WAIT_MS", 3_000)?,
+            order_wait,
+            request_budget,
             reconcile_interval: env.millis("RECONCILE_INTERVAL_MS", 1_000)?,
             reconcile_stale_after: env.millis("RECONCILE_STALE_MS", 60_000)?,
             fingerprint_key,

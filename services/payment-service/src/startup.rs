@@ -6,7 +6,7 @@ use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
 use messaging::mongo::{OutboxRelay, RelayWake};
-use messaging::{EventConsumer, TopicSpec};
+use messaging::{ConsumerHealth, EventConsumer, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
 use web::{Lifecycle, Readiness};
@@ -97,10 +97,13 @@ impl Application {
             relay_wake: wake.clone(),
             fingerprint_key: config.fingerprint_key.clone(),
             order_wait: config.order_wait,
+            request_budget: config.request_budget,
         };
+        let consumers = ConsumerHealth::new();
         let consumer = match config.run_order_consumer {
             true => Some((
-                EventConsumer::new(&kafka, events::orders::settings(&topics))?,
+                EventConsumer::new(&kafka, events::orders::settings(&topics))?
+                    .reporting_to(&consumers),
                 OrderEvents { orders, refunds },
             )),
             false => None,
@@ -126,7 +129,7 @@ impl Application {
             "payment-service",
             config.server.request_timeout,
             api::router(state),
-            readiness(db.clone(), producer.clone()),
+            readiness(db.clone(), producer.clone(), consumers),
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
@@ -169,10 +172,12 @@ impl Application {
     }
 }
 
-fn readiness(db: Database, producer: Producer) -> Readiness {
+fn readiness(db: Database, producer: Producer, consumers: ConsumerHealth) -> Readiness {
     // The provider is not a readiness dependency: while it is down, payments answer 503
-    // through the circuit breaker, and reads keep working.
+    // through the circuit breaker, and reads keep working. The order consumer is: while it
+    // holds an event it cannot apply, the replica falls behind.
     Readiness::new()
+        .with_check("consumers", move || std::future::ready(consumers.check()))
         .with_check("mongodb", move || {
             let db = db.clone();
             async move {

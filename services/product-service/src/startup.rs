@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{EventConsumer, TopicSpec};
+use messaging::{ConsumerHealth, EventConsumer, TopicSpec};
 use mongodb::Database;
 use secrecy::ExposeSecret as _;
 use web::{Lifecycle, Readiness};
@@ -76,10 +76,12 @@ impl Application {
             true => config.inventory_consumers,
             false => 0,
         };
+        let consumers = ConsumerHealth::new();
         let inventory = (0..inventory_consumers)
             .map(|_| {
                 Ok((
-                    EventConsumer::new(&kafka, inventory_consumer::settings(&topics))?,
+                    EventConsumer::new(&kafka, inventory_consumer::settings(&topics))?
+                        .reporting_to(&consumers),
                     OrderEvents(Inventory::new(
                         &db,
                         topics.clone(),
@@ -123,7 +125,7 @@ impl Application {
             "product-service",
             config.server.request_timeout,
             api::router(state),
-            readiness(db.clone(), producer.clone(), catalog.clone()),
+            readiness(db.clone(), producer.clone(), catalog.clone(), consumers),
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
@@ -180,8 +182,16 @@ impl Application {
     }
 }
 
-fn readiness(db: Database, producer: Producer, catalog: Catalog) -> Readiness {
+/// The dependencies, the catalog read model, and the inventory consumers (red while one holds
+/// an order event it cannot process yet).
+fn readiness(
+    db: Database,
+    producer: Producer,
+    catalog: Catalog,
+    consumers: ConsumerHealth,
+) -> Readiness {
     Readiness::new()
+        .with_check("consumers", move || std::future::ready(consumers.check()))
         .with_check("catalog", move || {
             let loaded = catalog.is_loaded();
             async move {

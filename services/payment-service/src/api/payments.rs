@@ -2,8 +2,9 @@
 //!
 //! `POST` answers `201` with the payment once the provider's answer is known (`succeeded`, or
 //! `failed` with a `failure_reason` such as `card_declined`), and `202` with status `pending`
-//! (or `processing`) when the provider did not answer in time: the reconciler finishes it and
-//! `GET /api/payments/{id}` shows the outcome. Repeating a request with its Idempotency-Key
+//! when the provider did not answer in time: the reconciler finishes it and
+//! `GET /api/payments/{id}` shows the outcome. It answers within the request budget (1.5 s),
+//! else `503` with `Retry-After` while the charge goes on (see `charging`). Repeating a request with its Idempotency-Key
 //! returns the same payment (and status code for its current state); no second charge.
 
 use auth::AuthUser;
@@ -119,7 +120,8 @@ fn too_many_declines(wait: std::time::Duration) -> Problem {
         (status = 422, body = Problem, description = "Invalid fields (named in `errors`), or the key was used with another body"),
         (status = 429, body = Problem, description = "Too many declined payments from this account recently (card testing); retry after `Retry-After` seconds. Type `https://ferroshop.dev/problems/too-many-declines`",
             headers(("Retry-After" = u64, description = "Seconds until another payment may be tried"))),
-        (status = 503, body = Problem, description = "The provider is unavailable (circuit open)"),
+        (status = 503, body = Problem, description = "The provider is unavailable (circuit open; nothing was written), MongoDB is unavailable, or the payment took longer than the request budget (`PAYMENT_REQUEST_BUDGET_MS`, 1.5 s): a charge under way goes on, and a retry with the same Idempotency-Key gets its outcome. Retry after `Retry-After` seconds",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying (with the same Idempotency-Key)"))),
     ))]
 #[tracing::instrument(skip_all, fields(order_id, payment_id))]
 pub async fn create(

@@ -2,7 +2,7 @@
 //! offset, so a service started late rebuilds its replica from the log): each order event
 //! updates the replica ([`crate::store::orders`]); `order.cancelled` then refunds the order's
 //! succeeded payments ([`crate::refunds`]). Undecodable events are permanent failures
-//! (dead-lettered); database trouble is transient (retried, then dead-lettered).
+//! (dead-lettered); database trouble is transient (retried until the database is back).
 
 use contracts::order::{
     OrderAwaitingPayment, OrderCancelled, OrderCreated, OrderPaid, OrderRejected,

@@ -68,6 +68,9 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
         breaker_threshold: 50,
         breaker_open_for: Duration::from_secs(10),
         order_wait: Duration::from_millis(1_000),
+        // Generous: a test about something else must not meet the budget on a busy machine
+        // (the budget's own test sets it short).
+        request_budget: Duration::from_secs(20),
         reconcile_interval: Duration::from_millis(200),
         reconcile_stale_after: Duration::from_secs(60),
         fingerprint_key: "test-fingerprint-key".into(),

@@ -175,6 +175,63 @@ async fn a_slow_provider_leaves_the_payment_pending_until_it_is_reconciled() -> 
     Ok(())
 }
 
+/// The request budget (the outage finding: payments answered after more than 2 s). A provider
+/// slower than the budget costs the client a 503 with `Retry-After`, not a wait; the provider
+/// call in flight is not cut off but recorded behind the answer, so a retry with the same key
+/// gets the charge: made once, not lost.
+#[tokio::test]
+async fn a_charge_slower_than_the_request_budget_answers_503_and_completes_behind_it() -> TestResult
+{
+    let app = spawn_app_with_sim(
+        SimSettings {
+            slow_delay: Duration::from_millis(1_200),
+        },
+        |config| {
+            config.request_budget = Duration::from_millis(500);
+            config.order_wait = Duration::from_millis(300);
+            // The provider's answer comes within the call's timeout, after the budget.
+            config.psp_timeout = Duration::from_millis(5_000);
+            config.psp_max_attempts = 1;
+        },
+    )
+    .await;
+    let order = app.awaiting_order(1234).await?;
+    let first = app
+        .client
+        .post(app.url("/api/payments"))
+        .bearer_auth(&app.token)
+        .header("Idempotency-Key", "budget-1")
+        .json(&json!({"order_id": order, "card": card(SLOW_CARD)}))
+        .send()
+        .await?;
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(first.headers().contains_key("retry-after"), "{first:?}");
+    assert!(
+        first
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/problem+json")),
+        "{first:?}"
+    );
+
+    testkit::eventually(Duration::from_secs(30), || async {
+        let retry = app.pay("budget-1", order, card(SLOW_CARD)).await?;
+        anyhow::ensure!(
+            retry.status == StatusCode::CREATED && retry.body["status"] == "succeeded",
+            "{retry:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    assert_eq!(app.psp_charges(order).await?.len(), 1, "charged once");
+    assert_eq!(
+        app.payment_event_types(order).await?,
+        ["payment.succeeded.v1"]
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_unreachable_provider_opens_the_breaker_and_payments_get_a_fast_503() -> TestResult {
     let closed_port = testkit::free_port()?;

@@ -1,7 +1,8 @@
 //! The `order.events` consumer (group `<prefix>product-service.inventory`): decodes each order
 //! event and hands it to [`Inventory`]. Undecodable or impossible orders are permanent failures
-//! (dead-lettered to `order.events.dlt`); database trouble is transient (retried with backoff,
-//! then dead-lettered). Event types this service has no part in are skipped.
+//! (dead-lettered to `order.events.dlt`); database trouble is transient (retried with backoff
+//! until the database is back, the record held meanwhile). Event types this service has no
+//! part in are skipped.
 
 use contracts::order::{OrderCancelled, OrderCreated, OrderPaid, OrderRejected};
 use contracts::topics::{ORDER_EVENTS, Topic};

@@ -11,6 +11,7 @@ async fn health_metrics_openapi_and_docs_answer() -> TestResult {
     assert_eq!(ready.status, StatusCode::OK, "{ready:?}");
     assert_eq!(ready.body["checks"]["mongodb"]["status"], "up");
     assert_eq!(ready.body["checks"]["kafka"]["status"], "up");
+    assert_eq!(ready.body["checks"]["consumers"]["status"], "up");
     assert_eq!(app.get("/health/live").await?.status, StatusCode::OK);
 
     app.created(&product_body("PLAT-1")).await?;
