@@ -278,7 +278,9 @@ const DEFAULT_OFFSET: u16 = 20_000;
 /// Builds the services' binaries of `profile` (a no-op when they are current).
 fn build(layout: &Layout, present: &[services::Service], profile: &str) -> Result<()> {
     crate::provision::native_build_tools(layout)?;
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // `proc::cargo`, not a bare `cargo`: the variables `cargo run` set for xtask itself would
+    // change ring's fingerprint and rebuild every service (see `proc::cargo`).
+    let mut build = crate::proc::cargo();
     build.current_dir(&layout.repo).arg("build");
     if profile == "release" {
         build.arg("--release");
