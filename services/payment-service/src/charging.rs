@@ -2,8 +2,10 @@
 //!
 //! The whole request has a time budget (`PAYMENT_REQUEST_BUDGET_MS`, 1.5 s): a client gets an
 //! answer within it, never a hang, even while MongoDB or the provider is away. When the budget
-//! runs out the answer is 503 with `Retry-After`, and what was under way goes on or stops
-//! according to whether it can be cut safely:
+//! runs out, a payment that was already created is answered as it stands (`processing`: 202,
+//! the outcome to be read with `GET /api/payments/{id}`), and a request that created nothing
+//! gets 503 with `Retry-After`. What was under way goes on or stops according to whether it
+//! can be cut safely:
 //!
 //! - Reads and waits (steps 1 and 2) are simply dropped: nothing was written.
 //! - From the circuit breaker's check on (steps 3 to 6), the work runs in a task of its own
@@ -91,7 +93,11 @@ pub struct Charging {
     pub request_budget: Duration,
 }
 
-/// The detail of the 503 when the budget runs out.
+/// How long the answer after an exhausted budget may look for the payment: 1.5 s of budget
+/// plus this stays under the 2 s a client may wait.
+const LOOK_UP_AFTER_BUDGET: Duration = Duration::from_millis(250);
+
+/// The detail of the 503 when the budget runs out before a payment was created.
 const OUT_OF_TIME: &str = "the payment is taking longer than a request may wait; \
      retry with the same Idempotency-Key to get its outcome";
 
@@ -105,12 +111,36 @@ impl Charging {
     /// Takes (or replays) a payment for `user`, answering within the request budget.
     pub async fn pay(&self, user: Uuid, request: PayRequest) -> Result<PaymentDoc, PayError> {
         let deadline = Instant::now() + self.request_budget;
-        match tokio::time::timeout_at(deadline.into(), self.pay_by(user, request, deadline)).await {
+        let payment_id = idempotency::payment_id(user, &request.idempotency_key);
+        tracing::Span::current().record("payment_id", tracing::field::display(payment_id));
+        let fingerprint = card::fingerprint(
+            self.fingerprint_key.expose_secret().as_bytes(),
+            request.order_id,
+            &request.card,
+        );
+        let paying = self.pay_by(user, request, payment_id, fingerprint.clone(), deadline);
+        match tokio::time::timeout_at(deadline.into(), paying).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 metrics::counter!("payment_requests_out_of_time_total").increment(1);
-                Err(PayError::Unavailable(OUT_OF_TIME.into()))
+                self.as_it_stands(payment_id, &fingerprint).await
             }
+        }
+    }
+
+    /// The answer when the budget has run out: a payment that was created is answered as it
+    /// stands (`processing` or `pending`, so 202: the charge goes on in its task and
+    /// `GET /api/payments/{id}` shows the outcome), as the documented slow-provider path
+    /// always answered; only a request that created nothing in time gets 503. The look-up has
+    /// a short bound of its own, so a MongoDB that is away still gets its 503 within 2 s.
+    async fn as_it_stands(
+        &self,
+        payment_id: Uuid,
+        fingerprint: &str,
+    ) -> Result<PaymentDoc, PayError> {
+        match tokio::time::timeout(LOOK_UP_AFTER_BUDGET, self.payments.get(payment_id)).await {
+            Ok(Ok(Some(payment))) if payment.fingerprint == fingerprint => Ok(payment),
+            _ => Err(PayError::Unavailable(OUT_OF_TIME.into())),
         }
     }
 
@@ -119,15 +149,10 @@ impl Charging {
         &self,
         user: Uuid,
         request: PayRequest,
+        payment_id: Uuid,
+        fingerprint: String,
         deadline: Instant,
     ) -> Result<PaymentDoc, PayError> {
-        let payment_id = idempotency::payment_id(user, &request.idempotency_key);
-        tracing::Span::current().record("payment_id", tracing::field::display(payment_id));
-        let fingerprint = card::fingerprint(
-            self.fingerprint_key.expose_secret().as_bytes(),
-            request.order_id,
-            &request.card,
-        );
         if let Some(existing) = self.payments.get(payment_id).await? {
             return self.replay(existing, &fingerprint, deadline).await;
         }
@@ -250,7 +275,7 @@ impl Charging {
     }
 
     /// Waits while another request with the same key is at the provider, until `deadline`
-    /// (then 503: the client retries with the key), and answers as it did.
+    /// (then the payment as it stands: 202 while it awaits its outcome), and answers as it did.
     async fn wait_for_replay(
         &self,
         id: Uuid,
@@ -267,7 +292,9 @@ impl Charging {
                     return Ok(payment.clone());
                 }
                 if Instant::now() >= deadline {
-                    return Err(PayError::Unavailable(OUT_OF_TIME.into()));
+                    // Still at the provider: answered as it stands (202), like the request
+                    // that started it.
+                    return Ok(payment.clone());
                 }
             } else if Instant::now() >= deadline {
                 return Err(PayError::Conflict(

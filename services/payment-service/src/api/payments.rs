@@ -3,8 +3,9 @@
 //! `POST` answers `201` with the payment once the provider's answer is known (`succeeded`, or
 //! `failed` with a `failure_reason` such as `card_declined`), and `202` with status `pending`
 //! when the provider did not answer in time: the reconciler finishes it and
-//! `GET /api/payments/{id}` shows the outcome. It answers within the request budget (1.5 s),
-//! else `503` with `Retry-After` while the charge goes on (see `charging`). Repeating a request with its Idempotency-Key
+//! `GET /api/payments/{id}` shows the outcome. It answers within the request budget (1.5 s):
+//! a payment under way as it stands (`202 processing`), or `503` with `Retry-After` when none
+//! could be created in time (see `charging`). Repeating a request with its Idempotency-Key
 //! returns the same payment (and status code for its current state); no second charge.
 
 use auth::AuthUser;
@@ -112,7 +113,7 @@ fn too_many_declines(wait: std::time::Duration) -> Problem {
     params(("Idempotency-Key" = String, Header, pattern = r"^\s*[!-~]{1,255}\s*$", description = "Required, 1 to 255 visible ASCII characters; the same key and body return the same payment")),
     responses(
         (status = 201, body = PaymentView, description = "The provider answered: `succeeded` or `failed`"),
-        (status = 202, body = PaymentView, description = "`pending`: the provider did not answer in time; poll GET /api/payments/{id}"),
+        (status = 202, body = PaymentView, description = "`pending`: the provider did not answer in time, or `processing`: the charge is still under way when the request budget (`PAYMENT_REQUEST_BUDGET_MS`, 1.5 s) runs out; poll GET /api/payments/{id}"),
         (status = 400, body = Problem, description = "No Idempotency-Key"),
         (status = 401, body = Problem),
         (status = 404, body = Problem, description = "No such order (or not yours)"),
@@ -120,7 +121,7 @@ fn too_many_declines(wait: std::time::Duration) -> Problem {
         (status = 422, body = Problem, description = "Invalid fields (named in `errors`), or the key was used with another body"),
         (status = 429, body = Problem, description = "Too many declined payments from this account recently (card testing); retry after `Retry-After` seconds. Type `https://ferroshop.dev/problems/too-many-declines`",
             headers(("Retry-After" = u64, description = "Seconds until another payment may be tried"))),
-        (status = 503, body = Problem, description = "The provider is unavailable (circuit open; nothing was written), MongoDB is unavailable, or the payment took longer than the request budget (`PAYMENT_REQUEST_BUDGET_MS`, 1.5 s): a charge under way goes on, and a retry with the same Idempotency-Key gets its outcome. Retry after `Retry-After` seconds",
+        (status = 503, body = Problem, description = "The provider is unavailable (circuit open; nothing was written), MongoDB is unavailable, or no payment could be created within the request budget (`PAYMENT_REQUEST_BUDGET_MS`, 1.5 s); a retry with the same Idempotency-Key is safe. Retry after `Retry-After` seconds",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying (with the same Idempotency-Key)"))),
     ))]
 #[tracing::instrument(skip_all, fields(order_id, payment_id))]

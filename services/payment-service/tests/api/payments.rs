@@ -180,7 +180,7 @@ async fn a_slow_provider_leaves_the_payment_pending_until_it_is_reconciled() -> 
 /// call in flight is not cut off but recorded behind the answer, so a retry with the same key
 /// gets the charge: made once, not lost.
 #[tokio::test]
-async fn a_charge_slower_than_the_request_budget_answers_503_and_completes_behind_it() -> TestResult
+async fn a_charge_slower_than_the_request_budget_answers_202_and_completes_behind_it() -> TestResult
 {
     let app = spawn_app_with_sim(
         SimSettings {
@@ -204,16 +204,11 @@ async fn a_charge_slower_than_the_request_budget_answers_503_and_completes_behin
         .json(&json!({"order_id": order, "card": card(SLOW_CARD)}))
         .send()
         .await?;
-    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(first.headers().contains_key("retry-after"), "{first:?}");
-    assert!(
-        first
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/problem+json")),
-        "{first:?}"
-    );
+    // The payment exists and its charge is under way: answered as it stands, within the
+    // budget, never a hang and never a 503 for a payment that was taken.
+    assert_eq!(first.status(), StatusCode::ACCEPTED, "{first:?}");
+    let first: serde_json::Value = first.json().await?;
+    assert_eq!(first["status"], "processing", "{first}");
 
     testkit::eventually(Duration::from_secs(30), || async {
         let retry = app.pay("budget-1", order, card(SLOW_CARD)).await?;

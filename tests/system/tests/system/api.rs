@@ -173,6 +173,18 @@ impl Api {
         items: &[(Uuid, i64)],
         traceparent: Option<&str>,
     ) -> anyhow::Result<Reply> {
+        self.place_with_key(user, items, traceparent, None).await
+    }
+
+    /// [`Self::place`] with an `Idempotency-Key`, so that sending it again cannot place a
+    /// second order.
+    pub async fn place_with_key(
+        &self,
+        user: &User,
+        items: &[(Uuid, i64)],
+        traceparent: Option<&str>,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Reply> {
         let items: Vec<Value> = items
             .iter()
             .map(|(id, quantity)| json!({"product_id": id, "quantity": quantity}))
@@ -187,6 +199,9 @@ impl Api {
         if let Some(traceparent) = traceparent {
             request = request.header("traceparent", traceparent);
         }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
         self.send(request).await
     }
 
@@ -197,7 +212,9 @@ impl Api {
 
     /// Places an order for products that were just created: order-service learns of them from
     /// `product.events`, a moment later, and until then answers 422 "no such product" (as it
-    /// would for a client that raced the catalog). Retries that answer only; returns the 201.
+    /// would for a client that raced the catalog). Retries that answer, and a 503 (a busy
+    /// database on a loaded machine: the answer says to try again, and one `Idempotency-Key`
+    /// for every attempt makes the retry safe, as a real client's would be); returns the 201.
     pub async fn place_when_known(
         &self,
         user: &User,
@@ -206,15 +223,20 @@ impl Api {
     ) -> anyhow::Result<Reply> {
         let placed = Arc::new(Mutex::new(None));
         let slot = placed.clone();
+        let key = Uuid::new_v4().to_string();
+        let key = key.as_str();
         eventually(DEADLINE, move || {
             let slot = slot.clone();
-            let request = self.place(user, items, traceparent);
+            let request = self.place_with_key(user, items, traceparent, Some(key));
             async move {
                 let reply = request.await?;
                 if reply.status == StatusCode::UNPROCESSABLE_ENTITY
                     && reply.body.to_string().contains("no such product")
                 {
                     anyhow::bail!("not yet replicated: {reply:?}");
+                }
+                if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+                    anyhow::bail!("unavailable for now: {reply:?}");
                 }
                 if let Ok(mut slot) = slot.lock() {
                     *slot = Some(reply);
