@@ -3,8 +3,8 @@
 //!
 //! For every hostile provider answer (HTML instead of JSON, a 20 MB body, a redirect, an
 //! undocumented status, a 500 error page, an answer that never comes in time) the customer
-//! gets a documented answer (201 failed or 202 pending, never a 5xx, no hang beyond the
-//! charge's budget), no provider text reaches the customer, the redirect is not followed (the
+//! gets a documented answer (201 failed, or 202 pending or processing, never a 5xx, no hang
+//! beyond the request's budget), no provider text reaches the customer, the redirect is not followed (the
 //! card never reaches `/stolen`), and the order cannot be charged twice: while the outcome
 //! is unknown a second payment is refused (409), and the order is never PAID from a charge
 //! the platform could not read.
@@ -63,9 +63,13 @@ async fn hostile_payment(
             reply.status == StatusCode::CREATED && status == "failed",
             "{what}: {reply:?}"
         ),
-        // Anything else may have charged: pending, for the reconciler to settle by key.
+        // Anything else may have charged: accepted with the outcome unknown, `pending` for the
+        // reconciler to settle by key, or `processing` when the charge is still under way as
+        // the request's budget (`PAYMENT_REQUEST_BUDGET_MS`) runs out (an answer that never
+        // comes in time).
         _ => anyhow::ensure!(
-            reply.status == StatusCode::ACCEPTED && status == "pending",
+            reply.status == StatusCode::ACCEPTED
+                && matches!(status.as_str(), "pending" | "processing"),
             "{what}: {reply:?}"
         ),
     }
