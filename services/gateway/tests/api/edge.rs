@@ -68,6 +68,17 @@ async fn a_customer_on_an_admin_route_gets_the_upstreams_403_and_an_admin_gets_t
         vec![products.address.clone()],
     );
     let gateway = TestGateway::in_front_of_users(config, &users).await?;
+    // product-service answers ready once its catalog is loaded, and the gateway routes to it
+    // from its next health check: wait for that, as a client retrying a 503 would.
+    testkit::eventually(std::time::Duration::from_secs(30), || async {
+        let instances = gateway.instances("product-service").await?;
+        anyhow::ensure!(
+            instances.iter().any(|(_, healthy)| *healthy),
+            "product-service not yet in rotation: {instances:?}"
+        );
+        Ok(())
+    })
+    .await?;
 
     let (_, customer) = gateway.signed_in_customer().await?;
     let denied = gateway
