@@ -95,6 +95,15 @@ pub struct Deployment {
     pub name: Option<String>,
 }
 
+/// The XML of a deployed decision definition; `id` names the version (it changes with every
+/// deployment that changes the table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionXml {
+    pub id: String,
+    pub dmn_xml: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Incident {
@@ -408,6 +417,16 @@ impl EngineClient {
             )
             .await?;
         Self::decode(response, &what).await
+    }
+
+    /// The XML of the latest version of decision `key` (for [`crate::decision_table`]).
+    pub async fn decision_xml(&self, key: &str) -> Result<DecisionXml, EngineError> {
+        self.get(
+            &format!("/decision-definition/key/{key}/xml"),
+            &[],
+            &format!("reading the XML of decision {key}"),
+        )
+        .await
     }
 
     /// Open incidents of a process instance.

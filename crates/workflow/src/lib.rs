@@ -12,14 +12,15 @@
 //! idempotent: the effect happens once however often the task runs.
 
 mod client;
+pub mod decision_table;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 mod variables;
 mod worker;
 
 pub use client::{
-    ActivityStep, Deployment, EngineClient, EngineError, FetchTopic, Incident, LockedTask,
-    ProcessInstance, StartProcess, UserTask,
+    ActivityStep, DecisionXml, Deployment, EngineClient, EngineError, FetchTopic, Incident,
+    LockedTask, ProcessInstance, StartProcess, UserTask,
 };
 pub use variables::{Variable, Variables};
 pub use worker::{Handler, TaskFailure, Worker, WorkerConfig, worker_id};

@@ -53,9 +53,13 @@ pub struct Config {
     /// rules apply from shares of it (`ORDER_REVIEW_AMOUNT`, default 1,000,000: 10,000.00 in a
     /// two-decimal currency, high enough that ordinary orders, tests and the bench never wait).
     pub review_amount: i64,
-    /// How long the risk check waits for the engine (`ORDER_RISK_CHECK_TIMEOUT_MS`, default
-    /// 1000).
+    /// How long the risk check waits for the engine when the table is not evaluated in-process
+    /// (`ORDER_RISK_CHECK_TIMEOUT_MS`, default 1000).
     pub risk_check_timeout: Duration,
+    /// How often the deployed risk table is fetched from the engine
+    /// (`ORDER_RISK_TABLE_REFRESH_MS`, default 10000): a new deployment of `order-risk.dmn`
+    /// decides new orders at most this long after it.
+    pub risk_table_refresh: Duration,
     /// How long a held order waits for an admin before it is rejected (`ORDER_REVIEW_TIMEOUT`,
     /// ISO 8601, default `P2D`).
     pub review_timeout: String,
@@ -113,6 +117,7 @@ impl Config {
             )?,
             review_amount,
             risk_check_timeout: env.positive_millis("ORDER_RISK_CHECK_TIMEOUT_MS", 1_000)?,
+            risk_table_refresh: env.positive_millis("ORDER_RISK_TABLE_REFRESH_MS", 10_000)?,
             review_timeout: iso_duration(env, "ORDER_REVIEW_TIMEOUT", "P2D")?,
             review_start_interval: env.positive_millis("ORDER_REVIEW_START_INTERVAL_MS", 500)?,
         })

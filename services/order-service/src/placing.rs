@@ -25,7 +25,7 @@ use workflow::EngineClient;
 use crate::domain::address::ShippingAddress;
 use crate::domain::open_orders::TooManyOpen;
 use crate::domain::pricing::{self, PricedBasket, Requested};
-use crate::risk::{self, RiskSettings};
+use crate::risk::{self, RiskSettings, RiskTable};
 use crate::saga::{EVENT_SOURCE, SagaSettings};
 use crate::store::orders::{self, NewOrder, OrderRow, StoredLine};
 use crate::store::products;
@@ -70,11 +70,13 @@ pub enum Placed {
 }
 
 /// Places orders, with what that takes: the database, the saga's settings (topics, the
-/// reservation deadline, the open-order limit) and the risk check's engine and settings.
+/// reservation deadline, the open-order limit) and the risk check's table, engine and
+/// settings.
 #[derive(Clone)]
 pub struct Placing {
     pub pool: PgPool,
     pub saga: SagaSettings,
+    pub risk_table: RiskTable,
     pub engine: EngineClient,
     pub risk: RiskSettings,
 }
@@ -132,6 +134,7 @@ impl Placing {
             let mut conn = self.pool.acquire().await?;
             risk::classify(
                 &mut conn,
+                &self.risk_table,
                 &self.engine,
                 &self.risk,
                 user_id,

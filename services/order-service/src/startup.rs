@@ -25,7 +25,7 @@ use crate::events::saga::{self as saga_events, SagaEvents};
 use crate::placing::Placing;
 use crate::refunds::RefundSettings;
 use crate::review::ReviewStarter;
-use crate::risk::RiskSettings;
+use crate::risk::{RiskSettings, RiskTable};
 use crate::saga::SagaSettings;
 use crate::status_feed::StatusFeed;
 
@@ -105,6 +105,8 @@ impl Application {
             approval_timeout: config.refund_approval_timeout.clone(),
             approval_reminder: config.refund_approval_reminder.clone(),
         };
+        let risk_table = RiskTable::default();
+        let risk_table_refresh = config.risk_table_refresh;
         let risk = RiskSettings {
             review_amount: config.review_amount,
             check_timeout: config.risk_check_timeout,
@@ -139,7 +141,8 @@ impl Application {
             placing: Placing {
                 pool: pool.clone(),
                 saga: saga.clone(),
-                engine,
+                risk_table: risk_table.clone(),
+                engine: engine.clone(),
                 risk,
             },
         };
@@ -180,6 +183,9 @@ impl Application {
                 customer_consumer.run(customer_handler, stop)
             })
             .worker("review starter", |stop| review_starter.run(stop))
+            .worker("risk table refresh", move |stop| {
+                risk_table.run(engine, risk_table_refresh, stop)
+            })
             .worker("expiry job", |stop| expiry.run(stop))
             .worker("workflow worker", |stop| workflow_worker.run(stop));
         let feed_pool = pool.clone();

@@ -323,6 +323,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     let workflow_args = workflow::WorkflowBenchArgs {
         gateway: gateway_url.clone(),
         users: service_url("user-service")?,
+        orders: service_url("order-service")?,
         engine: s.workflow_url(),
         refunds: if args.quick { 20 } else { 100 },
         concurrency: 8,

@@ -2,6 +2,7 @@
 //! rule, through the engine's evaluate endpoint. Each file is deployed under a unique decision
 //! key so the tests never depend on (or change) what the engine deployed at start.
 
+use workflow::decision_table::DecisionTable;
 use workflow::{EngineClient, Variables};
 
 use crate::helpers::{engine, unique};
@@ -184,5 +185,83 @@ async fn order_risk_latency() -> anyhow::Result<()> {
         at(0.99),
         at(1.0)
     );
+    Ok(())
+}
+
+/// Outcome and reason of one evaluation, the same way for both evaluators (no match: empty).
+fn first_outputs(results: &[Variables]) -> (String, String) {
+    let text = |name| {
+        results
+            .first()
+            .and_then(|r| r.get_str(name).ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (text("outcome"), text("reason"))
+}
+
+/// order-service evaluates `order-risk` in-process from the XML the engine serves
+/// (`workflow::decision_table`). Over a grid of inputs around every rule's boundaries, the
+/// engine's evaluate endpoint and the in-process evaluation of the XML fetched from the engine
+/// must agree; and so must they for `refund-approval`, which the engine alone evaluates today
+/// but which the subset also reads.
+#[tokio::test]
+async fn in_process_evaluation_agrees_with_the_engine() -> anyhow::Result<()> {
+    let engine = engine()?;
+    let key = deploy_decision(&engine, RISK_TABLE, "order-risk").await?;
+    let deployed = engine.decision_xml(&key).await?;
+    let table = DecisionTable::parse(&deployed.dmn_xml, &key)?;
+    let review_amount = 10_000;
+    let mut compared = 0;
+    for amount in [
+        0, 999, 1_000, 2_499, 2_500, 4_999, 5_000, 9_999, 10_000, 250_000,
+    ] {
+        for age in [0, 1, 400] {
+            for velocity in [0, 4, 5] {
+                for country in ["DE", "CN", "BR", "", "de"] {
+                    let inputs = risk_inputs(&Order {
+                        amount,
+                        review_amount,
+                        account_age_days: age,
+                        orders_last_hour: velocity,
+                        country,
+                    });
+                    let here = table.evaluate(&inputs)?;
+                    let there = engine.evaluate_decision(&key, inputs).await?;
+                    assert_eq!(
+                        first_outputs(&here),
+                        first_outputs(&there),
+                        "amount {amount}, age {age}, velocity {velocity}, country {country:?}"
+                    );
+                    assert_eq!(here.len(), there.len());
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(compared, 450);
+
+    let key = deploy_decision(&engine, TABLE, "refund-approval").await?;
+    let table = DecisionTable::parse(&engine.decision_xml(&key).await?.dmn_xml, &key)?;
+    for amount in [0, 20_000, 20_001] {
+        for recent in [0, 1, 2] {
+            for reason in ["damaged", "not_received", "other"] {
+                let inputs = Variables::new()
+                    .long("amount", amount)
+                    .integer("recentRefunds", recent)
+                    .string("reason", reason);
+                let here = table.evaluate(&inputs)?;
+                let there = engine.evaluate_decision(&key, inputs).await?;
+                assert_eq!(
+                    here.first()
+                        .map(|r| r.get_str("outcome").map(str::to_owned).ok()),
+                    there
+                        .first()
+                        .map(|r| r.get_str("outcome").map(str::to_owned).ok()),
+                    "amount {amount}, {recent} recent refunds, reason {reason}"
+                );
+            }
+        }
+    }
     Ok(())
 }

@@ -49,6 +49,7 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         max_open_orders_per_user: order_service::domain::open_orders::DEFAULT_MAX_OPEN,
         review_amount: 1_000_000,
         risk_check_timeout: Duration::from_secs(2),
+        risk_table_refresh: Duration::from_millis(500),
         review_timeout: "P2D".into(),
         review_start_interval: Duration::from_millis(100),
     }

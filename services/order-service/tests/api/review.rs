@@ -230,3 +230,65 @@ async fn the_default_review_amount_leaves_ordinary_orders_alone() -> TestResult 
     assert_eq!(stack.risk_of(order).await?.0.as_deref(), Some("accept"));
     Ok(())
 }
+
+/// The risk table is evaluated in-process from the engine's deployed XML: once fetched, the
+/// verdicts are the table's even when the engine cannot be reached (the client below points
+/// at a closed port), where the engine-only path would fall back to `unchecked`.
+#[tokio::test]
+async fn once_fetched_the_risk_table_decides_without_the_engine() -> TestResult {
+    use order_service::risk::{RiskSettings, RiskTable, classify};
+    let stack = risky_stack("P2D").await;
+    let table = RiskTable::default();
+    assert!(table.current().is_none());
+    let engine = workflow::EngineClient::new(&testkit::stack::workflow_engine_url())?;
+    assert!(
+        table.refresh(&engine).await?,
+        "the repository's table is inside the in-process subset"
+    );
+    let unreachable = workflow::EngineClient::new("http://127.0.0.1:9")?;
+    let settings = RiskSettings {
+        review_amount: REVIEW_AMOUNT,
+        check_timeout: std::time::Duration::from_secs(1),
+        review_timeout: "P2D".into(),
+        start_interval: std::time::Duration::from_secs(1),
+    };
+    let customer = Uuid::new_v4(); // unknown to the replica: an account 0 days old
+    let cases = [
+        (100, "DE", "accept", "low_risk"),
+        (REVIEW_AMOUNT, "DE", "review", "large_amount"),
+        (REVIEW_AMOUNT / 2, "DE", "review", "new_account"),
+        (REVIEW_AMOUNT / 4, "BR", "review", "shipping_country"),
+    ];
+    for (amount, country, risk, reason) in cases {
+        let mut conn = stack.pool.acquire().await?;
+        let verdict = classify(
+            &mut conn,
+            &table,
+            &unreachable,
+            &settings,
+            customer,
+            amount,
+            country,
+        )
+        .await?;
+        assert_eq!(
+            (verdict.risk.as_str(), verdict.reason.as_str()),
+            (risk, reason),
+            "{amount} to {country}"
+        );
+    }
+    // Without the table, the same unreachable engine gives the fallback's verdict.
+    let mut conn = stack.pool.acquire().await?;
+    let fallback = classify(
+        &mut conn,
+        &RiskTable::default(),
+        &unreachable,
+        &settings,
+        customer,
+        100,
+        "DE",
+    )
+    .await?;
+    assert_eq!(fallback.risk.as_str(), "unchecked");
+    Ok(())
+}
