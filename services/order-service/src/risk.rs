@@ -27,7 +27,7 @@ use workflow::decision_table::DecisionTable;
 use workflow::{EngineClient, Variables};
 
 use crate::domain::risk::{self, RiskInputs, Verdict};
-use crate::store::{customers, orders};
+use crate::store::customers;
 
 /// Settings of the risk check and the review.
 #[derive(Debug, Clone)]
@@ -165,8 +165,8 @@ pub async fn classify(
 ) -> anyhow::Result<Verdict> {
     let started = Instant::now();
     let now = Utc::now();
-    let registered_at = customers::registered_at(conn, user_id).await?;
-    let recent = orders::placed_since(conn, user_id, now - chrono::Duration::hours(1)).await?;
+    let (registered_at, recent) =
+        customers::risk_history(conn, user_id, now - chrono::Duration::hours(1)).await?;
     let inputs = RiskInputs {
         amount,
         review_amount: settings.review_amount,

@@ -22,12 +22,19 @@ pub async fn record_registration(
     .map(drop)
 }
 
-pub async fn registered_at(
+/// What the risk check reads about a customer, in one round trip: when they registered (if
+/// this service has seen it) and how many orders they placed after `since`.
+pub async fn risk_history(
     conn: &mut PgConnection,
     user_id: Uuid,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("SELECT registered_at FROM customers WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(conn)
-        .await
+    since: DateTime<Utc>,
+) -> sqlx::Result<(Option<DateTime<Utc>>, i64)> {
+    sqlx::query_as(
+        "SELECT (SELECT registered_at FROM customers WHERE user_id = $1), \
+                (SELECT count(*) FROM orders WHERE user_id = $1 AND created_at > $2)",
+    )
+    .bind(user_id)
+    .bind(since)
+    .fetch_one(conn)
+    .await
 }

@@ -256,19 +256,6 @@ pub async fn lock_expired(conn: &mut PgConnection, limit: i64) -> sqlx::Result<V
     .await
 }
 
-/// The customer's orders placed since `since` (the risk check's "orders in the last hour").
-pub async fn placed_since(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    since: DateTime<Utc>,
-) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1 AND created_at > $2")
-        .bind(user_id)
-        .bind(since)
-        .fetch_one(conn)
-        .await
-}
-
 /// Orders in review whose process is not started yet, oldest first, locked for this
 /// transaction (rows another replica is starting are skipped).
 pub async fn lock_unstarted_reviews(
