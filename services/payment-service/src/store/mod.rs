@@ -12,6 +12,9 @@
 //! [`payments::Payments::update_guarded`]), and upserts of the order replica. There are no
 //! multi-document transactions: the payment, its claim and its log are separate writes,
 //! ordered so that every crash point is recoverable.
+//!
+//! Every command the client sends is counted ([`commands`]): the writes per paid order are
+//! what the MongoDB-wire server's throughput is spent on (issue 12).
 
 pub mod commands;
 pub mod orders;

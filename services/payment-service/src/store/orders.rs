@@ -7,8 +7,11 @@
 //! consumer's idempotency key; statuses also only move forward, so a replayed event is a
 //! no-op either way.
 
+use std::collections::HashSet;
+
 use anyhow::Context as _;
 use contracts::product::Money;
+use futures::TryStreamExt as _;
 use mongodb::bson::{self, Document, doc};
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
@@ -71,6 +74,27 @@ impl Orders {
             .find_one(doc! {"_id": order_id.to_string()})
             .await
             .context("reading an order of the replica")
+    }
+
+    /// Which of `orders` the replica has cancelled, in one query.
+    pub async fn cancelled_among(&self, orders: &[String]) -> anyhow::Result<HashSet<String>> {
+        if orders.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let found: Vec<Document> = self
+            .collection
+            .clone_with_type::<Document>()
+            .find(doc! {"_id": {"$in": orders}, "status": OrderStatus::Cancelled.as_str()})
+            .projection(doc! {"_id": 1})
+            .await
+            .context("finding cancelled orders")?
+            .try_collect()
+            .await
+            .context("reading cancelled orders")?;
+        Ok(found
+            .iter()
+            .filter_map(|order| order.get_str("_id").ok().map(str::to_owned))
+            .collect())
     }
 
     /// Applies one event; returns `false` if this event was applied before.
