@@ -26,9 +26,10 @@ const WRITES_PER_PAYMENT: u64 = 6;
 /// The request's reads: the idempotency look-up, the order, the order again after the
 /// success (the refund handshake). (6 before issue 12.)
 const READS_PER_PAYMENT: u64 = 3;
-/// The replica's write per order event, and its read.
+/// The replica's write per order event, in the usual order of events, and its reads (one
+/// before issue 12).
 const WRITES_PER_ORDER_EVENT: u64 = 1;
-const READS_PER_ORDER_EVENT: u64 = 1;
+const READS_PER_ORDER_EVENT: u64 = 0;
 /// The reconciler's follow-up of settled payments (their claims marked settled, their refund
 /// checks cleared): one update of each per batch, however many payments the batch holds.
 /// (One update per payment before issue 12; the refund check was cleared by the request.)
