@@ -31,10 +31,17 @@
 //!    that payment failed (its claim release was lost), in which case the claim is taken over.
 //! 5. The payment document is inserted (`processing`) and the provider is called.
 //! 6. The outcome is recorded only while the payment still awaits it, decided on the payment
-//!    as read and written with its event by one update guarded by the revision read (see
-//!    `Payments::update_guarded`): succeeded (then refunded if the order was cancelled
+//!    as inserted (no read: a change meanwhile fails the guard and the payment is read and
+//!    decided on again) and written with its event by one update guarded by the revision (see
+//!    `Payments::update_guarded_from`): succeeded (then refunded if the order was cancelled
 //!    meanwhile), failed (claim released, so another card may be tried), or pending (the
-//!    reconciler finishes it).
+//!    reconciler finishes it). The log lines of the payment's creation, its attempts and its
+//!    outcome follow in one insert.
+//!
+//! A paid payment thus costs six MongoDB writes (claim, payment, outcome, log, and the relay's
+//! two) and three reads (idempotency, order, the order again for the refund handshake); the
+//! README's "MongoDB commands per paid order" says why each is there, and
+//! `tests/api/round_trips.rs` holds the count.
 
 use std::time::{Duration, Instant};
 
@@ -230,7 +237,9 @@ impl Charging {
                 .wait_for_replay(payment_id, &fingerprint, deadline)
                 .await;
         }
-        self.payments.log(LogEntry::status_of(&payment)).await;
+        // The log lines of the creation and of each attempt go with the outcome's line in one
+        // insert (see `record_outcome_from`); each keeps the time it happened.
+        let mut log = vec![LogEntry::status_of(&payment)];
 
         let key = payment_id.to_string();
         let order_id = request.order_id.to_string();
@@ -251,9 +260,12 @@ impl Charging {
             entry.http_status = attempt.http_status;
             entry.duration_ms = Some(attempt.duration.as_millis() as u64);
             entry.error = attempt.error;
-            self.payments.log(entry).await;
+            log.push(entry);
         }
-        Ok(self.record_outcome(payment_id, outcome).await?)
+        // Decided on the document just inserted, not read again (its revision guards it).
+        Ok(self
+            .record_outcome_from(payment_id, Some(payment), outcome, log)
+            .await?)
     }
 
     /// The same request again: the same payment, once it has an answer to give.
@@ -381,11 +393,32 @@ impl Charging {
         id: Uuid,
         outcome: ChargeOutcome,
     ) -> anyhow::Result<PaymentDoc> {
+        self.record_outcome_from(id, None, outcome, Vec::new())
+            .await
+    }
+
+    /// [`Self::record_outcome`] deciding first on `known` (the payment as this caller holds
+    /// it; see `Payments::update_guarded_from`), and writing `log` (the lines of what led to
+    /// the outcome) with the outcome's own line in one insert.
+    ///
+    /// The log lines are written after the outcome, so a process that dies before they are
+    /// written loses them, whereas before this the creation's line was written before the
+    /// provider was called; the attempts' lines were never written before the call ended.
+    /// The log is an audit trail that nothing decides on: the payment document holds the
+    /// status (and `created_at`), the outbox its event, and the reconciler logs the outcome
+    /// it records for a payment a crash abandoned.
+    async fn record_outcome_from(
+        &self,
+        id: Uuid,
+        known: Option<PaymentDoc>,
+        outcome: ChargeOutcome,
+        mut log: Vec<LogEntry>,
+    ) -> anyhow::Result<PaymentDoc> {
         let topics = self.topics.clone();
         let now = bson::DateTime::now();
         let updated = self
             .payments
-            .update_guarded(id, |payment| {
+            .update_guarded_from(id, known, |payment| {
                 if !payment.status().is_some_and(PaymentStatus::awaits_outcome) {
                     return Ok(None);
                 }
@@ -436,9 +469,10 @@ impl Charging {
         let payment = updated.payment;
         if updated.changed {
             self.relay_wake.written(payment.id.clone());
-            self.payments.log(LogEntry::status_of(&payment)).await;
+            log.push(LogEntry::status_of(&payment));
             metrics::counter!("payments_total", "status" => payment.status.clone()).increment(1);
         }
+        self.payments.log_all(log).await;
         match payment.status() {
             Some(PaymentStatus::Failed) => {
                 // Only after the failure is recorded, so a new attempt never overlaps this one.
@@ -449,17 +483,23 @@ impl Charging {
             Some(PaymentStatus::Succeeded) if updated.changed => {
                 // The second half of the refund handshake (the consumer holds the first): the
                 // success is written, now look at the order.
-                if let Err(error) = self.refunds.refund_if_order_cancelled(&payment).await {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "refund check failed; the reconciler will retry"
-                    );
+                match self.refunds.refund_if_order_cancelled(&payment).await {
+                    // Nothing moved it on: the document the update returned is current.
+                    Ok(false) => return Ok(payment),
+                    Ok(true) => {}
+                    Err(error) => {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "refund check failed; the reconciler will retry"
+                        );
+                    }
                 }
+                // Re-read: the refund (or its attempt) moved it on.
+                return Ok(self.payments.get(id).await?.unwrap_or(payment));
             }
             _ => {}
         }
-        // Re-read: a refund may have moved it on.
-        Ok(self.payments.get(id).await?.unwrap_or(payment))
+        Ok(payment)
     }
 }
 

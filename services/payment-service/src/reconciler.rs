@@ -10,8 +10,9 @@
 //!   call): the same;
 //! - `refunding` payments (the provider's refund call failed): the refund is retried under the
 //!   same key;
-//! - `succeeded` payments whose check of the order's status (refund if cancelled) did not
-//!   finish: the check is run again;
+//! - `succeeded` payments whose `refund_check` is still up (every success: the request looks at
+//!   the order and leaves the flag for this pass): the batch's orders are read in one query,
+//!   the payments of cancelled ones refunded, and the batch's flags cleared in one update;
 //! - claims older than `RECONCILE_STALE_MS` whose payment is failed or missing (a crash between
 //!   the claim and the payment's insert, or before the release): released. A claim whose
 //!   payment succeeded is marked settled instead, so it is not read again on every pass
@@ -28,7 +29,11 @@ use uuid::Uuid;
 use crate::charging::Charging;
 use crate::domain::payment_status::PaymentStatus;
 use crate::psp::ChargeOutcome;
-use crate::store::payments::PaymentDoc;
+use crate::store::payments::{BATCH, PaymentDoc};
+
+/// The most batches of one kind a pass works through (bounded, so one pass ends, and other
+/// work of the pass is not starved by a long backlog).
+const MAX_BATCHES: usize = 20;
 
 #[derive(Debug, Clone)]
 pub struct Reconciler {
@@ -94,53 +99,66 @@ impl Reconciler {
                 tracing::info!(error = format!("{error:#}"), payment_id = %payment.id, "refund retry failed");
             }
         }
-        // Successes whose look at the order did not finish (an error, a crash).
-        for payment in payments
-            .refund_checks_due(ago(Duration::from_secs(5)))
-            .await?
-        {
-            if let Err(error) = self
-                .charging
-                .refunds
-                .refund_if_order_cancelled(&payment)
-                .await
-            {
-                tracing::info!(error = format!("{error:#}"), payment_id = %payment.id, "refund check failed");
+        // Successes whose look at the order is still to be confirmed: every success, since
+        // the request leaves the flag for this pass to clear in batches (see `refunds`).
+        // Batches follow each other while they come full and all their checks finish, so
+        // the pass keeps up with any rate of payments; a batch with a check that failed
+        // ends the pass (those payments lead the next query again).
+        for _ in 0..MAX_BATCHES {
+            let due = payments
+                .refund_checks_due(ago(Duration::from_secs(5)))
+                .await?;
+            let full = due.len() as i64 >= BATCH;
+            let cleared = self.charging.refunds.finish_refund_checks(&due).await?;
+            if !full || cleared < due.len() {
+                break;
             }
         }
-        let claims = payments
-            .unsettled_claims_before(ago(self.stale_after))
-            .await?;
-        self.check_claims(claims, false).await?;
+        // Claims likewise, while batches come full and some of their claims leave the query.
+        for _ in 0..MAX_BATCHES {
+            let claims = payments
+                .unsettled_claims_before(ago(self.stale_after))
+                .await?;
+            let full = claims.len() as i64 >= BATCH;
+            let done = self.check_claims(claims, false).await?;
+            if !full || done == 0 {
+                break;
+            }
+        }
         Ok(settled)
     }
 
     /// Releases the claims whose payment failed or never existed, and settles those whose
-    /// payment succeeded.
+    /// payment succeeded; returns how many it released or settled. The holders' statuses are
+    /// read in one query and the settled claims marked in one update: a claim is settled once
+    /// in its life, so this is a share of two round trips per paid order, not two of its own.
     /// `legacy`: claims without `open`; those still in flight get `open: true` so the passes
     /// find them. (Not done for open claims: a write to a claim races with its release.)
     async fn check_claims(
         &self,
         claims: Vec<(String, String)>,
         legacy: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<usize> {
         let payments = &self.charging.payments;
+        let holders: Vec<String> = claims
+            .iter()
+            .filter(|(_, holder)| Uuid::parse_str(holder).is_ok())
+            .map(|(_, holder)| holder.clone())
+            .collect();
+        // Missing: no such payment; `None`: a status this version does not know.
+        let statuses = payments.statuses_of(&holders).await?;
+        let mut settled = Vec::new();
+        let mut released = 0;
         for (order, holder) in claims {
-            // `None`: no such payment; `Some(None)`: a status this version does not know.
-            let status = match Uuid::parse_str(&holder) {
-                Ok(id) => payments.get(id).await?.map(|p| p.status()),
-                Err(_) => None,
-            };
-            match status {
+            match statuses.get(&holder) {
                 None | Some(Some(PaymentStatus::Failed)) => {
                     tracing::info!(order_id = %order, payment_id = %holder, "releasing an abandoned claim");
                     payments.release_claim(&order, &holder).await?;
+                    released += 1;
                 }
                 Some(Some(
                     PaymentStatus::Succeeded | PaymentStatus::Refunding | PaymentStatus::Refunded,
-                )) => {
-                    payments.set_claim_open(&order, &holder, false).await?;
-                }
+                )) => settled.push((order, holder)),
                 // Still at the provider or being reconciled: look again next pass.
                 Some(Some(PaymentStatus::Processing | PaymentStatus::Pending) | None) => {
                     if legacy {
@@ -149,7 +167,9 @@ impl Reconciler {
                 }
             }
         }
-        Ok(())
+        // A crash before this update leaves the claims open: the next pass settles them.
+        payments.settle_claims(&settled).await?;
+        Ok(released + settled.len())
     }
 
     /// Asks the provider about one payment and records what it says; `true` once settled.

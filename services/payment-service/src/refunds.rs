@@ -13,6 +13,11 @@
 //! and `refunding -> refunded` with its `payment.refunded` event is again a guarded,
 //! conditional transition. A failed provider call leaves the payment `refunding`; the
 //! reconciler finishes it.
+//!
+//! The success's look is made twice: by the request at once (so a refund is not delayed) and
+//! by the reconciler a few seconds later in batches, which clears the `refund_check` flag the
+//! success set ([`Refunds::finish_refund_checks`]). The second look is what a crash during the
+//! first needs anyway; making it always spares every paid payment a write of its own.
 
 use contracts::payment::PaymentRefunded;
 use contracts::product::Money;
@@ -90,24 +95,54 @@ pub fn refund_key(payment_id: &str) -> String {
 }
 
 impl Refunds {
-    /// After a success was written: refund it if the replica has the order cancelled. The
-    /// success set `refund_check`; it is cleared only once this check is done (the refund, if
-    /// any, at least started), so an error or a crash in between leaves it to the reconciler.
-    pub async fn refund_if_order_cancelled(&self, payment: &PaymentDoc) -> anyhow::Result<()> {
-        let id = payment.payment_id()?;
+    /// After a success was written: refund it if the replica has the order cancelled; `true`
+    /// if it did (the payment has moved on from `succeeded`).
+    ///
+    /// The success set `refund_check`, and this leaves it up: the reconciler clears it in
+    /// batches ([`Self::finish_refund_checks`]) after looking at the order once more. That
+    /// second look is what a crash or an error here would need anyway, and it costs a share of
+    /// one query and one update per batch instead of an update of every payment here.
+    pub async fn refund_if_order_cancelled(&self, payment: &PaymentDoc) -> anyhow::Result<bool> {
         let order = self.orders.get(payment.order_uuid()?).await?;
-        if order.and_then(|o| o.status()) == Some(OrderStatus::Cancelled) {
-            tracing::info!(payment_id = %payment.id, "charge succeeded for a cancelled order; refunding");
-            self.refund(id).await?;
+        if order.and_then(|o| o.status()) != Some(OrderStatus::Cancelled) {
+            return Ok(false);
         }
-        self.payments
-            .update_guarded(id, |payment| {
-                Ok(payment
-                    .refund_check
-                    .then(|| doc! {"$set": {"refund_check": false}}))
-            })
-            .await?;
-        Ok(())
+        tracing::info!(payment_id = %payment.id, "charge succeeded for a cancelled order; refunding");
+        self.refund(payment.payment_id()?).await?;
+        Ok(true)
+    }
+
+    /// The reconciler's half of the success's look at the order, for the succeeded payments
+    /// `due` (their `refund_check` up): the orders are read in one query, the payments of
+    /// cancelled ones refunded, and the flag of every payment whose look is done cleared in
+    /// one update. Returns how many were cleared.
+    ///
+    /// Safe at every step: a crash before the clear leaves the flags up, and the next pass
+    /// looks again (a refund already made is not made twice, see the module documentation).
+    /// An order cancelled after its read here is not missed: its cancellation was written
+    /// before the consumer looks for the order's succeeded payments, and these payments were
+    /// `succeeded` before this read, so that look finds them.
+    pub async fn finish_refund_checks(&self, due: &[PaymentDoc]) -> anyhow::Result<usize> {
+        let orders: Vec<String> = due.iter().map(|payment| payment.order_id.clone()).collect();
+        let cancelled = self.orders.cancelled_among(&orders).await?;
+        let mut checked = Vec::with_capacity(due.len());
+        for payment in due {
+            if cancelled.contains(&payment.order_id) {
+                tracing::info!(payment_id = %payment.id, "charge succeeded for a cancelled order; refunding");
+                let refunded = match payment.payment_id() {
+                    Ok(id) => self.refund(id).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = refunded {
+                    // The flag stays up: the next pass tries again.
+                    tracing::info!(error = format!("{error:#}"), payment_id = %payment.id, "refund check failed");
+                    continue;
+                }
+            }
+            checked.push(payment.id.clone());
+        }
+        self.payments.clear_refund_checks(&checked).await?;
+        Ok(checked.len())
     }
 
     /// After a cancellation was written: refund the order's succeeded payments (and finish

@@ -18,12 +18,14 @@ use crate::events::{self, orders::OrderEvents};
 use crate::psp::{PspClient, PspSettings};
 use crate::reconciler::Reconciler;
 use crate::refunds::Refunds;
+use crate::store::commands::CommandCounts;
 use crate::store::{self, orders::Orders, payments::Payments};
 
 /// A built, not yet running, payment-service.
 pub struct Application {
     lifecycle: Lifecycle,
     db: Database,
+    commands: CommandCounts,
 }
 
 impl Application {
@@ -37,7 +39,13 @@ impl Application {
     /// Connects to everything, creates indexes and topics, and binds the listener. `keys`
     /// verify access tokens (tests pass a static set instead of user-service's JWKS).
     pub async fn build_with_keys(config: Config, keys: KeySource) -> anyhow::Result<Self> {
-        let db = store::connect(config.mongodb_url.expose_secret(), &config.database).await?;
+        let commands = CommandCounts::default();
+        let db = store::connect(
+            config.mongodb_url.expose_secret(),
+            &config.database,
+            &commands,
+        )
+        .await?;
         store::ensure_indexes(&db).await?;
 
         let kafka = config.kafka.clone();
@@ -149,7 +157,11 @@ impl Application {
                 .ordered_by("updated_at");
             lifecycle.relay("outbox relay", |stop| relay.run(stop));
         }
-        Ok(Self { lifecycle, db })
+        Ok(Self {
+            lifecycle,
+            db,
+            commands,
+        })
     }
 
     /// The port actually bound (useful with port 0).
@@ -159,6 +171,11 @@ impl Application {
 
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// The MongoDB commands this instance has sent (see `store::commands`).
+    pub fn mongodb_commands(&self) -> CommandCounts {
+        self.commands.clone()
     }
 
     /// Serves until `shutdown` resolves: in-flight requests finish, then the consumer

@@ -45,6 +45,23 @@ impl OrderStatus {
         }
     }
 
+    /// Every status, in order of rank.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::AwaitingPayment,
+        Self::Paid,
+        Self::Cancelled,
+        Self::Rejected,
+    ];
+
+    /// The statuses an event announcing `self` moves forward (those [`Self::advance`] leaves
+    /// for `self`).
+    pub fn advances_from(self) -> impl Iterator<Item = Self> {
+        Self::ALL
+            .into_iter()
+            .filter(move |current| current.rank() < self.rank())
+    }
+
     /// The status after an event announcing `next`: forward moves only; a final status stays.
     pub fn advance(current: Option<Self>, next: Self) -> Self {
         match current {
@@ -84,6 +101,19 @@ pub fn payable(owner: uuid::Uuid, status: OrderStatus, user: uuid::Uuid) -> Resu
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    #[test]
+    fn an_event_moves_forward_exactly_the_statuses_advance_replaces() {
+        for next in OrderStatus::ALL {
+            for current in OrderStatus::ALL {
+                assert_eq!(
+                    next.advances_from().any(|status| status == current),
+                    OrderStatus::advance(Some(current), next) == next && current != next,
+                    "{current:?} then {next:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn statuses_only_move_forward() {

@@ -12,19 +12,59 @@
 //! [`payments::Payments::update_guarded`]), and upserts of the order replica. There are no
 //! multi-document transactions: the payment, its claim and its log are separate writes,
 //! ordered so that every crash point is recoverable.
+//!
+//! Every command the client sends is counted ([`commands`]): the writes per paid order are
+//! what the MongoDB-wire server's throughput is spent on (issue 12).
 
+pub mod commands;
 pub mod orders;
 pub mod payments;
 
 use anyhow::Context as _;
+use messaging::mongo::connect::{SERVER_SELECTION_TIMEOUT, START_PATIENCE};
 pub use messaging::mongo::is_duplicate_key;
-use mongodb::Database;
 use mongodb::bson::doc;
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+
+use self::commands::CommandCounts;
 
 /// Connects and checks the server answers (waiting a bounded while at start), so a wrong
-/// URL fails at start, not on the first request.
-pub async fn connect(url: &str, database: &str) -> anyhow::Result<Database> {
-    messaging::mongo::connect(url, database, "payment-service").await
+/// URL fails at start, not on the first request. Every command the client sends is counted
+/// in `commands`.
+///
+/// The same as `messaging::mongo::connect` (its timeouts, its patience at start) plus the
+/// command monitoring, which that function has no way to take: kept in step with it by hand
+/// until it accepts client options.
+pub async fn connect(
+    url: &str,
+    database: &str,
+    commands: &CommandCounts,
+) -> anyhow::Result<Database> {
+    let mut options = ClientOptions::parse(url)
+        .await
+        .context("MONGODB_URL is not a MongoDB connection string")?;
+    options.app_name = Some("payment-service".to_owned());
+    options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
+    options.command_event_handler = Some(commands.handler());
+    let client = Client::with_options(options).context("creating the MongoDB client")?;
+    let db = client.database(database);
+    let deadline = tokio::time::Instant::now() + START_PATIENCE;
+    loop {
+        match ping(&db).await {
+            Ok(()) => return Ok(db),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "MongoDB does not answer yet; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "cannot reach MongoDB (MONGODB_URL) within {} s",
+                    START_PATIENCE.as_secs()
+                )));
+            }
+        }
+    }
 }
 
 pub use messaging::mongo::ping;

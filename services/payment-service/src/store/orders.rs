@@ -7,8 +7,11 @@
 //! consumer's idempotency key; statuses also only move forward, so a replayed event is a
 //! no-op either way.
 
+use std::collections::HashSet;
+
 use anyhow::Context as _;
 use contracts::product::Money;
+use futures::TryStreamExt as _;
 use mongodb::bson::{self, Document, doc};
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
@@ -73,8 +76,99 @@ impl Orders {
             .context("reading an order of the replica")
     }
 
+    /// Which of `orders` the replica has cancelled, in one query.
+    pub async fn cancelled_among(&self, orders: &[String]) -> anyhow::Result<HashSet<String>> {
+        if orders.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let found: Vec<Document> = self
+            .collection
+            .clone_with_type::<Document>()
+            .find(doc! {"_id": {"$in": orders}, "status": OrderStatus::Cancelled.as_str()})
+            .projection(doc! {"_id": 1})
+            .await
+            .context("finding cancelled orders")?
+            .try_collect()
+            .await
+            .context("reading cancelled orders")?;
+        Ok(found
+            .iter()
+            .filter_map(|order| order.get_str("_id").ok().map(str::to_owned))
+            .collect())
+    }
+
     /// Applies one event; returns `false` if this event was applied before.
+    ///
+    /// In the usual order of events one write and no read: `order.created` inserts the
+    /// document, and every later event moves the status forward with an update whose filter
+    /// states what the move was decided on (the event not applied yet, the status one it
+    /// advances). Anything else (a redelivery, an event after a later one, `order.created`
+    /// after a later event) matches nothing, and is decided on the document as read, as every
+    /// event was before issue 12. Each path is one single-document write, so a crash leaves
+    /// the event applied or not, and the redelivery that follows is applied or skipped.
     pub async fn apply(&self, facts: &OrderFacts) -> anyhow::Result<bool> {
+        if self.apply_in_order(facts).await? {
+            return Ok(true);
+        }
+        self.apply_as_read(facts).await
+    }
+
+    /// The one-write path of [`Self::apply`]; `false` if it did not apply (the document is not
+    /// as the usual order of events leaves it).
+    async fn apply_in_order(&self, facts: &OrderFacts) -> anyhow::Result<bool> {
+        let id = facts.order_id.to_string();
+        let event_id = facts.event_id.to_string();
+        let now = bson::DateTime::now();
+        if facts.status == OrderStatus::Pending {
+            let order = doc! {
+                "_id": &id,
+                "user_id": facts.user_id.to_string(),
+                "status": OrderStatus::Pending.as_str(),
+                "total": bson::to_bson(&facts.total).context("encoding the total")?,
+                "events": [&event_id],
+                "updated_at": now,
+            };
+            return match self.raw_collection().insert_one(order).await {
+                Ok(_) => Ok(true),
+                Err(error) if super::is_duplicate_key(&error) => Ok(false),
+                Err(error) => {
+                    Err(anyhow::Error::new(error).context("inserting into the order replica"))
+                }
+            };
+        }
+        let forward: Vec<&str> = facts
+            .status
+            .advances_from()
+            .map(OrderStatus::as_str)
+            .collect();
+        let mut set = doc! {
+            "user_id": facts.user_id.to_string(),
+            "status": facts.status.as_str(),
+            "updated_at": now,
+        };
+        if let Some(total) = &facts.total {
+            set.insert("total", bson::to_bson(total).context("encoding the total")?);
+        }
+        let moved = self
+            .raw_collection()
+            .update_one(
+                doc! {"_id": &id, "events": {"$ne": &event_id}, "status": {"$in": forward}},
+                doc! {
+                    "$set": set,
+                    "$push": {"events": {"$each": [&event_id], "$slice": -EVENTS_KEPT}},
+                },
+            )
+            .await
+            .context("updating the order replica")?;
+        Ok(moved.matched_count == 1)
+    }
+
+    fn raw_collection(&self) -> Collection<Document> {
+        self.collection.clone_with_type()
+    }
+
+    /// [`Self::apply`] decided on the document as read.
+    async fn apply_as_read(&self, facts: &OrderFacts) -> anyhow::Result<bool> {
         let id = facts.order_id.to_string();
         let event_id = facts.event_id.to_string();
         let current = self.get(facts.order_id).await?;

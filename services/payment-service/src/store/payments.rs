@@ -15,9 +15,13 @@
 //!   its payment has an outcome: a failed or missing payment's claim is released, a
 //!   successful one's gets `open: false` (and `settled_at`) and is never looked at again, so
 //!   a pass reads only the claims still in question, not every order ever paid (through the
-//!   index on `open`).
+//!   index on `open`). A batch's payments are read in one query and its paid claims settled
+//!   in one update ([`Payments::statuses_of`], [`Payments::settle_claims`]).
 //! - `payment_log`: one document per provider attempt and per status change (amounts, brand,
-//!   last four, provider reference, timings, errors): an audit trail that is only appended to.
+//!   last four, provider reference, timings, errors): an audit trail that is only appended to,
+//!   a request's lines in one insert ([`Payments::log_all`]).
+
+use std::collections::HashMap;
 
 use anyhow::Context as _;
 use contracts::topics::Topic;
@@ -37,6 +41,8 @@ use crate::domain::payment_status::PaymentStatus;
 pub const EVENT_SOURCE: &str = "/payment-service";
 
 pub const COLLECTION: &str = "payments";
+/// How many payments or claims one query of the reconciler reads.
+pub const BATCH: i64 = 100;
 pub const CLAIMS: &str = "payment_claims";
 pub const LOG: &str = "payment_log";
 
@@ -255,7 +261,8 @@ impl Payments {
             .context("reading payments to reconcile")
     }
 
-    /// Succeeded payments whose refund check has not run, last changed before `before`.
+    /// Succeeded payments whose refund check has not run, last changed before `before`, up
+    /// to [`BATCH`].
     pub async fn refund_checks_due(
         &self,
         before: bson::DateTime,
@@ -269,12 +276,63 @@ impl Payments {
                 "status": PaymentStatus::Succeeded.as_str(),
                 "updated_at": {"$lt": before},
             })
-            .limit(100)
+            .limit(BATCH)
             .await
             .context("finding refund checks")?
             .try_collect()
             .await
             .context("reading refund checks")
+    }
+
+    /// Lowers the refund check of the payments `ids` (their order's status was looked at), in
+    /// one update for all of them. Not guarded by the revision, and not counted as a change of
+    /// the payment: the flag is set only by the move to `succeeded`, which happens once and
+    /// before the check, and nothing else decides on it, so clearing it cannot undo another
+    /// writer's change; the filter leaves payments whose flag is already down untouched.
+    pub async fn clear_refund_checks(&self, ids: &[String]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.collection
+            .update_many(
+                doc! {"_id": {"$in": ids}, "refund_check": true},
+                doc! {"$set": {"refund_check": false}},
+            )
+            .await
+            .context("clearing refund checks")?;
+        Ok(())
+    }
+
+    /// The statuses of the payments `ids`, in one query; a payment that does not exist is
+    /// missing from the map (its status is `None` when this version does not know it).
+    pub async fn statuses_of(
+        &self,
+        ids: &[String],
+    ) -> anyhow::Result<HashMap<String, Option<PaymentStatus>>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found: Vec<Document> = self
+            .collection
+            .clone_with_type::<Document>()
+            .find(doc! {"_id": {"$in": ids}})
+            .projection(doc! {"status": 1})
+            .await
+            .context("reading payments' statuses")?
+            .try_collect()
+            .await
+            .context("reading payments' statuses")?;
+        Ok(found
+            .iter()
+            .filter_map(|payment| {
+                let id = payment.get_str("_id").ok()?.to_owned();
+                let status = payment
+                    .get_str("status")
+                    .ok()
+                    .and_then(PaymentStatus::parse);
+                Some((id, status))
+            })
+            .collect())
     }
 
     /// Reads the payment and applies what `decide` returns (an update document, or `None`
@@ -288,11 +346,33 @@ impl Payments {
     where
         F: Fn(&PaymentDoc) -> anyhow::Result<Option<Document>>,
     {
+        self.update_guarded_from(id, None, decide).await
+    }
+
+    /// [`Self::update_guarded`] deciding first on `known`, a version of the payment this
+    /// caller already holds (the document it inserted), instead of reading it: one round trip
+    /// fewer. Just as safe, because the guard is the revision `decide` saw, not the read: if
+    /// the payment has changed since `known` (another writer), the update matches nothing and
+    /// the loop reads the payment and decides again, as it would after any lost race.
+    pub async fn update_guarded_from<F>(
+        &self,
+        id: Uuid,
+        known: Option<PaymentDoc>,
+        decide: F,
+    ) -> anyhow::Result<Option<Updated>>
+    where
+        F: Fn(&PaymentDoc) -> anyhow::Result<Option<Document>>,
+    {
         let key = id.to_string();
         let mut retry = ConflictRetry::new();
+        let mut known = known;
         loop {
-            let Some(current) = self.get(id).await? else {
-                return Ok(None);
+            let current = match known.take() {
+                Some(known) => known,
+                None => match self.get(id).await? {
+                    Some(current) => current,
+                    None => return Ok(None),
+                },
             };
             let Some(update) = decide(&current)? else {
                 return Ok(Some(Updated {
@@ -382,13 +462,35 @@ impl Payments {
         Ok(())
     }
 
-    /// Up to 100 claims taken before `before` and not settled, oldest first:
+    /// Marks the claims `(order id, payment id)` settled (their payments succeeded: the
+    /// claims stay and need no more looks), in one update for all of them. Each claim matches
+    /// only with the payment it was read with, so a claim that changed hands meanwhile is left
+    /// alone, as [`Self::set_claim_open`] leaves it.
+    pub async fn settle_claims(&self, claims: &[(String, String)]) -> anyhow::Result<()> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let each: Vec<Document> = claims
+            .iter()
+            .map(|(order, payment)| doc! {"_id": order, "payment_id": payment})
+            .collect();
+        self.claims
+            .update_many(
+                doc! {"$or": each},
+                doc! {"$set": {"open": false, "settled_at": bson::DateTime::now()}},
+            )
+            .await
+            .context("settling claims")?;
+        Ok(())
+    }
+
+    /// Up to [`BATCH`] claims taken before `before` and not settled, oldest first:
     /// `(order id, payment id)`.
     pub async fn unsettled_claims_before(
         &self,
         before: bson::DateTime,
     ) -> anyhow::Result<Vec<(String, String)>> {
-        self.find_claims(doc! {"open": true, "at": {"$lt": before}}, 100)
+        self.find_claims(doc! {"open": true, "at": {"$lt": before}}, BATCH)
             .await
     }
 
@@ -427,7 +529,16 @@ impl Payments {
     /// Appends to the payment log. A lost log line must not fail a payment, so errors are
     /// only reported.
     pub async fn log(&self, entry: LogEntry) {
-        if let Err(error) = self.log.insert_one(entry).await {
+        self.log_all(vec![entry]).await;
+    }
+
+    /// Appends `entries` in one insert (a payment's lines of one step: its creation, the
+    /// provider attempts and the outcome). Errors are only reported, as for [`Self::log`].
+    pub async fn log_all(&self, entries: Vec<LogEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(error) = self.log.insert_many(entries).await {
             tracing::warn!(%error, "writing the payment log failed");
         }
     }

@@ -46,6 +46,8 @@ pub struct TestApp {
     pub issuer: TestIssuer,
     pub user_id: Uuid,
     pub token: String,
+    /// The MongoDB commands this app (not the test) has sent.
+    pub commands: payment_service::store::commands::CommandCounts,
 }
 
 /// A fresh database for this test (see `testkit::mongo`).
@@ -147,6 +149,7 @@ pub async fn start(
         .unwrap_or_else(|error| panic!("payment-service failed to start: {error:#}"));
     let port = app.port();
     let db = app.database().clone();
+    let commands = app.mongodb_commands();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let user_id = Uuid::now_v7();
     let token = issuer
@@ -161,6 +164,7 @@ pub async fn start(
         issuer,
         user_id,
         token,
+        commands,
     }
 }
 

@@ -10,4 +10,5 @@ mod orders;
 mod payments;
 mod refund_requests;
 mod refunds;
+mod round_trips;
 mod tracing;
