@@ -946,4 +946,83 @@ mod tests {
         }
         Ok(pages)
     }
+
+    /// Times category listings of 20 at 100,000 products, general path against kept counts:
+    /// `cargo test -p product-service --release --lib -- --ignored --nocapture listing_time`.
+    /// The read model's state is built without the full-text index (a listing without text
+    /// never reads it; indexing 100,000 products would dominate the run).
+    #[test]
+    #[ignore = "a measurement; run it on purpose, in release"]
+    fn listing_time_at_100_000_products() -> anyhow::Result<()> {
+        const PRODUCTS: u128 = 100_000;
+        let mut random = Random(100_000);
+        let started = std::time::Instant::now();
+        let mut state = State::default();
+        for n in 0..PRODUCTS {
+            let mut product = snapshot(n + 1, 1, "", 0);
+            // UUID v7-like: creation order in the high bits.
+            product.id = Uuid::from_u128((n << 64) | u128::from(random.next() >> 1));
+            product.name = format!("Product {}", random.next() % 1_000_000);
+            product.category = format!("category-{:02}", random.below(50));
+            product.specs = serde_json::json!({"brand": format!("Brand {}", random.below(500))});
+            product.price.amount = i64::try_from(random.below(200_000)).unwrap_or_default();
+            product.stock.available = if random.below(5) == 0 { 0 } else { 10 };
+            state.apply(product)?;
+        }
+        let built = started.elapsed();
+        let sorts = [Sort::Newest, Sort::Price, Sort::PriceDesc, Sort::Name];
+        let requests: Vec<Request> = (0..2_000)
+            .map(|n| Request {
+                category: Some(format!("category-{:02}", random.below(50))),
+                in_stock: n % 2 == 0,
+                sort: Some(sorts[n % sorts.len()]),
+                limit: 20,
+                ..Request::default()
+            })
+            .collect();
+        let time = |requests: &[Request], answer: &dyn Fn(&Request) -> Page| {
+            let mut took: Vec<std::time::Duration> = requests
+                .iter()
+                .map(|request| {
+                    let started = std::time::Instant::now();
+                    std::hint::black_box(answer(request));
+                    started.elapsed()
+                })
+                .collect();
+            took.sort();
+            (took[took.len() / 2], took[took.len() * 99 / 100])
+        };
+        let (general_median, general_p99) =
+            time(&requests, &|request| state.search_rows(request, None));
+        let (kept_median, kept_p99) = time(&requests, &|request| state.answer(request, None));
+        for sort in sorts {
+            let sorted: Vec<Request> = requests
+                .iter()
+                .filter(|r| r.sort == Some(sort))
+                .cloned()
+                .collect();
+            let (median, p99) = time(&sorted, &|request| state.answer(request, None));
+            println!("kept counts, {sort:?} only: median {median:?}, p99 {p99:?}");
+        }
+        for request in requests.iter().take(50) {
+            let (kept, general) = (
+                state.answer(request, None),
+                state.search_rows(request, None),
+            );
+            assert_eq!(kept.facets, general.facets);
+            assert_eq!(kept.next_cursor, general.next_cursor);
+        }
+        println!("built the rows, members and counts of {PRODUCTS} products in {built:?}");
+        println!(
+            "category listing of 20, general path: median {general_median:?}, p99 {general_p99:?}"
+        );
+        println!("category listing of 20, kept counts:  median {kept_median:?}, p99 {kept_p99:?}");
+        println!(
+            "row {} bytes; category members {} bytes and positions {} bytes per product",
+            std::mem::size_of::<Row>(),
+            state.members.iter().map(Vec::capacity).sum::<usize>() * 4 / PRODUCTS as usize,
+            state.member_at.capacity() * 4 / PRODUCTS as usize,
+        );
+        Ok(())
+    }
 }
