@@ -4,6 +4,16 @@
 //! faceting), so a shopper who filtered on one brand still sees how many products the other
 //! brands have. Prices are bucketed on fixed boundaries in minor units, whatever the currency
 //! (the seeded catalog mixes a few; amounts are comparable enough for browsing).
+//!
+//! Two ways to reach the same numbers: [`FacetTally`] counts the products an answer considers,
+//! one by one (any text, any filters); [`KeptCounts`] is kept up to date as products change
+//! and answers a listing filtered on nothing but the category and stock without looking at a
+//! product. At 100,000 products a category listing's facets count every category, so tallying
+//! meant walking the whole catalog for every listing page; the kept counts make that O(number
+//! of categories and brands). Each count is kept twice, over every product and over the ones
+//! in stock, so a stock change (every reservation) is two O(1) updates per group.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -61,7 +71,7 @@ impl Passes {
 pub struct FacetTally {
     category: Vec<u64>,
     brand: Vec<u64>,
-    price: [u64; PRICE_BOUNDARIES.len() + 1],
+    price: [u64; BUCKETS],
 }
 
 impl FacetTally {
@@ -70,7 +80,7 @@ impl FacetTally {
         Self {
             category: vec![0; categories],
             brand: vec![0; brands],
-            price: [0; PRICE_BOUNDARIES.len() + 1],
+            price: [0; BUCKETS],
         }
     }
 
@@ -98,20 +108,184 @@ impl FacetTally {
 
     /// The facets, with the names of the counted values (`categories[n]` is category `n`).
     pub fn finish<S: AsRef<str>>(self, categories: &[S], brands: &[S]) -> Facets {
-        let price = (0..self.price.len())
-            .filter(|&i| self.price[i] > 0)
-            .map(|i| PriceBucket {
-                min: if i == 0 { 0 } else { PRICE_BOUNDARIES[i - 1] },
-                max: PRICE_BOUNDARIES.get(i).copied(),
-                count: self.price[i],
-            })
-            .collect();
         Facets {
-            category: top(&self.category, categories),
-            brand: top(&self.brand, brands),
-            price,
+            category: top(named(&self.category, categories)),
+            brand: top(named(&self.brand, brands)),
+            price: price_buckets(self.price),
         }
     }
+}
+
+/// Price buckets in the order of [`PRICE_BOUNDARIES`].
+const BUCKETS: usize = PRICE_BOUNDARIES.len() + 1;
+
+/// Which products a listing without text, brand or price filters is restricted to by its
+/// category filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CategoryFilter {
+    /// No category filter.
+    Any,
+    /// The category numbered so in the read model's table of names.
+    Known(u32),
+    /// A category no product has ever had: nothing passes the filter.
+    Unknown,
+}
+
+/// One active product as [`KeptCounts`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub category: u32,
+    pub brand: Option<u32>,
+    pub amount: i64,
+    pub in_stock: bool,
+}
+
+/// The facets of every listing filtered on nothing but the category and stock, kept up to date
+/// as products are created, changed and deleted: the caller removes the product as it was
+/// counted and adds it as it is now, so a change costs O(1) whatever the catalog's size.
+///
+/// It must agree with what [`FacetTally`] counts over the same products (the catalog's unit
+/// test compares the two after random changes).
+#[derive(Debug, Default)]
+pub struct KeptCounts {
+    catalog: GroupCounts,
+    /// By category number.
+    categories: Vec<GroupCounts>,
+}
+
+/// The counts over one group of products: a category, or the whole catalog. Within one
+/// category every product passes the category filter, so the brand and price counts of the
+/// group are those facets for a listing of that category.
+#[derive(Debug, Default)]
+struct GroupCounts {
+    products: Twice,
+    /// By brand number, brands with a product only (a category holds a few of all brands).
+    brand: HashMap<u32, Twice>,
+    price: [Twice; BUCKETS],
+}
+
+/// A count over every product of a group, and over those of them in stock.
+#[derive(Debug, Default, Clone, Copy)]
+struct Twice {
+    every: u64,
+    in_stock: u64,
+}
+
+impl Twice {
+    fn add(&mut self, in_stock: bool) {
+        self.every += 1;
+        self.in_stock += u64::from(in_stock);
+    }
+
+    /// Saturating: a product is only removed as it was added, and a count that drifted below
+    /// zero is better shown as 0 than wrapped (the comparison test catches any drift).
+    fn remove(&mut self, in_stock: bool) {
+        self.every = self.every.saturating_sub(1);
+        self.in_stock = self.in_stock.saturating_sub(u64::from(in_stock));
+    }
+
+    fn get(self, in_stock_only: bool) -> u64 {
+        if in_stock_only {
+            self.in_stock
+        } else {
+            self.every
+        }
+    }
+}
+
+impl GroupCounts {
+    fn add(&mut self, product: Counted) {
+        self.products.add(product.in_stock);
+        if let Some(brand) = product.brand {
+            self.brand.entry(brand).or_default().add(product.in_stock);
+        }
+        self.price[bucket(product.amount)].add(product.in_stock);
+    }
+
+    fn remove(&mut self, product: Counted) {
+        self.products.remove(product.in_stock);
+        if let Some(brand) = product.brand
+            && let Some(count) = self.brand.get_mut(&brand)
+        {
+            count.remove(product.in_stock);
+            // A brand gone from the group leaves no entry behind to iterate or to hold memory.
+            if count.every == 0 {
+                self.brand.remove(&brand);
+            }
+        }
+        self.price[bucket(product.amount)].remove(product.in_stock);
+    }
+}
+
+impl KeptCounts {
+    /// Counts an active product.
+    pub fn add(&mut self, product: Counted) {
+        self.catalog.add(product);
+        let at = product.category as usize;
+        if self.categories.len() <= at {
+            self.categories.resize_with(at + 1, GroupCounts::default);
+        }
+        if let Some(group) = self.categories.get_mut(at) {
+            group.add(product);
+        }
+    }
+
+    /// Uncounts a product exactly as it was counted by [`Self::add`].
+    pub fn remove(&mut self, product: Counted) {
+        self.catalog.remove(product);
+        if let Some(group) = self.categories.get_mut(product.category as usize) {
+            group.remove(product);
+        }
+    }
+
+    /// The facets of a listing restricted to `category`, and to products in stock when
+    /// `in_stock` (the same as [`FacetTally`] over such a listing, with no other filter).
+    pub fn facets<S: AsRef<str>>(
+        &self,
+        category: CategoryFilter,
+        in_stock: bool,
+        categories: &[S],
+        brands: &[S],
+    ) -> Facets {
+        // The category facet ignores the category filter: every category's own count.
+        let category_facet = top(self
+            .categories
+            .iter()
+            .zip(categories)
+            .map(|(group, name)| (group.products.get(in_stock), name.as_ref())));
+        let group = match category {
+            CategoryFilter::Any => Some(&self.catalog),
+            CategoryFilter::Known(number) => self.categories.get(number as usize),
+            CategoryFilter::Unknown => None,
+        };
+        let Some(group) = group else {
+            return Facets {
+                category: category_facet,
+                brand: Vec::new(),
+                price: Vec::new(),
+            };
+        };
+        Facets {
+            category: category_facet,
+            brand: top(group.brand.iter().filter_map(|(&brand, count)| {
+                brands
+                    .get(brand as usize)
+                    .map(|name| (count.get(in_stock), name.as_ref()))
+            })),
+            price: price_buckets(group.price.map(|count| count.get(in_stock))),
+        }
+    }
+}
+
+fn price_buckets(counts: [u64; BUCKETS]) -> Vec<PriceBucket> {
+    (0..BUCKETS)
+        .filter(|&i| counts[i] > 0)
+        .map(|i| PriceBucket {
+            min: if i == 0 { 0 } else { PRICE_BOUNDARIES[i - 1] },
+            max: PRICE_BOUNDARIES.get(i).copied(),
+            count: counts[i],
+        })
+        .collect()
 }
 
 fn bucket(amount: i64) -> usize {
@@ -121,21 +295,34 @@ fn bucket(amount: i64) -> usize {
         .unwrap_or(PRICE_BOUNDARIES.len())
 }
 
-/// The most frequent values first, then by value, at most [`MAX_VALUES`]; values counted
-/// nowhere are left out.
-fn top<S: AsRef<str>>(counts: &[u64], names: &[S]) -> Vec<FacetValue> {
-    let mut values: Vec<FacetValue> = counts
+/// Dense counts by number, with the name of each number.
+fn named<'a, S: AsRef<str>>(
+    counts: &'a [u64],
+    names: &'a [S],
+) -> impl Iterator<Item = (u64, &'a str)> {
+    counts
         .iter()
         .zip(names)
-        .filter(|(count, _)| **count > 0)
-        .map(|(&count, name)| FacetValue {
-            value: name.as_ref().to_owned(),
-            count,
-        })
-        .collect();
-    values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        .map(|(&count, name)| (count, name.as_ref()))
+}
+
+/// The most frequent values first, then by value, at most [`MAX_VALUES`]; values counted
+/// nowhere are left out. Names are distinct, so the order is the same whatever order the
+/// counts come in (dense from a tally, a hash map's from kept counts).
+///
+/// Names are copied only for the values shown: a category holds hundreds of brands, and
+/// allocating a `String` for each was most of a kept-counts listing's time.
+fn top<'a>(counted: impl Iterator<Item = (u64, &'a str)>) -> Vec<FacetValue> {
+    let mut values: Vec<(u64, &str)> = counted.filter(|(count, _)| *count > 0).collect();
+    values.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     values.truncate(MAX_VALUES);
     values
+        .into_iter()
+        .map(|(count, name)| FacetValue {
+            value: name.to_owned(),
+            count,
+        })
+        .collect()
 }
 
 #[cfg(test)]
