@@ -32,11 +32,24 @@ pub async fn connect_within(
     app_name: &str,
     patience: Duration,
 ) -> anyhow::Result<Database> {
+    connect_with(url, database, app_name, patience, |_| {}).await
+}
+
+/// [`connect_within`], letting `adjust` add to the client's options (for example a command
+/// monitor) after the shared ones are set.
+pub async fn connect_with(
+    url: &str,
+    database: &str,
+    app_name: &str,
+    patience: Duration,
+    adjust: impl FnOnce(&mut ClientOptions),
+) -> anyhow::Result<Database> {
     let mut options = ClientOptions::parse(url)
         .await
         .context("MONGODB_URL is not a MongoDB connection string")?;
     options.app_name = Some(app_name.to_owned());
     options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
+    adjust(&mut options);
     let client = Client::with_options(options).context("creating the MongoDB client")?;
     let db = client.database(database);
     let deadline = tokio::time::Instant::now() + patience;

@@ -21,50 +21,31 @@ pub mod orders;
 pub mod payments;
 
 use anyhow::Context as _;
-use messaging::mongo::connect::{SERVER_SELECTION_TIMEOUT, START_PATIENCE};
+use messaging::mongo::connect::START_PATIENCE;
 pub use messaging::mongo::is_duplicate_key;
+use mongodb::Database;
 use mongodb::bson::doc;
-use mongodb::options::ClientOptions;
-use mongodb::{Client, Database};
 
 use self::commands::CommandCounts;
 
-/// Connects and checks the server answers (waiting a bounded while at start), so a wrong
-/// URL fails at start, not on the first request. Every command the client sends is counted
-/// in `commands`.
-///
-/// The same as `messaging::mongo::connect` (its timeouts, its patience at start) plus the
-/// command monitoring, which that function has no way to take: kept in step with it by hand
-/// until it accepts client options.
+/// Connects and checks the server answers (waiting a bounded while at start, as every
+/// service does: `messaging::mongo::connect`), so a wrong URL fails at start, not on the first
+/// request. Every command the client sends is counted in `commands`.
 pub async fn connect(
     url: &str,
     database: &str,
     commands: &CommandCounts,
 ) -> anyhow::Result<Database> {
-    let mut options = ClientOptions::parse(url)
-        .await
-        .context("MONGODB_URL is not a MongoDB connection string")?;
-    options.app_name = Some("payment-service".to_owned());
-    options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
-    options.command_event_handler = Some(commands.handler());
-    let client = Client::with_options(options).context("creating the MongoDB client")?;
-    let db = client.database(database);
-    let deadline = tokio::time::Instant::now() + START_PATIENCE;
-    loop {
-        match ping(&db).await {
-            Ok(()) => return Ok(db),
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%error, "MongoDB does not answer yet; trying again");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            Err(error) => {
-                return Err(anyhow::Error::new(error).context(format!(
-                    "cannot reach MongoDB (MONGODB_URL) within {} s",
-                    START_PATIENCE.as_secs()
-                )));
-            }
-        }
-    }
+    messaging::mongo::connect::connect_with(
+        url,
+        database,
+        "payment-service",
+        START_PATIENCE,
+        |options| {
+            options.command_event_handler = Some(commands.handler());
+        },
+    )
+    .await
 }
 
 pub use messaging::mongo::ping;
