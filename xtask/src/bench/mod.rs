@@ -76,7 +76,8 @@ pub struct BenchArgs {
     products: usize,
     /// Products of the large-catalog run, after the others: the catalog is seeded up to this
     /// size, a product-service replica is restarted and timed to ready, and listings, search
-    /// and suggestions are measured again. 0 (or not more than `--products`) skips it.
+    /// and suggestions are measured again. 0 (or not more than `--products`) skips it. The
+    /// catalog stays at this size: the next `bench` asks for `cargo xtask down --wipe` first.
     #[arg(long, default_value_t = 100_000)]
     large_products: usize,
     /// Share of traces exported to Zipkin by the services `bench` starts (OpenTelemetry's
@@ -171,6 +172,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
 
     let product_url = service_url("product-service")?;
     let gateway_url = service_url("gateway")?;
+    refuse_a_larger_catalog(&product_url, args.products)?;
     let paths = product_paths(&product_url, args.products)?;
     let Some(first_path) = paths.first().cloned() else {
         bail!("product-service lists no product after seeding");
@@ -431,6 +433,32 @@ fn service_url(name: &str) -> Result<String> {
 }
 
 /// Paths of up to `count` products, read page by page from product-service's listing.
+/// Seeding only adds products, so a catalog left larger by an earlier large-catalog run would
+/// make every "--products" figure a figure of that larger catalog, under the wrong heading.
+fn refuse_a_larger_catalog(product_url: &str, products: usize) -> Result<()> {
+    let url = format!("{product_url}/api/products?limit=1");
+    let page: Value = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("building the HTTP client")?
+        .get(&url)
+        .send()
+        .and_then(reqwest::blocking::Response::error_for_status)
+        .with_context(|| format!("counting the catalog at {url}"))?
+        .json()
+        .context("reading the catalog's size")?;
+    let held = page["total"].as_u64().unwrap_or(0);
+    if held > products as u64 {
+        bail!(
+            "the local catalog holds {held} products, more than --products {products} (an earlier \
+             large-catalog run leaves it so); the small-catalog figures would measure {held}. \
+             Run `cargo xtask down --wipe` first (it deletes the local stack's data), or pass \
+             --products {held}"
+        );
+    }
+    Ok(())
+}
+
 fn product_paths(product_url: &str, count: usize) -> Result<Vec<String>> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
