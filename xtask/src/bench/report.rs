@@ -907,7 +907,12 @@ impl Report<'_> {
              seen when order-service pushes them (a buyer polls every poll interval only if its \
              stream fails, and between payment retries). Fixed rate: orders started at fixed \
              times, latency from the due time. Sustained: {} order flows back to back; \
-             orders/s counts orders `PAID` within the run.\n",
+             orders/s counts orders `PAID` within the run. Every order passes order-service's \
+             risk check (the `order-risk` table, evaluated in-process), but the review it can \
+             lead to is set out of reach (`ORDER_REVIEW_AMOUNT` = i64::MAX): a few accounts \
+             placing hundreds of orders an hour, some above 10,000.00, would otherwise be held \
+             for an admin by the table's velocity and amount rules, which is the shop working \
+             as meant but not a checkout to time.\n",
             r.products,
             r.users,
             s.concurrency.unwrap_or_default()
