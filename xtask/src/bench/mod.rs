@@ -175,7 +175,6 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
 
     let product_url = service_url("product-service")?;
     let gateway_url = service_url("gateway")?;
-    refuse_a_larger_catalog(&product_url, args.products)?;
     let paths = product_paths(&product_url, args.products)?;
     let Some(first_path) = paths.first().cloned() else {
         bail!("product-service lists no product after seeding");
@@ -436,32 +435,10 @@ fn service_url(name: &str) -> Result<String> {
 }
 
 /// Paths of up to `count` products, read page by page from product-service's listing.
+///
 /// Seeding only adds products, so a catalog left larger by an earlier large-catalog run would
-/// make every "--products" figure a figure of that larger catalog, under the wrong heading.
-fn refuse_a_larger_catalog(product_url: &str, products: usize) -> Result<()> {
-    let url = format!("{product_url}/api/products?limit=1");
-    let page: Value = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("building the HTTP client")?
-        .get(&url)
-        .send()
-        .and_then(reqwest::blocking::Response::error_for_status)
-        .with_context(|| format!("counting the catalog at {url}"))?
-        .json()
-        .context("reading the catalog's size")?;
-    let held = page["total"].as_u64().unwrap_or(0);
-    if held > products as u64 {
-        bail!(
-            "the local catalog holds {held} products, more than --products {products} (an earlier \
-             large-catalog run leaves it so); the small-catalog figures would measure {held}. \
-             Run `cargo xtask down --wipe` first (it deletes the local stack's data), or pass \
-             --products {held}"
-        );
-    }
-    Ok(())
-}
-
+/// make every "--products" figure a figure of that larger catalog, under the wrong heading:
+/// the first page's `total` refuses it.
 fn product_paths(product_url: &str, count: usize) -> Result<Vec<String>> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -482,6 +459,17 @@ fn product_paths(product_url: &str, count: usize) -> Result<Vec<String>> {
             .with_context(|| format!("listing products at {url}"))?
             .json()
             .context("reading a product page")?;
+        if cursor.is_none() {
+            let held = page["total"].as_u64().unwrap_or(0);
+            if held > count as u64 {
+                bail!(
+                    "the local catalog holds {held} products, more than --products {count} (an \
+                     earlier large-catalog run leaves it so); the small-catalog figures would \
+                     measure {held}. Run `cargo xtask down --wipe` first (it deletes the local \
+                     stack's data), or pass --products {held}"
+                );
+            }
+        }
         let items = page["items"].as_array().cloned().unwrap_or_default();
         paths.extend(
             items
