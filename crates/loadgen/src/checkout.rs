@@ -148,6 +148,10 @@ pub struct CheckoutReport {
     pub paid_per_sec: f64,
     pub rejected: u64,
     pub cancelled: u64,
+    /// Orders order-service refused at once because it was busy (503 `busy`, nothing placed):
+    /// admission control shedding what the shop cannot reserve in time.
+    #[serde(default)]
+    pub shed: u64,
     /// Orders that ended in an error: an unexpected answer, a declined payment, a timeout.
     pub failed: u64,
     /// create -> `PAID` (fixed rate: from the time the order was due).
@@ -219,8 +223,23 @@ enum Outcome {
     Paid(Timings),
     Rejected,
     Cancelled,
+    /// order-service refused to take the order: it was busy (503, type `busy`). Nothing was
+    /// placed; a client comes back after `Retry-After`.
+    Shed,
     Failed(String, String),
 }
+
+/// Problem type of order-service's admission control (its `admission` module).
+pub(crate) const BUSY: &str = "https://ferroshop.dev/problems/busy";
+
+/// Whether a create answer is order-service refusing the order because it is busy.
+pub(crate) fn is_busy(status: StatusCode, body: &Value) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE && body["type"].as_str() == Some(BUSY)
+}
+
+/// How long a refused buyer waits before the next order: order-service's `Retry-After` for a
+/// busy refusal is its late-order wait rounded up, 2 s by default.
+pub(crate) const BUSY_PAUSE: Duration = Duration::from_secs(2);
 
 /// When each step of one order ended.
 #[derive(Debug, Clone, Copy)]
@@ -649,6 +668,10 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
                     while Instant::now() < end {
                         let outcome = order_flow(&shop, n, Instant::now()).await;
                         count(&counters, &outcome);
+                        if matches!(outcome, Outcome::Shed) {
+                            // As told by `Retry-After`.
+                            tokio::time::sleep(BUSY_PAUSE).await;
+                        }
                         if shop.config.retry_transient && matches!(outcome, Outcome::Failed(..)) {
                             // A platform restarting answers at once with 503: pause rather
                             // than turn the failure into a storm of new orders.
@@ -730,7 +753,7 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
 fn count(counters: &Counters, outcome: &Outcome) {
     match outcome {
         Outcome::Paid(_) => counters.count_ok(),
-        Outcome::Rejected | Outcome::Cancelled => counters.count_non_2xx(),
+        Outcome::Rejected | Outcome::Cancelled | Outcome::Shed => counters.count_non_2xx(),
         Outcome::Failed(..) => counters.count_error(),
     }
 }
@@ -746,7 +769,8 @@ fn summarise(
     let mut reservation = Latencies::new()?;
     let mut payment_call = Latencies::new()?;
     let mut settlement = Latencies::new()?;
-    let (mut paid, mut paid_in_time, mut rejected, mut cancelled, mut failed) = (0, 0, 0, 0, 0);
+    let (mut paid, mut paid_in_time, mut rejected, mut cancelled, mut shed, mut failed) =
+        (0, 0, 0, 0, 0, 0);
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     let mut first_failure = None;
     let started = outcomes.len() as u64;
@@ -765,6 +789,7 @@ fn summarise(
             }
             Outcome::Rejected => rejected += 1,
             Outcome::Cancelled => cancelled += 1,
+            Outcome::Shed => shed += 1,
             Outcome::Failed(reason, detail) => {
                 failed += 1;
                 *failures.entry(reason).or_default() += 1;
@@ -808,6 +833,7 @@ fn summarise(
         },
         rejected,
         cancelled,
+        shed,
         failed,
         total: total.summary(),
         create_call: create_call.summary(),
@@ -870,6 +896,9 @@ async fn try_order_flow(shop: &Shop, n: usize, due: Instant) -> Result<Outcome> 
             Some(&order),
         )
         .await?;
+    if is_busy(status, &body) {
+        return Ok(Outcome::Shed);
+    }
     if status != StatusCode::CREATED {
         return Ok(failed(&format!("create answered {status}"), &body));
     }

@@ -52,6 +52,10 @@ pub struct HotReport {
     /// Orders whose unit was reserved (`AWAITING_PAYMENT`) and turned away (`REJECTED`).
     pub reserved: u64,
     pub rejected: u64,
+    /// Create calls order-service refused because it was busy (503 `busy`, nothing placed),
+    /// each followed by a retry after the pause it asks for.
+    #[serde(default)]
+    pub busy_refusals: u64,
     pub failed: u64,
     pub first_failure: Option<String>,
     /// From the first order sent until the last one was decided.
@@ -145,6 +149,7 @@ pub async fn run(config: HotConfig) -> Result<HotReport> {
     let start_after_warmup = Instant::now();
 
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let refusals = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let config = Arc::new(config);
     let mut flows = JoinSet::new();
     {
@@ -162,17 +167,29 @@ pub async fn run(config: HotConfig) -> Result<HotReport> {
     }
     for n in 1..config.orders {
         let permit = permits.clone().acquire_owned().await?;
-        let (api, config, customers, product_id) = (
+        let (api, config, customers, product_id, refusals) = (
             flows_api.clone(),
             config.clone(),
             customers.clone(),
             product_id.clone(),
+            refusals.clone(),
         );
         flows.spawn(async move {
             let _permit = permit;
             let token = &customers[n % customers.len()].token;
             let sent = Instant::now();
-            match place(&api, &config, token, &product_id).await {
+            // Refused because the shop is busy: nothing was placed; come back after
+            // `Retry-After`, as a buyer would (the wait counts in the decision time).
+            let mut placed = place(&api, &config, token, &product_id).await;
+            while let Ok((status, body)) = &placed
+                && crate::checkout::is_busy(*status, body)
+                && sent.elapsed() < config.order_timeout
+            {
+                refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(crate::checkout::BUSY_PAUSE).await;
+                placed = place(&api, &config, token, &product_id).await;
+            }
+            match placed {
                 Ok((StatusCode::CREATED, body)) => {
                     follow_order(&api, &config, token, &body, sent).await
                 }
@@ -187,6 +204,7 @@ pub async fn run(config: HotConfig) -> Result<HotReport> {
         concurrency: config.concurrency,
         reserved: 0,
         rejected: 0,
+        busy_refusals: 0,
         failed: 0,
         first_failure: None,
         elapsed_secs: 0.0,
@@ -228,6 +246,7 @@ pub async fn run(config: HotConfig) -> Result<HotReport> {
     } else {
         0.0
     };
+    report.busy_refusals = refusals.load(std::sync::atomic::Ordering::Relaxed);
     report.decision = decision.summary();
     report.create_call = create_call.summary();
     report.after = units(&api, &config.product_service_url, &product_id).await?;

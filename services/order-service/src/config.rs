@@ -8,6 +8,8 @@ use secrecy::SecretString;
 use settings::Env;
 use web::ServerConfig;
 
+use crate::admission::AdmissionSettings;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `HOST`, `PORT` (8083), `REQUEST_TIMEOUT_SECS` (10), `ZIPKIN_ENDPOINT`.
@@ -66,6 +68,8 @@ pub struct Config {
     /// How often held orders without a review process are looked for
     /// (`ORDER_REVIEW_START_INTERVAL_MS`, default 500).
     pub review_start_interval: Duration,
+    /// When new orders are refused because the saga is behind (`ORDER_ADMISSION_*`).
+    pub admission: crate::admission::AdmissionSettings,
 }
 
 impl Config {
@@ -120,6 +124,20 @@ impl Config {
             risk_table_refresh: env.positive_millis("ORDER_RISK_TABLE_REFRESH_MS", 10_000)?,
             review_timeout: iso_duration(env, "ORDER_REVIEW_TIMEOUT", "P2D")?,
             review_start_interval: env.positive_millis("ORDER_REVIEW_START_INTERVAL_MS", 500)?,
+            admission: AdmissionSettings {
+                max_wait: env.positive_millis(
+                    "ORDER_ADMISSION_MAX_WAIT_MS",
+                    AdmissionSettings::DEFAULT_MAX_WAIT.as_millis() as u64,
+                )?,
+                max_late: env.number(
+                    "ORDER_ADMISSION_MAX_LATE",
+                    AdmissionSettings::DEFAULT_MAX_LATE,
+                )?,
+                check_interval: env.positive_millis(
+                    "ORDER_ADMISSION_CHECK_INTERVAL_MS",
+                    AdmissionSettings::DEFAULT_CHECK_INTERVAL.as_millis() as u64,
+                )?,
+            },
         })
     }
 }

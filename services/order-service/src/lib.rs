@@ -9,10 +9,12 @@
 //! safe with any number of replicas, cancels orders that wait too long. Refund requests run
 //! as processes on the workflow engine ([`refunds`]), whose order steps this service works.
 //! Every new order is classified by the decision table `order-risk` ([`risk`]); a risky one
-//! waits `REVIEW` for an admin in the `order-review` process ([`review`]). `main.rs` is a thin
+//! waits `REVIEW` for an admin in the `order-review` process ([`review`]). While the saga falls
+//! behind, new orders are refused with 503 at once ([`admission`]). `main.rs` is a thin
 //! shell over [`Application`], which tests start on port 0 against their own database and
 //! topics.
 
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod domain;

@@ -1,6 +1,6 @@
 //! Wiring: database and migrations, token keys, Kafka topics, the outbox relay, the three
 //! consumers (product and customer replicas, saga), the expiry job, the workflow worker
-//! (refund and review steps), the review starter, the status feed and the HTTP server, run
+//! (refund and review steps), the review starter, admission control, the status feed and the HTTP server, run
 //! and stopped in order by `web::Lifecycle`.
 
 use std::time::Duration;
@@ -16,6 +16,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 use web::{Lifecycle, Readiness};
 
+use crate::admission::Admission;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::events::customers::{self, CustomerReplica};
@@ -127,6 +128,7 @@ impl Application {
         // Cancelled as shutdown begins, so open status streams end and the server can drain.
         let closing = CancellationToken::new();
         let feed = StatusFeed::new(closing.clone());
+        let admission = Admission::new(config.admission);
         let state = AppState {
             pool: pool.clone(),
             verifier: TokenVerifier::new(
@@ -145,6 +147,7 @@ impl Application {
                 engine: engine.clone(),
                 risk,
             },
+            admission: admission.clone(),
         };
         let consumers = ConsumerHealth::new();
         let router = web::documented_service_router::<api::ApiDoc>(
@@ -187,6 +190,10 @@ impl Application {
                 risk_table.run(engine, risk_table_refresh, stop)
             })
             .worker("expiry job", |stop| expiry.run(stop))
+            .worker("admission control", {
+                let pool = pool.clone();
+                |stop| admission.run(pool, stop)
+            })
             .worker("workflow worker", |stop| workflow_worker.run(stop));
         let feed_pool = pool.clone();
         lifecycle

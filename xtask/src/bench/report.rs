@@ -380,25 +380,28 @@ impl Report<'_> {
         let (r, sus, hot) = (&self.checkout_rate, &self.checkout_sustained, &self.hot);
         let _ = writeln!(
             out,
-            "| sustained checkout >= 150 orders/s PAID, 0 failed | {:.1} orders/s, {} failed | {} |",
+            "| sustained checkout >= 150 orders/s PAID, 0 failed | {:.1} orders/s, {} failed, {} shed | {} |",
             sus.paid_per_sec,
             sus.failed,
+            sus.shed,
             verdict(sus.paid_per_sec >= 150.0 && sus.failed == 0)
         );
         let _ = writeln!(
             out,
-            "| fixed {}/s: create -> AWAITING_PAYMENT p99 <= 150 ms, payment call p99 <= 100 ms, create -> PAID p99 <= 400 ms | {} / {} / {} ({} of {} paid) | {} |",
+            "| fixed {}/s: create -> AWAITING_PAYMENT p99 <= 150 ms, payment call p99 <= 100 ms, create -> PAID p99 <= 400 ms | {} / {} / {} ({} of {} paid, {} shed) | {} |",
             r.target_rate.unwrap_or_default(),
             format_ms(r.create_call.p99_ms + r.reservation.p99_ms),
             format_ms(r.payment_call.p99_ms),
             format_ms(r.total.p99_ms),
             r.paid,
             r.started,
+            r.shed,
             verdict(
                 r.create_call.p99_ms + r.reservation.p99_ms <= 150.0
                     && r.payment_call.p99_ms <= 100.0
                     && r.total.p99_ms <= 400.0
                     && r.failed == 0
+                    && r.shed == 0
             )
         );
         let _ = writeln!(
@@ -724,14 +727,15 @@ impl Report<'_> {
         );
         let _ = writeln!(
             out,
-            "| reserved | rejected | failed | decided/s | decision p50 | p99 | create call p50 | p99 | product after (available / reserved / sold) | exact |\n|---|---|---|---|---|---|---|---|---|---|"
+            "| reserved | rejected | failed | busy refusals (retried) | decided/s | decision p50 | p99 | create call p50 | p99 | product after (available / reserved / sold) | exact |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} / {} / {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} / {} / {} | {} |",
             h.reserved,
             h.rejected,
             h.failed,
+            h.busy_refusals,
             h.decided_per_sec,
             format_ms(h.decision.p50_ms),
             format_ms(h.decision.p99_ms),
@@ -919,9 +923,9 @@ impl Report<'_> {
         );
         let _ = writeln!(
             out,
-            "| run | duration | started | paid | orders/s paid | rejected | cancelled | failed | create->PAID p50 | p90 | p99 | max |"
+            "| run | duration | started | paid | orders/s paid | rejected | cancelled | shed (503 busy) | failed | create->PAID p50 | p90 | p99 | max |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (name, c) in [
             (
                 format!(
@@ -942,13 +946,14 @@ impl Report<'_> {
         ] {
             let _ = writeln!(
                 out,
-                "| {name} | {:.0} s | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {name} | {:.0} s | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.duration_secs,
                 c.started,
                 c.paid,
                 c.paid_per_sec,
                 c.rejected,
                 c.cancelled,
+                c.shed,
                 c.failed,
                 format_ms(c.total.p50_ms),
                 format_ms(c.total.p90_ms),
@@ -1138,6 +1143,7 @@ mod tests {
             paid_per_sec: 4.9,
             rejected: 0,
             cancelled: 0,
+            shed: 0,
             failed: 1,
             total: step(reservation_ms + 30.0),
             create_call: step(5.0),
@@ -1291,6 +1297,7 @@ mod tests {
                 concurrency: 64,
                 reserved: 500,
                 rejected: 1500,
+                busy_refusals: 0,
                 failed: 0,
                 first_failure: None,
                 elapsed_secs: 10.0,

@@ -29,6 +29,8 @@ pub struct AppState {
     pub refunds: RefundSettings,
     /// `POST /api/orders` goes through it.
     pub placing: Placing,
+    /// Refuses new orders while the saga is behind.
+    pub admission: crate::admission::Admission,
 }
 
 /// How long a client is told to wait before retrying when the workflow engine is unreachable

@@ -52,6 +52,11 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         risk_table_refresh: Duration::from_millis(500),
         review_timeout: "P2D".into(),
         review_start_interval: Duration::from_millis(100),
+        admission: order_service::admission::AdmissionSettings {
+            max_wait: order_service::admission::AdmissionSettings::DEFAULT_MAX_WAIT,
+            max_late: order_service::admission::AdmissionSettings::DEFAULT_MAX_LATE,
+            check_interval: Duration::from_millis(100),
+        },
     }
 }
 

@@ -415,3 +415,83 @@ async fn admins_list_every_order_by_status_and_customers_are_refused() -> TestRe
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{anonymous:?}");
     Ok(())
 }
+
+/// Admission control: orders that wait too long for their reservation make new orders answer
+/// 503 at once, placing nothing, until the backlog is served. Here no relay publishes
+/// `order.created` at first, so every placed order stays `PENDING`; a replica with its relay
+/// running then serves them.
+#[tokio::test]
+async fn while_orders_wait_too_long_new_ones_are_refused_until_the_backlog_is_served() -> TestResult
+{
+    use order_service::admission::{AdmissionSettings, BUSY};
+    use std::time::Duration;
+
+    let admission = AdmissionSettings {
+        max_wait: Duration::from_millis(200),
+        max_late: 2,
+        check_interval: Duration::from_millis(50),
+    };
+    let stack = crate::helpers::spawn_stack_with(|config| {
+        config.run_outbox_relay = false;
+        config.admission = admission;
+    })
+    .await;
+    let kettle = stack.product(100, 2_999, "EUR").await?;
+    for _ in 0..2 {
+        stack.placed(&stack.customer(), &[(kettle, 1)]).await?;
+    }
+
+    // Once two orders have waited 200 ms, placing is refused, and the refusal places nothing.
+    let refused = std::sync::Arc::new(tokio::sync::Mutex::new(None));
+    testkit::eventually(crate::helpers::DEADLINE, || {
+        let (stack, refused) = (&stack, refused.clone());
+        async move {
+            let customer = stack.customer();
+            let reply = stack.place(&customer, &[(kettle, 1)]).await?;
+            anyhow::ensure!(
+                reply.status == StatusCode::SERVICE_UNAVAILABLE,
+                "not refused yet: {reply:?}"
+            );
+            *refused.lock().await = Some((customer, reply));
+            Ok(())
+        }
+    })
+    .await?;
+    let Some((customer, reply)) = refused.lock().await.take() else {
+        anyhow::bail!("no refusal recorded");
+    };
+    assert_eq!(reply.body["type"], BUSY, "{reply:?}");
+    assert_eq!(reply.body["status"], 503, "{reply:?}");
+    assert_eq!(
+        reply
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "{reply:?}"
+    );
+    let mine = stack
+        .send(
+            stack
+                .client
+                .get(format!("{}/api/orders", stack.orders))
+                .bearer_auth(&customer.token),
+        )
+        .await?;
+    assert_eq!(mine.status, StatusCode::OK, "{mine:?}");
+    assert_eq!(mine.body["items"], json!([]), "{mine:?}");
+
+    // A replica whose relay runs publishes the waiting orders; once they are reserved, orders
+    // are taken again.
+    let _relaying = stack.replica(|config| config.admission = admission).await;
+    testkit::eventually(crate::helpers::DEADLINE, || async {
+        let reply = stack.place(&stack.customer(), &[(kettle, 1)]).await?;
+        anyhow::ensure!(
+            reply.status == StatusCode::CREATED,
+            "still refused: {reply:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
