@@ -482,3 +482,41 @@ async fn an_equality_on_a_non_unique_index_does_not_scan_the_collection() -> any
     }
     t.drop().await
 }
+
+/// The outbox relay's batched clear (`messaging::mongo::outbox`, `publish_claimed`): one
+/// `updateMany` over the claimed documents empties `pending_events` only where every element
+/// is among the published events, `{"$not": {"$elemMatch": {"id": {"$nin": published}}}}`,
+/// so a document a writer appended to meanwhile keeps its new event; an empty array matches.
+#[tokio::test]
+async fn not_elem_match_nin_selects_arrays_holding_only_the_given_ids() -> anyhow::Result<()> {
+    let t = TestDb::new("not_elem_match").await?;
+    let docs = t.collection("outbox");
+    docs.insert_many([
+        doc! {"_id": "only_published", "pending_events": [{"id": "e1"}, {"id": "e2"}]},
+        doc! {"_id": "one_more", "pending_events": [{"id": "e3"}, {"id": "late"}]},
+        doc! {"_id": "empty", "pending_events": []},
+        doc! {"_id": "other", "pending_events": [{"id": "e4"}]},
+    ])
+    .await?;
+    let published = ["e1", "e2", "e3"];
+    let only_published =
+        doc! {"pending_events": {"$not": {"$elemMatch": {"id": {"$nin": published.to_vec()}}}}};
+    let matched = ids(&docs, only_published.clone(), doc! {"_id": 1}, 10).await?;
+    assert_eq!(matched, ["empty", "only_published"]);
+    let cleared = docs
+        .update_many(
+            doc! {"_id": {"$in": ["only_published", "one_more"]}, "$and": [only_published]},
+            doc! {"$set": {"pending_events": []}},
+        )
+        .await?;
+    assert_eq!(cleared.matched_count, 1);
+    let left = ids(
+        &docs,
+        doc! {"pending_events.0": {"$exists": true}},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(left, ["one_more", "other"]);
+    t.drop().await
+}
