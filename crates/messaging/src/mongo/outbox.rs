@@ -515,16 +515,8 @@ impl OutboxRelay {
             .iter()
             .flat_map(|(_, pending)| pending.iter().cloned())
             .collect();
-        let delivered = self.publish(&events).await;
-        let published: Vec<&str> = events
-            .iter()
-            .zip(&delivered)
-            .filter(|(_, ok)| **ok)
-            .map(|(event, _)| event.id.as_str())
-            .collect();
+        let published = self.publish_acknowledged(&events).await;
         let failed = events.len() - published.len();
-        metrics::counter!("outbox_published_total", &self.labels())
-            .increment(published.len() as u64);
         metrics::histogram!("outbox_batch_documents", &self.labels())
             .record(documents.len() as f64);
         let ids: Vec<&bson::Bson> = documents.iter().map(|(id, _)| id).collect();
@@ -596,16 +588,8 @@ impl OutboxRelay {
             return Ok(false);
         };
         let pending = pending_events(&document)?;
-        let delivered = self.publish(&pending).await;
-        let published: Vec<&str> = pending
-            .iter()
-            .zip(&delivered)
-            .filter(|(_, ok)| **ok)
-            .map(|(event, _)| event.id.as_str())
-            .collect();
+        let published = self.publish_acknowledged(&pending).await;
         let failed = pending.len() - published.len();
-        metrics::counter!("outbox_published_total", &self.labels())
-            .increment(published.len() as u64);
         if failed == 0 && !published.is_empty() {
             // The array holds exactly what was published (as many events, all of them among
             // the published ids): empty it, lower the flag and drop the claim in one update.
@@ -662,6 +646,20 @@ impl OutboxRelay {
             .await
             .context("clearing the outbox flag")?;
         Ok(())
+    }
+
+    /// Publishes `events` in the order given and returns the ids the broker acknowledged.
+    async fn publish_acknowledged<'a>(&self, events: &'a [PendingEvent]) -> Vec<&'a str> {
+        let delivered = self.publish(events).await;
+        let published: Vec<&str> = events
+            .iter()
+            .zip(&delivered)
+            .filter(|(_, ok)| **ok)
+            .map(|(event, _)| event.id.as_str())
+            .collect();
+        metrics::counter!("outbox_published_total", &self.labels())
+            .increment(published.len() as u64);
+        published
     }
 
     /// Publishes the document's events in array order (they share a key, hence a partition);
