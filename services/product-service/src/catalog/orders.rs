@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::domain::language;
 
 /// The base name and one per supported language.
-const NAME_ORDERS: usize = language::SUPPORTED.len() + 1;
+pub(super) const NAME_ORDERS: usize = language::SUPPORTED.len() + 1;
 
 /// Which kept order a listing reads, and in which direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub(super) enum Order {
 }
 
 /// The language of each name order: `None` (the base name) first.
-fn name_languages() -> [Option<&'static str>; NAME_ORDERS] {
+pub(super) fn name_languages() -> [Option<&'static str>; NAME_ORDERS] {
     let mut languages = [None; NAME_ORDERS];
     for (at, language) in language::SUPPORTED.iter().enumerate() {
         languages[at + 1] = Some(*language);
