@@ -10,7 +10,10 @@
 //!
 //! Memory: a RAM directory (no files, no mmap) and a writer with one indexing thread and
 //! tantivy's smallest arena (15 MB budget; pages are allocated as documents arrive, and the
-//! arena is dropped at each commit).
+//! arena is dropped at each commit). Each commit still allocates and frees a few large
+//! buffers (a 5 MB document channel, the next segment writer's 4 MB term table): freeing them
+//! raises glibc's dynamic mmap threshold, after which such buffers come from the heap and
+//! fragment it (see the service README, "Memory").
 //!
 //! Writers never wait for a commit: [`SearchIndex::upsert`] and [`SearchIndex::remove`] only
 //! queue the change (in order, under a short lock), and [`SearchIndex::commit`] hands the

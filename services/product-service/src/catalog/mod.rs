@@ -27,18 +27,24 @@
 //! page (832 listings/s through the gateway at 100,000 products). The model therefore also
 //! keeps, on every applied snapshot, the facet counts of every listing filtered on nothing but
 //! the category and stock ([`KeptCounts`], each count twice, over all products and over those
-//! in stock, so a stock change is O(1)), and the slots of each category's products. A request
-//! without text, brand or price filters (`Request::lists_by_category_and_stock`) takes its
-//! facets from the counts and walks only its category's rows (all rows without a category)
-//! to collect, order and cut its page; everything else takes the general path
-//! (`State::search_rows`), which tallies facets over every candidate row. Both cut pages with
-//! the same code (`State::page`), and a unit test checks after random changes that the
-//! two paths give equal pages, facets and cursors. The extra memory is about 8 bytes per product
-//! (a slot in its category's list and its position there) plus a few words per category and
-//! brand pair.
+//! in stock, so a stock change is O(1)), and the slots of each category's products, and of the
+//! whole catalog, in every listing order ([`orders`]: by id, by price, by name in each
+//! language, each with the id tie-break the cursors carry). A request without text, brand or
+//! price filters (`Request::lists_by_category_and_stock`) takes its facets and total from the
+//! counts and its page from the order of its sort: a binary search for the cursor, then a walk
+//! of `limit + 1` products (and those `in_stock` skips), not a sort. The orders are built once
+//! at the end of the initial load; until then (and for relevance, which has no kept order)
+//! such a listing walks its category's rows (`State::list_from_kept_counts`) and orders them
+//! for each page. Everything else takes the general path (`State::search_rows`), which tallies
+//! facets over every candidate row. All paths cut pages with the same code (`State::cut`), and
+//! a unit test checks after random changes that they give equal pages, facets and cursors, and
+//! that the kept orders equal orders built from scratch. The extra memory is about 48 bytes per
+//! product (40 in the orders, 8 in the category's unordered list and the position there) plus a
+//! few words per category and brand pair.
 
 pub mod feed;
 pub mod index;
+mod orders;
 pub mod text;
 pub mod writes;
 
@@ -53,6 +59,7 @@ use uuid::Uuid;
 use crate::domain::facets::{CategoryFilter, Counted, FacetTally, Facets, KeptCounts, Passes};
 use crate::domain::listing::{Cursor, Sort, SortKey};
 use index::SearchIndex;
+use orders::{Order, Orders, SortKeys};
 
 /// One active product as held in memory.
 #[derive(Debug)]
@@ -134,6 +141,34 @@ struct State {
     /// Where each slot sits in its category's `members` list, by slot (meaningful while the
     /// slot's row is live), so a product leaves its category in O(1).
     member_at: Vec<u32>,
+    /// Every category's (and the catalog's) live slots in each listing order, kept on every
+    /// applied snapshot once built at the end of the initial load; `None` before.
+    orders: Option<Orders>,
+}
+
+/// The sort keys of slots, as [`Orders`] compares them: the id and price from the rows, the
+/// names from the product views.
+struct Keys<'a> {
+    rows: &'a [Row],
+    by_slot: &'a [Uuid],
+    products: &'a HashMap<Uuid, Arc<Listed>>,
+}
+
+impl SortKeys for Keys<'_> {
+    fn id(&self, slot: u32) -> Uuid {
+        self.by_slot.get(slot as usize).copied().unwrap_or_default()
+    }
+
+    fn amount(&self, slot: u32) -> i64 {
+        self.rows.get(slot as usize).map_or(0, |row| row.amount)
+    }
+
+    fn name(&self, slot: u32, lang: Option<&str>) -> &str {
+        self.by_slot
+            .get(slot as usize)
+            .and_then(|id| self.products.get(id))
+            .map_or("", |listed| listed.name_in(lang))
+    }
 }
 
 /// What the index must do after a snapshot was applied to the [`State`].
@@ -203,6 +238,38 @@ struct Hit<'a> {
     name: &'a str,
 }
 
+/// [`Keys`] with every slot's names looked up once, for building the orders: a sort compares
+/// each slot many times, and a map lookup and translation lookup in every comparison made the
+/// build take seconds at 100,000 products.
+struct NamesLookedUp<'a> {
+    rows: &'a [Row],
+    by_slot: &'a [Uuid],
+    /// By slot, in the languages of [`orders::name_languages`].
+    names: Vec<[&'a str; orders::NAME_ORDERS]>,
+}
+
+impl SortKeys for NamesLookedUp<'_> {
+    fn id(&self, slot: u32) -> Uuid {
+        self.by_slot.get(slot as usize).copied().unwrap_or_default()
+    }
+
+    fn amount(&self, slot: u32) -> i64 {
+        self.rows.get(slot as usize).map_or(0, |row| row.amount)
+    }
+
+    fn name(&self, slot: u32, lang: Option<&str>) -> &str {
+        let at = orders::name_languages()
+            .iter()
+            .position(|kept| *kept == lang)
+            .unwrap_or_default();
+        self.names
+            .get(slot as usize)
+            .and_then(|names| names.get(at))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
 /// The read model; cheap to clone (shared).
 #[derive(Clone)]
 pub struct Catalog {
@@ -231,7 +298,11 @@ impl Catalog {
         self.inner.loaded.load(AtomicOrdering::Acquire)
     }
 
+    /// Ends the initial load: builds the listing orders (one sort per list, a fraction of a
+    /// second at 100,000 products, once, before readiness turns green) and keeps them from
+    /// then on.
     pub(crate) fn mark_loaded(&self) {
+        self.write().build_orders();
         self.inner.loaded.store(true, AtomicOrdering::Release);
     }
 
@@ -360,7 +431,11 @@ impl State {
                 slot
             }
         };
+        let old = self.rows.get(slot as usize).filter(|row| row.live).copied();
         if !product.active {
+            if let Some(old) = old {
+                self.reorder(slot, old.category, false);
+            }
             self.unlist(slot);
             return Ok(match self.products.remove(&id) {
                 Some(_) => Reindex::Remove(slot),
@@ -378,7 +453,7 @@ impl State {
             .map(str::to_owned);
         let brand_key = brand.as_deref().map(str::to_lowercase);
         // Every fallible step comes before the old row is unlisted, so a failure leaves the
-        // counts as they were.
+        // counts and orders as they were.
         let row = Row {
             live: true,
             id,
@@ -394,6 +469,16 @@ impl State {
             amount: product.price.amount,
             available: product.stock.available,
         };
+        // A stock change (most changes) keeps the product's place in every order.
+        let moves = old.is_none_or(|old| old.category != row.category || old.amount != row.amount)
+            || self.products.get(&id).is_none_or(|held| {
+                held.product.name != product.name
+                    || held.product.translations != product.translations
+            });
+        if moves && let Some(old) = old {
+            // Taken out with the keys it was put in with: the old row and product view.
+            self.reorder(slot, old.category, false);
+        }
         self.unlist(slot);
         self.list(slot, row)?;
         let listed = Arc::new(Listed {
@@ -402,11 +487,69 @@ impl State {
             product,
         });
         self.products.insert(id, Arc::clone(&listed));
+        if moves {
+            self.reorder(slot, row.category, true);
+        }
         Ok(if reindex {
             Reindex::Upsert(listed)
         } else {
             Reindex::Nothing
         })
+    }
+
+    /// Puts `slot` into (`insert`) or takes it out of the kept orders of the catalog and of
+    /// `category`, if they are built, with the keys the rows and views hold now.
+    fn reorder(&mut self, slot: u32, category: u32, insert: bool) {
+        let State {
+            orders,
+            rows,
+            by_slot,
+            products,
+            ..
+        } = self;
+        let Some(orders) = orders else { return };
+        let keys = Keys {
+            rows,
+            by_slot,
+            products,
+        };
+        if insert {
+            orders.insert(slot, category, &keys);
+        } else {
+            orders.remove(slot, category, &keys);
+        }
+    }
+
+    /// The orders of the live rows, built from scratch.
+    fn fresh_orders(&self) -> Orders {
+        let live = (0_u32..)
+            .zip(&self.rows)
+            .filter(|(_, row)| row.live)
+            .map(|(slot, row)| (slot, row.category));
+        let languages = orders::name_languages();
+        let names = self
+            .by_slot
+            .iter()
+            .map(|id| {
+                let listed = self.products.get(id);
+                languages.map(|lang| listed.map_or("", |listed| listed.name_in(lang)))
+            })
+            .collect();
+        Orders::build(
+            live,
+            &NamesLookedUp {
+                rows: &self.rows,
+                by_slot: &self.by_slot,
+                names,
+            },
+        )
+    }
+
+    /// Builds the kept orders unless they are kept already.
+    fn build_orders(&mut self) {
+        if self.orders.is_none() {
+            self.orders = Some(self.fresh_orders());
+        }
     }
 
     /// Takes the live row of `slot`, if any, out of the counts and its category's members.
@@ -461,7 +604,8 @@ impl State {
     /// The answer to `request`, whose text (if any) matched `matches` as (slot, score).
     fn answer(&self, request: &Request, matches: Option<&[(u32, f32)]>) -> Page {
         if matches.is_none() && request.lists_by_category_and_stock() {
-            self.list_from_kept_counts(request)
+            self.list_in_order(request)
+                .unwrap_or_else(|| self.list_from_kept_counts(request))
         } else {
             self.search_rows(request, matches)
         }
@@ -477,8 +621,79 @@ impl State {
         }
     }
 
-    /// A listing without text, brand or price filter: facets from the kept counts, and hits
-    /// from the rows of the category only (all rows without a category filter).
+    /// A listing without text, brand or price filter, from the kept orders: a binary search
+    /// for the cursor in the category's (or catalog's) list of the sort, then a walk to the
+    /// end of the page; the facets and total from the kept counts. `None` when no order is
+    /// kept for the request: before the initial load is complete, for relevance (without text
+    /// every score is 0; `Sort::parse` makes that newest) and for a language without an order.
+    fn list_in_order(&self, request: &Request) -> Option<Page> {
+        let orders = self.orders.as_ref()?;
+        let sort = request.sort.unwrap_or(Sort::Newest);
+        let order = match sort {
+            Sort::Newest => Order::Id,
+            Sort::Price | Sort::PriceDesc => Order::Price,
+            Sort::Name => orders::name_order(request.lang)?,
+            Sort::Relevance => return None,
+        };
+        let category = self.category_filter(request);
+        let group = match category {
+            CategoryFilter::Any => Some(orders.catalog()),
+            CategoryFilter::Known(number) => orders.category(number),
+            CategoryFilter::Unknown => None,
+        };
+        let slots = group.map_or(&[][..], |group| group.slots(order));
+        let hit = |slot: u32| {
+            self.rows.get(slot as usize).map(|row| Hit {
+                score: 0.0,
+                slot,
+                id: row.id,
+                amount: row.amount,
+                name: match sort {
+                    Sort::Name => self
+                        .products
+                        .get(&row.id)
+                        .map_or("", |listed| listed.name_in(request.lang)),
+                    _ => "",
+                },
+            })
+        };
+        let beyond_cursor = |slot: u32| {
+            request
+                .after
+                .as_ref()
+                .is_none_or(|after| hit(slot).is_some_and(|hit| beyond(sort, &hit, after)))
+        };
+        // The lists ascend: what lies beyond the cursor is a tail for an ascending sort and a
+        // head, read backwards, for a descending one.
+        let walk: Box<dyn Iterator<Item = &u32>> = if sort.descending() {
+            let end = slots.partition_point(|&slot| beyond_cursor(slot));
+            Box::new(slots.iter().take(end).rev())
+        } else {
+            let start = slots.partition_point(|&slot| !beyond_cursor(slot));
+            Box::new(slots.iter().skip(start))
+        };
+        let hits = walk
+            .filter(|&&slot| {
+                self.rows
+                    .get(slot as usize)
+                    .is_some_and(|row| row.live && (!request.in_stock || row.available > 0))
+            })
+            .filter_map(|&slot| hit(slot))
+            .take(request.limit + 1)
+            .collect();
+        let facets = self.kept.facets(
+            category,
+            request.in_stock,
+            &self.categories.names,
+            &self.brands.names,
+        );
+        let total = self.kept.products(category, request.in_stock);
+        Some(self.cut(request, sort, hits, total, facets))
+    }
+
+    /// A listing without text, brand or price filter before the orders are kept: facets from
+    /// the kept counts, and hits from the rows of the category only (all rows without a
+    /// category filter), ordered for each page.
     fn list_from_kept_counts(&self, request: &Request) -> Page {
         let category = self.category_filter(request);
         let facets = self.kept.facets(
@@ -594,6 +809,20 @@ impl State {
             hits.truncate(wanted);
         }
         hits.sort_by(order);
+        self.cut(request, sort, hits, total, facets)
+    }
+
+    /// The page of `hits`, the products beyond the cursor in the order of `sort`, of which
+    /// only the first `request.limit + 1` are looked at (the one past the page says whether a
+    /// next page exists).
+    fn cut<'a>(
+        &'a self,
+        request: &Request,
+        sort: Sort,
+        mut hits: Vec<Hit<'a>>,
+        total: u64,
+        facets: Facets,
+    ) -> Page {
         let next_cursor = if hits.len() > request.limit {
             hits.truncate(request.limit);
             hits.last().map(|hit| {
@@ -827,12 +1056,17 @@ mod tests {
     }
 
     /// Applies a few hundred random creations, changes, stock changes, deletions and stale
-    /// redeliveries, and after every batch checks that listings answered from the kept counts
-    /// equal the general path's answers, page by page.
+    /// redeliveries, and after every batch checks that listings answered from the kept orders
+    /// and counts, and from the kept counts alone, equal the general path's answers, page by
+    /// page, and that the orders kept through the changes equal orders built from scratch.
+    /// `state` keeps its orders from the start; `late` builds them half-way, as a replica does
+    /// at the end of its initial load.
     #[test]
     fn listings_from_kept_counts_equal_the_general_path() -> anyhow::Result<()> {
         let mut random = Random(13);
         let mut state = State::default();
+        state.build_orders();
+        let mut late = State::default();
         let mut held: HashMap<u128, ProductSnapshot> = HashMap::new();
         let mut compared = 0;
         for step in 1..=600 {
@@ -864,9 +1098,18 @@ mod tests {
             if held.get(&id).is_none_or(|p| p.version < snapshot.version) {
                 held.insert(id, snapshot.clone());
             }
+            late.apply(snapshot.clone())?;
             state.apply(snapshot)?;
+            if step == 300 {
+                late.build_orders();
+            }
             if step % 50 == 0 {
-                compared += compare_listings(&state)?;
+                for state in [&state, &late] {
+                    if let Some(kept) = &state.orders {
+                        assert!(*kept == state.fresh_orders(), "kept orders at step {step}");
+                    }
+                    compared += compare_listings(state)?;
+                }
             }
         }
         // Delete everything: every count goes back to nothing.
@@ -878,6 +1121,7 @@ mod tests {
             assert!(!state.products.contains_key(&Uuid::from_u128(*id)));
         }
         assert!(state.members.iter().all(Vec::is_empty));
+        assert_eq!(state.orders.as_ref().map(Orders::slots_held), Some(0));
         compared += compare_listings(&state)?;
         let empty = state.answer(
             &Request {
@@ -893,8 +1137,8 @@ mod tests {
         Ok(())
     }
 
-    /// Compares every listing the kept counts answer with the general path, following the
-    /// cursors to the end; returns the number of pages compared.
+    /// Compares every listing the kept orders (when built) and the kept counts answer with the
+    /// general path, following the cursors to the end; returns the number of pages compared.
     fn compare_listings(state: &State) -> anyhow::Result<usize> {
         let mut pages = 0;
         let categories = CATEGORIES.iter().map(|c| Some((*c).to_owned()));
@@ -910,7 +1154,7 @@ mod tests {
                     Sort::Name,
                     Sort::Relevance,
                 ] {
-                    for lang in [None, Some("zh-CN")] {
+                    for lang in [None, Some("en"), Some("zh-CN")] {
                         let mut request = Request {
                             category: category.clone(),
                             in_stock,
@@ -921,18 +1165,25 @@ mod tests {
                         };
                         assert!(request.lists_by_category_and_stock());
                         loop {
-                            let kept = state.answer(&request, None);
                             let general = state.search_rows(&request, None);
+                            let kept = state.answer(&request, None);
+                            let unordered = state.list_from_kept_counts(&request);
                             let ids = |page: &Page| {
                                 page.items.iter().map(|l| l.product.id).collect::<Vec<_>>()
                             };
-                            let what = format!(
-                                "{category:?} in_stock={in_stock} {sort:?} {lang:?} page {pages}"
-                            );
-                            assert_eq!(ids(&kept), ids(&general), "items of {what}");
-                            assert_eq!(kept.total, general.total, "total of {what}");
-                            assert_eq!(kept.facets, general.facets, "facets of {what}");
-                            assert_eq!(kept.next_cursor, general.next_cursor, "cursor of {what}");
+                            for (path, kept) in [("kept orders", &kept), ("counts", &unordered)] {
+                                let what = format!(
+                                    "{path}: {category:?} in_stock={in_stock} {sort:?} {lang:?} \
+                                     page {pages}"
+                                );
+                                assert_eq!(ids(kept), ids(&general), "items of {what}");
+                                assert_eq!(kept.total, general.total, "total of {what}");
+                                assert_eq!(kept.facets, general.facets, "facets of {what}");
+                                assert_eq!(
+                                    kept.next_cursor, general.next_cursor,
+                                    "cursor of {what}"
+                                );
+                            }
                             pages += 1;
                             let Some(token) = kept.next_cursor else { break };
                             request.after = Some(
@@ -947,7 +1198,9 @@ mod tests {
         Ok(pages)
     }
 
-    /// Times category listings of 20 at 100,000 products, general path against kept counts:
+    /// Times category listings of 20 at 100,000 products in 6 categories (as `cargo xtask
+    /// bench` lists them), general path against kept counts and against kept orders, and what
+    /// building and keeping the orders costs:
     /// `cargo test -p product-service --release --lib -- --ignored --nocapture listing_time`.
     /// The read model's state is built without the full-text index (a listing without text
     /// never reads it; indexing 100,000 products would dominate the run).
@@ -963,7 +1216,7 @@ mod tests {
             // UUID v7-like: creation order in the high bits.
             product.id = Uuid::from_u128((n << 64) | u128::from(random.next() >> 1));
             product.name = format!("Product {}", random.next() % 1_000_000);
-            product.category = format!("category-{:02}", random.below(50));
+            product.category = format!("category-{:02}", random.below(6));
             product.specs = serde_json::json!({"brand": format!("Brand {}", random.below(500))});
             product.price.amount = i64::try_from(random.below(200_000)).unwrap_or_default();
             product.stock.available = if random.below(5) == 0 { 0 } else { 10 };
@@ -973,7 +1226,7 @@ mod tests {
         let sorts = [Sort::Newest, Sort::Price, Sort::PriceDesc, Sort::Name];
         let requests: Vec<Request> = (0..2_000)
             .map(|n| Request {
-                category: Some(format!("category-{:02}", random.below(50))),
+                category: Some(format!("category-{:02}", random.below(6))),
                 in_stock: n % 2 == 0,
                 sort: Some(sorts[n % sorts.len()]),
                 limit: 20,
@@ -994,7 +1247,26 @@ mod tests {
         };
         let (general_median, general_p99) =
             time(&requests, &|request| state.search_rows(request, None));
-        let (kept_median, kept_p99) = time(&requests, &|request| state.answer(request, None));
+        let (kept_median, kept_p99) =
+            time(&requests, &|request| state.list_from_kept_counts(request));
+        let started = std::time::Instant::now();
+        state.build_orders();
+        let ordered_in = started.elapsed();
+        let (ordered_median, ordered_p99) = time(&requests, &|request| state.answer(request, None));
+        // Changes that move products in the orders: new prices.
+        let started = std::time::Instant::now();
+        for n in 0..1_000_u128 {
+            let id = state.by_slot[random.below(state.by_slot.len())];
+            let Some(held) = state.products.get(&id) else {
+                continue;
+            };
+            let mut changed = held.product.clone();
+            changed.version += 1;
+            changed.price.amount = i64::try_from(random.below(200_000)).unwrap_or_default();
+            changed.stock.available = i64::try_from(n % 3).unwrap_or_default();
+            state.apply(changed)?;
+        }
+        let repriced = started.elapsed() / 1_000;
         for sort in sorts {
             let sorted: Vec<Request> = requests
                 .iter()
@@ -1002,7 +1274,7 @@ mod tests {
                 .cloned()
                 .collect();
             let (median, p99) = time(&sorted, &|request| state.answer(request, None));
-            println!("kept counts, {sort:?} only: median {median:?}, p99 {p99:?}");
+            println!("kept orders, {sort:?} only: median {median:?}, p99 {p99:?}");
         }
         for request in requests.iter().take(50) {
             let (kept, general) = (
@@ -1018,10 +1290,16 @@ mod tests {
         );
         println!("category listing of 20, kept counts:  median {kept_median:?}, p99 {kept_p99:?}");
         println!(
-            "row {} bytes; category members {} bytes and positions {} bytes per product",
+            "category listing of 20, kept orders:  median {ordered_median:?}, p99 {ordered_p99:?}"
+        );
+        println!("built the orders in {ordered_in:?}; a price change costs {repriced:?}");
+        println!(
+            "row {} bytes; category members {} bytes and positions {} bytes per product; \
+             orders {} bytes per product",
             std::mem::size_of::<Row>(),
             state.members.iter().map(Vec::capacity).sum::<usize>() * 4 / PRODUCTS as usize,
             state.member_at.capacity() * 4 / PRODUCTS as usize,
+            state.orders.as_ref().map_or(0, Orders::slots_held) * 4 / PRODUCTS as usize,
         );
         Ok(())
     }

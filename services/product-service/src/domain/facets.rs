@@ -238,6 +238,19 @@ impl KeptCounts {
         }
     }
 
+    /// The products of a listing restricted to `category`, and to products in stock when
+    /// `in_stock`: its total.
+    pub fn products(&self, category: CategoryFilter, in_stock: bool) -> u64 {
+        match category {
+            CategoryFilter::Any => self.catalog.products.get(in_stock),
+            CategoryFilter::Known(number) => self
+                .categories
+                .get(number as usize)
+                .map_or(0, |group| group.products.get(in_stock)),
+            CategoryFilter::Unknown => 0,
+        }
+    }
+
     /// The facets of a listing restricted to `category`, and to products in stock when
     /// `in_stock` (the same as [`FacetTally`] over such a listing, with no other filter).
     pub fn facets<S: AsRef<str>>(
