@@ -243,6 +243,19 @@ impl Ctx {
         order: Uuid,
         status: &str,
     ) -> anyhow::Result<Vec<String>> {
+        self.wait_for_request_step(user, order, status, None).await
+    }
+
+    /// As [`Ctx::wait_for_request`], and also until the process history shows `step`: the
+    /// request's status is written by a step (`mark-refunded`) before the engine records the
+    /// process reaching its end event, so a read in between sees the status without the end.
+    async fn wait_for_request_step(
+        &self,
+        user: &User,
+        order: Uuid,
+        status: &str,
+        step: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
         let steps = Arc::new(Mutex::new(Vec::new()));
         let slot = steps.clone();
         eventually(PATIENCE, move || {
@@ -255,13 +268,20 @@ impl Ctx {
                     request["status"] == status,
                     "waiting for {status}: {reply:?}"
                 );
+                let seen: Vec<String> = request["steps"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|step| step["activity"].as_str().map(str::to_owned))
+                    .collect();
+                if let Some(step) = step {
+                    anyhow::ensure!(
+                        seen.iter().any(|s| s == step),
+                        "waiting for step {step}: {seen:?}"
+                    );
+                }
                 if let Ok(mut slot) = slot.lock() {
-                    *slot = request["steps"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|step| step["activity"].as_str().map(str::to_owned))
-                        .collect();
+                    *slot = seen;
                 }
                 Ok(())
             }
@@ -389,7 +409,9 @@ async fn killed_refund_worker(
     provider.hold(false);
     platform.restart("payment-service").await?;
 
-    let steps = ctx.wait_for_request(&user, order, "REFUNDED").await?;
+    let steps = ctx
+        .wait_for_request_step(&user, order, "REFUNDED", Some("refunded"))
+        .await?;
     anyhow::ensure!(steps.iter().any(|s| s == "refunded"), "steps: {steps:?}");
     ctx.api.wait_for_status(&user, order, "REFUNDED").await?;
     let calls = refunded_once(ctx, provider, order, &charge).await?;
