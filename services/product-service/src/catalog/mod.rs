@@ -147,11 +147,21 @@ struct State {
 }
 
 /// The sort keys of slots, as [`Orders`] compares them: the id and price from the rows, the
-/// names from the product views.
+/// names from the product views, or from a table of them looked up once.
 struct Keys<'a> {
     rows: &'a [Row],
     by_slot: &'a [Uuid],
-    products: &'a HashMap<Uuid, Arc<Listed>>,
+    names: SlotNames<'a>,
+}
+
+/// Where [`Keys`] reads a slot's names.
+enum SlotNames<'a> {
+    /// Looked up in the product views at each comparison (a change moves one product).
+    Views(&'a HashMap<Uuid, Arc<Listed>>),
+    /// By slot, in the languages of [`orders::name_languages`], for building the orders: a
+    /// sort compares each slot many times, and a map lookup and translation lookup in every
+    /// comparison made the build take seconds at 100,000 products.
+    LookedUp(Vec<[&'a str; orders::NAME_ORDERS]>),
 }
 
 impl SortKeys for Keys<'_> {
@@ -164,10 +174,24 @@ impl SortKeys for Keys<'_> {
     }
 
     fn name(&self, slot: u32, lang: Option<&str>) -> &str {
-        self.by_slot
-            .get(slot as usize)
-            .and_then(|id| self.products.get(id))
-            .map_or("", |listed| listed.name_in(lang))
+        match &self.names {
+            SlotNames::Views(products) => self
+                .by_slot
+                .get(slot as usize)
+                .and_then(|id| products.get(id))
+                .map_or("", |listed| listed.name_in(lang)),
+            SlotNames::LookedUp(names) => {
+                let at = orders::name_languages()
+                    .iter()
+                    .position(|kept| *kept == lang)
+                    .unwrap_or_default();
+                names
+                    .get(slot as usize)
+                    .and_then(|names| names.get(at))
+                    .copied()
+                    .unwrap_or_default()
+            }
+        }
     }
 }
 
@@ -236,38 +260,6 @@ struct Hit<'a> {
     /// name: a sort compares each hit many times, and looking up the product and its
     /// translation (and cloning an `Arc`) in every comparison dominated name-sorted listings.
     name: &'a str,
-}
-
-/// [`Keys`] with every slot's names looked up once, for building the orders: a sort compares
-/// each slot many times, and a map lookup and translation lookup in every comparison made the
-/// build take seconds at 100,000 products.
-struct NamesLookedUp<'a> {
-    rows: &'a [Row],
-    by_slot: &'a [Uuid],
-    /// By slot, in the languages of [`orders::name_languages`].
-    names: Vec<[&'a str; orders::NAME_ORDERS]>,
-}
-
-impl SortKeys for NamesLookedUp<'_> {
-    fn id(&self, slot: u32) -> Uuid {
-        self.by_slot.get(slot as usize).copied().unwrap_or_default()
-    }
-
-    fn amount(&self, slot: u32) -> i64 {
-        self.rows.get(slot as usize).map_or(0, |row| row.amount)
-    }
-
-    fn name(&self, slot: u32, lang: Option<&str>) -> &str {
-        let at = orders::name_languages()
-            .iter()
-            .position(|kept| *kept == lang)
-            .unwrap_or_default();
-        self.names
-            .get(slot as usize)
-            .and_then(|names| names.get(at))
-            .copied()
-            .unwrap_or_default()
-    }
 }
 
 /// The read model; cheap to clone (shared).
@@ -511,7 +503,7 @@ impl State {
         let keys = Keys {
             rows,
             by_slot,
-            products,
+            names: SlotNames::Views(products),
         };
         if insert {
             orders.insert(slot, category, &keys);
@@ -537,10 +529,10 @@ impl State {
             .collect();
         Orders::build(
             live,
-            &NamesLookedUp {
+            &Keys {
                 rows: &self.rows,
                 by_slot: &self.by_slot,
-                names,
+                names: SlotNames::LookedUp(names),
             },
         )
     }
