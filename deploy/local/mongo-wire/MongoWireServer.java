@@ -34,6 +34,19 @@
 //   a write is still answered only after a commit that started after it finished, but one
 //   commit covers every write that completed while the previous one ran. Pages are stored
 //   uncompressed: LZF compression cost CPU on every commit to save disk nobody needs here.
+// - The unique indexes (`_id` and the services' unique keys) are kept in memory too
+//   (MemoryUniqueIndex, rebuilt from the data when a collection opens), not in H2 maps. H2
+//   stores mongo-java-server's index keys with Java serialisation, so every comparison of a
+//   lookup's binary search deserialised two keys: a checkout profile (JFR) showed a fifth of
+//   this server's CPU there. A hash lookup compares nothing.
+// - The store's page cache is 128 MB instead of H2's 16 MB: with the checkout's collections
+//   larger than that, most reads missed it and deserialised a whole page of documents
+//   (another fifth of the CPU in the same profile).
+// - Documents are stored as BSON (BsonDocumentType), not with Java serialisation, H2's default
+//   for objects it does not know: every commit rewrites the changed pages, and serialising
+//   their documents the Java way (reflection, class descriptors, a handle table per value) was
+//   a third of this server's CPU under the checkout. A data file written by an earlier
+//   launcher is converted once when it opens (`migrateToBson`).
 // - It binds to the given address only and stops cleanly on SIGTERM (closing the store).
 //
 // Run: java -cp "<libs>/*:<classes>" MongoWireServer <host> <port> <data file>
@@ -41,6 +54,7 @@ import de.bwaldvogel.mongo.MongoCollection;
 import de.bwaldvogel.mongo.MongoDatabase;
 import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
+import de.bwaldvogel.mongo.backend.AbstractUniqueIndex;
 import de.bwaldvogel.mongo.backend.CollectionOptions;
 import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.Index;
@@ -52,18 +66,28 @@ import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.backend.h2.H2Collection;
 import de.bwaldvogel.mongo.backend.h2.H2Database;
 import de.bwaldvogel.mongo.bson.Document;
+import de.bwaldvogel.mongo.wire.bson.BsonDecoder;
+import de.bwaldvogel.mongo.wire.bson.BsonEncoder;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
+import java.nio.ByteBuffer;
+import java.util.Collection;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map.Entry;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import org.h2.mvstore.MVMap;
+import org.h2.mvstore.DataUtils;
 import org.h2.mvstore.MVStore;
+import org.h2.mvstore.WriteBuffer;
+import org.h2.mvstore.type.BasicDataType;
 
 public final class MongoWireServer {
     /** MongoDB 6.0: wire version 17. */
@@ -80,6 +104,9 @@ public final class MongoWireServer {
             return 17;
         }
     }
+
+    /** The store's page cache (H2's default is 16 MB; see the header). */
+    private static final int PAGE_CACHE_MB = 128;
 
     /** Commands that change data: the store is committed before they are answered. */
     private static final Set<String> WRITES = Set.of(
@@ -249,6 +276,164 @@ public final class MongoWireServer {
         }
     }
 
+    /** A unique index, in memory: value -> the position (`_id`) of the one document holding
+     *  it. Filled from the stored documents when its collection opens (the library adds every
+     *  document to an empty index), then kept current by the library under the collection's
+     *  lock, exactly as it keeps H2's index maps. */
+    static final class MemoryUniqueIndex extends AbstractUniqueIndex<Object> {
+        private final Map<KeyValue, Object> positions = new ConcurrentHashMap<>();
+
+        MemoryUniqueIndex(String name, List<IndexKey> keys, boolean sparse) {
+            super(name, keys, sparse);
+        }
+
+        @Override
+        protected Object removeDocument(KeyValue keyValue) {
+            return positions.remove(keyValue);
+        }
+
+        @Override
+        protected boolean putKeyPosition(KeyValue keyValue, Object position) {
+            return positions.putIfAbsent(keyValue, Missing.ofNullable(position)) == null;
+        }
+
+        @Override
+        protected Iterable<Entry<KeyValue, Object>> getIterable() {
+            return positions.entrySet();
+        }
+
+        @Override
+        protected Object getPosition(KeyValue keyValue) {
+            return positions.get(keyValue);
+        }
+
+        @Override
+        public long getCount() {
+            return positions.size();
+        }
+
+        @Override
+        public boolean isEmpty() {
+            return positions.isEmpty();
+        }
+
+        @Override
+        public long getDataSize() {
+            return getCount();
+        }
+
+        @Override
+        public void drop() {
+            positions.clear();
+        }
+    }
+
+    /** A collection's documents as BSON, length-prefixed, in H2's pages. */
+    static final class BsonDocumentType extends BasicDataType<Document> {
+        static final BsonDocumentType INSTANCE = new BsonDocumentType();
+
+        @Override
+        public int getMemory(Document document) {
+            return estimatedMemory(document);
+        }
+
+        /** What H2's cache accounts for a value: a rough size of the Java objects. */
+        private static int estimatedMemory(Object value) {
+            if (value instanceof Document document) {
+                int bytes = 64;
+                for (Map.Entry<String, Object> entry : document.entrySet()) {
+                    bytes += 48 + 2 * entry.getKey().length() + estimatedMemory(entry.getValue());
+                }
+                return bytes;
+            }
+            if (value instanceof Collection<?> items) {
+                int bytes = 48;
+                for (Object item : items) {
+                    bytes += 8 + estimatedMemory(item);
+                }
+                return bytes;
+            }
+            if (value instanceof String text) {
+                return 48 + 2 * text.length();
+            }
+            return 24;
+        }
+
+        @Override
+        public void write(WriteBuffer buffer, Document document) {
+            ByteBuf encoded = Unpooled.buffer(256);
+            try {
+                BsonEncoder.encodeDocument(document, encoded);
+                byte[] bytes = new byte[encoded.readableBytes()];
+                encoded.readBytes(bytes);
+                buffer.putVarInt(bytes.length).put(bytes);
+            } finally {
+                encoded.release();
+            }
+        }
+
+        @Override
+        public Document read(ByteBuffer buffer) {
+            byte[] bytes = new byte[DataUtils.readVarInt(buffer)];
+            buffer.get(bytes);
+            return BsonDecoder.decodeBson(Unpooled.wrappedBuffer(bytes));
+        }
+
+        @Override
+        public Document[] createStorage(int size) {
+            return new Document[size];
+        }
+    }
+
+    /** How a collection's data map is opened: `_id` keys as H2 stores them, BSON values. */
+    static MVMap.Builder<Object, Document> documentsMap() {
+        return new MVMap.Builder<Object, Document>().valueType(BsonDocumentType.INSTANCE);
+    }
+
+    /** Marks a store whose documents are BSON (a "$" keeps the name apart from every
+     *  database's maps: database names cannot hold one). */
+    private static final String FORMAT_MAP = "$ferroshop.format";
+
+    /** Converts the data maps of a store written by an earlier launcher (Java-serialised
+     *  documents) to BSON, once, before the server listens. Each map is copied to a new one,
+     *  which then takes the old one's name and is recorded as converted in the same commit
+     *  (auto-commit is off meanwhile), so a conversion killed half-way is redone from the
+     *  untouched original the next time. */
+    static void migrateToBson() {
+        MVMap<String, String> format = store.openMap(FORMAT_MAP);
+        if ("bson".equals(format.get("documents"))) {
+            return;
+        }
+        store.setAutoCommitDelay(0);
+        for (String name : new ArrayList<>(store.getMapNames())) {
+            if (name.startsWith("$converting.")) {
+                store.removeMap(name);
+            }
+        }
+        int converted = 0;
+        for (String name : new ArrayList<>(store.getMapNames())) {
+            if (!name.startsWith("databases.") || "bson".equals(format.get("map:" + name))) {
+                continue;
+            }
+            MVMap<Object, Object> original = store.openMap(name);
+            MVMap<Object, Document> copy = store.openMap("$converting." + name, documentsMap());
+            for (Map.Entry<Object, Object> entry : original.entrySet()) {
+                copy.put(entry.getKey(), (Document) entry.getValue());
+            }
+            store.removeMap(original);
+            store.renameMap(copy, name);
+            format.put("map:" + name, "bson");
+            store.commit();
+            converted++;
+        }
+        format.put("documents", "bson");
+        store.commit();
+        store.setAutoCommitDelay(1000);
+        if (converted > 0) {
+            System.out.println("mongo-wire: converted " + converted + " collections to BSON");
+        }
+    }
+
     /** A collection whose query results are copies, taken under the collection's lock. */
     static final class SnapshotH2Collection extends H2Collection {
         SnapshotH2Collection(MongoDatabase database, String name, CollectionOptions options,
@@ -301,9 +486,21 @@ public final class MongoWireServer {
         @Override
         protected MongoCollection<Object> openOrCreateCollection(String name, CollectionOptions options) {
             String namespace = getFullCollectionNamespace(name);
-            MVMap<Object, Document> data = store.openMap("databases." + namespace);
+            MVMap<Object, Document> data = store.openMap("databases." + namespace, documentsMap());
             MVMap<String, Object> meta = store.openMap("meta." + namespace);
             return new SnapshotH2Collection(this, name, options, data, meta, cursorRegistry);
+        }
+
+        /** Kept in memory (see MemoryUniqueIndex). The H2 map an earlier launcher kept the
+         *  index in is removed: nothing would keep it current. */
+        @Override
+        protected Index<Object> openOrCreateUniqueIndex(String collectionName, String indexName,
+                List<IndexKey> keys, boolean sparse) {
+            String stale = getFullCollectionNamespace(collectionName) + "._index_" + indexName;
+            if (store.hasMap(stale)) {
+                store.removeMap(stale);
+            }
+            return new MemoryUniqueIndex(indexName, keys, sparse);
         }
 
         /** Kept in memory (see MemorySecondaryIndex) instead of ignored. */
@@ -353,7 +550,8 @@ public final class MongoWireServer {
         }
         String host = args[0];
         int port = Integer.parseInt(args[1]);
-        store = new MVStore.Builder().fileName(args[2]).open();
+        store = new MVStore.Builder().fileName(args[2]).cacheSize(PAGE_CACHE_MB).open();
+        migrateToBson();
         H2Backend backend = new DurableH2Backend(store);
         backend.version(ReportedVersion.MONGO_6_0);
         MongoServer server = new MongoServer(backend);
