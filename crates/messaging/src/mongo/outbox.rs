@@ -18,14 +18,35 @@
 //! timer, as the safety net for documents no live relay was told of (written by a process
 //! that crashed before publishing, or by a replica whose relay is down).
 //!
-//! The relay claims a flagged document with one guarded `findOneAndUpdate` that sets
-//! [`CLAIM_FIELD`] (a time, [`CLAIM`] ahead) only where no live claim exists, and reads the
-//! pending events in the same step; publishes them in array order with the idempotent producer
-//! (they share the document's key, hence a partition); waits for the broker's
-//! acknowledgements; then removes exactly the acknowledged events and drops the claim in one
-//! update. When the array still holds exactly the events published (its size and their ids
-//! match), that update also empties it and lowers the flag; otherwise (a writer appended an
-//! event meanwhile) it is a `$pull` by event id, and the flag stays up for the next round. The claim is the relay's only coordination: it keeps
+//! The relay works in batches: the documents named since its last round (or found by the
+//! poll), up to [`OutboxRelay`]'s batch size, are claimed with one `updateMany` that sets
+//! [`CLAIM_FIELD`] (a time, [`CLAIM`] ahead) and [`CLAIM_TOKEN_FIELD`] (the batch's own id) only
+//! where the flag is up and no live claim exists; one `find` by that token reads the pending
+//! events of the documents this relay won. It publishes every event of the batch, each
+//! document's in array order (they share the document's key, hence a partition), pipelined
+//! with the idempotent producer; waits for the broker's acknowledgements; then one `updateMany`
+//! clears every claimed document whose array holds nothing but acknowledged events
+//! (`{"$not": {"$elemMatch": {"id": {"$nin": published}}}}`): empties it, lowers the flag and
+//! drops the claim. So a round costs two writes and one read whatever the number of documents,
+//! where a document at a time cost two writes each (a claim that returns the events, a clear),
+//! and under load, when many documents wait per round, the relay's share of the MongoDB-wire
+//! server's writes shrinks accordingly. A document a writer appended to meanwhile,
+//! or whose events were not all acknowledged, does not match; for those a second `updateMany`
+//! pulls exactly the acknowledged events by id (events appended meanwhile stay, having other
+//! ids) and drops the claim, and a third lowers the flag where the array is now empty. Every
+//! clear is guarded by the batch's token, so a relay whose claim expired and was taken over
+//! touches nothing. Collections published in an order across documents
+//! ([`OutboxRelay::ordered_by`]) keep the one-document-at-a-time round described next, with the
+//! same guards.
+//!
+//! That round claims a flagged document with one guarded `findOneAndUpdate` that sets
+//! [`CLAIM_FIELD`] only where no live claim exists, and reads the
+//! pending events in the same step; publishes them in array order with the idempotent producer;
+//! waits for the broker's acknowledgements; then removes exactly the acknowledged events and
+//! drops the claim in one update. When the array still holds exactly the events published (its
+//! size and their ids match), that update also empties it and lowers the flag; otherwise (a
+//! writer appended an event meanwhile) it is a `$pull` by event id, and the flag stays up for
+//! the next round. The claim is the relay's only coordination: it keeps
 //! two relays (two replicas) from publishing one document's events at once, so the events go
 //! out once and in order, and it costs no extra round trip (the claim is the read). Writers
 //! never look at it: a writer's update is never held up or undone by a relay, and an event a
@@ -52,7 +73,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use contracts::topics::Topic;
 use contracts::{CloudEvent, EventData};
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::TryStreamExt as _;
 use mongodb::bson::{self, Document, doc};
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
@@ -97,6 +118,11 @@ pub fn with_pending_event(mut update: Document, event: Document) -> Document {
 /// Top-level field holding the time until which a relay's claim on the document holds.
 pub const CLAIM_FIELD: &str = "outbox_claimed_until";
 
+/// Top-level field naming the batch that holds a document's claim (a fresh `ObjectId` per
+/// batch), so one `updateMany` can claim many documents and the relay then reads and clears
+/// exactly the ones it won.
+pub const CLAIM_TOKEN_FIELD: &str = "outbox_claim_token";
+
 /// How long a relay's claim holds: longer than a publish can take (the producer gives up on a
 /// record after 5 s), so live relays never share a document; a relay that dies holding a
 /// claim delays that document's events by at most this.
@@ -118,9 +144,6 @@ enum Flagged {
     /// Also one without the flag (the start-up pass over documents written before it).
     Any,
 }
-
-/// Documents published concurrently (each document's events stay in order).
-const CONCURRENCY: usize = 8;
 
 /// An event waiting in its document. `id` (the CloudEvent id) is what the relay removes it
 /// by once published.
@@ -386,13 +409,9 @@ impl OutboxRelay {
             }
             return Ok(false);
         }
-        let outcomes: Vec<anyhow::Result<bool>> = futures::stream::iter(ids)
-            .map(|id| self.publish_document(id, Flagged::Only))
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        for outcome in outcomes {
-            outcome.context("publishing a document's events")?;
+        for chunk in ids.chunks(self.batch_size.max(1) as usize) {
+            let claimed = self.claim(chunk).await?;
+            self.publish_claimed(claimed).await?;
         }
         Ok(false)
     }
@@ -424,23 +443,127 @@ impl OutboxRelay {
             }
             return Ok(handled);
         }
-        let outcomes: Vec<anyhow::Result<bool>> = futures::stream::iter(ids)
-            .map(|id| async move {
-                let id = id.get("_id").cloned().context("document without _id")?;
-                self.publish_document(id, Flagged::Only).await
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let ids: Vec<bson::Bson> = ids
+            .iter()
+            .map(|id| id.get("_id").cloned().context("document without _id"))
+            .collect::<anyhow::Result<_>>()?;
         // Documents another relay holds do not count: a batch of those is no reason to come
         // straight back.
-        let mut handled = 0;
-        for outcome in outcomes {
-            if outcome.context("publishing a document's events")? {
-                handled += 1;
+        let claimed = self.claim(&ids).await?;
+        self.publish_claimed(claimed).await
+    }
+
+    /// Claims, with one `updateMany`, those of `ids` that are flagged and not claimed by a live
+    /// relay, and reads their pending events: the first half of a batched round (public so
+    /// tests can interleave a write between the halves).
+    pub async fn claim(&self, ids: &[bson::Bson]) -> anyhow::Result<ClaimedBatch> {
+        let token = bson::oid::ObjectId::new();
+        if ids.is_empty() {
+            return Ok(ClaimedBatch {
+                token,
+                documents: Vec::new(),
+            });
+        }
+        let now = bson::DateTime::now();
+        let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
+        let claimed = self
+            .documents
+            .update_many(
+                doc! {"_id": {"$in": ids}, PENDING_FLAG: true, "$or": unclaimed(now)},
+                doc! {"$set": {CLAIM_FIELD: until, CLAIM_TOKEN_FIELD: token}},
+            )
+            .await
+            .context("claiming documents' pending events")?;
+        if claimed.modified_count == 0 {
+            return Ok(ClaimedBatch {
+                token,
+                documents: Vec::new(),
+            });
+        }
+        let found: Vec<Document> = self
+            .documents
+            .find(doc! {"_id": {"$in": ids}, CLAIM_TOKEN_FIELD: token})
+            .projection(doc! {"pending_events": 1})
+            .await
+            .context("reading claimed documents")?
+            .try_collect()
+            .await
+            .context("reading claimed documents")?;
+        // In the order the ids were given (the order written), so the batch's records go out
+        // in that order too.
+        let mut documents = Vec::with_capacity(found.len());
+        for id in ids {
+            if let Some(document) = found.iter().find(|d| d.get("_id") == Some(id)) {
+                documents.push((id.clone(), pending_events(document)?));
             }
         }
-        Ok(handled)
+        Ok(ClaimedBatch { token, documents })
+    }
+
+    /// Publishes the claimed documents' events (each document's in array order, all of them
+    /// pipelined), then clears with one `updateMany` every document whose array holds nothing
+    /// but acknowledged events: empties it, lowers the flag, drops the claim. Only documents a
+    /// writer appended to meanwhile, or whose events were not all acknowledged, take two more
+    /// updates (the acknowledged events pulled by id, then the flag lowered where nothing is
+    /// left). Returns how many documents it handled.
+    pub async fn publish_claimed(&self, batch: ClaimedBatch) -> anyhow::Result<usize> {
+        let ClaimedBatch { token, documents } = batch;
+        if documents.is_empty() {
+            return Ok(0);
+        }
+        let events: Vec<PendingEvent> = documents
+            .iter()
+            .flat_map(|(_, pending)| pending.iter().cloned())
+            .collect();
+        let published = self.publish_acknowledged(&events).await;
+        let failed = events.len() - published.len();
+        metrics::histogram!("outbox_batch_documents", &self.labels())
+            .record(documents.len() as f64);
+        let ids: Vec<&bson::Bson> = documents.iter().map(|(id, _)| id).collect();
+        let cleared = self
+            .documents
+            .update_many(
+                doc! {
+                    "_id": {"$in": &ids},
+                    CLAIM_TOKEN_FIELD: token,
+                    "pending_events": {"$not": {"$elemMatch": {"id": {"$nin": &published}}}},
+                },
+                doc! {
+                    "$set": {"pending_events": [], PENDING_FLAG: false},
+                    "$unset": {CLAIM_FIELD: "", CLAIM_TOKEN_FIELD: ""},
+                },
+            )
+            .await
+            .context("removing published events")?;
+        if cleared.matched_count < ids.len() as u64 {
+            // Exactly the acknowledged events, by id (events appended meanwhile stay), and the
+            // claim goes with them.
+            self.documents
+                .update_many(
+                    doc! {"_id": {"$in": &ids}, CLAIM_TOKEN_FIELD: token},
+                    doc! {
+                        "$pull": {"pending_events": {"id": {"$in": &published}}},
+                        "$unset": {CLAIM_FIELD: "", CLAIM_TOKEN_FIELD: ""},
+                    },
+                )
+                .await
+                .context("removing published events")?;
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} events were not delivered", events.len());
+            }
+            self.documents
+                .update_many(
+                    doc! {
+                        "_id": {"$in": &ids},
+                        PENDING_FLAG: {"$ne": false},
+                        "pending_events.0": {"$exists": false},
+                    },
+                    doc! {"$set": {PENDING_FLAG: false}},
+                )
+                .await
+                .context("clearing the outbox flag")?;
+        }
+        Ok(documents.len())
     }
 
     /// Claims one document, publishes its pending events, removes those the broker
@@ -464,24 +587,9 @@ impl OutboxRelay {
             // Claimed by another relay, or gone.
             return Ok(false);
         };
-        let pending: Vec<PendingEvent> = match document.get_array("pending_events") {
-            Ok(items) => items
-                .iter()
-                .map(|item| bson::from_bson(item.clone()))
-                .collect::<Result<_, _>>()
-                .context("decoding pending events")?,
-            Err(_) => Vec::new(),
-        };
-        let delivered = self.publish(&pending).await;
-        let published: Vec<&str> = pending
-            .iter()
-            .zip(&delivered)
-            .filter(|(_, ok)| **ok)
-            .map(|(event, _)| event.id.as_str())
-            .collect();
+        let pending = pending_events(&document)?;
+        let published = self.publish_acknowledged(&pending).await;
         let failed = pending.len() - published.len();
-        metrics::counter!("outbox_published_total", &self.labels())
-            .increment(published.len() as u64);
         if failed == 0 && !published.is_empty() {
             // The array holds exactly what was published (as many events, all of them among
             // the published ids): empty it, lower the flag and drop the claim in one update.
@@ -540,6 +648,20 @@ impl OutboxRelay {
         Ok(())
     }
 
+    /// Publishes `events` in the order given and returns the ids the broker acknowledged.
+    async fn publish_acknowledged<'a>(&self, events: &'a [PendingEvent]) -> Vec<&'a str> {
+        let delivered = self.publish(events).await;
+        let published: Vec<&str> = events
+            .iter()
+            .zip(&delivered)
+            .filter(|(_, ok)| **ok)
+            .map(|(event, _)| event.id.as_str())
+            .collect();
+        metrics::counter!("outbox_published_total", &self.labels())
+            .increment(published.len() as u64);
+        published
+    }
+
     /// Publishes the document's events in array order (they share a key, hence a partition);
     /// returns which were acknowledged.
     async fn publish(&self, pending: &[PendingEvent]) -> Vec<bool> {
@@ -562,6 +684,37 @@ impl OutboxRelay {
             .iter()
             .map(Result::is_ok)
             .collect()
+    }
+}
+
+/// Documents claimed by one batched round of [`OutboxRelay::claim`], with their pending
+/// events, in the order their ids were given.
+#[derive(Debug)]
+pub struct ClaimedBatch {
+    token: bson::oid::ObjectId,
+    documents: Vec<(bson::Bson, Vec<PendingEvent>)>,
+}
+
+impl ClaimedBatch {
+    /// How many documents the round won.
+    pub fn len(&self) -> usize {
+        self.documents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.documents.is_empty()
+    }
+}
+
+/// The `pending_events` of a document read by the relay.
+fn pending_events(document: &Document) -> anyhow::Result<Vec<PendingEvent>> {
+    match document.get_array("pending_events") {
+        Ok(items) => items
+            .iter()
+            .map(|item| bson::from_bson(item.clone()))
+            .collect::<Result<_, _>>()
+            .context("decoding pending events"),
+        Err(_) => Ok(Vec::new()),
     }
 }
 

@@ -204,6 +204,74 @@ async fn the_outbox_flag_follows_the_pending_events() -> TestResult {
     Ok(())
 }
 
+/// A batched relay round claims many documents with one update and clears them with one
+/// more. A write that lands between the claim and the clear keeps its event and its flag (the
+/// clear matches only arrays holding nothing but published events), a second relay cannot
+/// claim what the first holds, and the next round publishes the late event: every event once,
+/// each product's in order.
+#[tokio::test]
+async fn a_write_between_a_batch_claim_and_its_clear_keeps_its_event() -> TestResult {
+    let app = spawn_app_with(|config| config.run_outbox_relay = false).await;
+    let mut ids = Vec::new();
+    for sku in ["EVT-BATCH-A", "EVT-BATCH-B", "EVT-BATCH-C"] {
+        ids.push(string(&app.created(&product_body(sku)).await?["id"])?);
+    }
+    let kafka = KafkaConfig { brokers: brokers() };
+    let relay = || -> anyhow::Result<OutboxRelay> {
+        Ok(OutboxRelay::new(
+            &app.db,
+            outbox::PRODUCTS,
+            kafka.producer()?,
+            RelayWake::default(),
+        ))
+    };
+    let (first, second) = (relay()?, relay()?);
+    let keys: Vec<mongodb::bson::Bson> = ids.iter().map(|id| id.as_str().into()).collect();
+    let claimed = first.claim(&keys).await?;
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        second.claim(&keys).await?.is_empty(),
+        "the first relay holds them"
+    );
+
+    app.adjust(&ids[1], 1, "recount").await?;
+    assert_eq!(first.publish_claimed(claimed).await?, 3);
+    let flag = |document: mongodb::bson::Document| document.get_bool(PENDING_FLAG).ok();
+    for id in [&ids[0], &ids[2]] {
+        assert_eq!(app.pending_events(id).await?, 0, "{id}");
+        assert_eq!(flag(app.document(id).await?), Some(false), "{id}");
+    }
+    assert_eq!(
+        app.pending_events(&ids[1]).await?,
+        1,
+        "the late event stays"
+    );
+    assert_eq!(flag(app.document(&ids[1]).await?), Some(true));
+
+    assert_eq!(
+        second.publish_batch().await?,
+        1,
+        "the poll finds the late event"
+    );
+    assert_eq!(app.pending_events(&ids[1]).await?, 0);
+    assert_eq!(flag(app.document(&ids[1]).await?), Some(false));
+    assert_eq!(second.publish_batch().await?, 0, "nothing left to publish");
+
+    let records = app.product_events().await?;
+    let of = |id: &str| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| r.event.subject == id)
+            .map(|r| r.event.event_type.clone())
+            .collect()
+    };
+    assert_eq!(of(&ids[0]), ["product.created.v1"]);
+    assert_eq!(of(&ids[1]), ["product.created.v1", "product.updated.v1"]);
+    assert_eq!(of(&ids[2]), ["product.created.v1"]);
+    assert_eq!(records.len(), 4, "each event once");
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_event_continues_the_callers_trace() -> TestResult {
     let app = spawn_app().await;

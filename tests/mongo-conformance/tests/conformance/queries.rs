@@ -482,3 +482,104 @@ async fn an_equality_on_a_non_unique_index_does_not_scan_the_collection() -> any
     }
     t.drop().await
 }
+
+/// The batched outbox relay names its documents with `{"_id": {"$in": [...]}}` next to other
+/// conditions (the flag, the claim), in `find` and in `updateMany`. MongoDB reads those
+/// through the `_id` index; on the local server they must not scan the collection either, or
+/// a relay round would cost what is stored instead of what it names.
+#[tokio::test]
+async fn an_id_in_list_with_other_conditions_does_not_scan_the_collection() -> anyhow::Result<()> {
+    let t = TestDb::new("idin").await?;
+    let docs = t.collection("outbox");
+    let many: Vec<Document> = (0..500_i64)
+        .map(|n| doc! {"_id": n, "outbox_pending": n % 2 == 0, "claim": null})
+        .collect();
+    docs.insert_many(many).await?;
+    let namespace = format!("{}.outbox", t.db.name());
+    let scans = || {
+        let (db, namespace) = (t.db.clone(), namespace.clone());
+        async move {
+            let status = db.run_command(doc! {"serverStatus": 1}).await?;
+            anyhow::Ok(status.get_document("ferroshop").ok().map(|counters| {
+                counters
+                    .get_document("collectionScans")
+                    .ok()
+                    .and_then(|scans| scans.get(&namespace))
+                    .and_then(|count| count.as_i64())
+                    .unwrap_or(0)
+            }))
+        }
+    };
+    let before = scans().await?;
+    let named = [10_i64, 11, 12, 499, 1_000];
+    let claimed = docs
+        .update_many(
+            doc! {
+                "_id": {"$in": &named[..]},
+                "outbox_pending": true,
+                "$or": [{"claim": null}, {"claim": {"$lt": 0}}],
+            },
+            doc! {"$set": {"claim": "token"}},
+        )
+        .await?;
+    assert_eq!(claimed.modified_count, 2, "10 and 12 are pending; 11 and 499 are not; 1000 is absent");
+    let mut found: Vec<i64> = docs
+        .find(doc! {"_id": {"$in": &named[..]}, "claim": "token"})
+        .await?
+        .try_collect::<Vec<Document>>()
+        .await?
+        .iter()
+        .map(|d| d.get_i64("_id"))
+        .collect::<Result<_, _>>()?;
+    found.sort_unstable();
+    assert_eq!(found, [10, 12]);
+    let cleared = docs
+        .update_many(
+            doc! {"_id": {"$in": &named[..]}, "claim": "token"},
+            doc! {"$set": {"outbox_pending": false}, "$unset": {"claim": ""}},
+        )
+        .await?;
+    assert_eq!(cleared.modified_count, 2);
+    if let (Some(before), Some(after)) = (before, scans().await?) {
+        assert_eq!(after, before, "the _id $in filters scanned {namespace}");
+    }
+    t.drop().await
+}
+
+/// The outbox relay's batched clear (`messaging::mongo::outbox`, `publish_claimed`): one
+/// `updateMany` over the claimed documents empties `pending_events` only where every element
+/// is among the published events, `{"$not": {"$elemMatch": {"id": {"$nin": published}}}}`,
+/// so a document a writer appended to meanwhile keeps its new event; an empty array matches.
+#[tokio::test]
+async fn not_elem_match_nin_selects_arrays_holding_only_the_given_ids() -> anyhow::Result<()> {
+    let t = TestDb::new("not_elem_match").await?;
+    let docs = t.collection("outbox");
+    docs.insert_many([
+        doc! {"_id": "only_published", "pending_events": [{"id": "e1"}, {"id": "e2"}]},
+        doc! {"_id": "one_more", "pending_events": [{"id": "e3"}, {"id": "late"}]},
+        doc! {"_id": "empty", "pending_events": []},
+        doc! {"_id": "other", "pending_events": [{"id": "e4"}]},
+    ])
+    .await?;
+    let published = ["e1", "e2", "e3"];
+    let only_published =
+        doc! {"pending_events": {"$not": {"$elemMatch": {"id": {"$nin": published.to_vec()}}}}};
+    let matched = ids(&docs, only_published.clone(), doc! {"_id": 1}, 10).await?;
+    assert_eq!(matched, ["empty", "only_published"]);
+    let cleared = docs
+        .update_many(
+            doc! {"_id": {"$in": ["only_published", "one_more"]}, "$and": [only_published]},
+            doc! {"$set": {"pending_events": []}},
+        )
+        .await?;
+    assert_eq!(cleared.matched_count, 1);
+    let left = ids(
+        &docs,
+        doc! {"pending_events.0": {"$exists": true}},
+        doc! {"_id": 1},
+        10,
+    )
+    .await?;
+    assert_eq!(left, ["one_more", "other"]);
+    t.drop().await
+}
