@@ -39,7 +39,7 @@
 //   stores mongo-java-server's index keys with Java serialisation, so every comparison of a
 //   lookup's binary search deserialised two keys: a checkout profile (JFR) showed a fifth of
 //   this server's CPU there. A hash lookup compares nothing.
-// - The store's page cache is 128 MB instead of H2's 16 MB: with the checkout's collections
+// - The store's page cache is up to 128 MB instead of H2's 16 MB: with the checkout's collections
 //   larger than that, most reads missed it and deserialised a whole page of documents
 //   (another fifth of the CPU in the same profile).
 // - Documents are stored as BSON (BsonDocumentType), not with Java serialisation, H2's default
@@ -105,8 +105,12 @@ public final class MongoWireServer {
         }
     }
 
-    /** The store's page cache (H2's default is 16 MB; see the header). */
-    private static final int PAGE_CACHE_MB = 128;
+    /** The store's page cache in MB (H2's default is 16; see the header): 128, or a third of
+     *  the heap when that is smaller (tests run the launcher with small heaps). */
+    private static int pageCacheMb() {
+        long thirdOfHeapMb = Runtime.getRuntime().maxMemory() / (3L << 20);
+        return (int) Math.max(16, Math.min(128, thirdOfHeapMb));
+    }
 
     /** Commands that change data: the store is committed before they are answered. */
     private static final Set<String> WRITES = Set.of(
@@ -550,7 +554,7 @@ public final class MongoWireServer {
         }
         String host = args[0];
         int port = Integer.parseInt(args[1]);
-        store = new MVStore.Builder().fileName(args[2]).cacheSize(PAGE_CACHE_MB).open();
+        store = new MVStore.Builder().fileName(args[2]).cacheSize(pageCacheMb()).open();
         migrateToBson();
         H2Backend backend = new DurableH2Backend(store);
         backend.version(ReportedVersion.MONGO_6_0);

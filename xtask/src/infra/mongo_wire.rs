@@ -7,7 +7,8 @@ use crate::layout::Layout;
 use crate::provision;
 
 /// The MongoDB-wire server on `port` keeping its data in `data_file` (an H2 MVStore file).
-/// A small heap is plenty (the store keeps its own 16 MB page cache), and the serial collector
+/// A small heap is plenty (the store's page cache takes 128 MB of it, the indexes are kept in
+/// memory next to it), and the serial collector
 /// keeps the footprint small on two cores. Netty's pooled allocator reserves arenas of direct
 /// memory per core; unpooled buffers and a cap on direct memory cut the RSS after
 /// `mongo-bench` from 198 to 140 MB with the same throughput (measured).
