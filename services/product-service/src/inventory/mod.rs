@@ -31,17 +31,16 @@
 //! caches follow stock through them).
 
 pub mod consumer;
+mod writer;
 
 use contracts::inventory::{
     InventoryCommitted, InventoryReleased, InventoryReservationFailed, InventoryReserved,
     InventoryRestocked, ShortLine, StockLine,
 };
-use contracts::product::ProductUpdated;
 use contracts::topics::Topic;
 use contracts::{CloudEvent, EventData};
-use messaging::mongo::{ConflictRetry, RelayWake};
+use messaging::mongo::RelayWake;
 use mongodb::Database;
-use mongodb::bson::{Document, doc};
 use uuid::Uuid;
 
 use crate::catalog::Catalog;
@@ -61,14 +60,15 @@ enum LineOutcome {
     Nothing,
 }
 
-/// What a step does to a product, decided from the product as read; `filter` holds what
-/// the write relies on beyond the version read.
+/// What a step does to a product, decided from the product as read: the product after it
+/// ([`writer`] writes the difference, guarded by the version read).
 enum Plan {
     Skip(LineOutcome),
+    /// The product breaks an invariant the step relies on (books an operator corrected below
+    /// what the order holds): the step fails and is retried, and an operator sees it.
+    Fail(String),
     Write {
         after: Box<ProductDoc>,
-        filter: Document,
-        update: Document,
         outcome: LineOutcome,
     },
 }
@@ -85,17 +85,23 @@ pub struct Inventory {
     products: Products,
     reservations: Reservations,
     topics: Topic,
-    catalog: Catalog,
+    writer: writer::ProductWriter,
     wake: Wake,
 }
 
 impl Inventory {
     pub fn new(db: &Database, topics: Topic, catalog: Catalog, wake: Wake) -> Self {
+        let products = Products::new(db);
         Self {
-            products: Products::new(db),
+            writer: writer::ProductWriter::new(
+                products.clone(),
+                topics.clone(),
+                catalog,
+                wake.products.clone(),
+            ),
+            products,
             reservations: Reservations::new(db),
             topics,
-            catalog,
             wake,
         }
     }
@@ -126,9 +132,9 @@ impl Inventory {
                 }
                 continue;
             }
-            let quantity = line.quantity;
+            let (order, quantity) = (order.clone(), line.quantity);
             let outcome = self
-                .change_product(&line.product_id, |product| {
+                .change_product(&line.product_id, move |product| {
                     reserve_plan(product, &order, quantity)
                 })
                 .await?;
@@ -212,8 +218,8 @@ impl Inventory {
         let lines = reservation.stock_lines()?;
         let order = order_id.to_string();
         for line in &lines {
-            let quantity = line.quantity;
-            self.change_product(&line.product_id, |product| {
+            let (order, quantity) = (order.clone(), line.quantity);
+            self.change_product(&line.product_id, move |product| {
                 restock_plan(product, &order, quantity)
             })
             .await?;
@@ -260,7 +266,8 @@ impl Inventory {
     ) -> anyhow::Result<()> {
         let order = order_id.to_string();
         for line in lines {
-            self.change_product(&line.product_id, |product| plan(product, &order))
+            let order = order.clone();
+            self.change_product(&line.product_id, move |product| plan(product, &order))
                 .await?;
         }
         Ok(())
@@ -321,59 +328,15 @@ impl Inventory {
         Ok(changed)
     }
 
-    /// Reads product `id`, and applies what `plan` decides with its `product.updated`
-    /// snapshot, in one update guarded by the version read. A lost race (another writer of the
-    /// product came first) is planned again on the product as it is then.
+    /// Applies what `plan` decides on product `id`, in the next round of this process's
+    /// writer of that product ([`writer`]): one update guarded by the version read, with its
+    /// `product.updated` snapshot, shared with the other steps waiting for the product.
     async fn change_product(
         &self,
         id: &Uuid,
-        plan: impl Fn(Option<&ProductDoc>) -> Plan,
+        plan: impl Fn(Option<&ProductDoc>) -> Plan + Send + Sync + 'static,
     ) -> anyhow::Result<LineOutcome> {
-        let mut retry = ConflictRetry::new();
-        loop {
-            let before = self.products.get(id).await?;
-            let (after, filter, update, outcome) = match plan(before.as_ref()) {
-                Plan::Skip(outcome) => return Ok(outcome),
-                Plan::Write {
-                    after,
-                    filter,
-                    update,
-                    outcome,
-                } => (after, filter, update, outcome),
-            };
-            let event = PendingEvent::new(
-                &self.topics,
-                CloudEvent::new(
-                    EVENT_SOURCE,
-                    id.to_string(),
-                    ProductUpdated(after.snapshot()?),
-                ),
-            )?;
-            let update = products::with_event(update, &after, event.to_document()?);
-            let written = self
-                .products
-                .update_at_version(id, after.version - 1, filter, update)
-                .await?;
-            if let Some(committed) = written {
-                // This replica's read model shows the new stock at once; the snapshot on
-                // product.events arrives later and is ignored by version. Stock alone never
-                // touches the search index, so this is a map update, not an index commit.
-                let applied = committed
-                    .snapshot()
-                    .and_then(|snapshot| self.catalog.apply(snapshot));
-                if let Err(error) = applied {
-                    tracing::warn!(error = format!("{error:#}"), %id, "read model not updated; the topic will");
-                }
-                self.wake.products.written(id.to_string());
-                return Ok(outcome);
-            }
-            if !retry.again().await {
-                anyhow::bail!(
-                    "product {id} kept changing; gave up after {} conflicts",
-                    retry.conflicts()
-                );
-            }
-        }
+        self.writer.change(*id, Box::new(plan)).await
     }
 }
 
@@ -383,10 +346,6 @@ fn short_line(line: &StockLine, available: i64) -> ShortLine {
         requested: line.quantity,
         available,
     }
-}
-
-fn record(order: &str) -> String {
-    format!("reservations.{order}")
 }
 
 /// Takes `quantity` units for `order` unless it holds them already or too few are available.
@@ -411,11 +370,6 @@ fn reserve_plan(product: Option<&ProductDoc>, order: &str, quantity: i64) -> Pla
     after.reservations.insert(order.to_owned(), quantity);
     Plan::Write {
         after: Box::new(after),
-        filter: doc! {"stock.available": {"$gte": quantity}},
-        update: doc! {
-            "$inc": {"stock.available": -quantity, "stock.reserved": quantity},
-            "$set": {record(order): quantity},
-        },
         outcome: LineOutcome::Held,
     }
 }
@@ -424,7 +378,6 @@ fn reserve_plan(product: Option<&ProductDoc>, order: &str, quantity: i64) -> Pla
 fn release_plan(product: Option<&ProductDoc>, order: &str) -> Plan {
     held_plan(product, order, |after, quantity| {
         after.stock.available += quantity;
-        doc! {"stock.available": quantity, "stock.reserved": -quantity}
     })
 }
 
@@ -432,14 +385,12 @@ fn release_plan(product: Option<&ProductDoc>, order: &str) -> Plan {
 fn commit_plan(product: Option<&ProductDoc>, order: &str) -> Plan {
     held_plan(product, order, |after, quantity| {
         after.sold += quantity;
-        doc! {"sold": quantity, "stock.reserved": -quantity}
     })
 }
 
 /// Returns `quantity` sold units of `order` to `available`, once: the record
-/// `restocked.<order>` is written with the change, and the write is guarded by `sold` (a
-/// product whose sales were corrected below the order's units is not driven negative; the
-/// step fails and an operator sees the incident).
+/// `restocked.<order>` is written with the change. A product whose sales were corrected below
+/// the order's units is not driven negative: the step fails and an operator sees the incident.
 fn restock_plan(product: Option<&ProductDoc>, order: &str, quantity: i64) -> Plan {
     let Some(product) = product else {
         return Plan::Skip(LineOutcome::Nothing);
@@ -447,41 +398,46 @@ fn restock_plan(product: Option<&ProductDoc>, order: &str, quantity: i64) -> Pla
     if product.restocked.contains_key(order) {
         return Plan::Skip(LineOutcome::Held);
     }
+    if product.sold < quantity {
+        return Plan::Fail(format!(
+            "product {} has sold {}, fewer than the {quantity} units order {order} returns",
+            product.id, product.sold
+        ));
+    }
     let mut after = products::next_version(product);
     after.sold -= quantity;
     after.stock.available += quantity;
     after.restocked.insert(order.to_owned(), quantity);
     Plan::Write {
         after: Box::new(after),
-        filter: doc! {"sold": {"$gte": quantity}},
-        update: doc! {
-            "$inc": {"sold": -quantity, "stock.available": quantity},
-            "$set": {format!("restocked.{order}"): quantity},
-        },
         outcome: LineOutcome::Held,
     }
 }
 
 /// Ends `order`'s hold on the product: `reserved` drops by the recorded quantity, the record
-/// goes, and `apply` says where the units go (returning its `$inc`).
+/// goes, and `apply` says where the units go.
 fn held_plan(
     product: Option<&ProductDoc>,
     order: &str,
-    apply: impl FnOnce(&mut ProductDoc, i64) -> Document,
+    apply: impl FnOnce(&mut ProductDoc, i64),
 ) -> Plan {
     let Some((product, quantity)) =
         product.and_then(|p| p.reservations.get(order).map(|quantity| (p, *quantity)))
     else {
         return Plan::Skip(LineOutcome::Nothing);
     };
+    if product.stock.reserved < quantity {
+        return Plan::Fail(format!(
+            "product {} has {} units reserved, fewer than the {quantity} order {order} holds",
+            product.id, product.stock.reserved
+        ));
+    }
     let mut after = products::next_version(product);
     after.stock.reserved -= quantity;
     after.reservations.remove(order);
-    let inc = apply(&mut after, quantity);
+    apply(&mut after, quantity);
     Plan::Write {
         after: Box::new(after),
-        filter: doc! {"stock.reserved": {"$gte": quantity}},
-        update: doc! {"$inc": inc, "$unset": {record(order): ""}},
         outcome: LineOutcome::Held,
     }
 }
@@ -531,7 +487,7 @@ mod tests {
     fn written(plan: Plan) -> Option<ProductDoc> {
         match plan {
             Plan::Write { after, .. } => Some(*after),
-            Plan::Skip(_) => None,
+            Plan::Skip(_) | Plan::Fail(_) => None,
         }
     }
 
@@ -626,8 +582,12 @@ mod tests {
             restock_plan(Some(&back), "o1", 2),
             Plan::Skip(LineOutcome::Held)
         ));
-        // Another order's return is its own.
-        assert!(written(restock_plan(Some(&back), "o2", 1)).is_some());
+        // Another order's return is its own, and never takes `sold` below zero.
+        assert!(written(restock_plan(Some(&sold), "o2", 1)).is_some());
+        assert!(matches!(
+            restock_plan(Some(&back), "o2", 1),
+            Plan::Fail(_)
+        ));
         assert!(matches!(
             restock_plan(None, "o1", 1),
             Plan::Skip(LineOutcome::Nothing)
