@@ -5,6 +5,7 @@
 //! producer settings): the "limit" line that shows the gap between the platform and its
 //! dependencies.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,7 +64,7 @@ pub fn clock_ticks_per_sec() -> f64 {
 }
 
 /// Counters that grow with the work the platform does.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Counters {
     /// Records on the platform's topics (sum of end offsets).
     pub kafka_records: i64,
@@ -72,6 +73,9 @@ pub struct Counters {
     /// Write commands answered, and store commits made, by the MongoDB-wire server.
     pub mongo_writes: i64,
     pub mongo_commits: i64,
+    /// The MongoDB-wire server's write commands by namespace (`database.collection`; empty on
+    /// a server that does not count them).
+    pub mongo_writes_by_namespace: BTreeMap<String, i64>,
 }
 
 /// The topics of the platform (no test prefixes).
@@ -142,6 +146,15 @@ pub fn counters(layout: &Layout, s: &Settings, mongo_bench: &Path) -> Result<Cou
         pg_commits,
         mongo_writes: mongo["write_commands"].as_i64().unwrap_or(-1),
         mongo_commits: mongo["commits"].as_i64().unwrap_or(-1),
+        mongo_writes_by_namespace: mongo["writes_by_namespace"]
+            .as_object()
+            .map(|counts| {
+                counts
+                    .iter()
+                    .filter_map(|(namespace, count)| Some((namespace.clone(), count.as_i64()?)))
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 

@@ -132,6 +132,10 @@ public final class MongoWireServer {
      *  conformance suite checks that indexed filters do not scan. */
     private static final Map<String, AtomicLong> collectionScans = new ConcurrentHashMap<>();
 
+    /** Write commands per namespace (`serverStatus.ferroshop.writesByNamespace`): where the
+     *  writes an order costs go. */
+    private static final Map<String, AtomicLong> writesByNamespace = new ConcurrentHashMap<>();
+
     /** Every write numbered up to this is in a committed version (guarded by COMMIT_LOCK). */
     private static long committedThrough;
 
@@ -538,9 +542,15 @@ public final class MongoWireServer {
                 Document scans = new Document();
                 collectionScans.forEach((namespace, count) -> scans.put(namespace, count.get()));
                 counters.put("collectionScans", scans);
+                Document writes = new Document();
+                writesByNamespace.forEach((namespace, count) -> writes.put(namespace, count.get()));
+                counters.put("writesByNamespace", writes);
                 answer.put("ferroshop", counters);
             }
             if (WRITES.contains(command.toLowerCase(Locale.ROOT))) {
+                Object collection = query.get(command);
+                String namespace = collection instanceof String name ? database + "." + name : database;
+                writesByNamespace.computeIfAbsent(namespace, ns -> new AtomicLong()).incrementAndGet();
                 awaitCommitted(writesFinished.incrementAndGet());
             }
             return answer;

@@ -798,6 +798,18 @@ impl Report<'_> {
             self.mongo.guarded_updates_per_s.clients_8,
             ceiling(self.mongo.guarded_updates_per_s.clients_8, c.mongo_writes)
         );
+        if !c.mongo_writes_by_namespace.is_empty() {
+            let parts: Vec<String> = c
+                .mongo_writes_by_namespace
+                .iter()
+                .map(|(namespace, writes)| format!("`{namespace}` {writes:.2}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\nMongoDB-wire write commands per paid order by collection: {}.",
+                parts.join(", ")
+            );
+        }
         let _ = writeln!(
             out,
             "\nLimit line: PostgreSQL {:.0} commits/s and Kafka {:.0} records/s on this machine; the sustained run used {:.1} orders/s.",
@@ -1317,6 +1329,10 @@ mod tests {
                 pg_commits: 12.0,
                 mongo_writes: 15.0,
                 mongo_commits: 10.0,
+                mongo_writes_by_namespace: vec![
+                    ("catalog.products".into(), 4.5),
+                    ("payments.payments".into(), 4.0),
+                ],
             },
             limits: capacity::Limits {
                 pg_commits_per_sec: 3600.0,
@@ -1357,6 +1373,7 @@ mod tests {
             "200 reserved".replace("200", "500").as_str(),
             "| invariants after the checkout runs (stock, charges, receipts) | hold | met |",
             "| PostgreSQL commits | 12.0 | 3600 commits/s | 300 orders/s |",
+            "MongoDB-wire write commands per paid order by collection: `catalog.products` 4.50, `payments.payments` 4.00.",
             "## 6. Where the CPU goes",
             "| search, saturation | max |",
             "| search of 20 (1000 products) >= 3,000 req/s",

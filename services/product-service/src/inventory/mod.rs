@@ -584,10 +584,7 @@ mod tests {
         ));
         // Another order's return is its own, and never takes `sold` below zero.
         assert!(written(restock_plan(Some(&sold), "o2", 1)).is_some());
-        assert!(matches!(
-            restock_plan(Some(&back), "o2", 1),
-            Plan::Fail(_)
-        ));
+        assert!(matches!(restock_plan(Some(&back), "o2", 1), Plan::Fail(_)));
         assert!(matches!(
             restock_plan(None, "o1", 1),
             Plan::Skip(LineOutcome::Nothing)

@@ -68,7 +68,12 @@ struct Shared {
 }
 
 impl ProductWriter {
-    pub(super) fn new(products: Products, topics: Topic, catalog: Catalog, wake: RelayWake) -> Self {
+    pub(super) fn new(
+        products: Products,
+        topics: Topic,
+        catalog: Catalog,
+        wake: RelayWake,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 queues: Mutex::new(HashMap::new()),
@@ -196,11 +201,8 @@ impl Shared {
                     ProductUpdated(after.snapshot()?),
                 ),
             )?;
-            let update = products::with_event(
-                stock_update(&before, &after),
-                &after,
-                event.to_document()?,
-            );
+            let update =
+                products::with_event(stock_update(&before, &after), &after, event.to_document()?);
             let written = self
                 .products
                 .update_at_version(id, before.version, doc! {}, update)
@@ -302,7 +304,10 @@ fn record_changes(
     }
     for order in was.keys() {
         if !now.contains_key(order) {
-            unset.insert(format!("{field}.{order}"), bson::Bson::String(String::new()));
+            unset.insert(
+                format!("{field}.{order}"),
+                bson::Bson::String(String::new()),
+            );
         }
     }
 }
@@ -328,7 +333,12 @@ mod tests {
     #[test]
     fn a_round_plans_its_steps_in_turn_and_writes_one_version() {
         let before = stocked(3);
-        let steps = [reserve("o1", 2), reserve("o2", 2), reserve("o3", 1), reserve("o1", 2)];
+        let steps = [
+            reserve("o1", 2),
+            reserve("o2", 2),
+            reserve("o3", 1),
+            reserve("o1", 2),
+        ];
         let (after, outcomes) = plan_round(Some(&before), steps.iter());
         assert_eq!(
             outcomes,

@@ -45,7 +45,8 @@ struct Args {
     counters: bool,
 }
 
-/// Write commands and commits so far, from `serverStatus`.
+/// Write commands and commits so far, and the local server's write commands per namespace,
+/// from `serverStatus`.
 async fn print_counters(client: &Client) -> anyhow::Result<()> {
     let status = client
         .database("admin")
@@ -59,6 +60,16 @@ async fn print_counters(client: &Client) -> anyhow::Result<()> {
             _ => -1,
         }
     };
+    // Write commands per namespace: the local server counts them; MongoDB has no such counter.
+    let mut by_namespace = serde_json::Map::new();
+    if let Ok(counts) = status
+        .get_document("ferroshop")
+        .and_then(|ours| ours.get_document("writesByNamespace"))
+    {
+        for (namespace, count) in counts {
+            by_namespace.insert(namespace.clone(), number(Some(count)).into());
+        }
+    }
     let (writes, commits) = match status.get_document("ferroshop") {
         Ok(ours) => (
             number(ours.get("writeCommands")),
@@ -73,7 +84,11 @@ async fn print_counters(client: &Client) -> anyhow::Result<()> {
     };
     println!(
         "{}",
-        serde_json::json!({"write_commands": writes, "commits": commits})
+        serde_json::json!({
+            "write_commands": writes,
+            "commits": commits,
+            "writes_by_namespace": by_namespace,
+        })
     );
     Ok(())
 }

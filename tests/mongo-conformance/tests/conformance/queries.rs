@@ -522,7 +522,10 @@ async fn an_id_in_list_with_other_conditions_does_not_scan_the_collection() -> a
             doc! {"$set": {"claim": "token"}},
         )
         .await?;
-    assert_eq!(claimed.modified_count, 2, "10 and 12 are pending; 11 and 499 are not; 1000 is absent");
+    assert_eq!(
+        claimed.modified_count, 2,
+        "10 and 12 are pending; 11 and 499 are not; 1000 is absent"
+    );
     let mut found: Vec<i64> = docs
         .find(doc! {"_id": {"$in": &named[..]}, "claim": "token"})
         .await?
