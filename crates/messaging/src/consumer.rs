@@ -131,6 +131,9 @@ impl ConsumerHealth {
     }
 }
 
+/// How long [`EventConsumer::run`] waits, once stopped, for its partitions to be revoked.
+const LEAVE_GROUP_WAIT: Duration = Duration::from_secs(5);
+
 /// Numbers the consumers of a process, so each has its entry in a shared [`ConsumerHealth`].
 static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(0);
 
@@ -142,6 +145,38 @@ pub struct EventConsumer {
     health: ConsumerHealth,
     /// This consumer's entry in `health`.
     number: u64,
+}
+
+/// Closes the Kafka consumer on a thread of its own. librdkafka's close waits for a rebalance
+/// in flight to finish, and when one is (a consumer dropped while the group rebalances, as a
+/// test's teardown or an aborted task does) it can wait forever inside `rd_kafka_assign`
+/// (librdkafka #4884, rust-rdkafka #509: a CI run once hung in a test's teardown there). On a
+/// thread of its own such a close holds only that thread, never a runtime worker. The thread
+/// waits for the other handles (the lag probe) to go, so that it runs the close itself. A
+/// graceful stop ([`EventConsumer::run`]) has left the group already, so its close is quick.
+impl Drop for EventConsumer {
+    fn drop(&mut self) {
+        let consumer = Arc::clone(&self.consumer);
+        let closing = std::thread::Builder::new()
+            .name("kafka-consumer-close".into())
+            .spawn(
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "a thread of its own, started for this wait: no runtime worker"
+                )]
+                move || {
+                    // Ours and the one `self` still holds until this `drop` returns.
+                    while Arc::strong_count(&consumer) > 1 {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    drop(consumer);
+                },
+            );
+        if let Err(error) = closing {
+            // No thread to be had: the close runs here, as it did before.
+            tracing::warn!(%error, "closing the Kafka consumer on this thread");
+        }
+    }
 }
 
 impl std::fmt::Debug for EventConsumer {
@@ -225,7 +260,26 @@ impl EventConsumer {
             // Nothing stored yet is the common case for an idle consumer.
             tracing::debug!(%error, "final offset commit");
         }
+        self.leave_group().await;
         tracing::info!(group = %self.settings.group_id, "consumer stopped");
+    }
+
+    /// Leaves the group before the consumer is dropped: unsubscribes, then serves the queue
+    /// until the partitions are revoked (at most [`LEAVE_GROUP_WAIT`]), so the group's other
+    /// members take them over at once and the close that dropping runs finds no rebalance in
+    /// flight (see the `Drop` implementation). Records still received meanwhile are not
+    /// handled and their offsets not stored: they are delivered again to the next owner.
+    async fn leave_group(&self) {
+        self.consumer.unsubscribe();
+        let deadline = tokio::time::Instant::now() + LEAVE_GROUP_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match self.consumer.assignment() {
+                Ok(assigned) if assigned.count() > 0 => {}
+                _ => return,
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.consumer.recv()).await;
+        }
+        tracing::warn!(group = %self.settings.group_id, "partitions not revoked in time; closing anyway");
     }
 
     async fn process<H: Handler>(
