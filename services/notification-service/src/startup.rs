@@ -97,7 +97,12 @@ impl Application {
             "notification-service",
             config.server.request_timeout,
             api::router(state),
-            readiness(pool.clone(), producer.clone(), consumers.clone()),
+            readiness(
+                pool.clone(),
+                producer.clone(),
+                consumers.clone(),
+                topics.qualified(contracts::topics::ORDER_EVENTS),
+            ),
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
@@ -192,12 +197,18 @@ impl Application {
 }
 
 /// The dependencies, and the consumers (red while one holds an event it cannot process yet).
-fn readiness(pool: PgPool, producer: Producer, consumers: ConsumerHealth) -> Readiness {
+fn readiness(
+    pool: PgPool,
+    producer: Producer,
+    consumers: ConsumerHealth,
+    kafka_topic: String,
+) -> Readiness {
     Readiness::new()
         .with_check("consumers", move || std::future::ready(consumers.check()))
         .with_postgres(pool)
         .with_check("kafka", move || {
             let producer = producer.clone();
-            async move { messaging::kafka::broker_reachable(&producer).await }
+            let topic = kafka_topic.clone();
+            async move { messaging::kafka::broker_reachable(&producer, &topic).await }
         })
 }

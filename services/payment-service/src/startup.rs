@@ -137,7 +137,12 @@ impl Application {
             "payment-service",
             config.server.request_timeout,
             api::router(state),
-            readiness(db.clone(), producer.clone(), consumers),
+            readiness(
+                db.clone(),
+                producer.clone(),
+                consumers,
+                topics.qualified(contracts::topics::PAYMENT_EVENTS),
+            ),
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
@@ -189,7 +194,12 @@ impl Application {
     }
 }
 
-fn readiness(db: Database, producer: Producer, consumers: ConsumerHealth) -> Readiness {
+fn readiness(
+    db: Database,
+    producer: Producer,
+    consumers: ConsumerHealth,
+    kafka_topic: String,
+) -> Readiness {
     // The provider is not a readiness dependency: while it is down, payments answer 503
     // through the circuit breaker, and reads keep working. The order consumer is: while it
     // holds an event it cannot apply, the replica falls behind.
@@ -205,6 +215,7 @@ fn readiness(db: Database, producer: Producer, consumers: ConsumerHealth) -> Rea
         })
         .with_check("kafka", move || {
             let producer = producer.clone();
-            async move { messaging::kafka::broker_reachable(&producer).await }
+            let topic = kafka_topic.clone();
+            async move { messaging::kafka::broker_reachable(&producer, &topic).await }
         })
 }

@@ -116,7 +116,7 @@ impl Application {
             catalog: catalog.clone(),
             writes: CatalogWrites {
                 products,
-                topics,
+                topics: topics.clone(),
                 catalog: catalog.clone(),
                 relay_wake: wake.products.clone(),
             },
@@ -125,7 +125,13 @@ impl Application {
             "product-service",
             config.server.request_timeout,
             api::router(state),
-            readiness(db.clone(), producer.clone(), catalog.clone(), consumers),
+            readiness(
+                db.clone(),
+                producer.clone(),
+                catalog.clone(),
+                consumers,
+                topics.qualified(contracts::topics::PRODUCT_EVENTS),
+            ),
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
@@ -189,6 +195,7 @@ fn readiness(
     producer: Producer,
     catalog: Catalog,
     consumers: ConsumerHealth,
+    kafka_topic: String,
 ) -> Readiness {
     Readiness::new()
         .with_check("consumers", move || std::future::ready(consumers.check()))
@@ -211,6 +218,7 @@ fn readiness(
         })
         .with_check("kafka", move || {
             let producer = producer.clone();
-            async move { messaging::kafka::broker_reachable(&producer).await }
+            let topic = kafka_topic.clone();
+            async move { messaging::kafka::broker_reachable(&producer, &topic).await }
         })
 }

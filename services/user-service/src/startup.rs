@@ -84,7 +84,7 @@ impl Application {
             passwords,
             issuer,
             verifier,
-            topics,
+            topics: topics.clone(),
             config: config.clone(),
         };
         seed_admin(&state).await?;
@@ -93,7 +93,11 @@ impl Application {
             "user-service",
             config.server.request_timeout,
             api::router(state),
-            readiness(pool.clone(), producer.clone()),
+            readiness(
+                pool.clone(),
+                producer.clone(),
+                topics.qualified(contracts::topics::USER_EVENTS),
+            ),
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
@@ -142,12 +146,13 @@ fn identity_providers(config: &Config) -> anyhow::Result<Arc<HashMap<String, Ide
     ))
 }
 
-fn readiness(pool: PgPool, producer: FutureProducer) -> Readiness {
+fn readiness(pool: PgPool, producer: FutureProducer, kafka_topic: String) -> Readiness {
     Readiness::new()
         .with_postgres(pool)
         .with_check("kafka", move || {
             let producer = producer.clone();
-            async move { messaging::kafka::broker_reachable(&producer).await }
+            let topic = kafka_topic.clone();
+            async move { messaging::kafka::broker_reachable(&producer, &topic).await }
         })
 }
 
