@@ -90,6 +90,18 @@ impl KafkaConfig {
     }
 }
 
+/// The readiness check of a service that produces to `topic` (for `web::Readiness::with_check`):
+/// [`broker_reachable`] each time it runs.
+pub fn broker_check(
+    producer: FutureProducer,
+    topic: String,
+) -> impl Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync + 'static {
+    move || {
+        let (producer, topic) = (producer.clone(), topic.clone());
+        Box::pin(async move { broker_reachable(&producer, &topic).await })
+    }
+}
+
 /// Whether the broker answers a metadata request about `topic` (readiness). One topic, not
 /// all: the answer about every topic grows with the topics on the broker (thousands on a
 /// development broker the tests have used), and readiness is probed every two seconds per

@@ -206,9 +206,8 @@ fn readiness(
     Readiness::new()
         .with_check("consumers", move || std::future::ready(consumers.check()))
         .with_postgres(pool)
-        .with_check("kafka", move || {
-            let producer = producer.clone();
-            let topic = kafka_topic.clone();
-            async move { messaging::kafka::broker_reachable(&producer, &topic).await }
-        })
+        .with_check(
+            "kafka",
+            messaging::kafka::broker_check(producer, kafka_topic),
+        )
 }

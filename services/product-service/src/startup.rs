@@ -216,9 +216,8 @@ fn readiness(
                     .map_err(|error| format!("MongoDB unreachable: {error}"))
             }
         })
-        .with_check("kafka", move || {
-            let producer = producer.clone();
-            let topic = kafka_topic.clone();
-            async move { messaging::kafka::broker_reachable(&producer, &topic).await }
-        })
+        .with_check(
+            "kafka",
+            messaging::kafka::broker_check(producer, kafka_topic),
+        )
 }

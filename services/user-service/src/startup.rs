@@ -147,13 +147,10 @@ fn identity_providers(config: &Config) -> anyhow::Result<Arc<HashMap<String, Ide
 }
 
 fn readiness(pool: PgPool, producer: FutureProducer, kafka_topic: String) -> Readiness {
-    Readiness::new()
-        .with_postgres(pool)
-        .with_check("kafka", move || {
-            let producer = producer.clone();
-            let topic = kafka_topic.clone();
-            async move { messaging::kafka::broker_reachable(&producer, &topic).await }
-        })
+    Readiness::new().with_postgres(pool).with_check(
+        "kafka",
+        messaging::kafka::broker_check(producer, kafka_topic),
+    )
 }
 
 /// Creates the configured admin account once (with its `user.registered.v1` event). An

@@ -432,6 +432,20 @@ async fn filters_on_non_unique_indexes_select_what_a_scan_selects() -> anyhow::R
     t.drop().await
 }
 
+/// Full scans of `namespace` so far on the local server (`serverStatus.ferroshop`); `None` on
+/// a server that does not count them (MongoDB itself).
+async fn collection_scans(db: &mongodb::Database, namespace: &str) -> anyhow::Result<Option<i64>> {
+    let status = db.run_command(doc! {"serverStatus": 1}).await?;
+    Ok(status.get_document("ferroshop").ok().map(|counters| {
+        counters
+            .get_document("collectionScans")
+            .ok()
+            .and_then(|scans| scans.get(namespace))
+            .and_then(|count| count.as_i64())
+            .unwrap_or(0)
+    }))
+}
+
 /// On the local server (it reports `serverStatus.ferroshop`), a filter with an equality on
 /// every key of a non-unique index reads through the index instead of scanning the
 /// collection: a relay's poll costs what is pending, not what is stored. Real MongoDB does
@@ -452,20 +466,7 @@ async fn an_equality_on_a_non_unique_index_does_not_scan_the_collection() -> any
         .collect();
     docs.insert_many(many).await?;
     let namespace = format!("{}.outbox", t.db.name());
-    let scans = || {
-        let (db, namespace) = (t.db.clone(), namespace.clone());
-        async move {
-            let status = db.run_command(doc! {"serverStatus": 1}).await?;
-            anyhow::Ok(status.get_document("ferroshop").ok().map(|counters| {
-                counters
-                    .get_document("collectionScans")
-                    .ok()
-                    .and_then(|scans| scans.get(&namespace))
-                    .and_then(|count| count.as_i64())
-                    .unwrap_or(0)
-            }))
-        }
-    };
+    let scans = || collection_scans(&t.db, &namespace);
     let before = scans().await?;
     let found: Vec<Document> = docs
         .find(doc! {
@@ -496,20 +497,7 @@ async fn an_id_in_list_with_other_conditions_does_not_scan_the_collection() -> a
         .collect();
     docs.insert_many(many).await?;
     let namespace = format!("{}.outbox", t.db.name());
-    let scans = || {
-        let (db, namespace) = (t.db.clone(), namespace.clone());
-        async move {
-            let status = db.run_command(doc! {"serverStatus": 1}).await?;
-            anyhow::Ok(status.get_document("ferroshop").ok().map(|counters| {
-                counters
-                    .get_document("collectionScans")
-                    .ok()
-                    .and_then(|scans| scans.get(&namespace))
-                    .and_then(|count| count.as_i64())
-                    .unwrap_or(0)
-            }))
-        }
-    };
+    let scans = || collection_scans(&t.db, &namespace);
     let before = scans().await?;
     let named = [10_i64, 11, 12, 499, 1_000];
     let claimed = docs
