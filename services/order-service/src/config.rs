@@ -28,6 +28,11 @@ pub struct Config {
     pub reservation_timeout: Duration,
     /// How often the expiry job looks for expired orders (`ORDER_EXPIRY_INTERVAL_MS`).
     pub expiry_interval: Duration,
+    /// Consumers of the saga's topics (`inventory.events`, `payment.events`) in this process
+    /// (`SAGA_CONSUMERS`, 1 to 16, default 3), sharing their partitions: with one, the
+    /// settlement step (payment.succeeded -> `PAID`) waited seconds behind a backlog once the
+    /// checkout ran at the machine's capacity.
+    pub saga_consumers: usize,
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
     /// The workflow engine (`WORKFLOW_ENGINE_URL`, without `/engine-rest`).
@@ -106,6 +111,7 @@ impl Config {
             reservation_timeout: env
                 .positive_seconds("ORDER_RESERVATION_TIMEOUT_SECS", payment_timeout.as_secs())?,
             expiry_interval: env.positive_millis("ORDER_EXPIRY_INTERVAL_MS", 5_000)?,
+            saga_consumers: env.number_in("SAGA_CONSUMERS", 3, 1..=16)?,
             run_outbox_relay: true,
             workflow_engine_url: env.string_or("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),
             workflow_namespace: env
@@ -262,6 +268,7 @@ mod tests {
         assert_eq!(config.reservation_timeout, config.payment_timeout);
         assert_eq!(config.workflow_namespace, workflow::default_namespace(""));
         assert_eq!(config.review_timeout, "P2D");
+        assert_eq!(config.saga_consumers, 3);
         Ok(())
     }
 

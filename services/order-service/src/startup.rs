@@ -166,12 +166,20 @@ impl Application {
         let replica =
             EventConsumer::new(&kafka, replica::settings(&topics))?.reporting_to(&consumers);
         let replica_handler = ProductReplica(pool.clone());
-        let saga_consumer =
-            EventConsumer::new(&kafka, saga_events::settings(&topics))?.reporting_to(&consumers);
-        let saga_handler = SagaEvents {
-            pool: pool.clone(),
-            settings: saga.clone(),
-        };
+        // One group: the consumers share the saga topics' partitions (an order's events keep
+        // their order on its partition, handled by one consumer at a time).
+        let saga_consumers = (0..config.saga_consumers)
+            .map(|_| {
+                anyhow::Ok((
+                    EventConsumer::new(&kafka, saga_events::settings(&topics))?
+                        .reporting_to(&consumers),
+                    SagaEvents {
+                        pool: pool.clone(),
+                        settings: saga.clone(),
+                    },
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let customer_consumer =
             EventConsumer::new(&kafka, customers::settings(&topics))?.reporting_to(&consumers);
         let customer_handler = CustomerReplica(pool.clone());
@@ -183,9 +191,6 @@ impl Application {
         lifecycle
             .worker("product replica consumer", |stop| {
                 replica.run(replica_handler, stop)
-            })
-            .worker("saga consumer", |stop| {
-                saga_consumer.run(saga_handler, stop)
             })
             .worker("customer replica consumer", |stop| {
                 customer_consumer.run(customer_handler, stop)
@@ -200,6 +205,9 @@ impl Application {
                 |stop| admission.run(pool, stop)
             })
             .worker("workflow worker", |stop| workflow_worker.run(stop));
+        for (consumer, handler) in saga_consumers {
+            lifecycle.worker("saga consumer", |stop| consumer.run(handler, stop));
+        }
         let feed_pool = pool.clone();
         lifecycle
             .worker("status feed", |stop| feed.run(feed_pool, stop))

@@ -108,14 +108,24 @@ impl Application {
             request_budget: config.request_budget,
         };
         let consumers = ConsumerHealth::new();
-        let consumer = match config.run_order_consumer {
-            true => Some((
-                EventConsumer::new(&kafka, events::orders::settings(&topics))?
-                    .reporting_to(&consumers),
-                OrderEvents { orders, refunds },
-            )),
-            false => None,
+        // One group: the consumers share the topic's partitions (each order's events stay
+        // in order on its partition, handled by one consumer at a time).
+        let order_consumers = match config.run_order_consumer {
+            true => config.order_consumers,
+            false => 0,
         };
+        let order_events = (0..order_consumers)
+            .map(|_| {
+                anyhow::Ok((
+                    EventConsumer::new(&kafka, events::orders::settings(&topics))?
+                        .reporting_to(&consumers),
+                    OrderEvents {
+                        orders: orders.clone(),
+                        refunds: refunds.clone(),
+                    },
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let reconciler = config.run_reconciler.then(|| Reconciler {
             charging: charging.clone(),
             interval: config.reconcile_interval,
@@ -146,7 +156,7 @@ impl Application {
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
-        if let Some((consumer, handler)) = consumer {
+        for (consumer, handler) in order_events {
             lifecycle.worker("order events", |stop| consumer.run(handler, stop));
         }
         if let Some(reconciler) = reconciler {

@@ -78,6 +78,7 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
         fingerprint_key: "test-fingerprint-key".into(),
         run_outbox_relay: true,
         run_order_consumer: true,
+        order_consumers: 3,
         run_reconciler: true,
         relay_poll_interval: Duration::from_millis(200),
         workflow_engine_url: testkit::stack::workflow_engine_url(),
