@@ -213,6 +213,20 @@ impl EventConsumer {
         })
     }
 
+    /// `count` consumers of one group, which share its topics' partitions (each partition,
+    /// and so each key's records in order, handled by one of them at a time), all reporting to
+    /// `health`.
+    pub fn group(
+        kafka: &KafkaConfig,
+        settings: &ConsumerSettings,
+        count: usize,
+        health: &ConsumerHealth,
+    ) -> anyhow::Result<Vec<Self>> {
+        (0..count)
+            .map(|_| Ok(Self::new(kafka, settings.clone())?.reporting_to(health)))
+            .collect()
+    }
+
     /// Reports stalls to `health` (shared with the service's other consumers and read by its
     /// readiness) instead of a health of its own.
     pub fn reporting_to(mut self, health: &ConsumerHealth) -> Self {

@@ -166,26 +166,18 @@ impl Application {
         let replica =
             EventConsumer::new(&kafka, replica::settings(&topics))?.reporting_to(&consumers);
         let replica_handler = ProductReplica(pool.clone());
-        // One group: the consumers share the saga topics' partitions (an order's events keep
-        // their order on its partition, handled by one consumer at a time).
-        let saga_consumers = (0..config.saga_consumers)
-            .map(|_| {
-                anyhow::Ok((
-                    EventConsumer::new(&kafka, saga_events::settings(&topics))?
-                        .reporting_to(&consumers),
-                    SagaEvents {
-                        pool: pool.clone(),
-                        settings: saga.clone(),
-                    },
-                ))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let saga_consumers = EventConsumer::group(
+            &kafka,
+            &saga_events::settings(&topics),
+            config.saga_consumers,
+            &consumers,
+        )?;
         let customer_consumer =
             EventConsumer::new(&kafka, customers::settings(&topics))?.reporting_to(&consumers);
         let customer_handler = CustomerReplica(pool.clone());
         let expiry = ExpiryJob {
             pool: pool.clone(),
-            settings: saga,
+            settings: saga.clone(),
             interval: config.expiry_interval,
         };
         lifecycle
@@ -205,7 +197,11 @@ impl Application {
                 |stop| admission.run(pool, stop)
             })
             .worker("workflow worker", |stop| workflow_worker.run(stop));
-        for (consumer, handler) in saga_consumers {
+        for consumer in saga_consumers {
+            let handler = SagaEvents {
+                pool: pool.clone(),
+                settings: saga.clone(),
+            };
             lifecycle.worker("saga consumer", |stop| consumer.run(handler, stop));
         }
         let feed_pool = pool.clone();

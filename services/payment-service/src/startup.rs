@@ -108,24 +108,16 @@ impl Application {
             request_budget: config.request_budget,
         };
         let consumers = ConsumerHealth::new();
-        // One group: the consumers share the topic's partitions (each order's events stay
-        // in order on its partition, handled by one consumer at a time).
         let order_consumers = match config.run_order_consumer {
             true => config.order_consumers,
             false => 0,
         };
-        let order_events = (0..order_consumers)
-            .map(|_| {
-                anyhow::Ok((
-                    EventConsumer::new(&kafka, events::orders::settings(&topics))?
-                        .reporting_to(&consumers),
-                    OrderEvents {
-                        orders: orders.clone(),
-                        refunds: refunds.clone(),
-                    },
-                ))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let order_events = EventConsumer::group(
+            &kafka,
+            &events::orders::settings(&topics),
+            order_consumers,
+            &consumers,
+        )?;
         let reconciler = config.run_reconciler.then(|| Reconciler {
             charging: charging.clone(),
             interval: config.reconcile_interval,
@@ -156,7 +148,11 @@ impl Application {
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
-        for (consumer, handler) in order_events {
+        for consumer in order_events {
+            let handler = OrderEvents {
+                orders: orders.clone(),
+                refunds: refunds.clone(),
+            };
             lifecycle.worker("order events", |stop| consumer.run(handler, stop));
         }
         if let Some(reconciler) = reconciler {

@@ -77,20 +77,16 @@ impl Application {
             false => 0,
         };
         let consumers = ConsumerHealth::new();
-        let inventory = (0..inventory_consumers)
-            .map(|_| {
-                Ok((
-                    EventConsumer::new(&kafka, inventory_consumer::settings(&topics))?
-                        .reporting_to(&consumers),
-                    OrderEvents(Inventory::new(
-                        &db,
-                        topics.clone(),
-                        catalog.clone(),
-                        wake.clone(),
-                    )),
-                ))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        // One `Inventory` for the process, cloned into each consumer and the restock worker:
+        // its clones share the per-product writer, so their steps on one product meet in one
+        // round instead of racing (`inventory::writer`).
+        let stock = Inventory::new(&db, topics.clone(), catalog.clone(), wake.clone());
+        let inventory = EventConsumer::group(
+            &kafka,
+            &inventory_consumer::settings(&topics),
+            inventory_consumers,
+            &consumers,
+        )?;
         let restock_worker = match &config.workflow_engine_url {
             Some(url) => {
                 let engine = workflow::EngineClient::new(url)
@@ -99,11 +95,7 @@ impl Application {
                     .workflow_namespace
                     .clone()
                     .unwrap_or_else(|| workflow::default_namespace(&config.topic_prefix));
-                Some(crate::restock::worker(
-                    engine,
-                    Inventory::new(&db, topics.clone(), catalog.clone(), wake.clone()),
-                    &namespace,
-                ))
+                Some(crate::restock::worker(engine, stock.clone(), &namespace))
             }
             None => None,
         };
@@ -135,7 +127,8 @@ impl Application {
         )?;
         let mut lifecycle =
             Lifecycle::bind(&config.server.host, config.server.port, router).await?;
-        for (consumer, handler) in inventory {
+        for consumer in inventory {
+            let handler = OrderEvents(stock.clone());
             lifecycle.worker("inventory consumer", |stop| consumer.run(handler, stop));
         }
         lifecycle.worker("catalog feed", |stop| catalog_feed.run(stop));
