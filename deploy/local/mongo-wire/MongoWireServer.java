@@ -39,7 +39,7 @@
 //   stores mongo-java-server's index keys with Java serialisation, so every comparison of a
 //   lookup's binary search deserialised two keys: a checkout profile (JFR) showed a fifth of
 //   this server's CPU there. A hash lookup compares nothing.
-// - The store's page cache is up to 128 MB instead of H2's 16 MB: with the checkout's collections
+// - The store's page cache is an eighth of the heap (128 MB under `cargo xtask up`) instead of H2's 16 MB: with the checkout's collections
 //   larger than that, most reads missed it and deserialised a whole page of documents
 //   (another fifth of the CPU in the same profile).
 // - Documents are stored as BSON (BsonDocumentType), not with Java serialisation, H2's default
@@ -105,11 +105,13 @@ public final class MongoWireServer {
         }
     }
 
-    /** The store's page cache in MB (H2's default is 16; see the header): 128, or a third of
-     *  the heap when that is smaller (tests run the launcher with small heaps). */
+    /** The store's page cache in MB (H2's default is 16; see the header): an eighth of the
+     *  heap, at most 128. The rest of the heap holds the in-memory indexes and the documents in
+     *  flight: with a third of a 384 MB heap as cache and about 100,000 products, the heap
+     *  filled and the server spent its time in full collections. */
     private static int pageCacheMb() {
-        long thirdOfHeapMb = Runtime.getRuntime().maxMemory() / (3L << 20);
-        return (int) Math.max(16, Math.min(128, thirdOfHeapMb));
+        long eighthOfHeapMb = Runtime.getRuntime().maxMemory() / (8L << 20);
+        return (int) Math.max(16, Math.min(128, eighthOfHeapMb));
     }
 
     /** Commands that change data: the store is committed before they are answered. */
