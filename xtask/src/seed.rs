@@ -305,13 +305,21 @@ fn product(i: usize) -> Value {
 /// Creations in flight at once.
 const SEED_WORKERS: usize = 32;
 
-/// Creates one product; `Ok(false)` when its SKU exists already.
+/// What product-service said to one creation.
+enum Created {
+    New,
+    Existing,
+    /// 401: the admin's access token expired (they live minutes; seeding 100,000 takes longer).
+    TokenExpired,
+}
+
+/// Creates one product.
 fn create(
     client: &reqwest::blocking::Client,
     products: &str,
     token: &str,
     body: &Value,
-) -> Result<bool> {
+) -> Result<Created> {
     let reply = client
         .post(format!("{products}/api/products"))
         .bearer_auth(token)
@@ -319,13 +327,102 @@ fn create(
         .send()
         .with_context(|| format!("creating {} at {products}", body["sku"]))?;
     match reply.status().as_u16() {
-        201 => Ok(true),
-        409 => Ok(false),
+        201 => Ok(Created::New),
+        409 => Ok(Created::Existing),
+        401 => Ok(Created::TokenExpired),
         status => bail!(
             "creating {} answered {status}: {}",
             body["sku"],
             reply.text().unwrap_or_default()
         ),
+    }
+}
+
+/// The admin's access token, shared by the seeding workers and renewed by signing in again
+/// when product-service stops accepting it.
+struct AdminSession<'a> {
+    client: &'a reqwest::blocking::Client,
+    users: String,
+    token: std::sync::Mutex<String>,
+}
+
+impl<'a> AdminSession<'a> {
+    fn sign_in(client: &'a reqwest::blocking::Client, users: String) -> Result<Self> {
+        let token = Self::login(client, &users)?;
+        Ok(Self {
+            client,
+            users,
+            token: std::sync::Mutex::new(token),
+        })
+    }
+
+    fn login(client: &reqwest::blocking::Client, users: &str) -> Result<String> {
+        let (email, password) = services::admin_credentials();
+        let login = client
+            .post(format!("{users}/api/users/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .with_context(|| format!("signing in at {users} (is `cargo xtask up` running?)"))?;
+        if !login.status().is_success() {
+            bail!(
+                "signing in as {email} failed: {} {}",
+                login.status(),
+                login.text().unwrap_or_default()
+            );
+        }
+        Ok(
+            login.json::<Value>().context("reading the login answer")?["access_token"]
+                .as_str()
+                .context("the login answer has no access_token")?
+                .to_owned(),
+        )
+    }
+
+    fn token(&self) -> Result<String> {
+        self.token
+            .lock()
+            .map(|token| token.clone())
+            .map_err(|_| anyhow::anyhow!("a seeding worker panicked"))
+    }
+
+    /// Signs in again unless another worker already replaced `expired`; one login per expiry.
+    fn renew(&self, expired: &str) -> Result<String> {
+        let mut token = self
+            .token
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a seeding worker panicked"))?;
+        if *token == expired {
+            *token = Self::login(self.client, &self.users)?;
+        }
+        Ok(token.clone())
+    }
+}
+
+/// Creates product `body`, signing in again once if the token expired on the way;
+/// `Ok(false)` when its SKU exists already.
+fn create_signed_in(
+    client: &reqwest::blocking::Client,
+    products: &str,
+    session: &AdminSession,
+    body: &Value,
+) -> Result<bool> {
+    let token = session.token()?;
+    match create(client, products, &token, body)? {
+        Created::New => Ok(true),
+        Created::Existing => Ok(false),
+        Created::TokenExpired => {
+            let renewed = session.renew(&token)?;
+            match create(client, products, &renewed, body)? {
+                Created::New => Ok(true),
+                Created::Existing => Ok(false),
+                Created::TokenExpired => {
+                    bail!(
+                        "product-service refused a fresh admin token for {}",
+                        body["sku"]
+                    )
+                }
+            }
+        }
     }
 }
 
@@ -351,23 +448,7 @@ pub fn seed(count: usize) -> Result<Seeded> {
         .context("building the HTTP client")?;
     let users = services::user_service_url()?;
     let products = service_url("product-service")?;
-    let (email, password) = services::admin_credentials();
-    let login = client
-        .post(format!("{users}/api/users/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .with_context(|| format!("signing in at {users} (is `cargo xtask up` running?)"))?;
-    if !login.status().is_success() {
-        bail!(
-            "signing in as {email} failed: {} {}",
-            login.status(),
-            login.text().unwrap_or_default()
-        );
-    }
-    let token = login.json::<Value>().context("reading the login answer")?["access_token"]
-        .as_str()
-        .context("the login answer has no access_token")?
-        .to_owned();
+    let session = AdminSession::sign_in(&client, users)?;
 
     let bar = ProgressBar::new(count as u64);
     if !std::io::stderr().is_terminal() {
@@ -394,7 +475,7 @@ pub fn seed(count: usize) -> Result<Seeded> {
                     if i >= count || stopped {
                         return;
                     }
-                    match create(&client, &products, &token, &product(i)) {
+                    match create_signed_in(&client, &products, &session, &product(i)) {
                         Ok(true) => created.fetch_add(1, Ordering::Relaxed),
                         Ok(false) => existing.fetch_add(1, Ordering::Relaxed),
                         Err(error) => {
