@@ -344,6 +344,12 @@ impl Catalog {
         })
     }
 
+    /// Marks an admin write as under way until the guard drops, so that index commits
+    /// starting meanwhile wait for it and concurrent writes share one commit.
+    pub fn writing(&self) -> index::WriteInFlight {
+        self.inner.index.writing()
+    }
+
     /// Makes applied changes searchable. Blocking: call it off the async workers.
     pub fn commit(&self) -> anyhow::Result<()> {
         self.inner.index.commit()

@@ -130,6 +130,7 @@ impl std::fmt::Debug for CatalogWrites {
 impl CatalogWrites {
     /// Adds `draft` as a new active product with its `product.created` event.
     pub async fn create(&self, draft: ProductDraft) -> Result<ProductDoc, WriteError> {
+        let _writing = self.catalog.writing();
         let id = Uuid::now_v7();
         tracing::Span::current().record("product_id", tracing::field::display(id));
         let now = bson::DateTime::now();
@@ -181,6 +182,7 @@ impl CatalogWrites {
         version: i64,
         edits: CatalogEdits,
     ) -> Result<ProductDoc, WriteError> {
+        let _writing = self.catalog.writing();
         let before = self.current(id).await?;
         if before.version != version {
             return Err(WriteError::Stale {
@@ -206,6 +208,7 @@ impl CatalogWrites {
 
     /// Withdraws product `id` with its `product.deleted` event.
     pub async fn withdraw(&self, id: &Uuid) -> Result<(), WriteError> {
+        let _writing = self.catalog.writing();
         self.change_with_retry(id, |before| {
             let mut after = products::next_version(before);
             after.active = false;
@@ -229,6 +232,7 @@ impl CatalogWrites {
         reason: &str,
         by: Uuid,
     ) -> Result<ProductDoc, WriteError> {
+        let _writing = self.catalog.writing();
         self.change_with_retry(id, |before| {
             let available = stock::apply(before.stock.available, delta)
                 .map_err(|error| WriteError::Refused(vec![error]))?;
