@@ -311,6 +311,8 @@ enum Created {
     Existing,
     /// 401: the admin's access token expired (they live minutes; seeding 100,000 takes longer).
     TokenExpired,
+    /// 503 or 429: the service asks to come back later (`Retry-After`, if it said).
+    Busy(Option<Duration>),
 }
 
 /// Creates one product.
@@ -330,6 +332,13 @@ fn create(
         201 => Ok(Created::New),
         409 => Ok(Created::Existing),
         401 => Ok(Created::TokenExpired),
+        429 | 503 => Ok(Created::Busy(
+            reply
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok()?.parse().ok())
+                .map(Duration::from_secs),
+        )),
         status => bail!(
             "creating {} answered {status}: {}",
             body["sku"],
@@ -398,29 +407,46 @@ impl<'a> AdminSession<'a> {
     }
 }
 
-/// Creates product `body`, signing in again once if the token expired on the way;
-/// `Ok(false)` when its SKU exists already.
+/// How often one product is tried while product-service answers 503 or 429.
+const BUSY_ATTEMPTS: u32 = 6;
+
+/// Creates product `body`, signing in again when the token expired on the way and trying
+/// again later while the service is busy (a create is idempotent by SKU: one that went
+/// through before its answer was lost answers 409 the next time); `Ok(false)` when its SKU
+/// exists already.
 fn create_signed_in(
     client: &reqwest::blocking::Client,
     products: &str,
     session: &AdminSession,
     body: &Value,
 ) -> Result<bool> {
-    let token = session.token()?;
-    match create(client, products, &token, body)? {
-        Created::New => Ok(true),
-        Created::Existing => Ok(false),
-        Created::TokenExpired => {
-            let renewed = session.renew(&token)?;
-            match create(client, products, &renewed, body)? {
-                Created::New => Ok(true),
-                Created::Existing => Ok(false),
-                Created::TokenExpired => {
-                    bail!(
-                        "product-service refused a fresh admin token for {}",
-                        body["sku"]
-                    )
-                }
+    let mut token = session.token()?;
+    let mut renewed = false;
+    let mut busy = 0;
+    loop {
+        match create(client, products, &token, body)? {
+            Created::New => return Ok(true),
+            Created::Existing => return Ok(false),
+            Created::TokenExpired if !renewed => {
+                token = session.renew(&token)?;
+                renewed = true;
+            }
+            Created::TokenExpired => {
+                bail!(
+                    "product-service refused a fresh admin token for {}",
+                    body["sku"]
+                )
+            }
+            Created::Busy(_) if busy + 1 >= BUSY_ATTEMPTS => {
+                bail!(
+                    "product-service stayed busy (503/429) for {} over {BUSY_ATTEMPTS} attempts",
+                    body["sku"]
+                )
+            }
+            Created::Busy(retry_after) => {
+                busy += 1;
+                let backoff = Duration::from_millis(250 << busy.min(5));
+                std::thread::sleep(retry_after.unwrap_or(backoff).min(Duration::from_secs(10)));
             }
         }
     }
