@@ -103,6 +103,8 @@ impl CatalogFeed {
         let mut oldest_uncommitted: Option<Instant> = None;
         loop {
             if uncommitted == 0 && !self.catalog.is_loaded() && loading.done() {
+                // One segment before taking traffic: the load committed one every 100 ms.
+                self.merge_index().await;
                 self.catalog.mark_loaded();
                 metrics::gauge!("catalog_read_model_loaded").set(1.0);
                 tracing::info!(products = self.catalog.len(), "catalog read model loaded");
@@ -230,6 +232,30 @@ impl CatalogFeed {
         }
     }
 
+    /// Merges the index into one segment, waiting for background merges that hold some of
+    /// its segments a few times; searches are only slower if it gives up (logged).
+    async fn merge_index(&self) {
+        for _ in 0..MERGE_ATTEMPTS {
+            let catalog = self.catalog.clone();
+            match tokio::task::spawn_blocking(move || catalog.merge_index()).await {
+                Ok(Ok(Some(segments))) => {
+                    tracing::info!(segments, "index segments merged into one");
+                    return;
+                }
+                Ok(Ok(None)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok(Err(error)) => {
+                    tracing::warn!(error = format!("{error:#}"), "index segments not merged");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "index merge task failed");
+                    return;
+                }
+            }
+        }
+        tracing::warn!("index segments left unmerged: background merges kept holding them");
+    }
+
     async fn commit(&self) {
         let catalog = self.catalog.clone();
         match tokio::task::spawn_blocking(move || catalog.commit()).await {
@@ -239,6 +265,9 @@ impl CatalogFeed {
         }
     }
 }
+
+/// Attempts at merging the index after the initial load.
+const MERGE_ATTEMPTS: usize = 10;
 
 /// Progress of the initial load: the offset each partition must reach.
 struct Loading {

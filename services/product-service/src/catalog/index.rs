@@ -267,6 +267,32 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// Merges every segment into one, then shows the result to searches: after the initial
+    /// load, which commits a segment every 100 ms, a search would otherwise walk each term
+    /// dictionary (and its fuzzy automata) once per segment. Returns how many segments there
+    /// were, or `None` when a background merge holds some of them (try again later).
+    /// Blocking: call it off the async workers.
+    pub fn merge_segments(&self) -> anyhow::Result<Option<usize>> {
+        let mut writer = self.writer()?;
+        let segments = self
+            .index
+            .searchable_segment_ids()
+            .context("listing the index segments")?;
+        if segments.len() <= 1 {
+            return Ok(Some(segments.len()));
+        }
+        match writer.merge(&segments).wait() {
+            Ok(_) => {
+                self.reader.reload().context("reloading the index reader")?;
+                Ok(Some(segments.len()))
+            }
+            Err(error) => {
+                tracing::debug!(%error, "merging the index segments: some are being merged");
+                Ok(None)
+            }
+        }
+    }
+
     /// Every product matching `text`, as (slot, score); `None` when the text has no word to
     /// search for (only punctuation, emoji or English stop words).
     pub fn search(&self, text: &str) -> anyhow::Result<Option<Vec<(u32, Score)>>> {

@@ -350,6 +350,13 @@ impl Catalog {
         self.inner.index.writing()
     }
 
+    /// Merges the index into one segment (after the initial load). Returns how many there
+    /// were, `None` while background merges hold some. Blocking: call it off the async
+    /// workers.
+    pub fn merge_index(&self) -> anyhow::Result<Option<usize>> {
+        self.inner.index.merge_segments()
+    }
+
     /// Makes applied changes searchable. Blocking: call it off the async workers.
     pub fn commit(&self) -> anyhow::Result<()> {
         self.inner.index.commit()
