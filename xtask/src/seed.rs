@@ -367,24 +367,7 @@ impl<'a> AdminSession<'a> {
 
     fn login(client: &reqwest::blocking::Client, users: &str) -> Result<String> {
         let (email, password) = services::admin_credentials();
-        let login = client
-            .post(format!("{users}/api/users/login"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .with_context(|| format!("signing in at {users} (is `cargo xtask up` running?)"))?;
-        if !login.status().is_success() {
-            bail!(
-                "signing in as {email} failed: {} {}",
-                login.status(),
-                login.text().unwrap_or_default()
-            );
-        }
-        Ok(
-            login.json::<Value>().context("reading the login answer")?["access_token"]
-                .as_str()
-                .context("the login answer has no access_token")?
-                .to_owned(),
-        )
+        services::login(client, users, &email, &password)
     }
 
     fn token(&self) -> Result<String> {

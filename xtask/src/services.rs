@@ -233,6 +233,33 @@ pub fn gateway_url() -> Result<String> {
         .map_or(Ok("http://127.0.0.1:8080".to_owned()), Service::base_url)
 }
 
+/// Signs in at user-service (`users`, its URL or the gateway's) and returns the access token.
+pub fn login(
+    client: &reqwest::blocking::Client,
+    users: &str,
+    email: &str,
+    password: &str,
+) -> Result<String> {
+    let reply = client
+        .post(format!("{users}/api/users/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .with_context(|| format!("signing in at {users} (is `cargo xtask up` running?)"))?;
+    if !reply.status().is_success() {
+        bail!(
+            "signing in as {email} failed: {} {}",
+            reply.status(),
+            reply.text().unwrap_or_default()
+        );
+    }
+    reply
+        .json::<serde_json::Value>()
+        .context("reading the login answer")?["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the login answer has no access_token")
+}
+
 pub fn admin_credentials() -> (String, String) {
     let email = env::var("ADMIN_EMAIL").unwrap_or_else(|_| "admin@example.com".into());
     let password = env::var("ADMIN_PASSWORD").unwrap_or_else(|_| "admin-dev-password".into());

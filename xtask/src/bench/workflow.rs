@@ -230,7 +230,7 @@ pub fn measure(args: &WorkflowBenchArgs) -> Result<WorkflowFigures> {
         );
     }
     let (admin_email, admin_password) = crate::services::admin_credentials();
-    let admin = login(&client, &args.gateway, &admin_email, &admin_password)?;
+    let admin = crate::services::login(&client, &args.gateway, &admin_email, &admin_password)?;
 
     say(&format!(
         "workflow: preparing {} paid orders for the refund run",
@@ -307,20 +307,6 @@ pub fn run_alone(args: &WorkflowBenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn login(client: &Client, base: &str, email: &str, password: &str) -> Result<String> {
-    let reply: Value = client
-        .post(format!("{base}/api/users/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .and_then(reqwest::blocking::Response::error_for_status)
-        .with_context(|| format!("logging in as {email}"))?
-        .json()?;
-    reply["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("a login answer without access_token")
-}
-
 /// A customer's token: registered and logged in at user-service.
 fn customer(client: &Client, users: &str) -> Result<String> {
     let email = format!("bench-refund-{}@bench.local", unique());
@@ -331,7 +317,7 @@ fn customer(client: &Client, users: &str) -> Result<String> {
         .send()
         .and_then(reqwest::blocking::Response::error_for_status)
         .context("registering a customer")?;
-    login(client, users, &email, password)
+    crate::services::login(client, users, &email, password)
 }
 
 /// A random name part, so that runs against the same stack never collide.
