@@ -284,13 +284,13 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     };
 
     // 2) catalog reads through the gateway
-    let by_id_sat = runner.http_file(&mut memory, "by id", &gateway_url, &paths_file, 0, None)?;
+    let by_id_sat = runner.http_file(&mut memory, "by id", &gateway_url, &paths_file, &[], None)?;
     let by_id_half = runner.http_file(
         &mut memory,
         "by id 50%",
         &gateway_url,
         &paths_file,
-        0,
+        &[],
         Some((by_id_sat.ok_per_sec * 0.5).max(1.0)),
     )?;
     let reads = runner.catalog_reads(

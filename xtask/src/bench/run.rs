@@ -15,6 +15,39 @@ use serde::de::DeserializeOwned;
 
 use super::*;
 
+/// Before an HTTP run, the machine must have been below this share busy for a second ...
+pub(super) const SETTLED_BUSY_SHARE: f64 = 0.3;
+/// ... or this long must have passed.
+pub(super) const SETTLE_MAX: Duration = Duration::from_secs(30);
+
+/// Waits until the machine is quiet (see [`SETTLED_BUSY_SHARE`]); returns how long it waited.
+fn settle() -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < SETTLE_MAX {
+        let (busy0, total0) = crate::capacity::machine_ticks();
+        thread::sleep(Duration::from_secs(1));
+        let (busy, total) = crate::capacity::machine_ticks();
+        if total <= total0 {
+            break;
+        }
+        if busy.saturating_sub(busy0) as f64 / (total - total0) as f64 <= SETTLED_BUSY_SHARE {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
+/// [`settle`], saying so when it took long.
+fn settled(label: &str) {
+    let waited = settle();
+    if waited > Duration::from_secs(3) {
+        say(&format!(
+            "waited {:.0} s for the machine to settle before {label}",
+            waited.as_secs_f64()
+        ));
+    }
+}
+
 pub(super) struct Tools {
     pub(super) loadgen: PathBuf,
     pub(super) hello_server: PathBuf,
@@ -143,24 +176,27 @@ impl Runner<'_> {
             cmd.args(["--path", path]);
         }
         self.http_args(&mut cmd, label, self.args.connections, rate);
+        settled(label);
         parse(&run_json(cmd, memory, label)?, label)
     }
 
-    /// A saturation run over `paths_file`, then an open-loop run at half its rate.
+    /// A saturation run over `paths_file`, then an open-loop run at half its rate, each
+    /// request with `headers` (`name: value`).
     pub(super) fn saturation_and_half(
         &self,
         memory: &mut MemoryLog,
         label: &str,
         base_url: &str,
         paths_file: &Path,
+        headers: &[&str],
     ) -> Result<(RunReport, RunReport)> {
-        let saturation = self.http_file(memory, label, base_url, paths_file, 0, None)?;
+        let saturation = self.http_file(memory, label, base_url, paths_file, headers, None)?;
         let half = self.http_file(
             memory,
             &format!("{label} 50%"),
             base_url,
             paths_file,
-            0,
+            headers,
             Some((saturation.ok_per_sec * 0.5).max(0.1)),
         )?;
         Ok((saturation, half))
@@ -176,16 +212,27 @@ impl Runner<'_> {
         [listings, search, suggest]: [&Path; 3],
     ) -> Result<CatalogReads> {
         let (listing_sat, listing_half) =
-            self.saturation_and_half(memory, &format!("listing{suffix}"), base_url, listings)?;
+            self.saturation_and_half(memory, &format!("listing{suffix}"), base_url, listings, &[])?;
         let (search_sat, search_half) =
-            self.saturation_and_half(memory, &format!("search{suffix}"), base_url, search)?;
+            self.saturation_and_half(memory, &format!("search{suffix}"), base_url, search, &[])?;
+        // The same searches with their matches computed afresh for every request: what a
+        // search costs when product-service has not kept the matches of its text.
+        let (search_fresh_sat, search_fresh_half) = self.saturation_and_half(
+            memory,
+            &format!("search afresh{suffix}"),
+            base_url,
+            search,
+            &["Cache-Control: no-cache"],
+        )?;
         let (suggest_sat, suggest_half) =
-            self.saturation_and_half(memory, &format!("suggest{suffix}"), base_url, suggest)?;
+            self.saturation_and_half(memory, &format!("suggest{suffix}"), base_url, suggest, &[])?;
         Ok(CatalogReads {
             listing_sat,
             listing_half,
             search_sat,
             search_half,
+            search_fresh_sat,
+            search_fresh_half,
             suggest_sat,
             suggest_half,
         })
@@ -197,17 +244,16 @@ impl Runner<'_> {
         label: &str,
         base_url: &str,
         paths_file: &Path,
-        connections: usize,
+        headers: &[&str],
         rate: Option<f64>,
     ) -> Result<RunReport> {
-        let connections = if connections == 0 {
-            self.args.connections
-        } else {
-            connections
-        };
         let mut cmd = self.base();
         cmd.args(["http", base_url, "--paths-file"]).arg(paths_file);
-        self.http_args(&mut cmd, label, connections, rate);
+        for header in headers {
+            cmd.args(["--header", header]);
+        }
+        self.http_args(&mut cmd, label, self.args.connections, rate);
+        settled(label);
         parse(&run_json(cmd, memory, label)?, label)
     }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use auth::AdminUser;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header::ACCEPT_LANGUAGE;
+use axum::http::header::{ACCEPT_LANGUAGE, CACHE_CONTROL};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use contracts::product::{Money, ProductImage, ProductSnapshot, Translation};
@@ -24,7 +24,7 @@ use web::{FieldError, Json, Path, Problem};
 
 use super::AppState;
 use super::error::ApiResult;
-use crate::catalog::{self, writes::CatalogEdits, writes::ProductDraft};
+use crate::catalog::{self, Freshness, writes::CatalogEdits, writes::ProductDraft};
 use crate::domain::facets::Facets;
 use crate::domain::listing::{self, Cursor, Sort};
 use crate::domain::{language, search, stock, validation};
@@ -253,6 +253,8 @@ pub struct Suggestions {
 
 pub const SUGGEST_DEFAULT_LIMIT: usize = 8;
 pub const SUGGEST_MAX_LIMIT: usize = 20;
+// A suggestion list asks for twice its length (names repeat across products).
+const _: () = assert!(SUGGEST_MAX_LIMIT * 2 <= catalog::index::COMPLETIONS_KEPT);
 /// Longest brand filter accepted.
 pub const BRAND_MAX_CHARS: usize = 100;
 
@@ -497,6 +499,26 @@ fn language(
     }
 }
 
+/// `Cache-Control: no-cache` asks for matches computed afresh instead of those kept for the
+/// same text (the answer is the same either way: the kept matches are those of the current
+/// index; the directive is for measuring and for a client that doubts it).
+fn freshness(headers: &HeaderMap) -> Freshness {
+    let no_cache = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|directive| {
+            let name = directive.split('=').next().unwrap_or_default().trim();
+            name.eq_ignore_ascii_case("no-cache")
+        });
+    if no_cache {
+        Freshness::Fresh
+    } else {
+        Freshness::Kept
+    }
+}
+
 fn read_query<T>(query: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
     query.map(|Query(params)| params).map_err(|rejection| {
         Problem::bad_request(format!("cannot read the query: {}", rejection.body_text())).into()
@@ -505,7 +527,7 @@ fn read_query<T>(query: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
 
 /// The catalog, searched, filtered, sorted and paged by cursor, with facet counts. Only active
 /// products. Served from this replica's read model.
-#[utoipa::path(get, path = "/api/products", tag = "products", params(ListParams, ("Accept-Language" = Option<String>, Header, description = "Preferred languages; the best of en and zh-CN is the answer's language unless `lang` is given")),
+#[utoipa::path(get, path = "/api/products", tag = "products", params(ListParams, ("Accept-Language" = Option<String>, Header, description = "Preferred languages; the best of en and zh-CN is the answer's language unless `lang` is given"), ("Cache-Control" = Option<String>, Header, description = "`no-cache`: the text's matches are computed afresh instead of taken from those kept for the current index (same answer; for measuring)")),
     responses(
         (status = 200, body = ProductPage),
         (status = 400, body = Problem, description = "The query string cannot be read"),
@@ -595,6 +617,7 @@ pub async fn list(
         after,
         limit: usize::try_from(limit).unwrap_or(listing::DEFAULT_LIMIT as usize),
         lang,
+        freshness: freshness(&headers),
     };
     let page = state.catalog.search(&request)?;
     Ok(Json(ProductPage {
@@ -610,7 +633,7 @@ pub async fn list(
 }
 
 /// Search as you type: products whose name (or a tag) completes what was typed, best first.
-#[utoipa::path(get, path = "/api/products/suggest", tag = "products", params(SuggestParams, ("Accept-Language" = Option<String>, Header, description = "Preferred languages; the best of en and zh-CN is the answer's language unless `lang` is given")),
+#[utoipa::path(get, path = "/api/products/suggest", tag = "products", params(SuggestParams, ("Accept-Language" = Option<String>, Header, description = "Preferred languages; the best of en and zh-CN is the answer's language unless `lang` is given"), ("Cache-Control" = Option<String>, Header, description = "`no-cache`: the completions are computed afresh instead of taken from those kept for the current index (same answer; for measuring)")),
     responses(
         (status = 200, body = Suggestions, description = "Empty when nothing completes the text, or the text is blank"),
         (status = 400, body = Problem, description = "The query string cannot be read"),
@@ -662,7 +685,7 @@ pub async fn suggest(
     let mut seen = std::collections::HashSet::new();
     let suggestions = state
         .catalog
-        .suggest(typed, limit * 2)?
+        .suggest(typed, limit * 2, freshness(&headers))?
         .iter()
         .filter(|listed| seen.insert(listed.name_in(lang).to_owned()))
         .take(limit)

@@ -30,6 +30,17 @@
 //! every segment, and each small segment is merged again later. Profiled while seeding 100,000
 //! products (`perf record --call-graph dwarf`), segment finishing took 44% of product-service's
 //! CPU (37% in those registries) and merges 13%. A lone write, and the feed, commit at once.
+//!
+//! Matches are kept (a bounded cache, [`MATCH_CACHE_BYTES`]) per query text and per reader
+//! generation: what a text matches, and each match's score, change only when a commit changes
+//! the index, so a later search for the same text only filters, tallies facets and sorts (over
+//! 100,000 products the term-dictionary walks of the typo-tolerant words were most of a
+//! search). Keying by the generation of the searcher the matches came from (not clearing at
+//! commit) means a search that raced a commit can never file old matches under the new index;
+//! older generations' entries are dropped at the commit. Stock and price changes leave
+//! the index alone, and the filters read them live from the rows, so they never wait on this
+//! cache. A caller may ask for fresh matches ([`Freshness::Fresh`]), which are computed and
+//! then kept.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -46,12 +57,18 @@ use tantivy::schema::{
 };
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader,
-    TantivyDocument, Term,
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
+    SegmentReader, TantivyDocument, Term,
 };
 
 use super::text::{self, INDEX_ANALYZER};
 use crate::domain::search::MAX_QUERY_WORDS;
+
+/// At most this many bytes of matches are kept (8 bytes per match plus the text).
+pub const MATCH_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Completions kept per typed text, best first: what the largest suggestion list can use.
+pub const COMPLETIONS_KEPT: usize = 64;
 
 /// How long a commit waits at most for the writes under way to queue their changes.
 const GROUP_COMMIT_LINGER: Duration = Duration::from_millis(20);
@@ -93,6 +110,29 @@ impl Fields {
     }
 }
 
+/// Whether a search may use the matches kept for its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Freshness {
+    /// Kept matches of the current index generation, else computed (and kept).
+    #[default]
+    Kept,
+    /// Computed afresh (and kept): what `Cache-Control: no-cache` asks for.
+    Fresh,
+}
+
+/// What kind of matches an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lookup {
+    /// Every product matching a search text (unordered).
+    Search,
+    /// The best [`COMPLETIONS_KEPT`] completions of a typed text, best first.
+    Complete,
+}
+
+/// Kept matches: (reader generation, kind, text).
+type MatchKey = (u64, Lookup, Box<str>);
+type Matches = Arc<Vec<(u32, Score)>>;
+
 /// A change waiting for the next commit.
 enum Change {
     Upsert(u32, TantivyDocument),
@@ -126,6 +166,8 @@ pub struct SearchIndex {
     query_analyzer: TextAnalyzer,
     parts_analyzer: TextAnalyzer,
     prefix_analyzer: TextAnalyzer,
+    /// Matches per text and reader generation (see the module documentation).
+    matches: moka::sync::Cache<MatchKey, Matches>,
 }
 
 impl SearchIndex {
@@ -170,6 +212,13 @@ impl SearchIndex {
             query_analyzer: text::analyzer(TokenizeMode::Default),
             parts_analyzer: text::analyzer(TokenizeMode::Search),
             prefix_analyzer,
+            matches: moka::sync::Cache::builder()
+                .max_capacity(MATCH_CACHE_BYTES)
+                .weigher(|key: &MatchKey, found: &Matches| {
+                    let bytes = key.2.len() + found.len() * std::mem::size_of::<(u32, Score)>();
+                    u32::try_from(bytes + 64).unwrap_or(u32::MAX)
+                })
+                .build(),
         })
     }
 
@@ -263,6 +312,10 @@ impl SearchIndex {
         }
         writer.commit().context("committing the index")?;
         self.reader.reload().context("reloading the index reader")?;
+        // Matches of older generations can no longer be asked for: free their memory. (A
+        // search that raced this commit may still file one under its old generation, where
+        // nothing looks it up; the capacity bound evicts it.)
+        self.matches.invalidate_all();
         metrics::histogram!("catalog_index_commit_changes").record(documents as f64);
         Ok(())
     }
@@ -293,24 +346,65 @@ impl SearchIndex {
         }
     }
 
-    /// Every product matching `text`, as (slot, score); `None` when the text has no word to
-    /// search for (only punctuation, emoji or English stop words).
-    pub fn search(&self, text: &str) -> anyhow::Result<Option<Vec<(u32, Score)>>> {
+    /// Every product matching `text`, as (slot, score), in no particular order; `None` when
+    /// the text has no word to search for (only punctuation, emoji or English stop words).
+    pub fn search(&self, text: &str, freshness: Freshness) -> anyhow::Result<Option<Matches>> {
         let words = text::words(&mut self.query_analyzer.clone(), text);
         if words.is_empty() {
             return Ok(None);
         }
-        let clauses = words
-            .iter()
-            .take(MAX_QUERY_WORDS)
-            .map(|word| (Occur::Must, self.word_query(word)))
-            .collect();
-        self.run(&BooleanQuery::new(clauses)).map(Some)
+        self.kept_or(Lookup::Search, text, freshness, |searcher| {
+            let clauses = words
+                .iter()
+                .take(MAX_QUERY_WORDS)
+                .map(|word| (Occur::Must, self.word_query(word)))
+                .collect();
+            run(searcher, &BooleanQuery::new(clauses))
+        })
+        .map(Some)
     }
 
-    /// Products whose name or tags hold the words of `text`, the last one possibly unfinished
-    /// (search as you type).
-    pub fn complete(&self, text: &str) -> anyhow::Result<Vec<(u32, Score)>> {
+    /// The best [`COMPLETIONS_KEPT`] products, best first (score, then the higher slot),
+    /// whose name or tags hold the words of `text`, the last one possibly unfinished (search
+    /// as you type).
+    pub fn complete(&self, text: &str, freshness: Freshness) -> anyhow::Result<Matches> {
+        self.kept_or(Lookup::Complete, text, freshness, |searcher| {
+            let mut found = self.completions(searcher, text)?;
+            let order =
+                |a: &(u32, Score), b: &(u32, Score)| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0));
+            if found.len() > COMPLETIONS_KEPT {
+                found.select_nth_unstable_by(COMPLETIONS_KEPT - 1, order);
+                found.truncate(COMPLETIONS_KEPT);
+            }
+            found.sort_by(order);
+            Ok(found)
+        })
+    }
+
+    /// The matches kept for `text` at the current index generation, else `compute`d on that
+    /// generation's searcher and kept.
+    fn kept_or(
+        &self,
+        lookup: Lookup,
+        text: &str,
+        freshness: Freshness,
+        compute: impl FnOnce(&Searcher) -> anyhow::Result<Vec<(u32, Score)>>,
+    ) -> anyhow::Result<Matches> {
+        let searcher = self.reader.searcher();
+        let key: MatchKey = (searcher.generation().generation_id(), lookup, text.into());
+        if freshness == Freshness::Kept
+            && let Some(found) = self.matches.get(&key)
+        {
+            metrics::counter!("catalog_search_matches_total", "source" => "kept").increment(1);
+            return Ok(found);
+        }
+        let found = Arc::new(compute(&searcher)?);
+        metrics::counter!("catalog_search_matches_total", "source" => "computed").increment(1);
+        self.matches.insert(key, found.clone());
+        Ok(found)
+    }
+
+    fn completions(&self, searcher: &Searcher, text: &str) -> anyhow::Result<Vec<(u32, Score)>> {
         let finished = text.ends_with(char::is_whitespace);
         let words = text::words(&mut self.query_analyzer.clone(), text);
         let typed = text::words(&mut self.prefix_analyzer.clone(), text);
@@ -346,7 +440,7 @@ impl SearchIndex {
         if clauses.is_empty() {
             return Ok(Vec::new());
         }
-        self.run(&BooleanQuery::new(clauses))
+        run(searcher, &BooleanQuery::new(clauses))
     }
 
     /// One query word, matched in any field: exactly, with typos (Latin), or by its parts
@@ -417,13 +511,6 @@ impl SearchIndex {
         ))
     }
 
-    fn run(&self, query: &dyn Query) -> anyhow::Result<Vec<(u32, Score)>> {
-        let searcher = self.reader.searcher();
-        searcher
-            .search(query, &SlotsWithScores)
-            .context("searching the index")
-    }
-
     /// Documents in the index (for tests and metrics).
     pub fn documents(&self) -> u64 {
         self.reader.searcher().num_docs()
@@ -432,6 +519,12 @@ impl SearchIndex {
     pub fn schema(&self) -> tantivy::schema::Schema {
         self.index.schema()
     }
+}
+
+fn run(searcher: &Searcher, query: &dyn Query) -> anyhow::Result<Vec<(u32, Score)>> {
+    searcher
+        .search(query, &SlotsWithScores)
+        .context("searching the index")
 }
 
 fn boosted(query: Box<dyn Query>, boost: Score) -> Box<dyn Query> {

@@ -58,6 +58,7 @@ use uuid::Uuid;
 
 use crate::domain::facets::{CategoryFilter, Counted, FacetTally, Facets, KeptCounts, Passes};
 use crate::domain::listing::{Cursor, Sort, SortKey};
+pub use index::Freshness;
 use index::SearchIndex;
 use orders::{Order, Orders, SortKeys};
 
@@ -97,6 +98,8 @@ pub struct Request {
     pub after: Option<Cursor>,
     pub limit: usize,
     pub lang: Option<&'static str>,
+    /// Whether the text's kept matches may answer (see [`index`]).
+    pub freshness: Freshness,
 }
 
 impl Request {
@@ -378,30 +381,32 @@ impl Catalog {
     /// A listing or search: filters, facets, sort, and the page after `request.after`.
     pub fn search(&self, request: &Request) -> anyhow::Result<Page> {
         let matches = match request.text.as_deref() {
-            Some(text) => match self.inner.index.search(text)? {
+            Some(text) => match self.inner.index.search(text, request.freshness)? {
                 Some(found) => Some(found),
                 // Nothing searchable in the text: nothing matches.
-                None => Some(Vec::new()),
+                None => Some(Arc::new(Vec::new())),
             },
             None => None,
         };
-        Ok(self.read().answer(request, matches.as_deref()))
+        Ok(self
+            .read()
+            .answer(request, matches.as_ref().map(|found| found.as_slice())))
     }
 
-    /// Products whose name completes `text`, best first, at most `limit`.
-    pub fn suggest(&self, text: &str, limit: usize) -> anyhow::Result<Vec<Arc<Listed>>> {
-        let mut found = self.inner.index.complete(text)?;
-        let wanted = limit.min(found.len());
-        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0));
-        if wanted > 0 && found.len() > wanted {
-            found.select_nth_unstable_by(wanted - 1, order);
-            found.truncate(wanted);
-        }
-        found.sort_by(order);
+    /// Products whose name completes `text`, best first, at most `limit` (and at most
+    /// [`index::COMPLETIONS_KEPT`]).
+    pub fn suggest(
+        &self,
+        text: &str,
+        limit: usize,
+        freshness: Freshness,
+    ) -> anyhow::Result<Vec<Arc<Listed>>> {
+        let found = self.inner.index.complete(text, freshness)?;
         let state = self.read();
         Ok(found
-            .into_iter()
-            .filter_map(|(slot, _)| {
+            .iter()
+            .take(limit)
+            .filter_map(|&(slot, _)| {
                 let id = state.by_slot.get(slot as usize)?;
                 state.products.get(id).filter(|l| l.slot == slot).cloned()
             })
@@ -1007,8 +1012,64 @@ mod tests {
         assert_eq!(rest.items.len(), 1);
         assert!(rest.next_cursor.is_none());
         assert!(catalog.search(&request(Some("?!😀")))?.items.is_empty());
-        let suggested = catalog.suggest("kett", 5)?;
+        let suggested = catalog.suggest("kett", 5, Freshness::Kept)?;
         assert_eq!(suggested.len(), 1);
+        Ok(())
+    }
+
+    /// The matches kept for a text answer again only while the index is unchanged: every
+    /// commit (a new product, a renamed one, a deletion) shows in the next search, and a stock
+    /// change, which leaves the index alone, shows at once through the live rows.
+    #[test]
+    fn kept_matches_follow_every_commit_and_live_stock() -> anyhow::Result<()> {
+        let catalog = Catalog::new()?;
+        let ids = |page: Page| -> Vec<u128> {
+            let mut ids: Vec<u128> = page.items.iter().map(|l| l.product.id.as_u128()).collect();
+            ids.sort_unstable();
+            ids
+        };
+        catalog.apply(snapshot(1, 1, "Electric kettle", 1))?;
+        catalog.apply(snapshot(2, 1, "Toaster", 1))?;
+        catalog.commit()?;
+        let kettle = request(Some("kettle"));
+        let mut fresh = request(Some("kettle"));
+        fresh.freshness = Freshness::Fresh;
+        assert_eq!(ids(catalog.search(&kettle)?), [1]);
+        assert_eq!(ids(catalog.search(&kettle)?), [1], "kept");
+        let first = catalog.inner.index.search("kettle", Freshness::Kept)?;
+        let again = catalog.inner.index.search("kettle", Freshness::Kept)?;
+        let recomputed = catalog.inner.index.search("kettle", Freshness::Fresh)?;
+        assert!(first.is_some_and(
+            |first| again.is_some_and(|again| Arc::ptr_eq(&first, &again))
+                && recomputed.is_some_and(|r| !Arc::ptr_eq(&first, &r))
+        ));
+
+        catalog.apply(snapshot(3, 1, "Travel kettle", 1))?;
+        catalog.commit()?;
+        assert_eq!(ids(catalog.search(&kettle)?), [1, 3], "a new product");
+        catalog.apply(snapshot(1, 2, "Coffee grinder", 1))?;
+        catalog.commit()?;
+        assert_eq!(ids(catalog.search(&kettle)?), [3], "a renamed product");
+        assert_eq!(ids(catalog.search(&fresh)?), [3]);
+        let mut in_stock = request(Some("kettle"));
+        in_stock.in_stock = true;
+        assert_eq!(ids(catalog.search(&in_stock)?), [3]);
+        catalog.apply(snapshot(3, 2, "Travel kettle", 0))?;
+        assert_eq!(
+            ids(catalog.search(&in_stock)?),
+            Vec::<u128>::new(),
+            "sold out"
+        );
+        let mut deleted = snapshot(3, 3, "Travel kettle", 0);
+        deleted.active = false;
+        catalog.apply(deleted)?;
+        catalog.commit()?;
+        assert_eq!(ids(catalog.search(&kettle)?), Vec::<u128>::new(), "deleted");
+
+        assert_eq!(catalog.suggest("trav", 5, Freshness::Kept)?.len(), 0);
+        catalog.apply(snapshot(4, 1, "Travel mug", 1))?;
+        catalog.commit()?;
+        assert_eq!(catalog.suggest("trav", 5, Freshness::Kept)?.len(), 1);
         Ok(())
     }
 
