@@ -135,10 +135,7 @@ pub async fn produce(
     topic: &str,
     records: &[(String, Vec<u8>)],
 ) -> anyhow::Result<()> {
-    let producer = crate::KafkaConfig {
-        brokers: brokers.to_owned(),
-    }
-    .producer()?;
+    let producer = crate::KafkaConfig::new(brokers.to_owned()).producer()?;
     let sends = records.iter().map(|(key, payload)| {
         producer.send(
             rdkafka::producer::FutureRecord::to(topic)

@@ -17,9 +17,7 @@ use uuid::Uuid;
 type TestResult = anyhow::Result<()>;
 
 fn kafka() -> KafkaConfig {
-    KafkaConfig {
-        brokers: testkit::stack::kafka_brokers(),
-    }
+    KafkaConfig::new(testkit::stack::kafka_brokers())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

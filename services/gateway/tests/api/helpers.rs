@@ -224,9 +224,7 @@ pub async fn spawn_users() -> anyhow::Result<Users> {
         profile: user_service::config::Profile::Local,
         server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: database_url.into(),
-        kafka: messaging::KafkaConfig {
-            brokers: testkit::stack::kafka_brokers(),
-        },
+        kafka: messaging::KafkaConfig::new(testkit::stack::kafka_brokers()),
         topic_prefix: format!("test-gw-{}.", Uuid::new_v4().simple()),
         jwt_private_key_path: std::env::temp_dir()
             .join(format!("ferroshop-gw-test-{}.pem", Uuid::new_v4())),
@@ -290,9 +288,7 @@ impl Products {
             },
             mongodb_url: testkit::stack::mongodb_url().into(),
             database: self.database.clone(),
-            kafka: messaging::KafkaConfig {
-                brokers: testkit::stack::kafka_brokers(),
-            },
+            kafka: messaging::KafkaConfig::new(testkit::stack::kafka_brokers()),
             topic_prefix: self.topic_prefix.clone(),
             tokens: auth::VerifierConfig {
                 jwks_url: self.jwks_url.clone(),

@@ -66,7 +66,7 @@ pub fn test_config(database_url: &str, topic_prefix: &str, sms_url: &str) -> Con
     Config {
         server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: database_url.to_owned().into(),
-        kafka: KafkaConfig { brokers: brokers() },
+        kafka: KafkaConfig::new(brokers()),
         topic_prefix: topic_prefix.to_owned(),
         tokens: testkit::tokens::static_keys_verifier(),
         smtp: SmtpConfig {
@@ -158,7 +158,7 @@ async fn start(
     let port = app.port();
     let pool = app.pool().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let producer = KafkaConfig { brokers: brokers() }
+    let producer = KafkaConfig::new(brokers())
         .producer()
         .unwrap_or_else(|error| panic!("producer: {error:#}"));
     TestApp {

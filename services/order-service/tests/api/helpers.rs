@@ -34,7 +34,7 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
     Config {
         server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         database_url: database_url.to_owned().into(),
-        kafka: KafkaConfig { brokers: brokers() },
+        kafka: KafkaConfig::new(brokers()),
         topic_prefix: topic_prefix.to_owned(),
         tokens: testkit::tokens::static_keys_verifier(),
         payment_timeout: Duration::from_secs(900),

@@ -80,7 +80,7 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
         "nothing published yet"
     );
 
-    let kafka = KafkaConfig { brokers: brokers() };
+    let kafka = KafkaConfig::new(brokers());
     let relay = OutboxRelay::new(
         &app.db,
         outbox::PRODUCTS,
@@ -125,7 +125,7 @@ async fn events_written_while_no_relay_runs_are_published_once_later() -> TestRe
 #[tokio::test]
 async fn a_relay_told_of_a_written_document_publishes_it_without_polling() -> TestResult {
     let app = spawn_app_with(|config| config.run_outbox_relay = false).await;
-    let kafka = KafkaConfig { brokers: brokers() };
+    let kafka = KafkaConfig::new(brokers());
     let wake = RelayWake::default();
     let relay = OutboxRelay::new(&app.db, outbox::PRODUCTS, kafka.producer()?, wake.clone())
         .with_poll_interval(std::time::Duration::from_secs(3600));
@@ -169,7 +169,7 @@ async fn the_outbox_flag_follows_the_pending_events() -> TestResult {
         )
         .await?;
 
-    let kafka = KafkaConfig { brokers: brokers() };
+    let kafka = KafkaConfig::new(brokers());
     let relay = OutboxRelay::new(
         &app.db,
         outbox::PRODUCTS,
@@ -216,7 +216,7 @@ async fn a_write_between_a_batch_claim_and_its_clear_keeps_its_event() -> TestRe
     for sku in ["EVT-BATCH-A", "EVT-BATCH-B", "EVT-BATCH-C"] {
         ids.push(string(&app.created(&product_body(sku)).await?["id"])?);
     }
-    let kafka = KafkaConfig { brokers: brokers() };
+    let kafka = KafkaConfig::new(brokers());
     let relay = || -> anyhow::Result<OutboxRelay> {
         Ok(OutboxRelay::new(
             &app.db,

@@ -41,7 +41,7 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
         server: web::ServerConfig::for_tests(Duration::from_secs(30)),
         mongodb_url: mongodb_url().into(),
         database: database.to_owned(),
-        kafka: KafkaConfig { brokers: brokers() },
+        kafka: KafkaConfig::new(brokers()),
         topic_prefix: topic_prefix.to_owned(),
         tokens: testkit::tokens::static_keys_verifier(),
         run_outbox_relay: true,

@@ -105,9 +105,7 @@ async fn relay_restarts_and_competing_relays_publish_each_event_exactly_once() -
         "nothing is published without a relay"
     );
 
-    let kafka = KafkaConfig {
-        brokers: crate::helpers::brokers(),
-    };
+    let kafka = KafkaConfig::new(crate::helpers::brokers());
     // A relay publishes two batches and is then gone (a restart between batches).
     let first = OutboxRelay::new(app.pool.clone(), kafka.producer()?).with_batch_size(4);
     assert_eq!(first.publish_batch().await?, 4);

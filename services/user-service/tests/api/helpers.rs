@@ -36,7 +36,7 @@ pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {
         profile: Profile::Local,
         server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: database_url.to_owned().into(),
-        kafka: messaging::KafkaConfig { brokers: brokers() },
+        kafka: messaging::KafkaConfig::new(brokers()),
         topic_prefix: topic_prefix.to_owned(),
         jwt_private_key_path: key_path,
         jwt: auth::JwtConfig::default(),
