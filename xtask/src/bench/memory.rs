@@ -102,6 +102,19 @@ impl MemoryLog {
         }
     }
 
+    /// Follows a component that was restarted (a new process under the same name): its CPU
+    /// and memory are read from the new process from now on.
+    pub(super) fn follow_restart(&mut self, layout: &Layout, name: &str) {
+        let Some(pid) = live_pid(&layout.pid_file(name)) else {
+            return;
+        };
+        for component in &mut self.components {
+            if component.name == name {
+                component.pid = pid;
+            }
+        }
+    }
+
     pub(super) fn component_ticks(&self) -> Vec<u64> {
         let groups = process_trees();
         self.components

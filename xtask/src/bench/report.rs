@@ -867,6 +867,7 @@ impl Report<'_> {
                 named.join(", ")
             );
         }
+        out.push('\n');
     }
 
     pub(super) fn cpu_markdown(&self, out: &mut String) {

@@ -478,6 +478,7 @@ pub(super) fn large_catalog(
     }
     services::up(layout, s, 1)?;
     let ready_seconds = stopped_at.elapsed().as_secs_f64();
+    memory.follow_restart(layout, "product-service");
     let rss_loaded_kib = product_service_rss_kib(layout);
     let reads = runner.catalog_reads(
         memory,
