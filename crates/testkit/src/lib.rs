@@ -43,11 +43,27 @@ where
 }
 
 /// A port that was free a moment ago, for a child process that takes its port from the
-/// environment.
+/// environment, and that this process has not handed out before.
+///
+/// The kernel may give the same port to two `bind(0)`s in a row once the first listener is
+/// closed, and a platform picks every port before its processes bind them: a CI run once gave
+/// two services of one system test the same port, the second failed to listen, its readiness
+/// probe was answered by the first, and the gateway sent product requests to order-service.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..64 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no port this process has not handed out already")
 }
 
 /// A service binary running as a child process; killed if the test ends early.
@@ -63,13 +79,20 @@ impl ServiceProcess {
         })
     }
 
-    /// Waits until `url` answers 200, failing early if the process exits.
+    /// Waits until `url` answers 200, failing early if the process exits (also when the 200
+    /// came after it exited: then another process holds its port).
     pub async fn wait_ready(&mut self, url: &str, deadline: Duration) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
         let started = Instant::now();
         loop {
             let ready = client.get(url).send().await;
             if ready.is_ok_and(|response| response.status() == reqwest::StatusCode::OK) {
+                if let Some(status) = self.child.try_wait()? {
+                    anyhow::bail!(
+                        "the service exited during start-up ({status}) and something else \
+                         answered {url}"
+                    );
+                }
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
@@ -117,6 +140,18 @@ impl Drop for ServiceProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() -> anyhow::Result<()> {
+        let ports: Vec<u16> = (0..200)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<_>>()?;
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len());
+        Ok(())
+    }
 
     #[tokio::test]
     async fn eventually_returns_the_last_error_after_the_deadline() {
