@@ -52,6 +52,11 @@ pub fn machine_ticks() -> (u64, u64) {
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux this runs on).
+/// The machine's busy share between two [`machine_ticks`] readings; `None` when no time passed.
+pub fn busy_share((busy0, total0): (u64, u64), (busy, total): (u64, u64)) -> Option<f64> {
+    (total > total0).then(|| busy.saturating_sub(busy0) as f64 / (total - total0) as f64)
+}
+
 pub fn clock_ticks_per_sec() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")

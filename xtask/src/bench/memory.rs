@@ -146,13 +146,8 @@ impl MemoryLog {
             .zip(&before.ticks)
             .map(|(after, before)| after.saturating_sub(*before) as f64 / hz / secs)
             .collect();
-        let (busy, total) = capacity::machine_ticks();
-        let (busy0, total0) = before.machine;
-        let machine_share = if total > total0 {
-            busy.saturating_sub(busy0) as f64 / (total - total0) as f64
-        } else {
-            0.0
-        };
+        let machine_share =
+            capacity::busy_share(before.machine, capacity::machine_ticks()).unwrap_or(0.0);
         let machine_cores =
             machine_share * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         self.cpu.push((

@@ -24,13 +24,10 @@ pub(super) const SETTLE_MAX: Duration = Duration::from_secs(30);
 fn settle() -> Duration {
     let started = Instant::now();
     while started.elapsed() < SETTLE_MAX {
-        let (busy0, total0) = crate::capacity::machine_ticks();
+        let before = crate::capacity::machine_ticks();
         thread::sleep(Duration::from_secs(1));
-        let (busy, total) = crate::capacity::machine_ticks();
-        if total <= total0 {
-            break;
-        }
-        if busy.saturating_sub(busy0) as f64 / (total - total0) as f64 <= SETTLED_BUSY_SHARE {
+        let share = crate::capacity::busy_share(before, crate::capacity::machine_ticks());
+        if share.is_none_or(|share| share <= SETTLED_BUSY_SHARE) {
             break;
         }
     }

@@ -35,9 +35,9 @@
 //! generation: what a text matches, and each match's score, change only when a commit changes
 //! the index, so a later search for the same text only filters, tallies facets and sorts (over
 //! 100,000 products the term-dictionary walks of the typo-tolerant words were most of a
-//! search). Keying by the generation of the searcher the matches came from (not clearing at
-//! commit) means a search that raced a commit can never file old matches under the new index;
-//! older generations' entries are dropped at the commit. Stock and price changes leave
+//! search). Keying by the generation of the searcher the matches came from (clearing at
+//! commit alone would not do) means a search that raced a commit can never file old matches
+//! under the new index; the commit then drops the older generations' entries. Stock and price changes leave
 //! the index alone, and the filters read them live from the rows, so they never wait on this
 //! cache. A caller may ask for fresh matches ([`Freshness::Fresh`]), which are computed and
 //! then kept.

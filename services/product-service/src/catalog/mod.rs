@@ -468,7 +468,7 @@ impl Catalog {
         };
         Ok(self
             .read()
-            .answer(request, matches.as_ref().map(|found| found.as_slice())))
+            .answer(request, matches.as_deref().map(Vec::as_slice)))
     }
 
     /// Products whose name completes `text`, best first, at most `limit` (and at most
@@ -798,7 +798,7 @@ impl State {
             name: "",
         };
         let wanted = |row: &Row| row.live && (!request.in_stock || row.available > 0);
-        let mut top = self.top_k(request);
+        let mut top = TopK::new(request);
         match category {
             CategoryFilter::Known(number) => {
                 for &slot in self.members.get(number as usize).into_iter().flatten() {
@@ -826,7 +826,7 @@ impl State {
         let category = request.category.as_deref().map(|c| self.categories.find(c));
         let brand = request.brand.as_deref().map(|b| self.brand_keys.find(b));
         let mut tally = FacetTally::new(self.categories.names.len(), self.brands.names.len());
-        let mut top = self.top_k(request);
+        let mut top = TopK::new(request);
         let mut consider = |score: f64, slot: u32, row: &Row| {
             let passes = Passes {
                 category: category.is_none_or(|want| want == Some(row.category)),
@@ -867,10 +867,6 @@ impl State {
         }
         let facets = tally.finish(&self.categories.names, &self.brands.names);
         self.page(request, top, facets)
-    }
-
-    fn top_k<'c>(&self, request: &'c Request) -> TopK<'_, 'c> {
-        TopK::new(request)
     }
 
     /// Offers `hit` (a product passing the request's text and filters) to `top`, with its
