@@ -86,17 +86,56 @@ async fn check(
             .map_err(|error| format!("{error}"))?;
         let status = response.status();
         // Reading the small body to its end lets the connection go back to the pool.
-        let _ = response.into_body().collect().await;
+        let body = response.into_body().collect().await;
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("answered {status}"))
+            let failing = body
+                .ok()
+                .map(|body| failing_checks(&body.to_bytes()))
+                .unwrap_or_default();
+            Err(match failing.is_empty() {
+                true => format!("answered {status}"),
+                false => format!("answered {status}: {failing}"),
+            })
         }
     };
     match tokio::time::timeout(timeout, probe).await {
         Ok(outcome) => outcome,
         Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
+}
+
+/// The checks a not-ready answer names as down (`{"checks": {"kafka": {"status": "down",
+/// "error": "..."}}}`, the services' readiness document), as `name: error; ...`, so the log
+/// line that takes an instance out of rotation says why. At most 500 characters; empty when
+/// the body is not such a document.
+fn failing_checks(body: &[u8]) -> String {
+    const LIMIT: usize = 500;
+    let Ok(document) = serde_json::from_slice::<Value>(body) else {
+        return String::new();
+    };
+    let Some(checks) = document.get("checks").and_then(Value::as_object) else {
+        return String::new();
+    };
+    let mut failing: String = checks
+        .iter()
+        .filter(|(_, check)| check.get("status").and_then(Value::as_str) != Some("up"))
+        .map(|(name, check)| {
+            let error = check.get("error").and_then(Value::as_str).unwrap_or("down");
+            format!("{name}: {error}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failing.len() > LIMIT {
+        let mut end = LIMIT;
+        while !failing.is_char_boundary(end) {
+            end -= 1;
+        }
+        failing.truncate(end);
+        failing.push('…');
+    }
+    failing
 }
 
 fn publish_gauges(pools: &[Pool]) {
@@ -136,4 +175,35 @@ pub fn readiness(proxy: &Proxy) -> Response {
         })
         .collect();
     axum::Json(json!({"status": "up", "upstreams": upstreams})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failing_checks;
+
+    #[test]
+    fn a_not_ready_answer_names_its_failing_checks() {
+        let body = br#"{"status":"down","checks":{"catalog":{"status":"up"},
+            "kafka":{"status":"down","error":"Kafka broker unreachable: timed out"},
+            "mongodb":{"status":"down"}}}"#;
+        assert_eq!(
+            failing_checks(body),
+            "kafka: Kafka broker unreachable: timed out; mongodb: down"
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_readiness_document_names_nothing() {
+        assert_eq!(failing_checks(b"<html>busy</html>"), "");
+        assert_eq!(failing_checks(br#"{"status":"down"}"#), "");
+    }
+
+    #[test]
+    fn a_long_reason_is_cut_on_a_character_boundary() {
+        let error = "é".repeat(400);
+        let body = format!(r#"{{"checks":{{"kafka":{{"status":"down","error":"{error}"}}}}}}"#);
+        let failing = failing_checks(body.as_bytes());
+        assert!(failing.len() <= 500 + '…'.len_utf8(), "{}", failing.len());
+        assert!(failing.ends_with('…'));
+    }
 }

@@ -82,13 +82,13 @@ async fn a_customer_on_an_admin_route_gets_the_upstreams_403_and_an_admin_gets_t
 
     let (_, customer) = gateway.signed_in_customer().await?;
     let denied = gateway
-        .send(
+        .send_while_unavailable(|| {
             gateway
                 .client
                 .post(gateway.url("/api/products"))
                 .bearer_auth(&customer)
-                .json(&product_body("GW-DENIED-1")),
-        )
+                .json(&product_body("GW-DENIED-1"))
+        })
         .await?;
     assert_eq!(denied.status, StatusCode::FORBIDDEN, "{:?}", denied.body);
     assert!(denied.is_problem());
@@ -97,17 +97,23 @@ async fn a_customer_on_an_admin_route_gets_the_upstreams_403_and_an_admin_gets_t
         .login("admin@example.com", "admin-dev-password")
         .await?;
     let created = gateway
-        .send(
+        .send_while_unavailable(|| {
             gateway
                 .client
                 .post(gateway.url("/api/products"))
                 .bearer_auth(&admin)
-                .json(&product_body("GW-ADMIN-1")),
-        )
+                .json(&product_body("GW-ADMIN-1"))
+        })
         .await?;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let id = created.body["id"].as_str().unwrap_or_default();
-    let read = gateway.get(&format!("/api/products/{id}")).await?;
+    let read = gateway
+        .send_while_unavailable(|| {
+            gateway
+                .client
+                .get(gateway.url(&format!("/api/products/{id}")))
+        })
+        .await?;
     assert_eq!(read.status, StatusCode::OK);
     assert_eq!(read.body["sku"], "GW-ADMIN-1");
     Ok(())

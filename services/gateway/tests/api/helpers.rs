@@ -145,6 +145,27 @@ impl TestGateway {
         Reply::read_any(request.send().await?).await
     }
 
+    /// Sends the request `build` makes, again while the gateway answers 503 (no healthy
+    /// instance: the documented "try again shortly"), for at most 30 s, as a client would. A
+    /// real upstream's readiness can flicker while the whole suite loads the shared broker and
+    /// database, and the gateway's test health checks (every 100 ms, out after two failures)
+    /// see every flicker; tests about routing and authorisation retry through them.
+    pub async fn send_while_unavailable(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<Reply> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = self.send(build()).await?;
+            if reply.status != StatusCode::SERVICE_UNAVAILABLE
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(reply);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
         self.send(self.client.get(self.url(path))).await
     }
