@@ -210,19 +210,26 @@ pub async fn set_status(
     expires_at: Option<DateTime<Utc>>,
     cause: &str,
 ) -> sqlx::Result<()> {
+    // The move and its history row in one statement (one round trip): the row is written only
+    // if the order was.
     sqlx::query(
-        "UPDATE orders SET status = $2, status_reason = $3, \
-         payment_id = COALESCE($4, payment_id), expires_at = COALESCE($5, expires_at), \
-         updated_at = now() WHERE id = $1",
+        "WITH moved AS ( \
+           UPDATE orders SET status = $2, status_reason = $3, \
+             payment_id = COALESCE($4, payment_id), expires_at = COALESCE($5, expires_at), \
+             updated_at = now() \
+           WHERE id = $1 RETURNING id) \
+         INSERT INTO order_history (order_id, status, reason, cause) \
+         SELECT id, $2, $3, $6 FROM moved",
     )
     .bind(id)
     .bind(status.as_str())
     .bind(reason)
     .bind(payment_id)
     .bind(expires_at)
+    .bind(cause)
     .execute(&mut *conn)
-    .await?;
-    record_history(conn, id, status, reason, cause).await
+    .await
+    .map(|_| ())
 }
 
 async fn record_history(
