@@ -9,8 +9,14 @@ use uuid::Uuid;
 
 use crate::domain::pricing::CatalogEntry;
 
-/// Applies a snapshot if it is newer than the stored one. `deleted` snapshots are kept as
-/// inactive rows, so an order for a deleted product is a clear 422, not "unknown".
+/// Applies a snapshot if it is newer than the stored one and changes what the replica keeps.
+/// `deleted` snapshots are kept as inactive rows, so an order for a deleted product is a clear
+/// 422, not "unknown". Most snapshots are stock changes (every reservation and sale writes
+/// one), which the replica does not keep: those leave the row as it is (no new row version, no
+/// WAL) and the stored `version` behind. That is safe because snapshots of a product arrive in
+/// version order (one partition per product): a later one that does change the row is newer
+/// than the stored version too, and an older one redelivered is older still. Returns whether
+/// the row changed.
 pub async fn apply_snapshot(
     conn: &mut PgConnection,
     snapshot: &ProductSnapshot,
@@ -22,7 +28,9 @@ pub async fn apply_snapshot(
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, amount = EXCLUDED.amount, \
            currency = EXCLUDED.currency, active = EXCLUDED.active, version = EXCLUDED.version, \
            updated_at = now() \
-         WHERE products.version < EXCLUDED.version \
+         WHERE (products.version < EXCLUDED.version \
+             AND (products.name, products.amount, products.currency, products.active) \
+                 IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.amount, EXCLUDED.currency, EXCLUDED.active)) \
             OR (products.version = EXCLUDED.version AND products.active AND NOT EXCLUDED.active)",
     )
     .bind(snapshot.id)

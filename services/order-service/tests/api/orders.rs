@@ -495,3 +495,49 @@ async fn while_orders_wait_too_long_new_ones_are_refused_until_the_backlog_is_se
     .await?;
     Ok(())
 }
+
+/// The product replica keeps names, prices and whether a product is sold; the snapshots of
+/// stock changes (most of `product.events`) leave its row alone, and a later change of what it
+/// keeps still applies after them while an older snapshot redelivered does not.
+#[tokio::test]
+async fn the_replica_skips_stock_only_snapshots_and_still_applies_later_changes() -> TestResult {
+    use order_service::store::products::apply_snapshot;
+    let stack = spawn_stack().await;
+    let mut conn = stack.pool.acquire().await?;
+    let id = Uuid::now_v7();
+    let snapshot = |version: i64, amount: i64, available: i64| {
+        serde_json::from_value::<contracts::product::ProductSnapshot>(json!({
+            "id": id, "sku": "REPLICA-1", "name": "Kettle", "description": "",
+            "category": "kitchen", "tags": [], "price": {"amount": amount, "currency": "EUR"},
+            "specs": {}, "images": [],
+            "stock": {"available": available, "reserved": 10 - available, "sold": 0},
+            "active": true, "version": version,
+            "created_at": "2026-12-01T00:00:00Z", "updated_at": "2026-12-01T00:00:00Z",
+        }))
+    };
+    let stored = |pool: sqlx::PgPool| async move {
+        sqlx::query_as::<_, (i64, i64, bool)>(
+            "SELECT amount, version, active FROM products WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+    };
+
+    assert!(apply_snapshot(&mut conn, &snapshot(1, 1_000, 10)?, false).await?);
+    // Two reservations: stock only.
+    assert!(!apply_snapshot(&mut conn, &snapshot(2, 1_000, 9)?, false).await?);
+    assert!(!apply_snapshot(&mut conn, &snapshot(3, 1_000, 8)?, false).await?);
+    assert_eq!(stored(stack.pool.clone()).await?, (1_000, 1, true));
+    // A new price after them applies, though the stored version is still the first.
+    assert!(apply_snapshot(&mut conn, &snapshot(4, 1_200, 8)?, false).await?);
+    assert_eq!(stored(stack.pool.clone()).await?, (1_200, 4, true));
+    // Redelivered older snapshots change nothing back.
+    assert!(!apply_snapshot(&mut conn, &snapshot(2, 1_000, 9)?, false).await?);
+    assert!(!apply_snapshot(&mut conn, &snapshot(4, 1_200, 8)?, false).await?);
+    assert_eq!(stored(stack.pool.clone()).await?, (1_200, 4, true));
+    // A deletion with nothing else changed applies.
+    assert!(apply_snapshot(&mut conn, &snapshot(5, 1_200, 8)?, true).await?);
+    assert_eq!(stored(stack.pool.clone()).await?, (1_200, 5, false));
+    Ok(())
+}
