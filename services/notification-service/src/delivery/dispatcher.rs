@@ -75,19 +75,28 @@ impl<G: SmsGateway> Dispatcher<G> {
     }
 
     async fn work(self, shutdown: CancellationToken) {
+        let idle = || async {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = self.queue.woken() => {}
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        };
         loop {
             if shutdown.is_cancelled() {
                 return;
             }
             match messages::claim(&self.pool, self.settings.lease).await {
-                Ok(Some(message)) => self.deliver(message).await,
-                Ok(None) => {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = self.queue.woken() => {}
-                        () = tokio::time::sleep(self.settings.poll_interval) => {}
+                Ok(Some(message)) => {
+                    self.queue.claimed();
+                    self.deliver(message).await;
+                    // Straight on to the next one only if this process queued messages no
+                    // sender has taken yet; otherwise the wake-up or the poll says when.
+                    if !self.queue.may_have_more() {
+                        idle().await;
                     }
                 }
+                Ok(None) => idle().await,
                 Err(error) => {
                     tracing::warn!(%error, "cannot claim messages; retrying");
                     tokio::select! {
