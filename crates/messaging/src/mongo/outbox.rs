@@ -455,7 +455,8 @@ impl OutboxRelay {
 
     /// Claims, with one `updateMany`, those of `ids` that are flagged and not claimed by a live
     /// relay, and reads their pending events: the first half of a batched round (public so
-    /// tests can interleave a write between the halves).
+    /// tests can interleave a write between the halves). A single document is claimed and read
+    /// with one `findOneAndUpdate` under the same filter.
     pub async fn claim(&self, ids: &[bson::Bson]) -> anyhow::Result<ClaimedBatch> {
         let token = bson::oid::ObjectId::new();
         if ids.is_empty() {
@@ -466,6 +467,25 @@ impl OutboxRelay {
         }
         let now = bson::DateTime::now();
         let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
+        if let [id] = ids {
+            // One document (the usual round below full load): the same claim with one
+            // `findOneAndUpdate` that returns its events, one command instead of two.
+            let claimed = self
+                .documents
+                .find_one_and_update(
+                    doc! {"_id": id, PENDING_FLAG: true, "$or": unclaimed(now)},
+                    doc! {"$set": {CLAIM_FIELD: until, CLAIM_TOKEN_FIELD: token}},
+                )
+                .projection(doc! {"pending_events": 1})
+                .return_document(ReturnDocument::After)
+                .await
+                .context("claiming a document's pending events")?;
+            let documents = match claimed {
+                Some(document) => vec![(id.clone(), pending_events(&document)?)],
+                None => Vec::new(),
+            };
+            return Ok(ClaimedBatch { token, documents });
+        }
         let claimed = self
             .documents
             .update_many(

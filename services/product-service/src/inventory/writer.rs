@@ -58,9 +58,23 @@ pub(super) struct ProductWriter {
     shared: Arc<Shared>,
 }
 
+/// Products whose last written state this process keeps (see [`Shared::last_written`]).
+const KEPT_PRODUCTS: u64 = 1_024;
+
 struct Shared {
     /// Steps waiting, by product. A product has an entry exactly while its drain task runs.
     queues: Mutex<HashMap<Uuid, Vec<Step>>>,
+    /// Each product as this process's last round wrote it (the document its guarded update
+    /// returned), so the next round plans on it instead of reading the product first: a read
+    /// per round was a third of the MongoDB-wire commands of the stock side of an order. Only
+    /// a guarded write that succeeds trusts a kept copy: it matches only while the product is
+    /// still at the kept version, and every change of a product's stock, records or details
+    /// raises the version (the relay's outbox fields are not planned on). A kept copy that is
+    /// stale (another replica or an admin wrote since) makes the write match nothing; the
+    /// round then reads the product and plans again at once, without counting a conflict. A
+    /// round that would write nothing (every step a no-op or refused on the kept copy) is
+    /// decided again on the product as read, since no write would prove the copy current.
+    last_written: moka::sync::Cache<Uuid, Arc<ProductDoc>>,
     products: Products,
     topics: Topic,
     catalog: Catalog,
@@ -77,6 +91,7 @@ impl ProductWriter {
         Self {
             shared: Arc::new(Shared {
                 queues: Mutex::new(HashMap::new()),
+                last_written: moka::sync::Cache::new(KEPT_PRODUCTS),
                 products,
                 topics,
                 catalog,
@@ -186,10 +201,25 @@ impl Shared {
     /// the product as it is then. Returns each step's outcome.
     async fn write_round(&self, id: &Uuid, round: &[Step]) -> anyhow::Result<Vec<StepOutcome>> {
         let mut retry = ConflictRetry::new();
+        let mut may_use_kept = true;
         loop {
-            let before = self.products.get(id).await?;
+            let kept = if may_use_kept {
+                self.last_written.get(id)
+            } else {
+                None
+            };
+            let planned_on_kept = kept.is_some();
+            let before = match kept {
+                Some(kept) => Some(ProductDoc::clone(&kept)),
+                None => self.products.get(id).await?,
+            };
             let (after, outcomes) = plan_round(before.as_ref(), round.iter().map(|s| &s.plan));
             let (Some(before), Some(after)) = (before, after) else {
+                if planned_on_kept {
+                    // Decided on the kept copy with nothing to write: decide on the database's.
+                    may_use_kept = false;
+                    continue;
+                }
                 // Nothing to write: every step was a no-op on the product as read.
                 return Ok(outcomes);
             };
@@ -208,6 +238,7 @@ impl Shared {
                 .update_at_version(id, before.version, doc! {}, update)
                 .await?;
             if let Some(committed) = written {
+                self.last_written.insert(*id, Arc::new(committed.clone()));
                 // This replica's read model shows the new stock at once; the snapshot on
                 // product.events arrives later and is ignored by version. Stock alone never
                 // touches the search index, so this is a map update, not an index commit.
@@ -219,6 +250,13 @@ impl Shared {
                 }
                 self.wake.written(id.to_string());
                 return Ok(outcomes);
+            }
+            self.last_written.invalidate(id);
+            if planned_on_kept {
+                // The kept copy was stale, not the product contended: read it and go again.
+                may_use_kept = false;
+                metrics::counter!("inventory_kept_product_stale_total").increment(1);
+                continue;
             }
             if !retry.again().await {
                 anyhow::bail!(

@@ -9,6 +9,7 @@ use contracts::product::Money;
 use contracts::topics::{INVENTORY_EVENTS, ORDER_EVENTS};
 use mongodb::bson::{Document, doc};
 use product_service::store::reservations::Reservations;
+use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -582,5 +583,48 @@ async fn a_refund_whose_goods_came_back_restocks_the_sold_units_once() -> TestRe
         json!(false)
     );
     assert_eq!(app.books(&mug).await?, (9, 1, 0));
+    Ok(())
+}
+
+/// The stock writer plans a round on the product as its last round wrote it; a change made
+/// elsewhere since (here an admin's stock adjustment, which another replica's writer would
+/// make the same way) must still be what the next reservation is decided on: units taken
+/// away are not reserved, and the books add up.
+#[tokio::test]
+async fn a_change_made_elsewhere_since_the_last_reservation_is_what_the_next_one_sees() -> TestResult
+{
+    let app = spawn_app().await;
+    let id = product(&app, "KEPT-1", 10).await?;
+    let first = place(&app, &[(&id, 2)]).await?;
+    status(&app, first, "reserved").await?;
+    assert_eq!(app.books(&id).await?, (8, 2, 0));
+
+    // Outside the writer: 7 of the 8 available units leave in a stocktake.
+    let adjusted = app.adjust(&id, -7, "stocktake").await?;
+    assert_eq!(adjusted.status, StatusCode::OK, "{adjusted:?}");
+    assert_eq!(app.books(&id).await?, (1, 2, 0));
+
+    // Two units wanted, one there: refused, nothing taken.
+    let second = place(&app, &[(&id, 2)]).await?;
+    status(&app, second, "failed").await?;
+    assert_eq!(app.books(&id).await?, (1, 2, 0));
+    // One unit: reserved from what the stocktake left.
+    let third = place(&app, &[(&id, 1)]).await?;
+    status(&app, third, "reserved").await?;
+    assert_eq!(app.books(&id).await?, (0, 3, 0));
+
+    // A delivery elsewhere: the writer's own last copy shows none available, and an order
+    // decided on it would be refused without a write to catch the mistake.
+    let delivered = app.adjust(&id, 5, "delivery").await?;
+    assert_eq!(delivered.status, StatusCode::OK, "{delivered:?}");
+    let fourth = place(&app, &[(&id, 3)]).await?;
+    status(&app, fourth, "reserved").await?;
+    assert_eq!(app.books(&id).await?, (2, 6, 0));
+
+    // The first order's payment sells its units on the product as it is now.
+    app.produce(ORDER_EVENTS, &[order_event(first, paid_event(first))?])
+        .await?;
+    status(&app, first, "committed").await?;
+    assert_eq!(app.books(&id).await?, (2, 4, 2));
     Ok(())
 }
