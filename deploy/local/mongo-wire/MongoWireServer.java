@@ -138,6 +138,11 @@ public final class MongoWireServer {
      *  writes an order costs go. */
     private static final Map<String, AtomicLong> writesByNamespace = new ConcurrentHashMap<>();
 
+    /** Every command by name and namespace (`serverStatus.ferroshop.commands`, keys such as
+     *  `find payments.orders`): the reads an order costs as well as its writes, since every
+     *  command, read or write, costs this server a round of decoding, matching and encoding. */
+    private static final Map<String, AtomicLong> commandsByNamespace = new ConcurrentHashMap<>();
+
     /** Every write numbered up to this is in a committed version (guarded by COMMIT_LOCK). */
     private static long committedThrough;
 
@@ -534,6 +539,10 @@ public final class MongoWireServer {
         @Override
         public Document handleCommand(Channel channel, String database, String command, Document query) {
             Document answer = super.handleCommand(channel, database, command, query);
+            Object target = query.get(command);
+            String commandKey = command.toLowerCase(Locale.ROOT) + " "
+                    + (target instanceof String name ? database + "." + name : database);
+            commandsByNamespace.computeIfAbsent(commandKey, key -> new AtomicLong()).incrementAndGet();
             if (command.equalsIgnoreCase("serverStatus")) {
                 // The benchmark counts the writes an order costs from these.
                 Document counters = new Document();
@@ -547,6 +556,9 @@ public final class MongoWireServer {
                 Document writes = new Document();
                 writesByNamespace.forEach((namespace, count) -> writes.put(namespace, count.get()));
                 counters.put("writesByNamespace", writes);
+                Document commands = new Document();
+                commandsByNamespace.forEach((key, count) -> commands.put(key, count.get()));
+                counters.put("commands", commands);
                 answer.put("ferroshop", counters);
             }
             if (WRITES.contains(command.toLowerCase(Locale.ROOT))) {
