@@ -51,6 +51,7 @@ use contracts::topics::Topic;
 use messaging::mongo::{PendingEvent, RelayWake};
 use mongodb::bson::{self, doc};
 use secrecy::{ExposeSecret as _, SecretString};
+use tokio::sync::broadcast;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -99,6 +100,10 @@ pub struct Charging {
     /// The longest `POST /api/payments` takes to answer (see the module documentation).
     pub request_budget: Duration,
 }
+
+/// The longest a payment request waits between two reads of an order the replica does not
+/// show payable yet when no announcement comes (the order's consumer runs in another replica).
+const REPLICA_POLL: Duration = Duration::from_millis(100);
 
 /// How long the answer after an exhausted budget may look for the payment: 1.5 s of budget
 /// plus this stays under the 2 s a client may wait.
@@ -321,6 +326,9 @@ impl Charging {
     /// replica that lags behind a fresh order).
     async fn payable_order(&self, order_id: Uuid, user: Uuid) -> Result<OrderDoc, PayError> {
         let deadline = Instant::now() + self.order_wait;
+        // Subscribed before the first read, so an event applied between the read and the wait
+        // still wakes it.
+        let mut applied = self.orders.applied();
         loop {
             let order = self.orders.get(order_id).await?;
             let verdict = match &order {
@@ -346,7 +354,25 @@ impl Charging {
                     return order.ok_or_else(|| PayError::NotFound("no such order".into()));
                 }
                 Err(_) if waiting_helps && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Until this process's consumer applies an event of the order; at most a
+                    // pause, for a replica whose consumer runs in another process.
+                    let pause = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(REPLICA_POLL);
+                    let announced = async {
+                        loop {
+                            match applied.recv().await {
+                                Ok(id) if id == order_id => return,
+                                Ok(_) => {}
+                                // Missed announcements: read again now.
+                                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                                Err(broadcast::error::RecvError::Closed) => {
+                                    std::future::pending::<()>().await;
+                                }
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(pause, announced).await;
                 }
                 Err(Refusal::NotFound) => return Err(PayError::NotFound("no such order".into())),
                 Err(Refusal::NotPayable(reason)) => return Err(PayError::Conflict(reason)),

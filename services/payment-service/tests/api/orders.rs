@@ -177,3 +177,39 @@ async fn an_undecodable_order_event_is_dead_lettered_and_the_consumer_goes_on() 
     .await?;
     Ok(())
 }
+
+/// Every event the replica applies is announced to the payment requests waiting on it (they
+/// read the order again at once instead of after a pause); an event applied before is not.
+#[tokio::test]
+async fn each_applied_order_event_is_announced_once() -> TestResult {
+    use payment_service::domain::order_status::OrderStatus;
+    use payment_service::store::orders::{OrderFacts, Orders};
+    let app = spawn_app().await;
+    let orders = Orders::new(&app.db);
+    let mut announced = orders.applied();
+    let (order_id, user_id) = (Uuid::now_v7(), Uuid::now_v7());
+    let created = OrderFacts {
+        event_id: Uuid::now_v7(),
+        order_id,
+        user_id,
+        status: OrderStatus::Pending,
+        total: Some(contracts::product::Money {
+            amount: 500,
+            currency: "EUR".into(),
+        }),
+    };
+    assert!(orders.apply(&created).await?);
+    assert_eq!(announced.try_recv()?, order_id);
+    // The same event again: nothing applied, nothing announced.
+    assert!(!orders.apply(&created).await?);
+    assert!(announced.try_recv().is_err());
+    let awaiting = OrderFacts {
+        event_id: Uuid::now_v7(),
+        status: OrderStatus::AwaitingPayment,
+        total: None,
+        ..created
+    };
+    assert!(orders.apply(&awaiting).await?);
+    assert_eq!(announced.try_recv()?, order_id);
+    Ok(())
+}
