@@ -42,6 +42,29 @@ where
     }
 }
 
+/// Calls `attempt` again, after 100 ms, while `again` says its answer asks to be retried (a
+/// documented "try again shortly"), until `deadline` passes; returns the last answer, which the
+/// caller then asserts on. [`eventually`] is for a check that must pass; this is for a request
+/// whose final answer is the point.
+pub async fn resend_while<T, F, Fut>(
+    deadline: Duration,
+    mut attempt: F,
+    again: impl Fn(&T) -> bool,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let started = Instant::now();
+    loop {
+        let answer = attempt().await?;
+        if !again(&answer) || started.elapsed() >= deadline {
+            return Ok(answer);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A port that was free a moment ago, for a child process that takes its port from the
 /// environment, and that this process has not handed out before.
 ///
@@ -150,6 +173,26 @@ mod tests {
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), ports.len());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn resend_while_returns_the_first_answer_not_asking_for_a_retry() -> anyhow::Result<()> {
+        let mut calls = 0;
+        let answer = resend_while(
+            Duration::from_secs(10),
+            || {
+                calls += 1;
+                let answer = calls;
+                async move { Ok(answer) }
+            },
+            |answer: &i32| *answer < 3,
+        )
+        .await?;
+        assert_eq!(answer, 3);
+        // Past the deadline the last answer comes back as it is.
+        let last = resend_while(Duration::ZERO, || async { Ok(503) }, |_: &i32| true).await?;
+        assert_eq!(last, 503);
         Ok(())
     }
 

@@ -51,7 +51,6 @@ use contracts::topics::Topic;
 use messaging::mongo::{PendingEvent, RelayWake};
 use mongodb::bson::{self, doc};
 use secrecy::{ExposeSecret as _, SecretString};
-use tokio::sync::broadcast;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -359,20 +358,7 @@ impl Charging {
                     let pause = deadline
                         .saturating_duration_since(Instant::now())
                         .min(REPLICA_POLL);
-                    let announced = async {
-                        loop {
-                            match applied.recv().await {
-                                Ok(id) if id == order_id => return,
-                                Ok(_) => {}
-                                // Missed announcements: read again now.
-                                Err(broadcast::error::RecvError::Lagged(_)) => return,
-                                Err(broadcast::error::RecvError::Closed) => {
-                                    std::future::pending::<()>().await;
-                                }
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(pause, announced).await;
+                    applied.wait_for(order_id, pause).await;
                 }
                 Err(Refusal::NotFound) => return Err(PayError::NotFound("no such order".into())),
                 Err(Refusal::NotPayable(reason)) => return Err(PayError::Conflict(reason)),

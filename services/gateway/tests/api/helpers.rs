@@ -154,16 +154,12 @@ impl TestGateway {
         &self,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> anyhow::Result<Reply> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let reply = self.send(build()).await?;
-            if reply.status != StatusCode::SERVICE_UNAVAILABLE
-                || tokio::time::Instant::now() >= deadline
-            {
-                return Ok(reply);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        testkit::resend_while(
+            Duration::from_secs(30),
+            || self.send(build()),
+            |reply: &Reply| reply.status == StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {

@@ -66,6 +66,36 @@ pub struct Orders {
     applied: broadcast::Sender<Uuid>,
 }
 
+/// The orders applied since [`Orders::applied`] was called.
+#[derive(Debug)]
+pub struct AppliedOrders(broadcast::Receiver<Uuid>);
+
+impl AppliedOrders {
+    /// Returns when an event of `order_id` is applied in this process, when announcements
+    /// were missed (read the order again anyway), or after `pause`, whichever comes first.
+    pub async fn wait_for(&mut self, order_id: Uuid, pause: std::time::Duration) {
+        let announced = async {
+            loop {
+                match self.0.recv().await {
+                    Ok(id) if id == order_id => return,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    // Only when the replica is gone; the pause still ends the wait.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(pause, announced).await;
+    }
+
+    /// The next announced order id, if one is waiting (tests).
+    pub fn try_next(&mut self) -> Option<Uuid> {
+        self.0.try_recv().ok()
+    }
+}
+
 /// Applied order ids kept for a waiter that is slow to look (it then reads the replica again
 /// anyway: a lagging receiver only loses the wake-up, never an order).
 const APPLIED_BUFFER: usize = 1_024;
@@ -84,8 +114,8 @@ impl Orders {
     /// storefront's stream shows `AWAITING_PAYMENT` before `order.awaiting_payment` reaches
     /// this replica, so nearly every payment used to wait a whole pause (the payment call's
     /// median was 150 ms with a provider that answers at once).
-    pub fn applied(&self) -> broadcast::Receiver<Uuid> {
-        self.applied.subscribe()
+    pub fn applied(&self) -> AppliedOrders {
+        AppliedOrders(self.applied.subscribe())
     }
 
     pub async fn get(&self, order_id: Uuid) -> anyhow::Result<Option<OrderDoc>> {

@@ -329,8 +329,7 @@ impl Api {
         key: &str,
         traceparent: Option<&str>,
     ) -> anyhow::Result<Reply> {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
+        let attempt = || {
             let mut request = self
                 .client
                 .post(self.url("/api/payments"))
@@ -341,12 +340,9 @@ impl Api {
             if let Some(traceparent) = traceparent {
                 request = request.header("traceparent", traceparent);
             }
-            let reply = self.send(request).await?;
-            if !replica_behind(&reply) || tokio::time::Instant::now() >= deadline {
-                return Ok(reply);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            self.send(request)
+        };
+        testkit::resend_while(DEADLINE, attempt, replica_behind).await
     }
 
     pub async fn payments_of(&self, user: &User, order: Uuid) -> anyhow::Result<Reply> {
