@@ -35,11 +35,22 @@
 //! pulls exactly the acknowledged events by id (events appended meanwhile stay, having other
 //! ids) and drops the claim, and a third lowers the flag where the array is now empty. Every
 //! clear is guarded by the batch's token, so a relay whose claim expired and was taken over
-//! touches nothing. Collections published in an order across documents
-//! ([`OutboxRelay::ordered_by`]) keep the one-document-at-a-time round described next, with the
-//! same guards.
+//! touches nothing.
 //!
-//! That round claims a flagged document with one guarded `findOneAndUpdate` that sets
+//! Collections whose documents share keys (several payments of one order) are published in an
+//! order across documents ([`OutboxRelay::ordered_by`]): a timestamp set with every change. Their
+//! round claims the same way, then reads every named document (not only the ones won) sorted
+//! by that field, and publishes the won ones' events in that order, pipelined: a key's events
+//! reach its partition in the order they were written, whatever order the writers named the
+//! documents in. A document another relay holds stops its key for the round: the key's later
+//! documents in the batch are released unpublished (their keys read from their events) and
+//! left to the poll, while other keys go on. Until that replaced it, such a collection was
+//! published one document at a time (claim, publish, await the acknowledgement, clear), so
+//! under load its relay, not the writers, set the pace: at 38 orders/s payment-service's
+//! `payment.succeeded` left a median 210 ms after the payment was answered.
+//!
+//! The start-up pass over documents written before the flag existed goes a document at a time:
+//! each is claimed with one guarded `findOneAndUpdate` that sets
 //! [`CLAIM_FIELD`] only where no live claim exists, and reads the
 //! pending events in the same step; publishes them in array order with the idempotent producer;
 //! waits for the broker's acknowledgements; then removes exactly the acknowledged events and
@@ -134,15 +145,6 @@ fn unclaimed(now: bson::DateTime) -> Vec<Document> {
         doc! {CLAIM_FIELD: {"$exists": false}},
         doc! {CLAIM_FIELD: {"$lt": now}},
     ]
-}
-
-/// Which documents [`OutboxRelay::publish_document`] claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flagged {
-    /// Only a document whose [`PENDING_FLAG`] is up (written since the flag exists).
-    Only,
-    /// Also one without the flag (the start-up pass over documents written before it).
-    Any,
 }
 
 /// An event waiting in its document. `id` (the CloudEvent id) is what the relay removes it
@@ -261,11 +263,12 @@ impl OutboxRelay {
     }
 
     /// For collections where several documents carry events of one Kafka key (the payments
-    /// of one order): publishes documents one at a time, in ascending order of `field` (a
-    /// timestamp set with every change), and stops the batch at the first document whose
-    /// events it cannot publish, so events reach their partition in the order the changes were
-    /// written. Costs the relay its concurrency. Two replicas' relays can still interleave
-    /// documents; within one document the order always holds.
+    /// of one order): each batch publishes its documents in ascending order of `field` (a
+    /// timestamp set with every change), and a document another relay holds keeps the later
+    /// documents of its key back ([`OutboxRelay::claim_in_order`]), so events reach their
+    /// partition in the order the changes were written. Two replicas' relays can still
+    /// interleave a key's documents when neither sees the other's claim; within one document
+    /// the order always holds.
     pub fn ordered_by(mut self, field: &'static str) -> Self {
         self.order_field = Some(field);
         self
@@ -368,7 +371,7 @@ impl OutboxRelay {
         for id in self.pending_ids(filter, None).await? {
             let id = id.get("_id").cloned().context("document without _id")?;
             // Claimed by another relay: that one publishes it.
-            let _ = self.publish_document(id, Flagged::Any).await?;
+            let _ = self.publish_document(id).await?;
         }
         Ok(())
     }
@@ -401,19 +404,19 @@ impl OutboxRelay {
     /// was published already) hands the rest to the poll, which follows the order field.
     async fn publish_written(&self) -> anyhow::Result<bool> {
         let ids = self.wake.take();
-        if self.order_field.is_some() {
-            for id in ids {
-                if !self.publish_document(id, Flagged::Only).await? {
-                    return Ok(true);
-                }
-            }
-            return Ok(false);
-        }
+        let mut poll = false;
         for chunk in ids.chunks(self.batch_size.max(1) as usize) {
-            let claimed = self.claim(chunk).await?;
+            let claimed = match self.order_field {
+                Some(field) => {
+                    let (claimed, held) = self.claim_in_order(chunk, field).await?;
+                    poll |= held;
+                    claimed
+                }
+                None => self.claim(chunk).await?,
+            };
             self.publish_claimed(claimed).await?;
         }
-        Ok(false)
+        Ok(poll)
     }
 
     /// Publishes the pending events of up to one batch of documents; returns how many
@@ -430,26 +433,16 @@ impl OutboxRelay {
         // Here the backlog is counted in documents (each holds one or more events), up to a
         // batch: enough to alert on a relay that falls behind, without an extra count query.
         metrics::gauge!("outbox_backlog", &self.labels()).set(ids.len() as f64);
-        if self.order_field.is_some() {
-            let mut handled = 0;
-            for id in ids {
-                let id = id.get("_id").cloned().context("document without _id")?;
-                // A failure or another relay's claim ends the batch: publishing a later
-                // document first would break the order.
-                if !self.publish_document(id, Flagged::Only).await? {
-                    break;
-                }
-                handled += 1;
-            }
-            return Ok(handled);
-        }
         let ids: Vec<bson::Bson> = ids
             .iter()
             .map(|id| id.get("_id").cloned().context("document without _id"))
             .collect::<anyhow::Result<_>>()?;
         // Documents another relay holds do not count: a batch of those is no reason to come
         // straight back.
-        let claimed = self.claim(&ids).await?;
+        let claimed = match self.order_field {
+            Some(field) => self.claim_in_order(&ids, field).await?.0,
+            None => self.claim(&ids).await?,
+        };
         self.publish_claimed(claimed).await
     }
 
@@ -520,6 +513,102 @@ impl OutboxRelay {
         Ok(ClaimedBatch { token, documents })
     }
 
+    /// The claim of a collection published in `field`'s order ([`OutboxRelay::ordered_by`]):
+    /// claims those of `ids` that are flagged and free with one `updateMany`, as [`claim`]
+    /// does, then reads all of `ids` in `field`'s order with one `find` and keeps the documents
+    /// it won in that order. A document another relay holds stops its key: every later
+    /// document of that key (read from its pending events) is released at once, unpublished,
+    /// so no event overtakes an earlier one of its key; documents of other keys go on. The
+    /// second value is `true` when something was released (the poll should look again).
+    /// Documents that were not flagged at the claim are skipped: nothing of theirs was
+    /// pending then, so whatever they hold now was written after every event of this batch.
+    ///
+    /// [`claim`]: OutboxRelay::claim
+    pub async fn claim_in_order(
+        &self,
+        ids: &[bson::Bson],
+        field: &'static str,
+    ) -> anyhow::Result<(ClaimedBatch, bool)> {
+        if ids.len() < 2 {
+            // Nothing to order: the one-command claim.
+            return Ok((self.claim(ids).await?, false));
+        }
+        let token = bson::oid::ObjectId::new();
+        let now = bson::DateTime::now();
+        let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
+        let claimed = self
+            .documents
+            .update_many(
+                doc! {"_id": {"$in": ids}, PENDING_FLAG: true, "$or": unclaimed(now)},
+                doc! {"$set": {CLAIM_FIELD: until, CLAIM_TOKEN_FIELD: token}},
+            )
+            .await
+            .context("claiming documents' pending events")?;
+        if claimed.modified_count == 0 {
+            return Ok((
+                ClaimedBatch {
+                    token,
+                    documents: Vec::new(),
+                },
+                false,
+            ));
+        }
+        let found: Vec<Document> = self
+            .documents
+            .find(doc! {"_id": {"$in": ids}})
+            .projection(doc! {
+                "pending_events": 1,
+                CLAIM_FIELD: 1,
+                CLAIM_TOKEN_FIELD: 1,
+                PENDING_FLAG: 1,
+            })
+            .sort(doc! {field: 1, "_id": 1})
+            .await
+            .context("reading claimed documents")?
+            .try_collect()
+            .await
+            .context("reading claimed documents")?;
+        let now = bson::DateTime::now();
+        let mut documents = Vec::new();
+        let mut held_keys: Vec<String> = Vec::new();
+        let mut released: Vec<bson::Bson> = Vec::new();
+        for document in &found {
+            let id = document
+                .get("_id")
+                .cloned()
+                .context("document without _id")?;
+            let pending = pending_events(document)?;
+            let ours = document.get_object_id(CLAIM_TOKEN_FIELD).ok() == Some(token);
+            if ours {
+                if pending.iter().any(|event| held_keys.contains(&event.key)) {
+                    released.push(id);
+                } else {
+                    documents.push((id, pending));
+                }
+                continue;
+            }
+            let held = document.get_bool(PENDING_FLAG).unwrap_or(false)
+                && document
+                    .get_datetime(CLAIM_FIELD)
+                    .is_ok_and(|claimed_until| *claimed_until >= now);
+            if held {
+                held_keys.extend(pending.into_iter().map(|event| event.key));
+            }
+        }
+        if !released.is_empty() {
+            metrics::counter!("outbox_ordered_releases_total", &self.labels())
+                .increment(released.len() as u64);
+            self.documents
+                .update_many(
+                    doc! {"_id": {"$in": &released}, CLAIM_TOKEN_FIELD: token},
+                    doc! {"$unset": {CLAIM_FIELD: "", CLAIM_TOKEN_FIELD: ""}},
+                )
+                .await
+                .context("releasing documents behind another relay's claim")?;
+        }
+        Ok((ClaimedBatch { token, documents }, !released.is_empty()))
+    }
+
     /// Publishes the claimed documents' events (each document's in array order, all of them
     /// pipelined), then clears with one `updateMany` every document whose array holds nothing
     /// but acknowledged events: empties it, lowers the flag, drops the claim. Only documents a
@@ -586,16 +675,14 @@ impl OutboxRelay {
         Ok(documents.len())
     }
 
-    /// Claims one document, publishes its pending events, removes those the broker
+    /// Claims one document whether or not its flag is up (the start-up pass over documents
+    /// written before the flag), publishes its pending events, removes those the broker
     /// acknowledged, and lowers the flag if nothing is left; `false` if another relay holds
-    /// the document, or (with [`Flagged::Only`]) it has nothing pending: nothing done.
-    async fn publish_document(&self, id: bson::Bson, flagged: Flagged) -> anyhow::Result<bool> {
+    /// the document: nothing done.
+    async fn publish_document(&self, id: bson::Bson) -> anyhow::Result<bool> {
         let now = bson::DateTime::now();
         let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
-        let mut claim = doc! {"_id": &id, "$or": unclaimed(now)};
-        if flagged == Flagged::Only {
-            claim.insert(PENDING_FLAG, true);
-        }
+        let claim = doc! {"_id": &id, "$or": unclaimed(now)};
         let Some(document) = self
             .documents
             .find_one_and_update(claim, doc! {"$set": {CLAIM_FIELD: until}})
@@ -668,15 +755,14 @@ impl OutboxRelay {
         Ok(())
     }
 
-    /// Publishes `events` in the order given and returns the ids the broker acknowledged.
+    /// Publishes `events` in the order given and returns the ids that may leave their
+    /// documents: those the broker acknowledged with every earlier event of their key
+    /// acknowledged too. An event acknowledged after one of its key failed stays, to go out
+    /// again behind it (a duplicate the consumers drop), so no event is ever only on the
+    /// partition ahead of an earlier one of its key.
     async fn publish_acknowledged<'a>(&self, events: &'a [PendingEvent]) -> Vec<&'a str> {
         let delivered = self.publish(events).await;
-        let published: Vec<&str> = events
-            .iter()
-            .zip(&delivered)
-            .filter(|(_, ok)| **ok)
-            .map(|(event, _)| event.id.as_str())
-            .collect();
+        let published = acknowledged_in_order(events, &delivered);
         metrics::counter!("outbox_published_total", &self.labels())
             .increment(published.len() as u64);
         published
@@ -726,6 +812,21 @@ impl ClaimedBatch {
     }
 }
 
+/// The ids of `events` (published in this order, `delivered` saying which the broker
+/// acknowledged) that were acknowledged with every earlier event of the same key.
+fn acknowledged_in_order<'a>(events: &'a [PendingEvent], delivered: &[bool]) -> Vec<&'a str> {
+    let mut failed_keys: Vec<&str> = Vec::new();
+    let mut published = Vec::with_capacity(events.len());
+    for (event, delivered) in events.iter().zip(delivered) {
+        if !delivered {
+            failed_keys.push(&event.key);
+        } else if !failed_keys.contains(&event.key.as_str()) {
+            published.push(event.id.as_str());
+        }
+    }
+    published
+}
+
 /// The `pending_events` of a document read by the relay.
 fn pending_events(document: &Document) -> anyhow::Result<Vec<PendingEvent>> {
     match document.get_array("pending_events") {
@@ -755,4 +856,40 @@ pub async fn backlog(db: &Database, outboxes: &[Outbox]) -> anyhow::Result<usize
             .sum::<usize>();
     }
     Ok(pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, key: &str) -> PendingEvent {
+        PendingEvent {
+            id: id.to_owned(),
+            topic: "t".to_owned(),
+            key: key.to_owned(),
+            payload: String::new(),
+            headers: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_event_acknowledged_behind_a_failed_one_of_its_key_stays() {
+        let events = [
+            event("a1", "a"),
+            event("b1", "b"),
+            event("a2", "a"),
+            event("b2", "b"),
+            event("a3", "a"),
+        ];
+        let delivered = [true, false, true, true, false];
+        assert_eq!(
+            acknowledged_in_order(&events, &delivered),
+            ["a1", "a2"],
+            "b2 waits behind b1; a3 failed itself"
+        );
+        assert_eq!(
+            acknowledged_in_order(&events, &[true; 5]),
+            ["a1", "b1", "a2", "b2", "a3"]
+        );
+    }
 }
