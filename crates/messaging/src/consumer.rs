@@ -18,20 +18,31 @@
 //! it was dead-lettered), and stored offsets are committed by librdkafka in the background and
 //! synchronously on shutdown. A crash in between replays the record, so handlers must be
 //! idempotent; [`mark_processed`] is the PostgreSQL way, in the handler's own transaction.
-//! Records are handled one at a time per consumer, in partition order, which keeps each
-//! aggregate's events in order.
+//! By default records are handled one at a time per consumer, in partition order, which keeps
+//! each aggregate's events in order. A consumer given [`ConsumerSettings::in_flight`] > 1
+//! handles up to that many records at once, never two of one key at once (records are keyed
+//! by their aggregate's id, so each aggregate's events still apply in order), and acknowledges
+//! a partition only up to the oldest record not finished ([`in_flight`]); a crash in the
+//! middle replays from there, which the idempotent handlers absorb. A service uses it where the
+//! handler waits on I/O that many records can share: product-service's stock writer takes
+//! every reservation waiting for a product in one guarded update, so records handled side by
+//! side become one write.
+
+mod in_flight;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use contracts::CloudEvent;
 use contracts::topics::dead_letter;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 #[cfg(feature = "postgres")]
 use sqlx::PgConnection;
@@ -83,6 +94,9 @@ pub struct ConsumerSettings {
     /// The longest pause between two attempts, so a record is retried soon after its
     /// dependency returns.
     pub max_backoff: Duration,
+    /// Records handled at once, never two of one key (see the module documentation); 1, the
+    /// default, handles them one at a time.
+    pub in_flight: usize,
 }
 
 impl ConsumerSettings {
@@ -93,7 +107,14 @@ impl ConsumerSettings {
             max_attempts: 5,
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
+            in_flight: 1,
         }
+    }
+
+    /// Up to `records` handled at once, never two of one key.
+    pub fn with_in_flight(mut self, records: usize) -> Self {
+        self.in_flight = records.max(1);
+        self
     }
 }
 
@@ -145,6 +166,9 @@ pub struct EventConsumer {
     health: ConsumerHealth,
     /// This consumer's entry in `health`.
     number: u64,
+    /// Records of this consumer failing for [`ConsumerSettings::max_attempts`] or more
+    /// attempts right now; the consumer is reported healthy again only when none is left.
+    stalled_records: AtomicUsize,
 }
 
 /// Closes the Kafka consumer on a thread of its own. librdkafka's close waits for a rebalance
@@ -209,6 +233,7 @@ impl EventConsumer {
             dead_letters: kafka.producer()?,
             health: ConsumerHealth::new(),
             number: NEXT_CONSUMER.fetch_add(1, Ordering::Relaxed),
+            stalled_records: AtomicUsize::new(0),
             settings,
         })
     }
@@ -243,6 +268,23 @@ impl EventConsumer {
     /// committed before it returns.
     pub async fn run<H: Handler>(self, handler: H, shutdown: CancellationToken) {
         let lag_reporter = tokio::spawn(report_lag(self.lag_probe(), shutdown.clone()));
+        if self.settings.in_flight > 1 {
+            self.run_side_by_side(&handler, &shutdown).await;
+        } else {
+            self.run_one_at_a_time(&handler, &shutdown).await;
+        }
+        lag_reporter.abort();
+        self.health.set(self.number, None);
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored yet is the common case for an idle consumer.
+            tracing::debug!(%error, "final offset commit");
+        }
+        self.leave_group().await;
+        tracing::info!(group = %self.settings.group_id, "consumer stopped");
+    }
+
+    /// The default loop: one record at a time, its offset stored once it is finished.
+    async fn run_one_at_a_time<H: Handler>(&self, handler: &H, shutdown: &CancellationToken) {
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -250,7 +292,7 @@ impl EventConsumer {
             };
             match message {
                 Ok(message) => {
-                    if self.process(&handler, &message, &shutdown).await == Done::Unfinished {
+                    if self.process(handler, &message, shutdown).await == Done::Unfinished {
                         // Stopped while retrying: the offset stays where it is, so the record
                         // is delivered again (to this group's next consumer), not lost.
                         break;
@@ -268,14 +310,85 @@ impl EventConsumer {
                 }
             }
         }
-        lag_reporter.abort();
-        self.health.set(self.number, None);
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            // Nothing stored yet is the common case for an idle consumer.
-            tracing::debug!(%error, "final offset commit");
+    }
+
+    /// Up to [`ConsumerSettings::in_flight`] records at once, one per key (see the module
+    /// documentation). On shutdown it takes nothing more and waits for the records running
+    /// (a record being retried stops at once and stays unacknowledged); records waiting behind
+    /// their key are not started and, like every record after the oldest unfinished one, are
+    /// delivered again to the partition's next owner.
+    async fn run_side_by_side<H: Handler>(&self, handler: &H, shutdown: &CancellationToken) {
+        let limit = self.settings.in_flight;
+        let mut in_flight = in_flight::InFlight::<OwnedMessage>::default();
+        let mut running = FuturesUnordered::new();
+        let mut stopping = false;
+        let mut resume_receiving: Option<tokio::time::Instant> = None;
+        loop {
+            if stopping && running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                () = shutdown.cancelled(), if !stopping => stopping = true,
+                Some((message, done)) = running.next(), if !running.is_empty() => {
+                    if done == Done::Unfinished {
+                        // Shutting down while it was retried: not acknowledged.
+                        stopping = true;
+                        continue;
+                    }
+                    let message: OwnedMessage = message;
+                    let partition = (message.topic().to_owned(), message.partition());
+                    let key = message.key().map(<[u8]>::to_vec);
+                    let (acknowledged, next) = in_flight.finish(&partition, message.offset(), &key);
+                    if let Some(offset) = acknowledged
+                        && let Err(error) = self.consumer.store_offset(&partition.0, partition.1, offset)
+                    {
+                        tracing::warn!(%error, "storing the offset failed; records may be replayed");
+                    }
+                    if let Some(next) = next {
+                        if stopping {
+                            continue;
+                        }
+                        running.push(self.process_owned(handler, next, shutdown));
+                    }
+                }
+                message = self.consumer.recv(),
+                    if !stopping && resume_receiving.is_none() && in_flight.len() < limit =>
+                {
+                    match message {
+                        Ok(message) => {
+                            let message = message.detach();
+                            let partition = (message.topic().to_owned(), message.partition());
+                            let key = message.key().map(<[u8]>::to_vec);
+                            let offset = message.offset();
+                            if let Some(start) = in_flight.take(partition, offset, key, message) {
+                                running.push(self.process_owned(handler, start, shutdown));
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "Kafka receive error");
+                            // A pause in receiving only: the records running go on meanwhile.
+                            resume_receiving =
+                                Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(
+                    resume_receiving.unwrap_or_else(tokio::time::Instant::now),
+                ), if resume_receiving.is_some() => resume_receiving = None,
+            }
         }
-        self.leave_group().await;
-        tracing::info!(group = %self.settings.group_id, "consumer stopped");
+    }
+
+    /// [`EventConsumer::process`] of a record taken off the consumer, handed back with the
+    /// outcome so the loop can acknowledge it.
+    async fn process_owned<H: Handler>(
+        &self,
+        handler: &H,
+        message: OwnedMessage,
+        shutdown: &CancellationToken,
+    ) -> (OwnedMessage, Done) {
+        let done = self.process(handler, &message, shutdown).await;
+        (message, done)
     }
 
     /// Leaves the group before the consumer is dropped: unsubscribes, then serves the queue
@@ -296,10 +409,10 @@ impl EventConsumer {
         tracing::warn!(group = %self.settings.group_id, "partitions not revoked in time; closing anyway");
     }
 
-    async fn process<H: Handler>(
+    async fn process<H: Handler, M: Message>(
         &self,
         handler: &H,
-        message: &BorrowedMessage<'_>,
+        message: &M,
         shutdown: &CancellationToken,
     ) -> Done {
         let topic = message.topic().to_owned();
@@ -367,15 +480,12 @@ impl EventConsumer {
         shutdown: &CancellationToken,
     ) -> Result<(), Stop> {
         let mut attempt: u32 = 1;
-        loop {
+        let mut stalled = false;
+        let outcome = loop {
             let error = match handler.handle(delivery).await {
-                Ok(()) => {
-                    self.health.set(self.number, None);
-                    return Ok(());
-                }
+                Ok(()) => break Ok(()),
                 Err(HandlerError::Permanent(error)) => {
-                    self.health.set(self.number, None);
-                    return Err(Stop::DeadLetter(format!("{error:#}")));
+                    break Err(Stop::DeadLetter(format!("{error:#}")));
                 }
                 Err(HandlerError::Transient(error)) => error,
             };
@@ -386,6 +496,10 @@ impl EventConsumer {
             .increment(1);
             let delay = backoff(self.settings.base_backoff, attempt).min(self.settings.max_backoff);
             if attempt >= self.settings.max_attempts {
+                if !stalled {
+                    stalled = true;
+                    self.stalled_records.fetch_add(1, Ordering::SeqCst);
+                }
                 self.health.set(
                     self.number,
                     Some(format!(
@@ -408,14 +522,20 @@ impl EventConsumer {
                 );
             }
             tokio::select! {
-                () = shutdown.cancelled() => return Err(Stop::ShuttingDown),
+                () = shutdown.cancelled() => break Err(Stop::ShuttingDown),
                 () = tokio::time::sleep(delay) => {},
             }
             attempt = attempt.saturating_add(1);
+        };
+        // Healthy again once no record of this consumer is stuck (with several records in
+        // flight, one record's success says nothing of another's).
+        if stalled && self.stalled_records.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.health.set(self.number, None);
         }
+        outcome
     }
 
-    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
+    async fn dead_letter<M: Message>(&self, message: &M, reason: &str) {
         let topic = dead_letter(message.topic());
         let mut headers = message
             .headers()

@@ -393,3 +393,165 @@ async fn lag_counts_what_is_left_and_reaches_zero_when_caught_up() -> TestResult
     task.await?;
     Ok(())
 }
+
+/// Handles [`Thing`]s slowly enough for records to overlap, recording per key the order it
+/// finished them and how many ran at once; behaviour "stuck" fails transiently every time.
+#[derive(Clone, Default)]
+struct SideBySide {
+    finished: Arc<Mutex<Vec<(String, String)>>>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    most_at_once: Arc<std::sync::atomic::AtomicUsize>,
+    stuck_attempts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SideBySide {
+    fn finished(&self) -> Vec<(String, String)> {
+        self.finished.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    fn of_key(&self, key: &str) -> Vec<String> {
+        self.finished()
+            .into_iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, name)| name)
+            .collect()
+    }
+}
+
+impl Handler for SideBySide {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        use std::sync::atomic::Ordering;
+        let thing = delivery
+            .event
+            .decode::<Thing>()
+            .map_err(|error| HandlerError::Permanent(error.into()))?
+            .data;
+        if thing.behaviour == "stuck" {
+            self.stuck_attempts.fetch_add(1, Ordering::SeqCst);
+            return Err(HandlerError::Transient(anyhow::anyhow!(
+                "{} is stuck",
+                thing.name
+            )));
+        }
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut finished) = self.finished.lock() {
+            finished.push((delivery.key.clone().unwrap_or_default(), thing.name));
+        }
+        Ok(())
+    }
+}
+
+/// Produces `(key, payload)` records, all to partition 0 so their offsets interleave.
+async fn produce_keyed(topic: &str, records: &[(String, Vec<u8>)]) -> TestResult {
+    let producer = kafka().producer()?;
+    for (key, payload) in records {
+        let record = FutureRecord::to(topic)
+            .partition(0)
+            .key(key.as_str())
+            .payload(payload);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// With several records in flight, records of different keys run side by side while each
+/// key's records still finish one after another in partition order, each once.
+#[tokio::test]
+async fn records_in_flight_side_by_side_keep_each_keys_order() -> TestResult {
+    let topic = format!("test-{}.things", Uuid::new_v4().simple());
+    let keys = ["k0", "k1", "k2", "k3"];
+    let mut records = Vec::new();
+    for n in 0..6 {
+        for key in keys {
+            records.push((key.to_owned(), thing(&format!("{key}-{n}"), "ok")?));
+        }
+    }
+    produce_keyed(&topic, &records).await?;
+    let handler = SideBySide::default();
+    let stop = CancellationToken::new();
+    let consumer = EventConsumer::new(
+        &kafka(),
+        settings(&topic, &format!("g-{}", Uuid::new_v4())).with_in_flight(8),
+    )?;
+    let task = tokio::spawn(consumer.run(handler.clone(), stop.clone()));
+    wait_until(Duration::from_secs(30), || handler.finished().len() >= 24).await?;
+    stop.cancel();
+    task.await?;
+    assert_eq!(handler.finished().len(), 24, "each record once");
+    for key in keys {
+        let expected: Vec<String> = (0..6).map(|n| format!("{key}-{n}")).collect();
+        assert_eq!(handler.of_key(key), expected, "{key} in order");
+    }
+    let most = handler
+        .most_at_once
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "records ran side by side (at most {most} at once)"
+    );
+    assert!(most <= 4, "never two of one key at once: {most} for 4 keys");
+    Ok(())
+}
+
+/// A consumer stopped while an early record of a batch keeps failing acknowledges nothing from
+/// that record on, though later records of other keys finished: the group's next consumer
+/// gets the stuck record and everything after it again, so nothing is skipped.
+#[tokio::test]
+async fn a_consumer_stopped_mid_batch_acknowledges_only_the_finished_prefix() -> TestResult {
+    let topic = format!("test-{}.things", Uuid::new_v4().simple());
+    let group = format!("g-{}", Uuid::new_v4());
+    produce_keyed(
+        &topic,
+        &[
+            ("a".to_owned(), thing("first", "ok")?),
+            ("s".to_owned(), thing("stuck", "stuck")?),
+            ("b".to_owned(), thing("after-b", "ok")?),
+            ("c".to_owned(), thing("after-c", "ok")?),
+        ],
+    )
+    .await?;
+    let handler = SideBySide::default();
+    let stop = CancellationToken::new();
+    let consumer = EventConsumer::new(&kafka(), settings(&topic, &group).with_in_flight(8))?;
+    let health = consumer.health();
+    let task = tokio::spawn(consumer.run(handler.clone(), stop.clone()));
+    wait_until(Duration::from_secs(30), || {
+        handler.finished().len() >= 3
+            && handler
+                .stuck_attempts
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= 5
+    })
+    .await?;
+    assert!(
+        health.check().is_err(),
+        "the stuck record shows in readiness"
+    );
+    stop.cancel();
+    task.await?;
+
+    // The next consumer of the group: the stuck record (fine now) and what followed it.
+    let recorder = Recorder::default();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        EventConsumer::new(&kafka(), settings(&topic, &group).with_in_flight(8))?
+            .run(recorder.clone(), stop.clone()),
+    );
+    wait_until(Duration::from_secs(30), || recorder.processed().len() >= 3).await?;
+    stop.cancel();
+    task.await?;
+    let mut replayed = recorder.processed();
+    replayed.sort();
+    assert_eq!(
+        replayed,
+        ["after-b", "after-c", "stuck"],
+        "from the stuck record on, nothing before it"
+    );
+    Ok(())
+}

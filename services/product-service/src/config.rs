@@ -31,6 +31,12 @@ pub struct Config {
     /// proceed side by side, while one order's events (one key, one partition) are still
     /// handled one after another. Concurrent writers of one product meet in its guarded update.
     pub inventory_consumers: usize,
+    /// Records each of those consumers handles at once (`INVENTORY_IN_FLIGHT`, 1 to 256,
+    /// default 64), never two of one order at once. The reservations of many orders then wait
+    /// for the stock writer together, which takes all of one product's in one guarded update:
+    /// with one record at a time per consumer a round held at most one step per consumer, and
+    /// one hot product was decided at about 80 orders/s.
+    pub inventory_in_flight: usize,
     /// How often the relay looks for pending events written by other replicas or left by a
     /// crash (local writes wake it at once).
     pub relay_poll_interval: Duration,
@@ -64,6 +70,7 @@ impl Config {
             run_outbox_relay: true,
             run_inventory_consumer: env.switch("INVENTORY_CONSUMER", true)?,
             inventory_consumers: env.number_in("INVENTORY_CONSUMERS", 3, 1..=16)?,
+            inventory_in_flight: env.number_in("INVENTORY_IN_FLIGHT", 64, 1..=256)?,
             relay_poll_interval: env.millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
             workflow_engine_url: env.unless_off("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),
             workflow_namespace: env.get("WORKFLOW_NAMESPACE"),
@@ -85,6 +92,7 @@ mod tests {
         assert_eq!(config.tokens.jwt.issuer, "ferroshop-users");
         assert!(config.run_inventory_consumer);
         assert_eq!(config.inventory_consumers, 3);
+        assert_eq!(config.inventory_in_flight, 64);
         assert_eq!(
             config.workflow_engine_url.as_deref(),
             Some("http://127.0.0.1:8086")

@@ -83,7 +83,7 @@ impl Application {
         let stock = Inventory::new(&db, topics.clone(), catalog.clone(), wake.clone());
         let inventory = EventConsumer::group(
             &kafka,
-            &inventory_consumer::settings(&topics),
+            &inventory_consumer::settings(&topics).with_in_flight(config.inventory_in_flight),
             inventory_consumers,
             &consumers,
         )?;

@@ -317,6 +317,7 @@ impl Products {
             run_outbox_relay: true,
             run_inventory_consumer: false,
             inventory_consumers: 1,
+            inventory_in_flight: 1,
             relay_poll_interval: Duration::from_millis(200),
             // No restock worker: the gateway's tests run no refund process.
             workflow_engine_url: None,

@@ -47,6 +47,7 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
         run_outbox_relay: true,
         run_inventory_consumer: true,
         inventory_consumers: 3,
+        inventory_in_flight: 64,
         relay_poll_interval: Duration::from_millis(200),
         // The restock tests switch the worker on (restock.rs).
         workflow_engine_url: None,
