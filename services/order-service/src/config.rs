@@ -33,6 +33,10 @@ pub struct Config {
     /// settlement step (payment.succeeded -> `PAID`) waited seconds behind a backlog once the
     /// checkout ran at the machine's capacity.
     pub saga_consumers: usize,
+    /// Records each saga consumer handles at once (`SAGA_IN_FLIGHT`, 1 to 64, default 8),
+    /// never two of one order at once: the transactions of different orders overlap and share
+    /// PostgreSQL's commits instead of queueing one behind another in their partition.
+    pub saga_in_flight: usize,
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
     /// The workflow engine (`WORKFLOW_ENGINE_URL`, without `/engine-rest`).
@@ -112,6 +116,7 @@ impl Config {
                 .positive_seconds("ORDER_RESERVATION_TIMEOUT_SECS", payment_timeout.as_secs())?,
             expiry_interval: env.positive_millis("ORDER_EXPIRY_INTERVAL_MS", 5_000)?,
             saga_consumers: env.number_in("SAGA_CONSUMERS", 3, 1..=16)?,
+            saga_in_flight: env.number_in("SAGA_IN_FLIGHT", 8, 1..=64)?,
             run_outbox_relay: true,
             workflow_engine_url: env.string_or("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),
             workflow_namespace: env
@@ -269,6 +274,7 @@ mod tests {
         assert_eq!(config.workflow_namespace, workflow::default_namespace(""));
         assert_eq!(config.review_timeout, "P2D");
         assert_eq!(config.saga_consumers, 3);
+        assert_eq!(config.saga_in_flight, 8);
         Ok(())
     }
 

@@ -168,7 +168,7 @@ impl Application {
         let replica_handler = ProductReplica(pool.clone());
         let saga_consumers = EventConsumer::group(
             &kafka,
-            &saga_events::settings(&topics),
+            &saga_events::settings(&topics).with_in_flight(config.saga_in_flight),
             config.saga_consumers,
             &consumers,
         )?;

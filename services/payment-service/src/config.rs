@@ -61,6 +61,10 @@ pub struct Config {
     /// by about 60 records a second under the benchmark's 50 orders/s, and every payment then
     /// answered 409 or 503.
     pub order_consumers: usize,
+    /// Records each of those consumers handles at once (`ORDER_IN_FLIGHT`, 1 to 64, default
+    /// 8), never two of one order at once, so an order's replica write does not queue behind
+    /// other orders' in its partition while its payment waits for it.
+    pub order_in_flight: usize,
     /// Whether this process runs the reconciler (`RECONCILER=off` disables it).
     pub run_reconciler: bool,
     pub relay_poll_interval: Duration,
@@ -129,6 +133,7 @@ impl Config {
             run_outbox_relay: true,
             run_order_consumer: env.switch("ORDER_CONSUMER", true)?,
             order_consumers: env.number_in("ORDER_CONSUMERS", 3, 1..=16)?,
+            order_in_flight: env.number_in("ORDER_IN_FLIGHT", 8, 1..=64)?,
             run_reconciler: env.switch("RECONCILER", true)?,
             workflow_engine_url: env.string_or("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),
             workflow_namespace: env
@@ -161,6 +166,7 @@ mod tests {
         assert_eq!(config.psp_timeout, Duration::from_secs(2));
         assert!(config.run_order_consumer && config.run_reconciler);
         assert_eq!(config.order_consumers, 3);
+        assert_eq!(config.order_in_flight, 8);
         Ok(())
     }
 

@@ -114,7 +114,7 @@ impl Application {
         };
         let order_events = EventConsumer::group(
             &kafka,
-            &events::orders::settings(&topics),
+            &events::orders::settings(&topics).with_in_flight(config.order_in_flight),
             order_consumers,
             &consumers,
         )?;

@@ -79,6 +79,7 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
         run_outbox_relay: true,
         run_order_consumer: true,
         order_consumers: 3,
+        order_in_flight: 8,
         run_reconciler: true,
         relay_poll_interval: Duration::from_millis(200),
         workflow_engine_url: testkit::stack::workflow_engine_url(),
