@@ -51,13 +51,18 @@ impl Recorder {
     }
 }
 
+/// The [`Thing`] a record carries; one that does not decode is a permanent failure.
+fn decode_thing(delivery: &Delivery) -> Result<Thing, HandlerError> {
+    delivery
+        .event
+        .decode::<Thing>()
+        .map(|event| event.data)
+        .map_err(|error| HandlerError::Permanent(error.into()))
+}
+
 impl Handler for Recorder {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let thing = delivery
-            .event
-            .decode::<Thing>()
-            .map_err(|error| HandlerError::Permanent(error.into()))?
-            .data;
+        let thing = decode_thing(delivery)?;
         let attempt = {
             let mut attempts = self
                 .attempts
@@ -421,11 +426,7 @@ impl SideBySide {
 impl Handler for SideBySide {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
         use std::sync::atomic::Ordering;
-        let thing = delivery
-            .event
-            .decode::<Thing>()
-            .map_err(|error| HandlerError::Permanent(error.into()))?
-            .data;
+        let thing = decode_thing(delivery)?;
         if thing.behaviour == "stuck" {
             self.stuck_attempts.fetch_add(1, Ordering::SeqCst);
             return Err(HandlerError::Transient(anyhow::anyhow!(

@@ -479,15 +479,7 @@ impl OutboxRelay {
             };
             return Ok(ClaimedBatch { token, documents });
         }
-        let claimed = self
-            .documents
-            .update_many(
-                doc! {"_id": {"$in": ids}, PENDING_FLAG: true, "$or": unclaimed(now)},
-                doc! {"$set": {CLAIM_FIELD: until, CLAIM_TOKEN_FIELD: token}},
-            )
-            .await
-            .context("claiming documents' pending events")?;
-        if claimed.modified_count == 0 {
+        if self.claim_many(ids, token, now, until).await? == 0 {
             return Ok(ClaimedBatch {
                 token,
                 documents: Vec::new(),
@@ -513,6 +505,26 @@ impl OutboxRelay {
         Ok(ClaimedBatch { token, documents })
     }
 
+    /// Claims, with one `updateMany` under `token` until `until`, those of `ids` that are
+    /// flagged and not claimed by a live relay at `now`; returns how many it claimed.
+    async fn claim_many(
+        &self,
+        ids: &[bson::Bson],
+        token: bson::oid::ObjectId,
+        now: bson::DateTime,
+        until: bson::DateTime,
+    ) -> anyhow::Result<u64> {
+        let claimed = self
+            .documents
+            .update_many(
+                doc! {"_id": {"$in": ids}, PENDING_FLAG: true, "$or": unclaimed(now)},
+                doc! {"$set": {CLAIM_FIELD: until, CLAIM_TOKEN_FIELD: token}},
+            )
+            .await
+            .context("claiming documents' pending events")?;
+        Ok(claimed.modified_count)
+    }
+
     /// The claim of a collection published in `field`'s order ([`OutboxRelay::ordered_by`]):
     /// claims those of `ids` that are flagged and free with one `updateMany`, as [`claim`]
     /// does, then reads all of `ids` in `field`'s order with one `find` and keeps the documents
@@ -536,15 +548,7 @@ impl OutboxRelay {
         let token = bson::oid::ObjectId::new();
         let now = bson::DateTime::now();
         let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
-        let claimed = self
-            .documents
-            .update_many(
-                doc! {"_id": {"$in": ids}, PENDING_FLAG: true, "$or": unclaimed(now)},
-                doc! {"$set": {CLAIM_FIELD: until, CLAIM_TOKEN_FIELD: token}},
-            )
-            .await
-            .context("claiming documents' pending events")?;
-        if claimed.modified_count == 0 {
+        if self.claim_many(ids, token, now, until).await? == 0 {
             return Ok((
                 ClaimedBatch {
                     token,
