@@ -335,10 +335,8 @@ impl EventConsumer {
                         stopping = true;
                         continue;
                     }
-                    let message: OwnedMessage = message;
-                    let partition = (message.topic().to_owned(), message.partition());
-                    let key = message.key().map(<[u8]>::to_vec);
-                    let (acknowledged, next) = in_flight.finish(&partition, message.offset(), &key);
+                    let (partition, offset, key) = position(&message);
+                    let (acknowledged, next) = in_flight.finish(&partition, offset, &key);
                     if let Some(offset) = acknowledged
                         && let Err(error) = self.consumer.store_offset(&partition.0, partition.1, offset)
                     {
@@ -357,9 +355,7 @@ impl EventConsumer {
                     match message {
                         Ok(message) => {
                             let message = message.detach();
-                            let partition = (message.topic().to_owned(), message.partition());
-                            let key = message.key().map(<[u8]>::to_vec);
-                            let offset = message.offset();
+                            let (partition, offset, key) = position(&message);
                             if let Some(start) = in_flight.take(partition, offset, key, message) {
                                 running.push(self.process_owned(handler, start, shutdown));
                             }
@@ -572,6 +568,16 @@ impl EventConsumer {
             }
         }
     }
+}
+
+/// Where a record sits (its partition and offset) and its key, as [`in_flight::InFlight`]
+/// tracks it.
+fn position(message: &OwnedMessage) -> (in_flight::PartitionId, i64, Option<Vec<u8>>) {
+    (
+        (message.topic().to_owned(), message.partition()),
+        message.offset(),
+        message.key().map(<[u8]>::to_vec),
+    )
 }
 
 /// Why a record's handling stopped short of success.

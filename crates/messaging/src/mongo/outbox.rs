@@ -139,6 +139,13 @@ pub const CLAIM_TOKEN_FIELD: &str = "outbox_claim_token";
 /// claim delays that document's events by at most this.
 pub const CLAIM: Duration = Duration::from_secs(15);
 
+/// Now, and the time until which a claim taken now holds ([`CLAIM`] ahead).
+fn claim_window() -> (bson::DateTime, bson::DateTime) {
+    let now = bson::DateTime::now();
+    let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
+    (now, until)
+}
+
 /// The `$or` clauses of "no live claim at `now`": never claimed, or the claim has expired.
 fn unclaimed(now: bson::DateTime) -> Vec<Document> {
     vec![
@@ -399,9 +406,9 @@ impl OutboxRelay {
 
     /// Publishes the documents local writers named since the last round, each claimed by
     /// `_id` (no query over the collection); `true` if the poll should run at once. In
-    /// publishing order ([`OutboxRelay::ordered_by`]) they go one at a time in the order
-    /// written, and the first one that is not published here (another relay holds it, or it
-    /// was published already) hands the rest to the poll, which follows the order field.
+    /// publishing order ([`OutboxRelay::ordered_by`]) each batch goes in the order field's
+    /// order, and documents held back behind another relay's claim are left to the poll
+    /// ([`OutboxRelay::claim_in_order`]).
     async fn publish_written(&self) -> anyhow::Result<bool> {
         let ids = self.wake.take();
         let mut poll = false;
@@ -458,8 +465,7 @@ impl OutboxRelay {
                 documents: Vec::new(),
             });
         }
-        let now = bson::DateTime::now();
-        let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
+        let (now, until) = claim_window();
         if let [id] = ids {
             // One document (the usual round below full load): the same claim with one
             // `findOneAndUpdate` that returns its events, one command instead of two.
@@ -546,8 +552,7 @@ impl OutboxRelay {
             return Ok((self.claim(ids).await?, false));
         }
         let token = bson::oid::ObjectId::new();
-        let now = bson::DateTime::now();
-        let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
+        let (now, until) = claim_window();
         if self.claim_many(ids, token, now, until).await? == 0 {
             return Ok((
                 ClaimedBatch {
@@ -684,8 +689,7 @@ impl OutboxRelay {
     /// acknowledged, and lowers the flag if nothing is left; `false` if another relay holds
     /// the document: nothing done.
     async fn publish_document(&self, id: bson::Bson) -> anyhow::Result<bool> {
-        let now = bson::DateTime::now();
-        let until = bson::DateTime::from_millis(now.timestamp_millis() + CLAIM.as_millis() as i64);
+        let (now, until) = claim_window();
         let claim = doc! {"_id": &id, "$or": unclaimed(now)};
         let Some(document) = self
             .documents
