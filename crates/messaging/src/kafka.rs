@@ -4,11 +4,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// The producer type services hold (re-exported so they need no rdkafka dependency).
 pub type Producer = FutureProducer;
@@ -92,6 +93,21 @@ impl KafkaConfig {
             .context("cannot create the Kafka producer")
     }
 
+    /// A [`GroupProbe`] of consumer group `group` on `topic`.
+    pub fn group_probe(&self, group: &str, topic: &str) -> anyhow::Result<GroupProbe> {
+        let consumer = self
+            .client_config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("cannot create the Kafka client of a group probe")?;
+        Ok(GroupProbe {
+            consumer,
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+        })
+    }
+
     /// Creates the topics that do not exist yet; existing ones are left as they are.
     pub async fn ensure_topics(&self, topics: &[TopicSpec]) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = self
@@ -121,6 +137,89 @@ impl KafkaConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// Where a consumer group stands on one topic, seen from outside the group: the sums over the
+/// topic's partitions of the group's committed offsets and of the partitions' ends (high
+/// watermarks). Sums suffice for the question it answers, "how far behind is the group, and is
+/// it moving" (order-service's admission control, which watches the saga's consumers of
+/// `order.events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupProgress {
+    /// Committed offsets summed; a partition the group never committed counts from its start
+    /// (low watermark), as a new member would read it.
+    pub committed: i64,
+    /// High watermarks summed.
+    pub end: i64,
+}
+
+impl GroupProgress {
+    /// Records produced and not yet committed by the group.
+    pub fn lag(&self) -> i64 {
+        (self.end - self.committed).max(0)
+    }
+}
+
+/// Reads a consumer group's committed offsets on a topic without joining the group: a consumer
+/// client named with the group's id that never subscribes, so the group's members are not
+/// rebalanced by it. Its calls ask the broker and block: run them off the async workers.
+pub struct GroupProbe {
+    consumer: BaseConsumer,
+    group: String,
+    topic: String,
+}
+
+impl std::fmt::Debug for GroupProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupProbe")
+            .field("group", &self.group)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long one broker request of a [`GroupProbe`] may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl GroupProbe {
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The group's committed offsets and the partitions' ends on the topic, now.
+    pub fn progress(&self) -> anyhow::Result<GroupProgress> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
+            .context("reading the topic's partitions")?;
+        let mut partitions = TopicPartitionList::new();
+        for topic in metadata.topics().iter().filter(|t| t.name() == self.topic) {
+            for partition in topic.partitions() {
+                partitions.add_partition(&self.topic, partition.id());
+            }
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(partitions, PROBE_TIMEOUT)
+            .context("reading the group's committed offsets")?;
+        let mut progress = GroupProgress {
+            committed: 0,
+            end: 0,
+        };
+        for element in committed.elements() {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(element.topic(), element.partition(), PROBE_TIMEOUT)
+                .context("reading watermarks")?;
+            let at = match element.offset() {
+                Offset::Offset(offset) => offset.clamp(low, high),
+                _ => low,
+            };
+            progress.committed += at;
+            progress.end += high;
+        }
+        Ok(progress)
     }
 }
 

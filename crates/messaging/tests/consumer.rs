@@ -292,6 +292,29 @@ async fn a_record_retried_at_shutdown_is_delivered_again_not_dead_lettered() -> 
     Ok(())
 }
 
+/// A group probe reads what a group committed and where the topic ends, from outside the
+/// group: before the group's first commit it counts from the start, after it from the commit.
+#[tokio::test]
+async fn a_group_probe_sees_what_the_group_committed_and_where_the_topic_ends() -> TestResult {
+    let topic = format!("test-{}.things", Uuid::new_v4().simple());
+    let group = format!("g-{}", Uuid::new_v4());
+    produce(&topic, &[thing("one", "ok")?, thing("two", "ok")?]).await?;
+    let probe = kafka().group_probe(&group, &topic)?;
+    let progress = |probe: Arc<messaging::GroupProbe>| async move {
+        tokio::task::spawn_blocking(move || probe.progress()).await?
+    };
+    let probe = Arc::new(probe);
+
+    let before = progress(probe.clone()).await?;
+    assert_eq!((before.committed, before.end, before.lag()), (0, 2, 2));
+
+    consume_until(&topic, &group, 2).await?;
+    produce(&topic, &[thing("three", "ok")?]).await?;
+    let after = progress(probe.clone()).await?;
+    assert_eq!((after.committed, after.end, after.lag()), (2, 3, 1));
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_restarted_consumer_resumes_after_what_it_processed() -> TestResult {
     let topic = format!("test-{}.things", Uuid::new_v4().simple());

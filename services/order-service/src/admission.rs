@@ -21,10 +21,34 @@
 //! Hysteresis ([`Gate`]): shedding starts at `max_late` late orders and stops when fewer than
 //! half of that remain, so the shop does not flap open and shut on every sample while the
 //! backlog drains, and reopens while some backlog is left, which keeps the pipeline busy.
+//!
+//! The second signal covers the rest of the saga. With reservations keeping up, the backlog
+//! can build further on: `cargo xtask bench` offered 50 orders/s to a fresh stack that
+//! sustains about 46, no order stayed `PENDING`, but payment-service's order replica (its
+//! consumers of `order.events`) fell 600 records behind, every payment waited for its order to
+//! reach the replica until the request's budget ran out (503), and 2,268 of 3,000 orders went
+//! unpaid while none was shed. So order-service also watches the consumer groups that take
+//! its `order.events` on the saga's path (`ORDER_ADMISSION_WATCH_GROUPS`, by default
+//! payment-service's order replica and product-service's reservations), from outside them
+//! (`messaging::GroupProbe`: committed offsets against the partitions' ends, once a second).
+//! A group's backlog waits `lag / rate` (Little's law), the rate being what the group committed
+//! over the last seconds ([`BacklogWait`]); while any watched group's wait is at least
+//! [`AdmissionSettings::max_backlog`] (1 s: a payment waits at most `ORDER_WAIT_MS`, 1 s, for
+//! its order to reach payment-service's replica), new orders are refused, and taken again
+//! below half of it. Groups commit their offsets once a second, so the lag read at a random
+//! moment includes up to a second of records already handled; the estimate takes the least
+//! lag of the last four readings, 730 ms apart so that one of them falls soon after a commit,
+//! which is the backlog that persisted.
+//! A group that commits nothing is stopped, not slow (the service is down or restarting): that
+//! is an outage, shown by its readiness and `consumer_lag`, and it does not close the shop;
+//! orders placed meanwhile are served when it returns, as before.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use messaging::{GroupProbe, GroupProgress};
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -40,17 +64,113 @@ pub struct AdmissionSettings {
     /// (`ORDER_ADMISSION_MAX_WAIT_MS`, default 2000).
     pub max_wait: Duration,
     /// New orders are refused while at least this many are late (`ORDER_ADMISSION_MAX_LATE`,
-    /// default 16; 0 switches admission control off).
+    /// default 16; 0 switches this signal off). The same wait bounds the backlog of the
+    /// watched consumer groups.
     pub max_late: u32,
     /// How often the late orders are counted (`ORDER_ADMISSION_CHECK_INTERVAL_MS`, default
     /// 250).
     pub check_interval: Duration,
+    /// New orders are refused while a watched consumer group's backlog waits at least this
+    /// long (`ORDER_ADMISSION_MAX_BACKLOG_MS`, default 1000).
+    pub max_backlog: Duration,
 }
 
 impl AdmissionSettings {
     pub const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(2_000);
     pub const DEFAULT_MAX_LATE: u32 = 16;
     pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+    pub const DEFAULT_MAX_BACKLOG: Duration = Duration::from_millis(1_000);
+    /// The consumer groups of `order.events` watched by default (logical names, before the
+    /// topic prefix): payment-service's order replica and product-service's reservations.
+    pub const DEFAULT_WATCH_GROUPS: [&str; 2] =
+        ["payment-service.orders", "product-service.inventory"];
+}
+
+/// How often the watched groups' progress is read. The groups commit their offsets once a
+/// second; a reading every second would see each commit at the same phase (with a phase just
+/// before the commit, a second of handled records looks like backlog on every reading), so
+/// the readings come at a period that drifts through the commits' phase: any four consecutive
+/// readings include one less than 0.3 s after a commit.
+const BACKLOG_INTERVAL: Duration = Duration::from_millis(730);
+
+/// How far back [`BacklogWait`] looks for a group's rate.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// The shortest span a rate is measured over: two of the groups' one-second commits.
+const MIN_RATE_SPAN: Duration = Duration::from_secs(2);
+
+/// The readings whose least lag is taken as the backlog (see [`BACKLOG_INTERVAL`]).
+const LAG_READINGS: usize = 4;
+
+/// How long a consumer group's backlog waits, from its progress over the last few seconds:
+/// `lag / rate` (Little's law), the lag being the least of the last [`LAG_READINGS`] and the
+/// rate the records it committed over up to [`RATE_WINDOW`]. Pure: the samples are given to it.
+#[derive(Debug, Default)]
+pub struct BacklogWait {
+    samples: VecDeque<(Instant, GroupProgress)>,
+}
+
+impl BacklogWait {
+    /// Takes a sample; returns the backlog's wait, `None` when it cannot be told from a slow
+    /// group: not yet [`MIN_RATE_SPAN`] of samples, or a group that committed nothing (or
+    /// went back, as a reset group does) over the window.
+    pub fn observe(&mut self, at: Instant, progress: GroupProgress) -> Option<Duration> {
+        self.samples.push_back((at, progress));
+        while self.samples.len() > 1
+            && self
+                .samples
+                .front()
+                .is_some_and(|(first, _)| at.saturating_duration_since(*first) > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let lag = self
+            .samples
+            .iter()
+            .rev()
+            .take(LAG_READINGS)
+            .map(|(_, progress)| progress.lag())
+            .min()
+            .unwrap_or(0);
+        if lag == 0 {
+            return Some(Duration::ZERO);
+        }
+        let (first_at, first) = self.samples.front()?;
+        let span = at.saturating_duration_since(*first_at);
+        let committed = progress.committed - first.committed;
+        if span < MIN_RATE_SPAN || committed <= 0 {
+            return None;
+        }
+        Some(span.mul_f64(lag as f64 / committed as f64))
+    }
+}
+
+/// The backlog decision, with the same hysteresis as [`Gate`]: refuse from a wait of `limit`,
+/// take orders again below half of it; no estimate (a stopped group) never refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitGate {
+    limit: Duration,
+    shedding: bool,
+}
+
+impl WaitGate {
+    pub fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            shedding: false,
+        }
+    }
+
+    /// Takes the longest wait of the watched groups; returns whether new orders are refused.
+    pub fn observe(&mut self, wait: Option<Duration>) -> bool {
+        match wait {
+            None => self.shedding = false,
+            Some(wait) if wait >= self.limit => self.shedding = true,
+            Some(wait) if wait < self.limit / 2 => self.shedding = false,
+            Some(_) => {}
+        }
+        self.shedding
+    }
 }
 
 /// The decision, from the latest count of late orders, with hysteresis.
@@ -92,6 +212,10 @@ pub struct Admission {
     shedding: Arc<AtomicBool>,
     /// The last count, for the problem's detail.
     late: Arc<AtomicU32>,
+    /// Whether the watched groups' backlog refuses new orders.
+    backlog_shedding: Arc<AtomicBool>,
+    /// The longest wait of the watched groups' backlogs at the last reading, in milliseconds.
+    backlog_wait_ms: Arc<AtomicU64>,
 }
 
 impl Admission {
@@ -100,31 +224,119 @@ impl Admission {
             settings,
             shedding: Arc::new(AtomicBool::new(false)),
             late: Arc::new(AtomicU32::new(0)),
+            backlog_shedding: Arc::new(AtomicBool::new(false)),
+            backlog_wait_ms: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// `Err` with the 503 to answer while new orders are shed.
     pub fn check(&self) -> Result<(), Problem> {
-        if !self.shedding.load(Ordering::Relaxed) {
+        let late_shedding = self.shedding.load(Ordering::Relaxed);
+        if !late_shedding && !self.backlog_shedding.load(Ordering::Relaxed) {
             return Ok(());
         }
         metrics::counter!("order_admission_shed_total").increment(1);
-        let late = self.late.load(Ordering::Relaxed);
-        let mut problem = Problem::unavailable(format!(
-            "orders are arriving faster than their stock is reserved ({late} orders have waited \
-             over {} ms for their reservation); nothing was placed: retry after Retry-After \
-             seconds",
-            self.settings.max_wait.as_millis()
-        ));
+        let detail = if late_shedding {
+            let max_wait = self.settings.max_wait.as_millis();
+            let late = self.late.load(Ordering::Relaxed);
+            format!(
+                "orders are arriving faster than their stock is reserved ({late} orders have \
+                 waited over {max_wait} ms for their reservation); nothing was placed: retry \
+                 after Retry-After seconds"
+            )
+        } else {
+            let wait = self.backlog_wait_ms.load(Ordering::Relaxed);
+            let max_wait = self.settings.max_backlog.as_millis();
+            format!(
+                "orders are arriving faster than the checkout completes (the saga's work on \
+                 placed orders is about {wait} ms behind, the limit is {max_wait} ms); nothing \
+                 was placed: retry after Retry-After seconds"
+            )
+        };
+        let mut problem = Problem::unavailable(detail);
         problem.problem_type = BUSY.into();
         problem.title = "Too busy to take orders".into();
         problem.retry_after_secs = Some(retry_after_secs(self.settings.max_wait));
         Err(problem)
     }
 
+    /// Runs both signals until `stop`: the late orders (every check interval) and, when
+    /// `probes` are given, the watched groups' backlog (every [`BACKLOG_INTERVAL`]).
+    pub async fn run(self, pool: PgPool, probes: Vec<GroupProbe>, stop: CancellationToken) {
+        tokio::join!(
+            self.clone().count_late(pool, stop.clone()),
+            self.watch_backlog(probes, stop)
+        );
+    }
+
+    /// Reads the watched groups' progress every [`BACKLOG_INTERVAL`] until `stop`; a failed reading counts
+    /// as no estimate for that group.
+    async fn watch_backlog(self, probes: Vec<GroupProbe>, stop: CancellationToken) {
+        if probes.is_empty() {
+            return;
+        }
+        let probes = Arc::new(probes);
+        let mut waits: Vec<BacklogWait> = probes.iter().map(|_| BacklogWait::default()).collect();
+        let mut gate = WaitGate::new(self.settings.max_backlog);
+        let mut ticks = tokio::time::interval(BACKLOG_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let reading = probes.clone();
+            let progress = tokio::task::spawn_blocking(move || {
+                reading
+                    .iter()
+                    .map(|probe| {
+                        probe.progress().map_err(|error| {
+                            tracing::debug!(
+                                group = probe.group(),
+                                error = format!("{error:#}"),
+                                "reading a watched group's progress failed"
+                            );
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            let now = Instant::now();
+            let mut longest: Option<Duration> = None;
+            for ((wait, progress), probe) in waits.iter_mut().zip(progress).zip(probes.iter()) {
+                let Ok(progress) = progress else { continue };
+                let estimate = wait.observe(now, progress);
+                if let Some(estimate) = estimate {
+                    metrics::gauge!("order_admission_backlog_wait_seconds", "group" => probe.group().to_owned())
+                        .set(estimate.as_secs_f64());
+                    longest = longest.max(Some(estimate));
+                }
+            }
+            let was = self.backlog_shedding.load(Ordering::Relaxed);
+            let shedding = gate.observe(longest);
+            self.backlog_wait_ms.store(
+                longest.map_or(0, |wait| {
+                    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+                }),
+                Ordering::Relaxed,
+            );
+            self.backlog_shedding.store(shedding, Ordering::Relaxed);
+            metrics::gauge!("order_admission_backlog_shedding").set(f64::from(u8::from(shedding)));
+            if shedding != was {
+                tracing::warn!(
+                    wait_ms = longest.map(|wait| wait.as_millis()),
+                    max_backlog_ms = self.settings.max_backlog.as_millis(),
+                    shedding,
+                    "order admission changed (backlog of the saga's consumers)"
+                );
+            }
+        }
+    }
+
     /// Counts late orders every check interval until `stop`; a failed count keeps the last
     /// decision (PostgreSQL away fails the placement anyway, and the next count corrects it).
-    pub async fn run(self, pool: PgPool, stop: CancellationToken) {
+    async fn count_late(self, pool: PgPool, stop: CancellationToken) {
         if self.settings.max_late == 0 {
             return;
         }
@@ -215,6 +427,76 @@ mod tests {
         assert!(!gate.observe(u32::MAX));
     }
 
+    fn progress(committed: i64, end: i64) -> GroupProgress {
+        GroupProgress { committed, end }
+    }
+
+    #[test]
+    fn a_backlog_waits_its_lag_divided_by_the_rate_the_group_commits() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut wait = BacklogWait::default();
+        // Too short a span to tell a rate.
+        assert_eq!(wait.observe(at(0), progress(0, 100)), None);
+        assert_eq!(wait.observe(at(1), progress(50, 200)), None);
+        // 100 records in 2 s = 50/s; the least lag of the readings so far is 100: 2 s.
+        assert_eq!(
+            wait.observe(at(2), progress(100, 200)),
+            Some(Duration::from_secs(2))
+        );
+        // The rate is taken over the last 5 s only: from second 1 (50) to 7 (350), 50/s; the
+        // lag is the least of seconds 4 to 7 (300, 250, 200, 250): 4 s.
+        for (second, committed, end) in [(3, 150, 500), (4, 200, 500), (5, 250, 500), (6, 300, 500)]
+        {
+            wait.observe(at(second), progress(committed, end));
+        }
+        assert_eq!(
+            wait.observe(at(7), progress(350, 600)),
+            Some(Duration::from_secs_f64(200.0 / 50.0))
+        );
+        // A reading with no commit since the last (lag up, 300): the least of seconds 5 to 8
+        // (250, 200, 250, 300) still counts; the rate from second 3 (150) to 8 (350) is 40/s.
+        assert_eq!(
+            wait.observe(at(8), progress(350, 650)),
+            Some(Duration::from_secs_f64(200.0 / 40.0))
+        );
+    }
+
+    #[test]
+    fn a_caught_up_group_waits_nothing_and_a_stopped_one_is_not_called_slow() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut caught_up = BacklogWait::default();
+        assert_eq!(
+            caught_up.observe(at(0), progress(40, 40)),
+            Some(Duration::ZERO)
+        );
+
+        // A group that commits nothing for the whole window: down, not slow.
+        let mut stopped = BacklogWait::default();
+        for second in 0..=6 {
+            assert_eq!(
+                stopped.observe(at(second), progress(10, 60 + 50 * second as i64)),
+                None
+            );
+        }
+        // A group reset to the start (committed went back) gives no estimate either.
+        let mut reset = BacklogWait::default();
+        reset.observe(at(0), progress(100, 120));
+        assert_eq!(reset.observe(at(3), progress(0, 130)), None);
+    }
+
+    #[test]
+    fn the_backlog_gate_refuses_from_the_limit_and_reopens_below_half_or_without_estimate() {
+        let mut gate = WaitGate::new(Duration::from_secs(2));
+        assert!(!gate.observe(Some(Duration::from_millis(1_999))));
+        assert!(gate.observe(Some(Duration::from_secs(2))));
+        assert!(gate.observe(Some(Duration::from_millis(1_500))));
+        assert!(!gate.observe(Some(Duration::from_millis(999))));
+        assert!(gate.observe(Some(Duration::from_secs(10))));
+        assert!(!gate.observe(None));
+    }
+
     #[test]
     fn refused_buyers_wait_about_the_max_wait() {
         assert_eq!(retry_after_secs(Duration::from_millis(200)), 1);
@@ -228,8 +510,15 @@ mod tests {
             max_wait: Duration::from_millis(2_000),
             max_late: 4,
             check_interval: Duration::from_millis(250),
+            max_backlog: Duration::from_millis(1_000),
         });
         assert!(admission.check().is_ok());
+        admission.backlog_shedding.store(true, Ordering::Relaxed);
+        admission.backlog_wait_ms.store(2_500, Ordering::Relaxed);
+        let behind = admission.check().err();
+        assert_eq!(behind.as_ref().map(|p| p.problem_type.as_str()), Some(BUSY));
+        assert!(behind.is_some_and(|p| p.detail.contains("2500 ms behind, the limit is 1000 ms")));
+        admission.backlog_shedding.store(false, Ordering::Relaxed);
         admission.shedding.store(true, Ordering::Relaxed);
         admission.late.store(5, Ordering::Relaxed);
         let problem = admission.check().err();

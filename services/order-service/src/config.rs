@@ -79,6 +79,10 @@ pub struct Config {
     pub review_start_interval: Duration,
     /// When new orders are refused because the saga is behind (`ORDER_ADMISSION_*`).
     pub admission: crate::admission::AdmissionSettings,
+    /// The consumer groups of `order.events` whose backlog admission control watches, logical
+    /// names before the topic prefix (`ORDER_ADMISSION_WATCH_GROUPS`, comma-separated; default
+    /// `payment-service.orders,product-service.inventory`; `off` for none).
+    pub admission_watch_groups: Vec<String>,
 }
 
 impl Config {
@@ -148,6 +152,18 @@ impl Config {
                     "ORDER_ADMISSION_CHECK_INTERVAL_MS",
                     AdmissionSettings::DEFAULT_CHECK_INTERVAL.as_millis() as u64,
                 )?,
+                max_backlog: env.positive_millis(
+                    "ORDER_ADMISSION_MAX_BACKLOG_MS",
+                    AdmissionSettings::DEFAULT_MAX_BACKLOG.as_millis() as u64,
+                )?,
+            },
+            admission_watch_groups: match env.list("ORDER_ADMISSION_WATCH_GROUPS") {
+                Some(groups) if groups == ["off"] => Vec::new(),
+                Some(groups) => groups,
+                None => AdmissionSettings::DEFAULT_WATCH_GROUPS
+                    .iter()
+                    .map(|group| (*group).to_owned())
+                    .collect(),
             },
         })
     }

@@ -129,6 +129,16 @@ impl Application {
         let closing = CancellationToken::new();
         let feed = StatusFeed::new(closing.clone());
         let admission = Admission::new(config.admission);
+        let admission_probes = config
+            .admission_watch_groups
+            .iter()
+            .map(|group| {
+                kafka.group_probe(
+                    &topics.qualified(group),
+                    &topics.qualified(topics::ORDER_EVENTS),
+                )
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let state = AppState {
             pool: pool.clone(),
             verifier: TokenVerifier::new(
@@ -194,7 +204,7 @@ impl Application {
             .worker("expiry job", |stop| expiry.run(stop))
             .worker("admission control", {
                 let pool = pool.clone();
-                |stop| admission.run(pool, stop)
+                |stop| admission.run(pool, admission_probes, stop)
             })
             .worker("workflow worker", |stop| workflow_worker.run(stop));
         for consumer in saga_consumers {

@@ -199,7 +199,7 @@ pub(super) fn too_many_open_orders(refused: TooManyOpen) -> Problem {
         (status = 401, body = web::Problem),
         (status = 409, description = "The customer already holds the most unpaid orders allowed (`ORDER_MAX_OPEN_PER_USER`, default 5); type `https://ferroshop.dev/problems/too-many-open-orders`", body = web::Problem),
         (status = 422, description = "Unknown or withdrawn product, mixed currencies, bad quantity or address", body = web::Problem),
-        (status = 503, description = "Nothing placed. Type `https://ferroshop.dev/problems/busy`: orders arrive faster than their stock is reserved (at least `ORDER_ADMISSION_MAX_LATE`, default 16, orders have waited over `ORDER_ADMISSION_MAX_WAIT_MS`, default 2000, for their reservation), retry after `Retry-After` seconds; or type `unavailable`: PostgreSQL is unreachable", body = web::Problem, headers(("Retry-After" = u64, description = "seconds to wait")))
+        (status = 503, description = "Nothing placed. Type `https://ferroshop.dev/problems/busy`: orders arrive faster than the checkout completes: at least `ORDER_ADMISSION_MAX_LATE` (default 16) orders have waited over `ORDER_ADMISSION_MAX_WAIT_MS` (default 2000) for their reservation, or a consumer group of `order.events` on the saga's path (`ORDER_ADMISSION_WATCH_GROUPS`) is at least `ORDER_ADMISSION_MAX_BACKLOG_MS` (default 1000) behind; retry after `Retry-After` seconds; or type `unavailable`: PostgreSQL is unreachable", body = web::Problem, headers(("Retry-After" = u64, description = "seconds to wait")))
     ),
     security(("bearer" = []))
 )]

@@ -58,7 +58,9 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
             max_wait: order_service::admission::AdmissionSettings::DEFAULT_MAX_WAIT,
             max_late: order_service::admission::AdmissionSettings::DEFAULT_MAX_LATE,
             check_interval: Duration::from_millis(100),
+            max_backlog: order_service::admission::AdmissionSettings::DEFAULT_MAX_BACKLOG,
         },
+        admission_watch_groups: Vec::new(),
     }
 }
 

@@ -430,6 +430,7 @@ async fn while_orders_wait_too_long_new_ones_are_refused_until_the_backlog_is_se
         max_wait: Duration::from_millis(200),
         max_late: 2,
         check_interval: Duration::from_millis(50),
+        max_backlog: AdmissionSettings::DEFAULT_MAX_BACKLOG,
     };
     let stack = crate::helpers::spawn_stack_with(|config| {
         config.run_outbox_relay = false;
@@ -493,6 +494,92 @@ async fn while_orders_wait_too_long_new_ones_are_refused_until_the_backlog_is_se
         Ok(())
     })
     .await?;
+    Ok(())
+}
+
+/// Admission control's second signal: a consumer group on the saga's path that takes
+/// `order.events` slower than orders come makes new orders answer 503 at once, though no order
+/// is late for its reservation (that signal is off here); once the group has caught up, orders
+/// are taken again. The slow group is a real consumer whose handler takes 100 ms a record.
+#[tokio::test]
+async fn while_a_watched_consumer_group_falls_behind_new_orders_are_refused_until_it_catches_up()
+-> TestResult {
+    use messaging::{
+        ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, KafkaConfig,
+    };
+    use order_service::admission::{AdmissionSettings, BUSY};
+    use std::time::Duration;
+
+    struct Slow;
+    impl Handler for Slow {
+        async fn handle(&self, _delivery: &Delivery) -> Result<(), HandlerError> {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(())
+        }
+    }
+
+    let stack = crate::helpers::spawn_stack_with(|config| {
+        config.admission = AdmissionSettings {
+            max_wait: Duration::from_secs(1),
+            max_late: 0,
+            check_interval: Duration::from_millis(50),
+            max_backlog: Duration::from_secs(1),
+        };
+        config.admission_watch_groups = vec!["slow-payments".into()];
+    })
+    .await;
+    let kettle = stack.product(1_000, 2_999, "EUR").await?;
+    let slow_group = EventConsumer::new(
+        &KafkaConfig::new(testkit::stack::kafka_brokers()),
+        ConsumerSettings::new(
+            format!("{}slow-payments", stack.topic_prefix),
+            vec![format!("{}order.events", stack.topic_prefix)],
+        ),
+    )?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let consuming = tokio::spawn(slow_group.run(Slow, stop.clone()));
+
+    // Orders (and their saga's events) arrive faster than 10 records a second are taken.
+    let refused = std::sync::Arc::new(tokio::sync::Mutex::new(None));
+    testkit::eventually(crate::helpers::DEADLINE, || {
+        let (stack, refused) = (&stack, refused.clone());
+        async move {
+            for _ in 0..5 {
+                let reply = stack.place(&stack.customer(), &[(kettle, 1)]).await?;
+                if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+                    *refused.lock().await = Some(reply);
+                    return Ok(());
+                }
+                anyhow::ensure!(reply.status == StatusCode::CREATED, "{reply:?}");
+            }
+            anyhow::bail!("not refused yet")
+        }
+    })
+    .await?;
+    let Some(reply) = refused.lock().await.take() else {
+        anyhow::bail!("no refusal recorded");
+    };
+    assert_eq!(reply.body["type"], BUSY, "{reply:?}");
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("ms behind")),
+        "{reply:?}"
+    );
+
+    // Refused orders add nothing; the group works through its backlog and orders are taken
+    // again.
+    testkit::eventually(crate::helpers::DEADLINE, || async {
+        let reply = stack.place(&stack.customer(), &[(kettle, 1)]).await?;
+        anyhow::ensure!(
+            reply.status == StatusCode::CREATED,
+            "still refused: {reply:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    stop.cancel();
+    consuming.await?;
     Ok(())
 }
 
