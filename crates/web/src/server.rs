@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, header};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -197,15 +197,46 @@ async fn trace_request(req: Request, next: Next) -> Response {
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    span.in_scope(|| {
-        tracing::info!(
-            status = status.as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request finished"
-        )
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    span.in_scope(|| match access_log_level(status, elapsed) {
+        AccessLogLevel::Warn => {
+            tracing::warn!(status = status.as_u16(), latency_ms, "request finished")
+        }
+        AccessLogLevel::Info => {
+            tracing::info!(status = status.as_u16(), latency_ms, "request finished")
+        }
+        AccessLogLevel::Debug => {
+            tracing::debug!(status = status.as_u16(), latency_ms, "request finished")
+        }
     });
     metrics::record_request(&method, &route, status, elapsed.as_secs_f64());
     response
+}
+
+/// A request slower than this is logged at INFO whatever its status.
+const SLOW_REQUEST: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AccessLogLevel {
+    Warn,
+    Info,
+    Debug,
+}
+
+/// The level of a request's access-log line: WARN for a server error, INFO for a refused
+/// request (4xx) or a slow one, DEBUG for a quick success (`RUST_LOG=debug` shows every
+/// request). Every request still has its span and its metrics. Why not INFO for all: under
+/// `cargo xtask bench` product-service wrote one JSON line per read, 30,000 a second, 8 GB
+/// over a run, and formatting them was a share of its CPU; the gateway already logs its
+/// forwards at DEBUG for the same reason.
+fn access_log_level(status: StatusCode, elapsed: Duration) -> AccessLogLevel {
+    if status.is_server_error() {
+        AccessLogLevel::Warn
+    } else if status.is_client_error() || elapsed >= SLOW_REQUEST {
+        AccessLogLevel::Info
+    } else {
+        AccessLogLevel::Debug
+    }
 }
 
 /// What one client connection may cost before its request is even read: a client that
@@ -331,6 +362,35 @@ mod tests {
     use tokio::net::TcpStream;
 
     use super::*;
+
+    #[test]
+    fn quick_successes_log_at_debug_refusals_and_slow_requests_at_info_errors_at_warn() {
+        let quick = Duration::from_millis(3);
+        assert_eq!(
+            access_log_level(StatusCode::OK, quick),
+            AccessLogLevel::Debug
+        );
+        assert_eq!(
+            access_log_level(StatusCode::SEE_OTHER, quick),
+            AccessLogLevel::Debug
+        );
+        assert_eq!(
+            access_log_level(StatusCode::OK, SLOW_REQUEST),
+            AccessLogLevel::Info
+        );
+        assert_eq!(
+            access_log_level(StatusCode::NOT_FOUND, quick),
+            AccessLogLevel::Info
+        );
+        assert_eq!(
+            access_log_level(StatusCode::UNAUTHORIZED, quick),
+            AccessLogLevel::Info
+        );
+        assert_eq!(
+            access_log_level(StatusCode::SERVICE_UNAVAILABLE, quick),
+            AccessLogLevel::Warn
+        );
+    }
 
     /// Reads one HTTP/1.1 response (headers and a `Content-Length` body); `None` at EOF.
     async fn read_response(stream: &mut TcpStream) -> Option<String> {
