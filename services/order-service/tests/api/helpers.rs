@@ -415,10 +415,21 @@ impl Stack {
             .await
     }
 
+    /// Types of the events of `product` on product.events, waiting until `count` arrived.
+    pub async fn product_event_types(
+        &self,
+        product: Uuid,
+        count: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        self.event_types(contracts::topics::PRODUCT_EVENTS, product, count)
+            .await
+    }
+
+    /// Types of the events keyed by `subject` on a topic, waiting until `count` arrived.
     async fn event_types(
         &self,
         logical: &str,
-        order: Uuid,
+        subject: Uuid,
         count: usize,
     ) -> anyhow::Result<Vec<String>> {
         let topic = self.topic(logical);
@@ -431,14 +442,14 @@ impl Stack {
                 let types: Vec<String> = messaging::testing::read_events(&brokers(), &topic)
                     .await?
                     .into_iter()
-                    .filter(|record| record.key == order.to_string())
+                    .filter(|record| record.key == subject.to_string())
                     .map(|record| record.event.event_type)
                     .collect();
                 let n = types.len();
                 if let Ok(mut slot) = slot.lock() {
                     *slot = types;
                 }
-                anyhow::ensure!(n >= count, "{n} events of {order}, waiting for {count}");
+                anyhow::ensure!(n >= count, "{n} events of {subject}, waiting for {count}");
                 Ok(())
             }
         })

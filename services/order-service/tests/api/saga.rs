@@ -196,6 +196,9 @@ async fn a_service_started_late_rebuilds_its_replica_from_the_log() -> TestResul
         )
         .await?;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    // "Before" means in the log: the relay publishes the change after the PATCH answers, and
+    // an order placed between the two snapshots would rightly be priced from the first.
+    stack.product_event_types(kettle, 2).await?;
 
     stack.start_orders(|_| {}).await;
     let customer = stack.customer();
