@@ -366,30 +366,20 @@ mod tests {
     #[test]
     fn quick_successes_log_at_debug_refusals_and_slow_requests_at_info_errors_at_warn() {
         let quick = Duration::from_millis(3);
-        assert_eq!(
-            access_log_level(StatusCode::OK, quick),
-            AccessLogLevel::Debug
-        );
-        assert_eq!(
-            access_log_level(StatusCode::SEE_OTHER, quick),
-            AccessLogLevel::Debug
-        );
-        assert_eq!(
-            access_log_level(StatusCode::OK, SLOW_REQUEST),
-            AccessLogLevel::Info
-        );
-        assert_eq!(
-            access_log_level(StatusCode::NOT_FOUND, quick),
-            AccessLogLevel::Info
-        );
-        assert_eq!(
-            access_log_level(StatusCode::UNAUTHORIZED, quick),
-            AccessLogLevel::Info
-        );
-        assert_eq!(
-            access_log_level(StatusCode::SERVICE_UNAVAILABLE, quick),
-            AccessLogLevel::Warn
-        );
+        for (status, latency, expected) in [
+            (StatusCode::OK, quick, AccessLogLevel::Debug),
+            (StatusCode::SEE_OTHER, quick, AccessLogLevel::Debug),
+            (StatusCode::OK, SLOW_REQUEST, AccessLogLevel::Info),
+            (StatusCode::NOT_FOUND, quick, AccessLogLevel::Info),
+            (StatusCode::UNAUTHORIZED, quick, AccessLogLevel::Info),
+            (StatusCode::SERVICE_UNAVAILABLE, quick, AccessLogLevel::Warn),
+        ] {
+            assert_eq!(
+                access_log_level(status, latency),
+                expected,
+                "{status} in {latency:?}"
+            );
+        }
     }
 
     /// Reads one HTTP/1.1 response (headers and a `Content-Length` body); `None` at EOF.

@@ -485,15 +485,7 @@ async fn while_orders_wait_too_long_new_ones_are_refused_until_the_backlog_is_se
     // A replica whose relay runs publishes the waiting orders; once they are reserved, orders
     // are taken again.
     let _relaying = stack.replica(|config| config.admission = admission).await;
-    testkit::eventually(crate::helpers::DEADLINE, || async {
-        let reply = stack.place(&stack.customer(), &[(kettle, 1)]).await?;
-        anyhow::ensure!(
-            reply.status == StatusCode::CREATED,
-            "still refused: {reply:?}"
-        );
-        Ok(())
-    })
-    .await?;
+    eventually_taken(&stack, kettle).await?;
     Ok(())
 }
 
@@ -569,15 +561,7 @@ async fn while_a_watched_consumer_group_falls_behind_new_orders_are_refused_unti
 
     // Refused orders add nothing; the group works through its backlog and orders are taken
     // again.
-    testkit::eventually(crate::helpers::DEADLINE, || async {
-        let reply = stack.place(&stack.customer(), &[(kettle, 1)]).await?;
-        anyhow::ensure!(
-            reply.status == StatusCode::CREATED,
-            "still refused: {reply:?}"
-        );
-        Ok(())
-    })
-    .await?;
+    eventually_taken(&stack, kettle).await?;
     stop.cancel();
     consuming.await?;
     Ok(())
@@ -627,4 +611,17 @@ async fn the_replica_skips_stock_only_snapshots_and_still_applies_later_changes(
     assert!(apply_snapshot(&mut conn, &snapshot(5, 1_200, 8)?, true).await?);
     assert_eq!(stored(stack.pool.clone()).await?, (1_200, 5, false));
     Ok(())
+}
+
+/// Waits until an order for one unit of `product` is taken again after refusals.
+async fn eventually_taken(stack: &crate::helpers::Stack, product: Uuid) -> TestResult {
+    testkit::eventually(crate::helpers::DEADLINE, || async {
+        let reply = stack.place(&stack.customer(), &[(product, 1)]).await?;
+        anyhow::ensure!(
+            reply.status == StatusCode::CREATED,
+            "still refused: {reply:?}"
+        );
+        Ok(())
+    })
+    .await
 }
