@@ -1,5 +1,6 @@
-//! The machine the bench ran on: CPUs, memory, kernel, toolchain, load average and commit,
-//! so that a report's figures can be compared with another machine's.
+//! The machine the bench ran on: CPUs, memory, kernel, toolchain, load average, commit and the
+//! CPU time the hypervisor took for others during the run, so that a report's figures can be
+//! compared with another machine's (or the same virtual machine's on a busier day).
 
 use std::fs;
 use std::process::Command;
@@ -16,6 +17,49 @@ pub(super) struct Machine {
     pub(super) date: String,
     pub(super) load: String,
     pub(super) commit: String,
+    /// The CPU counters when the bench started, for [`Machine::stolen_since_start`].
+    pub(super) ticks_at_start: Option<CpuTicks>,
+}
+
+/// The machine-wide CPU time counters of `/proc/stat`'s `cpu` line, in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CpuTicks {
+    /// user + nice + system + idle + iowait + irq + softirq + steal (guest time is already
+    /// inside user and nice).
+    total: u64,
+    /// Time a virtual CPU was ready to run but the hypervisor ran something else.
+    steal: u64,
+}
+
+impl CpuTicks {
+    pub(super) fn now() -> Option<Self> {
+        fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| Self::parse(&stat))
+    }
+
+    fn parse(stat: &str) -> Option<Self> {
+        let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+        let values = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(str::parse::<u64>)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        Some(Self {
+            total: values.iter().sum(),
+            steal: *values.get(7)?,
+        })
+    }
+
+    /// The share of the CPU time from `earlier` to `self` that was stolen; `None` when no time
+    /// passed.
+    fn stolen_share_since(&self, earlier: &Self) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total)?;
+        let steal = self.steal.checked_sub(earlier.steal)?;
+        (total > 0).then(|| steal as f64 / total as f64)
+    }
 }
 
 impl Machine {
@@ -55,6 +99,7 @@ impl Machine {
             load: fs::read_to_string("/proc/loadavg")
                 .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
                 .unwrap_or_else(|_| "unknown".into()),
+            ticks_at_start: CpuTicks::now(),
             commit: format!(
                 "{}{}",
                 command("git", &["rev-parse", "--short", "HEAD"]),
@@ -66,6 +111,41 @@ impl Machine {
             ),
         }
     }
+
+    /// The share of the CPU time since [`Machine::describe`] that the hypervisor gave to other
+    /// guests: on a shared virtual machine, the noise under every figure of the run.
+    pub(super) fn stolen_since_start(&self) -> Option<f64> {
+        self.ticks_at_start
+            .and_then(|start| CpuTicks::now()?.stolen_share_since(&start))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stolen_time_is_the_steal_column_over_all_ticks_between_two_readings() {
+        let earlier =
+            CpuTicks::parse("cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 50 0 25 400 5 0 2 18 0 0\n");
+        let later = CpuTicks::parse("cpu  200 0 100 1500 20 0 10 170 7 0\nintr 1\n");
+        assert_eq!(
+            earlier,
+            Some(CpuTicks {
+                total: 1000,
+                steal: 35
+            })
+        );
+        let (Some(earlier), Some(later)) = (earlier, later) else {
+            panic!("both readings parse");
+        };
+        // 1,000 ticks passed, 135 of them stolen; guest time (7) is not counted twice.
+        assert_eq!(later.stolen_share_since(&earlier), Some(0.135));
+        assert_eq!(earlier.stolen_share_since(&earlier), None);
+        assert_eq!(earlier.stolen_share_since(&later), None);
+        assert_eq!(CpuTicks::parse("cpu0 1 2 3\n"), None);
+        assert_eq!(CpuTicks::parse("cpu  1 2 3 4 5 6 7\n"), None);
+    }
+}

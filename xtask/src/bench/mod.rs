@@ -355,6 +355,7 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     let costs = OrderCosts::between(&before, &after, checkout_sustained.paid);
 
     let report = Report {
+        stolen: machine.stolen_since_start(),
         machine,
         command_line: command_line.clone(),
         plan: &plan,

@@ -100,6 +100,8 @@ pub(super) struct UpdateRates {
 
 pub(super) struct Report<'a> {
     pub(super) machine: Machine,
+    /// The share of the run's CPU time the hypervisor took ([`Machine::stolen_since_start`]).
+    pub(super) stolen: Option<f64>,
     pub(super) command_line: String,
     pub(super) plan: &'a Plan,
     pub(super) args: &'a BenchArgs,
@@ -166,7 +168,7 @@ impl Report<'_> {
             .map_or_else(|| "max".to_owned(), |t| format!("{}/s", per_sec(t)));
         let _ = writeln!(
             out,
-            "| {name} | {rate} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {rate} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.connections,
             per_sec(r.ok_per_sec),
             format_ms(l.p50_ms),
@@ -174,6 +176,7 @@ impl Report<'_> {
             format_ms(l.p99_ms),
             format_ms(l.p999_ms),
             format_ms(l.max_ms),
+            format_ms(r.service_time.p99_ms),
             errors_cell(r),
         );
     }
@@ -181,9 +184,9 @@ impl Report<'_> {
     pub(super) fn run_table(out: &mut String, rows: &[(&str, &RunReport)]) {
         let _ = writeln!(
             out,
-            "| run | pace | conns | req/s (2xx) | p50 | p90 | p99 | p99.9 | max | errors |"
+            "| run | pace | conns | req/s (2xx) | p50 | p90 | p99 | p99.9 | max | served p99 | errors |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
         for (name, r) in rows {
             Self::run_row(out, name, r);
         }
@@ -275,6 +278,14 @@ impl Report<'_> {
         let _ = writeln!(out, "| kernel | {} |", m.kernel);
         let _ = writeln!(out, "| rustc | {} |", m.rustc);
         let _ = writeln!(out, "| load average at start | {} |", m.load);
+        let _ = writeln!(
+            out,
+            "| CPU time stolen by the hypervisor during the run | {} |",
+            self.stolen.map_or_else(
+                || "unknown".to_owned(),
+                |share| format!("{:.1}%", share * 100.0)
+            )
+        );
         let _ = writeln!(
             out,
             "| runs | {} s measured after {} s warm-up per HTTP run, {} connections; checkout {} s per run |",
@@ -455,7 +466,8 @@ impl Report<'_> {
              arrived. 50%: open loop at half the through-gateway saturation rate, both \
              directly and through the gateway; latency is counted from the due time when a \
              request had to wait for its connection's previous answer (no coordinated \
-             omission).\n"
+             omission). \"served p99\" counts from the send only, in every run: where it is \
+             far below p99, the tail is requests queued behind a stall, not slow answers.\n"
         );
         Self::run_table(
             &mut out,
@@ -1295,6 +1307,7 @@ mod tests {
             },
         );
         let report = Report {
+            stolen: Some(0.012),
             machine: Machine {
                 cores: 2,
                 memory: "8.0 GiB".into(),
@@ -1304,6 +1317,7 @@ mod tests {
                 date: "2026-11-26 12:00 UTC".into(),
                 load: "1.0 1.0 1.0".into(),
                 commit: "abc1234".into(),
+                ticks_at_start: None,
             },
             command_line: "cargo xtask bench --quick".into(),
             plan: &plan,
