@@ -223,6 +223,86 @@ impl GroupProbe {
     }
 }
 
+/// Readiness of a replica built from a log by a consumer group: red until the group has
+/// committed, on its topic, at least as far as the topic reached when this gate first looked
+/// (the first readiness probe, right after start), then green for good. A replica started late,
+/// or on an empty database, would otherwise serve answers from a half-replayed log: an
+/// order-service that has read a product's first snapshot but not its price change prices
+/// orders from the old price (a CI run placed exactly such an order). After the catch-up the
+/// gate costs nothing: lag in normal running is the consumers' metric, not a reason to leave
+/// the load balancer. Clones share the state.
+#[derive(Debug, Clone)]
+pub struct CatchUpGate {
+    probe: Arc<GroupProbe>,
+    state: Arc<std::sync::Mutex<CatchUp>>,
+}
+
+/// Where a [`CatchUpGate`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Nothing read yet: the first reading fixes the target.
+    Unmeasured,
+    /// Waiting for the group to commit up to `target` (the sum of the partitions' ends).
+    Behind { target: i64 },
+    /// Caught up once; stays so.
+    CaughtUp,
+}
+
+impl CatchUp {
+    /// The state after `progress` was read, and whether the replica counts as caught up.
+    pub fn observe(self, progress: GroupProgress) -> Self {
+        let target = match self {
+            Self::CaughtUp => return Self::CaughtUp,
+            Self::Unmeasured => progress.end,
+            Self::Behind { target } => target,
+        };
+        if progress.committed >= target {
+            Self::CaughtUp
+        } else {
+            Self::Behind { target }
+        }
+    }
+}
+
+impl CatchUpGate {
+    pub fn new(probe: GroupProbe) -> Self {
+        Self {
+            probe: Arc::new(probe),
+            state: Arc::new(std::sync::Mutex::new(CatchUp::Unmeasured)),
+        }
+    }
+
+    /// `Ok` once the group has caught up; otherwise how far behind it is.
+    pub async fn check(&self) -> Result<(), String> {
+        let now = *self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now == CatchUp::CaughtUp {
+            return Ok(());
+        }
+        let probe = Arc::clone(&self.probe);
+        let progress = tokio::task::spawn_blocking(move || probe.progress())
+            .await
+            .map_err(|error| format!("reading {}'s progress: {error}", self.probe.group()))?
+            .map_err(|error| format!("reading {}'s progress: {error:#}", self.probe.group()))?;
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *state = state.observe(progress);
+        match *state {
+            CatchUp::CaughtUp => Ok(()),
+            CatchUp::Behind { target } => Err(format!(
+                "{} is replaying the log: {} of {target} records committed",
+                self.probe.group(),
+                progress.committed
+            )),
+            CatchUp::Unmeasured => Err(format!("{} not measured yet", self.probe.group())),
+        }
+    }
+}
+
 /// The readiness check of a service that produces to `topic` (for `web::Readiness::with_check`):
 /// [`broker_reachable`] each time it runs.
 pub fn broker_check(
@@ -267,5 +347,22 @@ mod tests {
             KafkaConfig::from_env(&env).brokers,
             "kafka-0:9092,kafka-1:9092"
         );
+    }
+
+    #[test]
+    fn a_replica_is_caught_up_once_it_reaches_the_end_it_started_from_and_stays_so() {
+        let at = |committed, end| GroupProgress { committed, end };
+        // Records produced while it replays do not move the target.
+        let state = CatchUp::Unmeasured.observe(at(0, 100));
+        assert_eq!(state, CatchUp::Behind { target: 100 });
+        let state = state.observe(at(60, 140));
+        assert_eq!(state, CatchUp::Behind { target: 100 });
+        let state = state.observe(at(100, 180));
+        assert_eq!(state, CatchUp::CaughtUp);
+        // Later lag is the consumers' metric, not a readiness matter.
+        assert_eq!(state.observe(at(0, 500)), CatchUp::CaughtUp);
+        // An empty or fully read log is caught up at the first look.
+        assert_eq!(CatchUp::Unmeasured.observe(at(0, 0)), CatchUp::CaughtUp);
+        assert_eq!(CatchUp::Unmeasured.observe(at(7, 7)), CatchUp::CaughtUp);
     }
 }

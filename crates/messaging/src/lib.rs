@@ -28,6 +28,6 @@ pub use consumer::{
     ConsumerHealth, ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, LagProbe,
     PartitionLag,
 };
-pub use kafka::{GroupProbe, GroupProgress, KafkaConfig, TopicSpec};
+pub use kafka::{CatchUpGate, GroupProbe, GroupProgress, KafkaConfig, TopicSpec};
 #[cfg(feature = "postgres")]
 pub use outbox::{OutboxRelay, enqueue};

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use auth::{KeySource, TokenVerifier};
 use contracts::topics::{self, Topic};
 use messaging::kafka::Producer;
-use messaging::{ConsumerHealth, EventConsumer, OutboxRelay, TopicSpec};
+use messaging::{CatchUpGate, ConsumerHealth, EventConsumer, OutboxRelay, TopicSpec};
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -160,6 +160,20 @@ impl Application {
             admission: admission.clone(),
         };
         let consumers = ConsumerHealth::new();
+        // The replicas price and address orders: not ready while they replay the log.
+        let replicas_caught_up = [replica::settings(&topics), customers::settings(&topics)]
+            .iter()
+            .map(|settings| {
+                let topic = settings
+                    .topics
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                Ok(CatchUpGate::new(
+                    kafka.group_probe(&settings.group_id, topic)?,
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let router = web::documented_service_router::<api::ApiDoc>(
             "order-service",
             config.server.request_timeout,
@@ -168,6 +182,7 @@ impl Application {
                 pool.clone(),
                 producer.clone(),
                 consumers.clone(),
+                replicas_caught_up,
                 topics.qualified(contracts::topics::ORDER_EVENTS),
             ),
         )?;
@@ -248,15 +263,27 @@ impl Application {
     }
 }
 
-/// The dependencies, and the consumers (red while one holds an event it cannot process yet).
+/// The dependencies, the consumers (red while one holds an event it cannot process yet) and
+/// the replicas (red until they have replayed the log as it stood at start).
 fn readiness(
     pool: PgPool,
     producer: Producer,
     consumers: ConsumerHealth,
+    replicas: Vec<CatchUpGate>,
     kafka_topic: String,
 ) -> Readiness {
+    let replicas = std::sync::Arc::new(replicas);
     Readiness::new()
         .with_check("consumers", move || std::future::ready(consumers.check()))
+        .with_check("replicas", move || {
+            let replicas = replicas.clone();
+            async move {
+                for replica in replicas.iter() {
+                    replica.check().await?;
+                }
+                Ok(())
+            }
+        })
         .with_postgres(pool)
         .with_check(
             "kafka",

@@ -201,6 +201,22 @@ async fn a_service_started_late_rebuilds_its_replica_from_the_log() -> TestResul
     stack.product_event_types(kettle, 2).await?;
 
     stack.start_orders(|_| {}).await;
+    // Ready means replayed up to where the log stood at start: both snapshots applied, so
+    // the order cannot be priced from the first (a CI run placed one before the second).
+    let ready = format!("{}/health/ready", stack.orders);
+    let client = stack.client.clone();
+    eventually(DEADLINE, move || {
+        let request = client.get(&ready).send();
+        async move {
+            let reply = request.await?;
+            let status = reply.status();
+            let body: serde_json::Value = reply.json().await?;
+            anyhow::ensure!(status == StatusCode::OK, "{body}");
+            anyhow::ensure!(body["checks"]["replicas"]["status"] == "up", "{body}");
+            Ok(())
+        }
+    })
+    .await?;
     let customer = stack.customer();
     let orders = stack.orders.clone();
     let id = eventually_placed(&stack, &orders, &customer, kettle).await?;
