@@ -33,6 +33,7 @@ impl KeySource {
             url: url.to_owned(),
             client: reqwest::Client::builder()
                 .timeout(JWKS_FETCH_TIMEOUT)
+                .pool_idle_timeout(web::CLIENT_POOL_IDLE_TIMEOUT)
                 .build()?,
         })
     }

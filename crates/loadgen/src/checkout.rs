@@ -264,7 +264,8 @@ impl Api {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the gateway's idle close, as `web::CLIENT_POOL_IDLE_TIMEOUT` explains.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build(connector);
         Self { client, timeout }
     }

@@ -29,6 +29,6 @@ pub use lifecycle::{Lifecycle, StopStage};
 pub use main_shell::{Binary, run_binary};
 pub use problem::{FieldError, Problem};
 pub use server::{
-    ConnectionLimits, ServiceInfo, documented_service_router, serve, serve_with_limits,
-    service_router, shutdown_signal,
+    CLIENT_POOL_IDLE_TIMEOUT, ConnectionLimits, ServiceInfo, documented_service_router, serve,
+    serve_with_limits, service_router, shutdown_signal,
 };

@@ -239,6 +239,17 @@ fn access_log_level(status: StatusCode, elapsed: Duration) -> AccessLogLevel {
     }
 }
 
+/// How long a client may keep an idle keep-alive connection to one of these servers (or to any
+/// server it does not control) before it stops reusing it. hyper's header read timeout also
+/// runs while a kept-alive connection waits for its next request, so these servers close a
+/// connection idle for [`ConnectionLimits::header_read_timeout`] (10 s); a client that reuses
+/// it at that moment has sent its request into a closing socket and gets "connection closed
+/// before message completed" (a CI run's gateway answered a payment 502 so, from a pooled
+/// connection to payment-service idle for about 10 s). A client that drops idle connections
+/// well before the server's close never meets that race; 4 s is also below the 5 s keep-alive
+/// of Node.js servers, the shortest common default.
+pub const CLIENT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// What one client connection may cost before its request is even read: a client that
 /// trickles its headers a byte at a time (slowloris) holds its connection and buffers only for
 /// `header_read_timeout`, and a request head larger than `max_header_bytes` is answered 431
@@ -501,6 +512,39 @@ mod tests {
         let text = String::from_utf8_lossy(&received);
         assert!(
             text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+
+    /// The header read timeout also closes a kept-alive connection that waits for its next
+    /// request: the reason clients keep idle connections for less
+    /// ([`CLIENT_POOL_IDLE_TIMEOUT`]) than the servers' default timeout.
+    #[tokio::test]
+    async fn an_idle_kept_alive_connection_is_closed_after_the_header_read_timeout() {
+        assert!(CLIENT_POOL_IDLE_TIMEOUT * 2 <= ConnectionLimits::default().header_read_timeout);
+        let address = serve_limited(ConnectionLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ConnectionLimits::default()
+        })
+        .await;
+        let Ok(mut stream) = TcpStream::connect(address).await else {
+            panic!("cannot connect");
+        };
+        assert!(
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                .await
+                .is_ok()
+        );
+        // The answer, then (the connection kept alive and idle) EOF.
+        let mut received = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received)).await;
+        assert!(closed.is_ok(), "the idle connection stayed open");
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            !text.to_ascii_lowercase().contains("connection: close"),
             "{text}"
         );
     }

@@ -124,7 +124,9 @@ impl EngineClient {
     pub fn new(base_url: &str) -> Result<Self, EngineError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the engine's keep-alive timeout, so a connection the engine is closing is
+            // never reused (`web::CLIENT_POOL_IDLE_TIMEOUT` explains the race).
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| EngineError::Unavailable(format!("building the HTTP client: {e}")))?;
         Ok(Self {

@@ -92,7 +92,8 @@ impl Proxy {
         connector.set_connect_timeout(Some(config.connect_timeout()));
         connector.set_keepalive(Some(Duration::from_secs(60)));
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the services' idle close (`web::CLIENT_POOL_IDLE_TIMEOUT`).
+            .pool_idle_timeout(web::CLIENT_POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())

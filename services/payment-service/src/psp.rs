@@ -216,6 +216,8 @@ impl PspClient {
         Ok(Self {
             http: reqwest::Client::builder()
                 .connect_timeout(settings.timeout.min(Duration::from_secs(2)))
+                // A connection the provider is closing would turn a charge into `Lost`.
+                .pool_idle_timeout(web::CLIENT_POOL_IDLE_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .context("building the provider client")?,

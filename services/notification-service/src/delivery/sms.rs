@@ -104,6 +104,7 @@ impl HttpSmsGateway {
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(2).min(config.timeout))
+            .pool_idle_timeout(web::CLIENT_POOL_IDLE_TIMEOUT)
             .build()?;
         Ok(Self {
             client,

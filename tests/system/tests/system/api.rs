@@ -56,6 +56,8 @@ impl Api {
             psp: psp.to_owned(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                // Below the gateway's idle close, as `web::CLIENT_POOL_IDLE_TIMEOUT` explains.
+                .pool_idle_timeout(Duration::from_secs(4))
                 .build()
                 .unwrap_or_default(),
         }
