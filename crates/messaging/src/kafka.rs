@@ -108,6 +108,19 @@ impl KafkaConfig {
         })
     }
 
+    /// The [`CatchUpGate`] of a replica's consumers: their group, on each of their topics.
+    pub fn catch_up_gate(
+        &self,
+        settings: &crate::consumer::ConsumerSettings,
+    ) -> anyhow::Result<CatchUpGate> {
+        let probes = settings
+            .topics
+            .iter()
+            .map(|topic| self.group_probe(&settings.group_id, topic))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(CatchUpGate::new(settings.group_id.clone(), probes))
+    }
+
     /// Creates the topics that do not exist yet; existing ones are left as they are.
     pub async fn ensure_topics(&self, topics: &[TopicSpec]) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = self
@@ -233,7 +246,9 @@ impl GroupProbe {
 /// the load balancer. Clones share the state.
 #[derive(Debug, Clone)]
 pub struct CatchUpGate {
-    probe: Arc<GroupProbe>,
+    group: String,
+    /// The group on each of its topics; their progress is summed.
+    probes: Arc<Vec<GroupProbe>>,
     state: Arc<std::sync::Mutex<CatchUp>>,
 }
 
@@ -265,9 +280,12 @@ impl CatchUp {
 }
 
 impl CatchUpGate {
-    pub fn new(probe: GroupProbe) -> Self {
+    /// A gate over `group`'s progress on the topics of `probes` (see
+    /// [`KafkaConfig::catch_up_gate`]).
+    pub fn new(group: String, probes: Vec<GroupProbe>) -> Self {
         Self {
-            probe: Arc::new(probe),
+            group,
+            probes: Arc::new(probes),
             state: Arc::new(std::sync::Mutex::new(CatchUp::Unmeasured)),
         }
     }
@@ -281,11 +299,25 @@ impl CatchUpGate {
         if now == CatchUp::CaughtUp {
             return Ok(());
         }
-        let probe = Arc::clone(&self.probe);
-        let progress = tokio::task::spawn_blocking(move || probe.progress())
-            .await
-            .map_err(|error| format!("reading {}'s progress: {error}", self.probe.group()))?
-            .map_err(|error| format!("reading {}'s progress: {error:#}", self.probe.group()))?;
+        let probes = Arc::clone(&self.probes);
+        let progress = tokio::task::spawn_blocking(move || {
+            probes.iter().try_fold(
+                GroupProgress {
+                    committed: 0,
+                    end: 0,
+                },
+                |sum, probe| {
+                    let progress = probe.progress()?;
+                    anyhow::Ok(GroupProgress {
+                        committed: sum.committed + progress.committed,
+                        end: sum.end + progress.end,
+                    })
+                },
+            )
+        })
+        .await
+        .map_err(|error| format!("reading {}'s progress: {error}", self.group))?
+        .map_err(|error| format!("reading {}'s progress: {error:#}", self.group))?;
         let mut state = self
             .state
             .lock()
@@ -295,11 +327,27 @@ impl CatchUpGate {
             CatchUp::CaughtUp => Ok(()),
             CatchUp::Behind { target } => Err(format!(
                 "{} is replaying the log: {} of {target} records committed",
-                self.probe.group(),
-                progress.committed
+                self.group, progress.committed
             )),
-            CatchUp::Unmeasured => Err(format!("{} not measured yet", self.probe.group())),
+            CatchUp::Unmeasured => Err(format!("{} not measured yet", self.group)),
         }
+    }
+}
+
+/// The readiness check of a service's replicas (for `web::Readiness::with_check`): every gate
+/// in turn, the first one still replaying named.
+pub fn catch_up_check(
+    gates: Vec<CatchUpGate>,
+) -> impl Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync + 'static {
+    let gates = Arc::new(gates);
+    move || {
+        let gates = Arc::clone(&gates);
+        Box::pin(async move {
+            for gate in gates.iter() {
+                gate.check().await?;
+            }
+            Ok(())
+        })
     }
 }
 

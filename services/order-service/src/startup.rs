@@ -163,16 +163,7 @@ impl Application {
         // The replicas price and address orders: not ready while they replay the log.
         let replicas_caught_up = [replica::settings(&topics), customers::settings(&topics)]
             .iter()
-            .map(|settings| {
-                let topic = settings
-                    .topics
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or_default();
-                Ok(CatchUpGate::new(
-                    kafka.group_probe(&settings.group_id, topic)?,
-                ))
-            })
+            .map(|settings| kafka.catch_up_gate(settings))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let router = web::documented_service_router::<api::ApiDoc>(
             "order-service",
@@ -272,18 +263,9 @@ fn readiness(
     replicas: Vec<CatchUpGate>,
     kafka_topic: String,
 ) -> Readiness {
-    let replicas = std::sync::Arc::new(replicas);
     Readiness::new()
         .with_check("consumers", move || std::future::ready(consumers.check()))
-        .with_check("replicas", move || {
-            let replicas = replicas.clone();
-            async move {
-                for replica in replicas.iter() {
-                    replica.check().await?;
-                }
-                Ok(())
-            }
-        })
+        .with_check("replicas", messaging::kafka::catch_up_check(replicas))
         .with_postgres(pool)
         .with_check(
             "kafka",

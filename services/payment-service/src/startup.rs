@@ -108,6 +108,8 @@ impl Application {
             request_budget: config.request_budget,
         };
         let consumers = ConsumerHealth::new();
+        // Payments are decided on the order replica: not ready while it replays the log.
+        let replica_caught_up = kafka.catch_up_gate(&events::orders::settings(&topics))?;
         let order_consumers = match config.run_order_consumer {
             true => config.order_consumers,
             false => 0,
@@ -143,6 +145,7 @@ impl Application {
                 db.clone(),
                 producer.clone(),
                 consumers,
+                replica_caught_up,
                 topics.qualified(contracts::topics::PAYMENT_EVENTS),
             ),
         )?;
@@ -204,13 +207,16 @@ fn readiness(
     db: Database,
     producer: Producer,
     consumers: ConsumerHealth,
+    replica: messaging::CatchUpGate,
     kafka_topic: String,
 ) -> Readiness {
     // The provider is not a readiness dependency: while it is down, payments answer 503
     // through the circuit breaker, and reads keep working. The order consumer is: while it
-    // holds an event it cannot apply, the replica falls behind.
+    // holds an event it cannot apply, the replica falls behind. So is the replica's first
+    // replay: a payment decided on an order's stale status would be charged, then refunded.
     Readiness::new()
         .with_check("consumers", move || std::future::ready(consumers.check()))
+        .with_check("replicas", messaging::kafka::catch_up_check(vec![replica]))
         .with_check("mongodb", move || {
             let db = db.clone();
             async move {

@@ -213,3 +213,45 @@ async fn each_applied_order_event_is_announced_once() -> TestResult {
     assert_eq!(announced.try_next(), Some(order_id));
     Ok(())
 }
+
+/// Readiness while the order log is replayed: a replica whose group has not read the log as it
+/// stood at the first probe is not ready (it would decide payments on orders it has not read,
+/// and charge one that was cancelled meanwhile, then refund it); it turns ready once the group
+/// has, and stays so.
+#[tokio::test]
+async fn a_replica_is_not_ready_until_its_group_has_replayed_the_order_log() -> TestResult {
+    // No consumer anywhere yet: the record waits in the log.
+    let app = spawn_app_with(|config| config.run_order_consumer = false).await;
+    let order = Uuid::now_v7();
+    app.order_event(order, created(order, app.user_id, 100))
+        .await?;
+    let ready = format!("{}/health/ready", app.address);
+    let readiness = |client: reqwest::Client, url: String| async move {
+        let reply = client.get(url).send().await?;
+        let status = reply.status();
+        let body: serde_json::Value = reply.json().await?;
+        anyhow::Ok((status, body))
+    };
+    let (status, body) = readiness(app.client.clone(), ready.clone()).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["checks"]["replicas"]["status"], "down", "{body}");
+    assert!(
+        body["checks"]["replicas"]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("replaying the log")),
+        "{body}"
+    );
+    // A replica that consumes brings the group, and so this one, up to date.
+    let _consumer = spawn_replica(&app, |_| {}).await;
+    crate::helpers::eventually(crate::helpers::DEADLINE, || {
+        let request = readiness(app.client.clone(), ready.clone());
+        async move {
+            let (status, body) = request.await?;
+            anyhow::ensure!(status == StatusCode::OK, "{body}");
+            anyhow::ensure!(body["checks"]["replicas"]["status"] == "up", "{body}");
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(())
+}
