@@ -485,10 +485,9 @@ mod tests {
         address
     }
 
-    /// A client that trickles its headers (slowloris) loses its connection once the header
-    /// read timeout passes, instead of holding it for as long as it likes.
-    #[tokio::test]
-    async fn a_client_slow_to_send_its_headers_is_disconnected() {
+    /// Sends `bytes` to a server with a 300 ms header read timeout and reads until the server
+    /// closes the connection (failing the test if it has not within 20 s); what came back.
+    async fn sent_until_closed(bytes: &[u8]) -> String {
         let address = serve_limited(ConnectionLimits {
             header_read_timeout: Duration::from_millis(300),
             ..ConnectionLimits::default()
@@ -497,19 +496,21 @@ mod tests {
         let Ok(mut stream) = TcpStream::connect(address).await else {
             panic!("cannot connect");
         };
-        assert!(
-            stream
-                .write_all(b"GET / HTTP/1.1\r\nHost: te")
-                .await
-                .is_ok()
-        );
-        // The server closes the connection (EOF, or a 408 before it); a server without the
-        // timer would keep it open and this read would run into the outer deadline.
+        assert!(stream.write_all(bytes).await.is_ok());
         let mut received = Vec::new();
         let closed =
             tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received)).await;
         assert!(closed.is_ok(), "the connection stayed open");
-        let text = String::from_utf8_lossy(&received);
+        String::from_utf8_lossy(&received).into_owned()
+    }
+
+    /// A client that trickles its headers (slowloris) loses its connection once the header
+    /// read timeout passes, instead of holding it for as long as it likes.
+    #[tokio::test]
+    async fn a_client_slow_to_send_its_headers_is_disconnected() {
+        // The server closes the connection (EOF, or a 408 before it); a server without the
+        // timer would keep it open and the read would run into its deadline.
+        let text = sent_until_closed(b"GET / HTTP/1.1\r\nHost: te").await;
         assert!(
             text.is_empty() || text.starts_with("HTTP/1.1 408"),
             "{text}"
@@ -522,26 +523,8 @@ mod tests {
     #[tokio::test]
     async fn an_idle_kept_alive_connection_is_closed_after_the_header_read_timeout() {
         assert!(CLIENT_POOL_IDLE_TIMEOUT * 2 <= ConnectionLimits::default().header_read_timeout);
-        let address = serve_limited(ConnectionLimits {
-            header_read_timeout: Duration::from_millis(300),
-            ..ConnectionLimits::default()
-        })
-        .await;
-        let Ok(mut stream) = TcpStream::connect(address).await else {
-            panic!("cannot connect");
-        };
-        assert!(
-            stream
-                .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
-                .await
-                .is_ok()
-        );
         // The answer, then (the connection kept alive and idle) EOF.
-        let mut received = Vec::new();
-        let closed =
-            tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received)).await;
-        assert!(closed.is_ok(), "the idle connection stayed open");
-        let text = String::from_utf8_lossy(&received);
+        let text = sent_until_closed(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").await;
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(
             !text.to_ascii_lowercase().contains("connection: close"),
