@@ -89,6 +89,38 @@ pub fn free_port() -> anyhow::Result<u16> {
     anyhow::bail!("no port this process has not handed out already")
 }
 
+/// A path in the temporary directory that nothing has created yet, removed (file or
+/// directory) when dropped, even when the test fails: a signing key a service creates on its
+/// first start, which each run of the suites would otherwise leave behind in `/tmp`.
+#[derive(Debug)]
+pub struct TempPath(std::path::PathBuf);
+
+impl TempPath {
+    /// `<temp dir>/ferroshop-<name>-<random>`; `name` may end with an extension.
+    pub fn new(name: &str) -> Self {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let file = match name.rsplit_once('.') {
+            Some((stem, extension)) => format!("ferroshop-{stem}-{unique}.{extension}"),
+            None => format!("ferroshop-{name}-{unique}"),
+        };
+        Self(std::env::temp_dir().join(file))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if self.0.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
 /// A service binary running as a child process; killed if the test ends early.
 #[derive(Debug)]
 pub struct ServiceProcess {
@@ -163,6 +195,18 @@ impl Drop for ServiceProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_temp_path_is_unique_and_removed_when_dropped() -> anyhow::Result<()> {
+        let (key, other) = (TempPath::new("test-key.pem"), TempPath::new("test-key.pem"));
+        assert_ne!(key.path(), other.path());
+        assert!(key.path().extension().is_some_and(|ext| ext == "pem"));
+        std::fs::write(key.path(), "secret")?;
+        let path = key.path().to_owned();
+        drop(key);
+        assert!(!path.exists(), "{} is still there", path.display());
+        Ok(())
+    }
 
     #[test]
     fn free_ports_are_never_handed_out_twice() -> anyhow::Result<()> {

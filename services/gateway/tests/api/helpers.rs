@@ -230,6 +230,8 @@ impl TestGateway {
 /// A running user-service on a fresh database.
 pub struct Users {
     pub address: String,
+    /// The signing key user-service created; removed with the test.
+    _signing_key: testkit::TempPath,
 }
 
 /// Starts user-service like its own tests do: a fresh database and topic prefix, port 0.
@@ -237,14 +239,14 @@ pub async fn spawn_users() -> anyhow::Result<Users> {
     telemetry_guard();
     // Tagged like user-service's own test databases, so either's clean-up drops stale ones.
     let database_url = testkit::postgres::fresh_database("users").await?;
+    let signing_key = testkit::TempPath::new("gw-test-jwt.pem");
     let config = user_service::config::Config {
         profile: user_service::config::Profile::Local,
         server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: database_url.into(),
         kafka: messaging::KafkaConfig::new(testkit::stack::kafka_brokers()),
         topic_prefix: format!("test-gw-{}.", Uuid::new_v4().simple()),
-        jwt_private_key_path: std::env::temp_dir()
-            .join(format!("ferroshop-gw-test-{}.pem", Uuid::new_v4())),
+        jwt_private_key_path: signing_key.path().to_owned(),
         jwt: auth::JwtConfig {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
@@ -264,6 +266,7 @@ pub async fn spawn_users() -> anyhow::Result<Users> {
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     Ok(Users {
         address: format!("http://127.0.0.1:{port}"),
+        _signing_key: signing_key,
     })
 }
 

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub pool: PgPool,
     pub topic_prefix: String,
+    /// The signing key the service created; removed with the test.
+    _signing_key: testkit::TempPath,
 }
 
 /// A fresh database for this test (see `testkit::postgres`).
@@ -30,15 +32,16 @@ pub async fn fresh_database() -> anyhow::Result<String> {
     testkit::postgres::fresh_database("users").await
 }
 
-pub fn test_config(database_url: &str, topic_prefix: &str) -> Config {
-    let key_path = std::env::temp_dir().join(format!("ferroshop-test-{}.pem", Uuid::new_v4()));
+/// The configuration of a test's user-service, whose signing key goes to `key_path` (a
+/// `testkit::TempPath` the test holds, so the key goes with the test).
+pub fn test_config(database_url: &str, topic_prefix: &str, key_path: &std::path::Path) -> Config {
     Config {
         profile: Profile::Local,
         server: web::ServerConfig::for_tests(Duration::from_secs(10)),
         database_url: database_url.to_owned().into(),
         kafka: messaging::KafkaConfig::new(brokers()),
         topic_prefix: topic_prefix.to_owned(),
-        jwt_private_key_path: key_path,
+        jwt_private_key_path: key_path.to_owned(),
         jwt: auth::JwtConfig::default(),
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(3600),
@@ -79,7 +82,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .unwrap_or_else(|error| panic!("cannot create a test database: {error:#}"));
     let topic_prefix = format!("test-{}.", Uuid::new_v4().simple());
-    let mut config = test_config(&database_url, &topic_prefix);
+    let signing_key = testkit::TempPath::new("test-jwt.pem");
+    let mut config = test_config(&database_url, &topic_prefix, signing_key.path());
     adjust(&mut config);
     let app = Application::build(config)
         .await
@@ -92,6 +96,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         client: reqwest::Client::new(),
         pool,
         topic_prefix,
+        _signing_key: signing_key,
     }
 }
 

@@ -26,7 +26,7 @@ async fn sigterm_under_load_finishes_in_flight_work_and_loses_no_event() -> Test
     let database_url = fresh_database().await?;
     let prefix = format!("test-{}.", Uuid::new_v4().simple());
     let port = free_port()?;
-    let key = std::env::temp_dir().join(format!("ferroshop-test-{}.pem", Uuid::new_v4()));
+    let key = testkit::TempPath::new("test-jwt.pem");
     let mut service = ServiceProcess::spawn(
         Command::new(env!("CARGO_BIN_EXE_user-service"))
             .env("PORT", port.to_string())
@@ -34,7 +34,7 @@ async fn sigterm_under_load_finishes_in_flight_work_and_loses_no_event() -> Test
             .env("KAFKA_BROKERS", brokers())
             .env("KAFKA_TOPIC_PREFIX", &prefix)
             .env("ZIPKIN_ENDPOINT", "off")
-            .env("JWT_PRIVATE_KEY_PATH", &key)
+            .env("JWT_PRIVATE_KEY_PATH", key.path())
             .env("APP_PROFILE", "local")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

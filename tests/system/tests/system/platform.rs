@@ -72,6 +72,9 @@ pub struct Platform {
     /// OpenAPI document, the outage test probes each one's readiness.
     pub urls: HashMap<String, Vec<String>>,
     instances: Vec<Instance>,
+    /// Set once a failure report has pointed at the logs: the work directory then stays for
+    /// reading; otherwise it goes with the platform.
+    keep_work_dir: std::sync::atomic::AtomicBool,
 }
 
 /// Where the binaries are: `SYSTEM_TEST_BIN_DIR`, else the profile directory this test
@@ -189,6 +192,7 @@ impl Platform {
             work_dir: work_dir.clone(),
             urls: HashMap::new(),
             instances: Vec::new(),
+            keep_work_dir: std::sync::atomic::AtomicBool::new(false),
         };
 
         let common: Vec<(&str, String)> = vec![
@@ -505,8 +509,11 @@ impl Platform {
             .collect()
     }
 
-    /// The last lines of every instance's log, for a failure report.
+    /// The last lines of every instance's log, for a failure report (which keeps the work
+    /// directory with the whole logs).
     pub fn logs(&self, lines: usize) -> String {
+        self.keep_work_dir
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.instances
             .iter()
             .map(|instance| {
@@ -519,6 +526,20 @@ impl Platform {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        // The processes first (dropping one kills and reaps it), then their files.
+        self.instances.clear();
+        if !self
+            .keep_work_dir
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && !std::thread::panicking()
+        {
+            let _ = std::fs::remove_dir_all(&self.work_dir);
+        }
     }
 }
 
