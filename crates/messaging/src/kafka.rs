@@ -167,6 +167,29 @@ pub struct GroupProgress {
     pub end: i64,
 }
 
+impl std::ops::Add for GroupProgress {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            committed: self.committed + other.committed,
+            end: self.end + other.end,
+        }
+    }
+}
+
+impl std::iter::Sum for GroupProgress {
+    fn sum<I: Iterator<Item = Self>>(progress: I) -> Self {
+        progress.fold(
+            Self {
+                committed: 0,
+                end: 0,
+            },
+            std::ops::Add::add,
+        )
+    }
+}
+
 impl GroupProgress {
     /// Records produced and not yet committed by the group.
     pub fn lag(&self) -> i64 {
@@ -247,8 +270,9 @@ impl GroupProbe {
 #[derive(Debug, Clone)]
 pub struct CatchUpGate {
     group: String,
-    /// The group on each of its topics; their progress is summed.
-    probes: Arc<Vec<GroupProbe>>,
+    /// The group on each of its topics, their progress summed; `None` once caught up, when
+    /// the probes' Kafka clients (threads and a broker connection each) are let go.
+    probes: Arc<std::sync::Mutex<Option<Arc<Vec<GroupProbe>>>>>,
     state: Arc<std::sync::Mutex<CatchUp>>,
 }
 
@@ -285,9 +309,17 @@ impl CatchUpGate {
     pub fn new(group: String, probes: Vec<GroupProbe>) -> Self {
         Self {
             group,
-            probes: Arc::new(probes),
+            probes: Arc::new(std::sync::Mutex::new(Some(Arc::new(probes)))),
             state: Arc::new(std::sync::Mutex::new(CatchUp::Unmeasured)),
         }
+    }
+
+    /// Whether the gate still holds its probes (until the group has caught up).
+    pub fn is_probing(&self) -> bool {
+        self.probes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
     }
 
     /// `Ok` once the group has caught up; otherwise how far behind it is.
@@ -299,21 +331,20 @@ impl CatchUpGate {
         if now == CatchUp::CaughtUp {
             return Ok(());
         }
-        let probes = Arc::clone(&self.probes);
+        let Some(probes) = self
+            .probes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
+            // Another check has just seen the catch-up and let the probes go.
+            return Ok(());
+        };
         let progress = tokio::task::spawn_blocking(move || {
-            probes.iter().try_fold(
-                GroupProgress {
-                    committed: 0,
-                    end: 0,
-                },
-                |sum, probe| {
-                    let progress = probe.progress()?;
-                    anyhow::Ok(GroupProgress {
-                        committed: sum.committed + progress.committed,
-                        end: sum.end + progress.end,
-                    })
-                },
-            )
+            probes
+                .iter()
+                .map(GroupProbe::progress)
+                .sum::<anyhow::Result<GroupProgress>>()
         })
         .await
         .map_err(|error| format!("reading {}'s progress: {error}", self.group))?
@@ -324,7 +355,16 @@ impl CatchUpGate {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *state = state.observe(progress);
         match *state {
-            CatchUp::CaughtUp => Ok(()),
+            CatchUp::CaughtUp => {
+                let probes = self
+                    .probes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                // Destroying a Kafka client joins its threads: off the async workers.
+                tokio::task::spawn_blocking(move || drop(probes));
+                Ok(())
+            }
             CatchUp::Behind { target } => Err(format!(
                 "{} is replaying the log: {} of {target} records committed",
                 self.group, progress.committed
@@ -412,5 +452,14 @@ mod tests {
         // An empty or fully read log is caught up at the first look.
         assert_eq!(CatchUp::Unmeasured.observe(at(0, 0)), CatchUp::CaughtUp);
         assert_eq!(CatchUp::Unmeasured.observe(at(7, 7)), CatchUp::CaughtUp);
+    }
+
+    #[test]
+    fn progress_on_several_topics_sums_committed_and_ends() {
+        let at = |committed, end| GroupProgress { committed, end };
+        let total: GroupProgress = [at(2, 5), at(0, 3), at(4, 4)].into_iter().sum();
+        assert_eq!((total, total.lag()), (at(6, 12), 6));
+        let none: GroupProgress = std::iter::empty().sum();
+        assert_eq!(none, at(0, 0));
     }
 }

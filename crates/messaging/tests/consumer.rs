@@ -315,6 +315,38 @@ async fn a_group_probe_sees_what_the_group_committed_and_where_the_topic_ends() 
     Ok(())
 }
 
+/// The gate of a replica over two topics: red while its group has not committed both topics'
+/// records as they stood at the first check, then green for good, and it lets its probes go.
+#[tokio::test]
+async fn a_catch_up_gate_opens_once_the_group_has_read_every_topic_and_drops_its_probes()
+-> TestResult {
+    let prefix = format!("test-{}", Uuid::new_v4().simple());
+    let (things, others) = (format!("{prefix}.things"), format!("{prefix}.others"));
+    let group = format!("g-{}", Uuid::new_v4());
+    produce(&things, &[thing("one", "ok")?, thing("two", "ok")?]).await?;
+    produce(&others, &[thing("three", "ok")?]).await?;
+    let settings = ConsumerSettings::new(&group, vec![things.clone(), others.clone()]);
+    let gate = kafka().catch_up_gate(&settings)?;
+
+    let first = gate.check().await.err().unwrap_or_default();
+    assert!(first.contains("0 of 3 records"), "{first}");
+    assert!(gate.is_probing());
+    consume_until(&things, &group, 2).await?;
+    let halfway = gate.check().await.err().unwrap_or_default();
+    assert!(halfway.contains("2 of 3 records"), "{halfway}");
+
+    consume_until(&others, &group, 1).await?;
+    assert_eq!(gate.check().await, Ok(()));
+    assert!(!gate.is_probing(), "the probes are let go once caught up");
+    produce(&things, &[thing("four", "ok")?]).await?;
+    assert_eq!(
+        gate.check().await,
+        Ok(()),
+        "later lag does not close it again"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_restarted_consumer_resumes_after_what_it_processed() -> TestResult {
     let topic = format!("test-{}.things", Uuid::new_v4().simple());
