@@ -154,6 +154,20 @@ fn scratch(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// `java` with its temporary directory inside `dir` (created here): a JVM unpacks native
+/// libraries there (Kafka's lz4) and Spring Boot its Tomcat work directories, and one killed
+/// by a test leaves them behind; inside the dependency's directory they go with it.
+fn java_in(dir: &Path) -> anyhow::Result<impl Fn() -> Command + Send + Sync + 'static> {
+    let tmp = dir.join("tmp");
+    fs::create_dir_all(&tmp)?;
+    let option = format!("-Djava.io.tmpdir={}", tmp.display());
+    Ok(move || {
+        let mut java = Command::new("java");
+        java.arg(&option);
+        java
+    })
+}
+
 fn tools_dir() -> PathBuf {
     let cache = std::env::var_os("FERROSHOP_CACHE")
         .map(PathBuf::from)
@@ -322,7 +336,8 @@ pub async fn kafka() -> anyhow::Result<(Dependency, String)> {
     )?;
     let log4j_arg = format!("-Dlog4j2.configurationFile={}", log4j.display());
     let classpath = format!("{}/*", libs.display());
-    let status = Command::new("java")
+    let java = java_in(&dir)?;
+    let status = java()
         .arg(&log4j_arg)
         .arg("-cp")
         .arg(&classpath)
@@ -345,7 +360,7 @@ pub async fn kafka() -> anyhow::Result<(Dependency, String)> {
         port,
         dir,
         command: Box::new(move || {
-            let mut command = Command::new("java");
+            let mut command = java();
             command
                 .args(["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC"])
                 .arg(&log4j_arg)
@@ -372,12 +387,13 @@ pub async fn mongo_wire() -> anyhow::Result<(Dependency, String)> {
     let dir = scratch("mongo-wire")?;
     let port = crate::free_port()?;
     let data = dir.join("data.mv.db");
+    let java = java_in(&dir)?;
     let mut server = Dependency {
         name: "mongo-wire",
         port,
         dir,
         command: Box::new(move || {
-            let mut command = Command::new("java");
+            let mut command = java();
             command
                 .args(["-Xmx256m", "-XX:+UseSerialGC", "-cp", &classpath])
                 .arg("MongoWireServer")
@@ -459,13 +475,14 @@ pub async fn workflow_engine(postgres_admin_url: &str) -> anyhow::Result<(Depend
     let user = parsed.username().to_owned();
     let password = parsed.password().unwrap_or_default().to_owned();
     let dir = scratch("workflow-engine")?;
+    let java = java_in(&dir)?;
     let port = crate::free_port()?;
     let mut engine = Dependency {
         name: "workflow-engine",
         port,
         dir,
         command: Box::new(move || {
-            let mut command = Command::new("java");
+            let mut command = java();
             command
                 .args([
                     "-Xms64m",

@@ -3,7 +3,6 @@
 use std::fs;
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result};
 
@@ -79,7 +78,7 @@ pub(super) fn start_kafka(
             }
         };
         run_logged(
-            Command::new("java")
+            super::java(data)?
                 .arg(&log4j_arg)
                 .arg("-cp")
                 .arg(&classpath)
@@ -93,7 +92,7 @@ pub(super) fn start_kafka(
             "kafka-storage format",
         )?;
     }
-    let mut cmd = Command::new("java");
+    let mut cmd = super::java(data)?;
     cmd.args([
         "-Xms256m",
         "-Xmx768m",

@@ -258,18 +258,22 @@ fn start(layout: &Layout, s: &Settings, c: Infra) -> Result<Pending> {
     let result = match c {
         Infra::Postgres => start_postgres(layout, s, &task, &data, &log, &pid_file),
         Infra::Kafka => start_kafka(layout, s, &task, &data, &log, &pid_file),
-        Infra::MongoWire => {
-            let mut cmd = mongo_wire_command(layout, s.mongo_port, &data.join("data.mv.db"));
+        Infra::MongoWire => java(&data).and_then(|java| {
+            let data_file = data.join("data.mv.db");
+            let mut cmd = mongo_wire_command(layout, s.mongo_port, &data_file, java);
             spawn_detached(&mut cmd, &log, &pid_file)
-        }
-        Infra::Zipkin => spawn_detached(&mut zipkin_command(layout, s, &data), &log, &pid_file),
+        }),
+        Infra::Zipkin => java(&data).and_then(|java| {
+            spawn_detached(&mut zipkin_command(layout, s, &data, java), &log, &pid_file)
+        }),
         Infra::Mailpit => spawn_detached(&mut mailpit_command(layout, s, &data), &log, &pid_file),
-        Infra::OidcStandin => {
-            let mut cmd = oidc_standin_command(layout, s.oidc_port);
+        Infra::OidcStandin => java(&data).and_then(|java| {
+            let mut cmd = oidc_standin_command(layout, s.oidc_port, java);
             cmd.current_dir(&data);
             spawn_detached(&mut cmd, &log, &pid_file)
-        }
-        Infra::WorkflowEngine => workflow_engine_command(layout, s)
+        }),
+        Infra::WorkflowEngine => java(&data)
+            .and_then(|java| workflow_engine_command(layout, s, java))
             .and_then(|mut cmd| spawn_detached(cmd.current_dir(&data), &log, &pid_file)),
     };
     match result {
@@ -382,6 +386,21 @@ pub fn stop_retired(layout: &Layout) -> Result<()> {
 }
 
 /// Paths a component's files live in, for `logs`.
+/// `java` with its temporary directory in `data`/tmp, emptied first: a JVM unpacks native
+/// libraries there (Kafka's lz4 and snappy) and Spring Boot its Tomcat work directories, and
+/// one stopped with SIGKILL (`cargo xtask chaos`, a stop that times out) leaves them behind.
+/// In /tmp they piled up over runs; here they go with the component's data.
+pub fn java(data: &std::path::Path) -> Result<std::process::Command> {
+    let tmp = data.join("tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("emptying {}", tmp.display()))?;
+    }
+    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut java = std::process::Command::new("java");
+    java.arg(format!("-Djava.io.tmpdir={}", tmp.display()));
+    Ok(java)
+}
+
 pub fn log_path(layout: &Layout, name: &str) -> PathBuf {
     layout.log_file(name)
 }

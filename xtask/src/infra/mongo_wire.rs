@@ -11,9 +11,10 @@ use crate::provision;
 /// (a 384 MB heap filled at about 100,000 products once they moved there), and the serial collector
 /// keeps the footprint small on two cores. Netty's pooled allocator reserves arenas of direct
 /// memory per core; unpooled buffers and a cap on direct memory cut the RSS after
-/// `mongo-bench` from 198 to 140 MB with the same throughput (measured).
-pub fn mongo_wire_command(layout: &Layout, port: u16, data_file: &Path) -> Command {
-    let mut cmd = Command::new("java");
+/// `mongo-bench` from 198 to 140 MB with the same throughput (measured). `java` is the JVM's
+/// command so far ([`super::java`]).
+pub fn mongo_wire_command(layout: &Layout, port: u16, data_file: &Path, java: Command) -> Command {
+    let mut cmd = java;
     cmd.args([
         "-Xms32m",
         "-Xmx1g",

@@ -9,9 +9,10 @@ use crate::provision;
 /// `deploy/local/oidc-standin/config.json` (issuer `google`: its issuer URL is
 /// `http://127.0.0.1:<port>/google`, and its ID tokens carry `email` and `email_verified`).
 /// Its signing keys come from the library's bundled test key file: public, fit for a stand-in
-/// only (user-service takes them from its JWKS like any provider's).
-pub fn oidc_standin_command(layout: &Layout, port: u16) -> Command {
-    let mut cmd = Command::new("java");
+/// only (user-service takes them from its JWKS like any provider's). `java` is the JVM's
+/// command so far ([`super::java`]).
+pub fn oidc_standin_command(layout: &Layout, port: u16, java: Command) -> Command {
+    let mut cmd = java;
     cmd.args([
         "-Xms16m",
         "-Xmx128m",

@@ -10,10 +10,11 @@ use crate::provision;
 /// The workflow engine (Operaton in its Spring Boot launcher) on `s.workflow_port`, on the
 /// `workflow` database. Measured: ready in 38 s on a first start (schema creation) on a busy
 /// two-core box, about 300 MB RSS idle; 512 MB of heap leave room for Cockpit's queries. The
-/// serial collector suits two cores; C2 stays on, since the engine runs for hours.
-pub fn workflow_engine_command(layout: &Layout, s: &Settings) -> Result<Command> {
+/// serial collector suits two cores; C2 stays on, since the engine runs for hours. `java` is
+/// the JVM's command so far ([`super::java`]).
+pub fn workflow_engine_command(layout: &Layout, s: &Settings, java: Command) -> Result<Command> {
     let jdbc = crate::layout::jdbc_of(&s.database_url("workflow"))?;
-    let mut cmd = Command::new("java");
+    let mut cmd = java;
     cmd.args([
         "-Xms64m",
         "-Xmx512m",

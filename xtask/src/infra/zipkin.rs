@@ -6,9 +6,10 @@ use std::process::Command;
 use crate::layout::{Layout, Settings};
 use crate::provision;
 
-/// Zipkin on `s.zipkin_port`, on loopback, keeping spans in memory, working in `data`.
-pub(super) fn zipkin_command(layout: &Layout, s: &Settings, data: &Path) -> Command {
-    let mut cmd = Command::new("java");
+/// Zipkin on `s.zipkin_port`, on loopback, keeping spans in memory, working in `data`; `java`
+/// is the JVM's command so far ([`super::java`]).
+pub(super) fn zipkin_command(layout: &Layout, s: &Settings, data: &Path, java: Command) -> Command {
+    let mut cmd = java;
     // In-memory storage: the span cap below must fit the heap. 500,000 spans overflowed
     // 256 MB during a full test run (every service traces every request and hop), so
     // the cap is 150,000 (oldest traces evicted first) in 640 MB.
