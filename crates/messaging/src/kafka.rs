@@ -270,10 +270,15 @@ impl GroupProbe {
 #[derive(Debug, Clone)]
 pub struct CatchUpGate {
     group: String,
+    inner: Arc<std::sync::Mutex<Gate>>,
+}
+
+#[derive(Debug)]
+struct Gate {
+    state: CatchUp,
     /// The group on each of its topics, their progress summed; `None` once caught up, when
     /// the probes' Kafka clients (threads and a broker connection each) are let go.
-    probes: Arc<std::sync::Mutex<Option<Arc<Vec<GroupProbe>>>>>,
-    state: Arc<std::sync::Mutex<CatchUp>>,
+    probes: Option<Arc<Vec<GroupProbe>>>,
 }
 
 /// Where a [`CatchUpGate`] stands.
@@ -309,35 +314,28 @@ impl CatchUpGate {
     pub fn new(group: String, probes: Vec<GroupProbe>) -> Self {
         Self {
             group,
-            probes: Arc::new(std::sync::Mutex::new(Some(Arc::new(probes)))),
-            state: Arc::new(std::sync::Mutex::new(CatchUp::Unmeasured)),
+            inner: Arc::new(std::sync::Mutex::new(Gate {
+                state: CatchUp::Unmeasured,
+                probes: Some(Arc::new(probes)),
+            })),
         }
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether the gate still holds its probes (until the group has caught up).
     pub fn is_probing(&self) -> bool {
-        self.probes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some()
+        self.gate().probes.is_some()
     }
 
     /// `Ok` once the group has caught up; otherwise how far behind it is.
     pub async fn check(&self) -> Result<(), String> {
-        let now = *self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if now == CatchUp::CaughtUp {
-            return Ok(());
-        }
-        let Some(probes) = self
-            .probes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-        else {
-            // Another check has just seen the catch-up and let the probes go.
+        // No probes left means caught up (they go when it is).
+        let Some(probes) = self.gate().probes.clone() else {
             return Ok(());
         };
         let progress = tokio::task::spawn_blocking(move || {
@@ -349,18 +347,11 @@ impl CatchUpGate {
         .await
         .map_err(|error| format!("reading {}'s progress: {error}", self.group))?
         .map_err(|error| format!("reading {}'s progress: {error:#}", self.group))?;
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *state = state.observe(progress);
-        match *state {
+        let mut gate = self.gate();
+        gate.state = gate.state.observe(progress);
+        match gate.state {
             CatchUp::CaughtUp => {
-                let probes = self
-                    .probes
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take();
+                let probes = gate.probes.take();
                 // Destroying a Kafka client joins its threads: off the async workers.
                 tokio::task::spawn_blocking(move || drop(probes));
                 Ok(())
