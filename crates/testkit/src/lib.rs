@@ -89,9 +89,9 @@ pub fn free_port() -> anyhow::Result<u16> {
     anyhow::bail!("no port this process has not handed out already")
 }
 
-/// A path in the temporary directory that nothing has created yet, removed (file or
-/// directory) when dropped, even when the test fails: a signing key a service creates on its
-/// first start, which each run of the suites would otherwise leave behind in `/tmp`.
+/// A file path in the temporary directory that nothing has created yet, the file removed
+/// when dropped, even when the test fails: a signing key a service creates on its first
+/// start, which each run of the suites would otherwise leave behind in `/tmp`.
 #[derive(Debug)]
 pub struct TempPath(std::path::PathBuf);
 
@@ -113,11 +113,7 @@ impl TempPath {
 
 impl Drop for TempPath {
     fn drop(&mut self) {
-        if self.0.is_dir() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        } else {
-            let _ = std::fs::remove_file(&self.0);
-        }
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -385,7 +385,6 @@ pub fn stop_retired(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Paths a component's files live in, for `logs`.
 /// `java` with its temporary directory in `data`/tmp, emptied first: a JVM unpacks native
 /// libraries there (Kafka's lz4 and snappy) and Spring Boot its Tomcat work directories, and
 /// one stopped with SIGKILL (`cargo xtask chaos`, a stop that times out) leaves them behind.
@@ -401,6 +400,7 @@ pub fn java(data: &std::path::Path) -> Result<std::process::Command> {
     Ok(java)
 }
 
+/// Paths a component's files live in, for `logs`.
 pub fn log_path(layout: &Layout, name: &str) -> PathBuf {
     layout.log_file(name)
 }
