@@ -130,19 +130,16 @@ impl Placing {
             })
             .collect();
         let address = serde_json::to_value(&shipping_address).map_err(anyhow::Error::from)?;
-        let verdict = {
-            let mut conn = self.pool.acquire().await?;
-            risk::classify(
-                &mut conn,
-                &self.risk_table,
-                &self.engine,
-                &self.risk,
-                user_id,
-                basket.total.amount,
-                &shipping_address.country,
-            )
-            .await?
-        };
+        let verdict = risk::classify(
+            &self.pool,
+            &self.risk_table,
+            &self.engine,
+            &self.risk,
+            user_id,
+            basket.total.amount,
+            &shipping_address.country,
+        )
+        .await?;
         let expires_at = Utc::now()
             + Duration::from_std(self.saga.reservation_timeout).map_err(anyhow::Error::from)?;
         let mut tx = self.pool.begin().await?;
@@ -189,13 +186,14 @@ impl Placing {
             ),
         )
         .await?;
+        // Read back before the commit, in the same transaction: once committed, nothing may
+        // fail any more (no new connection to wait for), or the customer would be told "busy,
+        // nothing placed" about an order that exists.
+        let order = orders::by_id(&mut tx, order_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("order {order_id} not found after its insert"))?;
         tx.commit().await?;
         metrics::counter!("orders_placed_total").increment(1);
-
-        let mut conn = self.pool.acquire().await?;
-        let order = orders::by_id(&mut conn, order_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("order {order_id} vanished after commit"))?;
         Ok(Placed::New(order))
     }
 }

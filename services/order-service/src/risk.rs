@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use workflow::decision_table::DecisionTable;
@@ -153,20 +153,28 @@ fn verdict_of(results: &[Variables]) -> Verdict {
     risk::from_outputs(text("outcome"), text("reason"))
 }
 
-/// Classifies an order of `user_id` about to be placed.
+/// Classifies an order of `user_id` about to be placed. Fails only when the customer's
+/// history cannot be read (a busy or absent database, which the caller answers 503).
+///
+/// Takes the pool, not a connection: the connection goes back before the engine is asked.
+/// Held through that call (up to the check's timeout, and every call waits that long while the
+/// engine is slow to start), the places in flight had emptied the pool, and the API answered
+/// "busy" to everything else.
 pub async fn classify(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     table: &RiskTable,
     engine: &EngineClient,
     settings: &RiskSettings,
     user_id: Uuid,
     amount: i64,
     shipping_country: &str,
-) -> anyhow::Result<Verdict> {
+) -> sqlx::Result<Verdict> {
     let started = Instant::now();
     let now = Utc::now();
-    let (registered_at, recent) =
-        customers::risk_history(conn, user_id, now - chrono::Duration::hours(1)).await?;
+    let (registered_at, recent) = {
+        let mut conn = pool.acquire().await?;
+        customers::risk_history(&mut conn, user_id, now - chrono::Duration::hours(1)).await?
+    };
     let inputs = RiskInputs {
         amount,
         review_amount: settings.review_amount,

@@ -276,6 +276,8 @@ pub async fn decide(
                 return Err(not_found());
             };
             refunds::set_comment(&mut conn, request.id, comment).await?;
+            // Not held through the engine's call (see `risk::classify`).
+            drop(conn);
             complete(variables).await?;
             tracing::info!(refund_request_id = %request.id, approved, "refund request decided by an admin");
             Ok(Json(Decided::Refund(view(request, Vec::new()))))
@@ -292,6 +294,7 @@ pub async fn decide(
                 .into());
             }
             orders::set_review_comment(&mut conn, order.id, comment).await?;
+            drop(conn);
             complete(variables).await?;
             tracing::info!(order_id = %order.id, approved, "held order decided by an admin");
             let mut view = OrderReviewView::from(order);

@@ -260,9 +260,8 @@ async fn once_fetched_the_risk_table_decides_without_the_engine() -> TestResult 
         (REVIEW_AMOUNT / 4, "BR", "review", "shipping_country"),
     ];
     for (amount, country, risk, reason) in cases {
-        let mut conn = stack.pool.acquire().await?;
         let verdict = classify(
-            &mut conn,
+            &stack.pool,
             &table,
             &unreachable,
             &settings,
@@ -278,9 +277,8 @@ async fn once_fetched_the_risk_table_decides_without_the_engine() -> TestResult 
         );
     }
     // Without the table, the same unreachable engine gives the fallback's verdict.
-    let mut conn = stack.pool.acquire().await?;
     let fallback = classify(
-        &mut conn,
+        &stack.pool,
         &RiskTable::default(),
         &unreachable,
         &settings,
@@ -290,5 +288,52 @@ async fn once_fetched_the_risk_table_decides_without_the_engine() -> TestResult 
     )
     .await?;
     assert_eq!(fallback.risk.as_str(), "unchecked");
+    Ok(())
+}
+
+/// The risk check gives its database connection back before it asks the engine: with a pool
+/// of one connection and an engine that accepts the call and never answers, the connection can
+/// be had while the check waits. (Held through the call, the orders in flight emptied the pool
+/// while the engine was slow, and every other request answered 503 "busy".)
+#[tokio::test]
+async fn the_risk_check_holds_no_connection_while_it_asks_the_engine() -> TestResult {
+    use order_service::risk::{RiskSettings, RiskTable, classify};
+    use sqlx::postgres::PgPoolOptions;
+    let stack = risky_stack("P2D").await;
+    let one_connection = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with((*stack.pool.connect_options()).clone())
+        .await?;
+    let silent_engine = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let engine = workflow::EngineClient::new(&format!("http://{}", silent_engine.local_addr()?))?;
+    let settings = RiskSettings {
+        review_amount: REVIEW_AMOUNT,
+        check_timeout: std::time::Duration::from_secs(60),
+        review_timeout: "P2D".into(),
+        start_interval: std::time::Duration::from_secs(1),
+    };
+    // Without a table every check asks the engine.
+    let table = RiskTable::default();
+    let check = classify(
+        &one_connection,
+        &table,
+        &engine,
+        &settings,
+        Uuid::new_v4(),
+        100,
+        "DE",
+    );
+    let meanwhile = async {
+        // The engine's call has begun once its connection arrives; keep it open, unanswered.
+        let (_unanswered, _) = silent_engine.accept().await?;
+        let mut conn = one_connection.acquire().await?;
+        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await?;
+        anyhow::Ok(one)
+    };
+    tokio::select! {
+        verdict = check => anyhow::bail!("the check ended before the engine answered: {verdict:?}"),
+        read = meanwhile => assert_eq!(read?, 1, "the pool's one connection was free during the call"),
+    }
     Ok(())
 }
