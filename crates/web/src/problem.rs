@@ -196,6 +196,16 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let retry_after = self.retry_after_secs;
+        // The request's own "request finished" line says only the status; which 5xx it was
+        // (busy, shedding, a dependency away) is what an operator reading the log needs.
+        if status.is_server_error() {
+            tracing::warn!(
+                status = status.as_u16(),
+                problem_type = %self.problem_type,
+                detail = %self.detail,
+                "answered with a problem"
+            );
+        }
         let body = match serde_json::to_vec(&self) {
             Ok(body) => body,
             // A struct of strings always serialises; keep a valid body if it ever does not.
