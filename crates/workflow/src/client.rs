@@ -30,6 +30,16 @@ impl EngineError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, EngineError::Unavailable(_))
     }
+
+    /// The same call may succeed if made again: the engine was away, or failed inside (its
+    /// 500s include optimistic-locking conflicts between two transactions on one task).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Unavailable(_) => true,
+            EngineError::Refused { status, .. } => *status >= 500,
+            EngineError::NotFound(_) | EngineError::Decode(_) => false,
+        }
+    }
 }
 
 /// The REST API of one engine. Cheap to clone (one connection pool).

@@ -7,8 +7,10 @@
 //! to the engine with the task's own retry count lowered by one and a growing retry timeout;
 //! the engine holds the task back until then, and at zero retries it raises an incident
 //! instead (visible in Cockpit, retried by an operator). A panicking handler counts as a
-//! failure. Shutdown: fetching stops at once (an open long poll is dropped; anything the engine
-//! locked for it returns after the lock expires) and the handlers in flight finish and report.
+//! failure. An outcome the engine could not record (away, or its 500) is sent again up to
+//! three times, so a transient error does not cost an attempt. Shutdown: fetching stops at once
+//! (an open long poll is dropped; anything the engine locked for it returns after the lock
+//! expires) and the handlers in flight finish and report.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -100,6 +102,29 @@ pub(crate) fn retry_timeout(attempt: i32, base: Duration, max: Duration) -> Dura
         .unwrap_or(0)
         .min(20);
     base.saturating_mul(1 << doublings).min(max)
+}
+
+/// How often one outcome is sent when the engine's answer says it may work next time (the
+/// engine away, or its 500: an `OptimisticLockingException` when a fetch touched the task in
+/// the same instant, seen on CI). Not sent, the outcome is lost: the lock expires and the task
+/// is delivered again with the retries it had, one attempt more than configured.
+const REPORT_ATTEMPTS: u32 = 3;
+/// The pause before the second sending; doubled before each further one.
+const REPORT_PAUSE: Duration = Duration::from_millis(100);
+
+/// A handler's outcome as the engine is told it.
+enum Report {
+    Complete(Variables),
+    BpmnError {
+        code: String,
+        message: String,
+    },
+    Failure {
+        message: String,
+        details: String,
+        retries_left: i32,
+        retry_timeout: Duration,
+    },
 }
 
 pub struct Worker {
@@ -226,17 +251,15 @@ impl Worker {
                 }
             };
             let topic = task.topic_name.clone();
-            let reported = match outcome {
+            let report = match outcome {
                 Ok(variables) => {
                     metrics::counter!("workflow_tasks_total", "topic" => topic, "outcome" => "completed").increment(1);
-                    self.client.complete(&task.id, &self.config.worker_id, variables).await
+                    Report::Complete(variables)
                 }
                 Err(TaskFailure::Bpmn { code, message }) => {
                     metrics::counter!("workflow_tasks_total", "topic" => topic, "outcome" => "bpmn_error").increment(1);
                     tracing::info!(code = %code, "task ended with a BPMN error");
-                    self.client
-                        .handle_bpmn_error(&task.id, &self.config.worker_id, &code, &message, Variables::new())
-                        .await
+                    Report::BpmnError { code, message }
                 }
                 Err(TaskFailure::Retry(error)) => {
                     metrics::counter!("workflow_tasks_total", "topic" => topic, "outcome" => "failed").increment(1);
@@ -248,10 +271,23 @@ impl Worker {
                     } else {
                         tracing::warn!(error = format!("{error:#}"), retries_left = left, retry_in_ms = millis(timeout), "task failed; retrying");
                     }
-                    let message: String = error.to_string().chars().take(500).collect();
-                    self.client
-                        .handle_failure(&task.id, &self.config.worker_id, &message, &format!("{error:?}"), left, timeout)
-                        .await
+                    Report::Failure {
+                        message: error.to_string().chars().take(500).collect(),
+                        details: format!("{error:?}"),
+                        retries_left: left,
+                        retry_timeout: timeout,
+                    }
+                }
+            };
+            let mut sent = 1;
+            let reported = loop {
+                match self.send(&task.id, &report).await {
+                    Err(error) if error.is_transient() && sent < REPORT_ATTEMPTS => {
+                        tracing::warn!(error = %error, attempt = sent, "reporting the task's outcome failed; sending it again");
+                        tokio::time::sleep(REPORT_PAUSE.saturating_mul(1 << (sent - 1))).await;
+                        sent += 1;
+                    }
+                    result => break result,
                 }
             };
             match reported {
@@ -265,6 +301,41 @@ impl Worker {
         }
         .instrument(span)
         .await;
+    }
+
+    /// Sends one outcome to the engine. Sending it again is safe: a completion that did land
+    /// answers 404 (handled as "task gone"), a failure report sets the same retries again.
+    async fn send(&self, task_id: &str, report: &Report) -> Result<(), EngineError> {
+        let worker_id = &self.config.worker_id;
+        match report {
+            Report::Complete(variables) => {
+                self.client
+                    .complete(task_id, worker_id, variables.clone())
+                    .await
+            }
+            Report::BpmnError { code, message } => {
+                self.client
+                    .handle_bpmn_error(task_id, worker_id, code, message, Variables::new())
+                    .await
+            }
+            Report::Failure {
+                message,
+                details,
+                retries_left,
+                retry_timeout,
+            } => {
+                self.client
+                    .handle_failure(
+                        task_id,
+                        worker_id,
+                        message,
+                        details,
+                        *retries_left,
+                        *retry_timeout,
+                    )
+                    .await
+            }
+        }
     }
 
     /// Extends the lock every half lock duration; returns only when the lock is lost (the
@@ -300,9 +371,103 @@ fn millis(duration: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use super::{retry_timeout, worker_id};
+    use axum::Json;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{TaskFailure, Worker, WorkerConfig, retry_timeout, worker_id};
+    use crate::client::EngineClient;
+
+    /// The real engine cannot be made to fail one report on demand; this stand-in answers the
+    /// first failure report with the 500 a CI run got from Operaton (an optimistic-locking
+    /// conflict), then accepts. Without the second sending the outcome is lost and the task
+    /// would come back with the retries it had.
+    #[tokio::test]
+    async fn a_report_the_engine_failed_to_record_is_sent_again() -> anyhow::Result<()> {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let reports = Arc::new(AtomicUsize::new(0));
+        let engine = axum::Router::new()
+            .route(
+                "/engine-rest/external-task/fetchAndLock",
+                post({
+                    let fetches = fetches.clone();
+                    move || async move {
+                        if fetches.fetch_add(1, Ordering::SeqCst) == 0 {
+                            Json(json!([{"id": "task-1", "topicName": "charge", "retries": null}]))
+                        } else {
+                            // An empty long poll.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Json(json!([]))
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/engine-rest/external-task/task-1/failure",
+                post({
+                    let reports = reports.clone();
+                    move || async move {
+                        if reports.fetch_add(1, Ordering::SeqCst) == 0 {
+                            (
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                Json(json!({
+                                    "type": "OptimisticLockingException",
+                                    "message": "ENGINE-03005 Entity was updated by another transaction concurrently."
+                                })),
+                            )
+                                .into_response()
+                        } else {
+                            StatusCode::NO_CONTENT.into_response()
+                        }
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(async move { axum::serve(listener, engine).await });
+
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let worker = Worker::new(
+            EngineClient::new(&base)?,
+            WorkerConfig::new(worker_id("report")),
+        )
+        .topic("charge", move |_task| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Err(TaskFailure::Retry(anyhow::anyhow!("the provider is down"))) }
+        });
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(worker.run(shutdown.clone()));
+        let sent_again = testkit::eventually(Duration::from_secs(10), || async {
+            let sent = reports.load(Ordering::SeqCst);
+            anyhow::ensure!(
+                sent >= 2,
+                "{sent} failure reports, {} fetches, {} runs",
+                fetches.load(Ordering::SeqCst),
+                runs.load(Ordering::SeqCst)
+            );
+            Ok(())
+        })
+        .await;
+        shutdown.cancel();
+        running.await?;
+        server.abort();
+        sent_again?;
+        assert_eq!(
+            reports.load(Ordering::SeqCst),
+            2,
+            "sent again once, then accepted"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        Ok(())
+    }
 
     #[test]
     fn retry_timeouts_double_up_to_the_cap() {

@@ -130,11 +130,14 @@ async fn a_task_that_keeps_failing_becomes_an_incident() -> anyhow::Result<()> {
     let engine = engine()?;
     let model = deploy_task_model(&engine).await?;
     let pid = start(&engine, &model.key, &unique("order")).await?;
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let counted = attempts.clone();
+    // The retries each delivery carried (`None` before the first failure report).
+    let deliveries = Arc::new(std::sync::Mutex::new(Vec::<Option<i32>>::new()));
+    let recorded = deliveries.clone();
     let worker =
-        Worker::new(engine.clone(), fast_config("incident")).topic(&model.topic, move |_task| {
-            counted.fetch_add(1, Ordering::SeqCst);
+        Worker::new(engine.clone(), fast_config("incident")).topic(&model.topic, move |task| {
+            if let Ok(mut seen) = recorded.lock() {
+                seen.push(task.retries);
+            }
             async { Err(TaskFailure::Retry(anyhow::anyhow!("the provider is down"))) }
         });
     let shutdown = CancellationToken::new();
@@ -154,10 +157,18 @@ async fn a_task_that_keeps_failing_becomes_an_incident() -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    // The incident came with the third failure report: three attempts, as configured.
+    // The incident came with the third failure report: three attempts, as configured, each
+    // with one retry fewer. A report that reaches the engine after the task's lock expired
+    // (a CI run, the engine slow under the chaos test) lets the task be delivered again with
+    // the same retries: such a repeat is the documented at-least-once, not a fourth attempt.
     shutdown.cancel();
     running.await?;
-    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    let mut seen = deliveries
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a handler panicked"))?
+        .clone();
+    seen.dedup();
+    assert_eq!(seen, [None, Some(2), Some(1)]);
     assert_eq!(engine.process_state(&pid).await?, "ACTIVE");
     Ok(())
 }
