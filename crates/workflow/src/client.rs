@@ -604,3 +604,27 @@ pub struct ActivityStep {
     pub start_time: Option<String>,
     pub end_time: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::EngineError;
+
+    #[test]
+    fn only_errors_that_may_pass_are_transient() {
+        let refused = |status| EngineError::Refused {
+            status,
+            message: String::new(),
+        };
+        assert!(EngineError::Unavailable("connection refused".into()).is_transient());
+        assert!(
+            refused(500).is_transient(),
+            "Operaton's optimistic-locking conflict"
+        );
+        assert!(
+            !refused(400).is_transient(),
+            "a lock held by another worker"
+        );
+        assert!(!EngineError::NotFound("task".into()).is_transient());
+        assert!(!EngineError::Decode("json".into()).is_transient());
+    }
+}

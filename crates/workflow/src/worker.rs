@@ -351,7 +351,9 @@ impl Worker {
                 .await
             {
                 Ok(()) => {}
-                Err(error @ (EngineError::NotFound(_) | EngineError::Refused { .. })) => {
+                // A 500 (an optimistic-locking conflict with a fetch) is tried again like the
+                // engine being away; only a definite "gone" or "held by another" ends the lock.
+                Err(error) if !error.is_transient() => {
                     tracing::warn!(error = %error, "could not extend the lock");
                     // The handler still runs to its end: its effect is idempotent, and the
                     // worker now holding the task will find it done.
@@ -385,87 +387,118 @@ mod tests {
     use super::{TaskFailure, Worker, WorkerConfig, retry_timeout, worker_id};
     use crate::client::EngineClient;
 
-    /// The real engine cannot be made to fail one report on demand; this stand-in answers the
-    /// first failure report with the 500 a CI run got from Operaton (an optimistic-locking
-    /// conflict), then accepts. Without the second sending the outcome is lost and the task
-    /// would come back with the retries it had.
-    #[tokio::test]
-    async fn a_report_the_engine_failed_to_record_is_sent_again() -> anyhow::Result<()> {
+    /// A stand-in engine: the real one cannot be made to fail one call on demand. It hands
+    /// out one task of topic `charge` (then empty long polls) and answers the first call to
+    /// `flaky` (a path under `/engine-rest`) with the 500 a CI run got from Operaton, an
+    /// optimistic-locking conflict, and later ones with 204. Returns its address and the
+    /// number of calls to `flaky`.
+    async fn stand_in_engine(
+        flaky: &str,
+    ) -> anyhow::Result<(String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)> {
         let fetches = Arc::new(AtomicUsize::new(0));
-        let reports = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(AtomicUsize::new(0));
         let engine = axum::Router::new()
             .route(
                 "/engine-rest/external-task/fetchAndLock",
-                post({
-                    let fetches = fetches.clone();
-                    move || async move {
-                        if fetches.fetch_add(1, Ordering::SeqCst) == 0 {
-                            Json(json!([{"id": "task-1", "topicName": "charge", "retries": null}]))
-                        } else {
-                            // An empty long poll.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            Json(json!([]))
-                        }
+                post(move || async move {
+                    if fetches.fetch_add(1, Ordering::SeqCst) == 0 {
+                        Json(json!([{"id": "task-1", "topicName": "charge", "retries": null}]))
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Json(json!([]))
                     }
                 }),
             )
             .route(
-                "/engine-rest/external-task/task-1/failure",
+                &format!("/engine-rest{flaky}"),
                 post({
-                    let reports = reports.clone();
+                    let calls = calls.clone();
                     move || async move {
-                        if reports.fetch_add(1, Ordering::SeqCst) == 0 {
-                            (
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                Json(json!({
-                                    "type": "OptimisticLockingException",
-                                    "message": "ENGINE-03005 Entity was updated by another transaction concurrently."
-                                })),
-                            )
-                                .into_response()
+                        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                            let conflict = json!({
+                                "type": "OptimisticLockingException",
+                                "message": "ENGINE-03005 Entity was updated by another transaction concurrently."
+                            });
+                            (StatusCode::INTERNAL_SERVER_ERROR, Json(conflict)).into_response()
                         } else {
                             StatusCode::NO_CONTENT.into_response()
                         }
                     }
                 }),
-            );
+            )
+            // Every other report is accepted.
+            .fallback(|| async { StatusCode::NO_CONTENT });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let server = tokio::spawn(async move { axum::serve(listener, engine).await });
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, engine).await;
+        });
+        Ok((base, calls, server))
+    }
 
+    /// Runs a worker on the stand-in until `flaky` was called `wanted` times (or 10 s passed);
+    /// returns how often the handler ran and the wait's outcome.
+    async fn run_until_called(
+        base: &str,
+        config: WorkerConfig,
+        handler_takes: Duration,
+        calls: &AtomicUsize,
+        wanted: usize,
+    ) -> anyhow::Result<(usize, anyhow::Result<()>)> {
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = runs.clone();
-        let worker = Worker::new(
-            EngineClient::new(&base)?,
-            WorkerConfig::new(worker_id("report")),
-        )
-        .topic("charge", move |_task| {
+        let worker = Worker::new(EngineClient::new(base)?, config).topic("charge", move |_task| {
             counted.fetch_add(1, Ordering::SeqCst);
-            async { Err(TaskFailure::Retry(anyhow::anyhow!("the provider is down"))) }
+            async move {
+                tokio::time::sleep(handler_takes).await;
+                Err(TaskFailure::Retry(anyhow::anyhow!("the provider is down")))
+            }
         });
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(worker.run(shutdown.clone()));
-        let sent_again = testkit::eventually(Duration::from_secs(10), || async {
-            let sent = reports.load(Ordering::SeqCst);
-            anyhow::ensure!(
-                sent >= 2,
-                "{sent} failure reports, {} fetches, {} runs",
-                fetches.load(Ordering::SeqCst),
-                runs.load(Ordering::SeqCst)
-            );
+        let reached = testkit::eventually(Duration::from_secs(10), || async {
+            let made = calls.load(Ordering::SeqCst);
+            anyhow::ensure!(made >= wanted, "{made} calls, waiting for {wanted}");
             Ok(())
         })
         .await;
         shutdown.cancel();
         running.await?;
+        Ok((runs.load(Ordering::SeqCst), reached))
+    }
+
+    #[tokio::test]
+    async fn a_report_the_engine_failed_to_record_is_sent_again() -> anyhow::Result<()> {
+        let (base, reports, server) = stand_in_engine("/external-task/task-1/failure").await?;
+        let config = WorkerConfig::new(worker_id("report"));
+        let (runs, reached) = run_until_called(&base, config, Duration::ZERO, &reports, 2).await?;
         server.abort();
-        sent_again?;
+        reached?;
+        // Not sent again, the outcome would be lost: the task back after its lock, with the
+        // retries it had.
         assert_eq!(
             reports.load(Ordering::SeqCst),
             2,
             "sent again once, then accepted"
         );
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(runs, 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_lock_extension_the_engine_failed_is_tried_again() -> anyhow::Result<()> {
+        let (base, extensions, server) =
+            stand_in_engine("/external-task/task-1/extendLock").await?;
+        let mut config = WorkerConfig::new(worker_id("extend"));
+        config.lock_duration = Duration::from_millis(200);
+        // The handler outlasts several lock durations: extended every 100 ms.
+        let (runs, reached) =
+            run_until_called(&base, config, Duration::from_secs(2), &extensions, 3).await?;
+        server.abort();
+        // Taken for a lost lock, the first 500 would have ended the extensions: the task
+        // free for another worker while its handler still ran.
+        reached?;
+        assert_eq!(runs, 1);
         Ok(())
     }
 
