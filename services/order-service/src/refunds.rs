@@ -119,7 +119,7 @@ pub async fn request(
         Ok(instance) => instance,
         Err(error) => {
             refunds::delete_unstarted(&mut conn, id).await?;
-            return Err(if error.is_unavailable() {
+            return Err(if error.is_transient() {
                 RequestError::EngineUnavailable(error.to_string())
             } else {
                 RequestError::Other(

@@ -112,7 +112,7 @@ pub struct Decision {
 }
 
 fn engine_error(error: workflow::EngineError) -> ApiError {
-    if error.is_unavailable() {
+    if error.is_transient() {
         super::engine_unavailable("the workflow engine is unavailable; retry").into()
     } else {
         anyhow::Error::new(error).into()
@@ -302,5 +302,42 @@ pub async fn decide(
             Ok(Json(Decided::OrderReview(view)))
         }
         _ => Err(not_found()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use workflow::EngineError;
+
+    use super::engine_error;
+
+    #[test]
+    fn an_engine_that_failed_inside_answers_503_not_500() {
+        // Operaton answers 500 to an optimistic-locking conflict (two decisions at once, or a
+        // decision as the reminder timer fires): the admin retries, nothing is wrong here.
+        let conflict = EngineError::Refused {
+            status: 500,
+            message: "ENGINE-03005 updated by another transaction concurrently".into(),
+        };
+        assert_eq!(
+            engine_error(conflict).into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let away = EngineError::Unavailable("connection refused".into());
+        assert_eq!(
+            engine_error(away).into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // A refusal of what we sent is our fault, logged in full.
+        let refused = EngineError::Refused {
+            status: 400,
+            message: "no such variable".into(),
+        };
+        assert_eq!(
+            engine_error(refused).into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -279,7 +279,7 @@ pub async fn list(
                         ended_at: step.end_time,
                     })
                     .collect(),
-                Err(error) if error.is_unavailable() => {
+                Err(error) if error.is_transient() => {
                     return Err(super::engine_unavailable(
                         "the workflow engine is unavailable; retry to see the progress",
                     )
