@@ -315,29 +315,37 @@ mod tests {
 
     #[test]
     fn an_engine_that_failed_inside_answers_503_not_500() {
-        // Operaton answers 500 to an optimistic-locking conflict (two decisions at once, or a
-        // decision as the reminder timer fires): the admin retries, nothing is wrong here.
-        let conflict = EngineError::Refused {
-            status: 500,
-            message: "ENGINE-03005 updated by another transaction concurrently".into(),
+        let refused = |status, message: &str| EngineError::Refused {
+            status,
+            message: message.into(),
         };
-        assert_eq!(
-            engine_error(conflict).into_response().status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        let away = EngineError::Unavailable("connection refused".into());
-        assert_eq!(
-            engine_error(away).into_response().status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        // A refusal of what we sent is our fault, logged in full.
-        let refused = EngineError::Refused {
-            status: 400,
-            message: "no such variable".into(),
-        };
-        assert_eq!(
-            engine_error(refused).into_response().status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        let cases = [
+            // Operaton answers 500 to an optimistic-locking conflict (two decisions at once, or
+            // a decision as the reminder timer fires): the admin retries, nothing is wrong here.
+            (
+                refused(
+                    500,
+                    "ENGINE-03005 updated by another transaction concurrently",
+                ),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                EngineError::Unavailable("connection refused".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            // A refusal of what we sent is our fault, logged in full.
+            (
+                refused(400, "no such variable"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (error, status) in cases {
+            let shown = error.to_string();
+            assert_eq!(
+                engine_error(error).into_response().status(),
+                status,
+                "{shown}"
+            );
+        }
     }
 }
