@@ -192,26 +192,32 @@ impl std::fmt::Display for Problem {
 
 impl std::error::Error for Problem {}
 
+/// What a 5xx problem said, carried on its response to the access-log line
+/// (`server::trace_request`).
+#[derive(Debug, Clone)]
+pub(crate) struct ServerProblem {
+    pub(crate) problem_type: String,
+    pub(crate) detail: String,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let retry_after = self.retry_after_secs;
-        // The request's own "request finished" line says only the status; which 5xx it was
-        // (busy, shedding, a dependency away) is what an operator reading the log needs.
-        if status.is_server_error() {
-            tracing::warn!(
-                status = status.as_u16(),
-                problem_type = %self.problem_type,
-                detail = %self.detail,
-                "answered with a problem"
-            );
-        }
         let body = match serde_json::to_vec(&self) {
             Ok(body) => body,
             // A struct of strings always serialises; keep a valid body if it ever does not.
             Err(_) => br#"{"title":"Internal server error","status":500}"#.to_vec(),
         };
         let mut response = (status, body).into_response();
+        // Which 5xx it was (busy, shedding, a dependency away) is what an operator reading
+        // the request's access-log line needs; the status alone does not say.
+        if status.is_server_error() {
+            response.extensions_mut().insert(ServerProblem {
+                problem_type: self.problem_type,
+                detail: self.detail,
+            });
+        }
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(secs) = retry_after {
@@ -234,6 +240,18 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn a_server_error_carries_its_type_and_detail_to_the_access_log() {
+        let response = Problem::unavailable("the database is busy").into_response();
+        let carried = response.extensions().get::<ServerProblem>();
+        assert_eq!(
+            carried.map(|problem| problem.detail.as_str()),
+            Some("the database is busy")
+        );
+        let refused = Problem::not_found("no such order").into_response();
+        assert!(refused.extensions().get::<ServerProblem>().is_none());
     }
 
     #[test]

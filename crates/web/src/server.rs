@@ -24,7 +24,7 @@ use tracing::{Instrument, field};
 use crate::extract::MAX_BODY_BYTES;
 use crate::health::{self, Readiness};
 use crate::metrics;
-use crate::problem::Problem;
+use crate::problem::{Problem, ServerProblem};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -199,9 +199,16 @@ async fn trace_request(req: Request, next: Next) -> Response {
     }
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| match access_log_level(status, elapsed) {
-        AccessLogLevel::Warn => {
-            tracing::warn!(status = status.as_u16(), latency_ms, "request finished")
-        }
+        AccessLogLevel::Warn => match response.extensions().get::<ServerProblem>() {
+            Some(problem) => tracing::warn!(
+                status = status.as_u16(),
+                latency_ms,
+                problem_type = %problem.problem_type,
+                detail = %problem.detail,
+                "request finished"
+            ),
+            None => tracing::warn!(status = status.as_u16(), latency_ms, "request finished"),
+        },
         AccessLogLevel::Info => {
             tracing::info!(status = status.as_u16(), latency_ms, "request finished")
         }

@@ -27,10 +27,6 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, EngineError::Unavailable(_))
-    }
-
     /// The same call may succeed if made again: the engine was away, or failed inside (its
     /// 500s include optimistic-locking conflicts between two transactions on one task).
     pub fn is_transient(&self) -> bool {
