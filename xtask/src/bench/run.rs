@@ -119,6 +119,9 @@ impl Drop for HelloServer {
     }
 }
 
+/// The label of the unmeasured checkout run (not an HTTP run of the CPU table).
+pub(super) const CHECKOUT_WARMUP: &str = "checkout warm-up";
+
 pub(super) struct Runner<'a> {
     pub(super) tools: &'a Tools,
     pub(super) plan: &'a Plan,
@@ -260,6 +263,48 @@ impl Runner<'_> {
         gateway_url: &str,
         rate: Option<f64>,
     ) -> Result<CheckoutReport> {
+        let mut cmd = self.checkout_command(gateway_url, self.plan.checkout_seconds)?;
+        cmd.args(["--audit", "--psp-url", &service_url("psp-sim")?]);
+        let label = match rate {
+            Some(rate) => {
+                cmd.args(["--rate", &rate.to_string(), "--poll-ms", "10"]);
+                format!("checkout at {rate}/s")
+            }
+            None => {
+                self.sustained_pace(&mut cmd);
+                "checkout sustained".to_owned()
+            }
+        };
+        parse(&run_json(cmd, memory, &label)?, &label)
+    }
+
+    /// The unmeasured checkout before the measured ones (`--checkout-warmup`): the sustained
+    /// run's flows, its report discarded. Its orders are real and stay in the stack; the
+    /// measured runs' audits look only at the orders each run created.
+    pub(super) fn checkout_warmup(&self, memory: &mut MemoryLog, gateway_url: &str) -> Result<()> {
+        if self.plan.checkout_warmup <= 0.0 {
+            return Ok(());
+        }
+        let mut cmd = self.checkout_command(gateway_url, self.plan.checkout_warmup)?;
+        self.sustained_pace(&mut cmd);
+        let label = CHECKOUT_WARMUP;
+        let _: CheckoutReport = parse(&run_json(cmd, memory, label)?, label)?;
+        Ok(())
+    }
+
+    /// The sustained run's pace: back-to-back flows.
+    fn sustained_pace(&self, cmd: &mut Command) {
+        // Polling costs the system what it measures; throughput needs less precision.
+        cmd.args([
+            "--concurrency",
+            &self.args.order_concurrency.to_string(),
+            "--poll-ms",
+            "50",
+        ]);
+    }
+
+    /// A checkout run of `seconds` through `gateway_url`, without its pace.
+    fn checkout_command(&self, gateway_url: &str, seconds: f64) -> Result<Command> {
         let (admin_email, admin_password) = services::admin_credentials();
         let mut cmd = self.base();
         cmd.args([
@@ -275,32 +320,13 @@ impl Runner<'_> {
             "--admin-password",
             &admin_password,
             "--duration",
-            &self.plan.checkout_seconds.to_string(),
+            &seconds.to_string(),
             "--products",
             &self.args.order_products.to_string(),
             "--popularity",
             "zipf:1.0",
-            "--audit",
-            "--psp-url",
-            &service_url("psp-sim")?,
         ]);
-        let label = match rate {
-            Some(rate) => {
-                cmd.args(["--rate", &rate.to_string(), "--poll-ms", "10"]);
-                format!("checkout at {rate}/s")
-            }
-            None => {
-                // Polling costs the system what it measures; throughput needs less precision.
-                cmd.args([
-                    "--concurrency",
-                    &self.args.order_concurrency.to_string(),
-                    "--poll-ms",
-                    "50",
-                ]);
-                "checkout sustained".to_owned()
-            }
-        };
-        parse(&run_json(cmd, memory, &label)?, &label)
+        Ok(cmd)
     }
 
     pub(super) fn hot_product(
