@@ -3,8 +3,9 @@
 //!
 //! The run has a stack of its own, so it never disturbs the development stack (or anyone's
 //! tests on the default ports): its data, pid files and logs live under `.local/chaos`
-//! (`FERROSHOP_LOCAL`), and every port is the default plus `--port-offset` (20000: PostgreSQL
-//! 25432, Kafka 29092, the MongoDB-wire server 47017, the gateway 28080, ...). Only what the
+//! (`FERROSHOP_LOCAL`), and every port is the default plus `--port-offset` (5000: PostgreSQL
+//! 10432, Kafka 14092, the MongoDB-wire server 32017, the gateway 13080, ...; every port stays
+//! below Linux's ephemeral range, see [`DEFAULT_OFFSET`]). Only what the
 //! checkout needs is started: PostgreSQL, Kafka, the MongoDB-wire server, Mailpit and the
 //! services; Zipkin (spans are not exported: the sampler ratio is 0), the OIDC stand-in and the
 //! workflow engine are left out, since no step of the checkout calls them.
@@ -222,6 +223,20 @@ pub fn chaos(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode> {
 /// Runs this same command again with the private stack's data directory and ports.
 fn again_on_private_stack(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode> {
     let offset = args.port_offset;
+    let ephemeral = ephemeral_ports();
+    let exposed: Vec<u16> = private_ports(offset, args.replicas)
+        .into_iter()
+        .filter(|port| ephemeral.contains(port))
+        .collect();
+    if !exposed.is_empty() {
+        eprintln!(
+            "warning: --port-offset {offset} puts ports {exposed:?} among the machine's ephemeral \
+             ports ({}-{}): any outgoing connection may hold one when the stack starts; an offset \
+             up to 5750 keeps every port below them",
+            ephemeral.start(),
+            ephemeral.end()
+        );
+    }
     let port = |default: u16| -> Result<String> {
         default
             .checked_add(offset)
@@ -273,7 +288,50 @@ fn state_dir(offset: u16) -> String {
     }
 }
 
-const DEFAULT_OFFSET: u16 = 20_000;
+/// The default `--port-offset`. Every port of the private stack must stay outside the range
+/// the kernel hands out as the local ports of outgoing connections (Linux: 32768-60999):
+/// there, any client socket of the machine (a test's connection to the development stack's
+/// Kafka, say) can hold the port at the moment the stack starts. With offset 30000 a CI run's
+/// chaos Kafka failed to bind 127.0.0.1:39092 ("Address already in use") and the suite went
+/// red. The highest default port is the MongoDB-wire server's 27017, so an offset up to 5750
+/// keeps every port below the range; [`TEST_OFFSET`] and this one do, without sharing a port
+/// with each other or with the development stack (unit test).
+pub const DEFAULT_OFFSET: u16 = 5_000;
+
+/// The offset of the short chaos run in `cargo xtask test`: its own stack, apart from a longer
+/// `cargo xtask chaos` on [`DEFAULT_OFFSET`] and from the development stack.
+pub const TEST_OFFSET: u16 = 3_000;
+
+/// Linux's default range of ephemeral (outgoing) local ports, both ends included.
+const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 32_768..=60_999;
+
+/// This machine's ephemeral port range (`/proc/sys/net/ipv4/ip_local_port_range`), or Linux's
+/// default where it cannot be read.
+fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().map(str::parse::<u16>);
+            match (bounds.next(), bounds.next()) {
+                (Some(Ok(low)), Some(Ok(high))) if low <= high => Some(low..=high),
+                _ => None,
+            }
+        })
+        .unwrap_or(EPHEMERAL_PORTS)
+}
+
+/// Every port a private stack on `offset` with up to `replicas` instances of each service
+/// listens on.
+fn private_ports(offset: u16, replicas: u16) -> Vec<u16> {
+    let infra = INFRA_PORTS.iter().map(|(_, port)| *port);
+    let services = SERVICES.iter().flat_map(|svc| {
+        (0..replicas).map(move |k| svc.default_port + k * services::REPLICA_PORT_STEP)
+    });
+    infra
+        .chain(services)
+        .filter_map(|port| port.checked_add(offset))
+        .collect()
+}
 
 /// Builds the services' binaries of `profile` (a no-op when they are current).
 fn build(layout: &Layout, present: &[services::Service], profile: &str) -> Result<()> {
@@ -811,3 +869,31 @@ fn statuses(a: &AuditReport) -> String {
 
 /// The part of the report that does not change from run to run.
 const PROSE: &str = include_str!("chaos_prose.md");
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn private_stacks_listen_below_the_ephemeral_ports_and_apart_from_each_other() {
+        let development = private_ports(0, 5);
+        let test_stack = private_ports(TEST_OFFSET, 5);
+        let default_stack = private_ports(DEFAULT_OFFSET, 5);
+        for ports in [&test_stack, &default_stack] {
+            // Every port moved: none lost to an overflow.
+            assert_eq!(ports.len(), development.len());
+            for port in ports.iter() {
+                assert!(
+                    !EPHEMERAL_PORTS.contains(port),
+                    "{port} is an ephemeral port"
+                );
+            }
+        }
+        let mut seen = HashSet::new();
+        for port in development.iter().chain(&test_stack).chain(&default_stack) {
+            assert!(seen.insert(*port), "port {port} is used twice");
+        }
+    }
+}

@@ -414,8 +414,9 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
     if !status.success() && totals.failed == 0 {
         eprintln!("error: cargo test failed ({status})");
     }
-    // A short chaos run on a private stack of its own (ports + 30000, so it never meets the
-    // development stack nor a long `cargo xtask chaos` on the default offset), from the debug
+    // A short chaos run on a private stack of its own (ports + `chaos::TEST_OFFSET`, so it
+    // never meets the development stack nor a long `cargo xtask chaos` on the default offset,
+    // and stays below the ephemeral ports, see `chaos::DEFAULT_OFFSET`), from the debug
     // binaries built above: about two minutes of load and a few dozen kills.
     let chaos_ok = run_step(
         layout,
@@ -432,7 +433,7 @@ fn test(layout: &Layout, s: &Settings, args: &[String]) -> Result<ExitCode> {
             "--profile",
             "debug",
             "--port-offset",
-            "30000",
+            &chaos::TEST_OFFSET.to_string(),
             "--min-interval",
             "1",
             "--max-interval",
