@@ -28,6 +28,8 @@ pub use consumer::{
     ConsumerHealth, ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, LagProbe,
     PartitionLag,
 };
-pub use kafka::{CatchUpGate, GroupProbe, GroupProgress, KafkaConfig, TopicSpec};
+pub use kafka::{
+    COMPACTED_TOPIC_CONFIG, CatchUpGate, GroupProbe, GroupProgress, KafkaConfig, TopicSpec,
+};
 #[cfg(feature = "postgres")]
 pub use outbox::{OutboxRelay, enqueue};
