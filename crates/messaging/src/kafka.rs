@@ -59,9 +59,9 @@ pub struct TopicSpec {
 /// topic at start, replayed all of them: after a few bench runs a restarted replica was at
 /// 61 MB once ready, and 40 MB over the same catalog once the topic was compacted
 /// (docs/ARCHITECTURE.md); at a steady 60 orders/s a week of snapshots would be tens of
-/// millions of records to read before readiness. A segment closed every 10 minutes, and the cleaner starting once a tenth of the
-/// log is dirty, keep what a replica replays near one record per key plus the last minutes of
-/// changes. Consumers lose nothing: compaction keeps each key's latest snapshot, and a snapshot
+/// millions of records to read before readiness. A segment closed every 10 minutes, and the
+/// cleaner starting once a tenth of the log is dirty, keep what a replica replays near one
+/// record per key plus the last minutes of changes. Consumers lose nothing: compaction keeps each key's latest snapshot, and a snapshot
 /// is the whole product.
 pub const COMPACTED_TOPIC_CONFIG: [(&str, &str); 3] = [
     ("cleanup.policy", "compact"),

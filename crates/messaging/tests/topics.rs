@@ -84,7 +84,7 @@ async fn a_new_compacted_topic_closes_segments_for_the_cleaner_and_a_plain_one_k
 #[tokio::test]
 async fn an_existing_compacted_topic_gets_the_settings_and_keeps_the_operators() -> TestResult {
     // Created as services did before: only the cleanup policy; then an operator set a
-    // retention and a segment time of their own.
+    // retention and a cleaner ratio of their own.
     let name = format!("test.compacted.old.{}", Uuid::new_v4());
     let admin = admin()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
