@@ -466,17 +466,26 @@ impl Payments {
     /// claims stay and need no more looks), in one update for all of them. Each claim matches
     /// only with the payment it was read with, so a claim that changed hands meanwhile is left
     /// alone, as [`Self::set_claim_open`] leaves it.
+    ///
+    /// The filter names the claims by `_id` (`$in`) beside the pairs (`$or`): a server reads a
+    /// top-level `_id` list through the `_id` index and checks the pairs on those documents
+    /// only, while an `$or` alone is a full scan on the local MongoDB-wire server (it uses an
+    /// index only for a top-level condition). That scan held the collection for 0.4-1 s with
+    /// 51,000 claims stored, every reconciler pass, and every payment's claim waited behind
+    /// it: a fixed 50 orders/s failed orders on the 1.5 s payment budget once enough orders
+    /// had been paid. With the `_id` list: 3.6 ms, no scan.
     pub async fn settle_claims(&self, claims: &[(String, String)]) -> anyhow::Result<()> {
         if claims.is_empty() {
             return Ok(());
         }
+        let orders: Vec<&str> = claims.iter().map(|(order, _)| order.as_str()).collect();
         let each: Vec<Document> = claims
             .iter()
             .map(|(order, payment)| doc! {"_id": order, "payment_id": payment})
             .collect();
         self.claims
             .update_many(
-                doc! {"$or": each},
+                doc! {"_id": {"$in": orders}, "$or": each},
                 doc! {"$set": {"open": false, "settled_at": bson::DateTime::now()}},
             )
             .await
