@@ -137,6 +137,8 @@ pub fn chaos(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode> {
 
     say("chaos: a fresh private stack (stopping and wiping what a previous run left)");
     crate::down(layout, true)?;
+    // From here on the stack is stopped however the run ends (unless --keep).
+    let stack = PrivateStack::new(args.keep, |wipe| crate::down(layout, wipe));
     infra::up_only(layout, &s, &INFRA)?;
     let present = services::present(layout);
     build(layout, &present, &args.profile)?;
@@ -205,9 +207,7 @@ pub fn chaos(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode> {
     }
     fs::write(&output, summary.markdown())
         .with_context(|| format!("writing {}", output.display()))?;
-    if !args.keep {
-        crate::down(layout, true)?;
-    }
+    stack.finish()?;
     println!();
     for line in summary.lines() {
         println!("{line}");
@@ -229,10 +229,13 @@ fn again_on_private_stack(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode>
         .filter(|port| ephemeral.contains(port))
         .collect();
     if !exposed.is_empty() {
+        let advice = highest_offset_below(*ephemeral.start(), args.replicas).map_or_else(
+            || "no offset keeps every port below them".to_owned(),
+            |highest| format!("an offset up to {highest} keeps every port below them"),
+        );
         eprintln!(
             "warning: --port-offset {offset} puts ports {exposed:?} among the machine's ephemeral \
-             ports ({}-{}): any outgoing connection may hold one when the stack starts; an offset \
-             up to 5750 keeps every port below them",
+             ports ({}-{}): any outgoing connection may hold one when the stack starts; {advice}",
             ephemeral.start(),
             ephemeral.end()
         );
@@ -276,6 +279,43 @@ fn again_on_private_stack(layout: &Layout, args: &ChaosArgs) -> Result<ExitCode>
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Stops the private stack when a run ends, whichever way it ends. A start that failed
+/// part-way (a chaos Kafka that could not bind its port) used to leave what had started
+/// running: its MongoDB-wire server stayed up on its port after the run. A run that gets to
+/// its report stops the stack and deletes its data ([`Self::finish`]); one that fails on the
+/// way (an error returned with `?`, or a panic) stops the processes and keeps data and logs to
+/// look at. `--keep` leaves everything running, on purpose.
+struct PrivateStack<Stop: FnMut(bool) -> Result<()>> {
+    /// Stops the stack, deleting its data when given `true`; `None` once stopped, or with
+    /// `--keep`.
+    stop: Option<Stop>,
+}
+
+impl<Stop: FnMut(bool) -> Result<()>> PrivateStack<Stop> {
+    fn new(keep: bool, stop: Stop) -> Self {
+        Self {
+            stop: (!keep).then_some(stop),
+        }
+    }
+
+    /// The run's end: stops the stack and deletes its data, reporting a failure to do so.
+    fn finish(mut self) -> Result<()> {
+        self.stop.take().map_or(Ok(()), |mut stop| stop(true))
+    }
+}
+
+impl<Stop: FnMut(bool) -> Result<()>> Drop for PrivateStack<Stop> {
+    fn drop(&mut self) {
+        if let Some(mut stop) = self.stop.take() {
+            say("chaos: the run failed; stopping the private stack (its data and logs are kept)");
+            // The run's own error is the one reported; this is only worth a warning.
+            if let Err(error) = stop(false) {
+                eprintln!("warning: stopping the private stack after the failure: {error:#}");
+            }
+        }
+    }
 }
 
 /// The private stack's state directory under `.local`: `chaos`, or `chaos-<offset>` for
@@ -331,6 +371,13 @@ fn private_ports(offset: u16, replicas: u16) -> Vec<u16> {
         .chain(services)
         .filter_map(|port| port.checked_add(offset))
         .collect()
+}
+
+/// The largest `--port-offset` that keeps every port of a private stack with `replicas`
+/// instances of each service below `first_ephemeral` (None if even offset 0 does not).
+fn highest_offset_below(first_ephemeral: u16, replicas: u16) -> Option<u16> {
+    let highest_port = private_ports(0, replicas).into_iter().max()?;
+    first_ephemeral.checked_sub(highest_port)?.checked_sub(1)
 }
 
 /// Builds the services' binaries of `profile` (a no-op when they are current).
@@ -872,6 +919,7 @@ const PROSE: &str = include_str!("chaos_prose.md");
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
     use std::collections::HashSet;
 
     use super::*;
@@ -895,5 +943,78 @@ mod tests {
         for port in development.iter().chain(&test_stack).chain(&default_stack) {
             assert!(seen.insert(*port), "port {port} is used twice");
         }
+    }
+
+    #[test]
+    fn the_advised_offset_is_the_highest_that_keeps_every_port_below_the_ephemeral_ones()
+    -> Result<()> {
+        let first = *EPHEMERAL_PORTS.start();
+        for replicas in [1, 2, 5] {
+            let highest = highest_offset_below(first, replicas).context("no offset fits")?;
+            assert!(
+                private_ports(highest, replicas)
+                    .iter()
+                    .all(|port| *port < first)
+            );
+            assert!(
+                private_ports(highest + 1, replicas)
+                    .iter()
+                    .any(|port| *port >= first)
+            );
+        }
+        // MongoDB's 27017 is the highest default port: 32767 - 27017.
+        assert_eq!(highest_offset_below(first, 1), Some(5_750));
+        assert_eq!(highest_offset_below(20_000, 1), None);
+        Ok(())
+    }
+
+    /// Records what a [`PrivateStack`] was asked to do: `Some(wipe)` per stop.
+    fn recording_stack(
+        keep: bool,
+        stops: &RefCell<Vec<bool>>,
+    ) -> PrivateStack<impl FnMut(bool) -> Result<()> + '_> {
+        PrivateStack::new(keep, move |wipe| {
+            stops.borrow_mut().push(wipe);
+            Ok(())
+        })
+    }
+
+    fn start_kafka() -> Result<()> {
+        bail!("Kafka could not bind 127.0.0.1:12092: Address already in use")
+    }
+
+    #[test]
+    fn a_run_that_fails_on_its_way_stops_the_private_stack_and_keeps_its_data() {
+        let stops = RefCell::new(Vec::new());
+        let run = || -> Result<()> {
+            let stack = recording_stack(false, &stops);
+            start_kafka()?;
+            stack.finish()
+        };
+        assert!(run().is_err());
+        assert_eq!(*stops.borrow(), [false]);
+    }
+
+    #[test]
+    fn a_finished_run_stops_and_wipes_the_private_stack_once() -> Result<()> {
+        let stops = RefCell::new(Vec::new());
+        recording_stack(false, &stops).finish()?;
+        assert_eq!(*stops.borrow(), [true]);
+        Ok(())
+    }
+
+    #[test]
+    fn keep_leaves_the_private_stack_running_whichever_way_the_run_ends() -> Result<()> {
+        let stops = RefCell::new(Vec::new());
+        recording_stack(true, &stops).finish()?;
+        drop(recording_stack(true, &stops));
+        assert!(stops.borrow().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_failure_to_stop_at_the_end_is_reported() {
+        let stack = PrivateStack::new(false, |_| anyhow::bail!("postgres did not stop"));
+        assert!(stack.finish().is_err());
     }
 }
