@@ -5,6 +5,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mongodb::bson::doc;
+
 /// A database name no other test uses, on the stack's MongoDB-wire server.
 pub async fn fresh_database(tag: &str) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
@@ -30,4 +32,23 @@ async fn drop_stale(tag: &str, now: u64) {
             let _ = client.database(&name).drop().await;
         }
     }
+}
+
+/// Full scans of `namespace` (`<database>.<collection>`) so far on the local MongoDB-wire
+/// server, which counts them in `serverStatus.ferroshop.collectionScans`; `None` on a server
+/// that does not count them (MongoDB itself). Tests use it to check that a query is answered
+/// through an index, not by decoding the whole collection.
+pub async fn collection_scans(
+    db: &mongodb::Database,
+    namespace: &str,
+) -> anyhow::Result<Option<i64>> {
+    let status = db.run_command(doc! {"serverStatus": 1}).await?;
+    Ok(status.get_document("ferroshop").ok().map(|counters| {
+        counters
+            .get_document("collectionScans")
+            .ok()
+            .and_then(|scans| scans.get(namespace))
+            .and_then(|count| count.as_i64())
+            .unwrap_or(0)
+    }))
 }

@@ -3,6 +3,7 @@
 
 use mongodb::bson::{self, Document, doc};
 use reqwest::StatusCode;
+use testkit::mongo::collection_scans;
 use uuid::Uuid;
 
 use crate::helpers::{DEADLINE, GOOD_CARD, TestResult, card, eventually, spawn_app_with};
@@ -118,21 +119,6 @@ async fn claims_written_before_the_open_flag_are_checked_once_at_start() -> Test
     })
     .await?;
     Ok(())
-}
-
-/// Full scans of `namespace` so far on the local MongoDB-wire server
-/// (`serverStatus.ferroshop.collectionScans`); `None` on a server that does not count them
-/// (MongoDB itself, which reads an `_id` list through its index anyway).
-async fn collection_scans(db: &mongodb::Database, namespace: &str) -> anyhow::Result<Option<i64>> {
-    let status = db.run_command(doc! {"serverStatus": 1}).await?;
-    Ok(status.get_document("ferroshop").ok().map(|counters| {
-        counters
-            .get_document("collectionScans")
-            .ok()
-            .and_then(|scans| scans.get(namespace))
-            .and_then(|count| count.as_i64())
-            .unwrap_or(0)
-    }))
 }
 
 /// The reconciler settles a pass's paid claims in one update. It must read them by `_id`: as

@@ -3,6 +3,7 @@
 use futures::TryStreamExt as _;
 use mongodb::IndexModel;
 use mongodb::bson::{Document, doc};
+use testkit::mongo::collection_scans;
 
 use crate::helpers::{TestDb, unique_sku};
 
@@ -430,20 +431,6 @@ async fn filters_on_non_unique_indexes_select_what_a_scan_selects() -> anyhow::R
     }
     same("after updates and deletions").await?;
     t.drop().await
-}
-
-/// Full scans of `namespace` so far on the local server (`serverStatus.ferroshop`); `None` on
-/// a server that does not count them (MongoDB itself).
-async fn collection_scans(db: &mongodb::Database, namespace: &str) -> anyhow::Result<Option<i64>> {
-    let status = db.run_command(doc! {"serverStatus": 1}).await?;
-    Ok(status.get_document("ferroshop").ok().map(|counters| {
-        counters
-            .get_document("collectionScans")
-            .ok()
-            .and_then(|scans| scans.get(namespace))
-            .and_then(|count| count.as_i64())
-            .unwrap_or(0)
-    }))
 }
 
 /// On the local server (it reports `serverStatus.ferroshop`), a filter with an equality on
