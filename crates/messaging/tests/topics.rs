@@ -3,7 +3,7 @@
 //! operator set on it.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use messaging::{COMPACTED_TOPIC_CONFIG, KafkaConfig, TopicSpec};
 use rdkafka::ClientConfig;
@@ -30,28 +30,28 @@ fn spec(name: &str, compacted: bool) -> TopicSpec {
     }
 }
 
-/// The topic's own (topic-level) settings, polled until the broker describes the topic.
+/// The topic's own (topic-level) settings, asked again until the broker describes the topic.
 async fn own_settings(name: &str) -> anyhow::Result<HashMap<String, String>> {
     let admin = admin()?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let described = admin
-            .describe_configs([&ResourceSpecifier::Topic(name)], &AdminOptions::new())
-            .await?;
-        match described.into_iter().next() {
-            Some(Ok(resource)) => {
-                return Ok(resource
-                    .entries
-                    .into_iter()
-                    .filter(|entry| matches!(entry.source, ConfigSource::DynamicTopic))
-                    .filter_map(|entry| Some((entry.name, entry.value?)))
-                    .collect());
-            }
-            other if Instant::now() >= deadline => {
-                anyhow::bail!("topic {name} not described in time: {other:?}")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
+    let described = testkit::resend_while(
+        Duration::from_secs(15),
+        || async {
+            let described = admin
+                .describe_configs([&ResourceSpecifier::Topic(name)], &AdminOptions::new())
+                .await?;
+            anyhow::Ok(described.into_iter().next())
+        },
+        |described| !matches!(described, Some(Ok(_))),
+    )
+    .await?;
+    match described {
+        Some(Ok(resource)) => Ok(resource
+            .entries
+            .into_iter()
+            .filter(|entry| matches!(entry.source, ConfigSource::DynamicTopic))
+            .filter_map(|entry| Some((entry.name, entry.value?)))
+            .collect()),
+        other => anyhow::bail!("topic {name} not described in time: {other:?}"),
     }
 }
 
