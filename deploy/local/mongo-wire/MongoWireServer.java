@@ -39,6 +39,9 @@
 //   stores mongo-java-server's index keys with Java serialisation, so every comparison of a
 //   lookup's binary search deserialised two keys: a checkout profile (JFR) showed a fifth of
 //   this server's CPU there. A hash lookup compares nothing.
+// - Both kinds of in-memory index are kept lean, since they grow with the data (CompactKeys,
+//   MemorySecondaryIndex): at 97,000 orders they were most of a 556 MB live heap, the library's
+//   key wrappers and copies of every `_id` more than the values; 337 MB after.
 // - The store's page cache is an eighth of the heap (128 MB under `cargo xtask up`) instead of H2's 16 MB: with the checkout's collections
 //   larger than that, most reads missed it and deserialised a whole page of documents
 //   (another fifth of the CPU in the same profile).
@@ -72,6 +75,7 @@ import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import java.nio.ByteBuffer;
+import java.util.AbstractMap;
 import java.util.Collection;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -164,16 +168,56 @@ public final class MongoWireServer {
         }
     }
 
-    /** A non-unique index, in memory: value -> positions of the documents holding it (a
+    /** How the in-memory indexes key their maps: a single-key index's value itself (with a
+     *  stand-in for null, which a ConcurrentHashMap cannot hold) instead of the library's
+     *  `KeyValue`, a list wrapper that cost three objects (64 bytes) per indexed document. A
+     *  `KeyValue` is equal to another exactly when their value lists are, so two one-value
+     *  keys are equal exactly when their values are; a compound index keeps its `KeyValue`s. */
+    static final class CompactKeys {
+        private static final Object NULL_VALUE = new Object();
+
+        private CompactKeys() {
+        }
+
+        static Object of(KeyValue keyValue) {
+            if (keyValue.size() != 1) {
+                return keyValue;
+            }
+            Object value = keyValue.get(0);
+            return value == null ? NULL_VALUE : value;
+        }
+
+        static KeyValue expand(Object key) {
+            if (key instanceof KeyValue keyValue) {
+                return keyValue;
+            }
+            return new KeyValue(new Object[] {key == NULL_VALUE ? null : key});
+        }
+    }
+
+    /** A non-unique index, in memory: value -> the positions of the documents holding it (a
      *  document with an array under a key is listed under each element, as in MongoDB).
      *  mongo-java-server has no secondary indexes of its own (it ignores them); the
      *  collection keeps this one current through the same calls as its unique indexes, under
      *  the collection's lock, and builds it from the stored documents when it opens. Only
      *  plain equalities on every key use it; any other filter goes the library's way. Positions
-     *  are the H2 map's keys, the documents' `_id` values. */
+     *  are the H2 map's keys, the documents' `_id` values.
+     *
+     *  Its size grows with the data, so it is kept lean (a heap histogram of a stack after
+     *  88,000 orders: these indexes held 692,000 documents): a value held by one document maps
+     *  to that position itself, a set is made only for a value that two or more hold, and a
+     *  removal finds the values from the document being removed (the library passes the stored
+     *  document) instead of a second map from position to values. */
     static final class MemorySecondaryIndex extends Index<Object> {
-        private final Map<KeyValue, Set<Object>> positionsByValue = new HashMap<>();
-        private final Map<Object, Set<KeyValue>> valuesByPosition = new HashMap<>();
+        /** Compact key -> one position, or a {@link Positions} of two or more. */
+        private final Map<Object, Object> positionsByValue = new HashMap<>();
+        private long documents;
+
+        /** Two or more positions, in the order they were added (a plain set can never be a
+         *  position: `_id` values are not sets). */
+        private static final class Positions extends LinkedHashSet<Object> {
+            private static final long serialVersionUID = 1L;
+        }
 
         MemorySecondaryIndex(String name, List<IndexKey> keys, boolean sparse) {
             super(name, keys, sparse);
@@ -181,6 +225,10 @@ public final class MongoWireServer {
 
         private static Object positionOf(Document document) {
             return Missing.ofNullable(document.get("_id"));
+        }
+
+        private boolean skipsAsSparse(Set<KeyValue> values) {
+            return isSparse() && values.stream().allMatch(v -> v.stream().allMatch(Missing::isNullOrMissing));
         }
 
         /** Never decides a document's position: the `_id` index does. */
@@ -197,31 +245,53 @@ public final class MongoWireServer {
         @Override
         public synchronized void add(Document document, Object position, MongoCollection<Object> collection) {
             Set<KeyValue> values = getKeyValues(document);
-            if (isSparse() && values.stream().allMatch(v -> v.stream().allMatch(Missing::isNullOrMissing))) {
+            if (skipsAsSparse(values)) {
                 return;
             }
-            valuesByPosition.put(position, values);
+            // The `_id` index's own copy of the position: the library reads the collection once
+            // per index when it opens, so each index was given an `_id` object of its own.
+            Object shared = collection instanceof SnapshotH2Collection snapshots
+                    ? snapshots.sharedPosition(position) : position;
             for (KeyValue value : values) {
-                positionsByValue.computeIfAbsent(value, v -> new LinkedHashSet<>()).add(position);
+                positionsByValue.merge(CompactKeys.of(value), shared, (held, added) -> {
+                    if (held instanceof Positions positions) {
+                        positions.add(added);
+                        return positions;
+                    }
+                    Positions positions = new Positions();
+                    positions.add(held);
+                    positions.add(added);
+                    return positions;
+                });
             }
+            documents++;
         }
 
         @Override
         public synchronized Object remove(Document document) {
             Object position = positionOf(document);
-            Set<KeyValue> values = valuesByPosition.remove(position);
-            if (values == null) {
+            Set<KeyValue> values = getKeyValues(document);
+            if (skipsAsSparse(values)) {
                 return null;
             }
+            boolean removed = false;
             for (KeyValue value : values) {
-                Set<Object> positions = positionsByValue.get(value);
-                if (positions != null) {
-                    positions.remove(position);
-                    if (positions.isEmpty()) {
-                        positionsByValue.remove(value);
+                Object key = CompactKeys.of(value);
+                Object held = positionsByValue.get(key);
+                if (held instanceof Positions positions) {
+                    removed |= positions.remove(position);
+                    if (positions.size() == 1) {
+                        positionsByValue.put(key, positions.iterator().next());
                     }
+                } else if (held != null && held.equals(position)) {
+                    positionsByValue.remove(key);
+                    removed = true;
                 }
             }
+            if (!removed) {
+                return null;
+            }
+            documents--;
             return position;
         }
 
@@ -255,14 +325,19 @@ public final class MongoWireServer {
             }
             List<Object> positions = new ArrayList<>();
             for (KeyValue value : getKeyValues(queried)) {
-                positions.addAll(positionsByValue.getOrDefault(value, Set.of()));
+                Object held = positionsByValue.get(CompactKeys.of(value));
+                if (held instanceof Positions several) {
+                    positions.addAll(several);
+                } else if (held != null) {
+                    positions.add(held);
+                }
             }
             return positions;
         }
 
         @Override
         public synchronized long getCount() {
-            return valuesByPosition.size();
+            return documents;
         }
 
         @Override
@@ -287,16 +362,17 @@ public final class MongoWireServer {
         @Override
         public synchronized void drop() {
             positionsByValue.clear();
-            valuesByPosition.clear();
+            documents = 0;
         }
     }
 
     /** A unique index, in memory: value -> the position (`_id`) of the one document holding
-     *  it. Filled from the stored documents when its collection opens (the library adds every
-     *  document to an empty index), then kept current by the library under the collection's
-     *  lock, exactly as it keeps H2's index maps. */
+     *  it, keyed by {@link CompactKeys} (for the `_id` index key and position are then one
+     *  object). Filled from the stored documents when its collection opens (the library adds
+     *  every document to an empty index), then kept current by the library under the
+     *  collection's lock, exactly as it keeps H2's index maps. */
     static final class MemoryUniqueIndex extends AbstractUniqueIndex<Object> {
-        private final Map<KeyValue, Object> positions = new ConcurrentHashMap<>();
+        private final Map<Object, Object> positions = new ConcurrentHashMap<>();
 
         MemoryUniqueIndex(String name, List<IndexKey> keys, boolean sparse) {
             super(name, keys, sparse);
@@ -304,22 +380,33 @@ public final class MongoWireServer {
 
         @Override
         protected Object removeDocument(KeyValue keyValue) {
-            return positions.remove(keyValue);
+            return positions.remove(CompactKeys.of(keyValue));
         }
 
         @Override
         protected boolean putKeyPosition(KeyValue keyValue, Object position) {
-            return positions.putIfAbsent(keyValue, Missing.ofNullable(position)) == null;
+            return positions.putIfAbsent(CompactKeys.of(keyValue), Missing.ofNullable(position)) == null;
         }
 
+        /** Only the library's regular-expression lookups walk the whole index. */
         @Override
         protected Iterable<Entry<KeyValue, Object>> getIterable() {
-            return positions.entrySet();
+            List<Entry<KeyValue, Object>> entries = new ArrayList<>(positions.size());
+            for (Entry<Object, Object> entry : positions.entrySet()) {
+                entries.add(new AbstractMap.SimpleImmutableEntry<>(CompactKeys.expand(entry.getKey()),
+                        entry.getValue()));
+            }
+            return entries;
         }
 
         @Override
         protected Object getPosition(KeyValue keyValue) {
-            return positions.get(keyValue);
+            return positions.get(CompactKeys.of(keyValue));
+        }
+
+        /** Whether this is the collection's `_id` index, whose keys are the positions. */
+        boolean isIdIndex() {
+            return keys().equals(List.of("_id"));
         }
 
         @Override
@@ -472,6 +559,19 @@ public final class MongoWireServer {
                 }
             }
             return super.queryDocuments(query, orderBy, numberToSkip, limit, batchSize, fieldSelector);
+        }
+
+        /** The object the `_id` index holds for a position equal to {@code position} (or
+         *  {@code position} itself), so the secondary indexes share it instead of holding
+         *  copies of every `_id` (measured: a fifth of their memory). */
+        Object sharedPosition(Object position) {
+            for (Index<Object> index : getIndexes()) {
+                if (index instanceof MemoryUniqueIndex unique && unique.isIdIndex()) {
+                    Object held = unique.positions.get(position);
+                    return held != null ? held : position;
+                }
+            }
+            return position;
         }
 
         /** The scan the library falls back to without a usable index: counted. */

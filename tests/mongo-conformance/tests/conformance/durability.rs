@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use futures::TryStreamExt as _;
+use mongodb::IndexModel;
 use mongodb::bson::doc;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
@@ -55,9 +57,14 @@ async fn acknowledged_writes_survive_a_sigkill_and_a_restart() -> anyhow::Result
     let server = start(&classpath, port, &data)?;
     let db = ready(port).await?;
     let products = db.collection::<mongodb::bson::Document>("products");
+    // A non-unique index as well: the local server keeps it in memory and builds it again from
+    // the stored documents when it opens.
+    products
+        .create_index(IndexModel::builder().keys(doc! {"shelf": 1}).build())
+        .await?;
     for n in 0..50_i64 {
         products
-            .insert_one(doc! {"_id": n, "stock": {"available": 10_i64}})
+            .insert_one(doc! {"_id": n, "shelf": n % 5, "stock": {"available": 10_i64}})
             .await?;
     }
     products
@@ -79,6 +86,31 @@ async fn acknowledged_writes_survive_a_sigkill_and_a_restart() -> anyhow::Result
         .await?
         .unwrap_or_default();
     assert_eq!(seven.get_document("stock")?.get_i64("available")?, 7);
+    // The rebuilt index finds what the stored documents hold, and follows later writes.
+    let shelf = |n: i64| {
+        let products = products.clone();
+        async move {
+            let found: Vec<mongodb::bson::Document> = products
+                .find(doc! {"shelf": n})
+                .sort(doc! {"_id": 1})
+                .await?
+                .try_collect()
+                .await?;
+            anyhow::Ok(
+                found
+                    .iter()
+                    .filter_map(|d| d.get_i64("_id").ok())
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(shelf(4).await?, [4, 9, 14, 19, 24, 29, 34, 39, 44]);
+    products
+        .update_one(doc! {"_id": 9_i64}, doc! {"$set": {"shelf": 0_i64}})
+        .await?;
+    products.delete_one(doc! {"_id": 44_i64}).await?;
+    assert_eq!(shelf(4).await?, [4, 14, 19, 24, 29, 34, 39]);
+    assert_eq!(shelf(0).await?, [0, 5, 9, 10, 15, 20, 25, 30, 35, 40, 45]);
     drop(restarted);
     std::fs::remove_dir_all(&dir)?;
     Ok(())

@@ -433,6 +433,55 @@ async fn filters_on_non_unique_indexes_select_what_a_scan_selects() -> anyhow::R
     t.drop().await
 }
 
+/// A value of a non-unique index passes from one document to several and back to one and to
+/// none: payment-service's log has a few entries per `payment_id`, its payments one per
+/// `order_id`, and the relays' flag is held by every document or by none. The local server
+/// keeps a value held by one document apart from one held by several (a set only for the
+/// latter, to keep its in-memory indexes small), so each step must find exactly its holders.
+#[tokio::test]
+async fn a_non_unique_value_held_by_one_then_several_then_none_finds_its_holders()
+-> anyhow::Result<()> {
+    let t = TestDb::new("holders").await?;
+    let log = t.collection("log");
+    log.create_index(IndexModel::builder().keys(doc! {"payment_id": 1}).build())
+        .await?;
+    let holders = |payment: &'static str| {
+        let log = log.clone();
+        async move { ids(&log, doc! {"payment_id": payment}, doc! {"_id": 1}, 100).await }
+    };
+    log.insert_one(doc! {"_id": "e1", "payment_id": "p1"})
+        .await?;
+    assert_eq!(holders("p1").await?, ["e1"]);
+    log.insert_many([
+        doc! {"_id": "e2", "payment_id": "p1"},
+        doc! {"_id": "e3", "payment_id": "p1"},
+        doc! {"_id": "e4", "payment_id": "p2"},
+    ])
+    .await?;
+    assert_eq!(holders("p1").await?, ["e1", "e2", "e3"]);
+    assert_eq!(holders("p2").await?, ["e4"]);
+    // One of three moves away, another is deleted: one holder is left, found alone.
+    log.update_one(doc! {"_id": "e1"}, doc! {"$set": {"payment_id": "p2"}})
+        .await?;
+    log.delete_one(doc! {"_id": "e3"}).await?;
+    assert_eq!(holders("p1").await?, ["e2"]);
+    assert_eq!(holders("p2").await?, ["e1", "e4"]);
+    // An update that leaves the value alone keeps the document where it is.
+    log.update_one(doc! {"_id": "e2"}, doc! {"$set": {"note": "settled"}})
+        .await?;
+    assert_eq!(holders("p1").await?, ["e2"]);
+    log.delete_one(doc! {"_id": "e2"}).await?;
+    assert!(holders("p1").await?.is_empty());
+    // The value comes back with a document of the same `_id`.
+    log.insert_one(doc! {"_id": "e2", "payment_id": "p1"})
+        .await?;
+    assert_eq!(holders("p1").await?, ["e2"]);
+    log.delete_many(doc! {"payment_id": "p2"}).await?;
+    assert!(holders("p2").await?.is_empty());
+    assert_eq!(log.count_documents(doc! {}).await?, 1);
+    t.drop().await
+}
+
 /// On the local server (it reports `serverStatus.ferroshop`), a filter with an equality on
 /// every key of a non-unique index reads through the index instead of scanning the
 /// collection: a relay's poll costs what is pending, not what is stored. Real MongoDB does
