@@ -113,6 +113,20 @@ fn pg_tool(name: &str) -> Result<PathBuf> {
         .with_context(|| format!("{name} not found under /usr/lib/postgresql"))
 }
 
+/// How many orders order-service's database holds: a stack that has taken many orders gives
+/// lower checkout figures (docs/ARCHITECTURE.md, "What it costs as data accumulates"), so the
+/// bench reports it. `None` when it cannot be read.
+pub fn orders_held(s: &Settings) -> Option<u64> {
+    let out = Command::new(psql().ok()?)
+        .args(["-X", "-A", "-t", "-c"])
+        .arg("SELECT count(*) FROM orders")
+        .arg(s.database_url("orders"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 pub fn counters(layout: &Layout, s: &Settings, mongo_bench: &Path) -> Result<Counters> {
     let offsets = Command::new("java")
         .args(["-Xmx128m", "-cp", &kafka_classpath(layout)])

@@ -19,6 +19,25 @@ pub(super) struct Machine {
     pub(super) commit: String,
     /// The CPU counters when the bench started, for [`Machine::stolen_since_start`].
     pub(super) ticks_at_start: Option<CpuTicks>,
+    /// The orders the stack held before the bench's own (`None`: not read).
+    pub(super) orders_at_start: Option<u64>,
+}
+
+/// From how many orders held a stack counts as aged: after about 73,000 the MongoDB-wire
+/// server's collections stalled the checkout, and by 125,000 a fixed 40 orders/s paid half
+/// (docs/ARCHITECTURE.md); a fresh stack takes about 12,000 in one bench.
+pub(super) const AGED_STACK_ORDERS: u64 = 20_000;
+
+/// The report's line on the orders the stack held when the bench started.
+pub(super) fn orders_at_start_text(orders: Option<u64>) -> String {
+    match orders {
+        None => "unknown".to_owned(),
+        Some(n) if n >= AGED_STACK_ORDERS => format!(
+            "{n} (an aged stack: its checkout figures are lower than a fresh one's; \
+             `cargo xtask down --wipe` starts over)"
+        ),
+        Some(n) => n.to_string(),
+    }
 }
 
 /// The machine-wide CPU time counters of `/proc/stat`'s `cpu` line, in clock ticks.
@@ -100,6 +119,7 @@ impl Machine {
                 .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
                 .unwrap_or_else(|_| "unknown".into()),
             ticks_at_start: CpuTicks::now(),
+            orders_at_start: None,
             commit: format!(
                 "{}{}",
                 command("git", &["rev-parse", "--short", "HEAD"]),
@@ -147,5 +167,16 @@ mod tests {
         assert_eq!(earlier.stolen_share_since(&later), None);
         assert_eq!(CpuTicks::parse("cpu0 1 2 3\n"), None);
         assert_eq!(CpuTicks::parse("cpu  1 2 3 4 5 6 7\n"), None);
+    }
+
+    #[test]
+    fn a_stack_holding_many_orders_is_called_aged_in_the_report() {
+        assert_eq!(orders_at_start_text(None), "unknown");
+        assert_eq!(orders_at_start_text(Some(0)), "0");
+        assert_eq!(orders_at_start_text(Some(AGED_STACK_ORDERS - 1)), "19999");
+        let aged = orders_at_start_text(Some(125_000));
+        assert!(aged.starts_with("125000 (an aged stack"), "{aged}");
+        assert!(aged.contains("cargo xtask down --wipe"), "{aged}");
+        assert!(orders_at_start_text(Some(AGED_STACK_ORDERS)).contains("aged"));
     }
 }

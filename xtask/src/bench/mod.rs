@@ -177,12 +177,23 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     }
     let plan = Plan::new(args);
     let command_line = command_line();
-    let machine = Machine::describe(layout);
+    let mut machine = Machine::describe(layout);
 
     infra::up(layout, s)?;
     crate::storefront::build(layout)?;
     services::up(layout, s, 1)?;
     warn_about_gateway_env(layout);
+    machine.orders_at_start = capacity::orders_held(s);
+    if let Some(orders) = machine
+        .orders_at_start
+        .filter(|orders| *orders >= AGED_STACK_ORDERS)
+    {
+        say(&format!(
+            "note: the stack holds {orders} orders from earlier runs; checkout figures fall as \
+             a stack ages (docs/ARCHITECTURE.md). Run `cargo xtask down --wipe` first for a \
+             fresh stack's figures."
+        ));
+    }
     seed::seed(args.products)?;
     let tools = build_loadgen(layout)?;
 

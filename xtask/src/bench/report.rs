@@ -280,6 +280,11 @@ impl Report<'_> {
         let _ = writeln!(out, "| load average at start | {} |", m.load);
         let _ = writeln!(
             out,
+            "| orders the stack held at start | {} |",
+            orders_at_start_text(m.orders_at_start)
+        );
+        let _ = writeln!(
+            out,
             "| CPU time stolen by the hypervisor during the run | {} |",
             self.stolen.map_or_else(
                 || "unknown".to_owned(),
@@ -1349,6 +1354,7 @@ mod tests {
                 load: "1.0 1.0 1.0".into(),
                 commit: "abc1234".into(),
                 ticks_at_start: None,
+                orders_at_start: Some(125_000),
             },
             command_line: "cargo xtask bench --quick".into(),
             plan: &plan,
@@ -1487,6 +1493,7 @@ mod tests {
             "checkout 10 s per run, after 5 s of unmeasured checkout |",
             "Before the measured runs, 5 s of the sustained run's flows, unmeasured",
             "| search | 80% | gateway 70%, postgres 10% |",
+            "| orders the stack held at start | 125000 (an aged stack",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
         }
