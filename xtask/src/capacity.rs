@@ -117,14 +117,19 @@ fn pg_tool(name: &str) -> Result<PathBuf> {
 /// lower checkout figures (docs/ARCHITECTURE.md, "What it costs as data accumulates"), so the
 /// bench reports it. `None` when it cannot be read.
 pub fn orders_held(s: &Settings) -> Option<u64> {
-    let out = Command::new(psql().ok()?)
-        .args(["-X", "-A", "-t", "-c"])
-        .arg("SELECT count(*) FROM orders")
-        .arg(s.database_url("orders"))
-        .output()
+    psql_value("SELECT count(*) FROM orders", &s.database_url("orders"))
+        .ok()?
+        .parse()
         .ok()
-        .filter(|out| out.status.success())?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// The one value a query answers, as psql prints it unaligned (empty when the query failed).
+fn psql_value(sql: &str, url: &str) -> Result<String> {
+    let out = Command::new(psql()?)
+        .args(["-X", "-A", "-t", "-c", sql, url])
+        .output()
+        .with_context(|| format!("running psql: {sql}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 pub fn counters(layout: &Layout, s: &Settings, mongo_bench: &Path) -> Result<Counters> {
@@ -144,16 +149,13 @@ pub fn counters(layout: &Layout, s: &Settings, mongo_bench: &Path) -> Result<Cou
             TOPICS.contains(&topic).then_some(offset)
         })
         .sum();
-    let commits = Command::new(psql()?)
-        .args(["-X", "-A", "-t", "-c"])
-        .arg("SELECT sum(xact_commit) FROM pg_stat_database")
-        .arg(s.database_url("postgres"))
-        .output()
-        .context("reading pg_stat_database")?;
-    let pg_commits = String::from_utf8_lossy(&commits.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let pg_commits = psql_value(
+        "SELECT sum(xact_commit) FROM pg_stat_database",
+        &s.database_url("postgres"),
+    )
+    .context("reading pg_stat_database")?
+    .parse()
+    .unwrap_or(0);
     let mongo = Command::new(mongo_bench)
         .args(["--counters", "--url", &s.mongodb_url()])
         .output()

@@ -373,9 +373,12 @@ public final class MongoWireServer {
      *  collection's lock, exactly as it keeps H2's index maps. */
     static final class MemoryUniqueIndex extends AbstractUniqueIndex<Object> {
         private final Map<Object, Object> positions = new ConcurrentHashMap<>();
+        /** Whether this is the collection's `_id` index, whose keys are the positions. */
+        private final boolean idIndex;
 
         MemoryUniqueIndex(String name, List<IndexKey> keys, boolean sparse) {
             super(name, keys, sparse);
+            idIndex = keys().equals(List.of("_id"));
         }
 
         @Override
@@ -402,11 +405,6 @@ public final class MongoWireServer {
         @Override
         protected Object getPosition(KeyValue keyValue) {
             return positions.get(CompactKeys.of(keyValue));
-        }
-
-        /** Whether this is the collection's `_id` index, whose keys are the positions. */
-        boolean isIdIndex() {
-            return keys().equals(List.of("_id"));
         }
 
         @Override
@@ -566,7 +564,7 @@ public final class MongoWireServer {
          *  copies of every `_id` (measured: a fifth of their memory). */
         Object sharedPosition(Object position) {
             for (Index<Object> index : getIndexes()) {
-                if (index instanceof MemoryUniqueIndex unique && unique.isIdIndex()) {
+                if (index instanceof MemoryUniqueIndex unique && unique.idIndex) {
                     Object held = unique.positions.get(position);
                     return held != null ? held : position;
                 }
