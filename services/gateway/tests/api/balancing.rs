@@ -54,12 +54,19 @@ async fn requests_spread_over_instances_and_a_dead_one_leaves_rotation_and_comes
     })
     .await?;
 
-    let sizes = listing_sizes(&gateway, 10).await?;
-    let from_a = sizes.iter().filter(|&&n| n == 1).count();
-    assert!(
-        from_a > 0 && from_a < 10,
-        "both instances answer in turn: {sizes:?}"
-    );
+    // A holds the product, B none: both sizes in one series means both instances answered.
+    // Retried within a deadline, because one failed connect or health check under CI's load
+    // takes B out of rotation until its next check (the round-robin order itself is
+    // upstream.rs's unit test); a gateway that sends everything to one instance fails here.
+    eventually(Duration::from_secs(10), || async {
+        let sizes = listing_sizes(&gateway, 10).await?;
+        anyhow::ensure!(
+            sizes.contains(&0) && sizes.contains(&1),
+            "both instances answer in turn: {sizes:?}"
+        );
+        Ok(())
+    })
+    .await?;
 
     b.stop().await?;
     eventually(Duration::from_secs(10), || async {

@@ -51,14 +51,24 @@ fn string(value: &Value) -> anyhow::Result<String> {
 }
 
 impl Api {
+    /// A client for a gateway that closes idle connections after its default 10 s header read
+    /// timeout.
     pub fn new(gateway: &str, psp: &str) -> Self {
+        Self::for_idle_close(gateway, psp, Duration::from_secs(10))
+    }
+
+    /// A client for a gateway that closes a kept-alive connection idle for `idle_close` (its
+    /// header read timeout): idle connections are dropped at well under half of it, as
+    /// `web::CLIENT_POOL_IDLE_TIMEOUT` explains. The OWASP platform's gateway closes after
+    /// 1.5 s; a client keeping 4 s sent a CI run's register into a closing connection
+    /// ("connection closed before message completed").
+    pub fn for_idle_close(gateway: &str, psp: &str, idle_close: Duration) -> Self {
         Self {
             gateway: gateway.to_owned(),
             psp: psp.to_owned(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
-                // Below the gateway's idle close, as `web::CLIENT_POOL_IDLE_TIMEOUT` explains.
-                .pool_idle_timeout(Duration::from_secs(4))
+                .pool_idle_timeout((idle_close * 2 / 5).min(Duration::from_secs(4)))
                 .build()
                 .unwrap_or_default(),
         }

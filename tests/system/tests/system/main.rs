@@ -128,7 +128,11 @@ async fn owasp_api_security_top_10_through_the_gateway() -> anyhow::Result<()> {
     })
     .await?;
     fakes.forward_to(&platform.psp);
-    let api = api::Api::new(&platform.gateway, &platform.psp);
+    let api = api::Api::for_idle_close(
+        &platform.gateway,
+        &platform.psp,
+        std::time::Duration::from_millis(owasp::HEADER_READ_TIMEOUT_MS),
+    );
     let admin = api.admin_token().await?;
     let ctx = owasp::Owasp {
         platform: &platform,
