@@ -102,31 +102,43 @@ const MIN_RATE_SPAN: Duration = Duration::from_secs(2);
 /// The readings whose least lag is taken as the backlog (see [`BACKLOG_INTERVAL`]).
 const LAG_READINGS: usize = 4;
 
-/// How soon a group that keeps up has committed a record: its one-second commit interval
-/// plus half a second of handling. Records already at the partitions' end this long ago and
-/// still not committed are a backlog; a lag made only of newer records is not, whatever
-/// `lag / rate` says (see [`BacklogWait`]).
-const KEPT_UP_WITHIN: Duration = Duration::from_millis(1_500);
+/// How soon a group that keeps up has committed a record: its one-second commit interval plus
+/// a little handling. At readings [`BACKLOG_INTERVAL`] apart, the reading this old is the one
+/// two before (1.46 s): records at the partitions' end then and still not committed have
+/// waited at least about half a second unhandled.
+const KEPT_UP_WITHIN: Duration = Duration::from_millis(1_400);
+
+/// A consumer group's backlog at one reading (see [`BacklogWait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// `lag / rate`: how long the backlog waits.
+    pub wait: Duration,
+    /// Whether records that were at the partitions' end [`KEPT_UP_WITHIN`] ago are still not
+    /// committed: the group is behind, not only between two commits.
+    pub behind: bool,
+}
 
 /// How long a consumer group's backlog waits, from its progress over the last few seconds:
 /// `lag / rate` (Little's law), the lag being the least of the last [`LAG_READINGS`] and the
-/// rate the records it committed over up to [`RATE_WINDOW`]. Pure: the samples are given to it.
+/// rate the records it committed over up to [`RATE_WINDOW`]; and whether the group is
+/// [`Backlog::behind`]. Pure: the samples are given to it.
 ///
-/// Only while the group has not committed what was at the end [`KEPT_UP_WITHIN`] ago: at a
-/// shopper's pace the rate is a few records in five seconds, so one handled record still
-/// waiting for its commit read as a second's wait. A storefront buyer checking out alone
-/// (`web/bench/storefront.mjs` in `cargo xtask bench`) had four readings in a row land before
-/// a commit, the estimate reached 1.5 s and her fourth order was refused as "too busy".
+/// Why both: at a shopper's pace the rate is a few records in five seconds, so one handled
+/// record waiting for its commit reads as a second's wait. A storefront buyer checking out
+/// alone (`web/bench/storefront.mjs` in `cargo xtask bench`) had four readings in a row land
+/// before a commit, the estimate reached 2.3 s and her fourth order was refused as "too busy".
+/// A group that has committed everything that was there 1.4 s ago is not behind, whatever the
+/// estimate; [`WaitGate`] starts refusing only for a group that is.
 #[derive(Debug, Default)]
 pub struct BacklogWait {
     samples: VecDeque<(Instant, GroupProgress)>,
 }
 
 impl BacklogWait {
-    /// Takes a sample; returns the backlog's wait, `None` when it cannot be told from a slow
-    /// group: not yet [`MIN_RATE_SPAN`] of samples, or a group that committed nothing (or
-    /// went back, as a reset group does) over the window.
-    pub fn observe(&mut self, at: Instant, progress: GroupProgress) -> Option<Duration> {
+    /// Takes a sample; returns the backlog, `None` when it cannot be told from a slow group:
+    /// not yet [`MIN_RATE_SPAN`] of samples, or a group that committed nothing (or went
+    /// back, as a reset group does) over the window.
+    pub fn observe(&mut self, at: Instant, progress: GroupProgress) -> Option<Backlog> {
         self.samples.push_back((at, progress));
         while self.samples.len() > 1
             && self
@@ -145,29 +157,33 @@ impl BacklogWait {
             .min()
             .unwrap_or(0);
         if lag == 0 {
-            return Some(Duration::ZERO);
+            return Some(Backlog {
+                wait: Duration::ZERO,
+                behind: false,
+            });
         }
-        let kept_up = self
+        let behind = self
             .samples
             .iter()
             .rev()
             .find(|(then, _)| at.saturating_duration_since(*then) >= KEPT_UP_WITHIN)
-            .is_some_and(|(_, then)| progress.committed >= then.end);
-        if kept_up {
-            return Some(Duration::ZERO);
-        }
+            .is_some_and(|(_, then)| progress.committed < then.end);
         let (first_at, first) = self.samples.front()?;
         let span = at.saturating_duration_since(*first_at);
         let committed = progress.committed - first.committed;
         if span < MIN_RATE_SPAN || committed <= 0 {
             return None;
         }
-        Some(span.mul_f64(lag as f64 / committed as f64))
+        Some(Backlog {
+            wait: span.mul_f64(lag as f64 / committed as f64),
+            behind,
+        })
     }
 }
 
-/// The backlog decision, with the same hysteresis as [`Gate`]: refuse from a wait of `limit`,
-/// take orders again below half of it; no estimate (a stopped group) never refuses.
+/// The backlog decision, with the same hysteresis as [`Gate`]: refuse from a wait of `limit`
+/// of a group that is [`Backlog::behind`], take orders again once the longest wait is below
+/// half of it; no estimate (a stopped group) never refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitGate {
     limit: Duration,
@@ -182,14 +198,21 @@ impl WaitGate {
         }
     }
 
-    /// Takes the longest wait of the watched groups; returns whether new orders are refused.
-    pub fn observe(&mut self, wait: Option<Duration>) -> bool {
-        match wait {
-            None => self.shedding = false,
-            Some(wait) if wait >= self.limit => self.shedding = true,
-            Some(wait) if wait < self.limit / 2 => self.shedding = false,
-            Some(_) => {}
-        }
+    /// Takes the watched groups' backlogs at one reading (`None` for a group with no
+    /// estimate); returns whether new orders are refused.
+    pub fn observe(&mut self, backlogs: &[Option<Backlog>]) -> bool {
+        let longest = backlogs.iter().flatten().map(|b| b.wait).max();
+        let behind_longest = backlogs
+            .iter()
+            .flatten()
+            .filter(|b| b.behind)
+            .map(|b| b.wait)
+            .max();
+        self.shedding = match longest {
+            None => false,
+            Some(wait) if self.shedding => wait >= self.limit / 2,
+            Some(_) => behind_longest.is_some_and(|wait| wait >= self.limit),
+        };
         self.shedding
     }
 }
@@ -324,18 +347,19 @@ impl Admission {
             .await
             .unwrap_or_default();
             let now = Instant::now();
-            let mut longest: Option<Duration> = None;
+            let mut backlogs = Vec::with_capacity(probes.len());
             for ((wait, progress), probe) in waits.iter_mut().zip(progress).zip(probes.iter()) {
                 let Ok(progress) = progress else { continue };
-                let estimate = wait.observe(now, progress);
-                if let Some(estimate) = estimate {
+                let backlog = wait.observe(now, progress);
+                if let Some(backlog) = backlog {
                     metrics::gauge!("order_admission_backlog_wait_seconds", "group" => probe.group().to_owned())
-                        .set(estimate.as_secs_f64());
-                    longest = longest.max(Some(estimate));
+                        .set(backlog.wait.as_secs_f64());
                 }
+                backlogs.push(backlog);
             }
+            let longest = backlogs.iter().flatten().map(|b| b.wait).max();
             let was = self.backlog_shedding.load(Ordering::Relaxed);
-            let shedding = gate.observe(longest);
+            let shedding = gate.observe(&backlogs);
             self.backlog_wait_ms.store(
                 longest.map_or(0, |wait| {
                     u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
@@ -452,6 +476,10 @@ mod tests {
         GroupProgress { committed, end }
     }
 
+    fn behind(wait: Duration) -> Option<Backlog> {
+        Some(Backlog { wait, behind: true })
+    }
+
     #[test]
     fn a_backlog_waits_its_lag_divided_by_the_rate_the_group_commits() {
         let start = Instant::now();
@@ -460,11 +488,11 @@ mod tests {
         // Too short a span to tell a rate.
         assert_eq!(wait.observe(at(0), progress(0, 150)), None);
         assert_eq!(wait.observe(at(1), progress(50, 200)), None);
-        // 100 records in 2 s = 50/s; the least lag of the readings so far is 100: 2 s. (And
-        // 50 of the records there at second 0 are still not committed: a backlog.)
+        // 100 records in 2 s = 50/s; the least lag of the readings so far is 100: 2 s. And 50
+        // of the records at the end at second 0 are still not committed: behind.
         assert_eq!(
             wait.observe(at(2), progress(100, 200)),
-            Some(Duration::from_secs(2))
+            behind(Duration::from_secs(2))
         );
         // The rate is taken over the last 5 s only: from second 1 (50) to 7 (350), 50/s; the
         // lag is the least of seconds 4 to 7 (300, 250, 200, 250): 4 s.
@@ -474,13 +502,13 @@ mod tests {
         }
         assert_eq!(
             wait.observe(at(7), progress(350, 600)),
-            Some(Duration::from_secs_f64(200.0 / 50.0))
+            behind(Duration::from_secs_f64(200.0 / 50.0))
         );
         // A reading with no commit since the last (lag up, 300): the least of seconds 5 to 8
         // (250, 200, 250, 300) still counts; the rate from second 3 (150) to 8 (350) is 40/s.
         assert_eq!(
             wait.observe(at(8), progress(350, 650)),
-            Some(Duration::from_secs_f64(200.0 / 40.0))
+            behind(Duration::from_secs_f64(200.0 / 40.0))
         );
     }
 
@@ -491,7 +519,10 @@ mod tests {
         let mut caught_up = BacklogWait::default();
         assert_eq!(
             caught_up.observe(at(0), progress(40, 40)),
-            Some(Duration::ZERO)
+            Some(Backlog {
+                wait: Duration::ZERO,
+                behind: false
+            })
         );
 
         // A group that commits nothing for the whole window: down, not slow.
@@ -509,28 +540,33 @@ mod tests {
     }
 
     #[test]
-    fn records_committed_within_the_commit_interval_are_no_backlog_however_slow_the_rate() {
+    fn a_group_that_commits_each_record_within_the_interval_is_not_behind_however_slow_the_rate() {
         let start = Instant::now();
         let reading = |k: u64| start + BACKLOG_INTERVAL * u32::try_from(k).unwrap_or(0);
-        let mut wait = BacklogWait::default();
+        let mut quiet = BacklogWait::default();
         // A quiet group, then a shopper's pace: one record arrives just before each of readings
         // 4 to 7, and each is committed by the next reading. Every one of the last four
-        // readings sees a lag of 1, and 3 records were committed in 4.4 s: `lag / rate` alone
-        // would say 1.46 s.
+        // readings sees a lag of 1, and 3 records were committed in 4.4 s: `lag / rate` says
+        // 1.46 s, but what was at the end two readings ago is committed.
         for k in 0..=3 {
-            wait.observe(reading(k), progress(10, 10));
+            quiet.observe(reading(k), progress(10, 10));
         }
         let mut last = None;
         for k in 4..=7 {
             let committed = 10 + (k as i64 - 4);
-            last = wait.observe(reading(k), progress(committed, committed + 1));
+            last = quiet.observe(reading(k), progress(committed, committed + 1));
         }
-        assert_eq!(last, Some(Duration::ZERO));
+        assert!(
+            last.is_some_and(|b| !b.behind && b.wait > Duration::from_secs(1)),
+            "{last:?}"
+        );
+        let mut gate = WaitGate::new(Duration::from_secs(1));
+        assert!(!gate.observe(&[last]));
 
         // A group that commits slower than records arrive: at reading 7 the record that was at
-        // the end at reading 4 (2.2 s before) is still not committed, a backlog, estimated
-        // as before (lag 2 at 3 records in 4.4 s: 2.9 s).
-        let mut behind = BacklogWait::default();
+        // the end at reading 5 (1.46 s before) is still not committed (lag 2 at 4 records in
+        // 4.4 s: 2.2 s).
+        let mut slow = BacklogWait::default();
         for (k, committed, end) in [
             (0, 6, 8),
             (1, 7, 9),
@@ -539,25 +575,44 @@ mod tests {
             (4, 9, 11),
             (5, 10, 12),
             (6, 10, 13),
-            (7, 10, 14),
+            (7, 11, 14),
         ] {
-            last = behind.observe(reading(k), progress(committed, end));
+            last = slow.observe(reading(k), progress(committed, end));
         }
         assert!(
-            last.is_some_and(|wait| wait > Duration::from_secs(1)),
+            last.is_some_and(|b| b.behind && b.wait > Duration::from_secs(1)),
             "{last:?}"
         );
+        assert!(gate.observe(&[last]));
     }
 
     #[test]
     fn the_backlog_gate_refuses_from_the_limit_and_reopens_below_half_or_without_estimate() {
         let mut gate = WaitGate::new(Duration::from_secs(2));
-        assert!(!gate.observe(Some(Duration::from_millis(1_999))));
-        assert!(gate.observe(Some(Duration::from_secs(2))));
-        assert!(gate.observe(Some(Duration::from_millis(1_500))));
-        assert!(!gate.observe(Some(Duration::from_millis(999))));
-        assert!(gate.observe(Some(Duration::from_secs(10))));
-        assert!(!gate.observe(None));
+        let between_commits = |wait| {
+            Some(Backlog {
+                wait,
+                behind: false,
+            })
+        };
+        assert!(!gate.observe(&[behind(Duration::from_millis(1_999))]));
+        // A long estimate of a group that is only between two commits does not close the shop.
+        assert!(!gate.observe(&[between_commits(Duration::from_secs(5)), None]));
+        assert!(gate.observe(&[behind(Duration::from_secs(2)), None]));
+        // Once refusing, any wait of at least half the limit keeps refusing (behind or not),
+        // so the gate does not flap with the groups' commits.
+        assert!(gate.observe(&[between_commits(Duration::from_millis(1_500))]));
+        assert!(gate.observe(&[behind(Duration::from_millis(1_500))]));
+        assert!(!gate.observe(&[
+            behind(Duration::from_millis(999)),
+            between_commits(Duration::ZERO)
+        ]));
+        assert!(gate.observe(&[
+            between_commits(Duration::ZERO),
+            behind(Duration::from_secs(10))
+        ]));
+        assert!(!gate.observe(&[None, None]));
+        assert!(!gate.observe(&[]));
     }
 
     #[test]
