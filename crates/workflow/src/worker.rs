@@ -390,13 +390,11 @@ mod tests {
     /// A stand-in engine: the real one cannot be made to fail one call on demand. It hands
     /// out one task of topic `charge` (then empty long polls) and answers the first call to
     /// `flaky` (a path under `/engine-rest`) with the 500 a CI run got from Operaton, an
-    /// optimistic-locking conflict, and later ones with 204. Returns its address and the
-    /// number of calls to `flaky`.
-    async fn stand_in_engine(
-        flaky: &str,
-    ) -> anyhow::Result<(String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)> {
+    /// optimistic-locking conflict, and later ones with 204.
+    async fn stand_in_engine(flaky: &str) -> anyhow::Result<StandIn> {
         let fetches = Arc::new(AtomicUsize::new(0));
         let calls = Arc::new(AtomicUsize::new(0));
+        let fetched = fetches.clone();
         let engine = axum::Router::new()
             .route(
                 "/engine-rest/external-task/fetchAndLock",
@@ -433,32 +431,52 @@ mod tests {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, engine).await;
         });
-        Ok((base, calls, server))
+        Ok(StandIn {
+            base,
+            calls,
+            fetches: fetched,
+            server,
+        })
+    }
+
+    /// The stand-in's address, the calls to its `flaky` path and to `fetchAndLock`.
+    struct StandIn {
+        base: String,
+        calls: Arc<AtomicUsize>,
+        fetches: Arc<AtomicUsize>,
+        server: tokio::task::JoinHandle<()>,
     }
 
     /// Runs a worker on the stand-in until `flaky` was called `wanted` times (or 10 s passed);
     /// returns how often the handler ran and the wait's outcome.
     async fn run_until_called(
-        base: &str,
+        engine: &StandIn,
         config: WorkerConfig,
         handler_takes: Duration,
-        calls: &AtomicUsize,
         wanted: usize,
     ) -> anyhow::Result<(usize, anyhow::Result<()>)> {
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = runs.clone();
-        let worker = Worker::new(EngineClient::new(base)?, config).topic("charge", move |_task| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async move {
-                tokio::time::sleep(handler_takes).await;
-                Err(TaskFailure::Retry(anyhow::anyhow!("the provider is down")))
-            }
-        });
+        let worker =
+            Worker::new(EngineClient::new(&engine.base)?, config).topic("charge", move |_task| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(handler_takes).await;
+                    Err(TaskFailure::Retry(anyhow::anyhow!("the provider is down")))
+                }
+            });
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(worker.run(shutdown.clone()));
+        // The counts of fetches and handler runs say, when it fails, whether the worker never
+        // got the task or its calls did not arrive (a CI run once saw 0 calls in 10 s).
         let reached = testkit::eventually(Duration::from_secs(10), || async {
-            let made = calls.load(Ordering::SeqCst);
-            anyhow::ensure!(made >= wanted, "{made} calls, waiting for {wanted}");
+            let made = engine.calls.load(Ordering::SeqCst);
+            anyhow::ensure!(
+                made >= wanted,
+                "{made} calls, waiting for {wanted}; {} fetches, the handler ran {} times",
+                engine.fetches.load(Ordering::SeqCst),
+                runs.load(Ordering::SeqCst)
+            );
             Ok(())
         })
         .await;
@@ -469,15 +487,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_report_the_engine_failed_to_record_is_sent_again() -> anyhow::Result<()> {
-        let (base, reports, server) = stand_in_engine("/external-task/task-1/failure").await?;
+        let engine = stand_in_engine("/external-task/task-1/failure").await?;
         let config = WorkerConfig::new(worker_id("report"));
-        let (runs, reached) = run_until_called(&base, config, Duration::ZERO, &reports, 2).await?;
-        server.abort();
+        let (runs, reached) = run_until_called(&engine, config, Duration::ZERO, 2).await?;
+        engine.server.abort();
         reached?;
         // Not sent again, the outcome would be lost: the task back after its lock, with the
         // retries it had.
         assert_eq!(
-            reports.load(Ordering::SeqCst),
+            engine.calls.load(Ordering::SeqCst),
             2,
             "sent again once, then accepted"
         );
@@ -487,14 +505,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_lock_extension_the_engine_failed_is_tried_again() -> anyhow::Result<()> {
-        let (base, extensions, server) =
-            stand_in_engine("/external-task/task-1/extendLock").await?;
+        let engine = stand_in_engine("/external-task/task-1/extendLock").await?;
         let mut config = WorkerConfig::new(worker_id("extend"));
         config.lock_duration = Duration::from_millis(200);
         // The handler outlasts several lock durations: extended every 100 ms.
-        let (runs, reached) =
-            run_until_called(&base, config, Duration::from_secs(2), &extensions, 3).await?;
-        server.abort();
+        let (runs, reached) = run_until_called(&engine, config, Duration::from_secs(2), 3).await?;
+        engine.server.abort();
         // Taken for a lost lock, the first 500 would have ended the extensions: the task
         // free for another worker while its handler still ran.
         reached?;
