@@ -1,6 +1,10 @@
 //! The sender pool: `concurrency` workers, each claiming one due message at a time from
 //! PostgreSQL, sending it, and recording the outcome.
 //!
+//! A message the consumer stores while a sender of this process is idle is stored already
+//! claimed and handed to that sender in memory (`Queue::reserve_handoff`), so it costs no
+//! claim; if this process dies first, its lease runs out and it is claimed like any other.
+//!
 //! Ordering and parallelism come from the claim ([`messages::claim`]): a message is claimable
 //! only when no earlier message of the same user on the same channel is unfinished, so one
 //! user's mails go out in order while different users' go out side by side. Every attempt has
@@ -15,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use messaging::consumer::backoff;
 use sqlx::PgPool;
+use tokio::sync::Mutex;
+use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -22,7 +28,7 @@ use tracing::Instrument as _;
 use super::SendError;
 use super::dead_letter::DeadLetters;
 use super::mail::{Mail, Mailer};
-use super::queue::Queue;
+use super::queue::{Handoff, Queue};
 use super::sms::{Sms, SmsGateway};
 use crate::config::DeliveryConfig;
 use crate::store::messages::{self, Claimed};
@@ -62,26 +68,78 @@ enum Outcome {
 impl<G: SmsGateway> Dispatcher<G> {
     /// Runs the workers until `shutdown`; each finishes the message in hand first.
     pub async fn run(self, shutdown: CancellationToken) {
+        let handoffs = self
+            .queue
+            .accept_handoffs(self.settings.concurrency, self.settings.lease)
+            .map(|receiver| Arc::new(Mutex::new(receiver)));
         let mut workers = JoinSet::new();
         for _ in 0..self.settings.concurrency {
-            workers.spawn(self.clone().work(shutdown.clone()));
+            workers.spawn(self.clone().work(shutdown.clone(), handoffs.clone()));
         }
         while let Some(result) = workers.join_next().await {
             if let Err(error) = result {
                 tracing::error!(%error, "a sender task failed");
             }
         }
+        // Messages handed over as the senders stopped are in hand too: sent now rather than
+        // left claimed until their lease runs out.
+        if let Some(handoffs) = handoffs {
+            let mut receiver = handoffs.lock().await;
+            receiver.close();
+            while let Ok(handoff) = receiver.try_recv() {
+                self.take(handoff).await;
+            }
+        }
         tracing::info!("senders stopped");
     }
 
-    async fn work(self, shutdown: CancellationToken) {
-        let idle = || async {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = self.queue.woken() => {}
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
+    /// Sends a message handed over by this process's consumer, unless so much of its lease
+    /// went by (waiting for this sender) that the send might outlast it: then it is left to
+    /// be claimed once the lease ends, so that no second sender can take it mid-send.
+    async fn take(&self, handoff: Handoff) {
+        if handoff.leased_at.elapsed() + self.send_timeout >= self.settings.lease {
+            tracing::warn!(
+                message_id = handoff.message.id,
+                "a handed-off message waited too long for a sender; left for a claim"
+            );
+            return;
+        }
+        self.deliver(handoff.message).await;
+    }
+
+    /// Waits, idle, for a wake-up, the poll interval or shutdown, sending what is handed over
+    /// meanwhile. Returns early after a hand-off if queued messages may wait for a claim.
+    async fn wait(
+        &self,
+        shutdown: &CancellationToken,
+        handoffs: Option<&Mutex<Receiver<Handoff>>>,
+    ) {
+        let poll_at = tokio::time::Instant::now() + self.settings.poll_interval;
+        loop {
+            let handoff = {
+                let _idle = self.queue.idle_sender();
+                tokio::select! {
+                    () = shutdown.cancelled() => None,
+                    () = self.queue.woken() => None,
+                    () = tokio::time::sleep_until(poll_at) => None,
+                    Some(handoff) = next_handoff(handoffs) => Some(handoff),
+                }
+            };
+            let Some(handoff) = handoff else { return };
+            self.take(handoff).await;
+            if self.queue.may_have_more() {
+                return;
             }
-        };
+        }
+    }
+
+    async fn work(
+        self,
+        shutdown: CancellationToken,
+        handoffs: Option<Arc<Mutex<Receiver<Handoff>>>>,
+    ) {
+        let handoffs = handoffs.as_deref();
+        let idle = || self.wait(&shutdown, handoffs);
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -247,6 +305,14 @@ impl<G: SmsGateway> Dispatcher<G> {
             Ok(false) => tracing::warn!("the lease ran out before the outcome was recorded"),
             Err(error) => tracing::error!(%error, "cannot record the outcome"),
         }
+    }
+}
+
+/// The next handed-off message; never, without a hand-off (or once it closed).
+async fn next_handoff(handoffs: Option<&Mutex<Receiver<Handoff>>>) -> Option<Handoff> {
+    match handoffs {
+        Some(receiver) => receiver.lock().await.recv().await,
+        None => std::future::pending().await,
     }
 }
 

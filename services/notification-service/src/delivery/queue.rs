@@ -1,14 +1,48 @@
-//! The queue's pulse: wakes idle senders when messages were queued, and holds the consumers
-//! back while too many messages are unsent (back-pressure).
+//! The queue's pulse: wakes idle senders when messages were queued, hands a message stored
+//! as claimed straight to an idle sender, and holds the consumers back while too many messages
+//! are unsent (back-pressure).
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::messages::Claimed;
 use crate::store::{messages, waiting};
+
+/// A message stored as claimed by this process ([`messages::insert_claimed`]) on its way to a
+/// sender, with the moment its lease began.
+#[derive(Debug)]
+pub struct Handoff {
+    pub message: Claimed,
+    pub leased_at: Instant,
+}
+
+/// Room for one [`Handoff`], taken before the message is stored: a message is stored as
+/// claimed only when a sender of this process is idle to take it at once.
+pub struct HandoffSlot<'a> {
+    permit: mpsc::Permit<'a, Handoff>,
+    /// How long the stored claim lasts.
+    pub lease: Duration,
+}
+
+impl HandoffSlot<'_> {
+    /// Gives the stored message to a sender (after its transaction committed).
+    pub fn send(self, message: Claimed, leased_at: Instant) {
+        self.permit.send(Handoff { message, leased_at });
+        metrics::counter!("notification_handoffs_total").increment(1);
+    }
+}
+
+/// Where handed-off messages go, once this process's senders run.
+#[derive(Debug)]
+struct Handoffs {
+    sender: mpsc::Sender<Handoff>,
+    lease: Duration,
+}
 
 #[derive(Debug)]
 pub struct Queue {
@@ -24,6 +58,19 @@ pub struct Queue {
     /// checkout. Messages queued by another replica, or retried later, are found by the poll
     /// and the wake-ups as before.
     unclaimed: AtomicI64,
+    /// Set when this process's senders start ([`Queue::accept_handoffs`]).
+    handoffs: OnceLock<Handoffs>,
+    /// Senders of this process waiting for work.
+    idle_senders: AtomicUsize,
+}
+
+/// Counts a sender as idle while it lives.
+pub struct IdleSender<'a>(&'a AtomicUsize);
+
+impl Drop for IdleSender<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Queue {
@@ -34,7 +81,47 @@ impl Queue {
             depth: AtomicI64::new(0),
             max_depth,
             unclaimed: AtomicI64::new(0),
+            handoffs: OnceLock::new(),
+            idle_senders: AtomicUsize::new(0),
         }
+    }
+
+    /// Opens the hand-off of messages stored as claimed (leased for `lease`) to this process's
+    /// senders; `None` if it was opened before.
+    pub fn accept_handoffs(
+        &self,
+        senders: usize,
+        lease: Duration,
+    ) -> Option<mpsc::Receiver<Handoff>> {
+        let (sender, receiver) = mpsc::channel(senders.max(1));
+        self.handoffs.set(Handoffs { sender, lease }).ok()?;
+        Some(receiver)
+    }
+
+    /// Room to hand a message to a sender, if one is idle and the senders run; otherwise the
+    /// message is queued as pending for a claim.
+    pub fn reserve_handoff(&self) -> Option<HandoffSlot<'_>> {
+        if self.idle_senders.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let handoffs = self.handoffs.get()?;
+        let permit = handoffs.sender.try_reserve().ok()?;
+        Some(HandoffSlot {
+            permit,
+            lease: handoffs.lease,
+        })
+    }
+
+    /// A message was handed to a sender: it counts towards the depth like a queued one, but
+    /// no sender needs waking or claims it.
+    pub fn handed_off(&self) {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks the calling sender idle until the guard is dropped.
+    pub fn idle_sender(&self) -> IdleSender<'_> {
+        self.idle_senders.fetch_add(1, Ordering::Relaxed);
+        IdleSender(&self.idle_senders)
     }
 
     /// Counts `queued` new messages (until the next measurement corrects the figure) and wakes
@@ -152,6 +239,35 @@ mod tests {
         queue.claimed();
         queue.queued(1);
         assert!(queue.may_have_more());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_message_is_handed_off_only_to_an_idle_sender_of_a_running_pool() -> sqlx::Result<()>
+    {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")?;
+        let queue = Queue::new(pool, 100);
+        let lease = Duration::from_secs(60);
+        // Senders not running: no hand-off, even with a sender counted idle.
+        let idle = queue.idle_sender();
+        assert!(queue.reserve_handoff().is_none());
+        let receiver = queue.accept_handoffs(1, lease);
+        assert!(receiver.is_some());
+        assert!(queue.accept_handoffs(1, lease).is_none(), "opened once");
+        let slot = queue.reserve_handoff();
+        assert_eq!(slot.as_ref().map(|slot| slot.lease), Some(lease));
+        // The one place is taken until the slot is used or dropped.
+        assert!(queue.reserve_handoff().is_none());
+        drop(slot);
+        assert!(queue.reserve_handoff().is_some());
+        // No idle sender: the message is queued for a claim instead.
+        drop(idle);
+        assert!(queue.reserve_handoff().is_none());
+        // Senders stopped: no hand-off either.
+        let _idle = queue.idle_sender();
+        drop(receiver);
+        assert!(queue.reserve_handoff().is_none());
         Ok(())
     }
 }

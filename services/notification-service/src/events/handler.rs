@@ -22,7 +22,7 @@ use crate::delivery::queue::Queue;
 use crate::domain::locale::Locale;
 use crate::domain::notice::{Channel, Contact, Notice};
 use crate::domain::templates::Templates;
-use crate::store::messages::{self, NewMessage};
+use crate::store::messages::{self, Claimed, NewMessage};
 use crate::store::waiting::{self, StoredEvent};
 use crate::store::{self, contacts, preferences};
 
@@ -129,6 +129,13 @@ impl Handler for NotificationEvents {
             .map_err(permanent)?,
         };
 
+        // Taken before the transaction: the event's first message is then stored as claimed
+        // and given to an idle sender of this process, which needs no claim of its own.
+        let handoff = notice.as_ref().and_then(|_| self.queue.reserve_handoff());
+        let mut claimed = None;
+        // No later than the lease's start (the transaction's `now()`).
+        let leased_at = std::time::Instant::now();
+
         let mut tx = self.pool.begin().await.map_err(transient)?;
         if !mark_processed(&mut tx, CONSUMER, event.id)
             .await
@@ -154,7 +161,18 @@ impl Handler for NotificationEvents {
         if let Some(notice) = &notice {
             match contacts::get(&mut tx, user_id).await.map_err(transient)? {
                 Some(contact) => {
-                    queued += enqueue(&mut tx, &self.templates, notice, &contact, &stored).await?;
+                    let claim_for = handoff.as_ref().map(|slot| slot.lease);
+                    let enqueued = enqueue(
+                        &mut tx,
+                        &self.templates,
+                        notice,
+                        &contact,
+                        &stored,
+                        claim_for,
+                    )
+                    .await?;
+                    queued += enqueued.pending;
+                    claimed = enqueued.claimed;
                 }
                 None => {
                     tracing::info!(%user_id, event_id = %event.id, "no contact yet; parked");
@@ -169,6 +187,10 @@ impl Handler for NotificationEvents {
             queued += self.release_waiting(&mut tx, user_id).await?;
         }
         tx.commit().await.map_err(transient)?;
+        if let (Some(slot), Some(message)) = (handoff, claimed) {
+            self.queue.handed_off();
+            slot.send(message, leased_at);
+        }
         if queued > 0 {
             self.queue.queued(queued);
         }
@@ -208,8 +230,8 @@ impl NotificationEvents {
                     continue;
                 }
             };
-            match enqueue(tx, &self.templates, &notice, &contact, &waiting).await {
-                Ok(count) => queued += count,
+            match enqueue(tx, &self.templates, &notice, &contact, &waiting, None).await {
+                Ok(enqueued) => queued += enqueued.pending,
                 Err(EnqueueError::Database(error)) => return Err(transient(error)),
                 Err(EnqueueError::Render(error)) => {
                     tracing::error!(event_id = %waiting.event_id, error = format!("{error:#}"), "cannot render a parked event; dropped");
@@ -221,19 +243,32 @@ impl NotificationEvents {
     }
 }
 
-/// Renders `notice` for `contact` and stores one message per planned channel. Returns how
-/// many rows were created (0 for a redelivery).
+/// What [`enqueue`] stored.
+struct Enqueued {
+    /// Rows created as pending, for the senders to claim (0 for a redelivery).
+    pending: usize,
+    /// The row created as claimed, for the sender the caller hands it to.
+    claimed: Option<Claimed>,
+}
+
+/// Renders `notice` for `contact` and stores one message per planned channel. With
+/// `claim_for` (a lease), the first message that may go out at once is stored as claimed
+/// ([`messages::insert_claimed`]) and returned; the rest are pending.
 async fn enqueue(
     tx: &mut PgConnection,
     templates: &Templates,
     notice: &Notice,
     contact: &Contact,
     source: &StoredEvent,
-) -> Result<usize, EnqueueError> {
+    claim_for: Option<std::time::Duration>,
+) -> Result<Enqueued, EnqueueError> {
     let preferences = preferences::effective(tx, contact.user_id).await?;
     let locale = Locale::from_tag(&contact.locale);
     let context = notice.context(contact, locale);
-    let mut created = 0;
+    let mut enqueued = Enqueued {
+        pending: 0,
+        claimed: None,
+    };
     for (channel, recipient) in notice.plan(contact, preferences) {
         let (subject, text, html) = match channel {
             Channel::Email => {
@@ -249,29 +284,39 @@ async fn enqueue(
                 (None, text, None)
             }
         };
-        let inserted = messages::insert(
-            tx,
-            &NewMessage {
-                event_id: source.event_id,
-                channel: channel.as_str(),
-                user_id: contact.user_id,
-                template: notice.template(),
-                locale: locale.tag(),
-                recipient: &recipient,
-                subject: subject.as_deref(),
-                body_text: &text,
-                body_html: html.as_deref(),
-                topic: &source.topic,
-                event: &source.event,
-                trace_headers: &source.trace_headers,
-            },
-        )
-        .await?;
+        let message = NewMessage {
+            event_id: source.event_id,
+            channel: channel.as_str(),
+            user_id: contact.user_id,
+            template: notice.template(),
+            locale: locale.tag(),
+            recipient: &recipient,
+            subject: subject.as_deref(),
+            body_text: &text,
+            body_html: html.as_deref(),
+            topic: &source.topic,
+            event: &source.event,
+            trace_headers: &source.trace_headers,
+        };
+        let claimed = match claim_for {
+            Some(lease) if enqueued.claimed.is_none() => {
+                messages::insert_claimed(tx, &message, lease).await?
+            }
+            _ => None,
+        };
+        let inserted = if claimed.is_some() {
+            enqueued.claimed = claimed;
+            true
+        } else if messages::insert(tx, &message).await? {
+            enqueued.pending += 1;
+            true
+        } else {
+            false
+        };
         if inserted {
-            created += 1;
             metrics::counter!("notifications_queued_total", "channel" => channel.as_str())
                 .increment(1);
         }
     }
-    Ok(created)
+    Ok(enqueued)
 }

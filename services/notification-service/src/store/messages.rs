@@ -54,6 +54,50 @@ pub async fn insert(conn: &mut PgConnection, message: &NewMessage<'_>) -> sqlx::
     Ok(result.rows_affected() == 1)
 }
 
+/// Stores a message already claimed for a sender of this process (`sending`, first attempt,
+/// leased for `lease`), when nothing of its user on its channel is unfinished: the sender it is
+/// handed to then needs no claim (an `UPDATE` and a commit of its own, the costliest query of
+/// the queue). Returns `None`, storing nothing, when an earlier message of the user must go
+/// first or the message exists already (a redelivery); [`insert`] then decides.
+///
+/// The caller holds the user's lock ([`crate::store::lock_user`]), which every insert takes,
+/// so no earlier message can appear between the check and the insert; a sender finishing one
+/// meanwhile only makes the check cautious.
+pub async fn insert_claimed(
+    conn: &mut PgConnection,
+    message: &NewMessage<'_>,
+    lease: Duration,
+) -> sqlx::Result<Option<Claimed>> {
+    sqlx::query_as(
+        "INSERT INTO messages (event_id, channel, user_id, template, locale, recipient, subject,
+                               body_text, body_html, topic, event, trace_headers, status,
+                               attempts, lease_until)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'sending', 1,
+                now() + make_interval(secs => $13)
+          WHERE NOT EXISTS (
+                SELECT 1 FROM messages e
+                 WHERE e.user_id = $3 AND e.channel = $2 AND e.status IN ('pending', 'sending'))
+         ON CONFLICT ON CONSTRAINT messages_event_channel DO NOTHING
+      RETURNING id, event_id, channel, user_id, template, recipient, subject, body_text,
+                body_html, attempts, topic, event, trace_headers, false AS resumed",
+    )
+    .bind(message.event_id)
+    .bind(message.channel)
+    .bind(message.user_id)
+    .bind(message.template)
+    .bind(message.locale)
+    .bind(message.recipient)
+    .bind(message.subject)
+    .bind(message.body_text)
+    .bind(message.body_html)
+    .bind(message.topic)
+    .bind(message.event)
+    .bind(message.trace_headers)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(conn)
+    .await
+}
+
 /// A message a sender holds.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {

@@ -287,3 +287,83 @@ async fn a_full_queue_holds_the_consumers_back_until_senders_drain_it() -> TestR
     }
     Ok(())
 }
+
+/// The rule that lets the consumer hand a message straight to a sender without a claim: it is
+/// stored claimed only when nothing earlier of its user on its channel is unfinished, so a
+/// user's messages still go out in order; a redelivery stores nothing twice.
+#[tokio::test]
+async fn a_message_is_stored_claimed_only_when_its_user_has_nothing_unfinished_before_it()
+-> TestResult {
+    use anyhow::Context as _;
+    use notification_service::store::messages::{self, NewMessage};
+
+    // No senders: what the test stores stays as it is.
+    let app = spawn_app_with(|config| config.run_senders = false).await;
+    let user = Uuid::now_v7();
+    let (event, headers) = (json!({}), json!({}));
+    let message = |event_id, channel| NewMessage {
+        event_id,
+        channel,
+        user_id: user,
+        template: "receipt",
+        locale: "en",
+        recipient: "someone@example.com",
+        subject: Some("Receipt"),
+        body_text: "text",
+        body_html: None,
+        topic: ORDER_EVENTS,
+        event: &event,
+        trace_headers: &headers,
+    };
+    let lease = Duration::from_secs(60);
+    let mut conn = app.pool.acquire().await?;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+
+    let claimed = messages::insert_claimed(&mut conn, &message(first, "email"), lease).await?;
+    let claimed = claimed.context("the user's first message was not stored claimed")?;
+    assert_eq!((claimed.attempts, claimed.resumed), (1, false));
+    // The same event again (a redelivery): nothing new, either way.
+    assert!(
+        messages::insert_claimed(&mut conn, &message(first, "email"), lease)
+            .await?
+            .is_none()
+    );
+    assert!(!messages::insert(&mut conn, &message(first, "email")).await?);
+    // The user's next mail waits for the first: not claimed, stored pending by the caller.
+    assert!(
+        messages::insert_claimed(&mut conn, &message(second, "email"), lease)
+            .await?
+            .is_none()
+    );
+    assert!(messages::insert(&mut conn, &message(second, "email")).await?);
+    // Another channel has its own order.
+    assert!(
+        messages::insert_claimed(&mut conn, &message(second, "sms"), lease)
+            .await?
+            .is_some()
+    );
+    // The stored claim holds against the senders' claim: only the pending mail is claimable,
+    // and only once the first is done.
+    assert!(messages::claim(&app.pool, lease).await?.is_none());
+    assert!(messages::mark_sent(&app.pool, claimed.id, 1, "ref").await?);
+    let next = messages::claim(&app.pool, lease)
+        .await?
+        .context("no claimable mail")?;
+    assert_eq!((next.event_id, next.channel.as_str()), (second, "email"));
+
+    let statuses: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT event_id, channel, status FROM messages WHERE user_id = $1 ORDER BY id",
+    )
+    .bind(user)
+    .fetch_all(&app.pool)
+    .await?;
+    assert_eq!(
+        statuses,
+        vec![
+            (first, "email".into(), "sent".into()),
+            (second, "email".into(), "sending".into()),
+            (second, "sms".into(), "sending".into()),
+        ]
+    );
+    Ok(())
+}
