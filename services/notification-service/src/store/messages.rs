@@ -31,27 +31,7 @@ pub struct NewMessage<'a> {
 /// Stores a message; a second insert for the same (event, channel) does nothing. Returns
 /// whether a row was created.
 pub async fn insert(conn: &mut PgConnection, message: &NewMessage<'_>) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "INSERT INTO messages (event_id, channel, user_id, template, locale, recipient, subject,
-                               body_text, body_html, topic, event, trace_headers)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT ON CONSTRAINT messages_event_channel DO NOTHING",
-    )
-    .bind(message.event_id)
-    .bind(message.channel)
-    .bind(message.user_id)
-    .bind(message.template)
-    .bind(message.locale)
-    .bind(message.recipient)
-    .bind(message.subject)
-    .bind(message.body_text)
-    .bind(message.body_html)
-    .bind(message.topic)
-    .bind(message.event)
-    .bind(message.trace_headers)
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(store(conn, message, None).await?.is_some())
 }
 
 /// Stores a message already claimed for a sender of this process (`sending`, first attempt,
@@ -68,13 +48,24 @@ pub async fn insert_claimed(
     message: &NewMessage<'_>,
     lease: Duration,
 ) -> sqlx::Result<Option<Claimed>> {
+    store(conn, message, Some(lease)).await
+}
+
+/// [`insert`] (`claim_for` None: pending, no condition) and [`insert_claimed`] in one statement.
+async fn store(
+    conn: &mut PgConnection,
+    message: &NewMessage<'_>,
+    claim_for: Option<Duration>,
+) -> sqlx::Result<Option<Claimed>> {
     sqlx::query_as(
         "INSERT INTO messages (event_id, channel, user_id, template, locale, recipient, subject,
                                body_text, body_html, topic, event, trace_headers, status,
                                attempts, lease_until)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'sending', 1,
-                now() + make_interval(secs => $13)
-          WHERE NOT EXISTS (
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                CASE WHEN $13::FLOAT8 IS NULL THEN 'pending' ELSE 'sending' END,
+                CASE WHEN $13::FLOAT8 IS NULL THEN 0 ELSE 1 END,
+                now() + make_interval(secs => $13::FLOAT8)
+          WHERE $13::FLOAT8 IS NULL OR NOT EXISTS (
                 SELECT 1 FROM messages e
                  WHERE e.user_id = $3 AND e.channel = $2 AND e.status IN ('pending', 'sending'))
          ON CONFLICT ON CONSTRAINT messages_event_channel DO NOTHING
@@ -93,7 +84,7 @@ pub async fn insert_claimed(
     .bind(message.topic)
     .bind(message.event)
     .bind(message.trace_headers)
-    .bind(lease.as_secs_f64())
+    .bind(claim_for.map(|lease| lease.as_secs_f64()))
     .fetch_optional(conn)
     .await
 }
