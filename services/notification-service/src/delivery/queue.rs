@@ -25,13 +25,17 @@ pub struct Handoff {
 /// claimed only when a sender of this process is idle to take it at once.
 pub struct HandoffSlot<'a> {
     permit: mpsc::Permit<'a, Handoff>,
+    /// The queue's depth, which a handed-off message counts towards like a queued one.
+    depth: &'a AtomicI64,
     /// How long the stored claim lasts.
     pub lease: Duration,
 }
 
 impl HandoffSlot<'_> {
     /// Gives the stored message to a sender (after its transaction committed).
+    /// It counts towards the depth like a queued message, but no sender needs waking for it.
     pub fn send(self, message: Claimed, leased_at: Instant) {
+        self.depth.fetch_add(1, Ordering::Relaxed);
         self.permit.send(Handoff { message, leased_at });
         metrics::counter!("notification_handoffs_total").increment(1);
     }
@@ -108,14 +112,9 @@ impl Queue {
         let permit = handoffs.sender.try_reserve().ok()?;
         Some(HandoffSlot {
             permit,
+            depth: &self.depth,
             lease: handoffs.lease,
         })
-    }
-
-    /// A message was handed to a sender: it counts towards the depth like a queued one, but
-    /// no sender needs waking or claims it.
-    pub fn handed_off(&self) {
-        self.depth.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Marks the calling sender idle until the guard is dropped.

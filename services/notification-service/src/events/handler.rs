@@ -188,7 +188,6 @@ impl Handler for NotificationEvents {
         }
         tx.commit().await.map_err(transient)?;
         if let (Some(slot), Some(message)) = (handoff, claimed) {
-            self.queue.handed_off();
             slot.send(message, leased_at);
         }
         if queued > 0 {

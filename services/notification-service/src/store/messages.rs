@@ -48,16 +48,34 @@ pub async fn insert_claimed(
     message: &NewMessage<'_>,
     lease: Duration,
 ) -> sqlx::Result<Option<Claimed>> {
-    store(conn, message, Some(lease)).await
+    let stored = store(conn, message, Some(lease)).await?;
+    Ok(stored.map(|id| Claimed {
+        id,
+        event_id: message.event_id,
+        channel: message.channel.to_owned(),
+        user_id: message.user_id,
+        template: message.template.to_owned(),
+        recipient: message.recipient.to_owned(),
+        subject: message.subject.map(str::to_owned),
+        body_text: message.body_text.to_owned(),
+        body_html: message.body_html.map(str::to_owned),
+        attempts: 1,
+        topic: message.topic.to_owned(),
+        event: message.event.clone(),
+        trace_headers: message.trace_headers.clone(),
+        resumed: false,
+    }))
 }
 
-/// [`insert`] (`claim_for` None: pending, no condition) and [`insert_claimed`] in one statement.
+/// [`insert`] (`claim_for` None: pending, no condition) and [`insert_claimed`] in one
+/// statement; the id of the row created, if one was. Only the id comes back: the caller holds
+/// the rest, and most rows are pending, for which the bodies need not travel back.
 async fn store(
     conn: &mut PgConnection,
     message: &NewMessage<'_>,
     claim_for: Option<Duration>,
-) -> sqlx::Result<Option<Claimed>> {
-    sqlx::query_as(
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
         "INSERT INTO messages (event_id, channel, user_id, template, locale, recipient, subject,
                                body_text, body_html, topic, event, trace_headers, status,
                                attempts, lease_until)
@@ -69,8 +87,7 @@ async fn store(
                 SELECT 1 FROM messages e
                  WHERE e.user_id = $3 AND e.channel = $2 AND e.status IN ('pending', 'sending'))
          ON CONFLICT ON CONSTRAINT messages_event_channel DO NOTHING
-      RETURNING id, event_id, channel, user_id, template, recipient, subject, body_text,
-                body_html, attempts, topic, event, trace_headers, false AS resumed",
+      RETURNING id",
     )
     .bind(message.event_id)
     .bind(message.channel)
