@@ -42,6 +42,94 @@ async fn ready(port: u16) -> anyhow::Result<Database> {
     connect(port).await
 }
 
+type Products = mongodb::Collection<mongodb::bson::Document>;
+
+async fn all_documents(products: &Products) -> anyhow::Result<Vec<mongodb::bson::Document>> {
+    Ok(products
+        .find(doc! {})
+        .sort(doc! {"_id": 1})
+        .await?
+        .try_collect()
+        .await?)
+}
+
+/// Operators, replacements, upserts and multi-document updates on documents 10 to 19, each
+/// after the one before it was acknowledged (so committed), several on the same document.
+async fn updates_of_every_kind(products: &Products) -> anyhow::Result<()> {
+    use mongodb::options::ReturnDocument;
+    products
+        .update_one(
+            doc! {"_id": 10_i64},
+            doc! {"$set": {"stock.reserved": 2_i64, "name": "ten"}},
+        )
+        .await?;
+    products
+        .update_one(
+            doc! {"_id": 10_i64},
+            doc! {"$inc": {"stock.available": -2_i64}},
+        )
+        .await?;
+    products
+        .update_one(
+            doc! {"_id": 11_i64},
+            doc! {"$push": {"holds": {"order": "a", "qty": 1_i64}}},
+        )
+        .await?;
+    products
+        .update_one(
+            doc! {"_id": 11_i64},
+            doc! {"$push": {"holds": {"order": "b", "qty": 2_i64}}},
+        )
+        .await?;
+    products
+        .update_one(
+            doc! {"_id": 11_i64},
+            doc! {"$pull": {"holds": {"order": "a"}}},
+        )
+        .await?;
+    products
+        .update_one(doc! {"_id": 12_i64}, doc! {"$unset": {"stock": ""}})
+        .await?;
+    products
+        .find_one_and_update(
+            doc! {"_id": 13_i64, "shelf": 3_i64},
+            doc! {"$set": {"claimed": true}},
+        )
+        .return_document(ReturnDocument::After)
+        .await?;
+    products
+        .find_one_and_update(
+            doc! {"_id": 13_i64},
+            doc! {"$inc": {"stock.available": 5_i64}},
+        )
+        .return_document(ReturnDocument::Before)
+        .await?;
+    products
+        .replace_one(
+            doc! {"_id": 14_i64},
+            doc! {"shelf": 4_i64, "replaced": true},
+        )
+        .await?;
+    products
+        .update_one(
+            doc! {"_id": 1_000_i64},
+            doc! {"$set": {"shelf": 0_i64, "upserted": true}},
+        )
+        .upsert(true)
+        .await?;
+    products
+        .update_one(doc! {"_id": 1_000_i64}, doc! {"$set": {"upserted": false}})
+        .await?;
+    products
+        .update_many(
+            doc! {"_id": {"$gte": 15_i64, "$lt": 20_i64}},
+            doc! {"$inc": {"stock.available": 1_i64}, "$set": {"touched": true}},
+        )
+        .await?;
+    products.delete_one(doc! {"_id": 1_000_i64}).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn acknowledged_writes_survive_a_sigkill_and_a_restart() -> anyhow::Result<()> {
     let Some(classpath) = testkit::stack::optional("MONGO_WIRE_CLASSPATH") else {
@@ -73,14 +161,21 @@ async fn acknowledged_writes_survive_a_sigkill_and_a_restart() -> anyhow::Result
             doc! {"$inc": {"stock.available": -3_i64}},
         )
         .await?;
+    // Every kind of change the services make, to documents already written to the data file
+    // once, several to the same document: each commit writes the changed pages whole, so a
+    // later write must neither lose an earlier one nor bring back a neighbour's older state.
+    // What is read back after the restart must be exactly what was read before the kill.
+    updates_of_every_kind(&products).await?;
     // The last acknowledged write, immediately before the kill.
     products.delete_one(doc! {"_id": 49_i64}).await?;
+    let before_kill = all_documents(&products).await?;
     drop(server); // SIGKILL, no shutdown hook
 
     let restarted = start(&classpath, port, &data)?;
     let db = ready(port).await?;
     let products = db.collection::<mongodb::bson::Document>("products");
     assert_eq!(products.count_documents(doc! {}).await?, 49);
+    assert_eq!(all_documents(&products).await?, before_kill);
     let seven = products
         .find_one(doc! {"_id": 7_i64})
         .await?
