@@ -81,6 +81,9 @@ pub struct Counters {
     /// The MongoDB-wire server's write commands by namespace (`database.collection`; empty on
     /// a server that does not count them).
     pub mongo_writes_by_namespace: BTreeMap<String, i64>,
+    /// Every command the MongoDB-wire server answered, reads included, by name and namespace
+    /// (`find payments.orders`; empty on a server that does not count them).
+    pub mongo_commands: BTreeMap<String, i64>,
 }
 
 /// The topics of the platform (no test prefixes).
@@ -167,16 +170,22 @@ pub fn counters(layout: &Layout, s: &Settings, mongo_bench: &Path) -> Result<Cou
         pg_commits,
         mongo_writes: mongo["write_commands"].as_i64().unwrap_or(-1),
         mongo_commits: mongo["commits"].as_i64().unwrap_or(-1),
-        mongo_writes_by_namespace: mongo["writes_by_namespace"]
-            .as_object()
-            .map(|counts| {
-                counts
-                    .iter()
-                    .filter_map(|(namespace, count)| Some((namespace.clone(), count.as_i64()?)))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        mongo_writes_by_namespace: counts(&mongo["writes_by_namespace"]),
+        mongo_commands: counts(&mongo["commands"]),
     })
+}
+
+/// A JSON object of counts as a map (empty if it is not one).
+fn counts(object: &serde_json::Value) -> BTreeMap<String, i64> {
+    object
+        .as_object()
+        .map(|counts| {
+            counts
+                .iter()
+                .filter_map(|(key, count)| Some((key.clone(), count.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What the infrastructure alone does on this machine.

@@ -836,6 +836,21 @@ impl Report<'_> {
                 parts.join(", ")
             );
         }
+        if !c.mongo_commands.is_empty() {
+            // Reads cost this server a round of decoding, matching and encoding as writes do.
+            let total: f64 = c.mongo_commands.iter().map(|(_, count)| count).sum();
+            let parts: Vec<String> = c
+                .mongo_commands
+                .iter()
+                .take(8)
+                .map(|(command, count)| format!("`{command}` {count:.2}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\nMongoDB-wire commands per paid order, reads included: {total:.1}; the largest: {}.",
+                parts.join(", ")
+            );
+        }
         let _ = writeln!(
             out,
             "\nLimit line: PostgreSQL {:.0} commits/s and Kafka {:.0} records/s on this machine; the sustained run used {:.1} orders/s.",
@@ -1441,6 +1456,10 @@ mod tests {
                     ("catalog.products".into(), 4.5),
                     ("payments.payments".into(), 4.0),
                 ],
+                mongo_commands: vec![
+                    ("find payments.orders".into(), 2.5),
+                    ("update payments.orders".into(), 2.0),
+                ],
             },
             limits: capacity::Limits {
                 pg_commits_per_sec: 3600.0,
@@ -1482,6 +1501,7 @@ mod tests {
             "| invariants after the checkout runs (stock, charges, receipts) | hold | met |",
             "| PostgreSQL commits | 12.0 | 3600 commits/s | 300 orders/s |",
             "MongoDB-wire write commands per paid order by collection: `catalog.products` 4.50, `payments.payments` 4.00.",
+            "MongoDB-wire commands per paid order, reads included: 4.5; the largest: `find payments.orders` 2.50, `update payments.orders` 2.00.",
             "## 6. Where the CPU goes",
             "| search, saturation | max |",
             "| search of 20 (1000 products) >= 3,000 req/s",

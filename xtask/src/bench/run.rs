@@ -369,6 +369,8 @@ pub(super) struct OrderCosts {
     pub(super) mongo_commits: f64,
     /// Write commands per paid order by namespace, the largest first.
     pub(super) mongo_writes_by_namespace: Vec<(String, f64)>,
+    /// Every command per paid order (reads too) by name and namespace, the largest first.
+    pub(super) mongo_commands: Vec<(String, f64)>,
 }
 
 impl OrderCosts {
@@ -390,31 +392,31 @@ impl OrderCosts {
             pg_commits: per(before.pg_commits, after.pg_commits),
             mongo_writes: per(before.mongo_writes, after.mongo_writes),
             mongo_commits: per(before.mongo_commits, after.mongo_commits),
-            mongo_writes_by_namespace: writes_by_namespace(before, after, orders),
+            mongo_writes_by_namespace: per_order_by_key(
+                &before.mongo_writes_by_namespace,
+                &after.mongo_writes_by_namespace,
+                orders,
+            ),
+            mongo_commands: per_order_by_key(&before.mongo_commands, &after.mongo_commands, orders),
         }
     }
 }
 
-/// Each namespace's write commands during the run per paid order, the largest first (those
-/// that wrote nothing left out).
-fn writes_by_namespace(
-    before: &capacity::Counters,
-    after: &capacity::Counters,
+/// Each key's growth during the run (write commands by namespace, commands by name and
+/// namespace) per paid order, the largest first (keys that did not grow left out).
+fn per_order_by_key(
+    before: &std::collections::BTreeMap<String, i64>,
+    after: &std::collections::BTreeMap<String, i64>,
     orders: u64,
 ) -> Vec<(String, f64)> {
     if orders == 0 {
         return Vec::new();
     }
     let mut per_order: Vec<(String, f64)> = after
-        .mongo_writes_by_namespace
         .iter()
-        .filter_map(|(namespace, count)| {
-            let was = before
-                .mongo_writes_by_namespace
-                .get(namespace)
-                .copied()
-                .unwrap_or(0);
-            (count > &was).then(|| (namespace.clone(), (count - was) as f64 / orders as f64))
+        .filter_map(|(key, count)| {
+            let was = before.get(key).copied().unwrap_or(0);
+            (count > &was).then(|| (key.clone(), (count - was) as f64 / orders as f64))
         })
         .collect();
     per_order.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

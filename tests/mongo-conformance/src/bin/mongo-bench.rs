@@ -82,12 +82,23 @@ async fn print_counters(client: &Client) -> anyhow::Result<()> {
             (op("insert") + op("update") + op("delete"), -1)
         }
     };
+    // Every command, reads included, by name and namespace (the local server only).
+    let mut commands = serde_json::Map::new();
+    if let Ok(counts) = status
+        .get_document("ferroshop")
+        .and_then(|ours| ours.get_document("commands"))
+    {
+        for (command, count) in counts {
+            commands.insert(command.clone(), number(Some(count)).into());
+        }
+    }
     println!(
         "{}",
         serde_json::json!({
             "write_commands": writes,
             "commits": commits,
             "writes_by_namespace": by_namespace,
+            "commands": commands,
         })
     );
     Ok(())
