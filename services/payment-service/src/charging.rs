@@ -39,7 +39,9 @@
 //!    outcome follow in one insert.
 //!
 //! A paid payment thus costs six MongoDB writes (claim, payment, outcome, log, and the relay's
-//! two) and three reads (idempotency, order, the order again for the refund handshake); the
+//! two) and two reads (idempotency, order; the refund handshake after a success looks for a
+//! cancellation among the replica's announcements since the order was decided payable, and
+//! reads the order only when it missed some); the
 //! README's "MongoDB commands per paid order" says why each is there, and
 //! `tests/api/round_trips.rs` holds the count.
 
@@ -60,7 +62,7 @@ use crate::domain::order_status::{self, OrderStatus, Refusal};
 use crate::domain::payment_status::PaymentStatus;
 use crate::psp::{ChargeCall, ChargeOutcome, PspClient};
 use crate::refunds::Refunds;
-use crate::store::orders::{OrderDoc, Orders};
+use crate::store::orders::{AppliedOrders, OrderDoc, Orders};
 use crate::store::payments::{Claim, LogEntry, PaymentDoc, Payments, pending_event, with_event};
 
 /// Why a payment was not taken.
@@ -96,13 +98,13 @@ pub struct Charging {
     pub relay_wake: RelayWake,
     pub fingerprint_key: SecretString,
     pub order_wait: Duration,
+    /// The longest a waiting request goes without reading the order again (see [`Config`]).
+    ///
+    /// [`Config`]: crate::config::Config
+    pub replica_poll: Duration,
     /// The longest `POST /api/payments` takes to answer (see the module documentation).
     pub request_budget: Duration,
 }
-
-/// The longest a payment request waits between two reads of an order the replica does not
-/// show payable yet when no announcement comes (the order's consumer runs in another replica).
-const REPLICA_POLL: Duration = Duration::from_millis(100);
 
 /// How long the answer after an exhausted budget may look for the payment: 1.5 s of budget
 /// plus this stays under the 2 s a client may wait.
@@ -167,7 +169,7 @@ impl Charging {
         if let Some(existing) = self.payments.get(payment_id).await? {
             return self.replay(existing, &fingerprint, deadline).await;
         }
-        let order = self.payable_order(request.order_id, user).await?;
+        let (order, announced) = self.payable_order(request.order_id, user).await?;
         let total = order
             .total
             .clone()
@@ -177,7 +179,14 @@ impl Charging {
         let charge = tokio::spawn(
             async move {
                 charging
-                    .charge(user, request, payment_id, fingerprint, total, deadline)
+                    .charge(
+                        user,
+                        request,
+                        payment_id,
+                        fingerprint,
+                        Payable { total, announced },
+                        deadline,
+                    )
                     .await
             }
             .instrument(tracing::Span::current()),
@@ -194,9 +203,10 @@ impl Charging {
         request: PayRequest,
         payment_id: Uuid,
         fingerprint: String,
-        total: Money,
+        payable: Payable,
         deadline: Instant,
     ) -> Result<PaymentDoc, PayError> {
+        let Payable { total, announced } = payable;
         if !self.psp.available() {
             return Err(PayError::Unavailable(
                 "the payment provider is unavailable; try again shortly".into(),
@@ -268,7 +278,7 @@ impl Charging {
         }
         // Decided on the document just inserted, not read again (its revision guards it).
         Ok(self
-            .record_outcome_from(payment_id, Some(payment), outcome, log)
+            .record_outcome_from(payment_id, Some(payment), outcome, log, Some(announced))
             .await?)
     }
 
@@ -323,13 +333,25 @@ impl Charging {
 
     /// The caller's order, once the replica shows it awaiting payment (waiting briefly for a
     /// replica that lags behind a fresh order).
-    async fn payable_order(&self, order_id: Uuid, user: Uuid) -> Result<OrderDoc, PayError> {
+    /// Returns the subscription too: the refund handshake after a success looks there for a
+    /// cancellation applied since (see `Refunds::refund_if_order_cancelled`).
+    async fn payable_order(
+        &self,
+        order_id: Uuid,
+        user: Uuid,
+    ) -> Result<(OrderDoc, AppliedOrders), PayError> {
         let deadline = Instant::now() + self.order_wait;
         // Subscribed before the first read, so an event applied between the read and the wait
         // still wakes it.
         let mut applied = self.orders.applied();
+        // The order as this process's consumer just wrote it, once one was announced: as
+        // current as a read right after would be, without the round trip.
+        let mut announced: Option<OrderDoc> = None;
         loop {
-            let order = self.orders.get(order_id).await?;
+            let order = match announced.take() {
+                Some(order) => Some(order),
+                None => self.orders.get(order_id).await?,
+            };
             let verdict = match &order {
                 Some(order) => match (order.owner(), order.status()) {
                     (Some(owner), Some(status)) if order.total.is_some() || owner != user => {
@@ -350,15 +372,20 @@ impl Charging {
             );
             match verdict {
                 Ok(()) => {
-                    return order.ok_or_else(|| PayError::NotFound("no such order".into()));
+                    return order
+                        .map(|order| (order, applied))
+                        .ok_or_else(|| PayError::NotFound("no such order".into()));
                 }
                 Err(_) if waiting_helps && Instant::now() < deadline => {
                     // Until this process's consumer applies an event of the order; at most a
                     // pause, for a replica whose consumer runs in another process.
                     let pause = deadline
                         .saturating_duration_since(Instant::now())
-                        .min(REPLICA_POLL);
-                    applied.wait_for(order_id, pause).await;
+                        .min(self.replica_poll);
+                    announced = applied
+                        .wait_for(order_id, pause)
+                        .await
+                        .map(std::sync::Arc::unwrap_or_clone);
                 }
                 Err(Refusal::NotFound) => return Err(PayError::NotFound("no such order".into())),
                 Err(Refusal::NotPayable(reason)) => return Err(PayError::Conflict(reason)),
@@ -405,7 +432,7 @@ impl Charging {
         id: Uuid,
         outcome: ChargeOutcome,
     ) -> anyhow::Result<PaymentDoc> {
-        self.record_outcome_from(id, None, outcome, Vec::new())
+        self.record_outcome_from(id, None, outcome, Vec::new(), None)
             .await
     }
 
@@ -425,6 +452,7 @@ impl Charging {
         known: Option<PaymentDoc>,
         outcome: ChargeOutcome,
         mut log: Vec<LogEntry>,
+        announced: Option<AppliedOrders>,
     ) -> anyhow::Result<PaymentDoc> {
         let topics = self.topics.clone();
         let now = bson::DateTime::now();
@@ -495,7 +523,11 @@ impl Charging {
             Some(PaymentStatus::Succeeded) if updated.changed => {
                 // The second half of the refund handshake (the consumer holds the first): the
                 // success is written, now look at the order.
-                match self.refunds.refund_if_order_cancelled(&payment).await {
+                match self
+                    .refunds
+                    .refund_if_order_cancelled(&payment, announced)
+                    .await
+                {
                     // Nothing moved it on: the document the update returned is current.
                     Ok(false) => return Ok(payment),
                     Ok(true) => {}
@@ -513,6 +545,13 @@ impl Charging {
         }
         Ok(payment)
     }
+}
+
+/// What the charge needs of the order it was decided payable on.
+struct Payable {
+    total: Money,
+    /// The replica's announcements since before that decision (for the refund handshake).
+    announced: AppliedOrders,
 }
 
 enum ClaimOutcome {

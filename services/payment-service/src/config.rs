@@ -38,6 +38,10 @@ pub struct Config {
     /// (`ORDER_WAIT_MS`, default 1000; shorter than the request budget, so the wait ends in a
     /// 404 or 409 rather than the budget's 503).
     pub order_wait: Duration,
+    /// The longest a waiting payment request goes without reading the order again when no
+    /// announcement of it comes (`ORDER_REPLICA_POLL_MS`, default 100): the order's consumer
+    /// may run in another replica, whose writes this one learns only by reading.
+    pub replica_poll: Duration,
     /// The longest `POST /api/payments` takes to answer (`PAYMENT_REQUEST_BUDGET_MS`, default
     /// 1500): then 503 with `Retry-After`, the charge under way going on in the background
     /// (see `charging`). Well under the 2 s a client may wait during an outage.
@@ -126,6 +130,7 @@ impl Config {
             breaker_threshold: env.number("BREAKER_THRESHOLD", 5)?.max(1),
             breaker_open_for: env.millis("BREAKER_OPEN_MS", 10_000)?,
             order_wait,
+            replica_poll: env.millis("ORDER_REPLICA_POLL_MS", 100)?,
             request_budget,
             reconcile_interval: env.millis("RECONCILE_INTERVAL_MS", 1_000)?,
             reconcile_stale_after: env.millis("RECONCILE_STALE_MS", 60_000)?,

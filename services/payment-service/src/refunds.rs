@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::domain::order_status::OrderStatus;
 use crate::domain::payment_status::PaymentStatus;
 use crate::psp::PspClient;
-use crate::store::orders::Orders;
+use crate::store::orders::{AppliedOrders, Orders};
 use crate::store::payments::{LogEntry, PaymentDoc, Payments, pending_event, with_event};
 
 /// Why the refunds this module makes happen.
@@ -102,9 +102,29 @@ impl Refunds {
     /// batches ([`Self::finish_refund_checks`]) after looking at the order once more. That
     /// second look is what a crash or an error here would need anyway, and it costs a share of
     /// one query and one update per batch instead of an update of every payment here.
-    pub async fn refund_if_order_cancelled(&self, payment: &PaymentDoc) -> anyhow::Result<bool> {
-        let order = self.orders.get(payment.order_uuid()?).await?;
-        if order.and_then(|o| o.status()) != Some(OrderStatus::Cancelled) {
+    ///
+    /// `announced`: the request's subscription to this process's replica announcements, taken
+    /// before it decided the order payable. A cancellation this process applied since then is
+    /// among them, so the request needs no read to find it; one applied by another replica's
+    /// consumer is not, and is found by that consumer's own look for succeeded payments or,
+    /// when the success was written after that look, by the reconciler's look at the order
+    /// (the flag stays up). Without a subscription, or when it missed announcements, the order
+    /// is read, as before.
+    pub async fn refund_if_order_cancelled(
+        &self,
+        payment: &PaymentDoc,
+        announced: Option<AppliedOrders>,
+    ) -> anyhow::Result<bool> {
+        let order_id = payment.order_uuid()?;
+        let seen = announced.and_then(|mut announced| announced.announced_cancelled(order_id));
+        let cancelled = match seen {
+            Some(cancelled) => cancelled,
+            None => {
+                let order = self.orders.get(order_id).await?;
+                order.and_then(|o| o.status()) == Some(OrderStatus::Cancelled)
+            }
+        };
+        if !cancelled {
             return Ok(false);
         }
         tracing::info!(payment_id = %payment.id, "charge succeeded for a cancelled order; refunding");

@@ -105,6 +105,7 @@ impl Application {
             relay_wake: wake.clone(),
             fingerprint_key: config.fingerprint_key.clone(),
             order_wait: config.order_wait,
+            replica_poll: config.replica_poll,
             request_budget: config.request_budget,
         };
         let consumers = ConsumerHealth::new();

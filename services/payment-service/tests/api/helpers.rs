@@ -70,6 +70,7 @@ pub fn test_config(database: &str, topic_prefix: &str, psp_url: &str) -> Config 
         breaker_threshold: 50,
         breaker_open_for: Duration::from_secs(10),
         order_wait: Duration::from_millis(1_000),
+        replica_poll: Duration::from_millis(100),
         // Generous: a test about something else must not meet the budget on a busy machine
         // (the budget's own test sets it short).
         request_budget: Duration::from_secs(20),

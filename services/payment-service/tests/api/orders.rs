@@ -178,31 +178,51 @@ async fn an_undecodable_order_event_is_dead_lettered_and_the_consumer_goes_on() 
     Ok(())
 }
 
-/// Every event the replica applies is announced to the payment requests waiting on it (they
-/// read the order again at once instead of after a pause); an event applied before is not.
+/// Every event the replica applies is announced to the payment requests waiting on it, with
+/// the order as the write left it (they decide on it at once, without reading it again); an
+/// event applied before is not announced.
 #[tokio::test]
-async fn each_applied_order_event_is_announced_once() -> TestResult {
+async fn each_applied_order_event_is_announced_once_with_the_order_it_left() -> TestResult {
     use payment_service::domain::order_status::OrderStatus;
-    use payment_service::store::orders::{OrderFacts, Orders};
+    use payment_service::store::orders::{OrderDoc, OrderFacts, Orders};
     let app = spawn_app().await;
     let orders = Orders::new(&app.db);
     let mut announced = orders.applied();
     let (order_id, user_id) = (Uuid::now_v7(), Uuid::now_v7());
+    let total = contracts::product::Money {
+        amount: 500,
+        currency: "EUR".into(),
+    };
+    let seen = |order: Option<std::sync::Arc<OrderDoc>>| {
+        order.map(|order| {
+            (
+                order.id.clone(),
+                order.owner(),
+                order.status(),
+                order.total.clone(),
+            )
+        })
+    };
     let created = OrderFacts {
         event_id: Uuid::now_v7(),
         order_id,
         user_id,
         status: OrderStatus::Pending,
-        total: Some(contracts::product::Money {
-            amount: 500,
-            currency: "EUR".into(),
-        }),
+        total: Some(total.clone()),
     };
     assert!(orders.apply(&created).await?);
-    assert_eq!(announced.try_next(), Some(order_id));
+    assert_eq!(
+        seen(announced.try_next()),
+        Some((
+            order_id.to_string(),
+            Some(user_id),
+            Some(OrderStatus::Pending),
+            Some(total.clone())
+        ))
+    );
     // The same event again: nothing applied, nothing announced.
     assert!(!orders.apply(&created).await?);
-    assert_eq!(announced.try_next(), None);
+    assert!(announced.try_next().is_none());
     let awaiting = OrderFacts {
         event_id: Uuid::now_v7(),
         status: OrderStatus::AwaitingPayment,
@@ -210,7 +230,36 @@ async fn each_applied_order_event_is_announced_once() -> TestResult {
         ..created
     };
     assert!(orders.apply(&awaiting).await?);
-    assert_eq!(announced.try_next(), Some(order_id));
+    // The total comes from `order.created`, in the document the update returned.
+    assert_eq!(
+        seen(announced.try_next()),
+        Some((
+            order_id.to_string(),
+            Some(user_id),
+            Some(OrderStatus::AwaitingPayment),
+            Some(total.clone())
+        ))
+    );
+    // An event out of the usual order (`order.paid` before the replica saw the order) is
+    // decided on the document as read, and announced as that write left it too.
+    let other = Uuid::now_v7();
+    let paid_first = OrderFacts {
+        event_id: Uuid::now_v7(),
+        order_id: other,
+        user_id,
+        status: OrderStatus::Paid,
+        total: None,
+    };
+    assert!(orders.apply(&paid_first).await?);
+    assert_eq!(
+        seen(announced.try_next()),
+        Some((
+            other.to_string(),
+            Some(user_id),
+            Some(OrderStatus::Paid),
+            None
+        ))
+    );
     Ok(())
 }
 

@@ -19,6 +19,38 @@ fn cancelled(order_id: uuid::Uuid, user_id: uuid::Uuid) -> OrderCancelled {
     }
 }
 
+/// Until `payment` is refunded; then its order has one charge, refunded, and the events of
+/// one success and one refund.
+async fn refunded_once(
+    app: &crate::helpers::TestApp,
+    order: uuid::Uuid,
+    payment: &str,
+) -> TestResult {
+    app.wait_for_status(payment, "refunded").await?;
+    let charges = app.psp_charges(order).await?;
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0]["refunded"], true);
+    assert_eq!(
+        app.payment_event_types(order).await?,
+        ["payment.succeeded.v1", "payment.refunded.v1"]
+    );
+    Ok(())
+}
+
+/// An app whose provider answers after `delay` to the slow card, called once per charge with
+/// `psp_timeout`, and no reconciler (so only the path under test can refund).
+async fn slow_provider_without_reconciler(
+    delay: Duration,
+    psp_timeout: Duration,
+) -> crate::helpers::TestApp {
+    spawn_app_with_sim(SimSettings { slow_delay: delay }, |config| {
+        config.psp_timeout = psp_timeout;
+        config.psp_max_attempts = 1;
+        config.run_reconciler = false;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_cancellation_after_the_charge_refunds_it_once() -> TestResult {
     let app = spawn_app().await;
@@ -49,17 +81,9 @@ async fn a_cancellation_after_the_charge_refunds_it_once() -> TestResult {
 #[tokio::test]
 async fn a_charge_that_succeeds_after_the_order_was_cancelled_is_refunded_once() -> TestResult {
     // The provider answers late; the reconciler is off until the cancellation is in.
-    let app = spawn_app_with_sim(
-        SimSettings {
-            slow_delay: Duration::from_millis(2_000),
-        },
-        |config| {
-            config.psp_timeout = Duration::from_millis(300);
-            config.psp_max_attempts = 1;
-            config.run_reconciler = false;
-        },
-    )
-    .await;
+    let app =
+        slow_provider_without_reconciler(Duration::from_millis(2_000), Duration::from_millis(300))
+            .await;
     let order = app.awaiting_order(800).await?;
     let pending = app.pay("slow", order, card(SLOW_CARD)).await?;
     assert_eq!(pending.status, StatusCode::ACCEPTED, "{pending:?}");
@@ -73,14 +97,71 @@ async fn a_charge_that_succeeds_after_the_order_was_cancelled_is_refunded_once()
         config.run_order_consumer = false;
     })
     .await;
-    app.wait_for_status(&pending.id(), "refunded").await?;
-    let charges = app.psp_charges(order).await?;
-    assert_eq!(charges.len(), 1);
-    assert_eq!(charges[0]["refunded"], true);
-    assert_eq!(
-        app.payment_event_types(order).await?,
-        ["payment.succeeded.v1", "payment.refunded.v1"]
-    );
+    refunded_once(&app, order, &pending.id()).await?;
+    Ok(())
+}
+
+/// The cancellation is applied by this process while its request is at the provider: the
+/// consumer's look finds the payment still `processing`, so the request's own look after the
+/// success must refund it. It finds the cancellation among the replica's announcements, with
+/// no read of the order (the reconciler is off: nothing else would refund it).
+#[tokio::test]
+async fn a_cancellation_announced_while_the_provider_charges_is_refunded_by_the_request()
+-> TestResult {
+    let app =
+        slow_provider_without_reconciler(Duration::from_millis(1_500), Duration::from_secs(10))
+            .await;
+    let order = app.awaiting_order(900).await?;
+    let order_reads = |app: &crate::helpers::TestApp| {
+        app.commands
+            .tally()
+            .by_command
+            .get(&("find".to_owned(), "orders".to_owned()))
+            .copied()
+            .unwrap_or(0)
+    };
+    // The test's own client: its reads are not the app's.
+    let observer = mongodb::Client::with_uri_str(crate::helpers::mongodb_url())
+        .await?
+        .database(app.db.name());
+    let observed = |collection: &'static str, filter: mongodb::bson::Document| {
+        let observer = observer.clone();
+        async move {
+            testkit::eventually(crate::helpers::DEADLINE, || async {
+                let found = observer
+                    .collection::<mongodb::bson::Document>(collection)
+                    .find_one(filter.clone())
+                    .await?;
+                anyhow::ensure!(found.is_some(), "nothing in {collection} matches {filter}");
+                Ok(())
+            })
+            .await
+        }
+    };
+    let reads_before = order_reads(&app);
+    let pay = app.pay("slow-cancelled", order, card(SLOW_CARD));
+    let cancel = async {
+        // Once the payment is at the provider.
+        observed(
+            "payments",
+            mongodb::bson::doc! {"order_id": order.to_string(), "status": "processing"},
+        )
+        .await?;
+        app.order_event(order, cancelled(order, app.user_id))
+            .await?;
+        observed(
+            "orders",
+            mongodb::bson::doc! {"_id": order.to_string(), "status": "cancelled"},
+        )
+        .await
+    };
+    let (reply, cancelled) = tokio::join!(pay, cancel);
+    cancelled?;
+    let reply = reply?;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    refunded_once(&app, order, &reply.id()).await?;
+    // The request read the order once, to decide it payable; the refund handshake read none.
+    assert_eq!(order_reads(&app) - reads_before, 1);
     Ok(())
 }
 
