@@ -824,31 +824,29 @@ impl Report<'_> {
             self.mongo.guarded_updates_per_s.clients_8,
             ceiling(self.mongo.guarded_updates_per_s.clients_8, c.mongo_writes)
         );
-        if !c.mongo_writes_by_namespace.is_empty() {
-            let parts: Vec<String> = c
-                .mongo_writes_by_namespace
+        // `key` count, ... for counts per paid order.
+        let listed = |counts: &[(String, f64)]| -> String {
+            let parts: Vec<String> = counts
                 .iter()
-                .map(|(namespace, writes)| format!("`{namespace}` {writes:.2}"))
+                .map(|(key, count)| format!("`{key}` {count:.2}"))
                 .collect();
+            parts.join(", ")
+        };
+        if !c.mongo_writes_by_namespace.is_empty() {
             let _ = writeln!(
                 out,
                 "\nMongoDB-wire write commands per paid order by collection: {}.",
-                parts.join(", ")
+                listed(&c.mongo_writes_by_namespace)
             );
         }
         if !c.mongo_commands.is_empty() {
             // Reads cost this server a round of decoding, matching and encoding as writes do.
             let total: f64 = c.mongo_commands.iter().map(|(_, count)| count).sum();
-            let parts: Vec<String> = c
-                .mongo_commands
-                .iter()
-                .take(8)
-                .map(|(command, count)| format!("`{command}` {count:.2}"))
-                .collect();
+            let largest = &c.mongo_commands[..c.mongo_commands.len().min(8)];
             let _ = writeln!(
                 out,
                 "\nMongoDB-wire commands per paid order, reads included: {total:.1}; the largest: {}.",
-                parts.join(", ")
+                listed(largest)
             );
         }
         let _ = writeln!(

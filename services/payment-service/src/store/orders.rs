@@ -210,21 +210,15 @@ impl Orders {
         let event_id = facts.event_id.to_string();
         let now = bson::DateTime::now();
         if facts.status == OrderStatus::Pending {
-            let order = doc! {
-                "_id": &id,
-                "user_id": facts.user_id.to_string(),
-                "status": OrderStatus::Pending.as_str(),
-                "total": bson::to_bson(&facts.total).context("encoding the total")?,
-                "events": [&event_id],
-                "updated_at": now,
-            };
             let inserted = OrderDoc {
-                id: id.clone(),
+                id,
                 user_id: Some(facts.user_id.to_string()),
                 total: facts.total.clone(),
                 status: OrderStatus::Pending.as_str().to_owned(),
-                events: vec![event_id.clone()],
+                events: vec![event_id],
             };
+            let mut order = bson::to_document(&inserted).context("encoding the order")?;
+            order.insert("updated_at", now);
             return match self.raw_collection().insert_one(order).await {
                 Ok(_) => Ok(Some(inserted)),
                 Err(error) if super::is_duplicate_key(&error) => Ok(None),
@@ -287,7 +281,8 @@ impl Orders {
         } else if current.as_ref().is_none_or(|order| order.total.is_none()) {
             set.insert("total", bson::Bson::Null);
         }
-        self.collection
+        let order = self
+            .collection
             .find_one_and_update(
                 doc! {"_id": &id},
                 doc! {
@@ -299,8 +294,8 @@ impl Orders {
             .return_document(ReturnDocument::After)
             .await
             .context("updating the order replica")?
-            .map(Some)
-            .context("the order replica's upsert returned no document")
+            .context("the order replica's upsert returned no document")?;
+        Ok(Some(order))
     }
 
     /// The raw documents (tests).

@@ -20,13 +20,13 @@ fn cancelled(order_id: uuid::Uuid, user_id: uuid::Uuid) -> OrderCancelled {
 }
 
 /// Until `payment` is refunded; then its order has one charge, refunded, and the events of
-/// one success and one refund.
+/// one success and one refund. Returns the refunded payment.
 async fn refunded_once(
     app: &crate::helpers::TestApp,
     order: uuid::Uuid,
     payment: &str,
-) -> TestResult {
-    app.wait_for_status(payment, "refunded").await?;
+) -> anyhow::Result<serde_json::Value> {
+    let refunded = app.wait_for_status(payment, "refunded").await?;
     let charges = app.psp_charges(order).await?;
     assert_eq!(charges.len(), 1);
     assert_eq!(charges[0]["refunded"], true);
@@ -34,7 +34,7 @@ async fn refunded_once(
         app.payment_event_types(order).await?,
         ["payment.succeeded.v1", "payment.refunded.v1"]
     );
-    Ok(())
+    Ok(refunded)
 }
 
 /// An app whose provider answers after `delay` to the slow card, called once per charge with
@@ -63,16 +63,8 @@ async fn a_cancellation_after_the_charge_refunds_it_once() -> TestResult {
         .await?;
     app.order_event(order, cancelled(order, app.user_id))
         .await?;
-    let refunded = app.wait_for_status(&paid.id(), "refunded").await?;
+    let refunded = refunded_once(&app, order, &paid.id()).await?;
     assert_eq!(refunded["amount"]["amount"], 1500);
-
-    let charges = app.psp_charges(order).await?;
-    assert_eq!(charges.len(), 1);
-    assert_eq!(charges[0]["refunded"], true);
-    assert_eq!(
-        app.payment_event_types(order).await?,
-        ["payment.succeeded.v1", "payment.refunded.v1"]
-    );
     let events = app.payment_events().await?;
     assert_eq!(events[1].event.data["reason"], "order_cancelled");
     Ok(())

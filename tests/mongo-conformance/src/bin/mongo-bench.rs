@@ -60,16 +60,20 @@ async fn print_counters(client: &Client) -> anyhow::Result<()> {
             _ => -1,
         }
     };
-    // Write commands per namespace: the local server counts them; MongoDB has no such counter.
-    let mut by_namespace = serde_json::Map::new();
-    if let Ok(counts) = status
-        .get_document("ferroshop")
-        .and_then(|ours| ours.get_document("writesByNamespace"))
-    {
-        for (namespace, count) in counts {
-            by_namespace.insert(namespace.clone(), number(Some(count)).into());
-        }
-    }
+    // A map of counts the local server keeps under `serverStatus.ferroshop` (empty on MongoDB,
+    // which has no such counters).
+    let counts = |name: &str| -> serde_json::Map<String, serde_json::Value> {
+        status
+            .get_document("ferroshop")
+            .and_then(|ours| ours.get_document(name))
+            .map(|counts| {
+                counts
+                    .iter()
+                    .map(|(key, count)| (key.clone(), number(Some(count)).into()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let (writes, commits) = match status.get_document("ferroshop") {
         Ok(ours) => (
             number(ours.get("writeCommands")),
@@ -82,23 +86,14 @@ async fn print_counters(client: &Client) -> anyhow::Result<()> {
             (op("insert") + op("update") + op("delete"), -1)
         }
     };
-    // Every command, reads included, by name and namespace (the local server only).
-    let mut commands = serde_json::Map::new();
-    if let Ok(counts) = status
-        .get_document("ferroshop")
-        .and_then(|ours| ours.get_document("commands"))
-    {
-        for (command, count) in counts {
-            commands.insert(command.clone(), number(Some(count)).into());
-        }
-    }
     println!(
         "{}",
         serde_json::json!({
             "write_commands": writes,
             "commits": commits,
-            "writes_by_namespace": by_namespace,
-            "commands": commands,
+            // Write commands per namespace, and every command (reads too) by name and namespace.
+            "writes_by_namespace": counts("writesByNamespace"),
+            "commands": counts("commands"),
         })
     );
     Ok(())
