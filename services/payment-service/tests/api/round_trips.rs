@@ -35,6 +35,12 @@ const READS_PER_ORDER_EVENT: u64 = 0;
 /// checks cleared): one update of each per batch, however many payments the batch holds.
 /// (One update per payment before issue 12; the refund check was cleared by the request.)
 const WRITES_PER_RECONCILER_BATCH: u64 = 2;
+/// The order consumers of an app whose commands are counted: one. Several in a group
+/// rebalance while they join, and a rebalance delivers again what was applied but not
+/// committed yet (offsets are committed each second): a redelivered `order.created` costs the
+/// replica an insert and a read, rightly, but counted in a payment's tally it made these tests
+/// fail now and then (CI, stop 37). One consumer's group is settled once its first order is in.
+const SETTLED_CONSUMERS: usize = 1;
 
 #[tokio::test]
 async fn a_paid_order_costs_a_fixed_number_of_mongodb_writes() -> TestResult {
@@ -44,6 +50,7 @@ async fn a_paid_order_costs_a_fixed_number_of_mongodb_writes() -> TestResult {
         config.run_reconciler = false;
         config.run_workflow_worker = false;
         config.relay_poll_interval = Duration::from_secs(3_600);
+        config.order_consumers = SETTLED_CONSUMERS;
     })
     .await;
     // The test's own client: its reads do not count as the app's.
@@ -128,6 +135,7 @@ async fn a_payment_waiting_for_its_order_reads_it_only_once() -> TestResult {
         // Only the announcement ends the wait, however slowly the event comes.
         config.order_wait = Duration::from_secs(15);
         config.replica_poll = Duration::from_secs(15);
+        config.order_consumers = SETTLED_CONSUMERS;
     })
     .await;
     let observer = mongodb::Client::with_uri_str(mongodb_url())
