@@ -147,7 +147,10 @@ impl Placing {
         if let Err(refused) = self.saga.open_orders.admit(open) {
             return Err(PlaceError::TooManyOpen(refused));
         }
-        let inserted = orders::insert(
+        // Read back in the insert, before the commit: once committed, nothing may fail any
+        // more (no new connection to wait for), or the customer would be told "busy, nothing
+        // placed" about an order that exists.
+        let placed = orders::insert(
             &mut tx,
             &NewOrder {
                 id: order_id,
@@ -164,7 +167,7 @@ impl Placing {
             },
         )
         .await?;
-        if !inserted {
+        let Some(order) = placed else {
             // A concurrent duplicate with the same key won the race.
             drop(tx);
             let mut conn = self.pool.acquire().await?;
@@ -175,7 +178,7 @@ impl Placing {
                     "idempotent insert conflicted but no order holds the key"
                 ))),
             };
-        }
+        };
         messaging::enqueue(
             &mut tx,
             &self.saga.topics,
@@ -186,12 +189,6 @@ impl Placing {
             ),
         )
         .await?;
-        // Read back before the commit, in the same transaction: once committed, nothing may
-        // fail any more (no new connection to wait for), or the customer would be told "busy,
-        // nothing placed" about an order that exists.
-        let order = orders::by_id(&mut tx, order_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("order {order_id} not found after its insert"))?;
         tx.commit().await?;
         metrics::counter!("orders_placed_total").increment(1);
         Ok(Placed::New(order))

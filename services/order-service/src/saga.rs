@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::domain::status::{OrderStatus, Transition, Trigger};
 use crate::status_feed::{self, StatusChange};
-use crate::store::orders::{self, OrderRow};
+use crate::store::orders::{self, OrderRow, StatusMove};
 
 /// The CloudEvents `source` of everything this service emits.
 pub const EVENT_SOURCE: &str = "/order-service";
@@ -98,25 +98,35 @@ pub async fn advance_with(
         ),
         _ => None,
     };
-    orders::set_status(tx, order_id, to, reason, payment_id, expires_at, cause).await?;
+    let now = Utc::now();
+    // Told to every replica's open streams when this transaction commits.
+    let announcement = status_feed::announcement(&StatusChange {
+        order_id,
+        status: to,
+        status_reason: reason.map(str::to_owned),
+        at: now,
+    })?;
+    orders::set_status(
+        tx,
+        order_id,
+        &StatusMove {
+            status: to,
+            reason,
+            payment_id,
+            expires_at,
+            cause,
+        },
+        (status_feed::CHANNEL, &announcement),
+    )
+    .await?;
     order.status = to.as_str().to_owned();
     order.status_reason = reason.map(str::to_owned);
     order.payment_id = payment_id.or(order.payment_id);
     if let Some(expires_at) = expires_at {
         order.expires_at = expires_at;
     }
-    order.updated_at = Utc::now();
+    order.updated_at = now;
     enqueue_status_event(tx, &settings.topics, &order, to, reason, refund).await?;
-    status_feed::notify(
-        tx,
-        &StatusChange {
-            order_id,
-            status: to,
-            status_reason: reason.map(str::to_owned),
-            at: order.updated_at,
-        },
-    )
-    .await?;
     tracing::info!(order_id = %order_id, from = %status, to = %to, cause, "order moved");
     metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
     Ok(Advanced::Moved(Box::new(order)))

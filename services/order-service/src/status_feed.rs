@@ -1,8 +1,8 @@
 //! Live order status: what `GET /api/orders/{id}/events` pushes to a waiting client (the
 //! storefront's checkout page, the benchmark's buyers) instead of having it poll.
 //!
-//! Every status change goes through `saga::advance`, which calls [`notify`] inside the
-//! change's own transaction: PostgreSQL delivers a `NOTIFY` only when that transaction commits,
+//! Every status change goes through `saga::advance`, which sends its [`announcement`] with the
+//! change's own write: PostgreSQL delivers a `NOTIFY` only when that transaction commits,
 //! so a client is never told of a change that did not happen, and every replica hears every
 //! change, whichever replica made it. Each process runs one [`StatusFeed`] listener (one
 //! connection) that fans the changes out to its open streams through a broadcast channel.
@@ -22,8 +22,8 @@ use axum::response::sse::Event;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -52,16 +52,11 @@ pub struct StatusChange {
     pub at: DateTime<Utc>,
 }
 
-/// Announces `change` to every replica's streams when the caller's transaction commits.
-pub async fn notify(tx: &mut PgConnection, change: &StatusChange) -> anyhow::Result<()> {
-    let payload = serde_json::to_string(change).context("encoding a status change")?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(payload)
-        .execute(tx)
-        .await
-        .context("announcing a status change")?;
-    Ok(())
+/// What announces `change` on [`CHANNEL`]: `saga::advance` sends it with the status change
+/// itself (`store::orders::set_status`), and PostgreSQL delivers it to every replica's
+/// listener when that transaction commits.
+pub fn announcement(change: &StatusChange) -> anyhow::Result<String> {
+    serde_json::to_string(change).context("encoding a status change")
 }
 
 /// This process's end of the announcements: one listener, many streams.

@@ -81,15 +81,26 @@ pub struct NewOrder<'a> {
     pub risk_reason: &'a str,
 }
 
-/// Inserts a `PENDING` order. `Ok(false)`: the caller already placed an order with this
-/// idempotency key (the unique index decides, so concurrent duplicates create one order).
-pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "INSERT INTO orders (id, user_id, status, items, total_amount, currency, shipping_address, \
-         idempotency_key, request_hash, expires_at, risk, risk_reason) \
-         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-    )
+/// Inserts a `PENDING` order with its first history row, and returns it as stored: `None` if
+/// the caller already placed an order with this idempotency key (the unique index decides, so
+/// concurrent duplicates create one order). One statement: the order, its history and the
+/// read-back travel in one round trip (they were three).
+pub async fn insert(
+    conn: &mut PgConnection,
+    order: &NewOrder<'_>,
+) -> sqlx::Result<Option<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH placed AS ( \
+           INSERT INTO orders (id, user_id, status, items, total_amount, currency, \
+             shipping_address, idempotency_key, request_hash, expires_at, risk, risk_reason) \
+           VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+           ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+           RETURNING {COLUMNS}), \
+         history AS ( \
+           INSERT INTO order_history (order_id, status, reason, cause) \
+           SELECT id, 'PENDING', NULL, 'order placed' FROM placed) \
+         SELECT {COLUMNS} FROM placed"
+    )))
     .bind(order.id)
     .bind(order.user_id)
     .bind(Json(order.items))
@@ -101,12 +112,8 @@ pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Resu
     .bind(order.expires_at)
     .bind(order.risk)
     .bind(order.risk_reason)
-    .execute(&mut *conn)
-    .await?;
-    if result.rows_affected() == 1 {
-        record_history(conn, order.id, OrderStatus::Pending, None, "order placed").await?;
-    }
-    Ok(result.rows_affected() == 1)
+    .fetch_optional(conn)
+    .await
 }
 
 /// The customer's open orders (`domain::open_orders::OPEN`), counted under a transaction-scoped
@@ -200,53 +207,50 @@ pub async fn list_all(
     .await
 }
 
-/// Stores a new status (the caller holds the row lock and checked the transition).
+/// A status change, as [`set_status`] stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusMove<'a> {
+    pub status: OrderStatus,
+    pub reason: Option<&'a str>,
+    /// Kept when `None`.
+    pub payment_id: Option<Uuid>,
+    /// Kept when `None`.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// What caused it (the history's `cause`).
+    pub cause: &'a str,
+}
+
+/// Stores a new status (the caller holds the row lock and checked the transition) with its
+/// history row, and sends `announcement` on the PostgreSQL channel `channel`, delivered when
+/// the caller's transaction commits (`crate::status_feed`). One statement, one round trip:
+/// the move, the history and the `NOTIFY` were two round trips per saga step before.
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
-    status: OrderStatus,
-    reason: Option<&str>,
-    payment_id: Option<Uuid>,
-    expires_at: Option<DateTime<Utc>>,
-    cause: &str,
+    change: &StatusMove<'_>,
+    (channel, announcement): (&str, &str),
 ) -> sqlx::Result<()> {
-    // The move and its history row in one statement (one round trip): the row is written only
-    // if the order was.
+    // The history row and the announcement only if the order was written.
     sqlx::query(
         "WITH moved AS ( \
            UPDATE orders SET status = $2, status_reason = $3, \
              payment_id = COALESCE($4, payment_id), expires_at = COALESCE($5, expires_at), \
              updated_at = now() \
-           WHERE id = $1 RETURNING id) \
-         INSERT INTO order_history (order_id, status, reason, cause) \
-         SELECT id, $2, $3, $6 FROM moved",
+           WHERE id = $1 RETURNING id), \
+         history AS ( \
+           INSERT INTO order_history (order_id, status, reason, cause) \
+           SELECT id, $2, $3, $6 FROM moved) \
+         SELECT pg_notify($7, $8) FROM moved",
     )
     .bind(id)
-    .bind(status.as_str())
-    .bind(reason)
-    .bind(payment_id)
-    .bind(expires_at)
-    .bind(cause)
+    .bind(change.status.as_str())
+    .bind(change.reason)
+    .bind(change.payment_id)
+    .bind(change.expires_at)
+    .bind(change.cause)
+    .bind(channel)
+    .bind(announcement)
     .execute(&mut *conn)
-    .await
-    .map(|_| ())
-}
-
-async fn record_history(
-    conn: &mut PgConnection,
-    id: Uuid,
-    status: OrderStatus,
-    reason: Option<&str>,
-    cause: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO order_history (order_id, status, reason, cause) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(reason)
-    .bind(cause)
-    .execute(conn)
     .await
     .map(|_| ())
 }
