@@ -4,6 +4,9 @@
 //! A message the consumer stores while a sender of this process is idle is stored already
 //! claimed and handed to that sender in memory (`Queue::reserve_handoff`), so it costs no
 //! claim; if this process dies first, its lease runs out and it is claimed like any other.
+//! Likewise a sender that sent a message claims the same user's next one on that channel in
+//! the statement that records the send ([`messages::mark_sent_and_claim_next`]), and sends it
+//! next: a customer's messages queued behind one another cost no claim of their own.
 //!
 //! Ordering and parallelism come from the claim ([`messages::claim`]): a message is claimable
 //! only when no earlier message of the same user on the same channel is unfinished, so one
@@ -104,7 +107,7 @@ impl<G: SmsGateway> Dispatcher<G> {
             );
             return;
         }
-        self.deliver(handoff.message).await;
+        self.deliver_in_turn(handoff.message).await;
     }
 
     /// Waits, idle, for a wake-up, the poll interval or shutdown, sending what is handed over
@@ -147,7 +150,7 @@ impl<G: SmsGateway> Dispatcher<G> {
             match messages::claim(&self.pool, self.settings.lease).await {
                 Ok(Some(message)) => {
                     self.queue.claimed();
-                    self.deliver(message).await;
+                    self.deliver_in_turn(message).await;
                     // Straight on to the next one only if this process queued messages no
                     // sender has taken yet; otherwise the wake-up or the poll says when.
                     if !self.queue.may_have_more() {
@@ -166,7 +169,21 @@ impl<G: SmsGateway> Dispatcher<G> {
         }
     }
 
-    async fn deliver(&self, message: Claimed) {
+    /// Delivers `message`, then each message of its user on its channel that recording the
+    /// previous one as sent claimed ([`messages::mark_sent_and_claim_next`]), in order.
+    async fn deliver_in_turn(&self, message: Claimed) {
+        let mut next = Some(message);
+        while let Some(message) = next.take() {
+            next = self.deliver(message).await;
+            if next.is_some() {
+                self.queue.claimed();
+            }
+        }
+    }
+
+    /// Sends `message` and records the outcome; returns the user's next message on the channel
+    /// if recording the send claimed it.
+    async fn deliver(&self, message: Claimed) -> Option<Claimed> {
         let span = tracing::info_span!(
             "notification.send",
             otel.name = %format!("send {}", message.channel),
@@ -214,10 +231,10 @@ impl<G: SmsGateway> Dispatcher<G> {
                 )),
                 Err(SendError::Permanent(reason)) => Outcome::GiveUp(reason),
             };
-            self.record(&message, outcome).await;
+            self.record(&message, outcome).await
         }
         .instrument(span)
-        .await;
+        .await
     }
 
     async fn send(&self, message: &Claimed) -> Result<String, SendError> {
@@ -246,19 +263,29 @@ impl<G: SmsGateway> Dispatcher<G> {
         }
     }
 
-    /// Stores the outcome. Database hiccups are retried for a while: giving up here leaves the
+    /// Stores the outcome; after a send, claims the user's next message on the channel with it
+    /// and returns it. Database hiccups are retried for a while: giving up here leaves the
     /// message claimed until its lease ends, after which it is sent again.
-    async fn record(&self, message: &Claimed, outcome: Outcome) {
+    async fn record(&self, message: &Claimed, outcome: Outcome) -> Option<Claimed> {
         let channel = message.channel.clone();
         let span = tracing::Span::current();
-        let (result, label) = match outcome {
+        let (result, label, next) = match outcome {
             Outcome::Sent(reference) => {
                 tracing::info!(%reference, "sent");
                 let result = persist(|| {
-                    messages::mark_sent(&self.pool, message.id, message.attempts, &reference)
+                    messages::mark_sent_and_claim_next(
+                        &self.pool,
+                        (message.id, message.attempts),
+                        &reference,
+                        self.settings.lease,
+                    )
                 })
                 .await;
-                (result, "sent")
+                let (result, next) = match result {
+                    Ok((recorded, next)) => (Ok(recorded), next),
+                    Err(error) => (Err(error), None),
+                };
+                (result, "sent", next)
             }
             Outcome::Retry(delay, reason) => {
                 span.record("otel.status_code", "ERROR");
@@ -269,7 +296,7 @@ impl<G: SmsGateway> Dispatcher<G> {
                     messages::retry_later(&self.pool, message.id, message.attempts, delay, &reason)
                 })
                 .await;
-                (result, "retry")
+                (result, "retry", None)
             }
             Outcome::GiveUp(reason) => {
                 span.record("otel.status_code", "ERROR");
@@ -288,13 +315,13 @@ impl<G: SmsGateway> Dispatcher<G> {
                         )
                     })
                     .await;
-                    return;
+                    return None;
                 }
                 let result = persist(|| {
                     messages::mark_failed(&self.pool, message.id, message.attempts, &reason)
                 })
                 .await;
-                (result, "failed")
+                (result, "failed", None)
             }
         };
         match result {
@@ -305,6 +332,7 @@ impl<G: SmsGateway> Dispatcher<G> {
             Ok(false) => tracing::warn!("the lease ran out before the outcome was recorded"),
             Err(error) => tracing::error!(%error, "cannot record the outcome"),
         }
+        next
     }
 }
 
@@ -317,10 +345,10 @@ async fn next_handoff(handoffs: Option<&Mutex<Receiver<Handoff>>>) -> Option<Han
 }
 
 /// Runs a status update, retrying database errors with backoff for about ten seconds.
-async fn persist<F, Fut>(mut update: F) -> sqlx::Result<bool>
+async fn persist<T, F, Fut>(mut update: F) -> sqlx::Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = sqlx::Result<bool>>,
+    Fut: Future<Output = sqlx::Result<T>>,
 {
     let mut attempt = 1;
     loop {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use contracts::user::{UserRegistered, UserUpdated};
 use contracts::{CloudEvent, EventData};
-use messaging::{Delivery, Handler, HandlerError, mark_processed};
+use messaging::{Delivery, Handler, HandlerError};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -20,11 +20,11 @@ use uuid::Uuid;
 use super::CONSUMER;
 use crate::delivery::queue::Queue;
 use crate::domain::locale::Locale;
-use crate::domain::notice::{Channel, Contact, Notice};
+use crate::domain::notice::{Channel, Contact, Notice, Preferences};
 use crate::domain::templates::Templates;
 use crate::store::messages::{self, Claimed, NewMessage};
 use crate::store::waiting::{self, StoredEvent};
-use crate::store::{self, contacts, preferences};
+use crate::store::{self, contacts};
 
 #[derive(Clone)]
 pub struct NotificationEvents {
@@ -137,16 +137,13 @@ impl Handler for NotificationEvents {
         let leased_at = std::time::Instant::now();
 
         let mut tx = self.pool.begin().await.map_err(transient)?;
-        if !mark_processed(&mut tx, CONSUMER, event.id)
+        if !store::mark_processed_locking_user(&mut tx, CONSUMER, event.id, user_id)
             .await
             .map_err(transient)?
         {
             tracing::debug!(event_id = %event.id, "already handled; skipped");
             return Ok(());
         }
-        store::lock_user(&mut tx, user_id)
-            .await
-            .map_err(transient)?;
         if let Some(snapshot) = &contact {
             contacts::upsert(
                 &mut tx,
@@ -159,14 +156,17 @@ impl Handler for NotificationEvents {
         }
         let mut queued = 0;
         if let Some(notice) = &notice {
-            match contacts::get(&mut tx, user_id).await.map_err(transient)? {
-                Some(contact) => {
+            match contacts::with_preferences(&mut tx, user_id)
+                .await
+                .map_err(transient)?
+            {
+                Some((contact, preferences)) => {
                     let claim_for = handoff.as_ref().map(|slot| slot.lease);
                     let enqueued = enqueue(
                         &mut tx,
                         &self.templates,
                         notice,
-                        &contact,
+                        (&contact, preferences),
                         &stored,
                         claim_for,
                     )
@@ -212,7 +212,10 @@ impl NotificationEvents {
         }
         // The caller stored the contact in this transaction; without it the parked events
         // taken above must not be lost, so the whole record is retried.
-        let Some(contact) = contacts::get(tx, user_id).await.map_err(transient)? else {
+        let Some(contact) = contacts::with_preferences(tx, user_id)
+            .await
+            .map_err(transient)?
+        else {
             return Err(transient(anyhow::anyhow!("contact of {user_id} not found")));
         };
         let mut queued = 0;
@@ -229,7 +232,17 @@ impl NotificationEvents {
                     continue;
                 }
             };
-            match enqueue(tx, &self.templates, &notice, &contact, &waiting, None).await {
+            let (person, preferences) = &contact;
+            match enqueue(
+                tx,
+                &self.templates,
+                &notice,
+                (person, *preferences),
+                &waiting,
+                None,
+            )
+            .await
+            {
                 Ok(enqueued) => queued += enqueued.pending,
                 Err(EnqueueError::Database(error)) => return Err(transient(error)),
                 Err(EnqueueError::Render(error)) => {
@@ -250,18 +263,18 @@ struct Enqueued {
     claimed: Option<Claimed>,
 }
 
-/// Renders `notice` for `contact` and stores one message per planned channel. With
+/// Renders `notice` for `contact` (on the channels its `preferences` allow) and stores one
+/// message per planned channel. With
 /// `claim_for` (a lease), the first message that may go out at once is stored as claimed
 /// ([`messages::insert_claimed`]) and returned; the rest are pending.
 async fn enqueue(
     tx: &mut PgConnection,
     templates: &Templates,
     notice: &Notice,
-    contact: &Contact,
+    (contact, preferences): (&Contact, Preferences),
     source: &StoredEvent,
     claim_for: Option<std::time::Duration>,
 ) -> Result<Enqueued, EnqueueError> {
-    let preferences = preferences::effective(tx, contact.user_id).await?;
     let locale = Locale::from_tag(&contact.locale);
     let context = notice.context(contact, locale);
     let mut enqueued = Enqueued {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::notice::Contact;
+use crate::domain::notice::{Contact, Preferences};
 
 /// Stores the snapshot unless a newer one (by event time) is already there. Returns whether
 /// it was stored. `role` is known from the registration only; a snapshot without one keeps
@@ -37,20 +37,47 @@ pub async fn upsert(
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn get(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Option<Contact>> {
-    let row: Option<(Uuid, String, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT user_id, email, name, phone, locale FROM contacts WHERE user_id = $1",
+/// The user's contact and the channel preferences that apply now (stored or default), in
+/// one round trip: every notice needs both (they were two queries per event).
+pub async fn with_preferences(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> sqlx::Result<Option<(Contact, Preferences)>> {
+    type Row = (
+        Uuid,
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<bool>,
+        Option<bool>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT c.user_id, c.email, c.name, c.phone, c.locale, p.email_enabled, p.sms_enabled
+           FROM contacts c LEFT JOIN preferences p ON p.user_id = c.user_id
+          WHERE c.user_id = $1",
     )
     .bind(user_id)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(user_id, email, name, phone, locale)| Contact {
-        user_id,
-        email,
-        name,
-        phone,
-        locale,
-    }))
+    Ok(
+        row.map(|(user_id, email, name, phone, locale, email_on, sms_on)| {
+            let preferences = match (email_on, sms_on) {
+                (Some(email), Some(sms)) => Preferences { email, sms },
+                _ => Preferences::default(),
+            };
+            (
+                Contact {
+                    user_id,
+                    email,
+                    name,
+                    phone,
+                    locale,
+                },
+                preferences,
+            )
+        }),
+    )
 }
 
 /// Every contact with `role`, in a stable order.

@@ -20,14 +20,6 @@ pub async fn get(
     Ok(row.map(|(email, sms, updated_at)| (Preferences { email, sms }, updated_at)))
 }
 
-/// The preferences that apply now (stored or default).
-pub async fn effective(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Preferences> {
-    Ok(get(conn, user_id)
-        .await?
-        .map(|(preferences, _)| preferences)
-        .unwrap_or_default())
-}
-
 pub async fn put(
     conn: &mut PgConnection,
     user_id: Uuid,

@@ -367,3 +367,80 @@ async fn a_message_is_stored_claimed_only_when_its_user_has_nothing_unfinished_b
     );
     Ok(())
 }
+
+/// Recording a send claims the same user's next message on that channel in the same statement,
+/// as the senders' claim would pick it: the oldest unfinished one, only if it is due, never
+/// another user's, and nothing when the send's lease was lost.
+#[tokio::test]
+async fn recording_a_send_claims_the_users_next_message_in_turn() -> TestResult {
+    use anyhow::Context as _;
+    use notification_service::store::messages::{self, NewMessage};
+
+    let app = spawn_app_with(|config| config.run_senders = false).await;
+    let (user, other_user) = (Uuid::now_v7(), Uuid::now_v7());
+    let (event, headers) = (json!({}), json!({}));
+    let message = |event_id, user_id| NewMessage {
+        event_id,
+        channel: "email",
+        user_id,
+        template: "receipt",
+        locale: "en",
+        recipient: "someone@example.com",
+        subject: Some("Receipt"),
+        body_text: "text",
+        body_html: None,
+        topic: ORDER_EVENTS,
+        event: &event,
+        trace_headers: &headers,
+    };
+    let lease = Duration::from_secs(60);
+    let mut conn = app.pool.acquire().await?;
+    let events = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    let first = messages::insert_claimed(&mut conn, &message(events[0], user), lease)
+        .await?
+        .context("the user's first message was not stored claimed")?;
+    // Another user's due mail, queued before the user's next ones: not the user's turn.
+    assert!(messages::insert(&mut conn, &message(Uuid::now_v7(), other_user)).await?);
+    assert!(messages::insert(&mut conn, &message(events[1], user)).await?);
+    assert!(messages::insert(&mut conn, &message(events[2], user)).await?);
+
+    let (recorded, next) =
+        messages::mark_sent_and_claim_next(&app.pool, (first.id, 1), "ref-1", lease).await?;
+    assert!(recorded);
+    let next = next.context("the user's next mail was not claimed")?;
+    assert_eq!(
+        (next.event_id, next.user_id, next.attempts, next.resumed),
+        (events[1], user, 1, false)
+    );
+    // A sender whose lease was lost records nothing and claims nothing.
+    let (recorded, claimed) =
+        messages::mark_sent_and_claim_next(&app.pool, (first.id, 1), "ref-1", lease).await?;
+    assert!(!recorded && claimed.is_none());
+    // The third is not due yet (as after a failed attempt): it is left to the claim.
+    sqlx::query(
+        "UPDATE messages SET next_attempt_at = now() + interval '1 hour' WHERE event_id = $1",
+    )
+    .bind(events[2])
+    .execute(&app.pool)
+    .await?;
+    let (recorded, after) =
+        messages::mark_sent_and_claim_next(&app.pool, (next.id, next.attempts), "ref-2", lease)
+            .await?;
+    assert!(recorded);
+    assert!(after.is_none(), "a mail not due was claimed: {after:?}");
+
+    let statuses: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT user_id, status FROM messages ORDER BY id")
+            .fetch_all(&app.pool)
+            .await?;
+    assert_eq!(
+        statuses,
+        vec![
+            (user, "sent".into()),
+            (other_user, "pending".into()),
+            (user, "sent".into()),
+            (user, "pending".into()),
+        ]
+    );
+    Ok(())
+}
