@@ -275,7 +275,7 @@ impl<G: SmsGateway> Dispatcher<G> {
                 let result = persist(|| {
                     messages::mark_sent_and_claim_next(
                         &self.pool,
-                        (message.id, message.attempts),
+                        message,
                         &reference,
                         self.settings.lease,
                     )

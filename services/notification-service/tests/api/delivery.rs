@@ -405,7 +405,7 @@ async fn recording_a_send_claims_the_users_next_message_in_turn() -> TestResult 
     assert!(messages::insert(&mut conn, &message(events[2], user)).await?);
 
     let (recorded, next) =
-        messages::mark_sent_and_claim_next(&app.pool, (first.id, 1), "ref-1", lease).await?;
+        messages::mark_sent_and_claim_next(&app.pool, &first, "ref-1", lease).await?;
     assert!(recorded);
     let next = next.context("the user's next mail was not claimed")?;
     assert_eq!(
@@ -414,7 +414,7 @@ async fn recording_a_send_claims_the_users_next_message_in_turn() -> TestResult 
     );
     // A sender whose lease was lost records nothing and claims nothing.
     let (recorded, claimed) =
-        messages::mark_sent_and_claim_next(&app.pool, (first.id, 1), "ref-1", lease).await?;
+        messages::mark_sent_and_claim_next(&app.pool, &first, "ref-1", lease).await?;
     assert!(!recorded && claimed.is_none());
     // The third is not due yet (as after a failed attempt): it is left to the claim.
     sqlx::query(
@@ -424,8 +424,7 @@ async fn recording_a_send_claims_the_users_next_message_in_turn() -> TestResult 
     .execute(&app.pool)
     .await?;
     let (recorded, after) =
-        messages::mark_sent_and_claim_next(&app.pool, (next.id, next.attempts), "ref-2", lease)
-            .await?;
+        messages::mark_sent_and_claim_next(&app.pool, &next, "ref-2", lease).await?;
     assert!(recorded);
     assert!(after.is_none(), "a mail not due was claimed: {after:?}");
 
