@@ -124,15 +124,24 @@ pub async fn count_open(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<
         .bind(user_id)
         .execute(&mut *conn)
         .await?;
-    let statuses: Vec<&str> = crate::domain::open_orders::OPEN
+    // The statuses written into the statement, not bound: then it matches the partial index
+    // `orders_open_by_user` and is planned once per connection, not on every call.
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM orders WHERE user_id = $1 AND status IN ({})",
+        open_statuses_sql()
+    )))
+    .bind(user_id)
+    .fetch_one(conn)
+    .await
+}
+
+/// `open_orders::OPEN` as a SQL list of literals: `'PENDING', 'AWAITING_PAYMENT'`.
+fn open_statuses_sql() -> String {
+    crate::domain::open_orders::OPEN
         .iter()
-        .map(|status| status.as_str())
-        .collect();
-    sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1 AND status = ANY($2)")
-        .bind(user_id)
-        .bind(statuses)
-        .fetch_one(conn)
-        .await
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
@@ -318,4 +327,21 @@ pub async fn set_review_comment(
         .execute(conn)
         .await
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The partial index the count of open orders reads names the same statuses as the count.
+    #[test]
+    fn the_open_orders_index_covers_exactly_the_open_statuses() {
+        let migration = include_str!("../../migrations/20261205000001_open_orders_by_user.sql");
+        let statuses = open_statuses_sql();
+        assert_eq!(statuses, "'PENDING', 'AWAITING_PAYMENT'");
+        assert!(
+            migration.contains(&format!("WHERE status IN ({statuses})")),
+            "{migration}"
+        );
+    }
 }
