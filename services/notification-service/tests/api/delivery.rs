@@ -295,26 +295,13 @@ async fn a_full_queue_holds_the_consumers_back_until_senders_drain_it() -> TestR
 async fn a_message_is_stored_claimed_only_when_its_user_has_nothing_unfinished_before_it()
 -> TestResult {
     use anyhow::Context as _;
-    use notification_service::store::messages::{self, NewMessage};
+    use notification_service::store::messages;
 
     // No senders: what the test stores stays as it is.
     let app = spawn_app_with(|config| config.run_senders = false).await;
     let user = Uuid::now_v7();
     let (event, headers) = (json!({}), json!({}));
-    let message = |event_id, channel| NewMessage {
-        event_id,
-        channel,
-        user_id: user,
-        template: "receipt",
-        locale: "en",
-        recipient: "someone@example.com",
-        subject: Some("Receipt"),
-        body_text: "text",
-        body_html: None,
-        topic: ORDER_EVENTS,
-        event: &event,
-        trace_headers: &headers,
-    };
+    let message = |event_id, channel| receipt(event_id, user, channel, (&event, &headers));
     let lease = Duration::from_secs(60);
     let mut conn = app.pool.acquire().await?;
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
@@ -374,25 +361,12 @@ async fn a_message_is_stored_claimed_only_when_its_user_has_nothing_unfinished_b
 #[tokio::test]
 async fn recording_a_send_claims_the_users_next_message_in_turn() -> TestResult {
     use anyhow::Context as _;
-    use notification_service::store::messages::{self, NewMessage};
+    use notification_service::store::messages;
 
     let app = spawn_app_with(|config| config.run_senders = false).await;
     let (user, other_user) = (Uuid::now_v7(), Uuid::now_v7());
     let (event, headers) = (json!({}), json!({}));
-    let message = |event_id, user_id| NewMessage {
-        event_id,
-        channel: "email",
-        user_id,
-        template: "receipt",
-        locale: "en",
-        recipient: "someone@example.com",
-        subject: Some("Receipt"),
-        body_text: "text",
-        body_html: None,
-        topic: ORDER_EVENTS,
-        event: &event,
-        trace_headers: &headers,
-    };
+    let message = |event_id, user_id| receipt(event_id, user_id, "email", (&event, &headers));
     let lease = Duration::from_secs(60);
     let mut conn = app.pool.acquire().await?;
     let events = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
@@ -442,4 +416,27 @@ async fn recording_a_send_claims_the_users_next_message_in_turn() -> TestResult 
         ]
     );
     Ok(())
+}
+
+/// A rendered receipt as the consumer stores it, for the tests that store messages directly.
+fn receipt<'a>(
+    event_id: Uuid,
+    user_id: Uuid,
+    channel: &'a str,
+    (event, trace_headers): (&'a serde_json::Value, &'a serde_json::Value),
+) -> notification_service::store::messages::NewMessage<'a> {
+    notification_service::store::messages::NewMessage {
+        event_id,
+        channel,
+        user_id,
+        template: "receipt",
+        locale: "en",
+        recipient: "someone@example.com",
+        subject: Some("Receipt"),
+        body_text: "text",
+        body_html: None,
+        topic: ORDER_EVENTS,
+        event,
+        trace_headers,
+    }
 }
