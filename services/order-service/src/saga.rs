@@ -116,7 +116,7 @@ pub async fn advance_with(
             expires_at,
             cause,
         },
-        (status_feed::CHANNEL, &announcement),
+        &announcement,
     )
     .await?;
     order.status = to.as_str().to_owned();

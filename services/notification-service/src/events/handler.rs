@@ -166,7 +166,8 @@ impl Handler for NotificationEvents {
                         &mut tx,
                         &self.templates,
                         notice,
-                        (&contact, preferences),
+                        &contact,
+                        preferences,
                         &stored,
                         claim_for,
                     )
@@ -212,7 +213,7 @@ impl NotificationEvents {
         }
         // The caller stored the contact in this transaction; without it the parked events
         // taken above must not be lost, so the whole record is retried.
-        let Some(contact) = contacts::with_preferences(tx, user_id)
+        let Some((contact, preferences)) = contacts::with_preferences(tx, user_id)
             .await
             .map_err(transient)?
         else {
@@ -232,12 +233,12 @@ impl NotificationEvents {
                     continue;
                 }
             };
-            let (person, preferences) = &contact;
             match enqueue(
                 tx,
                 &self.templates,
                 &notice,
-                (person, *preferences),
+                &contact,
+                preferences,
                 &waiting,
                 None,
             )
@@ -271,7 +272,8 @@ async fn enqueue(
     tx: &mut PgConnection,
     templates: &Templates,
     notice: &Notice,
-    (contact, preferences): (&Contact, Preferences),
+    contact: &Contact,
+    preferences: Preferences,
     source: &StoredEvent,
     claim_for: Option<std::time::Duration>,
 ) -> Result<Enqueued, EnqueueError> {

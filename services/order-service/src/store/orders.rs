@@ -1,5 +1,7 @@
 //! The `orders` table and its history.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -126,13 +128,16 @@ pub async fn count_open(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<
         .await?;
     // The statuses written into the statement, not bound: then it matches the partial index
     // `orders_open_by_user` and is planned once per connection, not on every call.
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM orders WHERE user_id = $1 AND status IN ({})",
-        open_statuses_sql()
-    )))
-    .bind(user_id)
-    .fetch_one(conn)
-    .await
+    static COUNT_OPEN: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT count(*) FROM orders WHERE user_id = $1 AND status IN ({})",
+            open_statuses_sql()
+        )
+    });
+    sqlx::query_scalar(sqlx::AssertSqlSafe(COUNT_OPEN.as_str()))
+        .bind(user_id)
+        .fetch_one(conn)
+        .await
 }
 
 /// `open_orders::OPEN` as a SQL list of literals: `'PENDING', 'AWAITING_PAYMENT'`.
@@ -230,14 +235,14 @@ pub struct StatusMove<'a> {
 }
 
 /// Stores a new status (the caller holds the row lock and checked the transition) with its
-/// history row, and sends `announcement` on the PostgreSQL channel `channel`, delivered when
-/// the caller's transaction commits (`crate::status_feed`). One statement, one round trip:
+/// history row, and sends `announcement` on the status feed's channel
+/// ([`crate::status_feed::CHANNEL`]), delivered when the caller's transaction commits. One statement, one round trip:
 /// the move, the history and the `NOTIFY` were two round trips per saga step before.
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     change: &StatusMove<'_>,
-    (channel, announcement): (&str, &str),
+    announcement: &str,
 ) -> sqlx::Result<()> {
     // The history row and the announcement only if the order was written.
     sqlx::query(
@@ -257,7 +262,7 @@ pub async fn set_status(
     .bind(change.payment_id)
     .bind(change.expires_at)
     .bind(change.cause)
-    .bind(channel)
+    .bind(crate::status_feed::CHANNEL)
     .bind(announcement)
     .execute(&mut *conn)
     .await
