@@ -175,11 +175,35 @@ impl TestGateway {
         self.send(self.client.post(self.url(path)).json(body)).await
     }
 
+    /// A GET that waits out the gateway's "no healthy instance" (see
+    /// [`Self::send_while_unavailable`]).
+    pub async fn get_when_available(&self, path: &str) -> anyhow::Result<Reply> {
+        self.send_while_unavailable(|| self.client.get(self.url(path)))
+            .await
+    }
+
+    /// A POST that waits out the gateway's own "no healthy instance", and only that: the
+    /// gateway answers it without forwarding the request, so resending cannot apply it twice
+    /// (an upstream's 503 may come after it did its work, and is returned).
+    pub async fn post_when_available(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
+        testkit::resend_while(
+            Duration::from_secs(30),
+            || self.send(self.client.post(self.url(path)).json(body)),
+            |reply: &Reply| {
+                reply.status == StatusCode::SERVICE_UNAVAILABLE
+                    && reply.body["detail"]
+                        .as_str()
+                        .is_some_and(|detail| detail.starts_with("no healthy instance"))
+            },
+        )
+        .await
+    }
+
     /// Registers a fresh customer through the gateway and logs in; returns the access token.
     pub async fn signed_in_customer(&self) -> anyhow::Result<(String, String)> {
         let email = format!("user-{}@example.com", Uuid::new_v4().simple());
         let registered = self
-            .post(
+            .post_when_available(
                 "/api/users/register",
                 &json!({"email": email, "password": PASSWORD, "name": "Ada Lovelace"}),
             )
@@ -196,7 +220,7 @@ impl TestGateway {
 
     pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
         let login = self
-            .post(
+            .post_when_available(
                 "/api/users/login",
                 &json!({"email": email, "password": password}),
             )

@@ -1,6 +1,8 @@
 //! Every public route family reaches its service, tokens pass through unchanged, and paths
 //! the gateway does not serve are problems.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -19,7 +21,14 @@ async fn public_routes_reach_their_services_and_the_token_passes_unchanged() -> 
     let gateway = TestGateway::in_front_of_users(config, &users).await?;
 
     let (email, token) = gateway.signed_in_customer().await?;
-    let me = gateway.get_with_token("/api/users/me", &token).await?;
+    let me = gateway
+        .send_while_unavailable(|| {
+            gateway
+                .client
+                .get(gateway.url("/api/users/me"))
+                .bearer_auth(&token)
+        })
+        .await?;
     assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
     assert_eq!(me.body["email"], email.as_str());
 
@@ -31,12 +40,14 @@ async fn public_routes_reach_their_services_and_the_token_passes_unchanged() -> 
             .is_some_and(|keys| !keys.is_empty())
     );
 
-    let listing = gateway.get("/api/products?limit=5").await?;
+    let listing = gateway.get_when_available("/api/products?limit=5").await?;
     assert_eq!(listing.status, StatusCode::OK, "{:?}", listing.body);
     assert!(listing.body["items"].is_array());
 
     // An upstream's own problem (a bad product id) comes back as it was sent.
-    let bad_id = gateway.get("/api/products/not-an-object-id").await?;
+    let bad_id = gateway
+        .get_when_available("/api/products/not-an-object-id")
+        .await?;
     assert!(bad_id.status.is_client_error(), "{}", bad_id.status);
     assert!(bad_id.is_problem(), "{:?}", bad_id.body);
 
@@ -44,7 +55,18 @@ async fn public_routes_reach_their_services_and_the_token_passes_unchanged() -> 
     assert_eq!(live.status, StatusCode::OK);
     let ready = gateway.get("/health/ready").await?;
     assert_eq!(ready.status, StatusCode::OK);
-    assert_eq!(ready.body["upstreams"]["user-service"]["healthy"], 1);
+    // The health checks see every flicker of a loaded upstream's readiness (see
+    // send_while_unavailable), so the count is awaited rather than read once.
+    eventually(Duration::from_secs(30), || async {
+        let ready = gateway.get("/health/ready").await?;
+        anyhow::ensure!(
+            ready.body["upstreams"]["user-service"]["healthy"] == 1,
+            "{:?}",
+            ready.body
+        );
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 
