@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use loadgen::audit::{AuditConfig, AuditReport};
-use loadgen::{CheckoutConfig, CheckoutPace, CheckoutReport, Popularity};
+use loadgen::{CheckoutConfig, CheckoutPace, CheckoutReport, Popularity, WindowEdge};
 use rand::SeedableRng as _;
 use rand::seq::SliceRandom as _;
 use rand::{Rng as _, rngs::StdRng};
@@ -404,7 +404,7 @@ fn checkout_config(
     s: &Settings,
     args: &ChaosArgs,
     run_for: Duration,
-    flows_started: mpsc::Sender<()>,
+    window: mpsc::Sender<WindowEdge>,
 ) -> Result<CheckoutConfig> {
     let url = |name: &str| -> Result<String> {
         SERVICES
@@ -437,7 +437,7 @@ fn checkout_config(
         // Long enough to ride out a restart of anything on the order's path.
         order_timeout: Duration::from_secs(90),
         show_progress: false,
-        flows_started: Some(flows_started),
+        window: Some(window),
         retry_transient: true,
     })
 }
@@ -488,7 +488,7 @@ struct Supervisor {
 
 impl Supervisor {
     /// Waits for the buyers to start, then kills and restarts until `run_for` has passed.
-    fn run(self, started: &mpsc::Receiver<()>, run_for: Duration) -> Result<Vec<Kill>> {
+    fn run(self, started: &mpsc::Receiver<WindowEdge>, run_for: Duration) -> Result<Vec<Kill>> {
         // Setup (registrations, stock) takes seconds; a load that never starts ends the run.
         if started.recv_timeout(Duration::from_secs(600)).is_err() {
             return Ok(Vec::new());

@@ -121,9 +121,12 @@ pub struct CheckoutConfig {
     /// An order not `PAID` within this counts as failed.
     pub order_timeout: Duration,
     pub show_progress: bool,
-    /// Told once setup (customers, stock) is done and the first orders start: `cargo xtask
-    /// chaos` starts killing processes only then, so setup itself never fails on a kill.
-    pub flows_started: Option<std::sync::mpsc::Sender<()>>,
+    /// Told when the order flows start (setup, customers and stock, is done) and when the
+    /// last of them has finished (before the audit): `cargo xtask chaos` starts killing
+    /// processes only at the start, so setup itself never fails on a kill, and `cargo xtask
+    /// bench` counts CPU time and the infrastructure's work between the two, so neither setup
+    /// nor the audit is charged to the orders.
+    pub window: Option<std::sync::mpsc::Sender<WindowEdge>>,
     /// Retry what a crash or restart on the platform's side makes fail transiently (no answer,
     /// 502/503/504 on the payment or a status read), as a real client would: the payment with
     /// the same `Idempotency-Key`, so a retry can never charge twice. Off for measurements.
@@ -602,6 +605,37 @@ async fn stock_products(
     Ok(ids)
 }
 
+/// The edges of a checkout run's measured window (see [`CheckoutConfig::window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowEdge {
+    FlowsStarted,
+    FlowsFinished,
+}
+
+impl WindowEdge {
+    /// The line `loadgen --json` prints on stdout at this edge, before its report line.
+    pub fn marker(self) -> &'static str {
+        match self {
+            Self::FlowsStarted => "{\"window\":\"flows started\"}",
+            Self::FlowsFinished => "{\"window\":\"flows finished\"}",
+        }
+    }
+
+    /// The edge a line of `loadgen --json` marks, if it is a marker.
+    pub fn from_marker(line: &str) -> Option<Self> {
+        [Self::FlowsStarted, Self::FlowsFinished]
+            .into_iter()
+            .find(|edge| edge.marker() == line.trim())
+    }
+}
+
+fn tell(config: &CheckoutConfig, edge: WindowEdge) {
+    if let Some(window) = &config.window {
+        // Nobody listening any more is not our problem: the run goes on.
+        let _ = window.send(edge);
+    }
+}
+
 /// Registers the customers, stocks the products, then runs the order flows.
 pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
     // Setup waits longer than the flows: concurrent registrations queue for Argon2 on a busy
@@ -653,10 +687,7 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
         .then(|| Progress::start(&label, "orders", config.duration, counters.clone()));
     let start = Instant::now();
     let end = start + config.duration;
-    if let Some(started) = &config.flows_started {
-        // Nobody listening any more is not our problem: the run goes on.
-        let _ = started.send(());
-    }
+    tell(&config, WindowEdge::FlowsStarted);
     let mut flows = JoinSet::new();
     match config.pace {
         CheckoutPace::Concurrent(concurrency) => {
@@ -712,6 +743,7 @@ pub async fn run(config: CheckoutConfig) -> Result<CheckoutReport> {
     while let Some(joined) = flows.join_next().await {
         outcomes.extend(joined.context("an order flow panicked")?);
     }
+    tell(&config, WindowEdge::FlowsFinished);
     if let Some(progress) = progress {
         progress.finish();
     }
@@ -1085,5 +1117,21 @@ async fn wait_for_status(
             });
         }
         tokio::time::sleep(shop.config.poll_interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WindowEdge;
+
+    #[test]
+    fn window_markers_are_told_apart_from_each_other_and_from_reports() {
+        for edge in [WindowEdge::FlowsStarted, WindowEdge::FlowsFinished] {
+            assert_eq!(WindowEdge::from_marker(edge.marker()), Some(edge));
+            // Each marker is a JSON line of its own, never mistaken for a report.
+            assert!(serde_json::from_str::<serde_json::Value>(edge.marker()).is_ok());
+        }
+        assert_eq!(WindowEdge::from_marker(r#"{"paid":3}"#), None);
+        assert_eq!(WindowEdge::from_marker(""), None);
     }
 }

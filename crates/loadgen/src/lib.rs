@@ -21,7 +21,7 @@ pub mod progress;
 pub mod schedule;
 pub mod stats;
 
-pub use checkout::{CheckoutConfig, CheckoutPace, CheckoutReport, Popularity};
+pub use checkout::{CheckoutConfig, CheckoutPace, CheckoutReport, Popularity, WindowEdge};
 pub use conn::{Endpoint, RequestSpec};
 pub use hot::{HotConfig, HotReport};
 pub use load::{LoadSpec, Pace, RunReport};

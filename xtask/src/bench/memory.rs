@@ -41,13 +41,12 @@ pub(super) struct MemoryLog {
     pub(super) cpu: Vec<(String, CpuShare)>,
 }
 
-/// CPU of one load run: cores used on average by each component (in `components`' order),
-/// by the whole machine, and the run's length.
+/// CPU of one load run: cores used on average by each component (in `components`' order)
+/// and by the whole machine.
 #[derive(Debug, Clone, Default)]
 pub(super) struct CpuShare {
     pub(super) cores: Vec<f64>,
     pub(super) machine_cores: f64,
-    pub(super) secs: f64,
 }
 
 /// CPU counters at the start of a run.
@@ -155,7 +154,6 @@ impl MemoryLog {
             CpuShare {
                 cores,
                 machine_cores,
-                secs,
             },
         ));
     }

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -343,10 +343,26 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     // 3) checkout
     memory.phase = Phase::Checkout;
     runner.checkout_warmup(&mut memory, &gateway_url)?;
-    let checkout_rate = runner.checkout(&mut memory, &gateway_url, Some(args.order_rate))?;
-    let before = capacity::counters(layout, s, &tools.mongo_bench)?;
-    let checkout_sustained = runner.checkout(&mut memory, &gateway_url, None)?;
-    let after = capacity::counters(layout, s, &tools.mongo_bench)?;
+    let checkout_rate = runner.checkout(
+        &mut memory,
+        &gateway_url,
+        Some(args.order_rate),
+        &mut |_| Ok(()),
+    )?;
+    // The infrastructure's counters at the edges of the sustained run's order flows.
+    let mut readings: Vec<(Instant, capacity::Counters)> = Vec::new();
+    let checkout_sustained = runner.checkout(&mut memory, &gateway_url, None, &mut |_| {
+        let counters = capacity::counters(layout, s, &tools.mongo_bench)?;
+        readings.push((Instant::now(), counters));
+        Ok(())
+    })?;
+    let [(started, before), (finished, after)] =
+        <[_; 2]>::try_from(readings).map_err(|readings| {
+            anyhow::anyhow!(
+                "the sustained checkout marked {} edges of its window, not 2",
+                readings.len()
+            )
+        })?;
     let hot = runner.hot_product(&mut memory, &gateway_url)?;
     // The workflow figures (their own module, `workflow`), on the same stack.
     let workflow_args = workflow::WorkflowBenchArgs {
@@ -377,7 +393,12 @@ pub fn bench(layout: &Layout, s: &Settings, args: &BenchArgs) -> Result<ExitCode
     drop(hello);
     say("measuring the infrastructure's own limits (pgbench, Kafka's producer test)");
     let limits = capacity::limits(layout, s)?;
-    let costs = OrderCosts::between(&before, &after, checkout_sustained.paid);
+    let costs = OrderCosts::between(
+        &before,
+        &after,
+        finished.duration_since(started).as_secs_f64(),
+        &checkout_sustained,
+    );
 
     let report = Report {
         stolen: machine.stolen_since_start(),

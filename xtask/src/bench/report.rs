@@ -781,8 +781,8 @@ impl Report<'_> {
         let _ = writeln!(out, "\n### What one order costs, and the machine's limit\n");
         let _ = writeln!(
             out,
-            "Counted over the sustained run ({} orders paid; everything the platform did meanwhile, divided by them): records on the five platform topics (end offsets), PostgreSQL commits over all databases (`pg_stat_database`), write commands and store commits on the MongoDB-wire server (`serverStatus`). The limits are the same machine's infrastructure alone, measured in this run: pgbench with a one-`INSERT` transaction (8 clients, 10 s), and Kafka's `ProducerPerformance` with our producer's settings (acks=all, idempotent, lz4, linger 5 ms; 200,000 records of 1 KB).\n",
-            c.orders
+            "Counted over the sustained run's order flows ({} orders paid; the counters read when the first order started and when the last one finished, {:.0} s apart, so setup and the audit are left out; everything the platform did in between, divided by the orders paid in that time at the run's rate): records on the five platform topics (end offsets), PostgreSQL commits over all databases (`pg_stat_database`), write commands and store commits on the MongoDB-wire server (`serverStatus`). The limits are the same machine's infrastructure alone, measured in this run: pgbench with a one-`INSERT` transaction (8 clients, 10 s), and Kafka's `ProducerPerformance` with our producer's settings (acks=all, idempotent, lz4, linger 5 ms; 200,000 records of 1 KB).\n",
+            c.orders, c.window_secs
         );
         let per_order = |cost: f64| {
             if cost.is_finite() {
@@ -920,7 +920,7 @@ impl Report<'_> {
         let _ = writeln!(out, "\n## 6. Where the CPU goes\n");
         let _ = writeln!(
             out,
-            "CPU time of each process (group) during each checkout run, from `/proc/<pid>/stat`, as the average share of one core over the run (the machine has {} cores). For the checkout runs, also milliseconds of CPU per order paid. \"machine\" is every process on the machine (`/proc/stat`), the load generator included.\n",
+            "CPU time of each process (group) during each checkout run, from `/proc/<pid>/stat`, as the average share of one core while the run's order flows ran (from the first order to the last one finished: the load generator marks both, so registering its customers, stocking the products and the audit afterwards are left out; the hot-product run is counted from start to exit) (the machine has {} cores). For the checkout runs, also milliseconds of CPU per order paid: that share divided by the run's rate of paid orders. \"machine\" is every process on the machine (`/proc/stat`), the load generator included.\n",
             self.machine.cores
         );
         let mut header = "| process |".to_owned();
@@ -930,18 +930,18 @@ impl Report<'_> {
             rule.push_str("---|");
         }
         let _ = writeln!(out, "{header}\n{rule}");
-        let paid = |name: &str| match name {
-            "fixed rate" => self.checkout_rate.paid,
-            "sustained" => self.checkout_sustained.paid,
-            _ => 0,
+        let paid_per_sec = |name: &str| match name {
+            "fixed rate" => self.checkout_rate.paid_per_sec,
+            "sustained" => self.checkout_sustained.paid_per_sec,
+            _ => 0.0,
         };
-        let cell = |name: &str, cores: f64, secs: f64| {
-            let orders = paid(name);
-            if orders > 0 {
+        let cell = |name: &str, cores: f64| {
+            let rate = paid_per_sec(name);
+            if rate > 0.0 {
                 format!(
                     "{:.0}% ({:.1} ms/order)",
                     cores * 100.0,
-                    cores * secs * 1000.0 / orders as f64
+                    cores * 1000.0 / rate
                 )
             } else {
                 format!("{:.0}%", cores * 100.0)
@@ -956,7 +956,7 @@ impl Report<'_> {
                     Some(share) => {
                         let cores = share.cores.get(index).copied().unwrap_or_default();
                         weight += cores;
-                        let _ = write!(line, " {} |", cell(name, cores, share.secs));
+                        let _ = write!(line, " {} |", cell(name, cores));
                     }
                     None => line.push_str(" - |"),
                 }
@@ -971,11 +971,7 @@ impl Report<'_> {
         for (name, label) in &runs {
             match self.memory.cpu_of(label) {
                 Some(share) => {
-                    let _ = write!(
-                        machine,
-                        " {} |",
-                        cell(name, share.machine_cores, share.secs)
-                    );
+                    let _ = write!(machine, " {} |", cell(name, share.machine_cores));
                 }
                 None => machine.push_str(" - |"),
             }
@@ -1320,7 +1316,6 @@ mod tests {
                     CpuShare {
                         cores: vec![0.25, 0.5],
                         machine_cores: 1.9,
-                        secs: 60.0,
                     },
                 ),
                 (
@@ -1328,7 +1323,6 @@ mod tests {
                     CpuShare {
                         cores: vec![0.25, 0.5],
                         machine_cores: 1.9,
-                        secs: 5.0,
                     },
                 ),
                 (
@@ -1336,7 +1330,6 @@ mod tests {
                     CpuShare {
                         cores: vec![0.1, 0.7],
                         machine_cores: 1.6,
-                        secs: 3.0,
                     },
                 ),
             ],
@@ -1446,6 +1439,7 @@ mod tests {
             },
             costs: OrderCosts {
                 orders: 299,
+                window_secs: 10.0,
                 kafka_records: 9.0,
                 pg_commits: 12.0,
                 mongo_writes: 15.0,

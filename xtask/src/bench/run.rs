@@ -3,14 +3,14 @@
 //! browser and large-catalog steps. Each run's `--json` report is read back here.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use loadgen::{CheckoutReport, HotReport, RunReport};
+use loadgen::{CheckoutReport, HotReport, RunReport, WindowEdge};
 use serde::de::DeserializeOwned;
 
 use super::*;
@@ -257,11 +257,14 @@ impl Runner<'_> {
         parse(&run_json(cmd, memory, label)?, label)
     }
 
+    /// A measured checkout run; `at_edge` runs at the edges of its window (see
+    /// [`run_json_windowed`]).
     pub(super) fn checkout(
         &self,
         memory: &mut MemoryLog,
         gateway_url: &str,
         rate: Option<f64>,
+        at_edge: &mut dyn FnMut(WindowEdge) -> Result<()>,
     ) -> Result<CheckoutReport> {
         let mut cmd = self.checkout_command(gateway_url, self.plan.checkout_seconds)?;
         cmd.args(["--audit", "--psp-url", &service_url("psp-sim")?]);
@@ -275,7 +278,7 @@ impl Runner<'_> {
                 "checkout sustained".to_owned()
             }
         };
-        parse(&run_json(cmd, memory, &label)?, &label)
+        parse(&run_json_windowed(cmd, memory, &label, at_edge)?, &label)
     }
 
     /// The unmeasured checkout before the measured ones (`--checkout-warmup`): the sustained
@@ -359,10 +362,14 @@ impl Runner<'_> {
     }
 }
 
-/// What one paid order of the sustained run cost the infrastructure (everything the platform
-/// did during the run, divided by the orders paid).
+/// What one paid order of the sustained run cost the infrastructure: everything the platform
+/// did while the order flows ran (setup and the audit left out), divided by the orders paid
+/// meanwhile (the run's rate of paid orders times the counted window).
 pub(super) struct OrderCosts {
+    /// Orders paid in the run.
     pub(super) orders: u64,
+    /// Seconds between the two readings of the counters.
+    pub(super) window_secs: f64,
     pub(super) kafka_records: f64,
     pub(super) pg_commits: f64,
     pub(super) mongo_writes: f64,
@@ -374,20 +381,24 @@ pub(super) struct OrderCosts {
 }
 
 impl OrderCosts {
+    /// `window_secs` apart, during a run that paid `paid_per_sec` orders a second.
     pub(super) fn between(
         before: &capacity::Counters,
         after: &capacity::Counters,
-        orders: u64,
+        window_secs: f64,
+        run: &CheckoutReport,
     ) -> Self {
+        let orders = run.paid_per_sec * window_secs;
         let per = |a: i64, b: i64| {
-            if orders == 0 || a < 0 || b < 0 {
+            if orders <= 0.0 || a < 0 || b < 0 {
                 f64::NAN
             } else {
-                (b - a) as f64 / orders as f64
+                (b - a) as f64 / orders
             }
         };
         Self {
-            orders,
+            orders: run.paid,
+            window_secs,
             kafka_records: per(before.kafka_records, after.kafka_records),
             pg_commits: per(before.pg_commits, after.pg_commits),
             mongo_writes: per(before.mongo_writes, after.mongo_writes),
@@ -407,16 +418,16 @@ impl OrderCosts {
 fn per_order_by_key(
     before: &std::collections::BTreeMap<String, i64>,
     after: &std::collections::BTreeMap<String, i64>,
-    orders: u64,
+    orders: f64,
 ) -> Vec<(String, f64)> {
-    if orders == 0 {
+    if orders <= 0.0 {
         return Vec::new();
     }
     let mut per_order: Vec<(String, f64)> = after
         .iter()
         .filter_map(|(key, count)| {
             let was = before.get(key).copied().unwrap_or(0);
-            (count > &was).then(|| (key.clone(), (count - was) as f64 / orders as f64))
+            (count > &was).then(|| (key.clone(), (count - was) as f64 / orders))
         })
         .collect();
     per_order.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -424,35 +435,88 @@ fn per_order_by_key(
 }
 
 /// Runs one loadgen process (progress on the inherited stderr), sampling the stack's memory
-/// while it runs, and returns its JSON report line.
-pub(super) fn run_json(mut cmd: Command, memory: &mut MemoryLog, label: &str) -> Result<String> {
-    let cpu_before = memory.cpu_snapshot();
+/// while it runs, and returns its JSON report line; its CPU time is counted from start to exit.
+pub(super) fn run_json(cmd: Command, memory: &mut MemoryLog, label: &str) -> Result<String> {
+    run_json_windowed(cmd, memory, label, &mut |_| Ok(()))
+}
+
+/// [`run_json`] for a run that marks the edges of its measured window on stdout (a checkout
+/// run, see [`WindowEdge`]): CPU time is counted between them, so setup (registering
+/// customers, stocking products) and the audit are not charged to the orders. `at_edge` runs
+/// at each edge outside the CPU window (before it opens, after it closes), so what it costs
+/// (reading the infrastructure's counters starts a JVM) is not counted either.
+pub(super) fn run_json_windowed(
+    mut cmd: Command,
+    memory: &mut MemoryLog,
+    label: &str,
+    at_edge: &mut dyn FnMut(WindowEdge) -> Result<()>,
+) -> Result<String> {
+    let mut cpu_before = Some(memory.cpu_snapshot());
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting the load generator for {label}"))?;
-    // The report is one line printed at the end, well below a pipe's buffer, so reading it
-    // after the process exits cannot dead-lock.
-    let status = loop {
-        if let Some(status) = child.try_wait().context("waiting for the load generator")? {
-            break status;
+    let stdout = child.stdout.take().context("the load generator's stdout")?;
+    // Lines are read on a thread of their own, so memory keeps being sampled meanwhile and an
+    // edge is handled when it is printed.
+    let (lines_out, lines) = std::sync::mpsc::channel::<String>();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(stdout)
+            .lines()
+            .map_while(std::io::Result::ok)
+        {
+            if lines_out.send(line).is_err() {
+                break;
+            }
         }
-        memory.sample_load();
-        thread::sleep(Duration::from_millis(250));
-    };
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        stdout
-            .read_to_string(&mut out)
-            .context("reading the load generator's report")?;
+    });
+    let mut report = String::new();
+    let mut failed = None;
+    loop {
+        match lines.recv_timeout(Duration::from_millis(250)) {
+            Ok(line) => match WindowEdge::from_marker(&line) {
+                Some(edge @ WindowEdge::FlowsStarted) => {
+                    if let Err(error) = at_edge(edge) {
+                        failed = Some(error);
+                        break;
+                    }
+                    cpu_before = Some(memory.cpu_snapshot());
+                }
+                Some(edge @ WindowEdge::FlowsFinished) => {
+                    if let Some(before) = cpu_before.take() {
+                        memory.record_cpu(label, before);
+                    }
+                    if let Err(error) = at_edge(edge) {
+                        failed = Some(error);
+                        break;
+                    }
+                }
+                None => report = line,
+            },
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => memory.sample_load(),
+            // stdout closed: the load generator is exiting.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if let Some(error) = failed {
+        // Already gone is fine: the error is what is reported.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(error.context(format!("measuring {label}")));
+    }
+    let status = child.wait().context("waiting for the load generator")?;
+    if reader.join().is_err() {
+        bail!("reading the load generator's output failed for {label}");
     }
     if !status.success() {
         bail!("the load generator failed for {label} ({status})");
     }
-    memory.record_cpu(label, cpu_before);
-    Ok(out.lines().last().unwrap_or_default().to_owned())
+    if let Some(before) = cpu_before {
+        memory.record_cpu(label, before);
+    }
+    Ok(report)
 }
 
 pub(super) fn parse<T: DeserializeOwned>(line: &str, label: &str) -> Result<T> {
@@ -520,4 +584,81 @@ pub(super) fn large_catalog(
         rss_after_kib: product_service_rss_kib(layout),
         reads,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn quiet_log() -> MemoryLog {
+        MemoryLog {
+            components: Vec::new(),
+            phase: Phase::Checkout,
+            figures: BTreeMap::new(),
+            cpu: Vec::new(),
+        }
+    }
+
+    /// A stand-in for the load generator: prints `lines` on stdout, one by one.
+    fn printing(lines: &[&str]) -> Command {
+        let mut cmd = Command::new("sh");
+        let script: Vec<String> = lines
+            .iter()
+            .map(|line| format!("printf '%s\\n' '{line}'"))
+            .collect();
+        cmd.args(["-c", &script.join("; ")]);
+        cmd
+    }
+
+    #[test]
+    fn a_marked_window_is_called_back_at_both_edges_and_the_report_is_the_last_other_line()
+    -> Result<()> {
+        let mut memory = quiet_log();
+        let cmd = printing(&[
+            "registering customers",
+            WindowEdge::FlowsStarted.marker(),
+            WindowEdge::FlowsFinished.marker(),
+            r#"{"paid":3}"#,
+        ]);
+        let mut edges = Vec::new();
+        let report = run_json_windowed(cmd, &mut memory, "checkout", &mut |edge| {
+            edges.push(edge);
+            Ok(())
+        })?;
+        assert_eq!(report, r#"{"paid":3}"#);
+        assert_eq!(edges, [WindowEdge::FlowsStarted, WindowEdge::FlowsFinished]);
+        // One CPU record for the run, made when the window closed.
+        assert_eq!(memory.cpu.len(), 1);
+        assert!(memory.cpu_of("checkout").is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn a_run_without_markers_is_measured_from_start_to_exit() -> Result<()> {
+        let mut memory = quiet_log();
+        let mut edges = 0;
+        let report =
+            run_json_windowed(printing(&[r#"{"ok":1}"#]), &mut memory, "http", &mut |_| {
+                edges += 1;
+                Ok(())
+            })?;
+        assert_eq!(report, r#"{"ok":1}"#);
+        assert_eq!(edges, 0);
+        assert_eq!(memory.cpu.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_edge_ends_the_run_with_its_error() {
+        let mut memory = quiet_log();
+        let cmd = printing(&[WindowEdge::FlowsStarted.marker(), r#"{"paid":3}"#]);
+        let outcome = run_json_windowed(cmd, &mut memory, "checkout", &mut |_| {
+            bail!("counters unavailable")
+        });
+        let error = outcome.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(error.contains("counters unavailable"), "{error}");
+        assert!(memory.cpu.is_empty());
+    }
 }

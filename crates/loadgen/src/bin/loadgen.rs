@@ -7,7 +7,9 @@
 //! ```
 //!
 //! `--json` prints the report as one JSON line on stdout (progress stays on stderr); that is
-//! how `cargo xtask bench` reads the results.
+//! how `cargo xtask bench` reads the results. A checkout run also prints, before it, a line
+//! when its order flows start and one when they have finished (`WindowEdge::marker`), so the
+//! bench can leave setup and the audit out of what it charges to the orders.
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use http::{HeaderName, HeaderValue, Method};
 use loadgen::audit::{AuditConfig, AuditReport};
 use loadgen::{
     CheckoutConfig, CheckoutPace, CheckoutReport, Endpoint, HotConfig, HotReport, LatencySummary,
-    LoadSpec, Pace, Popularity, RequestSpec, RunReport, format_ms,
+    LoadSpec, Pace, Popularity, RequestSpec, RunReport, WindowEdge, format_ms,
 };
 
 #[derive(Parser)]
@@ -333,10 +335,31 @@ fn main() -> Result<()> {
                 poll_interval: Duration::from_millis(poll_ms.max(1)),
                 order_timeout: seconds(order_timeout, "--order-timeout")?,
                 show_progress,
-                flows_started: None,
+                window: None,
                 retry_transient: false,
             };
-            let report = runtime.block_on(loadgen::checkout::run(config))?;
+            let report = if cli.json {
+                // The window's edges go out as lines of their own before the report, when
+                // they happen, for a caller that measures the platform between them.
+                let (window, edges) = std::sync::mpsc::channel::<WindowEdge>();
+                let printer = std::thread::spawn(move || {
+                    for edge in edges {
+                        println!("{}", edge.marker());
+                    }
+                });
+                let report = runtime.block_on(loadgen::checkout::run(CheckoutConfig {
+                    window: Some(window),
+                    ..config
+                }));
+                // The run dropped its sender, so the printer ends once the edges are out,
+                // and the report stays the last line.
+                if printer.join().is_err() {
+                    bail!("the window printer panicked");
+                }
+                report?
+            } else {
+                runtime.block_on(loadgen::checkout::run(config))?
+            };
             if cli.json {
                 println!(
                     "{}",

@@ -94,6 +94,8 @@ async fn print_counters(client: &Client) -> anyhow::Result<()> {
             // Write commands per namespace, and every command (reads too) by name and namespace.
             "writes_by_namespace": counts("writesByNamespace"),
             "commands": counts("commands"),
+            // Full collection scans per namespace: a query no index answered.
+            "collection_scans": counts("collectionScans"),
         })
     );
     Ok(())
