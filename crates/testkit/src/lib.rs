@@ -89,6 +89,38 @@ pub fn free_port() -> anyhow::Result<u16> {
     anyhow::bail!("no port this process has not handed out already")
 }
 
+/// A local address that refuses every connection for as long as this value lives: a socket
+/// bound to a port and never listening, so connecting gets "connection refused" and no other
+/// server can bind the port meanwhile. [`free_port`] cannot promise that: its port is free
+/// again at once, and a CI run once gave it to the next `bind(0)`, a provider simulator, so a
+/// test of an unreachable provider was answered 404.
+#[derive(Debug)]
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> anyhow::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let port = socket.local_addr()?.port();
+        Ok(Self {
+            _socket: socket,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
 /// A file path in the temporary directory that nothing has created yet, the file removed
 /// when dropped, even when the test fails: a signing key a service creates on its first
 /// start, which each run of the suites would otherwise leave behind in `/tmp`.
@@ -213,6 +245,21 @@ mod tests {
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), ports.len());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_refuses_connections_and_cannot_be_taken() -> anyhow::Result<()> {
+        let closed = ClosedPort::new()?;
+        let refused = tokio::net::TcpStream::connect(("127.0.0.1", closed.port())).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionRefused),
+            "{refused:?}"
+        );
+        assert!(std::net::TcpListener::bind(("127.0.0.1", closed.port())).is_err());
+        assert_eq!(closed.url(), format!("http://127.0.0.1:{}", closed.port()));
         Ok(())
     }
 

@@ -182,6 +182,16 @@ impl TestGateway {
             .await
     }
 
+    /// [`Self::get_when_available`] with a bearer token.
+    pub async fn get_when_available_with_token(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> anyhow::Result<Reply> {
+        self.send_while_unavailable(|| self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
     /// A POST that waits out the gateway's own "no healthy instance", and only that: the
     /// gateway answers it without forwarding the request, so resending cannot apply it twice
     /// (an upstream's 503 may come after it did its work, and is returned).

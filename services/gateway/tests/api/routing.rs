@@ -22,12 +22,7 @@ async fn public_routes_reach_their_services_and_the_token_passes_unchanged() -> 
 
     let (email, token) = gateway.signed_in_customer().await?;
     let me = gateway
-        .send_while_unavailable(|| {
-            gateway
-                .client
-                .get(gateway.url("/api/users/me"))
-                .bearer_auth(&token)
-        })
+        .get_when_available_with_token("/api/users/me", &token)
         .await?;
     assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
     assert_eq!(me.body["email"], email.as_str());

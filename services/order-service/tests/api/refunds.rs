@@ -205,9 +205,9 @@ async fn a_request_starts_the_refund_process_and_a_second_open_one_is_a_conflict
 async fn without_the_engine_a_request_is_a_503_and_nothing_is_kept() -> TestResult {
     let stack = spawn_stack().await;
     let (owner, paid, _) = stack.paid_order().await?;
-    let dead = format!("http://127.0.0.1:{}", testkit::free_port()?);
+    let dead = testkit::ClosedPort::new()?;
     let cut_off = stack
-        .replica(|config| config.workflow_engine_url = dead)
+        .replica(|config| config.workflow_engine_url = dead.url())
         .await;
     let reply = stack
         .request_refund_at(&cut_off, &owner, paid, json!({"reason": "changed_mind"}))

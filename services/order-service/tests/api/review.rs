@@ -183,11 +183,11 @@ async fn a_customer_may_cancel_a_held_order_and_a_late_decision_is_refused() -> 
 #[tokio::test]
 async fn without_the_engine_small_orders_pass_unchecked_and_large_ones_wait() -> TestResult {
     let mut stack = crate::helpers::spawn_catalog().await;
-    let dead = format!("http://127.0.0.1:{}", testkit::free_port()?);
+    let dead = testkit::ClosedPort::new()?;
     stack
         .start_orders(|config| {
             config.review_amount = REVIEW_AMOUNT;
-            config.workflow_engine_url = dead;
+            config.workflow_engine_url = dead.url();
         })
         .await;
     let small = stack.product(10, 1_000, "EUR").await?;

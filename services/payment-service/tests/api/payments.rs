@@ -229,9 +229,9 @@ async fn a_charge_slower_than_the_request_budget_answers_202_and_completes_behin
 
 #[tokio::test]
 async fn an_unreachable_provider_opens_the_breaker_and_payments_get_a_fast_503() -> TestResult {
-    let closed_port = testkit::free_port()?;
+    let closed = testkit::ClosedPort::new()?;
     let app = spawn_app_with(|config| {
-        config.psp_url = format!("http://127.0.0.1:{closed_port}");
+        config.psp_url = closed.url();
         config.psp_max_attempts = 1;
         config.breaker_threshold = 1;
         config.breaker_open_for = Duration::from_secs(60);
