@@ -920,7 +920,7 @@ impl Report<'_> {
         let _ = writeln!(out, "\n## 6. Where the CPU goes\n");
         let _ = writeln!(
             out,
-            "CPU time of each process (group) during each checkout run, from `/proc/<pid>/stat`, as the average share of one core while the run's order flows ran (from the first order to the last one finished: the load generator marks both, so registering its customers, stocking the products and the audit afterwards are left out; the hot-product run is counted from start to exit) (the machine has {} cores). For the checkout runs, also milliseconds of CPU per order paid: that share divided by the run's rate of paid orders. \"machine\" is every process on the machine (`/proc/stat`), the load generator included.\n",
+            "CPU time of each process (group) during each checkout run, from `/proc/<pid>/stat`, as the average share of one core while the run's order flows ran (from the first order to the last one finished: the load generator marks both, so registering its customers, stocking the products and the audit afterwards are left out; the hot-product run is counted from start to exit; the machine has {} cores). For the checkout runs, also milliseconds of CPU per order paid: that share divided by the run's rate of paid orders. \"machine\" is every process on the machine (`/proc/stat`), the load generator included.\n",
             self.machine.cores
         );
         let mut header = "| process |".to_owned();

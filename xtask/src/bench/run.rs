@@ -381,7 +381,8 @@ pub(super) struct OrderCosts {
 }
 
 impl OrderCosts {
-    /// `window_secs` apart, during a run that paid `paid_per_sec` orders a second.
+    /// From counters read `window_secs` apart while `run`'s order flows ran, at its rate of
+    /// paid orders.
     pub(super) fn between(
         before: &capacity::Counters,
         after: &capacity::Counters,
