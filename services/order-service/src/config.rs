@@ -37,6 +37,10 @@ pub struct Config {
     /// never two of one order at once: the transactions of different orders overlap and share
     /// PostgreSQL's commits instead of queueing one behind another in their partition.
     pub saga_in_flight: usize,
+    /// Saga steps committed in one transaction at most (`SAGA_BATCH_MAX`, 1 to 256, default
+    /// 32): the records the saga consumers handle at once share a commit
+    /// (`events::saga::SagaCommits`); 1 gives each record a transaction of its own.
+    pub saga_batch_max: usize,
     /// Whether this process runs the outbox relay (tests switch it off to play crashes).
     pub run_outbox_relay: bool,
     /// The workflow engine (`WORKFLOW_ENGINE_URL`, without `/engine-rest`).
@@ -121,6 +125,7 @@ impl Config {
             expiry_interval: env.positive_millis("ORDER_EXPIRY_INTERVAL_MS", 5_000)?,
             saga_consumers: env.number_in("SAGA_CONSUMERS", 3, 1..=16)?,
             saga_in_flight: env.number_in("SAGA_IN_FLIGHT", 8, 1..=64)?,
+            saga_batch_max: env.number_in("SAGA_BATCH_MAX", 32, 1..=256)?,
             run_outbox_relay: true,
             workflow_engine_url: env.string_or("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),
             workflow_namespace: env
@@ -291,6 +296,7 @@ mod tests {
         assert_eq!(config.review_timeout, "P2D");
         assert_eq!(config.saga_consumers, 3);
         assert_eq!(config.saga_in_flight, 8);
+        assert_eq!(config.saga_batch_max, 32);
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::events::customers::{self, CustomerReplica};
 use crate::events::expiry::ExpiryJob;
 use crate::events::replica::{self, ProductReplica};
-use crate::events::saga::{self as saga_events, SagaEvents};
+use crate::events::saga::{self as saga_events, SagaCommits, SagaEvents};
 use crate::placing::Placing;
 use crate::refunds::RefundSettings;
 use crate::review::ReviewStarter;
@@ -213,10 +213,14 @@ impl Application {
                 |stop| admission.run(pool, admission_probes, stop)
             })
             .worker("workflow worker", |stop| workflow_worker.run(stop));
+        // One set of writers for every saga consumer, so records of all of them share commits.
+        let saga_commits = (config.saga_batch_max > 1)
+            .then(|| SagaCommits::new(pool.clone(), saga.clone(), config.saga_batch_max));
         for consumer in saga_consumers {
             let handler = SagaEvents {
                 pool: pool.clone(),
                 settings: saga.clone(),
+                commits: saga_commits.clone(),
             };
             lifecycle.worker("saga consumer", |stop| consumer.run(handler, stop));
         }

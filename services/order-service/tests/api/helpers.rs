@@ -42,6 +42,7 @@ pub fn order_config(database_url: &str, topic_prefix: &str) -> Config {
         expiry_interval: Duration::from_millis(200),
         saga_consumers: 3,
         saga_in_flight: 8,
+        saga_batch_max: 32,
         run_outbox_relay: true,
         workflow_engine_url: testkit::stack::workflow_engine_url(),
         workflow_namespace: workflow::default_namespace(topic_prefix),

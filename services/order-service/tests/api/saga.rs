@@ -260,3 +260,110 @@ async fn eventually_placed(
     let id = placed.lock().ok().and_then(|slot| *slot);
     id.ok_or_else(|| anyhow::anyhow!("no order placed"))
 }
+
+/// The saga's shared commit (`events::saga::SagaCommits`) cut off by a crash: the batch's
+/// work is done in its transaction, which is dropped instead of committed (what PostgreSQL
+/// sees when the process dies before the commit). Nothing of it remains; the records, then
+/// delivered again (one of them twice), move each order once. A batch that did commit and is
+/// delivered again changes nothing either.
+#[tokio::test]
+async fn a_batch_cut_off_before_its_commit_leaves_nothing_and_its_redelivery_moves_each_order_once()
+-> TestResult {
+    let stack = spawn_stack().await;
+    let settings = order_service::saga::SagaSettings {
+        topics: contracts::topics::Topic::with_prefix(stack.topic_prefix.clone()),
+        payment_timeout: Duration::from_secs(900),
+        reservation_timeout: Duration::from_secs(900),
+        open_orders: order_service::domain::open_orders::OpenOrderLimit { max: 5 },
+    };
+    let mut orders = Vec::new();
+    for amount in [1_000, 2_000, 3_000, 4_000] {
+        let (customer, order, _) = stack.awaiting_order(amount).await?;
+        let payment = succeeded(order, customer.id, amount);
+        orders.push((customer, order, payment));
+    }
+    let step =
+        |order: Uuid, event: &contracts::CloudEvent<contracts::payment::PaymentSucceeded>| {
+            let step = order_service::events::saga::SagaStep {
+                event_id: event.id,
+                order_id: order,
+                trigger: order_service::domain::status::Trigger::PaymentSucceeded,
+                payment_id: Some(event.data.payment_id),
+                cause: "payment.succeeded.v1".to_owned(),
+            };
+            (step, tracing::Span::none())
+        };
+    let (cut_off, committed) = orders.split_at(3);
+    let batch: Vec<_> = cut_off
+        .iter()
+        .map(|(_, order, event)| step(*order, event))
+        .collect();
+    let paid_in_batch = "SELECT count(*) FROM orders WHERE status = 'PAID'";
+
+    let mut crashed = stack.pool.begin().await?;
+    order_service::events::saga::apply_batch(&mut crashed, &settings, &batch).await?;
+    let inside: i64 = sqlx::query_scalar(paid_in_batch)
+        .fetch_one(&mut *crashed)
+        .await?;
+    assert_eq!(inside, 3, "the batch moved its orders in its transaction");
+    drop(crashed);
+    assert_eq!(count(&stack, paid_in_batch).await?, 0);
+    let saga_processed =
+        "SELECT count(*) FROM processed_events WHERE consumer = 'order-service.saga'";
+    // The four reservations only.
+    assert_eq!(count(&stack, saga_processed).await?, 4);
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM order_history WHERE status = 'PAID'"
+        )
+        .await?,
+        0
+    );
+    for (customer, order, _) in cut_off {
+        let reply = stack.order(customer, *order).await?;
+        assert_eq!(reply.body["status"], "AWAITING_PAYMENT", "{reply:?}");
+    }
+
+    // The last order's batch commits; its record is then delivered again with the others.
+    let (_, last, last_event) = &committed[0];
+    let mut done = stack.pool.begin().await?;
+    order_service::events::saga::apply_batch(&mut done, &settings, &[step(*last, last_event)])
+        .await?;
+    done.commit().await?;
+
+    for (index, (_, order, event)) in orders.iter().enumerate() {
+        let copies = if index == 0 { 2 } else { 1 };
+        stack.produce(*order, vec![event.clone(); copies]).await?;
+    }
+    for (customer, order, event) in &orders {
+        let paid = stack.wait_for_status(customer, *order, "PAID").await?;
+        assert_eq!(paid["payment_id"], serde_json::json!(event.data.payment_id));
+    }
+    eventually(DEADLINE, || async {
+        let n = count(&stack, saga_processed).await?;
+        // Four reservations and four distinct payment events.
+        anyhow::ensure!(n == 8, "{n} processed");
+        Ok(())
+    })
+    .await?;
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM order_history WHERE status = 'PAID'"
+        )
+        .await?,
+        4
+    );
+    for (_, order, _) in &orders {
+        assert_eq!(
+            stack.order_event_types(*order, 3).await?,
+            [
+                "order.created.v1",
+                "order.awaiting_payment.v1",
+                "order.paid.v1"
+            ]
+        );
+    }
+    Ok(())
+}
