@@ -109,10 +109,19 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         .fmt_fields(fields::AppendingJsonFields);
     // Spans are exported at INFO whatever the log level, so quieting the logs (RUST_LOG=warn)
     // never breaks a trace; library internals at DEBUG/TRACE stay out of Zipkin.
+    // The layer's per-poll and per-span extras are off: busy/idle timing and activating the
+    // OpenTelemetry context run on every enter and exit of every span (each poll of a request's
+    // future), and the code location and thread attributes add four attributes to every
+    // exported span. Nothing here reads them: parents come from the tracing spans, and outgoing
+    // trace context is taken from a span explicitly (`context_headers`, `inject_http`).
     let otel = provider.as_ref().map(|provider| {
         global::set_tracer_provider(provider.clone());
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(config.service_name.clone()))
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
+            .with_location(false)
+            .with_threads(false)
             .with_filter(LevelFilter::INFO)
             .boxed()
     });
