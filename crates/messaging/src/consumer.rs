@@ -721,6 +721,26 @@ pub async fn mark_processed(
     .map(|result| result.rows_affected() == 1)
 }
 
+/// [`mark_processed`] for several events in one statement: records the ones `consumer` had
+/// not processed and returns their ids (each once, in no particular order); the caller skips
+/// the others.
+#[cfg(feature = "postgres")]
+pub async fn mark_processed_all(
+    conn: &mut PgConnection,
+    consumer: &str,
+    event_ids: &[Uuid],
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "INSERT INTO processed_events (consumer, event_id) \
+         SELECT $1, event_id FROM unnest($2::uuid[]) AS event_id \
+         ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(consumer)
+    .bind(event_ids)
+    .fetch_all(conn)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

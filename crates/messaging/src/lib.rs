@@ -22,12 +22,12 @@ pub mod publish;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
-#[cfg(feature = "postgres")]
-pub use consumer::mark_processed;
 pub use consumer::{
     ConsumerHealth, ConsumerSettings, Delivery, EventConsumer, Handler, HandlerError, LagProbe,
     PartitionLag,
 };
+#[cfg(feature = "postgres")]
+pub use consumer::{mark_processed, mark_processed_all};
 pub use kafka::{
     COMPACTED_TOPIC_CONFIG, CatchUpGate, GroupProbe, GroupProgress, KafkaConfig, TopicSpec,
 };

@@ -21,7 +21,9 @@ use contracts::EventData;
 use contracts::inventory::{InventoryReservationFailed, InventoryReserved};
 use contracts::payment::PaymentSucceeded;
 use contracts::topics::{INVENTORY_EVENTS, PAYMENT_EVENTS, Topic};
-use messaging::{ConsumerSettings, Delivery, Handler, HandlerError, mark_processed};
+use messaging::{
+    ConsumerSettings, Delivery, Handler, HandlerError, mark_processed, mark_processed_all,
+};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument as _;
@@ -247,10 +249,10 @@ async fn write_batches(
                 return;
             }
         }
-        let steps: Vec<(SagaStep, tracing::Span)> = batch
-            .iter()
-            .map(|waiting| (waiting.step.clone(), waiting.span.clone()))
-            .collect();
+        let (steps, outcomes): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|waiting| ((waiting.step, waiting.span), waiting.outcome))
+            .unzip();
         let outcome = match commit_batch(&pool, &settings, &steps).await {
             Ok(()) => {
                 metrics::histogram!("saga_batch_steps").record(steps.len() as f64);
@@ -265,9 +267,9 @@ async fn write_batches(
                 Committed::No
             }
         };
-        for waiting in batch {
+        for waiting in outcomes {
             // The handler may have stopped waiting (shutdown); its record is redelivered.
-            let _ = waiting.outcome.send(outcome);
+            let _ = waiting.send(outcome);
         }
     }
 }
@@ -294,15 +296,7 @@ pub async fn apply_batch(
     steps: &[(SagaStep, tracing::Span)],
 ) -> anyhow::Result<()> {
     let event_ids: Vec<Uuid> = steps.iter().map(|(step, _)| step.event_id).collect();
-    let mut new_events: Vec<Uuid> = sqlx::query_scalar(
-        "INSERT INTO processed_events (consumer, event_id) \
-         SELECT $1, event_id FROM unnest($2::uuid[]) AS event_id \
-         ON CONFLICT DO NOTHING RETURNING event_id",
-    )
-    .bind(CONSUMER)
-    .bind(&event_ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut new_events = mark_processed_all(tx, CONSUMER, &event_ids).await?;
     let mut ordered: Vec<&(SagaStep, tracing::Span)> = steps.iter().collect();
     ordered.sort_by_key(|(step, _)| step.order_id);
     for (step, span) in ordered {
