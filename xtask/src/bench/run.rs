@@ -599,6 +599,7 @@ mod tests {
             phase: Phase::Checkout,
             figures: BTreeMap::new(),
             cpu: Vec::new(),
+            samples: 0,
         }
     }
 
