@@ -566,9 +566,8 @@ impl Report<'_> {
              tree (PostgreSQL and its backends) the sum of PSS, which splits shared pages \
              among their sharers instead of counting them once per process, every 2 s (reading \
              PSS walks each process's page tables: every 250 ms it took 13% of a core from the \
-             runs it measured). Idle is before any \
-             load; the peaks are the highest samples during the HTTP runs (1 and 2) and during \
-             the checkout runs (3).\n"
+             runs it measured). Idle is before any load; the peaks are the highest samples \
+             during the HTTP runs (1 and 2) and during the checkout runs (3).\n"
         );
         let _ = writeln!(
             out,

@@ -17,8 +17,7 @@ use crate::provision;
 /// of 630 MB instead of 285 MB (docs/ARCHITECTURE.md, "What it costs as data accumulates").
 /// Netty's pooled allocator reserves arenas of direct memory per core; unpooled buffers and a
 /// cap on direct memory cut the RSS after `mongo-bench` from 198 to 140 MB with the same
-/// throughput (measured). `java` is the JVM's
-/// command so far ([`super::java`]).
+/// throughput (measured). `java` is the JVM's command so far ([`super::java`]).
 pub fn mongo_wire_command(layout: &Layout, port: u16, data_file: &Path, java: Command) -> Command {
     let mut cmd = java;
     cmd.args([
