@@ -42,12 +42,33 @@ pub async fn collection_scans(
     db: &mongodb::Database,
     namespace: &str,
 ) -> anyhow::Result<Option<i64>> {
+    local_counter(db, "collectionScans", namespace).await
+}
+
+/// Documents of `namespace` read through an index to answer queries so far on the local
+/// MongoDB-wire server (`serverStatus.ferroshop.documentsExamined`, after MongoDB's
+/// `totalDocsExamined`); `None` on a server that does not count them. Tests use it to check
+/// that a query reads what it finds, not every document of a value it also names.
+pub async fn documents_examined(
+    db: &mongodb::Database,
+    namespace: &str,
+) -> anyhow::Result<Option<i64>> {
+    local_counter(db, "documentsExamined", namespace).await
+}
+
+/// `serverStatus.ferroshop.<counter>.<namespace>` (0 when not counted yet), or `None` where
+/// the server keeps no such counters.
+async fn local_counter(
+    db: &mongodb::Database,
+    counter: &str,
+    namespace: &str,
+) -> anyhow::Result<Option<i64>> {
     let status = db.run_command(doc! {"serverStatus": 1}).await?;
     Ok(status.get_document("ferroshop").ok().map(|counters| {
         counters
-            .get_document("collectionScans")
+            .get_document(counter)
             .ok()
-            .and_then(|scans| scans.get(namespace))
+            .and_then(|counts| counts.get(namespace))
             .and_then(|count| count.as_i64())
             .unwrap_or(0)
     }))

@@ -262,7 +262,8 @@ impl Payments {
     }
 
     /// Succeeded payments whose refund check has not run, last changed before `before`, up
-    /// to [`BATCH`].
+    /// to [`BATCH`]. Read through the `refund_check` index: the flag is up only between a
+    /// success and its check, so the pass reads the few payments waiting, not every success.
     pub async fn refund_checks_due(
         &self,
         before: bson::DateTime,

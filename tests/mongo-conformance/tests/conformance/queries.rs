@@ -3,7 +3,7 @@
 use futures::TryStreamExt as _;
 use mongodb::IndexModel;
 use mongodb::bson::{Document, doc};
-use testkit::mongo::collection_scans;
+use testkit::mongo::{collection_scans, documents_examined};
 
 use crate::helpers::{TestDb, unique_sku};
 
@@ -515,6 +515,73 @@ async fn an_equality_on_a_non_unique_index_does_not_scan_the_collection() -> any
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].get_i64("_id")?, 250);
     if let (Some(before), Some(after)) = (before, scans().await?) {
+        assert_eq!(after, before, "the indexed filters scanned {namespace}");
+    }
+    t.drop().await
+}
+
+/// A filter that two non-unique indexes can serve reads through the one that holds fewer
+/// documents for the filter's values, as MongoDB's planner chooses: payment-service's
+/// reconciler asks every second for the few payments still flagged for a refund check
+/// (`{refund_check: true, status: "succeeded", ...}`), and through the `status` index, created
+/// first, it read every succeeded payment ever stored. The index created first is the
+/// crowded one here, so taking the first usable index (the library's way) fails the test. On
+/// MongoDB itself (no counters) only the answer is checked.
+#[tokio::test]
+async fn of_two_usable_indexes_a_filter_reads_through_the_one_that_finds_fewer()
+-> anyhow::Result<()> {
+    let t = TestDb::new("fewest").await?;
+    let docs = t.collection("payments");
+    for keys in [doc! {"status": 1}, doc! {"refund_check": 1}] {
+        docs.create_index(IndexModel::builder().keys(keys).build())
+            .await?;
+    }
+    let many: Vec<Document> = (0..400_i64)
+        .map(|n| {
+            doc! {
+                "_id": n,
+                "status": if n % 100 == 7 { "pending" } else { "succeeded" },
+                "refund_check": n == 42 || n == 307,
+                "updated_at": n,
+            }
+        })
+        .collect();
+    docs.insert_many(many).await?;
+    let namespace = format!("{}.payments", t.db.name());
+    let examined = || documents_examined(&t.db, &namespace);
+    let scans = || collection_scans(&t.db, &namespace);
+    let (examined_before, scans_before) = (examined().await?, scans().await?);
+
+    let mut flagged: Vec<i64> = docs
+        .find(doc! {"refund_check": true, "status": "succeeded", "updated_at": {"$lt": 300}})
+        .await?
+        .try_collect::<Vec<Document>>()
+        .await?
+        .iter()
+        .map(|d| d.get_i64("_id"))
+        .collect::<Result<_, _>>()?;
+    flagged.sort_unstable();
+    assert_eq!(flagged, [42], "307 is too new; the rest are not flagged");
+    // The other way round: `pending` (4 documents) is rarer than `refund_check: false` (398).
+    let mut pending: Vec<i64> = docs
+        .find(doc! {"status": "pending", "refund_check": false})
+        .await?
+        .try_collect::<Vec<Document>>()
+        .await?
+        .iter()
+        .map(|d| d.get_i64("_id"))
+        .collect::<Result<_, _>>()?;
+    pending.sort_unstable();
+    assert_eq!(pending, [7, 107, 207], "307 is pending but flagged");
+
+    if let (Some(before), Some(after)) = (examined_before, examined().await?) {
+        assert_eq!(
+            after - before,
+            2 + 4,
+            "the filters read through the crowded index of {namespace}"
+        );
+    }
+    if let (Some(before), Some(after)) = (scans_before, scans().await?) {
         assert_eq!(after, before, "the indexed filters scanned {namespace}");
     }
     t.drop().await
