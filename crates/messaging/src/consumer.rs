@@ -43,7 +43,7 @@ use futures::stream::FuturesUnordered;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 #[cfg(feature = "postgres")]
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
@@ -161,7 +161,7 @@ static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(0);
 /// A subscribed consumer plus the producer its dead letters go out with.
 pub struct EventConsumer {
     consumer: Arc<StreamConsumer>,
-    dead_letters: FutureProducer,
+    dead_letters: crate::producer::Producer,
     settings: ConsumerSettings,
     health: ConsumerHealth,
     /// This consumer's entry in `health`.
@@ -559,8 +559,8 @@ impl EventConsumer {
                 .send(record, Duration::from_secs(10))
                 .await
             {
-                Ok(_) => return,
-                Err((error, _)) => {
+                Ok(()) => return,
+                Err(error) => {
                     tracing::error!(%error, %topic, "cannot write the dead letter; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));

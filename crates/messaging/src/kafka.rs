@@ -11,26 +11,27 @@ use rdkafka::admin::{
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// The producer type services hold (re-exported so they need no rdkafka dependency).
-pub type Producer = FutureProducer;
+pub use crate::producer::Producer;
 
 /// Where the broker is, and the one producer a process uses for it.
 ///
 /// Every clone shares that producer: a service's outbox relays and its consumers' dead
 /// letters go out through one librdkafka client (Kafka's advice: a producer is thread-safe and
-/// batches better when shared). Each producer costs a polling thread, librdkafka's own threads
-/// and connections, and rust-rdkafka's polling thread spins for the last millisecond of every
-/// 100 ms poll (its deadline rounds down to a zero timeout): with one producer per consumer,
-/// an idle notification-service held seven and used 7% of a core doing nothing (`perf`: the
-/// time in `clock_gettime` under `Deadline::elapsed`).
+/// batches better when shared). Each producer costs a delivery thread, librdkafka's own threads
+/// and connections: with one rdkafka `FutureProducer` per consumer, an idle
+/// notification-service held seven, whose polling threads each spun for the last millisecond
+/// of every 100 ms poll (its deadline rounds down to a zero timeout), and used 7% of a core
+/// doing nothing (`perf`: the time in `clock_gettime` under `Deadline::elapsed`). The one left
+/// spun too, 8-9 ms of CPU a second per service, until [`Producer`] replaced it (see
+/// [`crate::producer`]).
 #[derive(Clone)]
 pub struct KafkaConfig {
     /// Bootstrap servers, e.g. `127.0.0.1:9092`.
     pub brokers: String,
-    producer: Arc<OnceLock<FutureProducer>>,
+    producer: Arc<OnceLock<Producer>>,
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -95,7 +96,7 @@ impl KafkaConfig {
     /// The shared idempotent producer (made at the first call; see [`KafkaConfig`]), which
     /// waits for every in-sync replica: no duplicates from its own retries, no acknowledged
     /// record lost to a leader change.
-    pub fn producer(&self) -> anyhow::Result<FutureProducer> {
+    pub fn producer(&self) -> anyhow::Result<Producer> {
         if let Some(producer) = self.producer.get() {
             return Ok(producer.clone());
         }
@@ -104,15 +105,16 @@ impl KafkaConfig {
         Ok(self.producer.get_or_init(|| made).clone())
     }
 
-    fn new_producer(&self) -> anyhow::Result<FutureProducer> {
-        self.client_config()
+    fn new_producer(&self) -> anyhow::Result<Producer> {
+        let config = self
+            .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
             .set("compression.type", "lz4")
-            .create()
-            .context("cannot create the Kafka producer")
+            .clone();
+        Producer::from_config(&config).context("cannot create the Kafka producer")
     }
 
     /// A [`GroupProbe`] of consumer group `group` on `topic`.
@@ -488,7 +490,7 @@ pub fn catch_up_check(
 /// The readiness check of a service that produces to `topic` (for `web::Readiness::with_check`):
 /// [`broker_reachable`] each time it runs.
 pub fn broker_check(
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
 ) -> impl Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync + 'static {
     move || {
@@ -501,11 +503,10 @@ pub fn broker_check(
 /// all: the answer about every topic grows with the topics on the broker (thousands on a
 /// development broker the tests have used), and readiness is probed every two seconds per
 /// instance; those answers were a seventh of the broker's CPU under the checkout (JFR).
-pub async fn broker_reachable(producer: &FutureProducer, topic: &str) -> Result<(), String> {
+pub async fn broker_reachable(producer: &Producer, topic: &str) -> Result<(), String> {
     let producer = producer.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::Producer as _;
         producer
             .client()
             .fetch_metadata(Some(&topic), Duration::from_secs(2))

@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod mongo;
 #[cfg(feature = "postgres")]
 pub mod outbox;
+pub mod producer;
 pub mod publish;
 #[cfg(feature = "test-support")]
 pub mod testing;

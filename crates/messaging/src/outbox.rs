@@ -17,10 +17,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::producer::Producer;
 use anyhow::Context as _;
 use contracts::topics::Topic;
 use contracts::{CloudEvent, EventData};
-use rdkafka::producer::FutureProducer;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -72,7 +72,7 @@ pub async fn enqueue<T: EventData>(
 #[derive(Clone)]
 pub struct OutboxRelay {
     pool: PgPool,
-    producer: FutureProducer,
+    producer: Producer,
     batch_size: i64,
     /// Safety net for a lost notification (e.g. the listener reconnecting).
     poll_interval: Duration,
@@ -117,7 +117,7 @@ fn drain_notifications(listener: &mut PgListener) {
 }
 
 impl OutboxRelay {
-    pub fn new(pool: PgPool, producer: FutureProducer) -> Self {
+    pub fn new(pool: PgPool, producer: Producer) -> Self {
         Self {
             pool,
             producer,

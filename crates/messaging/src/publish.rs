@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 
 use futures::future::join_all;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use tracing::Instrument as _;
 
 use crate::headers::to_record_headers;
+use crate::producer::Producer;
 
 /// One stored event on its way to the broker.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +25,7 @@ pub struct OutgoingRecord<'a> {
 /// the stored trace, whose context travels in the record headers. Returns, per record, whether
 /// it was acknowledged (the error otherwise), in the order given.
 pub async fn publish_in_order(
-    producer: &FutureProducer,
+    producer: &Producer,
     records: &[OutgoingRecord<'_>],
 ) -> Vec<Result<(), String>> {
     let mut deliveries = Vec::with_capacity(records.len());
@@ -51,18 +52,14 @@ pub async fn publish_in_order(
             .headers(to_record_headers(&context));
         let delivery = producer
             .send_result(kafka_record)
-            .map_err(|(error, _)| error.to_string());
+            .map_err(|error| error.to_string());
         deliveries.push((span, delivery));
     }
     join_all(deliveries.into_iter().map(|(span, delivery)| {
         let publish_span = span.clone();
         async move {
             let outcome = match delivery {
-                Ok(future) => match future.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((error, _))) => Err(error.to_string()),
-                    Err(_) => Err("the producer dropped the delivery".to_owned()),
-                },
+                Ok(delivery) => delivery.await.map_err(|error| error.to_string()),
                 Err(error) => Err(error),
             };
             if let Err(error) = &outcome {

@@ -145,7 +145,7 @@ pub async fn produce(
         )
     });
     for outcome in futures::future::join_all(sends).await {
-        outcome.map_err(|(error, _)| anyhow::anyhow!("producing to {topic}: {error}"))?;
+        outcome.map_err(|error| anyhow::anyhow!("producing to {topic}: {error}"))?;
     }
     Ok(())
 }

@@ -93,10 +93,7 @@ async fn produce(topic: &str, payloads: &[Vec<u8>]) -> TestResult {
     for payload in payloads {
         // One key, one partition: the order below is the order consumed.
         let record = FutureRecord::to(topic).key("k").payload(payload);
-        producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)?;
+        producer.send(record, Duration::from_secs(10)).await?;
     }
     Ok(())
 }
@@ -508,10 +505,7 @@ async fn produce_keyed(topic: &str, records: &[(String, Vec<u8>)]) -> TestResult
             .partition(0)
             .key(key.as_str())
             .payload(payload);
-        producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)?;
+        producer.send(record, Duration::from_secs(10)).await?;
     }
     Ok(())
 }

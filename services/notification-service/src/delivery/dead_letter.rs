@@ -56,7 +56,7 @@ impl DeadLetters {
         self.producer
             .send(record, Duration::from_secs(10))
             .await
-            .map_err(|(error, _)| anyhow::anyhow!("writing to {topic}: {error}"))?;
+            .map_err(|error| anyhow::anyhow!("writing to {topic}: {error}"))?;
         metrics::counter!("notification_dead_letters_total", "channel" => message.channel.clone())
             .increment(1);
         Ok(())

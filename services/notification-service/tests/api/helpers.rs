@@ -252,7 +252,7 @@ impl TestApp {
         self.producer
             .send(record, Duration::from_secs(10))
             .await
-            .map_err(|(error, _)| anyhow::anyhow!("publishing to {topic}: {error}"))?;
+            .map_err(|error| anyhow::anyhow!("publishing to {topic}: {error}"))?;
         Ok(())
     }
 
