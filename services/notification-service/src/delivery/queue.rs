@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::store::messages::Claimed;
 use crate::store::{messages, waiting};
 
-/// A message stored as claimed by this process ([`messages::insert_claimed`]) on its way to a
+/// A message stored as claimed by this process ([`messages::insert_claiming`]) on its way to a
 /// sender, with the moment its lease began.
 #[derive(Debug)]
 pub struct Handoff {

@@ -22,7 +22,7 @@ use crate::delivery::queue::Queue;
 use crate::domain::locale::Locale;
 use crate::domain::notice::{Channel, Contact, Notice, Preferences};
 use crate::domain::templates::Templates;
-use crate::store::messages::{self, Claimed, NewMessage};
+use crate::store::messages::{self, Claimed, NewMessage, Stored};
 use crate::store::waiting::{self, StoredEvent};
 use crate::store::{self, contacts};
 
@@ -266,8 +266,8 @@ struct Enqueued {
 
 /// Renders `notice` for `contact` (on the channels its `preferences` allow) and stores one
 /// message per planned channel. With
-/// `claim_for` (a lease), the first message that may go out at once is stored as claimed
-/// ([`messages::insert_claimed`]) and returned; the rest are pending.
+/// `claim_for` (a lease), the first message is stored claimed if it may go out at once
+/// ([`messages::insert_claiming`]) and returned; the rest are pending.
 async fn enqueue(
     tx: &mut PgConnection,
     templates: &Templates,
@@ -312,20 +312,23 @@ async fn enqueue(
             event: &source.event,
             trace_headers: &source.trace_headers,
         };
-        let claimed = match claim_for {
+        let stored = match claim_for {
             Some(lease) if enqueued.claimed.is_none() => {
-                messages::insert_claimed(tx, &message, lease).await?
+                messages::insert_claiming(tx, &message, lease).await?
             }
-            _ => None,
+            _ if messages::insert(tx, &message).await? => Stored::Pending,
+            _ => Stored::Existing,
         };
-        let inserted = if claimed.is_some() {
-            enqueued.claimed = claimed;
-            true
-        } else if messages::insert(tx, &message).await? {
-            enqueued.pending += 1;
-            true
-        } else {
-            false
+        let inserted = match stored {
+            Stored::Claimed(claimed) => {
+                enqueued.claimed = Some(*claimed);
+                true
+            }
+            Stored::Pending => {
+                enqueued.pending += 1;
+                true
+            }
+            Stored::Existing => false,
         };
         if inserted {
             metrics::counter!("notifications_queued_total", "channel" => channel.as_str())

@@ -34,61 +34,77 @@ pub async fn insert(conn: &mut PgConnection, message: &NewMessage<'_>) -> sqlx::
     Ok(store(conn, message, None).await?.is_some())
 }
 
-/// Stores a message already claimed for a sender of this process (`sending`, first attempt,
-/// leased for `lease`), when nothing of its user on its channel is unfinished: the sender it is
-/// handed to then needs no claim (an `UPDATE` and a commit of its own, the costliest query of
-/// the queue). Returns `None`, storing nothing, when an earlier message of the user must go
-/// first or the message exists already (a redelivery); [`insert`] then decides.
+/// What [`insert_claiming`] stored.
+#[derive(Debug)]
+pub enum Stored {
+    /// Stored claimed for a sender of this process (`sending`, first attempt, leased).
+    Claimed(Box<Claimed>),
+    /// Stored pending: an earlier message of its user on its channel must go first.
+    Pending,
+    /// Stored before (a redelivery): nothing new.
+    Existing,
+}
+
+/// Stores a message claimed for a sender of this process (`sending`, first attempt, leased
+/// for `lease`) when nothing of its user on its channel is unfinished: the sender it is handed
+/// to then needs no claim (an `UPDATE` and a commit of its own, the costliest query of the
+/// queue). Otherwise, in the same statement, it is stored pending for the senders to claim in
+/// turn, and a message stored before (a redelivery) is left as it is. One statement either
+/// way: the claimed insert and the pending one were two when the user had a message in the
+/// queue, about one order in two under the benchmark's checkout.
 ///
 /// The caller holds the user's lock ([`crate::store::mark_processed_locking_user`]), which
-/// every insert takes,
-/// so no earlier message can appear between the check and the insert; a sender finishing one
-/// meanwhile only makes the check cautious.
-pub async fn insert_claimed(
+/// every insert takes, so no earlier message can appear between the check and the insert; a
+/// sender finishing one meanwhile only makes the check cautious.
+pub async fn insert_claiming(
     conn: &mut PgConnection,
     message: &NewMessage<'_>,
     lease: Duration,
-) -> sqlx::Result<Option<Claimed>> {
-    let stored = store(conn, message, Some(lease)).await?;
-    Ok(stored.map(|id| Claimed {
-        id,
-        event_id: message.event_id,
-        channel: message.channel.to_owned(),
-        user_id: message.user_id,
-        template: message.template.to_owned(),
-        recipient: message.recipient.to_owned(),
-        subject: message.subject.map(str::to_owned),
-        body_text: message.body_text.to_owned(),
-        body_html: message.body_html.map(str::to_owned),
-        attempts: 1,
-        topic: message.topic.to_owned(),
-        event: message.event.clone(),
-        trace_headers: message.trace_headers.clone(),
-        resumed: false,
-    }))
+) -> sqlx::Result<Stored> {
+    Ok(match store(conn, message, Some(lease)).await? {
+        Some((id, true)) => Stored::Claimed(Box::new(Claimed {
+            id,
+            event_id: message.event_id,
+            channel: message.channel.to_owned(),
+            user_id: message.user_id,
+            template: message.template.to_owned(),
+            recipient: message.recipient.to_owned(),
+            subject: message.subject.map(str::to_owned),
+            body_text: message.body_text.to_owned(),
+            body_html: message.body_html.map(str::to_owned),
+            attempts: 1,
+            topic: message.topic.to_owned(),
+            event: message.event.clone(),
+            trace_headers: message.trace_headers.clone(),
+            resumed: false,
+        })),
+        Some((_, false)) => Stored::Pending,
+        None => Stored::Existing,
+    })
 }
 
-/// [`insert`] (`claim_for` None: pending, no condition) and [`insert_claimed`] in one
-/// statement; the id of the row created, if one was. Only the id comes back: the caller holds
-/// the rest, and most rows are pending, for which the bodies need not travel back.
+/// [`insert`] (`claim_for` None: pending) and [`insert_claiming`] in one statement: the id of
+/// the row created, if one was, and whether it was stored claimed. Only that comes back: the
+/// caller holds the rest, and most rows are pending, for which the bodies need not travel back.
 async fn store(
     conn: &mut PgConnection,
     message: &NewMessage<'_>,
     claim_for: Option<Duration>,
-) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
+) -> sqlx::Result<Option<(i64, bool)>> {
+    sqlx::query_as(
         "INSERT INTO messages (event_id, channel, user_id, template, locale, recipient, subject,
                                body_text, body_html, topic, event, trace_headers, status,
                                attempts, lease_until)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                CASE WHEN $13::FLOAT8 IS NULL THEN 'pending' ELSE 'sending' END,
-                CASE WHEN $13::FLOAT8 IS NULL THEN 0 ELSE 1 END,
-                now() + make_interval(secs => $13::FLOAT8)
-          WHERE $13::FLOAT8 IS NULL OR NOT EXISTS (
-                SELECT 1 FROM messages e
-                 WHERE e.user_id = $3 AND e.channel = $2 AND e.status IN ('pending', 'sending'))
+                CASE WHEN free.claim THEN 'sending' ELSE 'pending' END,
+                CASE WHEN free.claim THEN 1 ELSE 0 END,
+                CASE WHEN free.claim THEN now() + make_interval(secs => $13::FLOAT8) END
+           FROM (SELECT $13::FLOAT8 IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM messages e
+                         WHERE e.user_id = $3 AND e.channel = $2
+                           AND e.status IN ('pending', 'sending')) AS claim) AS free
          ON CONFLICT ON CONSTRAINT messages_event_channel DO NOTHING
-      RETURNING id",
+      RETURNING id, status = 'sending'",
     )
     .bind(message.event_id)
     .bind(message.channel)

@@ -295,7 +295,7 @@ async fn a_full_queue_holds_the_consumers_back_until_senders_drain_it() -> TestR
 async fn a_message_is_stored_claimed_only_when_its_user_has_nothing_unfinished_before_it()
 -> TestResult {
     use anyhow::Context as _;
-    use notification_service::store::messages;
+    use notification_service::store::messages::{self, Stored};
 
     // No senders: what the test stores stays as it is.
     let app = spawn_app_with(|config| config.run_senders = false).await;
@@ -306,29 +306,29 @@ async fn a_message_is_stored_claimed_only_when_its_user_has_nothing_unfinished_b
     let mut conn = app.pool.acquire().await?;
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
 
-    let claimed = messages::insert_claimed(&mut conn, &message(first, "email"), lease).await?;
-    let claimed = claimed.context("the user's first message was not stored claimed")?;
+    let claimed =
+        match messages::insert_claiming(&mut conn, &message(first, "email"), lease).await? {
+            Stored::Claimed(claimed) => claimed,
+            other => anyhow::bail!("the user's first message was stored {other:?}, not claimed"),
+        };
     assert_eq!((claimed.attempts, claimed.resumed), (1, false));
     // The same event again (a redelivery): nothing new, either way.
-    assert!(
-        messages::insert_claimed(&mut conn, &message(first, "email"), lease)
-            .await?
-            .is_none()
-    );
+    assert!(matches!(
+        messages::insert_claiming(&mut conn, &message(first, "email"), lease).await?,
+        Stored::Existing
+    ));
     assert!(!messages::insert(&mut conn, &message(first, "email")).await?);
-    // The user's next mail waits for the first: not claimed, stored pending by the caller.
-    assert!(
-        messages::insert_claimed(&mut conn, &message(second, "email"), lease)
-            .await?
-            .is_none()
-    );
-    assert!(messages::insert(&mut conn, &message(second, "email")).await?);
+    // The user's next mail waits for the first: stored pending, in the same statement.
+    assert!(matches!(
+        messages::insert_claiming(&mut conn, &message(second, "email"), lease).await?,
+        Stored::Pending
+    ));
+    assert!(!messages::insert(&mut conn, &message(second, "email")).await?);
     // Another channel has its own order.
-    assert!(
-        messages::insert_claimed(&mut conn, &message(second, "sms"), lease)
-            .await?
-            .is_some()
-    );
+    assert!(matches!(
+        messages::insert_claiming(&mut conn, &message(second, "sms"), lease).await?,
+        Stored::Claimed(_)
+    ));
     // The stored claim holds against the senders' claim: only the pending mail is claimable,
     // and only once the first is done.
     assert!(messages::claim(&app.pool, lease).await?.is_none());
@@ -370,9 +370,11 @@ async fn recording_a_send_claims_the_users_next_message_in_turn() -> TestResult 
     let lease = Duration::from_secs(60);
     let mut conn = app.pool.acquire().await?;
     let events = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
-    let first = messages::insert_claimed(&mut conn, &message(events[0], user), lease)
-        .await?
-        .context("the user's first message was not stored claimed")?;
+    let first = match messages::insert_claiming(&mut conn, &message(events[0], user), lease).await?
+    {
+        messages::Stored::Claimed(first) => first,
+        other => anyhow::bail!("the user's first message was stored {other:?}, not claimed"),
+    };
     // Another user's due mail, queued before the user's next ones: not the user's turn.
     assert!(messages::insert(&mut conn, &message(Uuid::now_v7(), other_user)).await?);
     assert!(messages::insert(&mut conn, &message(events[1], user)).await?);
