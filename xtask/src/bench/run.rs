@@ -569,6 +569,10 @@ pub(super) fn large_catalog(
     services::up(layout, s, 1)?;
     let ready_seconds = stopped_at.elapsed().as_secs_f64();
     memory.follow_restart(layout, "product-service");
+    // Ready is product-service's own answer; the gateway takes the replica back into rotation
+    // at its next probe of it. Without this wait the first second or two of the runs below
+    // were the gateway's 503s ("no instance in rotation"): 771 of them, in the warm-up.
+    wait_for_route(&format!("{gateway_url}/api/products?limit=1"))?;
     let rss_loaded_kib = product_service_rss_kib(layout);
     let reads = runner.catalog_reads(
         memory,
@@ -585,6 +589,21 @@ pub(super) fn large_catalog(
         rss_after_kib: product_service_rss_kib(layout),
         reads,
     })
+}
+
+/// Waits (up to 30 s) until `url` answers 200 through the gateway.
+fn wait_for_route(url: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = crate::proc::http_status(url);
+        if status == Some(200) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{url} still answers {status:?} after 30 s");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[cfg(test)]
