@@ -60,6 +60,23 @@ async fn ids(
         .collect())
 }
 
+/// The numeric `_id`s of the documents matching `filter`, in ascending order.
+async fn sorted_number_ids(
+    docs: &mongodb::Collection<Document>,
+    filter: Document,
+) -> anyhow::Result<Vec<i64>> {
+    let mut found: Vec<i64> = docs
+        .find(filter)
+        .await?
+        .try_collect::<Vec<Document>>()
+        .await?
+        .iter()
+        .map(|d| d.get_i64("_id"))
+        .collect::<Result<_, _>>()?;
+    found.sort_unstable();
+    Ok(found)
+}
+
 /// Relied on by product-service's listings (`store::products::list_filter`: sort by
 /// `price.amount` with `_id` as tie-break, ascending and descending, limit + 1 to tell whether
 /// another page exists) and their keyset pagination (`$or` of "key beyond" and "same key, id
@@ -552,26 +569,15 @@ async fn of_two_usable_indexes_a_filter_reads_through_the_one_that_finds_fewer()
     let scans = || collection_scans(&t.db, &namespace);
     let (examined_before, scans_before) = (examined().await?, scans().await?);
 
-    let mut flagged: Vec<i64> = docs
-        .find(doc! {"refund_check": true, "status": "succeeded", "updated_at": {"$lt": 300}})
-        .await?
-        .try_collect::<Vec<Document>>()
-        .await?
-        .iter()
-        .map(|d| d.get_i64("_id"))
-        .collect::<Result<_, _>>()?;
-    flagged.sort_unstable();
+    let flagged = sorted_number_ids(
+        &docs,
+        doc! {"refund_check": true, "status": "succeeded", "updated_at": {"$lt": 300}},
+    )
+    .await?;
     assert_eq!(flagged, [42], "307 is too new; the rest are not flagged");
     // The other way round: `pending` (4 documents) is rarer than `refund_check: false` (398).
-    let mut pending: Vec<i64> = docs
-        .find(doc! {"status": "pending", "refund_check": false})
-        .await?
-        .try_collect::<Vec<Document>>()
-        .await?
-        .iter()
-        .map(|d| d.get_i64("_id"))
-        .collect::<Result<_, _>>()?;
-    pending.sort_unstable();
+    let pending =
+        sorted_number_ids(&docs, doc! {"status": "pending", "refund_check": false}).await?;
     assert_eq!(pending, [7, 107, 207], "307 is pending but flagged");
 
     if let (Some(before), Some(after)) = (examined_before, examined().await?) {
@@ -617,15 +623,8 @@ async fn an_id_in_list_with_other_conditions_does_not_scan_the_collection() -> a
         claimed.modified_count, 2,
         "10 and 12 are pending; 11 and 499 are not; 1000 is absent"
     );
-    let mut found: Vec<i64> = docs
-        .find(doc! {"_id": {"$in": &named[..]}, "claim": "token"})
-        .await?
-        .try_collect::<Vec<Document>>()
-        .await?
-        .iter()
-        .map(|d| d.get_i64("_id"))
-        .collect::<Result<_, _>>()?;
-    found.sort_unstable();
+    let found =
+        sorted_number_ids(&docs, doc! {"_id": {"$in": &named[..]}, "claim": "token"}).await?;
     assert_eq!(found, [10, 12]);
     let cleared = docs
         .update_many(
