@@ -1,7 +1,7 @@
 //! Memory and CPU of every process of the stack, sampled while the load runs: process trees
 //! from `/proc`, RSS per component and phase, and each process's share of the CPU.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use super::*;
@@ -39,8 +39,19 @@ pub(super) struct MemoryLog {
     pub(super) figures: BTreeMap<(usize, Phase), Memory>,
     /// Per load run: its label and where the CPU went.
     pub(super) cpu: Vec<(String, CpuShare)>,
-    /// Load samples taken so far ([`MemoryLog::sample_load`]).
-    pub(super) samples: u64,
+    /// When process trees are measured ([`MemoryLog::sample_load`]).
+    pub(super) trees: TreeSampling,
+}
+
+/// Which load samples measure process trees, and which components were trees at the last one.
+#[derive(Debug, Default)]
+pub(super) struct TreeSampling {
+    /// Load samples taken so far.
+    samples: u64,
+    /// The pids of components that led more than one process at the last sample that measured
+    /// trees: the others are single processes, measured on every sample without a walk over
+    /// `/proc` to find their members.
+    roots: BTreeSet<u32>,
 }
 
 /// A process tree's memory (PSS of every member) is read on one load sample in this many: a
@@ -107,7 +118,7 @@ impl MemoryLog {
             phase: Phase::Idle,
             figures: BTreeMap::new(),
             cpu: Vec::new(),
-            samples: 0,
+            trees: TreeSampling::default(),
         }
     }
 
@@ -185,23 +196,35 @@ impl MemoryLog {
     /// One sample while a run loads the stack: every single process, and process trees on
     /// every [`TREE_SAMPLE_EVERY`]th call.
     pub(super) fn sample_load(&mut self) {
-        let trees = self.samples.is_multiple_of(TREE_SAMPLE_EVERY);
-        self.samples += 1;
+        let trees = self.trees.samples.is_multiple_of(TREE_SAMPLE_EVERY);
+        self.trees.samples += 1;
         self.sample(trees);
     }
 
     /// Records each component's memory where it is above the phase's peak so far; process
-    /// trees only with `trees`.
+    /// trees only with `trees` (the others are the single processes found at the last such
+    /// sample, so `/proc` is walked only then).
     fn sample(&mut self, trees: bool) {
-        let groups = process_trees();
+        let groups = if trees {
+            let groups = process_trees();
+            self.trees.roots = self
+                .components
+                .iter()
+                .map(|component| component.pid)
+                .filter(|pid| groups.get(pid).is_some_and(|members| members.len() > 1))
+                .collect();
+            groups
+        } else {
+            BTreeMap::new()
+        };
         for (index, component) in self.components.iter().enumerate() {
+            if !trees && self.trees.roots.contains(&component.pid) {
+                continue;
+            }
             let members = groups
                 .get(&component.pid)
                 .cloned()
                 .unwrap_or_else(|| vec![component.pid]);
-            if members.len() > 1 && !trees {
-                continue;
-            }
             let Some(now) = measure(&members) else {
                 continue;
             };
@@ -323,7 +346,7 @@ mod tests {
             phase: Phase::Checkout,
             figures: BTreeMap::new(),
             cpu: Vec::new(),
-            samples: 0,
+            trees: TreeSampling::default(),
         };
         let mut measured = Vec::new();
         for _ in 0..=TREE_SAMPLE_EVERY {

@@ -1334,7 +1334,7 @@ mod tests {
                     },
                 ),
             ],
-            samples: 0,
+            trees: Default::default(),
         };
         memory.figures.insert(
             (0, Phase::Idle),

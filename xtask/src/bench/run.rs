@@ -618,7 +618,7 @@ mod tests {
             phase: Phase::Checkout,
             figures: BTreeMap::new(),
             cpu: Vec::new(),
-            samples: 0,
+            trees: Default::default(),
         }
     }
 
