@@ -606,7 +606,7 @@ public final class MongoWireServer {
                     }
                 } else {
                     Iterable<Object> positions = index.getPositions(query);
-                    long count = positions instanceof Collection<?> listed ? listed.size() : 1;
+                    long count = sizeOf(positions);
                     if (count < fewest) {
                         fewest = count;
                         fewestSecondary = null;
@@ -626,9 +626,14 @@ public final class MongoWireServer {
         /** Matches the documents at {@code positions}, counted in documentsExamined. */
         private QueryResult matchExamined(Document query, Iterable<Object> positions, Document orderBy,
                 int numberToSkip, int limit, int batchSize, Document fieldSelector) {
-            long examined = positions instanceof Collection<?> listed ? listed.size() : 1;
-            documentsExamined.computeIfAbsent(getFullName(), ns -> new AtomicLong()).addAndGet(examined);
+            documentsExamined.computeIfAbsent(getFullName(), ns -> new AtomicLong()).addAndGet(sizeOf(positions));
             return matchDocuments(query, positions, orderBy, numberToSkip, limit, batchSize, fieldSelector);
+        }
+
+        /** How many documents an index answered (its answers are lists; anything else is
+         *  counted as the one position a unique lookup gives). */
+        private static long sizeOf(Iterable<Object> positions) {
+            return positions instanceof Collection<?> listed ? listed.size() : 1;
         }
 
         /** The object the `_id` index holds for a position equal to {@code position} (or
