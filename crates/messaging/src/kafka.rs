@@ -1,5 +1,6 @@
 //! Producer and topic set-up.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -129,6 +130,7 @@ impl KafkaConfig {
             consumer,
             group: group.to_owned(),
             topic: topic.to_owned(),
+            partitions: std::sync::Mutex::new(None),
         })
     }
 
@@ -305,11 +307,24 @@ impl GroupProgress {
 /// Reads a consumer group's committed offsets on a topic without joining the group: a consumer
 /// client named with the group's id that never subscribes, so the group's members are not
 /// rebalanced by it. Its calls ask the broker and block: run them off the async workers.
+///
+/// A reading costs three broker requests whatever the number of partitions: the group's
+/// committed offsets (one `OffsetFetch`), and the partitions' starts and ends (one `ListOffsets`
+/// each, every partition in it). It asked for each partition's watermarks apart (two requests
+/// each) and for the topic's metadata every time: order-service's admission control, which
+/// reads two groups every 730 ms, made 20 of the broker's 75 requests a second while the shop
+/// was idle. The partition list is kept for [`PARTITIONS_KEPT`] (a topic's partitions are only
+/// ever added, by hand).
 pub struct GroupProbe {
     consumer: BaseConsumer,
     group: String,
     topic: String,
+    /// The topic's partitions and when they were read.
+    partitions: std::sync::Mutex<Option<(std::time::Instant, TopicPartitionList)>>,
 }
+
+/// How long a [`GroupProbe`] uses the partition list it read before reading it again.
+pub const PARTITIONS_KEPT: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for GroupProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -330,6 +345,46 @@ impl GroupProbe {
 
     /// The group's committed offsets and the partitions' ends on the topic, now.
     pub fn progress(&self) -> anyhow::Result<GroupProgress> {
+        let partitions = self.partitions()?;
+        let committed = self
+            .consumer
+            .committed_offsets(partitions.clone(), PROBE_TIMEOUT)
+            .context("reading the group's committed offsets")?;
+        let starts = self.offsets_at(&partitions, Offset::Beginning)?;
+        let ends = self.offsets_at(&partitions, Offset::End)?;
+        let mut progress = GroupProgress {
+            committed: 0,
+            end: 0,
+        };
+        for element in committed.elements() {
+            let bound = |offsets: &HashMap<i32, i64>| {
+                offsets
+                    .get(&element.partition())
+                    .copied()
+                    .with_context(|| format!("no offset for partition {}", element.partition()))
+            };
+            let (low, high) = (bound(&starts)?, bound(&ends)?);
+            let at = match element.offset() {
+                Offset::Offset(offset) => offset.clamp(low, high),
+                _ => low,
+            };
+            progress.committed += at;
+            progress.end += high;
+        }
+        Ok(progress)
+    }
+
+    /// The topic's partitions: the list read within [`PARTITIONS_KEPT`], or a fresh one.
+    fn partitions(&self) -> anyhow::Result<TopicPartitionList> {
+        let mut kept = self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((read_at, partitions)) = kept.as_ref()
+            && read_at.elapsed() < PARTITIONS_KEPT
+        {
+            return Ok(partitions.clone());
+        }
         let metadata = self
             .consumer
             .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
@@ -340,27 +395,42 @@ impl GroupProbe {
                 partitions.add_partition(&self.topic, partition.id());
             }
         }
-        let committed = self
+        *kept = Some((std::time::Instant::now(), partitions.clone()));
+        Ok(partitions)
+    }
+
+    /// Every partition's first (`Offset::Beginning`) or next (`Offset::End`) offset, by
+    /// partition, in one `ListOffsets` request per broker: librdkafka passes the offset as the
+    /// request's timestamp, and the broker reads -2 and -1 as earliest and latest.
+    fn offsets_at(
+        &self,
+        partitions: &TopicPartitionList,
+        at: Offset,
+    ) -> anyhow::Result<HashMap<i32, i64>> {
+        let mut asked = partitions.clone();
+        asked
+            .set_all_offsets(at)
+            .context("naming the offsets to look up")?;
+        let found = self
             .consumer
-            .committed_offsets(partitions, PROBE_TIMEOUT)
-            .context("reading the group's committed offsets")?;
-        let mut progress = GroupProgress {
-            committed: 0,
-            end: 0,
-        };
-        for element in committed.elements() {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(element.topic(), element.partition(), PROBE_TIMEOUT)
-                .context("reading watermarks")?;
-            let at = match element.offset() {
-                Offset::Offset(offset) => offset.clamp(low, high),
-                _ => low,
-            };
-            progress.committed += at;
-            progress.end += high;
-        }
-        Ok(progress)
+            .offsets_for_times(asked, PROBE_TIMEOUT)
+            .context("reading the partitions' offsets")?;
+        found
+            .elements()
+            .iter()
+            .map(|element| {
+                element.error().with_context(|| {
+                    format!("reading the offsets of partition {}", element.partition())
+                })?;
+                match element.offset() {
+                    Offset::Offset(offset) => Ok((element.partition(), offset)),
+                    other => anyhow::bail!(
+                        "partition {} answered no offset ({other:?})",
+                        element.partition()
+                    ),
+                }
+            })
+            .collect()
     }
 }
 

@@ -312,6 +312,52 @@ async fn a_group_probe_sees_what_the_group_committed_and_where_the_topic_ends() 
     Ok(())
 }
 
+/// Over several partitions the probe adds up each one's commit and end, read in one request
+/// each for all partitions (an empty partition counts from its start; a record produced after
+/// the first reading is seen through the partition list the probe kept).
+#[tokio::test]
+async fn a_group_probe_adds_up_every_partition_of_the_topic() -> TestResult {
+    let topic = format!("test-{}.things", Uuid::new_v4().simple());
+    let group = format!("g-{}", Uuid::new_v4());
+    kafka()
+        .ensure_topics(&[messaging::TopicSpec {
+            name: topic.clone(),
+            partitions: 3,
+            compacted: false,
+        }])
+        .await?;
+    let producer = kafka().producer()?;
+    let send_to = |partition: i32, name: &'static str| {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            let payload = thing(name, "ok")?;
+            let record = FutureRecord::to(&topic)
+                .partition(partition)
+                .key(name)
+                .payload(&payload);
+            producer.send(record, Duration::from_secs(10)).await?;
+            anyhow::Ok(())
+        }
+    };
+    for (partition, name) in [(0, "a"), (0, "b"), (1, "c"), (1, "d"), (1, "e")] {
+        send_to(partition, name).await?;
+    }
+    let probe = Arc::new(kafka().group_probe(&group, &topic)?);
+    let progress = |probe: Arc<messaging::GroupProbe>| async move {
+        tokio::task::spawn_blocking(move || probe.progress()).await?
+    };
+
+    let before = progress(probe.clone()).await?;
+    assert_eq!((before.committed, before.end, before.lag()), (0, 5, 5));
+
+    consume_until(&topic, &group, 5).await?;
+    send_to(2, "f").await?;
+    let after = progress(probe.clone()).await?;
+    assert_eq!((after.committed, after.end, after.lag()), (5, 6, 1));
+    Ok(())
+}
+
 /// The gate of a replica over two topics: red while its group has not committed both topics'
 /// records as they stood at the first check, then green for good, and it lets its probes go.
 #[tokio::test]
