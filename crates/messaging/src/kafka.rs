@@ -32,6 +32,9 @@ pub use crate::producer::Producer;
 pub struct KafkaConfig {
     /// Bootstrap servers, e.g. `127.0.0.1:9092`.
     pub brokers: String,
+    /// How long the producer holds a record for others to share its request
+    /// (`linger.ms`, `KAFKA_LINGER_MS`): see [`DEFAULT_LINGER_MS`].
+    pub linger_ms: u32,
     producer: Arc<OnceLock<Producer>>,
 }
 
@@ -39,6 +42,7 @@ impl std::fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)
+            .field("linger_ms", &self.linger_ms)
             .finish_non_exhaustive()
     }
 }
@@ -74,18 +78,33 @@ pub const COMPACTED_TOPIC_CONFIG: [(&str, &str); 3] = [
 /// The local broker of `cargo xtask up`.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 
+/// The producer's `linger.ms` unless `KAFKA_LINGER_MS` says otherwise. Each record of the
+/// checkout waits up to this long in the producer at every hop of the saga, and the records
+/// that meet in that time go in one produce request (docs/ARCHITECTURE.md, "How long the
+/// producer lingers", has the measurement behind the value).
+pub const DEFAULT_LINGER_MS: u32 = 5;
+
+/// The longest `KAFKA_LINGER_MS` taken: beyond a second a record waits longer than any
+/// consumer of the saga would accept.
+pub const MAX_LINGER_MS: u32 = 1_000;
+
 impl KafkaConfig {
     /// The brokers at `brokers` (bootstrap servers, comma-separated).
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
+            linger_ms: DEFAULT_LINGER_MS,
             producer: Arc::default(),
         }
     }
 
-    /// `KAFKA_BROKERS` (default: the local broker).
-    pub fn from_env(env: &settings::Env) -> Self {
-        Self::new(env.string_or("KAFKA_BROKERS", DEFAULT_BROKERS))
+    /// `KAFKA_BROKERS` (default: the local broker) and `KAFKA_LINGER_MS` (default
+    /// [`DEFAULT_LINGER_MS`], at most [`MAX_LINGER_MS`]).
+    pub fn from_env(env: &settings::Env) -> anyhow::Result<Self> {
+        let mut config = Self::new(env.string_or("KAFKA_BROKERS", DEFAULT_BROKERS));
+        config.linger_ms =
+            env.number_in("KAFKA_LINGER_MS", DEFAULT_LINGER_MS, 0..=MAX_LINGER_MS)?;
+        Ok(config)
     }
 
     fn client_config(&self) -> ClientConfig {
@@ -111,7 +130,7 @@ impl KafkaConfig {
             .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            .set("linger.ms", self.linger_ms.to_string())
             .set("message.timeout.ms", "30000")
             .set("compression.type", "lz4")
             .clone();
@@ -592,14 +611,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn brokers_come_from_kafka_brokers_or_the_local_default() {
-        let local = KafkaConfig::from_env(&settings::Env::from_pairs([]));
+    fn brokers_come_from_kafka_brokers_or_the_local_default() -> anyhow::Result<()> {
+        let local = KafkaConfig::from_env(&settings::Env::from_pairs([]))?;
         assert_eq!(local.brokers, DEFAULT_BROKERS);
         let env = settings::Env::from_pairs([("KAFKA_BROKERS", "kafka-0:9092,kafka-1:9092")]);
         assert_eq!(
-            KafkaConfig::from_env(&env).brokers,
+            KafkaConfig::from_env(&env)?.brokers,
             "kafka-0:9092,kafka-1:9092"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_linger_comes_from_kafka_linger_ms_within_its_bounds() -> anyhow::Result<()> {
+        let linger = |value: &str| {
+            KafkaConfig::from_env(&settings::Env::from_pairs([("KAFKA_LINGER_MS", value)]))
+                .map(|config| config.linger_ms)
+        };
+        assert_eq!(
+            KafkaConfig::from_env(&settings::Env::from_pairs([]))?.linger_ms,
+            DEFAULT_LINGER_MS
+        );
+        // Empty is unset, as for every variable.
+        assert_eq!(linger("")?, DEFAULT_LINGER_MS);
+        assert_eq!(linger("0")?, 0);
+        assert_eq!(linger("20")?, 20);
+        for refused in ["1001", "-1", "5ms"] {
+            let error = linger(refused).err().map(|error| error.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|error| error.contains("KAFKA_LINGER_MS")),
+                "{refused:?}: {error:?}"
+            );
+        }
+        Ok(())
     }
 
     #[test]

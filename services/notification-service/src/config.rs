@@ -104,7 +104,7 @@ impl Config {
                 "DATABASE_URL",
                 "postgres://shop:shop@127.0.0.1:5432/notifications",
             ),
-            kafka: KafkaConfig::from_env(env),
+            kafka: KafkaConfig::from_env(env)?,
             workflow_engine_url: env.string_or("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),
             workflow_namespace: env
                 .get("WORKFLOW_NAMESPACE")

@@ -117,7 +117,7 @@ impl Config {
             server: ServerConfig::from_env(env, 8083, 10)?,
             database_url: env
                 .secret_or("DATABASE_URL", "postgres://shop:shop@127.0.0.1:5432/orders"),
-            kafka: KafkaConfig::from_env(env),
+            kafka: KafkaConfig::from_env(env)?,
             tokens: VerifierConfig::from_env(env),
             payment_timeout,
             reservation_timeout: env

@@ -121,7 +121,7 @@ impl Config {
             server: ServerConfig::from_env(env, 8084, 30)?,
             mongodb_url: env.secret_or("MONGODB_URL", "mongodb://127.0.0.1:27017"),
             database: env.string_or("MONGODB_DATABASE", "payments"),
-            kafka: KafkaConfig::from_env(env),
+            kafka: KafkaConfig::from_env(env)?,
             tokens: VerifierConfig::from_env(env),
             psp_url: env.string_or("PSP_SIM_URL", "http://127.0.0.1:8090"),
             psp_api_key: env.secret_or("PSP_API_KEY", DEFAULT_PSP_API_KEY),

@@ -64,7 +64,7 @@ impl Config {
             server: ServerConfig::from_env(env, 8082, 10)?,
             mongodb_url: env.secret_or("MONGODB_URL", "mongodb://127.0.0.1:27017"),
             database: env.string_or("MONGODB_DATABASE", "catalog"),
-            kafka: KafkaConfig::from_env(env),
+            kafka: KafkaConfig::from_env(env)?,
             topic_prefix: env.string_or("KAFKA_TOPIC_PREFIX", ""),
             tokens: VerifierConfig::from_env(env),
             run_outbox_relay: true,

@@ -162,7 +162,7 @@ impl Config {
             server: ServerConfig::from_env(env, 8081, 10)?,
             database_url: env
                 .secret_or("DATABASE_URL", "postgres://shop:shop@127.0.0.1:5432/users"),
-            kafka: KafkaConfig::from_env(env),
+            kafka: KafkaConfig::from_env(env)?,
             topic_prefix: env.string_or("KAFKA_TOPIC_PREFIX", ""),
             jwt_private_key_path: PathBuf::from(
                 env.string_or("JWT_PRIVATE_KEY_PATH", ".local/secrets/jwt-ed25519.pem"),
