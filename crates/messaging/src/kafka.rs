@@ -414,7 +414,10 @@ impl GroupProbe {
                 partitions.add_partition(&self.topic, partition.id());
             }
         }
-        *kept = Some((std::time::Instant::now(), partitions.clone()));
+        // A topic not created yet has none; it is asked about again at the next reading.
+        if partitions.count() > 0 {
+            *kept = Some((std::time::Instant::now(), partitions.clone()));
+        }
         Ok(partitions)
     }
 
