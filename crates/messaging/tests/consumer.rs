@@ -289,6 +289,14 @@ async fn a_record_retried_at_shutdown_is_delivered_again_not_dead_lettered() -> 
     Ok(())
 }
 
+/// The probe's reading, taken off the async workers (its calls block on the broker).
+async fn probe_progress(
+    probe: &Arc<messaging::GroupProbe>,
+) -> anyhow::Result<messaging::GroupProgress> {
+    let probe = probe.clone();
+    tokio::task::spawn_blocking(move || probe.progress()).await?
+}
+
 /// A group probe reads what a group committed and where the topic ends, from outside the
 /// group: before the group's first commit it counts from the start, after it from the commit.
 #[tokio::test]
@@ -296,18 +304,14 @@ async fn a_group_probe_sees_what_the_group_committed_and_where_the_topic_ends() 
     let topic = format!("test-{}.things", Uuid::new_v4().simple());
     let group = format!("g-{}", Uuid::new_v4());
     produce(&topic, &[thing("one", "ok")?, thing("two", "ok")?]).await?;
-    let probe = kafka().group_probe(&group, &topic)?;
-    let progress = |probe: Arc<messaging::GroupProbe>| async move {
-        tokio::task::spawn_blocking(move || probe.progress()).await?
-    };
-    let probe = Arc::new(probe);
+    let probe = Arc::new(kafka().group_probe(&group, &topic)?);
 
-    let before = progress(probe.clone()).await?;
+    let before = probe_progress(&probe).await?;
     assert_eq!((before.committed, before.end, before.lag()), (0, 2, 2));
 
     consume_until(&topic, &group, 2).await?;
     produce(&topic, &[thing("three", "ok")?]).await?;
-    let after = progress(probe.clone()).await?;
+    let after = probe_progress(&probe).await?;
     assert_eq!((after.committed, after.end, after.lag()), (2, 3, 1));
     Ok(())
 }
@@ -344,16 +348,13 @@ async fn a_group_probe_adds_up_every_partition_of_the_topic() -> TestResult {
         send_to(partition, name).await?;
     }
     let probe = Arc::new(kafka().group_probe(&group, &topic)?);
-    let progress = |probe: Arc<messaging::GroupProbe>| async move {
-        tokio::task::spawn_blocking(move || probe.progress()).await?
-    };
 
-    let before = progress(probe.clone()).await?;
+    let before = probe_progress(&probe).await?;
     assert_eq!((before.committed, before.end, before.lag()), (0, 5, 5));
 
     consume_until(&topic, &group, 5).await?;
     send_to(2, "f").await?;
-    let after = progress(probe.clone()).await?;
+    let after = probe_progress(&probe).await?;
     assert_eq!((after.committed, after.end, after.lag()), (5, 6, 1));
     Ok(())
 }
