@@ -61,6 +61,16 @@ impl<G> Clone for Dispatcher<G> {
     }
 }
 
+/// Why an idle sender stopped waiting.
+enum Woke {
+    /// A wake-up (or shutdown): claim at once.
+    ToClaim,
+    /// Its poll timer fired; the poll gate says whether this sender polls.
+    PollDue,
+    /// A message stored claimed by this process's consumer.
+    Handoff(Box<Handoff>),
+}
+
 /// What became of an attempt.
 enum Outcome {
     Sent(String),
@@ -117,21 +127,34 @@ impl<G: SmsGateway> Dispatcher<G> {
         shutdown: &CancellationToken,
         handoffs: Option<&Mutex<Receiver<Handoff>>>,
     ) {
-        let poll_at = tokio::time::Instant::now() + self.settings.poll_interval;
+        let mut poll_at = tokio::time::Instant::now() + self.settings.poll_interval;
         loop {
-            let handoff = {
+            let woke = {
                 let _idle = self.queue.idle_sender();
                 tokio::select! {
-                    () = shutdown.cancelled() => None,
-                    () = self.queue.woken() => None,
-                    () = tokio::time::sleep_until(poll_at) => None,
-                    Some(handoff) = next_handoff(handoffs) => Some(handoff),
+                    () = shutdown.cancelled() => Woke::ToClaim,
+                    () = self.queue.woken() => Woke::ToClaim,
+                    () = tokio::time::sleep_until(poll_at) => Woke::PollDue,
+                    Some(handoff) = next_handoff(handoffs) => Woke::Handoff(Box::new(handoff)),
                 }
             };
-            let Some(handoff) = handoff else { return };
-            self.take(handoff).await;
-            if self.queue.may_have_more() {
-                return;
+            match woke {
+                Woke::ToClaim => return,
+                // One sender of the process polls per interval (`PollGate`).
+                Woke::PollDue => match self
+                    .queue
+                    .polls()
+                    .take(Instant::now(), self.settings.poll_interval)
+                {
+                    None => return,
+                    Some(due) => poll_at = due.into(),
+                },
+                Woke::Handoff(handoff) => {
+                    self.take(*handoff).await;
+                    if self.queue.may_have_more() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -149,7 +172,8 @@ impl<G: SmsGateway> Dispatcher<G> {
             }
             match messages::claim(&self.pool, self.settings.lease).await {
                 Ok(Some(message)) => {
-                    self.queue.claimed();
+                    // Not one of ours: `claimed` has woken another sender to look for more.
+                    let _ = self.queue.claimed();
                     self.deliver_in_turn(message).await;
                     // Straight on to the next one only if this process queued messages no
                     // sender has taken yet; otherwise the wake-up or the poll says when.
@@ -157,7 +181,12 @@ impl<G: SmsGateway> Dispatcher<G> {
                         idle().await;
                     }
                 }
-                Ok(None) => idle().await,
+                Ok(None) => {
+                    self.queue
+                        .polls()
+                        .found_nothing(Instant::now(), self.settings.poll_interval);
+                    idle().await
+                }
                 Err(error) => {
                     tracing::warn!(%error, "cannot claim messages; retrying");
                     tokio::select! {
@@ -176,7 +205,8 @@ impl<G: SmsGateway> Dispatcher<G> {
         while let Some(message) = next.take() {
             next = self.deliver(message).await;
             if next.is_some() {
-                self.queue.claimed();
+                // The user's next message: claimed in turn, whoever queued it.
+                let _ = self.queue.claimed();
             }
         }
     }
