@@ -224,7 +224,6 @@ impl EventConsumer {
             // Offsets advance only when this code stores them, i.e. after the effect.
             .set("enable.auto.offset.store", "false")
             .set("session.timeout.ms", "10000")
-            .set("fetch.wait.max.ms", kafka.fetch_wait_ms.to_string())
             .create()
             .context("cannot create the Kafka consumer")?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();

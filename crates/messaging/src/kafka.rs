@@ -35,9 +35,6 @@ pub struct KafkaConfig {
     /// How long the producer holds a record for others to share its request
     /// (`linger.ms`, `KAFKA_LINGER_MS`): see [`DEFAULT_LINGER_MS`].
     pub linger_ms: u32,
-    /// How long a consumer's empty fetch waits at the broker (`fetch.wait.max.ms`,
-    /// `KAFKA_FETCH_WAIT_MS`): see [`DEFAULT_FETCH_WAIT_MS`].
-    pub fetch_wait_ms: u32,
     producer: Arc<OnceLock<Producer>>,
 }
 
@@ -46,7 +43,6 @@ impl std::fmt::Debug for KafkaConfig {
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)
             .field("linger_ms", &self.linger_ms)
-            .field("fetch_wait_ms", &self.fetch_wait_ms)
             .finish_non_exhaustive()
     }
 }
@@ -92,43 +88,22 @@ pub const DEFAULT_LINGER_MS: u32 = 5;
 /// consumer of the saga would accept.
 pub const MAX_LINGER_MS: u32 = 1_000;
 
-/// How long a consumer's fetch waits at the broker for records before it is answered empty,
-/// unless `KAFKA_FETCH_WAIT_MS` says otherwise (librdkafka's `fetch.wait.max.ms`, 500 by
-/// default). A fetch is answered as soon as a record arrives, so this bounds only the idle
-/// traffic: every consumer asks again each time its empty fetch comes back. With librdkafka's
-/// default, the idle local stack's nineteen consumers sent 38 fetches a second, the largest
-/// share of the broker's idle requests (docs/ARCHITECTURE.md, "Idle requests to the broker").
-/// Nothing here pauses or seeks partitions, the case where a long fetch in flight would delay
-/// the next one.
-pub const DEFAULT_FETCH_WAIT_MS: u32 = 2_000;
-
-/// The range of `KAFKA_FETCH_WAIT_MS` taken: at least 1 ms (0 would spin), and well below
-/// librdkafka's socket timeout (60 s), which an unanswered fetch must never reach.
-pub const FETCH_WAIT_MS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
-
 impl KafkaConfig {
     /// The brokers at `brokers` (bootstrap servers, comma-separated).
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
             linger_ms: DEFAULT_LINGER_MS,
-            fetch_wait_ms: DEFAULT_FETCH_WAIT_MS,
             producer: Arc::default(),
         }
     }
 
-    /// `KAFKA_BROKERS` (default: the local broker), `KAFKA_LINGER_MS` (default
-    /// [`DEFAULT_LINGER_MS`], at most [`MAX_LINGER_MS`]) and `KAFKA_FETCH_WAIT_MS` (default
-    /// [`DEFAULT_FETCH_WAIT_MS`], within [`FETCH_WAIT_MS_RANGE`]).
+    /// `KAFKA_BROKERS` (default: the local broker) and `KAFKA_LINGER_MS` (default
+    /// [`DEFAULT_LINGER_MS`], at most [`MAX_LINGER_MS`]).
     pub fn from_env(env: &settings::Env) -> anyhow::Result<Self> {
         let mut config = Self::new(env.string_or("KAFKA_BROKERS", DEFAULT_BROKERS));
         config.linger_ms =
             env.number_in("KAFKA_LINGER_MS", DEFAULT_LINGER_MS, 0..=MAX_LINGER_MS)?;
-        config.fetch_wait_ms = env.number_in(
-            "KAFKA_FETCH_WAIT_MS",
-            DEFAULT_FETCH_WAIT_MS,
-            FETCH_WAIT_MS_RANGE,
-        )?;
         Ok(config)
     }
 
@@ -670,32 +645,6 @@ mod tests {
                 error
                     .as_deref()
                     .is_some_and(|error| error.contains("KAFKA_LINGER_MS")),
-                "{refused:?}: {error:?}"
-            );
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn the_fetch_wait_comes_from_kafka_fetch_wait_ms_within_its_bounds() -> anyhow::Result<()> {
-        let wait = |value: &str| {
-            KafkaConfig::from_env(&settings::Env::from_pairs([("KAFKA_FETCH_WAIT_MS", value)]))
-                .map(|config| config.fetch_wait_ms)
-        };
-        assert_eq!(
-            KafkaConfig::from_env(&settings::Env::from_pairs([]))?.fetch_wait_ms,
-            DEFAULT_FETCH_WAIT_MS
-        );
-        assert_eq!(wait("")?, DEFAULT_FETCH_WAIT_MS);
-        assert_eq!(wait("1")?, 1);
-        assert_eq!(wait("500")?, 500);
-        assert_eq!(wait("10000")?, 10_000);
-        for refused in ["0", "10001", "-1", "2s"] {
-            let error = wait(refused).err().map(|error| error.to_string());
-            assert!(
-                error
-                    .as_deref()
-                    .is_some_and(|error| error.contains("KAFKA_FETCH_WAIT_MS")),
                 "{refused:?}: {error:?}"
             );
         }
