@@ -172,7 +172,8 @@ impl<G: SmsGateway> Dispatcher<G> {
             }
             match messages::claim(&self.pool, self.settings.lease).await {
                 Ok(Some(message)) => {
-                    // Not one of ours: `claimed` has woken another sender to look for more.
+                    // If the message was not one this process queued, `claimed` has woken
+                    // another sender to look for more like it.
                     let _ = self.queue.claimed();
                     self.deliver_in_turn(message).await;
                     // Straight on to the next one only if this process queued messages no
