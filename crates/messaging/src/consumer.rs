@@ -41,7 +41,7 @@ use contracts::topics::dead_letter;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 #[cfg(feature = "postgres")]
@@ -52,7 +52,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::headers::{from_record_headers, to_record_headers};
-use crate::kafka::KafkaConfig;
+use crate::kafka::{KafkaConfig, offsets_at};
 
 /// One record as a handler sees it.
 #[derive(Debug, Clone)]
@@ -161,6 +161,8 @@ static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(0);
 /// A subscribed consumer plus the producer its dead letters go out with.
 pub struct EventConsumer {
     consumer: Arc<StreamConsumer>,
+    /// The process's offsets client, for the [`LagProbe`].
+    offsets: Arc<BaseConsumer>,
     dead_letters: crate::producer::Producer,
     settings: ConsumerSettings,
     health: ConsumerHealth,
@@ -224,12 +226,14 @@ impl EventConsumer {
             // Offsets advance only when this code stores them, i.e. after the effect.
             .set("enable.auto.offset.store", "false")
             .set("session.timeout.ms", "10000")
+            .set("fetch.wait.max.ms", kafka.fetch_wait_ms.to_string())
             .create()
             .context("cannot create the Kafka consumer")?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).context("subscribing")?;
         Ok(Self {
             consumer: Arc::new(consumer),
+            offsets: kafka.offsets_client()?,
             dead_letters: kafka.producer()?,
             health: ConsumerHealth::new(),
             number: NEXT_CONSUMER.fetch_add(1, Ordering::Relaxed),
@@ -601,6 +605,9 @@ enum Done {
 #[derive(Clone)]
 pub struct LagProbe {
     consumer: Arc<StreamConsumer>,
+    /// Asks the broker for the partitions' offsets ([`KafkaConfig::offsets_client`]): not the
+    /// consumer's own client, where the question would wait behind a fetch held at the broker.
+    offsets: Arc<BaseConsumer>,
     group: String,
 }
 
@@ -621,36 +628,70 @@ pub struct PartitionLag {
 }
 
 impl LagProbe {
-    /// Lag of every assigned partition: high watermark minus the consumer's position (the
-    /// whole partition when it has no position yet). Asks the broker, so it blocks: call it
-    /// off the async workers.
+    /// Lag of every assigned partition: the partition's end minus the consumer's position
+    /// (the whole partition when it has no position yet). The positions are the consumer's
+    /// own state; the ends (and the starts, only for a partition without a position) are one
+    /// `ListOffsets` request each. Blocks: call it off the async workers.
     pub fn measure(&self) -> anyhow::Result<Vec<PartitionLag>> {
         let positions = self.consumer.position().context("reading positions")?;
-        let mut lags = Vec::new();
-        for element in positions.elements() {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(2))
-                .context("reading watermarks")?;
-            let next = match element.offset() {
-                rdkafka::Offset::Offset(offset) => offset,
-                _ => low,
-            };
-            lags.push(PartitionLag {
-                topic: element.topic().to_owned(),
-                partition: element.partition(),
-                lag: (high - next).max(0),
-            });
+        if positions.count() == 0 {
+            return Ok(Vec::new());
         }
-        Ok(lags)
+        let ends = offsets_at(
+            &self.offsets,
+            &positions,
+            rdkafka::Offset::End,
+            PROBE_TIMEOUT,
+        )
+        .context("reading the partitions' ends")?;
+        let unpositioned = positions
+            .elements()
+            .iter()
+            .any(|element| !matches!(element.offset(), rdkafka::Offset::Offset(_)));
+        let starts = if unpositioned {
+            offsets_at(
+                &self.offsets,
+                &positions,
+                rdkafka::Offset::Beginning,
+                PROBE_TIMEOUT,
+            )
+            .context("reading the partitions' starts")?
+        } else {
+            HashMap::new()
+        };
+        positions
+            .elements()
+            .iter()
+            .map(|element| {
+                let key = (element.topic().to_owned(), element.partition());
+                let high = *ends
+                    .get(&key)
+                    .with_context(|| format!("no end for {} partition {}", key.0, key.1))?;
+                let next = match element.offset() {
+                    rdkafka::Offset::Offset(offset) => offset,
+                    _ => *starts
+                        .get(&key)
+                        .with_context(|| format!("no start for {} partition {}", key.0, key.1))?,
+                };
+                Ok(PartitionLag {
+                    lag: (high - next).max(0),
+                    topic: key.0,
+                    partition: key.1,
+                })
+            })
+            .collect()
     }
 }
+
+/// How long one broker request of a [`LagProbe`] may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl EventConsumer {
     /// A handle that measures this consumer's lag while it runs.
     pub fn lag_probe(&self) -> LagProbe {
         LagProbe {
             consumer: self.consumer.clone(),
+            offsets: self.offsets.clone(),
             group: self.settings.group_id.clone(),
         }
     }

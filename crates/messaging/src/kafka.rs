@@ -35,7 +35,11 @@ pub struct KafkaConfig {
     /// How long the producer holds a record for others to share its request
     /// (`linger.ms`, `KAFKA_LINGER_MS`): see [`DEFAULT_LINGER_MS`].
     pub linger_ms: u32,
+    /// How long a consumer's empty fetch waits at the broker (`fetch.wait.max.ms`,
+    /// `KAFKA_FETCH_WAIT_MS`): see [`DEFAULT_FETCH_WAIT_MS`].
+    pub fetch_wait_ms: u32,
     producer: Arc<OnceLock<Producer>>,
+    offsets_client: Arc<OnceLock<Arc<BaseConsumer>>>,
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -43,6 +47,7 @@ impl std::fmt::Debug for KafkaConfig {
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)
             .field("linger_ms", &self.linger_ms)
+            .field("fetch_wait_ms", &self.fetch_wait_ms)
             .finish_non_exhaustive()
     }
 }
@@ -88,22 +93,44 @@ pub const DEFAULT_LINGER_MS: u32 = 5;
 /// consumer of the saga would accept.
 pub const MAX_LINGER_MS: u32 = 1_000;
 
+/// How long a consumer's fetch waits at the broker for records before it is answered empty,
+/// unless `KAFKA_FETCH_WAIT_MS` says otherwise (librdkafka's `fetch.wait.max.ms`, 500 by
+/// default). A fetch is answered as soon as a record arrives, so this bounds only the idle
+/// traffic: every consumer asks again each time its empty fetch comes back. With librdkafka's
+/// default, the idle local stack's nineteen consumers sent 38 fetches a second, the largest
+/// share of the broker's idle requests (docs/ARCHITECTURE.md, "Idle requests to the broker").
+/// Nothing here pauses or seeks partitions, the case where a long fetch in flight would delay
+/// the next one.
+pub const DEFAULT_FETCH_WAIT_MS: u32 = 2_000;
+
+/// The range of `KAFKA_FETCH_WAIT_MS` taken: at least 1 ms (0 would spin), and well below
+/// librdkafka's socket timeout (60 s), which an unanswered fetch must never reach.
+pub const FETCH_WAIT_MS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+
 impl KafkaConfig {
     /// The brokers at `brokers` (bootstrap servers, comma-separated).
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
             linger_ms: DEFAULT_LINGER_MS,
+            fetch_wait_ms: DEFAULT_FETCH_WAIT_MS,
             producer: Arc::default(),
+            offsets_client: Arc::default(),
         }
     }
 
-    /// `KAFKA_BROKERS` (default: the local broker) and `KAFKA_LINGER_MS` (default
-    /// [`DEFAULT_LINGER_MS`], at most [`MAX_LINGER_MS`]).
+    /// `KAFKA_BROKERS` (default: the local broker), `KAFKA_LINGER_MS` (default
+    /// [`DEFAULT_LINGER_MS`], at most [`MAX_LINGER_MS`]) and `KAFKA_FETCH_WAIT_MS` (default
+    /// [`DEFAULT_FETCH_WAIT_MS`], within [`FETCH_WAIT_MS_RANGE`]).
     pub fn from_env(env: &settings::Env) -> anyhow::Result<Self> {
         let mut config = Self::new(env.string_or("KAFKA_BROKERS", DEFAULT_BROKERS));
         config.linger_ms =
             env.number_in("KAFKA_LINGER_MS", DEFAULT_LINGER_MS, 0..=MAX_LINGER_MS)?;
+        config.fetch_wait_ms = env.number_in(
+            "KAFKA_FETCH_WAIT_MS",
+            DEFAULT_FETCH_WAIT_MS,
+            FETCH_WAIT_MS_RANGE,
+        )?;
         Ok(config)
     }
 
@@ -123,6 +150,22 @@ impl KafkaConfig {
         let made = self.new_producer()?;
         // Two first calls at once make two; one is kept and the other dropped.
         Ok(self.producer.get_or_init(|| made).clone())
+    }
+
+    /// The process's client for reading partitions' offsets (made at the first call, shared
+    /// by every clone like the producer). It never fetches: a consumer's own connection can
+    /// hold a fetch at the broker for up to `fetch.wait.max.ms`, and the broker answers a
+    /// connection's requests in order, so a question asked there waits behind the fetch.
+    pub fn offsets_client(&self) -> anyhow::Result<Arc<BaseConsumer>> {
+        if let Some(client) = self.offsets_client.get() {
+            return Ok(client.clone());
+        }
+        let made: BaseConsumer = self
+            .client_config()
+            .create()
+            .context("cannot create the Kafka offsets client")?;
+        // Two first calls at once make two; one is kept and the other dropped.
+        Ok(self.offsets_client.get_or_init(|| Arc::new(made)).clone())
     }
 
     fn new_producer(&self) -> anyhow::Result<Producer> {
@@ -422,38 +465,59 @@ impl GroupProbe {
     }
 
     /// Every partition's first (`Offset::Beginning`) or next (`Offset::End`) offset, by
-    /// partition, in one `ListOffsets` request per broker: librdkafka passes the offset as the
-    /// request's timestamp, and the broker reads -2 and -1 as earliest and latest.
+    /// partition ([`offsets_at`]).
     fn offsets_at(
         &self,
         partitions: &TopicPartitionList,
         at: Offset,
     ) -> anyhow::Result<HashMap<i32, i64>> {
-        let mut asked = partitions.clone();
-        asked
-            .set_all_offsets(at)
-            .context("naming the offsets to look up")?;
-        let found = self
-            .consumer
-            .offsets_for_times(asked, PROBE_TIMEOUT)
-            .context("reading the partitions' offsets")?;
-        found
-            .elements()
-            .iter()
-            .map(|element| {
-                element.error().with_context(|| {
-                    format!("reading the offsets of partition {}", element.partition())
-                })?;
-                match element.offset() {
-                    Offset::Offset(offset) => Ok((element.partition(), offset)),
-                    other => anyhow::bail!(
-                        "partition {} answered no offset ({other:?})",
-                        element.partition()
-                    ),
-                }
-            })
-            .collect()
+        Ok(offsets_at(&self.consumer, partitions, at, PROBE_TIMEOUT)?
+            .into_iter()
+            .map(|((_, partition), offset)| (partition, offset))
+            .collect())
     }
+}
+
+/// Every listed partition's first (`Offset::Beginning`) or next (`Offset::End`) offset, by
+/// topic and partition, in one `ListOffsets` request per broker: librdkafka passes the offset
+/// as the request's timestamp, and the broker reads -2 and -1 as earliest and latest. Ask
+/// through a client that does not fetch ([`KafkaConfig::offsets_client`]).
+pub(crate) fn offsets_at(
+    client: &BaseConsumer,
+    partitions: &TopicPartitionList,
+    at: Offset,
+    timeout: Duration,
+) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    let mut asked = partitions.clone();
+    asked
+        .set_all_offsets(at)
+        .context("naming the offsets to look up")?;
+    let found = client
+        .offsets_for_times(asked, timeout)
+        .context("reading the partitions' offsets")?;
+    found
+        .elements()
+        .iter()
+        .map(|element| {
+            element.error().with_context(|| {
+                format!(
+                    "reading the offsets of {} partition {}",
+                    element.topic(),
+                    element.partition()
+                )
+            })?;
+            match element.offset() {
+                Offset::Offset(offset) => {
+                    Ok(((element.topic().to_owned(), element.partition()), offset))
+                }
+                other => anyhow::bail!(
+                    "{} partition {} answered no offset ({other:?})",
+                    element.topic(),
+                    element.partition()
+                ),
+            }
+        })
+        .collect()
 }
 
 /// Readiness of a replica built from a log by a consumer group: red until the group has
@@ -645,6 +709,32 @@ mod tests {
                 error
                     .as_deref()
                     .is_some_and(|error| error.contains("KAFKA_LINGER_MS")),
+                "{refused:?}: {error:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_fetch_wait_comes_from_kafka_fetch_wait_ms_within_its_bounds() -> anyhow::Result<()> {
+        let wait = |value: &str| {
+            KafkaConfig::from_env(&settings::Env::from_pairs([("KAFKA_FETCH_WAIT_MS", value)]))
+                .map(|config| config.fetch_wait_ms)
+        };
+        assert_eq!(
+            KafkaConfig::from_env(&settings::Env::from_pairs([]))?.fetch_wait_ms,
+            DEFAULT_FETCH_WAIT_MS
+        );
+        assert_eq!(wait("")?, DEFAULT_FETCH_WAIT_MS);
+        assert_eq!(wait("1")?, 1);
+        assert_eq!(wait("500")?, 500);
+        assert_eq!(wait("10000")?, 10_000);
+        for refused in ["0", "10001", "-1", "2s"] {
+            let error = wait(refused).err().map(|error| error.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|error| error.contains("KAFKA_FETCH_WAIT_MS")),
                 "{refused:?}: {error:?}"
             );
         }

@@ -72,6 +72,7 @@ impl CatalogFeed {
             .set("queued.max.messages.kbytes", "4096")
             .set("fetch.max.bytes", "1048576")
             .set("max.partition.fetch.bytes", "1048576")
+            .set("fetch.wait.max.ms", kafka.fetch_wait_ms.to_string())
             .create()
             .context("creating the catalog consumer")?;
         Ok(Self {
