@@ -689,26 +689,34 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn the_linger_comes_from_kafka_linger_ms_within_its_bounds() -> anyhow::Result<()> {
-        let linger = |value: &str| {
-            KafkaConfig::from_env(&settings::Env::from_pairs([("KAFKA_LINGER_MS", value)]))
-                .map(|config| config.linger_ms)
+    /// `variable` read by `read` from the environment: its default when unset or empty, each
+    /// of `taken` as given, each of `refused` an error that names the variable.
+    fn check_bounded_setting(
+        variable: &str,
+        read: fn(&KafkaConfig) -> u32,
+        default: u32,
+        taken: &[u32],
+        refused: &[&str],
+    ) -> anyhow::Result<()> {
+        let value = |value: &str| {
+            KafkaConfig::from_env(&settings::Env::from_pairs([(variable, value)]))
+                .map(|config| read(&config))
         };
         assert_eq!(
-            KafkaConfig::from_env(&settings::Env::from_pairs([]))?.linger_ms,
-            DEFAULT_LINGER_MS
+            read(&KafkaConfig::from_env(&settings::Env::from_pairs([]))?),
+            default
         );
         // Empty is unset, as for every variable.
-        assert_eq!(linger("")?, DEFAULT_LINGER_MS);
-        assert_eq!(linger("0")?, 0);
-        assert_eq!(linger("20")?, 20);
-        for refused in ["1001", "-1", "5ms"] {
-            let error = linger(refused).err().map(|error| error.to_string());
+        assert_eq!(value("")?, default);
+        for &number in taken {
+            assert_eq!(value(&number.to_string())?, number);
+        }
+        for refused in refused {
+            let error = value(refused).err().map(|error| error.to_string());
             assert!(
                 error
                     .as_deref()
-                    .is_some_and(|error| error.contains("KAFKA_LINGER_MS")),
+                    .is_some_and(|error| error.contains(variable)),
                 "{refused:?}: {error:?}"
             );
         }
@@ -716,29 +724,25 @@ mod tests {
     }
 
     #[test]
+    fn the_linger_comes_from_kafka_linger_ms_within_its_bounds() -> anyhow::Result<()> {
+        check_bounded_setting(
+            "KAFKA_LINGER_MS",
+            |config| config.linger_ms,
+            DEFAULT_LINGER_MS,
+            &[0, 20],
+            &["1001", "-1", "5ms"],
+        )
+    }
+
+    #[test]
     fn the_fetch_wait_comes_from_kafka_fetch_wait_ms_within_its_bounds() -> anyhow::Result<()> {
-        let wait = |value: &str| {
-            KafkaConfig::from_env(&settings::Env::from_pairs([("KAFKA_FETCH_WAIT_MS", value)]))
-                .map(|config| config.fetch_wait_ms)
-        };
-        assert_eq!(
-            KafkaConfig::from_env(&settings::Env::from_pairs([]))?.fetch_wait_ms,
-            DEFAULT_FETCH_WAIT_MS
-        );
-        assert_eq!(wait("")?, DEFAULT_FETCH_WAIT_MS);
-        assert_eq!(wait("1")?, 1);
-        assert_eq!(wait("500")?, 500);
-        assert_eq!(wait("10000")?, 10_000);
-        for refused in ["0", "10001", "-1", "2s"] {
-            let error = wait(refused).err().map(|error| error.to_string());
-            assert!(
-                error
-                    .as_deref()
-                    .is_some_and(|error| error.contains("KAFKA_FETCH_WAIT_MS")),
-                "{refused:?}: {error:?}"
-            );
-        }
-        Ok(())
+        check_bounded_setting(
+            "KAFKA_FETCH_WAIT_MS",
+            |config| config.fetch_wait_ms,
+            DEFAULT_FETCH_WAIT_MS,
+            &[1, 500, 10_000],
+            &["0", "10001", "-1", "2s"],
+        )
     }
 
     #[test]
