@@ -52,7 +52,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::headers::{from_record_headers, to_record_headers};
-use crate::kafka::{KafkaConfig, offsets_at};
+use crate::kafka::{KafkaConfig, PROBE_TIMEOUT, offsets_at};
 
 /// One record as a handler sees it.
 #[derive(Debug, Clone)]
@@ -682,9 +682,6 @@ impl LagProbe {
             .collect()
     }
 }
-
-/// How long one broker request of a [`LagProbe`] may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl EventConsumer {
     /// A handle that measures this consumer's lag while it runs.

@@ -397,8 +397,8 @@ impl std::fmt::Debug for GroupProbe {
     }
 }
 
-/// How long one broker request of a [`GroupProbe`] may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one broker request of a [`GroupProbe`] or a consumer's lag probe may take.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl GroupProbe {
     pub fn group(&self) -> &str {

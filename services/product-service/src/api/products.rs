@@ -113,19 +113,20 @@ pub struct ProductView {
 }
 
 impl ProductView {
-    /// `s` as shown to a reader of `lang`.
+    /// `s` as shown to a reader of `lang` (the language chosen as [`ProductViewRef::of`] does).
     pub fn of(s: &ProductSnapshot, lang: Option<&str>) -> Self {
-        let translated = lang.and_then(|lang| s.translations.get(lang).map(|t| (lang, t)));
-        let (name, description, shown) = match translated {
-            Some((lang, t)) => (t.name.clone(), t.description.clone(), Some(lang.to_owned())),
-            None => (s.name.clone(), s.description.clone(), None),
-        };
-        Self {
-            id: s.id,
-            sku: s.sku.clone(),
+        let ProductViewRef {
             name,
             description,
             lang: shown,
+            ..
+        } = ProductViewRef::of(s, lang);
+        Self {
+            id: s.id,
+            sku: s.sku.clone(),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            lang: shown.map(str::to_owned),
             translations: s
                 .translations
                 .iter()
@@ -199,7 +200,8 @@ fn no_translations(translations: &&BTreeMap<String, Translation>) -> bool {
 }
 
 impl<'a> ProductViewRef<'a> {
-    /// `s` as shown to a reader of `lang` (as [`ProductView::of`]).
+    /// `s` as shown to a reader of `lang`: the name and description in that language when
+    /// the product has it, else the base ones.
     pub fn of(s: &'a ProductSnapshot, lang: Option<&'a str>) -> Self {
         let translated = lang.and_then(|lang| s.translations.get(lang).map(|t| (lang, t)));
         let (name, description, shown) = match translated {
