@@ -595,7 +595,11 @@ impl Collector for SlotsWithScores {
     }
 
     fn merge_fruits(&self, fruits: Vec<Vec<(u32, Score)>>) -> tantivy::Result<Self::Fruit> {
-        Ok(fruits.into_iter().flatten().collect())
+        // In slot order: a search walks the rows of its matches, and ascending addresses let
+        // the processor prefetch them (segments come in no particular order).
+        let mut found: Vec<(u32, Score)> = fruits.into_iter().flatten().collect();
+        found.sort_unstable_by_key(|&(slot, _)| slot);
+        Ok(found)
     }
 }
 
