@@ -112,6 +112,7 @@ impl Application {
                 catalog: catalog.clone(),
                 relay_wake: wake.products.clone(),
             },
+            views: api::views::RenderedViews::default(),
         };
         let router = web::documented_service_router::<api::ApiDoc>(
             "product-service",

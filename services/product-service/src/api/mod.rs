@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod products;
+pub mod views;
 
 use auth::TokenVerifier;
 use axum::Router;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub catalog: Catalog,
     /// Every admin write goes through it.
     pub writes: CatalogWrites,
+    /// The JSON of product views already written, for the answers that show them again.
+    pub views: views::RenderedViews,
 }
 
 impl FromRef<AppState> for TokenVerifier {

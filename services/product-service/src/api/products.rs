@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use contracts::product::{Money, ProductImage, ProductSnapshot, StockLevels, Translation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use web::{FieldError, Json, Path, Problem};
@@ -229,10 +230,10 @@ impl<'a> ProductViewRef<'a> {
     }
 }
 
-/// [`ProductPage`] with its items borrowed ([`ProductViewRef`]).
+/// [`ProductPage`] with its items as the JSON of their views ([`super::views`]).
 #[derive(Serialize)]
 struct ProductPageRef<'a> {
-    items: Vec<ProductViewRef<'a>>,
+    items: Vec<&'a RawValue>,
     next_cursor: Option<&'a str>,
     total: u64,
     facets: &'a Facets,
@@ -692,13 +693,13 @@ pub async fn list(
         freshness: freshness(&headers),
     };
     let page = state.catalog.search(&request)?;
-    // Written out here, while the page's products are borrowed.
+    let items = page
+        .items
+        .iter()
+        .map(|listed| state.views.of(&listed.product, lang))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Json(ProductPageRef {
-        items: page
-            .items
-            .iter()
-            .map(|listed| ProductViewRef::of(&listed.product, lang))
-            .collect(),
+        items: items.iter().map(AsRef::as_ref).collect(),
         next_cursor: page.next_cursor.as_deref(),
         total: page.total,
         facets: &page.facets,
@@ -804,7 +805,8 @@ pub async fn get(
         return Err(Problem::validation(errors).into());
     }
     let listed = state.catalog.get(&id).ok_or_else(not_found)?;
-    Ok(Json(ProductViewRef::of(&listed.product, lang)).into_response())
+    let view = state.views.of(&listed.product, lang)?;
+    Ok(Json(view.as_ref()).into_response())
 }
 
 pub(super) fn not_found() -> Problem {
@@ -1087,9 +1089,15 @@ mod view_tests {
         Ok(())
     }
 
+    /// A page made of kept views ([`super::super::views`]) is what clients have always been
+    /// sent, whether the views were written for it or kept from an earlier answer.
     #[test]
-    fn the_borrowed_page_writes_the_same_json_as_the_owned_one() -> anyhow::Result<()> {
-        let products = [product(&[]), product(&[("en", "Kettle", "")])];
+    fn the_page_of_kept_views_writes_the_same_json_as_the_owned_one() -> anyhow::Result<()> {
+        // Two products (views are kept by id and version, like the read model's snapshots).
+        let mut translated = product(&[("en", "Kettle", "")]);
+        translated.id = Uuid::from_u128(8);
+        let products = [product(&[]), translated];
+        let views = super::super::views::RenderedViews::default();
         let facets = Facets {
             category: Vec::new(),
             brand: Vec::new(),
@@ -1102,11 +1110,12 @@ mod view_tests {
                 total: 41,
                 facets: facets.clone(),
             };
+            let kept = products
+                .iter()
+                .map(|p| views.of(p, None))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let borrowed = ProductPageRef {
-                items: products
-                    .iter()
-                    .map(|p| ProductViewRef::of(p, None))
-                    .collect(),
+                items: kept.iter().map(AsRef::as_ref).collect(),
                 next_cursor,
                 total: 41,
                 facets: &facets,
