@@ -1023,10 +1023,11 @@ mod schema_tests {
 }
 
 #[cfg(test)]
-mod view_tests {
+pub(super) mod view_tests {
     use super::*;
 
-    fn product(translations: &[(&str, &str, &str)]) -> ProductSnapshot {
+    /// A product with `translations` as (language, name, description); id 7, version 4.
+    pub(in crate::api) fn product(translations: &[(&str, &str, &str)]) -> ProductSnapshot {
         let at = DateTime::parse_from_rfc3339("2026-12-06T10:00:00.123456Z")
             .map(|at| at.with_timezone(&Utc))
             .unwrap_or_default();

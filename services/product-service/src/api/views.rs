@@ -88,46 +88,15 @@ impl Default for RenderedViews {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use chrono::Utc;
-    use contracts::product::{Money, StockLevels, Translation};
-
+    use super::super::products::view_tests::product as test_product;
     use super::*;
 
+    /// The test kettle (translated into zh-CN) at `version`, with `available` units.
     fn product(version: i64, available: i64) -> ProductSnapshot {
-        let mut translations = BTreeMap::new();
-        translations.insert(
-            "zh-CN".to_owned(),
-            Translation {
-                name: "电热水壶".to_owned(),
-                description: "不锈钢，1.7 升".to_owned(),
-            },
-        );
-        ProductSnapshot {
-            id: Uuid::from_u128(7),
-            sku: "KET-1".to_owned(),
-            name: "Kettle \"Steel\"".to_owned(),
-            description: "Stainless steel, 1.7 l".to_owned(),
-            translations,
-            category: "kitchen".to_owned(),
-            tags: vec!["kettle".to_owned()],
-            price: Money {
-                amount: 2_999,
-                currency: "EUR".to_owned(),
-            },
-            specs: serde_json::json!({"brand": "Xiaomi", "capacity": {"litres": 1.7}}),
-            images: Vec::new(),
-            stock: StockLevels {
-                available,
-                reserved: 0,
-                sold: 0,
-            },
-            active: true,
-            version,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
+        let mut product = test_product(&[("zh-CN", "电热水壶", "不锈钢，1.7 升")]);
+        product.version = version;
+        product.stock.available = available;
+        product
     }
 
     fn written(product: &ProductSnapshot, lang: Option<&str>) -> anyhow::Result<String> {
