@@ -200,14 +200,21 @@ fn no_translations(translations: &&BTreeMap<String, Translation>) -> bool {
     translations.is_empty()
 }
 
+/// The language `s` is shown in to a reader of `lang`: `lang` when the product has a
+/// translation into it, else `None` (its base texts). One rule for the view and for the key
+/// its kept JSON is found under ([`super::views::RenderedViews`]).
+pub fn shown_language<'l>(s: &ProductSnapshot, lang: Option<&'l str>) -> Option<&'l str> {
+    lang.filter(|lang| s.translations.contains_key(*lang))
+}
+
 impl<'a> ProductViewRef<'a> {
     /// `s` as shown to a reader of `lang`: the name and description in that language when
     /// the product has it, else the base ones.
     pub fn of(s: &'a ProductSnapshot, lang: Option<&'a str>) -> Self {
-        let translated = lang.and_then(|lang| s.translations.get(lang).map(|t| (lang, t)));
-        let (name, description, shown) = match translated {
-            Some((lang, t)) => (t.name.as_str(), t.description.as_str(), Some(lang)),
-            None => (s.name.as_str(), s.description.as_str(), None),
+        let shown = shown_language(s, lang);
+        let (name, description) = match shown.and_then(|lang| s.translations.get(lang)) {
+            Some(t) => (t.name.as_str(), t.description.as_str()),
+            None => (s.name.as_str(), s.description.as_str()),
         };
         Self {
             id: s.id,
@@ -1069,6 +1076,20 @@ pub(super) mod view_tests {
             created_at: at,
             updated_at: at,
         }
+    }
+
+    /// A product is shown in the asked language only where it has a translation into it; the
+    /// view then carries that language's texts and says so, else the base texts and no `lang`.
+    #[test]
+    fn a_product_is_shown_in_the_asked_language_only_where_it_has_it() {
+        let product = product(&[("en", "Kettle", "switches itself off")]);
+        assert_eq!(shown_language(&product, Some("en")), Some("en"));
+        assert_eq!(shown_language(&product, Some("zh-CN")), None);
+        assert_eq!(shown_language(&product, None), None);
+        let english = ProductViewRef::of(&product, Some("en"));
+        assert_eq!((english.name, english.lang), ("Kettle", Some("en")));
+        let base = ProductViewRef::of(&product, Some("zh-CN"));
+        assert_eq!((base.name, base.lang), (product.name.as_str(), None));
     }
 
     /// The borrowed view is what clients have always been sent: the same bytes as the owned
