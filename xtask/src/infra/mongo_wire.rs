@@ -17,7 +17,13 @@ use crate::provision;
 /// of 630 MB instead of 285 MB (docs/ARCHITECTURE.md, "What it costs as data accumulates").
 /// Netty's pooled allocator reserves arenas of direct memory per core; unpooled buffers and a
 /// cap on direct memory cut the RSS after `mongo-bench` from 198 to 140 MB with the same
-/// throughput (measured). `java` is the JVM's command so far ([`super::java`]).
+/// throughput (measured). The library's BSON encoder writes a byte at a time, and Netty checked
+/// on every byte that the buffer had not been released (a volatile read of its reference
+/// count): about a tenth of this server's CPU under the checkout (JFR). The check only turns a
+/// use of a buffer after its release (a bug in the library) into an exception; it is off
+/// (`io.netty.buffer.checkAccessible`) on this development server, with unpooled buffers (a
+/// released one is never recycled for other data) and the bounds checks kept. Compose and
+/// Kubernetes run MongoDB itself. `java` is the JVM's command so far ([`super::java`]).
 pub fn mongo_wire_command(layout: &Layout, port: u16, data_file: &Path, java: Command) -> Command {
     let mut cmd = java;
     cmd.args([
@@ -30,6 +36,7 @@ pub fn mongo_wire_command(layout: &Layout, port: u16, data_file: &Path, java: Co
         "-XX:ReservedCodeCacheSize=48m",
         "-Xss512k",
         "-Dio.netty.allocator.type=unpooled",
+        "-Dio.netty.buffer.checkAccessible=false",
         "-cp",
     ])
     .arg(provision::mongo_wire_classpath(layout))
