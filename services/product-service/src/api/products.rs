@@ -200,28 +200,17 @@ fn no_translations(translations: &&BTreeMap<String, Translation>) -> bool {
     translations.is_empty()
 }
 
-/// The language `s` is shown in to a reader of `lang`: `lang` when the product has a
-/// translation into it, else `None` (its base texts). One rule for the view and for the key
-/// its kept JSON is found under ([`super::views::RenderedViews`]).
-pub fn shown_language<'l>(s: &ProductSnapshot, lang: Option<&'l str>) -> Option<&'l str> {
-    lang.filter(|lang| s.translations.contains_key(*lang))
-}
-
 impl<'a> ProductViewRef<'a> {
     /// `s` as shown to a reader of `lang`: the name and description in that language when
     /// the product has it, else the base ones.
     pub fn of(s: &'a ProductSnapshot, lang: Option<&'a str>) -> Self {
-        let shown = shown_language(s, lang);
-        let (name, description) = match shown.and_then(|lang| s.translations.get(lang)) {
-            Some(t) => (t.name.as_str(), t.description.as_str()),
-            None => (s.name.as_str(), s.description.as_str()),
-        };
+        let shown = language::shown(s, lang);
         Self {
             id: s.id,
             sku: &s.sku,
-            name,
-            description,
-            lang: shown,
+            name: shown.name,
+            description: shown.description,
+            lang: shown.lang,
             translations: &s.translations,
             category: &s.category,
             tags: &s.tags,
@@ -1083,9 +1072,9 @@ pub(super) mod view_tests {
     #[test]
     fn a_product_is_shown_in_the_asked_language_only_where_it_has_it() {
         let product = product(&[("en", "Kettle", "switches itself off")]);
-        assert_eq!(shown_language(&product, Some("en")), Some("en"));
-        assert_eq!(shown_language(&product, Some("zh-CN")), None);
-        assert_eq!(shown_language(&product, None), None);
+        assert_eq!(language::shown(&product, Some("en")).lang, Some("en"));
+        assert_eq!(language::shown(&product, Some("zh-CN")).lang, None);
+        assert_eq!(language::shown(&product, None).lang, None);
         let english = ProductViewRef::of(&product, Some("en"));
         assert_eq!((english.name, english.lang), ("Kettle", Some("en")));
         let base = ProductViewRef::of(&product, Some("zh-CN"));

@@ -24,7 +24,8 @@ use contracts::product::ProductSnapshot;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::products::{ProductViewRef, shown_language};
+use super::products::ProductViewRef;
+use crate::domain::language;
 
 /// At most this many bytes of views are kept (each counted as its JSON plus
 /// [`ENTRY_OVERHEAD_BYTES`]).
@@ -64,7 +65,7 @@ impl RenderedViews {
     ) -> anyhow::Result<Arc<RawValue>> {
         // Keyed by the language the view is shown in, not the one asked for: a product
         // without a zh-CN translation has one view for both.
-        let shown = shown_language(product, lang);
+        let shown = language::shown(product, lang).lang;
         let key = (product.id, product.version, shown);
         if let Some(view) = self.kept.get(&key) {
             metrics::counter!("catalog_rendered_views_total", "source" => "kept").increment(1);

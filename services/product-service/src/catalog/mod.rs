@@ -79,8 +79,7 @@ impl Listed {
 
     /// The name in `lang`, or the base name.
     pub fn name_in(&self, lang: Option<&str>) -> &str {
-        lang.and_then(|lang| self.product.translations.get(lang))
-            .map_or(self.product.name.as_str(), |t| t.name.as_str())
+        crate::domain::language::shown(&self.product, lang).name
     }
 }
 

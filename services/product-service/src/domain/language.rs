@@ -3,6 +3,7 @@
 //! Simplified Chinese (`zh-CN`) and English (`en`); a product has a base name and description in
 //! one of them and optional translations (`translations` of the product snapshot).
 
+use contracts::product::ProductSnapshot;
 use web::FieldError;
 
 /// The languages a product text can be in.
@@ -18,6 +19,33 @@ pub fn supported(tag: &str) -> Option<&'static str> {
         // Traditional Chinese is not in the catalog; Simplified is closer than English.
         "zh" => Some("zh-CN"),
         _ => None,
+    }
+}
+
+/// What a product shows a reader of `lang`: its translation into `lang` when it has one, else
+/// its base texts (and no language). One rule for the product view, the key its kept JSON is
+/// found under, and the name listings sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shown<'p, 'l> {
+    /// `lang` when the product has a translation into it.
+    pub lang: Option<&'l str>,
+    pub name: &'p str,
+    pub description: &'p str,
+}
+
+/// [`Shown`] for `product` and `lang`.
+pub fn shown<'p, 'l>(product: &'p ProductSnapshot, lang: Option<&'l str>) -> Shown<'p, 'l> {
+    match lang.and_then(|lang| product.translations.get(lang).map(|t| (lang, t))) {
+        Some((lang, t)) => Shown {
+            lang: Some(lang),
+            name: &t.name,
+            description: &t.description,
+        },
+        None => Shown {
+            lang: None,
+            name: &product.name,
+            description: &product.description,
+        },
     }
 }
 
