@@ -206,6 +206,18 @@ async fn acknowledged_writes_survive_a_sigkill_and_a_restart() -> anyhow::Result
     products.delete_one(doc! {"_id": 44_i64}).await?;
     assert_eq!(shelf(4).await?, [4, 14, 19, 24, 29, 34, 39]);
     assert_eq!(shelf(0).await?, [0, 5, 9, 10, 15, 20, 25, 30, 35, 40, 45]);
+
+    // Now every document came from the data file: the same changes once more, then a second
+    // kill. A commit writes each changed page whole, so each changed document must be written
+    // as it is now and its unchanged neighbours as they were read back (a launcher that kept
+    // each document's encoded bytes to write them again must never write an old state).
+    updates_of_every_kind(&products).await?;
+    let before_second_kill = all_documents(&products).await?;
+    drop(restarted);
+    let restarted = start(&classpath, port, &data)?;
+    let db = ready(port).await?;
+    let products = db.collection::<mongodb::bson::Document>("products");
+    assert_eq!(all_documents(&products).await?, before_second_kill);
     drop(restarted);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
