@@ -2,7 +2,9 @@
 //! (`OutboxRelay::ordered_by`), against the real MongoDB-wire server and broker: one batch
 //! claims and publishes many documents, a key's documents reach its partition in the field's
 //! order whatever order the writers named them in, and a document another relay holds keeps
-//! the later documents of its key back without holding up other keys.
+//! the later documents of its key back without holding up other keys. And, for a collection
+//! published without an order: events marked replaceable leave with the last event of their
+//! document instead of one record each.
 
 use std::time::Duration;
 
@@ -54,16 +56,38 @@ impl Fixture {
         )
     }
 
+    /// A relay of the same collection that publishes documents in no particular order, as
+    /// product-service's relay of product documents does.
+    fn unordered_relay(&self, wake: RelayWake) -> anyhow::Result<OutboxRelay> {
+        Ok(
+            OutboxRelay::new(&self.db, THINGS, self.kafka.producer()?, wake)
+                .with_poll_interval(Duration::from_secs(3600)),
+        )
+    }
+
     /// Writes document `id` of `key` as changed at `at` (milliseconds), with one pending event
     /// per name in `events` (the event's id and payload are the name).
     async fn write(&self, id: &str, key: &str, at: i64, events: &[&str]) -> anyhow::Result<()> {
-        for name in events {
+        let events: Vec<(&str, bool)> = events.iter().map(|name| (*name, false)).collect();
+        self.write_marked(id, key, at, &events).await
+    }
+
+    /// [`Self::write`], each event replaceable by a later one of the document or not.
+    async fn write_marked(
+        &self,
+        id: &str,
+        key: &str,
+        at: i64,
+        events: &[(&str, bool)],
+    ) -> anyhow::Result<()> {
+        for (name, replaceable) in events {
             let event = PendingEvent {
                 id: (*name).to_owned(),
                 topic: self.topic.clone(),
                 key: key.to_owned(),
                 payload: (*name).to_owned(),
                 headers: "{}".to_owned(),
+                replaceable: *replaceable,
             };
             let update = with_pending_event(
                 doc! {"$set": {"updated_at": bson::DateTime::from_millis(at)}},
@@ -85,6 +109,16 @@ impl Fixture {
             .filter(|record| record.key.as_deref() == Some(key))
             .map(|record| String::from_utf8_lossy(&record.payload).into_owned())
             .collect())
+    }
+
+    /// Waits until the collection holds no pending event.
+    async fn drained(&self) -> TestResult {
+        testkit::eventually(Duration::from_secs(20), || async {
+            let pending = backlog(&self.db, &[THINGS]).await?;
+            anyhow::ensure!(pending == 0, "{pending} events still pending");
+            Ok(())
+        })
+        .await
     }
 
     async fn document(&self, id: &str) -> anyhow::Result<Document> {
@@ -201,12 +235,7 @@ async fn a_running_ordered_relay_publishes_named_documents_once_in_write_order()
     for id in written.iter().rev() {
         wake.written(id.as_str());
     }
-    testkit::eventually(Duration::from_secs(20), || async {
-        let pending = backlog(&fixture.db, &[THINGS]).await?;
-        anyhow::ensure!(pending == 0, "{pending} events still pending");
-        Ok(())
-    })
-    .await?;
+    fixture.drained().await?;
     stop.cancel();
     task.await?;
     for (index, key) in ["a", "b", "c"].into_iter().enumerate() {
@@ -217,5 +246,92 @@ async fn a_running_ordered_relay_publishes_named_documents_once_in_write_order()
             "{key}"
         );
     }
+    Ok(())
+}
+
+/// A document holding several replaceable events publishes only the last of them (and any
+/// event not marked); the replaced ones leave the document with it, which one clear empties.
+#[tokio::test]
+async fn replaceable_events_leave_with_the_last_event_of_their_document() -> TestResult {
+    let fixture = Fixture::new().await?;
+    fixture
+        .write_marked("p", "p", 1_000, &[("p1", true), ("p2", true), ("p3", true)])
+        .await?;
+    fixture
+        .write_marked(
+            "q",
+            "q",
+            1_000,
+            &[("q1", true), ("admin", false), ("q2", true)],
+        )
+        .await?;
+    let relay = fixture.unordered_relay(RelayWake::default())?;
+
+    let claimed = relay.claim(&ids(&["p", "q"])).await?;
+    assert_eq!(relay.publish_claimed(claimed).await?, 2);
+    assert_eq!(fixture.published("p").await?, ["p3"]);
+    assert_eq!(fixture.published("q").await?, ["admin", "q2"]);
+    for id in ["p", "q"] {
+        let document = fixture.document(id).await?;
+        assert!(document.get_array("pending_events")?.is_empty(), "{id}");
+        assert_eq!(document.get_bool(PENDING_FLAG).ok(), Some(false), "{id}");
+    }
+    assert_eq!(relay.publish_batch().await?, 0, "nothing left to publish");
+    Ok(())
+}
+
+/// An event written after the claim is not replaced by the claimed ones: it stays, with the
+/// flag up, and the next round publishes it.
+#[tokio::test]
+async fn a_replaceable_event_written_after_the_claim_waits_for_the_next_round() -> TestResult {
+    let fixture = Fixture::new().await?;
+    fixture
+        .write_marked("p", "p", 1_000, &[("p1", true), ("p2", true)])
+        .await?;
+    let relay = fixture.unordered_relay(RelayWake::default())?;
+    let claimed = relay.claim(&ids(&["p"])).await?;
+    fixture
+        .write_marked("p", "p", 2_000, &[("p3", true)])
+        .await?;
+    assert_eq!(relay.publish_claimed(claimed).await?, 1);
+    assert_eq!(fixture.published("p").await?, ["p2"]);
+    let document = fixture.document("p").await?;
+    assert_eq!(document.get_array("pending_events")?.len(), 1);
+    assert_eq!(document.get_bool(PENDING_FLAG).ok(), Some(true));
+
+    assert_eq!(relay.publish_batch().await?, 1);
+    assert_eq!(fixture.published("p").await?, ["p2", "p3"]);
+    Ok(())
+}
+
+/// The running relay, told of replaceable writes with a hold-back, publishes each document's
+/// last event (whatever it coalesced on the way) and leaves nothing pending.
+#[tokio::test]
+async fn a_running_relay_publishes_the_last_of_held_back_replaceable_writes() -> TestResult {
+    let fixture = Fixture::new().await?;
+    let wake = RelayWake::default();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(fixture.unordered_relay(wake.clone())?.run(stop.clone()));
+    for n in 0..20_i64 {
+        let name = format!("s{n}");
+        fixture
+            .write_marked("p", "p", 1_000 + n, &[(name.as_str(), true)])
+            .await?;
+        wake.written_within("p", Duration::from_millis(50));
+    }
+    fixture.drained().await?;
+    stop.cancel();
+    task.await?;
+    let published = fixture.published("p").await?;
+    assert_eq!(published.last().map(String::as_str), Some("s19"));
+    // Whatever went out went out in write order, each at most once.
+    let positions: Vec<usize> = published
+        .iter()
+        .map(|name| name[1..].parse::<usize>())
+        .collect::<Result<_, _>>()?;
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "{published:?}"
+    );
     Ok(())
 }

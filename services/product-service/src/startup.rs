@@ -69,7 +69,10 @@ impl Application {
             .context("creating Kafka topics (KAFKA_BROKERS)")?;
         let producer: Producer = kafka.producer()?;
 
-        let wake = Wake::default();
+        let wake = Wake {
+            stock_hold_back: config.stock_snapshot_hold_back,
+            ..Wake::default()
+        };
         let catalog = Catalog::new()?;
         let catalog_feed = CatalogFeed::new(&kafka, &topics, catalog.clone())?;
         let inventory_consumers = match config.run_inventory_consumer {

@@ -37,6 +37,15 @@
 //! clear is guarded by the batch's token, so a relay whose claim expired and was taken over
 //! touches nothing.
 //!
+//! Events that carry their key's whole state (product snapshots on the compacted
+//! `product.events`) can be marked replaceable ([`PendingEvent::replaced_by_later`]): when a
+//! round claims a document holding several, it publishes only what no later event of the
+//! document replaces, and clears the replaced ones with the last. Nothing a consumer needs is
+//! lost, since the later event carries everything and the topic's compaction would keep only
+//! it anyway. Writers of such events may name their document with a hold-back
+//! ([`RelayWake::written_within`]), so that a document changed many times a second waits for
+//! a round in which its changes meet, instead of leaving one record per change.
+//!
 //! Collections whose documents share keys (several payments of one order) are published in an
 //! order across documents ([`OutboxRelay::ordered_by`]): a timestamp set with every change. Their
 //! round claims the same way, then reads every named document (not only the ones won) sorted
@@ -78,6 +87,8 @@
 //! partition.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -165,6 +176,17 @@ pub struct PendingEvent {
     pub payload: String,
     /// W3C trace context of the request that made the change, as JSON text.
     pub headers: String,
+    /// Whether a later event of the same document makes this one unnecessary: it carries the
+    /// whole state of its key (a snapshot on a compacted topic), and so does every event
+    /// written to the document after it. A relay round that holds both publishes only the
+    /// later one and removes this one with it. Stored only when `true`, so events written
+    /// before the field read as not replaceable. Set with [`PendingEvent::replaced_by_later`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replaceable: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl PendingEvent {
@@ -179,7 +201,15 @@ impl PendingEvent {
             payload: serde_json::to_string(&event).context("serialising the event")?,
             headers: serde_json::to_string(&telemetry::context_headers(&tracing::Span::current()))
                 .context("serialising trace headers")?,
+            replaceable: false,
         })
+    }
+
+    /// Marks the event as made unnecessary by any later event of its document (see the
+    /// field): only for a document whose every event carries its key's whole state.
+    pub fn replaced_by_later(mut self) -> Self {
+        self.replaceable = true;
+        self
     }
 
     pub fn to_document(&self) -> anyhow::Result<Document> {
@@ -199,23 +229,63 @@ struct WakeShared {
     notify: Notify,
     /// `_id`s written since the relay last looked, in the order written, each once.
     written: Mutex<Vec<bson::Bson>>,
+    /// Whether a held-back wake ([`RelayWake::written_within`]) is on its way.
+    held_back: AtomicBool,
 }
 
 impl RelayWake {
     /// Call after a write that appended an event to document `id` committed.
     pub fn written(&self, id: impl Into<bson::Bson>) {
-        let id = id.into();
-        {
-            let mut written = self
-                .shared
-                .written
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if !written.contains(&id) {
-                written.push(id);
+        self.name(id.into());
+        self.shared.notify.notify_one();
+    }
+
+    /// Call after a write whose events may wait up to `hold_back` (zero: at once, as
+    /// [`Self::written`]): the relay is woken once that time has passed since the first such
+    /// write it has not yet been woken for, and then publishes every document named
+    /// meanwhile in one round. A document written several times in that time holds several
+    /// events, and the [`PendingEvent::replaceable`] ones among them give way to the last,
+    /// so a product whose stock changes a hundred times a second publishes a few snapshots
+    /// instead of a hundred. A write named by [`Self::written`] meanwhile wakes the relay at
+    /// once, for every document named so far.
+    pub fn written_within(&self, id: impl Into<bson::Bson>, hold_back: Duration) {
+        self.name(id.into());
+        if hold_back.is_zero() {
+            self.shared.notify.notify_one();
+            return;
+        }
+        if self.shared.held_back.swap(true, Ordering::AcqRel) {
+            // The wake on its way covers this document too.
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let shared = Arc::clone(&self.shared);
+                runtime.spawn(async move {
+                    tokio::time::sleep(hold_back).await;
+                    // Lowered before the wake: a write in between arms a wake of its own (one
+                    // round more), never none.
+                    shared.held_back.store(false, Ordering::Release);
+                    shared.notify.notify_one();
+                });
+            }
+            Err(_) => {
+                // No runtime to wait on (a caller outside one): at once.
+                self.shared.held_back.store(false, Ordering::Release);
+                self.shared.notify.notify_one();
             }
         }
-        self.shared.notify.notify_one();
+    }
+
+    fn name(&self, id: bson::Bson) {
+        let mut written = self
+            .shared
+            .written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !written.contains(&id) {
+            written.push(id);
+        }
     }
 
     /// The documents written since the last call, in the order written.
@@ -629,12 +699,29 @@ impl OutboxRelay {
         if documents.is_empty() {
             return Ok(0);
         }
-        let events: Vec<PendingEvent> = documents
-            .iter()
-            .flat_map(|(_, pending)| pending.iter().cloned())
-            .collect();
-        let published = self.publish_acknowledged(&events).await;
+        let mut events: Vec<PendingEvent> = Vec::new();
+        // Events a later one of their document replaces, each with that document's last event,
+        // whose acknowledgement takes them off the document too.
+        let mut replaced: Vec<(&str, &str)> = Vec::new();
+        for (_, pending) in &documents {
+            let (publish, dropped) = split_replaced(pending);
+            if let Some(last) = pending.last() {
+                replaced.extend(dropped.into_iter().map(|id| (id, last.id.as_str())));
+            }
+            events.extend(publish.into_iter().cloned());
+        }
+        let mut published = self.publish_acknowledged(&events).await;
         let failed = events.len() - published.len();
+        if !replaced.is_empty() {
+            let acknowledged: HashSet<&str> = published.iter().copied().collect();
+            let gone: Vec<&str> = replaced
+                .iter()
+                .filter(|(_, last)| acknowledged.contains(last))
+                .map(|(id, _)| *id)
+                .collect();
+            metrics::counter!("outbox_replaced_total", &self.labels()).increment(gone.len() as u64);
+            published.extend(gone);
+        }
         metrics::histogram!("outbox_batch_documents", &self.labels())
             .record(documents.len() as f64);
         let ids: Vec<&bson::Bson> = documents.iter().map(|(id, _)| id).collect();
@@ -835,6 +922,23 @@ fn acknowledged_in_order<'a>(events: &'a [PendingEvent], delivered: &[bool]) -> 
     published
 }
 
+/// Splits one document's claimed events (in array order) into those to publish and the ids
+/// of those a later event of the document replaces: every [`PendingEvent::replaceable`] event
+/// but the last. The last event is always published, so the document's latest state leaves.
+fn split_replaced(events: &[PendingEvent]) -> (Vec<&PendingEvent>, Vec<&str>) {
+    let last = events.len().saturating_sub(1);
+    let mut publish = Vec::with_capacity(events.len());
+    let mut replaced = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        if event.replaceable && index < last {
+            replaced.push(event.id.as_str());
+        } else {
+            publish.push(event);
+        }
+    }
+    (publish, replaced)
+}
+
 /// The `pending_events` of a document read by the relay.
 fn pending_events(document: &Document) -> anyhow::Result<Vec<PendingEvent>> {
     match document.get_array("pending_events") {
@@ -877,7 +981,82 @@ mod tests {
             key: key.to_owned(),
             payload: String::new(),
             headers: String::new(),
+            replaceable: false,
         }
+    }
+
+    fn replaceable(id: &str) -> PendingEvent {
+        event(id, "k").replaced_by_later()
+    }
+
+    fn ids<'a>(events: &[&'a PendingEvent]) -> Vec<&'a str> {
+        events.iter().map(|event| event.id.as_str()).collect()
+    }
+
+    #[test]
+    fn replaceable_events_give_way_to_any_later_event_of_their_document() {
+        let events = [replaceable("s1"), replaceable("s2"), replaceable("s3")];
+        let (publish, replaced) = split_replaced(&events);
+        assert_eq!(ids(&publish), ["s3"], "the last always leaves");
+        assert_eq!(replaced, ["s1", "s2"]);
+
+        let events = [replaceable("s1"), event("admin", "k"), replaceable("s2")];
+        let (publish, replaced) = split_replaced(&events);
+        assert_eq!(
+            ids(&publish),
+            ["admin", "s2"],
+            "an event not marked always leaves"
+        );
+        assert_eq!(replaced, ["s1"]);
+
+        let events = [event("a1", "k"), event("a2", "k")];
+        let (publish, replaced) = split_replaced(&events);
+        assert_eq!(ids(&publish), ["a1", "a2"]);
+        assert!(replaced.is_empty());
+
+        let (publish, replaced) = split_replaced(&[]);
+        assert!(publish.is_empty() && replaced.is_empty());
+    }
+
+    #[test]
+    fn only_a_replaceable_event_stores_the_mark() -> anyhow::Result<()> {
+        assert!(!event("a", "k").to_document()?.contains_key("replaceable"));
+        let stored = replaceable("s").to_document()?;
+        assert_eq!(stored.get_bool("replaceable").ok(), Some(true));
+        // Events stored before the mark existed read as not replaceable.
+        let mut old = event("o", "k").to_document()?;
+        old.remove("replaceable");
+        let read: PendingEvent = bson::from_document(old)?;
+        assert!(!read.replaceable);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_held_back_write_wakes_the_relay_for_every_document_named_meanwhile()
+    -> anyhow::Result<()> {
+        let wake = RelayWake::default();
+        let woken = wake.shared.notify.notified();
+        wake.written_within("a", Duration::from_millis(20));
+        wake.written_within("b", Duration::from_millis(20));
+        wake.written_within("a", Duration::from_millis(20));
+        tokio::time::timeout(Duration::from_secs(10), woken).await?;
+        assert_eq!(wake.take(), [bson::Bson::from("a"), bson::Bson::from("b")]);
+        // The wake on its way was taken; the next held-back write arms another.
+        let woken = wake.shared.notify.notified();
+        wake.written_within("c", Duration::from_millis(20));
+        tokio::time::timeout(Duration::from_secs(10), woken).await?;
+        assert_eq!(wake.take(), [bson::Bson::from("c")]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn no_hold_back_wakes_the_relay_at_once() -> anyhow::Result<()> {
+        let wake = RelayWake::default();
+        let woken = wake.shared.notify.notified();
+        wake.written_within("a", Duration::ZERO);
+        tokio::time::timeout(Duration::from_secs(10), woken).await?;
+        assert_eq!(wake.take(), [bson::Bson::from("a")]);
+        Ok(())
     }
 
     #[test]

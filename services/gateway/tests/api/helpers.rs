@@ -356,6 +356,7 @@ impl Products {
             inventory_consumers: 1,
             inventory_in_flight: 1,
             relay_poll_interval: Duration::from_millis(200),
+            stock_snapshot_hold_back: Duration::ZERO,
             // No restock worker: the gateway's tests run no refund process.
             workflow_engine_url: None,
             workflow_namespace: None,

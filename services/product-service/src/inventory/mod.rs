@@ -27,11 +27,15 @@
 //! that a second attempt at the same order (two replicas during a rebalance) that reserved
 //! everything is never undone by the failing one; a redelivered `order.created` of a `failed`
 //! order releases again (a no-op where nothing is held). Each
-//! stock change of a product also publishes its `product.updated.v1` snapshot (replicas and
-//! caches follow stock through them).
+//! stock change of a product also writes its `product.updated.v1` snapshot (replicas and
+//! caches follow stock through them); the changes of one product within
+//! `STOCK_SNAPSHOT_HOLD_BACK_MS` leave as one snapshot, the latest, since each carries the
+//! whole product.
 
 pub mod consumer;
 mod writer;
+
+use std::time::Duration;
 
 use contracts::inventory::{
     InventoryCommitted, InventoryReleased, InventoryReservationFailed, InventoryReserved,
@@ -73,11 +77,16 @@ enum Plan {
     },
 }
 
-/// Names written documents to the relays, so their events leave at once.
+/// Names written documents to the relays, so their events leave at once (a reservation's
+/// product snapshot within `stock_hold_back`).
 #[derive(Debug, Clone, Default)]
 pub struct Wake {
     pub products: RelayWake,
     pub reservations: RelayWake,
+    /// How long the stock writer's snapshot of a product may wait for that product's next
+    /// stock changes, to leave with them as one record (`STOCK_SNAPSHOT_HOLD_BACK_MS`); zero
+    /// (the default here): at once. The snapshots are on no step of the saga.
+    pub stock_hold_back: Duration,
 }
 
 #[derive(Clone)]
@@ -98,6 +107,7 @@ impl Inventory {
                 topics.clone(),
                 catalog,
                 wake.products.clone(),
+                wake.stock_hold_back,
             ),
             products,
             reservations: Reservations::new(db),

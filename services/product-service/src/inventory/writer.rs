@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use contracts::CloudEvent;
 use contracts::product::ProductUpdated;
@@ -79,6 +80,10 @@ struct Shared {
     topics: Topic,
     catalog: Catalog,
     wake: RelayWake,
+    /// How long a round's snapshot may wait for the product's next rounds
+    /// ([`RelayWake::written_within`]): the snapshots are marked replaceable, so a product
+    /// that changes many times within it publishes its latest snapshot once.
+    hold_back: Duration,
 }
 
 impl ProductWriter {
@@ -87,6 +92,7 @@ impl ProductWriter {
         topics: Topic,
         catalog: Catalog,
         wake: RelayWake,
+        hold_back: Duration,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -96,6 +102,7 @@ impl ProductWriter {
                 topics,
                 catalog,
                 wake,
+                hold_back,
             }),
         }
     }
@@ -223,6 +230,8 @@ impl Shared {
                 // Nothing to write: every step was a no-op on the product as read.
                 return Ok(outcomes);
             };
+            // The whole product, as every event of a product document is: a later snapshot
+            // of it makes this one unnecessary, so the relay may send only the later one.
             let event = PendingEvent::new(
                 &self.topics,
                 CloudEvent::new(
@@ -230,7 +239,8 @@ impl Shared {
                     id.to_string(),
                     ProductUpdated(after.snapshot()?),
                 ),
-            )?;
+            )?
+            .replaced_by_later();
             let update =
                 products::with_event(stock_update(&before, &after), &after, event.to_document()?);
             let written = self
@@ -248,7 +258,7 @@ impl Shared {
                 if let Err(error) = applied {
                     tracing::warn!(error = format!("{error:#}"), %id, "read model not updated; the topic will");
                 }
-                self.wake.written(id.to_string());
+                self.wake.written_within(id.to_string(), self.hold_back);
                 return Ok(outcomes);
             }
             self.last_written.invalidate(id);

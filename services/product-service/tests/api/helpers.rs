@@ -49,6 +49,8 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
         inventory_consumers: 3,
         inventory_in_flight: 64,
         relay_poll_interval: Duration::from_millis(200),
+        // As deployed: reservation snapshots coalesce (`STOCK_SNAPSHOT_HOLD_BACK_MS`).
+        stock_snapshot_hold_back: Duration::from_millis(200),
         // The restock tests switch the worker on (restock.rs).
         workflow_engine_url: None,
         workflow_namespace: None,

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use contracts::order::{OrderCancelled, OrderCreated, OrderItem, OrderPaid, OrderRejected};
 use contracts::product::Money;
 use contracts::topics::{INVENTORY_EVENTS, ORDER_EVENTS};
+use messaging::KafkaConfig;
+use messaging::mongo::RelayWake;
 use mongodb::bson::{Document, doc};
+use product_service::events::outbox::{self, OutboxRelay};
 use product_service::store::reservations::Reservations;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -626,5 +629,68 @@ async fn a_change_made_elsewhere_since_the_last_reservation_is_what_the_next_one
         .await?;
     status(&app, first, "committed").await?;
     assert_eq!(app.books(&id).await?, (2, 4, 2));
+    Ok(())
+}
+
+/// Stock snapshots are marked replaceable and leave as one record: three reservations written
+/// while no relay runs wait in the product's document with its creation event, and one relay
+/// round publishes the creation (a catalog write, never replaced) and only the latest
+/// snapshot, which carries the final stock and version. Nothing stays pending.
+#[tokio::test]
+async fn stock_snapshots_waiting_together_leave_as_the_latest_one() -> TestResult {
+    let app = spawn_app_with(|config| config.run_outbox_relay = false).await;
+    let id = product(&app, "COALESCE-1", 10).await?;
+    for _ in 0..3 {
+        let order = Uuid::now_v7();
+        app.produce(
+            ORDER_EVENTS,
+            &[order_event(order, created(order, &[(&id, 1)])?)?],
+        )
+        .await?;
+        settled(&app, &[order]).await?;
+    }
+    let document = app.document(&id).await?;
+    let marks: Vec<bool> = document
+        .get_array("pending_events")?
+        .iter()
+        .map(|event| {
+            event
+                .as_document()
+                .and_then(|event| event.get_bool("replaceable").ok())
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        [false, true, true, true],
+        "the creation, then three rounds"
+    );
+
+    let relay = OutboxRelay::new(
+        &app.db,
+        outbox::PRODUCTS,
+        KafkaConfig::new(testkit::stack::kafka_brokers()).producer()?,
+        RelayWake::default(),
+    );
+    assert_eq!(relay.publish_batch().await?, 1);
+    let events: Vec<Record> = app
+        .product_events()
+        .await?
+        .into_iter()
+        .filter(|record| record.event.subject == id)
+        .collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|record| record.event.event_type.as_str())
+        .collect();
+    assert_eq!(types, ["product.created.v1", "product.updated.v1"]);
+    let latest = &events
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("no events"))?
+        .event
+        .data;
+    assert_eq!(latest["stock"]["reserved"], 3);
+    assert_eq!(latest["version"].as_i64(), document.get_i64("version").ok());
+    assert_eq!(app.pending_events(&id).await?, 0);
     Ok(())
 }
