@@ -49,11 +49,7 @@ impl Fixture {
     }
 
     fn relay(&self, wake: RelayWake) -> anyhow::Result<OutboxRelay> {
-        Ok(
-            OutboxRelay::new(&self.db, THINGS, self.kafka.producer()?, wake)
-                .ordered_by("updated_at")
-                .with_poll_interval(Duration::from_secs(3600)),
-        )
+        Ok(self.unordered_relay(wake)?.ordered_by("updated_at"))
     }
 
     /// A relay of the same collection that publishes documents in no particular order, as
