@@ -142,10 +142,13 @@ impl Placing {
         .await?;
         let expires_at = Utc::now()
             + Duration::from_std(self.saga.reservation_timeout).map_err(anyhow::Error::from)?;
-        let mut tx = self.pool.begin().await?;
-        let open = orders::count_open(&mut tx, user_id).await?;
-        if let Err(refused) = self.saga.open_orders.admit(open) {
-            return Err(PlaceError::TooManyOpen(refused));
+        let limit = self.saga.open_orders;
+        let mut tx = orders::begin_placement(&self.pool, user_id, limit.is_on()).await?;
+        if limit.is_on() {
+            let open = orders::count_open(&mut tx, user_id).await?;
+            if let Err(refused) = limit.admit(open) {
+                return Err(PlaceError::TooManyOpen(refused));
+            }
         }
         // Read back in the insert, before the commit: once committed, nothing may fail any
         // more (no new connection to wait for), or the customer would be told "busy, nothing

@@ -32,6 +32,11 @@ pub struct TooManyOpen {
 }
 
 impl OpenOrderLimit {
+    /// Whether the limit applies at all: off (0), placing neither counts nor locks.
+    pub fn is_on(self) -> bool {
+        self.max != 0
+    }
+
     /// Whether a customer who holds `open` open orders may place another.
     pub fn admit(self, open: i64) -> Result<(), TooManyOpen> {
         if self.max == 0 || open < i64::from(self.max) {
@@ -61,6 +66,8 @@ mod tests {
     #[test]
     fn zero_switches_the_limit_off() {
         assert_eq!(OpenOrderLimit { max: 0 }.admit(1_000_000), Ok(()));
+        assert!(!OpenOrderLimit { max: 0 }.is_on());
+        assert!(OpenOrderLimit { max: 1 }.is_on());
     }
 
     #[test]

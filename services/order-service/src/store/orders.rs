@@ -118,14 +118,35 @@ pub async fn insert(
     .await
 }
 
-/// The customer's open orders (`domain::open_orders::OPEN`), counted under a transaction-scoped
-/// advisory lock on the customer: two requests of one customer (on any replica) serialise
-/// from here to their commit, so both cannot see room for one more order and insert.
+/// Begins the transaction that places an order of `user_id`. With the open-order limit on
+/// (`locked`), the transaction takes a transaction-scoped advisory lock on the customer in the
+/// same round trip as its `BEGIN` (one simple-query message of two statements): two requests
+/// of one customer (on any replica) serialise from here to their commit, so both cannot see
+/// room for one more order in [`count_open`] and insert. The lock is its own statement before
+/// the count's, so the count's snapshot is taken once the lock is held. Without the limit
+/// nothing is counted and nothing needs serialising: a plain `BEGIN`.
+pub async fn begin_placement(
+    pool: &sqlx::PgPool,
+    user_id: Uuid,
+    locked: bool,
+) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    if !locked {
+        return pool.begin().await;
+    }
+    // A simple query takes no parameters; a `Uuid` prints only hex digits and hyphens, the
+    // text `$1::text` gave the earlier statement, so the key is the lock it always was.
+    pool.begin_with(sqlx::AssertSqlSafe(begin_locked_sql(user_id)))
+        .await
+}
+
+/// `BEGIN` and the customer's advisory lock, as [`begin_placement`] sends them.
+fn begin_locked_sql(user_id: Uuid) -> String {
+    format!("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('{user_id}', 7301))")
+}
+
+/// The customer's open orders (`domain::open_orders::OPEN`), in a transaction that holds the
+/// customer's lock ([`begin_placement`] with `locked`).
 pub async fn count_open(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<i64> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7301))")
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
     // The statuses written into the statement, not bound: then it matches the partial index
     // `orders_open_by_user` and is planned once per connection, not on every call.
     static COUNT_OPEN: LazyLock<String> = LazyLock::new(|| {
@@ -337,6 +358,18 @@ pub async fn set_review_comment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lock taken with `BEGIN` is keyed as the bound `$1::text` of a `uuid` was: the
+    /// hyphenated lower-case text, so replicas of either version serialise on the same lock.
+    #[test]
+    fn the_placement_lock_is_keyed_by_the_customers_uuid_text() {
+        let user = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(
+            begin_locked_sql(user),
+            "BEGIN; SELECT pg_advisory_xact_lock(\
+             hashtextextended('01234567-89ab-cdef-0123-456789abcdef', 7301))"
+        );
+    }
 
     /// The partial index the count of open orders reads names the same statuses as the count.
     #[test]

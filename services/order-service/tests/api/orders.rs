@@ -293,6 +293,56 @@ async fn customers_see_only_their_own_orders_and_pages_walk_them_all() -> TestRe
     Ok(())
 }
 
+/// The open-order limit holds for one customer's concurrent requests: the lock taken with the
+/// placement's `BEGIN` serialises them, so exactly `max` get in. With the limit off, nothing is
+/// counted or locked and every request is placed.
+#[tokio::test]
+async fn concurrent_orders_of_one_customer_pass_the_open_order_limit_exactly() -> TestResult {
+    const MAX: usize = 3;
+    const SENT: usize = 12;
+    let stack = crate::helpers::spawn_stack_with(|config| {
+        config.max_open_orders_per_user = MAX as u32;
+    })
+    .await;
+    let kettle = stack.product(100, 2_999, "EUR").await?;
+    let line = [(kettle, 1)];
+    let customer = stack.customer();
+    let replies = futures::future::join_all((0..SENT).map(|_| stack.place(&customer, &line))).await;
+    let mut placed = 0;
+    for reply in replies {
+        let reply = reply?;
+        match reply.status {
+            StatusCode::CREATED => placed += 1,
+            StatusCode::CONFLICT => assert_eq!(
+                reply.body["type"], "https://ferroshop.dev/problems/too-many-open-orders",
+                "{reply:?}"
+            ),
+            _ => anyhow::bail!("unexpected answer: {reply:?}"),
+        }
+    }
+    assert_eq!(placed, MAX);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1")
+        .bind(customer.id)
+        .fetch_one(&stack.pool)
+        .await?;
+    assert_eq!(stored, MAX as i64);
+
+    let unlimited = crate::helpers::spawn_stack_with(|config| {
+        config.max_open_orders_per_user = 0;
+    })
+    .await;
+    let kettle = unlimited.product(100, 2_999, "EUR").await?;
+    let line = [(kettle, 1)];
+    let customer = unlimited.customer();
+    let replies =
+        futures::future::join_all((0..SENT).map(|_| unlimited.place(&customer, &line))).await;
+    for reply in replies {
+        let reply = reply?;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_owner_cancels_before_payment_and_the_stock_returns() -> TestResult {
     let stack = spawn_stack().await;
