@@ -42,7 +42,7 @@ pub struct Config {
     pub relay_poll_interval: Duration,
     /// How long a reservation's product snapshot waits for the product's next stock changes,
     /// to leave with them as one `product.updated` (`STOCK_SNAPSHOT_HOLD_BACK_MS`, 0 to 5,000,
-    /// default 200; 0: at once). Catalog writes publish at once whatever this says.
+    /// default 1,000; 0: at once). Catalog writes publish at once whatever this says.
     pub stock_snapshot_hold_back: Duration,
     /// The workflow engine whose `restock` tasks this service works (`WORKFLOW_ENGINE_URL`,
     /// without `/engine-rest`; default `http://127.0.0.1:8086`; `off` runs no worker).
@@ -78,7 +78,7 @@ impl Config {
             relay_poll_interval: env.millis("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
             stock_snapshot_hold_back: Duration::from_millis(env.number_in(
                 "STOCK_SNAPSHOT_HOLD_BACK_MS",
-                200,
+                1_000,
                 0..=5_000,
             )?),
             workflow_engine_url: env.unless_off("WORKFLOW_ENGINE_URL", "http://127.0.0.1:8086"),

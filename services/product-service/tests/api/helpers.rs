@@ -49,7 +49,8 @@ pub fn test_config(database: &str, topic_prefix: &str) -> Config {
         inventory_consumers: 3,
         inventory_in_flight: 64,
         relay_poll_interval: Duration::from_millis(200),
-        // As deployed: reservation snapshots coalesce (`STOCK_SNAPSHOT_HOLD_BACK_MS`).
+        // Reservation snapshots coalesce as deployed (`STOCK_SNAPSHOT_HOLD_BACK_MS`), over a
+        // shorter hold-back than the deployed 1 s, so the tests wait less.
         stock_snapshot_hold_back: Duration::from_millis(200),
         // The restock tests switch the worker on (restock.rs).
         workflow_engine_url: None,
