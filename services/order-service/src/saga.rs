@@ -1,7 +1,8 @@
 //! Moving an order through its state machine: one function used by every writer (the saga
-//! consumer, the owner's cancel, the expiry job and the workflow steps), so each change locks the row, follows the
-//! rules of [`OrderStatus::apply`], records the history and enqueues its event in the caller's
-//! transaction.
+//! consumer, the owner's cancel, the expiry job and the workflow steps), so each change holds
+//! the row's lock (taken by a guarded update, or by a read when the guard does not decide),
+//! follows the rules of [`OrderStatus::apply`], records the history and enqueues its event in
+//! the caller's transaction.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use contracts::topics::Topic;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::status::{OrderStatus, Transition, Trigger};
+use crate::domain::status::{OrderStatus, StatusStep, Transition, Trigger};
 use crate::status_feed::{self, StatusChange};
 use crate::store::orders::{self, OrderRow, StatusMove};
 
@@ -67,6 +68,12 @@ pub async fn advance(
 }
 
 /// [`advance`], with the refund request a move to `REFUNDED` needs for its event.
+///
+/// A trigger that moves orders out of one status only ([`Trigger::only_move`]: every step of
+/// a checkout) is first written as a move guarded by that status, which takes the row lock
+/// itself: one statement instead of the lock's read and the write. When the guard does not
+/// match (a late or repeated message, an order for review), the order is locked and read and
+/// the trigger decided on it, as every move was before.
 pub async fn advance_with(
     tx: &mut PgConnection,
     settings: &SagaSettings,
@@ -76,6 +83,33 @@ pub async fn advance_with(
     cause: &str,
     refund: Option<&RefundFacts>,
 ) -> anyhow::Result<Advanced> {
+    if let Some(only) = trigger.only_move() {
+        let now = Utc::now();
+        let expires_at = expiry(settings, only.to, now)?;
+        let announcement = announcement(order_id, only.to, only.reason, now)?;
+        // The reservation answer does not know the risk check's verdict: an order for review
+        // takes the other way (below), so the guard leaves it out.
+        let not_for_review = matches!(trigger, Trigger::StockReserved);
+        let change = StatusMove {
+            status: only.to,
+            reason: only.reason,
+            payment_id,
+            expires_at,
+            cause,
+        };
+        if let Some(order) = orders::move_from(
+            tx,
+            order_id,
+            only.from,
+            not_for_review,
+            &change,
+            &announcement,
+        )
+        .await?
+        {
+            return moved(tx, settings, order, only, cause, refund).await;
+        }
+    }
     let Some(mut order) = orders::lock(tx, order_id).await? else {
         return Ok(Advanced::NotFound);
     };
@@ -90,22 +124,8 @@ pub async fn advance_with(
         Transition::Ignore => return Ok(Advanced::Unchanged(Box::new(order))),
         Transition::Illegal => return Ok(Advanced::Illegal(status)),
     };
-    let expires_at = match to {
-        OrderStatus::AwaitingPayment => Some(
-            Utc::now()
-                + chrono::Duration::from_std(settings.payment_timeout)
-                    .context("payment timeout out of range")?,
-        ),
-        _ => None,
-    };
     let now = Utc::now();
-    // Told to every replica's open streams when this transaction commits.
-    let announcement = status_feed::announcement(&StatusChange {
-        order_id,
-        status: to,
-        status_reason: reason.map(str::to_owned),
-        at: now,
-    })?;
+    let expires_at = expiry(settings, to, now)?;
     orders::set_status(
         tx,
         order_id,
@@ -116,7 +136,7 @@ pub async fn advance_with(
             expires_at,
             cause,
         },
-        &announcement,
+        &announcement(order_id, to, reason, now)?,
     )
     .await?;
     order.status = to.as_str().to_owned();
@@ -126,8 +146,56 @@ pub async fn advance_with(
         order.expires_at = expires_at;
     }
     order.updated_at = now;
+    let step = StatusStep {
+        from: status,
+        to,
+        reason,
+    };
+    moved(tx, settings, order, step, cause, refund).await
+}
+
+/// The new deadline a move to `to` sets: an order awaiting payment has `payment_timeout`.
+fn expiry(
+    settings: &SagaSettings,
+    to: OrderStatus,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
+    Ok(match to {
+        OrderStatus::AwaitingPayment => Some(
+            now + chrono::Duration::from_std(settings.payment_timeout)
+                .context("payment timeout out of range")?,
+        ),
+        _ => None,
+    })
+}
+
+/// What the move tells every replica's open streams when its transaction commits.
+fn announcement(
+    order_id: Uuid,
+    to: OrderStatus,
+    reason: Option<&str>,
+    at: chrono::DateTime<Utc>,
+) -> anyhow::Result<String> {
+    status_feed::announcement(&StatusChange {
+        order_id,
+        status: to,
+        status_reason: reason.map(str::to_owned),
+        at,
+    })
+}
+
+/// After a move is written: its event into the outbox, the log line and the metric.
+async fn moved(
+    tx: &mut PgConnection,
+    settings: &SagaSettings,
+    order: OrderRow,
+    step: StatusStep,
+    cause: &str,
+    refund: Option<&RefundFacts>,
+) -> anyhow::Result<Advanced> {
+    let StatusStep { from, to, reason } = step;
     enqueue_status_event(tx, &settings.topics, &order, to, reason, refund).await?;
-    tracing::info!(order_id = %order_id, from = %status, to = %to, cause, "order moved");
+    tracing::info!(order_id = %order.id, from = %from, to = %to, cause, "order moved");
     metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
     Ok(Advanced::Moved(Box::new(order)))
 }

@@ -194,6 +194,47 @@ impl OrderStatus {
     }
 }
 
+impl OrderStatus {
+    /// Every status.
+    pub const ALL: [OrderStatus; 7] = [
+        OrderStatus::Pending,
+        OrderStatus::Review,
+        OrderStatus::AwaitingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Rejected,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunded,
+    ];
+}
+
+/// A move of an order: from which status, to which, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusStep {
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+    pub reason: Option<&'static str>,
+}
+
+impl Trigger {
+    /// The move this trigger makes if exactly one status moves on it (derived from
+    /// [`OrderStatus::apply`], so it cannot disagree with it): the saga can then write the move
+    /// guarded by that status in one statement, without reading the order first. `None` for a
+    /// trigger that moves orders out of several statuses (a cancel, an expiry).
+    pub fn only_move(self) -> Option<StatusStep> {
+        let mut moves = OrderStatus::ALL
+            .into_iter()
+            .filter_map(|from| match from.apply(self) {
+                Transition::Move { to, reason } => Some(StatusStep { from, to, reason }),
+                Transition::Ignore | Transition::Illegal => None,
+            });
+        let only = moves.next()?;
+        match moves.next() {
+            None => Some(only),
+            Some(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for OrderStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -226,15 +267,7 @@ mod tests {
     use super::Trigger::*;
     use super::*;
 
-    const ALL: [OrderStatus; 7] = [
-        Pending,
-        Review,
-        AwaitingPayment,
-        Paid,
-        Rejected,
-        Cancelled,
-        Refunded,
-    ];
+    const ALL: [OrderStatus; 7] = OrderStatus::ALL;
     const TRIGGERS: [Trigger; 10] = [
         StockReserved,
         StockReservedForReview,
@@ -414,5 +447,41 @@ mod tests {
             );
         }
         assert!("paid".parse::<OrderStatus>().is_err());
+    }
+
+    #[test]
+    fn the_saga_steps_of_a_checkout_each_have_one_move() {
+        let only = |trigger: Trigger| trigger.only_move().map(|m| (m.from, m.to, m.reason));
+        assert_eq!(only(StockReserved), Some((Pending, AwaitingPayment, None)));
+        assert_eq!(
+            only(StockShort),
+            Some((Pending, Rejected, Some("out_of_stock")))
+        );
+        assert_eq!(only(PaymentSucceeded), Some((AwaitingPayment, Paid, None)));
+        assert_eq!(only(ReviewApproved), Some((Review, AwaitingPayment, None)));
+        // Several statuses move on these, each its own way: no guarded shortcut.
+        assert_eq!(only(CustomerCancel), None);
+        assert_eq!(only(Expired), None);
+    }
+
+    #[test]
+    fn an_only_move_is_exactly_what_apply_does_from_its_status() {
+        for trigger in TRIGGERS {
+            if let Some(only) = trigger.only_move() {
+                assert_eq!(
+                    only.from.apply(trigger),
+                    Transition::Move {
+                        to: only.to,
+                        reason: only.reason
+                    }
+                );
+                for other in ALL.into_iter().filter(|status| *status != only.from) {
+                    assert!(
+                        !matches!(other.apply(trigger), Transition::Move { .. }),
+                        "{other} also moves on {trigger:?}"
+                    );
+                }
+            }
+        }
     }
 }

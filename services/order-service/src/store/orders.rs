@@ -290,6 +290,46 @@ pub async fn set_status(
     .map(|_| ())
 }
 
+/// Stores a new status only if the order is in status `from` (and, with `not_for_review`, was
+/// not sent to review by the risk check), with its history row and `announcement`, as
+/// [`set_status`] does; returns the order as written, or `None` if it was not in that state.
+/// The update takes the row lock itself and checks the guard on the row as committed, so no
+/// read before it is needed: one statement for what took the lock's read and the write.
+pub async fn move_from(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: OrderStatus,
+    not_for_review: bool,
+    change: &StatusMove<'_>,
+    announcement: &str,
+) -> sqlx::Result<Option<OrderRow>> {
+    // `pg_notify` returns `void`, read as text (empty) so the row decodes as usual.
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH moved AS ( \
+           UPDATE orders SET status = $2, status_reason = $3, \
+             payment_id = COALESCE($4, payment_id), expires_at = COALESCE($5, expires_at), \
+             updated_at = now() \
+           WHERE id = $1 AND status = $9 AND (NOT $10 OR risk IS DISTINCT FROM 'review') \
+           RETURNING {COLUMNS}), \
+         history AS ( \
+           INSERT INTO order_history (order_id, status, reason, cause) \
+           SELECT id, $2, $3, $6 FROM moved) \
+         SELECT {COLUMNS}, pg_notify($7, $8)::text AS notified FROM moved"
+    )))
+    .bind(id)
+    .bind(change.status.as_str())
+    .bind(change.reason)
+    .bind(change.payment_id)
+    .bind(change.expires_at)
+    .bind(change.cause)
+    .bind(crate::status_feed::CHANNEL)
+    .bind(announcement)
+    .bind(from.as_str())
+    .bind(not_for_review)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Live orders past their deadline, locked for this transaction; rows another replica's
 /// expiry job holds are skipped, so replicas share the work without doing it twice.
 pub async fn lock_expired(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Uuid>> {
