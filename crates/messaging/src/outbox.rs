@@ -33,7 +33,7 @@ const CHANNEL: &str = "outbox";
 /// Advisory lock key held by the relay that is publishing. Only one relay per database
 /// publishes at a time, which keeps each aggregate's events in commit order even with several
 /// replicas; the others wait as hot standbys.
-const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+pub const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 
 /// Writes `event` to the outbox inside the caller's transaction, with the current span's trace
 /// context so the publish (and every consumer) joins the request's trace.
@@ -87,13 +87,37 @@ impl std::fmt::Debug for OutboxRelay {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct OutboxRow {
     id: i64,
     topic: String,
     key: String,
     payload: serde_json::Value,
     headers: serde_json::Value,
+}
+
+/// A row of the relay's claim: whether the relay lock was taken, and an outbox row (none when
+/// the lock was not taken or nothing waits).
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    taken: bool,
+    id: Option<i64>,
+    topic: Option<String>,
+    key: Option<String>,
+    payload: Option<serde_json::Value>,
+    headers: Option<serde_json::Value>,
+}
+
+impl ClaimedRow {
+    /// The outbox row, if this claim row carries one (every column of an outbox row is set).
+    fn row(self) -> Option<OutboxRow> {
+        Some(OutboxRow {
+            id: self.id?,
+            topic: self.topic?,
+            key: self.key?,
+            payload: self.payload?,
+            headers: self.headers?,
+        })
+    }
 }
 
 /// Takes every notification that has already arrived, without waiting. Each committed event
@@ -226,21 +250,31 @@ impl OutboxRelay {
             .begin()
             .await
             .context("beginning the relay transaction")?;
-        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(RELAY_LOCK)
-            .fetch_one(&mut *tx)
-            .await
-            .context("taking the relay lock")?;
-        if !leader {
-            return Ok(0);
-        }
-        let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        // One relay publishes at a time, in id order: the round reads only if it takes the
+        // relay lock, in the same statement (one round trip fewer per round than a statement
+        // of its own). The lock is tried once (an InitPlan: a relay that does not get it reads
+        // no row) and never waited for, so the statement's snapshot, taken before it, misses
+        // nothing: a row the previous leader deleted and committed since is not returned by
+        // `FOR UPDATE` (it is gone), and a row committed since waits for the next round. The
+        // answer has one row even when no row is read, saying whether the lock was taken.
+        let claimed: Vec<ClaimedRow> = sqlx::query_as(
+            "WITH leader AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($2) AS taken), \
+             batch AS ( \
+               SELECT id, topic, key, payload, headers FROM outbox \
+               WHERE (SELECT taken FROM leader) \
+               ORDER BY id LIMIT $1 FOR UPDATE OF outbox SKIP LOCKED) \
+             SELECT leader.taken, batch.id, batch.topic, batch.key, batch.payload, batch.headers \
+             FROM leader LEFT JOIN batch ON true ORDER BY batch.id",
         )
         .bind(self.batch_size)
+        .bind(RELAY_LOCK)
         .fetch_all(&mut *tx)
         .await
         .context("reading the outbox")?;
+        if !claimed.first().is_some_and(|row| row.taken) {
+            return Ok(0);
+        }
+        let rows: Vec<OutboxRow> = claimed.into_iter().filter_map(ClaimedRow::row).collect();
         // Rows waiting when this batch started; counted only when the batch is full, so an
         // idle or light relay never scans the table.
         let backlog = if (rows.len() as i64) < self.batch_size {

@@ -89,6 +89,37 @@ async fn a_failed_request_publishes_nothing() -> TestResult {
 
 /// Events committed while no relay runs are published once relays come back, even when a relay
 /// is stopped half-way through the backlog and two successors race for what is left.
+/// A relay publishes only while it holds the relay lock: with the lock held elsewhere (another
+/// replica's relay in the middle of a round) its round reads and publishes nothing, and once
+/// the lock is free the same relay publishes in id order.
+#[tokio::test]
+async fn a_relay_publishes_nothing_while_another_holds_the_relay_lock() -> TestResult {
+    let app = spawn_app_with(|config| config.run_outbox_relay = false).await;
+    for _ in 0..3 {
+        let reply = app.register(&unique_email()).await?;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let waiting = app.outbox_backlog().await?;
+    assert!(waiting >= 3, "{waiting} rows waiting");
+
+    let kafka = KafkaConfig::new(crate::helpers::brokers());
+    let relay = OutboxRelay::new(app.pool.clone(), kafka.producer()?);
+    let mut leader = app.pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(messaging::outbox::RELAY_LOCK)
+        .execute(&mut *leader)
+        .await?;
+    assert_eq!(relay.publish_batch().await?, 0);
+    assert_eq!(app.outbox_backlog().await?, waiting);
+    leader.rollback().await?;
+
+    assert_eq!(relay.publish_batch().await?, usize::try_from(waiting)?);
+    assert_eq!(app.outbox_backlog().await?, 0);
+    // An empty outbox: the lock is taken, nothing read.
+    assert_eq!(relay.publish_batch().await?, 0);
+    Ok(())
+}
+
 #[tokio::test]
 async fn relay_restarts_and_competing_relays_publish_each_event_exactly_once() -> TestResult {
     let app = spawn_app_with(|config| config.run_outbox_relay = false).await;
