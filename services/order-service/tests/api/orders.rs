@@ -327,15 +327,24 @@ async fn concurrent_orders_of_one_customer_pass_the_open_order_limit_exactly() -
         .await?;
     assert_eq!(stored, MAX as i64);
 
-    let unlimited = crate::helpers::spawn_stack_with(|config| {
-        config.max_open_orders_per_user = 0;
-    })
+    // The limit off, on a replica of the same stack: another customer's 12 all get in.
+    let unlimited = stack
+        .replica(|config| config.max_open_orders_per_user = 0)
+        .await;
+    let customer = stack.customer();
+    let replies = futures::future::join_all((0..SENT).map(|_| {
+        stack.send(
+            stack
+                .client
+                .post(format!("{unlimited}/api/orders"))
+                .bearer_auth(&customer.token)
+                .json(&json!({
+                    "items": [{"product_id": kettle, "quantity": 1}],
+                    "shipping_address": address(),
+                })),
+        )
+    }))
     .await;
-    let kettle = unlimited.product(100, 2_999, "EUR").await?;
-    let line = [(kettle, 1)];
-    let customer = unlimited.customer();
-    let replies =
-        futures::future::join_all((0..SENT).map(|_| unlimited.place(&customer, &line))).await;
     for reply in replies {
         let reply = reply?;
         assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
