@@ -265,29 +265,9 @@ pub async fn set_status(
     change: &StatusMove<'_>,
     announcement: &str,
 ) -> sqlx::Result<()> {
-    // The history row and the announcement only if the order was written.
-    sqlx::query(
-        "WITH moved AS ( \
-           UPDATE orders SET status = $2, status_reason = $3, \
-             payment_id = COALESCE($4, payment_id), expires_at = COALESCE($5, expires_at), \
-             updated_at = now() \
-           WHERE id = $1 RETURNING id), \
-         history AS ( \
-           INSERT INTO order_history (order_id, status, reason, cause) \
-           SELECT id, $2, $3, $6 FROM moved) \
-         SELECT pg_notify($7, $8) FROM moved",
-    )
-    .bind(id)
-    .bind(change.status.as_str())
-    .bind(change.reason)
-    .bind(change.payment_id)
-    .bind(change.expires_at)
-    .bind(change.cause)
-    .bind(crate::status_feed::CHANNEL)
-    .bind(announcement)
-    .execute(&mut *conn)
-    .await
-    .map(|_| ())
+    write_move(conn, id, None, false, change, announcement)
+        .await
+        .map(drop)
 }
 
 /// Stores a new status only if the order is in status `from` (and, with `not_for_review`, was
@@ -303,13 +283,27 @@ pub async fn move_from(
     change: &StatusMove<'_>,
     announcement: &str,
 ) -> sqlx::Result<Option<OrderRow>> {
+    write_move(conn, id, Some(from), not_for_review, change, announcement).await
+}
+
+/// The statement of [`set_status`] and [`move_from`]: the move guarded by `from` if given,
+/// the history row and the `NOTIFY` only if the order was written, and the order as written.
+async fn write_move(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: Option<OrderStatus>,
+    not_for_review: bool,
+    change: &StatusMove<'_>,
+    announcement: &str,
+) -> sqlx::Result<Option<OrderRow>> {
     // `pg_notify` returns `void`, read as text (empty) so the row decodes as usual.
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH moved AS ( \
            UPDATE orders SET status = $2, status_reason = $3, \
              payment_id = COALESCE($4, payment_id), expires_at = COALESCE($5, expires_at), \
              updated_at = now() \
-           WHERE id = $1 AND status = $9 AND (NOT $10 OR risk IS DISTINCT FROM 'review') \
+           WHERE id = $1 AND ($9::text IS NULL OR status = $9) \
+             AND (NOT $10 OR risk IS DISTINCT FROM 'review') \
            RETURNING {COLUMNS}), \
          history AS ( \
            INSERT INTO order_history (order_id, status, reason, cause) \
@@ -324,7 +318,7 @@ pub async fn move_from(
     .bind(change.cause)
     .bind(crate::status_feed::CHANNEL)
     .bind(announcement)
-    .bind(from.as_str())
+    .bind(from.map(OrderStatus::as_str))
     .bind(not_for_review)
     .fetch_optional(conn)
     .await
