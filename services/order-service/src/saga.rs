@@ -110,7 +110,7 @@ pub async fn advance_with(
             return moved(tx, settings, order, only, cause, refund).await;
         }
     }
-    let Some(mut order) = orders::lock(tx, order_id).await? else {
+    let Some(order) = orders::lock(tx, order_id).await? else {
         return Ok(Advanced::NotFound);
     };
     let status = order.status()?;
@@ -126,7 +126,9 @@ pub async fn advance_with(
     };
     let now = Utc::now();
     let expires_at = expiry(settings, to, now)?;
-    orders::set_status(
+    // The order as the statement wrote it (its `updated_at` is the database's), not the row
+    // read under the lock with the changed fields patched in.
+    let Some(order) = orders::set_status(
         tx,
         order_id,
         &StatusMove {
@@ -138,14 +140,11 @@ pub async fn advance_with(
         },
         &announcement(order_id, to, reason, now)?,
     )
-    .await?;
-    order.status = to.as_str().to_owned();
-    order.status_reason = reason.map(str::to_owned);
-    order.payment_id = payment_id.or(order.payment_id);
-    if let Some(expires_at) = expires_at {
-        order.expires_at = expires_at;
-    }
-    order.updated_at = now;
+    .await?
+    else {
+        // Not reachable while the row lock is held; answered as a missing order all the same.
+        return Ok(Advanced::NotFound);
+    };
     let step = StatusStep {
         from: status,
         to,

@@ -257,17 +257,16 @@ pub struct StatusMove<'a> {
 
 /// Stores a new status (the caller holds the row lock and checked the transition) with its
 /// history row, and sends `announcement` on the status feed's channel
-/// ([`crate::status_feed::CHANNEL`]), delivered when the caller's transaction commits. One statement, one round trip:
-/// the move, the history and the `NOTIFY` were two round trips per saga step before.
+/// ([`crate::status_feed::CHANNEL`]), delivered when the caller's transaction commits; returns
+/// the order as written. One statement, one round trip: the move, the history and the `NOTIFY`
+/// were two round trips per saga step before.
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     change: &StatusMove<'_>,
     announcement: &str,
-) -> sqlx::Result<()> {
-    write_move(conn, id, None, false, change, announcement)
-        .await
-        .map(drop)
+) -> sqlx::Result<Option<OrderRow>> {
+    write_move(conn, id, None, false, change, announcement).await
 }
 
 /// Stores a new status only if the order is in status `from` (and, with `not_for_review`, was
