@@ -345,8 +345,13 @@ impl Charging {
         // still wakes it.
         let mut applied = self.orders.applied();
         // The order as this process's consumer just wrote it, once one was announced: as
-        // current as a read right after would be, without the round trip.
-        let mut announced: Option<OrderDoc> = None;
+        // current as a read right after would be, without the round trip. To begin with, the
+        // copy of the order this process's consumer last wrote, if it did lately (see
+        // `Orders::applied_here`); the replica is read when there is none.
+        let mut announced: Option<OrderDoc> = self
+            .orders
+            .applied_here(order_id)
+            .map(std::sync::Arc::unwrap_or_clone);
         loop {
             let order = match announced.take() {
                 Some(order) => Some(order),

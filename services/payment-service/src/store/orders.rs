@@ -60,12 +60,26 @@ pub struct OrderFacts {
     pub total: Option<Money>,
 }
 
+/// Whether `kept` is further along than `written`: its status is one `written`'s does not
+/// advance (statuses only move forward, see [`OrderStatus::advance`]).
+fn further_along(kept: &OrderDoc, written: &OrderDoc) -> bool {
+    match (kept.status(), written.status()) {
+        (Some(kept), Some(written)) => {
+            kept != written && OrderStatus::advance(Some(kept), written) == kept
+        }
+        _ => false,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Orders {
     collection: Collection<OrderDoc>,
     /// The orders whose event this process's consumer has just applied, as that write left
     /// them, for the payment requests waiting on the replica (see [`Orders::applied`]).
     applied: broadcast::Sender<Arc<OrderDoc>>,
+    /// The orders this process's consumer applied lately, as their writes left them (see
+    /// [`Orders::applied_here`]).
+    recent: moka::sync::Cache<Uuid, Arc<OrderDoc>>,
 }
 
 /// The orders applied since [`Orders::applied`] was called.
@@ -129,11 +143,24 @@ impl AppliedOrders {
 /// anyway: a lagging receiver only loses the wake-up, never an order).
 const APPLIED_BUFFER: usize = 1_024;
 
+/// Orders kept in [`Orders::applied_here`]'s memory: about a minute of orders at 150 a
+/// second; a payment comes within seconds of its order's `order.awaiting_payment`.
+const RECENT_ORDERS: u64 = 8_192;
+
+/// How long an order applied here is trusted without a read. Only another process's consumer
+/// can move an order without this process seeing it (its partition moved in a rebalance), so
+/// the copy can be behind only then, and the time bounds how long.
+const RECENT_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Orders {
     pub fn new(db: &Database) -> Self {
         Self {
             collection: db.collection(COLLECTION),
             applied: broadcast::channel(APPLIED_BUFFER).0,
+            recent: moka::sync::Cache::builder()
+                .max_capacity(RECENT_ORDERS)
+                .time_to_live(RECENT_FOR)
+                .build(),
         }
     }
 
@@ -147,6 +174,35 @@ impl Orders {
     /// benchmark's checkout; the announced state makes the second read unnecessary).
     pub fn applied(&self) -> AppliedOrders {
         AppliedOrders(self.applied.subscribe())
+    }
+
+    /// The order as this process's consumer last wrote it, if it did so lately: what a read of
+    /// the replica would return, without the round trip (the order-status check the payment
+    /// path makes first; one `find` per paid order under the benchmark's checkout).
+    ///
+    /// With one consumer per order (a partition is one consumer's at a time) every write of
+    /// the order passes here, so the copy is the replica's state. It can be behind only when
+    /// the order's partition moved to another process, for at most [`RECENT_FOR`], and being
+    /// behind is safe for every use: a status that can still move (pending, awaiting payment)
+    /// is what the payment path decided on a read before as well, when another consumer moved
+    /// the order right after the read; a charge that lands on an order cancelled meanwhile is
+    /// refunded (the success leaves its refund check up for the reconciler, see
+    /// `Refunds::refund_if_order_cancelled`), and a second payment of a paid order meets its
+    /// claim. Final statuses never change.
+    pub fn applied_here(&self, order_id: Uuid) -> Option<Arc<OrderDoc>> {
+        self.recent.get(&order_id)
+    }
+
+    /// Keeps `order` as the latest applied here, unless the kept copy is further along (two
+    /// writes of one order finishing in the other order, in the moment a rebalance gives its
+    /// partition to a second consumer of this process).
+    fn keep_recent(&self, order_id: Uuid, order: &Arc<OrderDoc>) {
+        self.recent.entry(order_id).and_upsert_with(|kept| {
+            match kept.map(|kept| kept.into_value()) {
+                Some(kept) if further_along(&kept, order) => kept,
+                _ => Arc::clone(order),
+            }
+        });
     }
 
     pub async fn get(&self, order_id: Uuid) -> anyhow::Result<Option<OrderDoc>> {
@@ -193,8 +249,10 @@ impl Orders {
         };
         match applied {
             Some(order) => {
+                let order = Arc::new(order);
+                self.keep_recent(facts.order_id, &order);
                 // No receiver (no payment waiting) is the usual case, not an error.
-                let _ = self.applied.send(Arc::new(order));
+                let _ = self.applied.send(order);
                 Ok(true)
             }
             None => Ok(false),
@@ -301,5 +359,54 @@ impl Orders {
     /// The raw documents (tests).
     pub fn raw(db: &Database) -> Collection<Document> {
         db.collection(COLLECTION)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(status: OrderStatus) -> OrderDoc {
+        OrderDoc {
+            id: "o".into(),
+            user_id: None,
+            total: None,
+            status: status.as_str().into(),
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_kept_copy_is_further_along_only_when_the_written_status_would_not_advance_it() {
+        use OrderStatus::*;
+        for kept in OrderStatus::ALL {
+            for written in OrderStatus::ALL {
+                let expected = kept != written && OrderStatus::advance(Some(kept), written) == kept;
+                assert_eq!(
+                    further_along(&order(kept), &order(written)),
+                    expected,
+                    "{kept:?} kept, {written:?} written"
+                );
+            }
+        }
+        assert!(further_along(&order(Cancelled), &order(AwaitingPayment)));
+        assert!(!further_along(&order(Pending), &order(AwaitingPayment)));
+        assert!(!further_along(&order(Paid), &order(Paid)));
+    }
+
+    #[tokio::test]
+    async fn the_copy_applied_here_never_goes_back_to_an_earlier_status() -> anyhow::Result<()> {
+        // No command is sent: the client connects only when used.
+        let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:1").await?;
+        let orders = Orders::new(&client.database("unused"));
+        let id = Uuid::now_v7();
+        assert!(orders.applied_here(id).is_none());
+        orders.keep_recent(id, &Arc::new(order(OrderStatus::AwaitingPayment)));
+        orders.keep_recent(id, &Arc::new(order(OrderStatus::Cancelled)));
+        // A write of the earlier status that finished last.
+        orders.keep_recent(id, &Arc::new(order(OrderStatus::AwaitingPayment)));
+        let kept = orders.applied_here(id).and_then(|order| order.status());
+        assert_eq!(kept, Some(OrderStatus::Cancelled));
+        Ok(())
     }
 }
