@@ -326,6 +326,54 @@ async fn a_redelivered_order_is_reserved_once_and_payment_sells_the_units() -> T
     Ok(())
 }
 
+/// The `find` commands the MongoDB-wire server counted on this test's `reservations`
+/// collection (`serverStatus.ferroshop.commands`, every client's).
+async fn reservation_reads(app: &TestApp) -> anyhow::Result<i64> {
+    let status = app
+        .db
+        .client()
+        .database("admin")
+        .run_command(doc! {"serverStatus": 1})
+        .await?;
+    let commands = status.get_document("ferroshop")?.get_document("commands")?;
+    let key = format!("find {}.reservations", app.db.name());
+    Ok(match commands.get(&key) {
+        Some(mongodb::bson::Bson::Int64(count)) => *count,
+        Some(mongodb::bson::Bson::Int32(count)) => i64::from(*count),
+        Some(other) => anyhow::bail!("{key}: {other}"),
+        None => 0,
+    })
+}
+
+/// An order this process reserved is sold on `order.paid` without reading its reservation
+/// again (the lines and the status are the ones it wrote; a redelivered `order.paid` reads it,
+/// see `a_redelivered_order_is_reserved_once_and_payment_sells_the_units`). The relay's timer
+/// is off, so only the consumer could read.
+#[tokio::test]
+async fn payment_sells_an_order_reserved_here_without_reading_its_reservation() -> TestResult {
+    let app = spawn_app_with(|config| {
+        config.relay_poll_interval = Duration::from_secs(3_600);
+    })
+    .await;
+    let id = product(&app, "SOLD-HERE-1", 10).await?;
+    let order = Uuid::now_v7();
+    app.produce(
+        ORDER_EVENTS,
+        &[order_event(order, created(order, &[(&id, 3)])?)?],
+    )
+    .await?;
+    status(&app, order, "reserved").await?;
+    let reads_before = reservation_reads(&app).await?;
+
+    app.produce(ORDER_EVENTS, &[order_event(order, paid_event(order))?])
+        .await?;
+    // The books, not the reservation: the test's own reads would count.
+    books_reach(&app, &id, (7, 0, 3)).await?;
+    assert_eq!(reservation_reads(&app).await? - reads_before, 0);
+
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_cancelled_order_releases_its_units_once() -> TestResult {
     let app = spawn_app().await;
