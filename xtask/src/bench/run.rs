@@ -456,7 +456,7 @@ pub(super) fn run_json_windowed(
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        // stderr as the caller set it: the terminal unless it was sent elsewhere.
         .spawn()
         .with_context(|| format!("starting the load generator for {label}"))?;
     let stdout = child.stdout.take().context("the load generator's stdout")?;
@@ -525,22 +525,54 @@ pub(super) fn parse<T: DeserializeOwned>(line: &str, label: &str) -> Result<T> {
 }
 
 /// Runs the storefront's browser measurement; an error (no Chromium, say) is reported in
-/// the report rather than ending the bench.
+/// the report rather than ending the bench, with the reason the script gave.
 pub(super) fn storefront_budgets(
     layout: &Layout,
     gateway_url: &str,
     memory: &mut MemoryLog,
 ) -> Result<StorefrontFigures, String> {
+    // The path the browser helpers launch (`web/tests/browser/helpers.mjs`).
+    let chromium = std::env::var_os("CHROMIUM_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.is_file() {
+        return Err(format!(
+            "{} is missing: install Debian's chromium (`.ci/run` does), or set CHROMIUM_PATH",
+            chromium.display()
+        ));
+    }
+    let output = layout.local.join("bench").join("storefront");
+    fs::create_dir_all(&output)
+        .map_err(|error| format!("creating {}: {error}", output.display()))?;
+    // Its progress and any failure go to a log, whose last line names a failure's cause.
+    let log_path = output.join("storefront.log");
+    let log = fs::File::create(&log_path)
+        .map_err(|error| format!("creating {}: {error}", log_path.display()))?;
     let mut node = Command::new("node");
     node.arg(crate::storefront::web_dir(layout).join("bench/storefront.mjs"))
         .env("STOREFRONT_URL", gateway_url)
-        .env(
-            "BROWSER_TEST_OUTPUT",
-            layout.local.join("bench").join("storefront"),
-        );
+        .env("BROWSER_TEST_OUTPUT", &output)
+        .stderr(log);
     run_json(node, memory, "storefront")
         .and_then(|line| parse(&line, "storefront"))
-        .map_err(|error| format!("{error:#}"))
+        .map_err(|error| {
+            let cause = fs::read_to_string(&log_path)
+                .ok()
+                .and_then(|log| last_error_line(&log).map(str::to_owned));
+            match cause {
+                Some(cause) => format!("{error:#}: {cause} (log: {})", log_path.display()),
+                None => format!("{error:#} (log: {})", log_path.display()),
+            }
+        })
+}
+
+/// The line of a script's stderr that names why it failed: the last one that mentions an
+/// error, else the last line.
+fn last_error_line(log: &str) -> Option<&str> {
+    let lines = || log.lines().map(str::trim).filter(|line| !line.is_empty());
+    lines()
+        .rfind(|line| line.contains("Error") || line.contains("error"))
+        .or_else(|| lines().next_back())
 }
 
 /// Seeds up to `--large-products`, restarts product-service and times it to ready, then
@@ -620,6 +652,19 @@ mod tests {
             cpu: Vec::new(),
             trees: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_failed_scripts_cause_is_its_last_line_naming_an_error() {
+        let log = "home 300 ms, search 310 ms\n\
+                   file:///web/bench/storefront.mjs:40\n\
+                   Error: no product in stock: 200 {}\n    at main (storefront.mjs:41)\n\n";
+        assert_eq!(
+            last_error_line(log),
+            Some("Error: no product in stock: 200 {}")
+        );
+        assert_eq!(last_error_line("killed\n"), Some("killed"));
+        assert_eq!(last_error_line("\n  \n"), None);
     }
 
     /// A stand-in for the load generator: prints `lines` on stdout, one by one.
