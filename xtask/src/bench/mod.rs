@@ -33,6 +33,7 @@ mod machine;
 mod memory;
 mod report;
 mod run;
+mod shortfall;
 pub mod workflow;
 
 use machine::*;
