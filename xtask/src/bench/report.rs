@@ -1327,6 +1327,11 @@ mod tests {
                     pid: 3,
                     ours: true,
                 },
+                Component {
+                    name: "hello-server (ceiling)".into(),
+                    pid: 4,
+                    ours: false,
+                },
             ],
             phase: Phase::Idle,
             figures: BTreeMap::new(),
@@ -1350,6 +1355,13 @@ mod tests {
                     CpuShare {
                         cores: vec![0.1, 0.7],
                         machine_cores: 1.6,
+                    },
+                ),
+                (
+                    "hello-server".into(),
+                    CpuShare {
+                        cores: vec![0.0, 0.0, 0.0, 0.8],
+                        machine_cores: 1.8,
                     },
                 ),
                 (
@@ -1566,6 +1578,7 @@ mod tests {
             "Both saturation runs kept the machine busy (90% directly, 90% through the gateway)",
             "directly 180 µs over the machine (product-service 120 µs), through the gateway 360 µs (gateway 160 µs, product-service 120 µs)",
             "70% of direct allows 257 µs per request, so the second hop may cost 77 µs and cost 180 µs.",
+            "at the bare hello server's 20 µs per request on each of its two sides, with product-service's 0 µs more per request when fed through a hop, would make 82% of direct",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
         }

@@ -15,6 +15,8 @@ use super::report::Report;
 const SUSTAINED_TARGET: f64 = 150.0;
 const HOT_TARGET: f64 = 500.0;
 const GATEWAY_RATIO_TARGET: f64 = 0.7;
+/// The bare hyper server's component in the memory log ([`super::memory`]).
+const HELLO_COMPONENT: &str = "hello-server (ceiling)";
 
 /// Milliseconds of CPU per unit of work: `cores` busy on average at `per_sec` units a second.
 pub(super) fn ms_per_unit(cores: f64, per_sec: f64) -> Option<f64> {
@@ -238,6 +240,35 @@ impl Report<'_> {
                     us(allowed - direct_ms),
                     us(via_ms - direct_ms)
                 );
+                // The least a hop can cost here: a relay that only serves a request and sends
+                // it on, at the bare hello server's CPU per request on each of its two sides,
+                // plus what product-service spends more per request when fed through a hop.
+                let hello_ms = self.share_of("hello-server").and_then(|share| {
+                    self.component_cores(share, HELLO_COMPONENT)
+                        .and_then(|cores| ms_per_unit(cores, o.hello_sat.ok_per_sec))
+                });
+                let product_ms = |share: &CpuShare, per_sec: f64| {
+                    self.component_cores(share, "product-service")
+                        .and_then(|cores| ms_per_unit(cores, per_sec))
+                };
+                if let (Some(hello_ms), Some(direct_product), Some(via_product)) = (
+                    hello_ms,
+                    product_ms(direct, o.direct_sat.ok_per_sec),
+                    product_ms(via, o.gateway_sat.ok_per_sec),
+                ) {
+                    let fed_through_a_hop = (via_product - direct_product).max(0.0);
+                    let bare_hop = 2.0 * hello_ms + fed_through_a_hop;
+                    let _ = write!(
+                        text,
+                        " Even a relay that did nothing but pass requests on, at the bare hello \
+                         server's {:.0} µs per request on each of its two sides, with \
+                         product-service's {:.0} µs more per request when fed through a hop, \
+                         would make {:.0}% of direct on this machine.",
+                        us(hello_ms),
+                        us(fed_through_a_hop),
+                        direct_ms / (direct_ms + bare_hop) * 100.0
+                    );
+                }
             }
             text.push_str(
                 " What would remove it: about half of the gateway's CPU is the kernel's \
