@@ -223,6 +223,19 @@ impl Report<'_> {
         self.overhead.gateway_half.latency.p99_ms - self.overhead.direct_half.latency.p99_ms
     }
 
+    /// The components with the cores each used in `share`, the busiest first.
+    pub(super) fn components_by_cores(&self, share: &CpuShare) -> Vec<(&str, f64)> {
+        let mut busiest: Vec<(&str, f64)> = self
+            .memory
+            .components
+            .iter()
+            .zip(&share.cores)
+            .map(|(component, cores)| (component.name.as_str(), *cores))
+            .collect();
+        busiest.sort_by(|a, b| b.1.total_cmp(&a.1));
+        busiest
+    }
+
     /// The largest figure among our services' peaks under load.
     pub(super) fn largest_service(&self) -> Option<(String, Memory)> {
         let mut largest: Option<(String, Memory)> = None;
@@ -900,15 +913,8 @@ impl Report<'_> {
         );
         let _ = writeln!(out, "| run | machine busy | largest |\n|---|---|---|");
         for (label, share) in runs {
-            let mut largest: Vec<(&str, f64)> = self
-                .memory
-                .components
-                .iter()
-                .zip(&share.cores)
-                .map(|(component, cores)| (component.name.as_str(), *cores))
-                .collect();
-            largest.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let named: Vec<String> = largest
+            let named: Vec<String> = self
+                .components_by_cores(share)
                 .iter()
                 .take(3)
                 .map(|(name, cores)| format!("{name} {:.0}%", cores * 100.0))

@@ -61,15 +61,7 @@ impl Report<'_> {
 
     /// The largest consumers of `share`, as `name X ms` per unit at `per_sec`.
     fn largest_per_unit(&self, share: &CpuShare, per_sec: f64, count: usize) -> String {
-        let mut largest: Vec<(&str, f64)> = self
-            .memory
-            .components
-            .iter()
-            .zip(&share.cores)
-            .map(|(component, cores)| (component.name.as_str(), *cores))
-            .collect();
-        largest.sort_by(|a, b| b.1.total_cmp(&a.1));
-        largest
+        self.components_by_cores(share)
             .iter()
             .take(count)
             .filter_map(|(name, cores)| {
