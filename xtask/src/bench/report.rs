@@ -1563,6 +1563,7 @@ mod tests {
             "the machine was 95% busy and spent 387.8 ms of CPU per paid order",
             "150 orders/s on 2 cores leaves at most 13.3 ms per order",
             "The largest shares per paid order: gateway 102.0 ms, postgres 51.0 ms.",
+            "The fixed rate's latency: each step's tail is its wait in a queue: p99 create call 10 ms, reservation 240 ms, payment call 30 ms",
             "| listings of 20 (1000 products), 50% | 500 ms | 15 ms | 0 µs | n/a |",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in:\n{md}");

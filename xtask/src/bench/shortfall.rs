@@ -171,6 +171,26 @@ impl Report<'_> {
                     );
                 }
             }
+            if !self.fixed_rate_met() {
+                let label = format!("checkout at {}/s", self.args.order_rate);
+                let busy = self.share_of(&label).map_or_else(String::new, |share| {
+                    format!(
+                        " the machine was {:.0}% busy during it, and",
+                        share.machine_cores / cores as f64 * 100.0
+                    )
+                });
+                let _ = write!(
+                    text,
+                    " The fixed rate's latency:{busy} each step's tail is its wait in a queue: \
+                     p99 create call {}, reservation {}, \
+                     payment call {} (which waits for the order's `order.awaiting_payment` to \
+                     reach payment-service's replica), settlement {}.",
+                    format_ms(fixed.create_call.p99_ms),
+                    format_ms(fixed.reservation.p99_ms),
+                    format_ms(fixed.payment_call.p99_ms),
+                    format_ms(fixed.settlement.p99_ms)
+                );
+            }
             if let Some(share) = self.share_of("hot product")
                 && let Some(ms) = ms_per_unit(share.machine_cores, hot.decided_per_sec)
             {
