@@ -8,6 +8,16 @@ use loadgen::{CheckoutReport, HotReport, LatencySummary, RunReport, format_ms};
 
 use super::*;
 
+/// The issues' targets that the verdicts below and the shortfall section
+/// ([`super::shortfall`]) both judge by.
+pub(super) const SUSTAINED_TARGET_PER_SEC: f64 = 150.0;
+pub(super) const HOT_TARGET_PER_SEC: f64 = 500.0;
+pub(super) const GATEWAY_RATIO_TARGET: f64 = 0.7;
+pub(super) const GATEWAY_ADDED_P99_MS: f64 = 1.0;
+/// Half-load p99 bounds: product pages and suggestions, listings and search.
+pub(super) const PAGE_P99_MS: f64 = 5.0;
+pub(super) const READS_P99_MS: f64 = 15.0;
+
 pub(super) struct Overhead {
     pub(super) hello_sat: RunReport,
     pub(super) direct_sat: RunReport,
@@ -203,7 +213,7 @@ impl Report<'_> {
 
     pub(super) fn sustained_met(&self) -> bool {
         let s = &self.checkout_sustained;
-        s.paid_per_sec >= 150.0 && s.failed == 0
+        s.paid_per_sec >= SUSTAINED_TARGET_PER_SEC && s.failed == 0
     }
 
     pub(super) fn fixed_rate_met(&self) -> bool {
@@ -216,11 +226,16 @@ impl Report<'_> {
     }
 
     pub(super) fn hot_met(&self) -> bool {
-        self.hot.exact && self.hot.decided_per_sec >= 500.0
+        self.hot.exact && self.hot.decided_per_sec >= HOT_TARGET_PER_SEC
     }
 
     pub(super) fn added_p99_ms(&self) -> f64 {
         self.overhead.gateway_half.latency.p99_ms - self.overhead.direct_half.latency.p99_ms
+    }
+
+    /// How busy the whole machine was in `share`, in percent of all its cores.
+    pub(super) fn busy_percent(&self, share: &CpuShare) -> f64 {
+        share.machine_cores / self.machine.cores.max(1) as f64 * 100.0
     }
 
     /// The components with the cores each used in `share`, the busiest first.
@@ -366,7 +381,7 @@ impl Report<'_> {
             ratio(o.gateway_sat.ok_per_sec, o.direct_sat.ok_per_sec),
             o.gateway_sat.ok_per_sec,
             o.direct_sat.ok_per_sec,
-            verdict(self.gateway_ratio() >= 0.7)
+            verdict(self.gateway_ratio() >= GATEWAY_RATIO_TARGET)
         );
         let _ = writeln!(
             out,
@@ -375,7 +390,7 @@ impl Report<'_> {
             format_ms(o.gateway_half.latency.p99_ms),
             format_ms(o.direct_half.latency.p99_ms),
             o.gateway_half.target_rate.unwrap_or_default(),
-            verdict(added < 1.0)
+            verdict(added < GATEWAY_ADDED_P99_MS)
         );
         let _ = writeln!(
             out,
@@ -386,7 +401,7 @@ impl Report<'_> {
             format_ms(c.by_id_half.latency.p99_ms),
             verdict(
                 c.by_id_sat.ok_per_sec >= 0.6 * o.gateway_sat.ok_per_sec
-                    && c.by_id_half.latency.p99_ms <= 5.0
+                    && c.by_id_half.latency.p99_ms <= PAGE_P99_MS
             )
         );
         let mut reads = vec![(self.args.products, "listings of 20", &c.reads, false)];
@@ -417,7 +432,7 @@ impl Report<'_> {
                 "| {what} ({products} products) >= 3,000 req/s, p99 <= 15 ms at 50% | {:.0} req/s, p99 {}{afresh} | {} |",
                 sat.ok_per_sec,
                 format_ms(half.latency.p99_ms),
-                verdict(sat.ok_per_sec >= 3000.0 && half.latency.p99_ms <= 15.0)
+                verdict(sat.ok_per_sec >= 3000.0 && half.latency.p99_ms <= READS_P99_MS)
             );
         }
         let _ = writeln!(
@@ -425,7 +440,7 @@ impl Report<'_> {
             "| suggestions p99 <= 5 ms (at 50%) | p99 {} at {:.0} req/s | {} |",
             format_ms(c.reads.suggest_half.latency.p99_ms),
             c.reads.suggest_half.ok_per_sec,
-            verdict(c.reads.suggest_half.latency.p99_ms <= 5.0)
+            verdict(c.reads.suggest_half.latency.p99_ms <= PAGE_P99_MS)
         );
         let (r, sus, hot) = (&self.checkout_rate, &self.checkout_sustained, &self.hot);
         let _ = writeln!(
@@ -922,7 +937,7 @@ impl Report<'_> {
             let _ = writeln!(
                 out,
                 "| {label} | {:.0}% | {} |",
-                share.machine_cores / self.machine.cores.max(1) as f64 * 100.0,
+                self.busy_percent(share),
                 named.join(", ")
             );
         }
@@ -1009,7 +1024,7 @@ impl Report<'_> {
                 let _ = writeln!(
                     out,
                     "\nIn the sustained run the machine was {:.0}% busy; the largest single consumer was {} ({:.0}% of a core).",
-                    share.machine_cores / self.machine.cores.max(1) as f64 * 100.0,
+                    self.busy_percent(share),
                     component.name,
                     cores * 100.0
                 );

@@ -9,12 +9,11 @@ use std::fmt::Write as _;
 use loadgen::{RunReport, format_ms};
 
 use super::memory::CpuShare;
-use super::report::Report;
+use super::report::{
+    GATEWAY_ADDED_P99_MS, GATEWAY_RATIO_TARGET, HOT_TARGET_PER_SEC, PAGE_P99_MS, READS_P99_MS,
+    Report, SUSTAINED_TARGET_PER_SEC,
+};
 
-/// Targets of issue 12 and 13 that this section explains.
-const SUSTAINED_TARGET: f64 = 150.0;
-const HOT_TARGET: f64 = 500.0;
-const GATEWAY_RATIO_TARGET: f64 = 0.7;
 /// The bare hyper server's component in the memory log ([`super::memory`]).
 const HELLO_COMPONENT: &str = "hello-server (ceiling)";
 
@@ -47,16 +46,14 @@ pub(super) fn queued_not_slow(run: &RunReport, bound_ms: f64) -> bool {
 }
 
 impl Report<'_> {
-    fn share_of(&self, label: &str) -> Option<&CpuShare> {
-        self.memory.cpu_of(label)
-    }
-
-    fn component_cores(&self, share: &CpuShare, name: &str) -> Option<f64> {
+    /// Milliseconds of CPU component `name` spent per unit of work in `share`.
+    fn component_ms(&self, share: &CpuShare, name: &str, per_sec: f64) -> Option<f64> {
         self.memory
             .components
             .iter()
             .position(|component| component.name == name)
             .and_then(|index| share.cores.get(index).copied())
+            .and_then(|cores| ms_per_unit(cores, per_sec))
     }
 
     /// The largest consumers of `share`, as `name X ms` per unit at `per_sec`.
@@ -75,33 +72,37 @@ impl Report<'_> {
     pub(super) fn tails(&self) -> Vec<Tail<'_>> {
         let c = &self.catalog;
         let mut runs: Vec<(String, &RunReport, f64)> = vec![
-            ("product pages, 50%".to_owned(), &c.by_id_half, 5.0),
+            ("product pages, 50%".to_owned(), &c.by_id_half, PAGE_P99_MS),
             (
                 format!("listings of 20 ({} products), 50%", self.args.products),
                 &c.reads.listing_half,
-                15.0,
+                READS_P99_MS,
             ),
             (
                 format!("search of 20 ({} products), 50%", self.args.products),
                 &c.reads.search_half,
-                15.0,
+                READS_P99_MS,
             ),
-            ("suggestions, 50%".to_owned(), &c.reads.suggest_half, 5.0),
+            (
+                "suggestions, 50%".to_owned(),
+                &c.reads.suggest_half,
+                PAGE_P99_MS,
+            ),
         ];
         if let Some(large) = &self.large {
             runs.push((
                 format!("listings of 20 ({} products), 50%", large.products),
                 &large.reads.listing_half,
-                15.0,
+                READS_P99_MS,
             ));
             runs.push((
                 format!("search of 20 ({} products), 50%", large.products),
                 &large.reads.search_half,
-                15.0,
+                READS_P99_MS,
             ));
         }
         // The gateway's added p99 is judged against the direct run's p99 plus 1 ms.
-        let gateway_bound = self.overhead.direct_half.latency.p99_ms + 1.0;
+        let gateway_bound = self.overhead.direct_half.latency.p99_ms + GATEWAY_ADDED_P99_MS;
         runs.insert(
             0,
             (
@@ -139,18 +140,18 @@ impl Report<'_> {
 
         if checkout_missed {
             let mut text = String::from("- **Checkout: the machine's CPU per order.**");
-            if let Some(share) = self.share_of("checkout sustained")
+            if let Some(share) = self.memory.cpu_of("checkout sustained")
                 && let Some(machine_ms) = ms_per_unit(share.machine_cores, sustained.paid_per_sec)
             {
-                let budget = budget_ms(cores, SUSTAINED_TARGET);
+                let budget = budget_ms(cores, SUSTAINED_TARGET_PER_SEC);
                 let _ = write!(
                     text,
                     " In the sustained run the machine was {:.0}% busy and spent {machine_ms:.1} \
                      ms of CPU per paid order over all its processes (the load generator \
-                     included); {SUSTAINED_TARGET:.0} orders/s on {cores} cores leaves at most \
+                     included); {SUSTAINED_TARGET_PER_SEC:.0} orders/s on {cores} cores leaves at most \
                      {budget:.1} ms per order with every core busy, {:.1} times less. The \
                      largest shares per paid order: {}.",
-                    share.machine_cores / cores as f64 * 100.0,
+                    self.busy_percent(share),
                     machine_ms / budget,
                     self.largest_per_unit(share, sustained.paid_per_sec, 6)
                 );
@@ -173,12 +174,15 @@ impl Report<'_> {
             }
             if !self.fixed_rate_met() {
                 let label = format!("checkout at {}/s", self.args.order_rate);
-                let busy = self.share_of(&label).map_or_else(String::new, |share| {
-                    format!(
-                        " the machine was {:.0}% busy during it, and",
-                        share.machine_cores / cores as f64 * 100.0
-                    )
-                });
+                let busy = self
+                    .memory
+                    .cpu_of(&label)
+                    .map_or_else(String::new, |share| {
+                        format!(
+                            " the machine was {:.0}% busy during it, and",
+                            self.busy_percent(share)
+                        )
+                    });
                 let _ = write!(
                     text,
                     " The fixed rate's latency:{busy} each step's tail is its wait in a queue: \
@@ -191,17 +195,17 @@ impl Report<'_> {
                     format_ms(fixed.settlement.p99_ms)
                 );
             }
-            if let Some(share) = self.share_of("hot product")
+            if let Some(share) = self.memory.cpu_of("hot product")
                 && let Some(ms) = ms_per_unit(share.machine_cores, hot.decided_per_sec)
             {
                 let _ = write!(
                     text,
                     " The hot product's {:.0} decisions a second kept the machine {:.0}% busy, \
-                     {ms:.1} ms of CPU per decided order against {:.1} ms for {HOT_TARGET:.0}/s \
+                     {ms:.1} ms of CPU per decided order against {:.1} ms for {HOT_TARGET_PER_SEC:.0}/s \
                      (its largest: {}).",
                     hot.decided_per_sec,
-                    share.machine_cores / cores as f64 * 100.0,
-                    budget_ms(cores, HOT_TARGET),
+                    self.busy_percent(share),
+                    budget_ms(cores, HOT_TARGET_PER_SEC),
                     self.largest_per_unit(share, hot.decided_per_sec, 3)
                 );
             }
@@ -219,17 +223,16 @@ impl Report<'_> {
         if gateway_missed {
             let o = &self.overhead;
             let mut text = String::from("- **Gateway / direct: the second hop's CPU.**");
-            if let (Some(direct), Some(via)) =
-                (self.share_of("direct"), self.share_of("via gateway"))
-                && let (Some(direct_ms), Some(via_ms)) = (
-                    ms_per_unit(direct.machine_cores, o.direct_sat.ok_per_sec),
-                    ms_per_unit(via.machine_cores, o.gateway_sat.ok_per_sec),
-                )
-            {
+            if let (Some(direct), Some(via)) = (
+                self.memory.cpu_of("direct"),
+                self.memory.cpu_of("via gateway"),
+            ) && let (Some(direct_ms), Some(via_ms)) = (
+                ms_per_unit(direct.machine_cores, o.direct_sat.ok_per_sec),
+                ms_per_unit(via.machine_cores, o.gateway_sat.ok_per_sec),
+            ) {
                 let us = |ms: f64| ms * 1000.0;
                 let named = |share: &CpuShare, name: &str, per_sec: f64| {
-                    self.component_cores(share, name)
-                        .and_then(|cores| ms_per_unit(cores, per_sec))
+                    self.component_ms(share, name, per_sec)
                         .map_or_else(|| "n/a".to_owned(), |ms| format!("{:.0} µs", us(ms)))
                 };
                 let allowed = direct_ms / GATEWAY_RATIO_TARGET;
@@ -240,8 +243,8 @@ impl Report<'_> {
                      machine (product-service {}), through the gateway {:.0} µs (gateway {}, \
                      product-service {}). {:.0}% of direct allows {:.0} µs per request, so the \
                      second hop may cost {:.0} µs and cost {:.0} µs.",
-                    direct.machine_cores / cores as f64 * 100.0,
-                    via.machine_cores / cores as f64 * 100.0,
+                    self.busy_percent(direct),
+                    self.busy_percent(via),
                     us(direct_ms),
                     named(direct, "product-service", o.direct_sat.ok_per_sec),
                     us(via_ms),
@@ -255,18 +258,13 @@ impl Report<'_> {
                 // The least a hop can cost here: a relay that only serves a request and sends
                 // it on, at the bare hello server's CPU per request on each of its two sides,
                 // plus what product-service spends more per request when fed through a hop.
-                let hello_ms = self.share_of("hello-server").and_then(|share| {
-                    self.component_cores(share, HELLO_COMPONENT)
-                        .and_then(|cores| ms_per_unit(cores, o.hello_sat.ok_per_sec))
+                let hello_ms = self.memory.cpu_of("hello-server").and_then(|share| {
+                    self.component_ms(share, HELLO_COMPONENT, o.hello_sat.ok_per_sec)
                 });
-                let product_ms = |share: &CpuShare, per_sec: f64| {
-                    self.component_cores(share, "product-service")
-                        .and_then(|cores| ms_per_unit(cores, per_sec))
-                };
                 if let (Some(hello_ms), Some(direct_product), Some(via_product)) = (
                     hello_ms,
-                    product_ms(direct, o.direct_sat.ok_per_sec),
-                    product_ms(via, o.gateway_sat.ok_per_sec),
+                    self.component_ms(direct, "product-service", o.direct_sat.ok_per_sec),
+                    self.component_ms(via, "product-service", o.gateway_sat.ok_per_sec),
                 ) {
                     let fed_through_a_hop = (via_product - direct_product).max(0.0);
                     let bare_hop = 2.0 * hello_ms + fed_through_a_hop;
@@ -324,9 +322,9 @@ impl Report<'_> {
                 "| run | p99 | bound | served p99 | machine busy |\n|---|---|---|---|---|"
             );
             for tail in &tails {
-                let busy = self.share_of(&tail.run.label).map_or_else(
+                let busy = self.memory.cpu_of(&tail.run.label).map_or_else(
                     || "n/a".to_owned(),
-                    |share| format!("{:.0}%", share.machine_cores / cores as f64 * 100.0),
+                    |share| format!("{:.0}%", self.busy_percent(share)),
                 );
                 let _ = writeln!(
                     out,
