@@ -1,12 +1,19 @@
 //! gateway binary: configuration from `GATEWAY_CONFIG` and the environment, a runtime with
 //! `GATEWAY_WORKER_THREADS` workers (one by default, see [`gateway::config::worker_threads`]),
-//! telemetry, then the application until SIGTERM or Ctrl-C.
+//! telemetry, then the application until SIGTERM or Ctrl-C. It allocates with mimalloc.
 
 use std::process::ExitCode;
 
 use gateway::Application;
 use gateway::config::Config;
 use telemetry::TelemetryConfig;
+
+/// Every proxied request allocates and frees headers, URIs, bodies and span data on one
+/// worker thread: with glibc's malloc that was 9% of the gateway's CPU (README, "Where the
+/// gateway's CPU went"). mimalloc's thread-local free lists cut the gateway's CPU per proxied
+/// request by about 18% (53-58 to 42-48 µs, 8 s saturation runs alternated) at the same RSS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let runtime = gateway::config::worker_threads_from_environment().and_then(|workers| {
