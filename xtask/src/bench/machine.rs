@@ -74,7 +74,7 @@ impl CpuTicks {
 
     /// The share of the CPU time from `earlier` to `self` that was stolen; `None` when no time
     /// passed.
-    fn stolen_share_since(&self, earlier: &Self) -> Option<f64> {
+    pub(super) fn stolen_share_since(&self, earlier: &Self) -> Option<f64> {
         let total = self.total.checked_sub(earlier.total)?;
         let steal = self.steal.checked_sub(earlier.steal)?;
         (total > 0).then(|| steal as f64 / total as f64)

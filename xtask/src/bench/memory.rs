@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
+use super::machine::CpuTicks;
 use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,6 +68,10 @@ const TREE_SAMPLE_EVERY: u64 = 8;
 pub(super) struct CpuShare {
     pub(super) cores: Vec<f64>,
     pub(super) machine_cores: f64,
+    /// The share of the run's CPU time the hypervisor gave to other guests (`None`: not read):
+    /// a run whose processes all spent more per request than the runs beside it had less of
+    /// the machine than its busy share says.
+    pub(super) stolen: Option<f64>,
 }
 
 /// CPU counters at the start of a run.
@@ -74,6 +79,7 @@ pub(super) struct CpuSnapshot {
     pub(super) at: std::time::Instant,
     pub(super) ticks: Vec<u64>,
     pub(super) machine: (u64, u64),
+    pub(super) stolen: Option<CpuTicks>,
 }
 
 impl MemoryLog {
@@ -154,6 +160,7 @@ impl MemoryLog {
             at: std::time::Instant::now(),
             ticks: self.component_ticks(),
             machine: capacity::machine_ticks(),
+            stolen: CpuTicks::now(),
         }
     }
 
@@ -175,6 +182,9 @@ impl MemoryLog {
             CpuShare {
                 cores,
                 machine_cores,
+                stolen: before
+                    .stolen
+                    .and_then(|start| CpuTicks::now()?.stolen_share_since(&start)),
             },
         ));
     }

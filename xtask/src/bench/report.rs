@@ -922,11 +922,14 @@ impl Report<'_> {
         }
         let _ = writeln!(
             out,
-            "\nDuring the HTTP runs (sections 1 and 2): the machine's busy share and the three largest consumers, as shares of one core. Before each HTTP run the bench waits (at most {} s) until the machine has been below {:.0}% busy for a second, so that one run's aftermath (a JVM's collection or compilation, a relay catching up) is not charged to the next.\n",
+            "\nDuring the HTTP runs (sections 1 and 2): the machine's busy share, the share of its CPU time the hypervisor gave to other guests (stolen; counted as busy, so a run whose processes all spent more per request than the runs beside it had less of the machine), and the three largest consumers, as shares of one core. Before each HTTP run the bench waits (at most {} s) until the machine has been below {:.0}% busy for a second, so that one run's aftermath (a JVM's collection or compilation, a relay catching up) is not charged to the next.\n",
             super::run::SETTLE_MAX.as_secs(),
             super::run::SETTLED_BUSY_SHARE * 100.0
         );
-        let _ = writeln!(out, "| run | machine busy | largest |\n|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| run | machine busy | stolen | largest |\n|---|---|---|---|"
+        );
         for (label, share) in runs {
             let named: Vec<String> = self
                 .components_by_cores(share)
@@ -936,8 +939,9 @@ impl Report<'_> {
                 .collect();
             let _ = writeln!(
                 out,
-                "| {label} | {:.0}% | {} |",
+                "| {label} | {:.0}% | {} | {} |",
                 self.busy_percent(share),
+                stolen_percent(share),
                 named.join(", ")
             );
         }
@@ -1223,6 +1227,14 @@ pub(super) fn signed_ms(ms: f64) -> String {
     }
 }
 
+/// The share of a run's CPU time the hypervisor took, as the report prints it.
+pub(super) fn stolen_percent(share: &CpuShare) -> String {
+    share.stolen.map_or_else(
+        || "n/a".to_owned(),
+        |stolen| format!("{:.1}%", stolen * 100.0),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -1362,6 +1374,7 @@ mod tests {
                     CpuShare {
                         cores: vec![0.25, 0.5],
                         machine_cores: 1.9,
+                        stolen: Some(0.02),
                     },
                 ),
                 (
@@ -1369,6 +1382,7 @@ mod tests {
                     CpuShare {
                         cores: vec![0.25, 0.5],
                         machine_cores: 1.9,
+                        stolen: Some(0.02),
                     },
                 ),
                 (
@@ -1376,6 +1390,7 @@ mod tests {
                     CpuShare {
                         cores: vec![0.1, 0.7],
                         machine_cores: 1.6,
+                        stolen: Some(0.02),
                     },
                 ),
                 (
@@ -1383,6 +1398,7 @@ mod tests {
                     CpuShare {
                         cores: vec![0.0, 0.0, 0.0, 0.8],
                         machine_cores: 1.8,
+                        stolen: Some(0.02),
                     },
                 ),
                 (
@@ -1390,6 +1406,7 @@ mod tests {
                     CpuShare {
                         cores: vec![0.0, 0.0, 1.2],
                         machine_cores: 1.8,
+                        stolen: Some(0.02),
                     },
                 ),
                 (
@@ -1397,6 +1414,7 @@ mod tests {
                     CpuShare {
                         cores: vec![0.0, 0.8, 0.6],
                         machine_cores: 1.8,
+                        stolen: Some(0.02),
                     },
                 ),
             ],
@@ -1572,14 +1590,14 @@ mod tests {
             "export a share of 0.01 of the traces",
             "checkout 10 s per run, after 5 s of unmeasured checkout |",
             "Before the measured runs, 5 s of the sustained run's flows, unmeasured",
-            "| search | 80% | gateway 70%, postgres 10% |",
+            "| search | 80% | 2.0% | gateway 70%, postgres 10% |",
             "| orders the stack held at start | 125000 (an aged stack",
             "## What holds the targets that are not met",
             "the machine was 95% busy and spent 387.8 ms of CPU per paid order",
             "150 orders/s on 2 cores leaves at most 13.3 ms per order",
             "The largest shares per paid order: gateway 102.0 ms, postgres 51.0 ms.",
             "The fixed rate's latency: each step's tail is its wait in a queue: p99 create call 10 ms, reservation 240 ms, payment call 30 ms",
-            "| listings of 20 (1000 products), 50% | 500 ms | 15 ms | 0 µs | n/a |",
+            "| listings of 20 (1000 products), 50% | 500 ms | 15 ms | 0 µs | n/a | n/a |",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
         }
@@ -1612,5 +1630,13 @@ mod tests {
         assert_eq!(ratio(1.0, 0.0), "n/a");
         assert_eq!(signed_ms(-0.25), "-250 µs");
         assert_eq!(signed_ms(1.5), "+1.50 ms");
+        let mut share = CpuShare {
+            cores: Vec::new(),
+            machine_cores: 1.0,
+            stolen: Some(0.0345),
+        };
+        assert_eq!(stolen_percent(&share), "3.5%");
+        share.stolen = None;
+        assert_eq!(stolen_percent(&share), "n/a");
     }
 }

@@ -11,7 +11,7 @@ use loadgen::{RunReport, format_ms};
 use super::memory::CpuShare;
 use super::report::{
     GATEWAY_ADDED_P99_MS, GATEWAY_RATIO_TARGET, HOT_TARGET_PER_SEC, PAGE_P99_MS, READS_P99_MS,
-    Report, SUSTAINED_TARGET_PER_SEC,
+    Report, SUSTAINED_TARGET_PER_SEC, stolen_percent,
 };
 
 /// The bare hyper server's component in the memory log ([`super::memory`]).
@@ -319,16 +319,21 @@ impl Report<'_> {
             let _ = writeln!(out, "{text}\n");
             let _ = writeln!(
                 out,
-                "| run | p99 | bound | served p99 | machine busy |\n|---|---|---|---|---|"
+                "| run | p99 | bound | served p99 | machine busy | stolen |\n|---|---|---|---|---|---|"
             );
             for tail in &tails {
-                let busy = self.memory.cpu_of(&tail.run.label).map_or_else(
-                    || "n/a".to_owned(),
-                    |share| format!("{:.0}%", self.busy_percent(share)),
+                let (busy, stolen) = self.memory.cpu_of(&tail.run.label).map_or_else(
+                    || ("n/a".to_owned(), "n/a".to_owned()),
+                    |share| {
+                        (
+                            format!("{:.0}%", self.busy_percent(share)),
+                            stolen_percent(share),
+                        )
+                    },
                 );
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {busy} |",
+                    "| {} | {} | {} | {} | {busy} | {stolen} |",
                     tail.name,
                     format_ms(tail.run.latency.p99_ms),
                     format_ms(tail.bound_ms),
