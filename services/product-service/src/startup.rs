@@ -11,7 +11,7 @@ use mongodb::Database;
 use secrecy::ExposeSecret as _;
 use web::{Lifecycle, Readiness};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, AppStateParts};
 use crate::catalog::Catalog;
 use crate::catalog::feed::CatalogFeed;
 use crate::catalog::writes::CatalogWrites;
@@ -102,7 +102,7 @@ impl Application {
             }
             None => None,
         };
-        let state = AppState {
+        let state = AppState::new(AppStateParts {
             verifier: TokenVerifier::new(
                 keys,
                 &config.tokens.jwt.issuer,
@@ -116,7 +116,7 @@ impl Application {
                 relay_wake: wake.products.clone(),
             },
             views: api::views::RenderedViews::default(),
-        };
+        });
         let router = web::documented_service_router::<api::ApiDoc>(
             "product-service",
             config.server.request_timeout,
