@@ -31,32 +31,7 @@ pub fn ticks(pids: &[u32]) -> u64 {
         .sum()
 }
 
-/// Busy and total jiffies of the whole machine (`/proc/stat`), for what no process list shows
-/// (the load generator, short-lived processes).
-pub fn machine_ticks() -> (u64, u64) {
-    let Ok(text) = fs::read_to_string("/proc/stat") else {
-        return (0, 0);
-    };
-    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0);
-    };
-    let values: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = values.iter().sum();
-    // idle and iowait
-    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
-}
-
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux this runs on).
-/// The machine's busy share between two [`machine_ticks`] readings; `None` when no time passed.
-pub fn busy_share((busy0, total0): (u64, u64), (busy, total): (u64, u64)) -> Option<f64> {
-    (total > total0).then(|| busy.saturating_sub(busy0) as f64 / (total - total0) as f64)
-}
-
 pub fn clock_ticks_per_sec() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")

@@ -46,6 +46,8 @@ pub(super) struct CpuTicks {
     /// user + nice + system + idle + iowait + irq + softirq + steal (guest time is already
     /// inside user and nice).
     total: u64,
+    /// All of it but idle and iowait (steal included: the machine could not run anything else).
+    busy: u64,
     /// Time a virtual CPU was ready to run but the hypervisor ran something else.
     steal: u64,
 }
@@ -66,10 +68,20 @@ impl CpuTicks {
             .map(str::parse::<u64>)
             .collect::<Result<Vec<_>, _>>()
             .ok()?;
+        let total = values.iter().sum::<u64>();
         Some(Self {
-            total: values.iter().sum(),
+            total,
+            busy: total - values.get(3)? - values.get(4)?,
             steal: *values.get(7)?,
         })
+    }
+
+    /// The share of the CPU time from `earlier` to `self` that was busy; `None` when no time
+    /// passed.
+    pub(super) fn busy_share_since(&self, earlier: &Self) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total)?;
+        let busy = self.busy.checked_sub(earlier.busy)?;
+        (total > 0).then(|| busy as f64 / total as f64)
     }
 
     /// The share of the CPU time from `earlier` to `self` that was stolen; `None` when no time
@@ -155,6 +167,7 @@ mod tests {
             earlier,
             Some(CpuTicks {
                 total: 1000,
+                busy: 190,
                 steal: 35
             })
         );
@@ -163,6 +176,8 @@ mod tests {
         };
         // 1,000 ticks passed, 135 of them stolen; guest time (7) is not counted twice.
         assert_eq!(later.stolen_share_since(&earlier), Some(0.135));
+        // 290 of them busy: everything but idle (700) and iowait (10), steal included.
+        assert_eq!(later.busy_share_since(&earlier), Some(0.29));
         assert_eq!(earlier.stolen_share_since(&earlier), None);
         assert_eq!(earlier.stolen_share_since(&later), None);
         assert_eq!(CpuTicks::parse("cpu0 1 2 3\n"), None);

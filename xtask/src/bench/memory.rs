@@ -78,8 +78,8 @@ pub(super) struct CpuShare {
 pub(super) struct CpuSnapshot {
     pub(super) at: std::time::Instant,
     pub(super) ticks: Vec<u64>,
-    pub(super) machine: (u64, u64),
-    pub(super) stolen: Option<CpuTicks>,
+    /// The machine's counters (`None`: `/proc/stat` could not be read).
+    pub(super) machine: Option<CpuTicks>,
 }
 
 impl MemoryLog {
@@ -159,8 +159,7 @@ impl MemoryLog {
         CpuSnapshot {
             at: std::time::Instant::now(),
             ticks: self.component_ticks(),
-            machine: capacity::machine_ticks(),
-            stolen: CpuTicks::now(),
+            machine: CpuTicks::now(),
         }
     }
 
@@ -173,8 +172,11 @@ impl MemoryLog {
             .zip(&before.ticks)
             .map(|(after, before)| after.saturating_sub(*before) as f64 / hz / secs)
             .collect();
-        let machine_share =
-            capacity::busy_share(before.machine, capacity::machine_ticks()).unwrap_or(0.0);
+        // One reading of the machine's counters for both its busy and its stolen share.
+        let machine = before.machine.zip(CpuTicks::now());
+        let machine_share = machine
+            .and_then(|(start, end)| end.busy_share_since(&start))
+            .unwrap_or(0.0);
         let machine_cores =
             machine_share * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         self.cpu.push((
@@ -182,9 +184,7 @@ impl MemoryLog {
             CpuShare {
                 cores,
                 machine_cores,
-                stolen: before
-                    .stolen
-                    .and_then(|start| CpuTicks::now()?.stolen_share_since(&start)),
+                stolen: machine.and_then(|(start, end)| end.stolen_share_since(&start)),
             },
         ));
     }

@@ -24,9 +24,11 @@ pub(super) const SETTLE_MAX: Duration = Duration::from_secs(30);
 fn settle() -> Duration {
     let started = Instant::now();
     while started.elapsed() < SETTLE_MAX {
-        let before = crate::capacity::machine_ticks();
+        let before = machine::CpuTicks::now();
         thread::sleep(Duration::from_secs(1));
-        let share = crate::capacity::busy_share(before, crate::capacity::machine_ticks());
+        let share = before
+            .zip(machine::CpuTicks::now())
+            .and_then(|(start, end)| end.busy_share_since(&start));
         if share.is_none_or(|share| share <= SETTLED_BUSY_SHARE) {
             break;
         }
